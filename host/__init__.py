@@ -1,0 +1,1 @@
+"""s2eprop host runtime: config, data, partitioning, images, transport, training loop and CLI."""

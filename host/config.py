@@ -1,0 +1,219 @@
+"""Host layer: the experiment configuration (network, training, partition, dataset) and its YAML form.
+
+Every section is a frozen dataclass with the reference values of the authors' C code as defaults
+(reference notes, section 2 and 10). `load_config` validates a YAML file and names the offending key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from host.errors import ConfigError
+
+SURROGATES = ("multi_gaussian", "triangle")
+FEEDBACKS = ("symmetric", "random")
+READOUT_PLACEMENTS = ("shared", "extra")
+DATASET_KINDS = ("synth", "gsc", "npz")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Sizes and neuron/surrogate parameters of the ALIF SRNN."""
+
+    n_in: int = 80
+    n_rec: int = 120
+    n_out: int = 12
+    n_steps: int = 100
+    dt_ms: float = 1.0
+    tau_m_ms: float = 5.0
+    tau_a_ms: float = 150.0
+    tau_out_ms: float = 10.0
+    v_th: float = 1.6
+    beta: float = 0.184
+    surrogate: str = "multi_gaussian"
+    # multi-Gaussian surrogate (Yin et al. 2021): gamma * [(1+h) N(u;0,s) - h N(u;s,k s) - h N(u;-s,k s)]
+    mg_gamma: float = 0.5
+    mg_sigma: float = 0.5
+    mg_scale: float = 6.0
+    mg_height: float = 0.15
+    # Bellec's triangle: (gamma_pd / v_th) * max(0, 1 - |u / v_th|)
+    triangle_gamma: float = 0.3
+
+    def decays(self) -> tuple[float, float, float]:
+        """(alpha, rho, kappa) as float32 values, computed in double like the authors' code."""
+        import numpy as np
+
+        def decay(tau_ms: float) -> float:
+            return float(np.float32(math.exp(float(np.float32(-self.dt_ms) / np.float32(tau_ms)))))
+
+        return decay(self.tau_m_ms), decay(self.tau_a_ms), decay(self.tau_out_ms)
+
+    @property
+    def n_weights(self) -> int:
+        return self.n_in * self.n_rec + self.n_rec * self.n_rec + self.n_rec * self.n_out
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser and schedule (authors' C defaults: batch 1, Adam, lr x0.3 every 2 epochs)."""
+
+    epochs: int = 1
+    batch_size: int = 1
+    lr: float = 0.01
+    lr_decay: float = 0.3
+    lr_decay_every_epochs: int = 2
+    adam_b1: float = 0.9
+    adam_b2: float = 0.999
+    adam_eps: float = 1e-5
+    l2: float = 1e-5
+    feedback: str = "symmetric"
+    seed: int = 0
+    max_samples: int | None = None
+    checkpoint_every_samples: int = 0
+
+
+@dataclass(frozen=True)
+class PartitionConfig:
+    """How the network is split over cores: neurons per neuron core and where the readout lives."""
+
+    neurons_per_core: int = 10
+    readout: str = "shared"  # "shared": core 0 also reduces the readout; "extra": one more core does
+    arena_limit_bytes: int = 96 * 1024
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Which data to train on: the built-in synthetic keywords, a GSC folder or a features .npz."""
+
+    kind: str = "synth"
+    path: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    partition: PartitionConfig = field(default_factory=PartitionConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+
+    def validate(self) -> "ExperimentConfig":
+        n, t, p, d = self.network, self.train, self.partition, self.dataset
+        for name in ("n_in", "n_rec", "n_out", "n_steps"):
+            if getattr(n, name) < 1:
+                raise ConfigError(f"network.{name} must be >= 1, got {getattr(n, name)}")
+        for name in ("dt_ms", "tau_m_ms", "tau_a_ms", "tau_out_ms", "v_th"):
+            if not getattr(n, name) > 0:
+                raise ConfigError(f"network.{name} must be > 0, got {getattr(n, name)}")
+        _choice("network.surrogate", n.surrogate, SURROGATES)
+        _choice("train.feedback", t.feedback, FEEDBACKS)
+        _choice("partition.readout", p.readout, READOUT_PLACEMENTS)
+        _choice("dataset.kind", d.kind, DATASET_KINDS)
+        if t.epochs < 1 or t.batch_size < 1:
+            raise ConfigError(f"train.epochs and train.batch_size must be >= 1, got {t.epochs}, {t.batch_size}")
+        if t.max_samples is not None and t.max_samples < 1:
+            raise ConfigError(f"train.max_samples must be >= 1 or null, got {t.max_samples}")
+        if not t.lr > 0:
+            raise ConfigError(f"train.lr must be > 0, got {t.lr}")
+        if p.neurons_per_core < 1:
+            raise ConfigError(f"partition.neurons_per_core must be >= 1, got {p.neurons_per_core}")
+        if d.kind in ("gsc", "npz") and not d.path:
+            raise ConfigError(f"dataset.kind {d.kind!r} needs dataset.path")
+        return self
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} is {value!r}; choose one of {', '.join(allowed)}")
+
+
+def _section(cls: type, key: str, raw: Any) -> Any:
+    if raw is None:
+        return cls()
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"section {key!r} must be a mapping, got {type(raw).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {key!r}: {', '.join(unknown)}; known: {', '.join(known)}")
+    values: dict[str, Any] = {}
+    defaults = cls()
+    for name, value in raw.items():
+        default = getattr(defaults, name)
+        values[name] = _coerce(f"{key}.{name}", value, default)
+    return cls(**values)
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    if isinstance(default, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return dict(value)
+    return value  # Optional fields (None default): checked by validate()
+
+
+def config_from_dict(raw: Mapping[str, Any] | None) -> ExperimentConfig:
+    raw = dict(raw or {})
+    sections = {"network": NetworkConfig, "train": TrainConfig, "partition": PartitionConfig}
+    unknown = sorted(set(raw) - set(sections) - {"dataset"})
+    if unknown:
+        raise ConfigError(f"unknown top-level key(s): {', '.join(unknown)}; known: network, train, partition, dataset")
+    parts = {name: _section(cls, name, raw.get(name)) for name, cls in sections.items()}
+    parts["dataset"] = _dataset_section(raw.get("dataset"))
+    return ExperimentConfig(**parts).validate()
+
+
+def _dataset_section(raw: Any) -> DatasetConfig:
+    if raw is None:
+        return DatasetConfig()
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"section 'dataset' must be a mapping, got {type(raw).__name__}")
+    raw = dict(raw)
+    if "kind" not in raw:
+        raise ConfigError("dataset needs a 'kind' (synth, gsc or npz)")
+    kind = raw.pop("kind")
+    path = raw.pop("path", None)
+    return DatasetConfig(kind=str(kind), path=None if path is None else str(path), options=raw)
+
+
+def load_config(path: str | Path | None) -> ExperimentConfig:
+    """Read and validate an experiment YAML; `None` gives the reference defaults."""
+    if path is None:
+        return ExperimentConfig().validate()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return config_from_dict(raw)
+
+
+def with_overrides(cfg: ExperimentConfig, **train_overrides: Any) -> ExperimentConfig:
+    """Apply command-line overrides (None means 'not given') to the train section."""
+    given = {k: v for k, v in train_overrides.items() if v is not None}
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **given)).validate()

@@ -1,0 +1,104 @@
+"""Host layer: the in-memory dataset every trainer consumes, and the features `.npz` format.
+
+A features file holds `x` (N, T, n_in) float32, `y` (N,) int, optional `labels` (class names in
+index order) and optional `x_test` / `y_test`. Samples are trained in file order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from host.errors import DataError
+
+# One label order everywhere (features files, weights files, reports): the 10 keywords of the
+# 12-class GSC task, then "unknown" (any other word) and "silence" (background noise).
+KWS_LABELS: tuple[str, ...] = (
+    "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "unknown", "silence",
+)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Features and labels of a train split and an optional test split."""
+
+    x_train: np.ndarray  # (N, T, n_in) float32
+    y_train: np.ndarray  # (N,) int64
+    labels: tuple[str, ...]
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        _check_split("train", self.x_train, self.y_train, len(self.labels))
+        if (self.x_test is None) != (self.y_test is None):
+            raise DataError(f"dataset {self.name}: x_test and y_test must be given together")
+        if self.x_test is not None:
+            _check_split("test", self.x_test, self.y_test, len(self.labels))
+            if self.x_test.shape[1:] != self.x_train.shape[1:]:
+                raise DataError(
+                    f"dataset {self.name}: x_test frames {self.x_test.shape[1:]} differ from x_train {self.x_train.shape[1:]}"
+                )
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def n_in(self) -> int:
+        return int(self.x_train.shape[2])
+
+    def save_npz(self, path: str | Path) -> Path:
+        """Write the features `.npz` of the CLI, atomically."""
+        from host.files import atomic_write
+
+        arrays = {"x": self.x_train, "y": self.y_train, "labels": np.asarray(self.labels)}
+        if self.x_test is not None:
+            arrays["x_test"] = self.x_test
+            arrays["y_test"] = self.y_test
+        return atomic_write(Path(path), lambda f: np.savez_compressed(f, **arrays))
+
+
+def _check_split(split: str, x: np.ndarray, y: np.ndarray | None, n_labels: int) -> None:
+    if x.ndim != 3:
+        raise DataError(f"{split} features must have shape (N, steps, inputs), got {x.shape}")
+    if x.dtype != np.float32:
+        raise DataError(f"{split} features must be float32, got {x.dtype}")
+    if y is None or y.ndim != 1 or len(y) != len(x):
+        raise DataError(f"{split} labels must have shape ({len(x)},), got {None if y is None else y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{split} labels must be integers, got {y.dtype}")
+    if len(y) and (y.min() < 0 or y.max() >= n_labels):
+        raise DataError(f"{split} labels must lie in 0..{n_labels - 1}, got {y.min()}..{y.max()}")
+    if not np.all(np.isfinite(x)):
+        raise DataError(f"{split} features contain NaN or infinity")
+
+
+def load_npz_dataset(path: str | Path) -> Dataset:
+    """Load a features `.npz` (see module docstring) with clear errors for wrong keys, shapes, dtypes."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"dataset file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"dataset file {path} is not a readable .npz: {exc}") from None
+    missing = [k for k in ("x", "y") if k not in arrays]
+    if missing:
+        raise DataError(f"dataset file {path} lacks key(s) {', '.join(missing)}; has {', '.join(sorted(arrays))}")
+    if "labels" in arrays:
+        labels = tuple(str(s) for s in arrays["labels"].tolist())
+    else:
+        n_classes = int(arrays["y"].max()) + 1 if arrays["y"].size else 1
+        labels = KWS_LABELS if n_classes <= len(KWS_LABELS) else tuple(str(i) for i in range(n_classes))
+    try:
+        return Dataset(
+            x_train=arrays["x"], y_train=arrays["y"].astype(np.int64, copy=False), labels=labels,
+            x_test=arrays.get("x_test"),
+            y_test=None if arrays.get("y_test") is None else arrays["y_test"].astype(np.int64, copy=False),
+            name=path.name,
+        )
+    except DataError as exc:
+        raise DataError(f"dataset file {path}: {exc}") from None
