@@ -1,0 +1,227 @@
+"""Golden E-prop model: agreement with the authors' C code and the rules of section 10."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from host.config import NetworkConfig, TrainConfig
+from host.errors import DataError
+from host.reference.golden import AdamState, GoldenModel, random_feedback, surrogate
+from host.weights import Weights, init_weights
+
+FIXTURE = "authors_c_6_samples.npz"
+NET = NetworkConfig()
+TRAIN = TrainConfig()
+
+
+def fixture_path() -> Path:
+    env = os.environ.get("S2EPROP_FIXTURES")
+    if env:
+        p = Path(env)
+        return p if p.is_file() else p / FIXTURE
+    return Path(__file__).resolve().parents[2].parent / "shared/reference/fixtures" / FIXTURE
+
+
+@pytest.fixture(scope="module")
+def authors() -> dict[str, np.ndarray]:
+    path = fixture_path()
+    if not path.is_file():
+        pytest.skip(f"authors' C fixture not found at {path} (set S2EPROP_FIXTURES)")
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="module")
+def authors_run(authors: dict[str, np.ndarray]) -> tuple[GoldenModel, list]:
+    model = GoldenModel(NET, TRAIN, Weights(authors["w_in_init"], authors["w_rec_init"], authors["w_out_init"]))
+    model.start_epoch(0)
+    results = [model.train_batch(authors["x"][i:i + 1], authors["y"][i:i + 1]) for i in range(6)]
+    return model, results
+
+
+def sample_batch(n: int, seed: int = 0, net: NetworkConfig = NET) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = (3 * rng.standard_normal((n, net.n_steps, net.n_in))).astype(np.float32)
+    return x, rng.integers(0, net.n_out, n)
+
+
+def rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+def test_losses_and_predictions_match_authors(authors, authors_run) -> None:
+    """Per-sample CE within 1e-5, identical predictions, output_mean within 1e-5 of the C code."""
+    _, results = authors_run
+    loss = np.array([r.loss[0] for r in results])
+    pred = np.array([r.pred[0] for r in results])
+    out = np.stack([r.output_mean[0] for r in results])
+    print(f"max loss diff vs authors: {np.abs(loss - authors['loss']).max():.3g}")
+    np.testing.assert_allclose(loss, authors["loss"], rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(pred, authors["pred"])
+    np.testing.assert_allclose(out, authors["output_mean"], rtol=0, atol=1e-5)
+    assert all(r.spikes[0] > 0 for r in results)
+
+
+def test_final_weights_match_authors(authors, authors_run) -> None:
+    """After six per-sample Adam steps every matrix is within 1e-5 of max|w| of the C code's."""
+    model, _ = authors_run
+    for key in ("w_in", "w_rec", "w_out"):
+        got, want = getattr(model.weights, key), authors[key]
+        assert got.dtype == np.float32
+        moved = np.abs(want - authors[f"{key}_init"]).max()
+        err = rel(got, want)
+        print(f"{key}: max diff / max|w| = {err:.3g} (weights moved by up to {moved:.3g})")
+        assert err < 1e-5
+        assert moved > 1e-3
+
+
+def test_rec_diagonal_changes_only_by_l2() -> None:
+    """Self-weights get a zero e-prop gradient; one step moves them by Adam on g = 2*l2*W only."""
+    w = init_weights(NET, 3)
+    x, y = sample_batch(1, seed=3)
+    model = GoldenModel(NET, TRAIN, w)
+    grads, _ = model.gradients(x, y)
+    assert np.all(np.diag(grads["w_rec"]) == 0)
+    assert np.abs(grads["w_rec"]).max() > 0
+    model.train_batch(x, y)
+    d = np.diag(w.w_rec).astype(np.float64)
+    g = 2 * TRAIN.l2 * d
+    b1, b2 = TRAIN.adam_b1, TRAIN.adam_b2
+    m, v = (1 - b1) * g, (1 - b2) * g * g
+    lr_t = TRAIN.lr * math.sqrt(1 - b2) / (1 - b1)
+    expected = d - lr_t * m / (np.sqrt(v) + TRAIN.adam_eps)
+    np.testing.assert_allclose(np.diag(model.weights.w_rec), expected, rtol=1e-6, atol=1e-9)
+    assert np.abs(np.diag(model.weights.w_rec) - d).max() > 1e-6
+
+
+def test_batch_of_identical_samples_equals_batch_one() -> None:
+    """A batch of copies of one sample takes the same Adam step as that sample alone."""
+    w = init_weights(NET, 4)
+    x, y = sample_batch(1, seed=4)
+    single = GoldenModel(NET, TRAIN, w)
+    single.train_batch(x, y)
+    for copies in (2, 3):
+        batched = GoldenModel(NET, dataclasses.replace(TRAIN, batch_size=copies), w)
+        r = batched.train_batch(np.repeat(x, copies, axis=0), np.repeat(y, copies))
+        assert np.all(r.loss == r.loss[0]) and np.all(r.spikes == r.spikes[0])
+        for key in ("w_in", "w_rec", "w_out"):
+            np.testing.assert_allclose(getattr(batched.weights, key), getattr(single.weights, key), rtol=0, atol=1e-6)
+
+
+def test_batch_of_two_is_mean_of_single_gradients() -> None:
+    """gradients() of a batch of two different samples is the mean of their single-sample gradients."""
+    w = init_weights(NET, 5)
+    x, y = sample_batch(2, seed=5)
+    model = GoldenModel(NET, TRAIN, w)
+    both, r = model.gradients(x, y)
+    g0, r0 = model.gradients(x[:1], y[:1])
+    g1, r1 = model.gradients(x[1:], y[1:])
+    np.testing.assert_allclose(r.loss, [r0.loss[0], r1.loss[0]], rtol=1e-6)
+    for key in both:
+        assert rel(both[key], (g0[key] + g1[key]) / 2) < 1e-5
+        assert rel(g0[key], g1[key]) > 1e-2  # the samples really differ
+
+
+def test_options_change_learning_only() -> None:
+    """Triangle surrogate and random feedback change the gradients, not the forward pass or g_out."""
+    w = init_weights(NET, 6)
+    x, y = sample_batch(1, seed=6)
+    base_g, base_r = GoldenModel(NET, TRAIN, w).gradients(x, y)
+    tri_g, tri_r = GoldenModel(dataclasses.replace(NET, surrogate="triangle"), TRAIN, w).gradients(x, y)
+    rnd_train = dataclasses.replace(TRAIN, feedback="random")
+    rnd_g, rnd_r = GoldenModel(NET, rnd_train, w).gradients(x, y)
+    for r in (tri_r, rnd_r):
+        np.testing.assert_array_equal(r.output_mean, base_r.output_mean)
+        np.testing.assert_array_equal(r.loss, base_r.loss)
+    for g in (tri_g, rnd_g):
+        np.testing.assert_array_equal(g["w_out"], base_g["w_out"])
+        assert rel(g["w_in"], base_g["w_in"]) > 1e-2 and rel(g["w_rec"], base_g["w_rec"]) > 1e-2
+    # An explicit feedback matrix equal to W_out gives back symmetric e-prop.
+    sym_g, _ = GoldenModel(NET, rnd_train, w, feedback=w.w_out).gradients(x, y)
+    for key in base_g:
+        np.testing.assert_array_equal(sym_g[key], base_g[key])
+    b = random_feedback(NET, rnd_train.seed)
+    assert b.shape == (NET.n_rec, NET.n_out) and b.dtype == np.float32
+    assert 0.5 < b.std() * math.sqrt(NET.n_rec) < 1.5
+
+
+def test_lr_schedule() -> None:
+    """lr is unchanged at epochs 0, 1, 3 and multiplied by 0.3 (float32) at epochs 2 and 4."""
+    model = GoldenModel(NET, TRAIN, init_weights(NET, 0))
+    lrs = []
+    for epoch in range(5):
+        model.start_epoch(epoch)
+        lrs.append(model.adam.lr)
+    f = np.float32
+    lr0, d = f(TRAIN.lr), f(TRAIN.lr_decay)
+    assert lrs == [lr0, lr0, f(lr0 * d), f(lr0 * d), f(f(lr0 * d) * d)]
+    assert all(isinstance(lr, np.float32) for lr in lrs)
+
+
+def _gauss(u: float, mu: float, s: float) -> float:
+    return math.exp(-(u - mu) ** 2 / (2 * s * s)) / math.sqrt(2 * math.pi) / s
+
+
+@pytest.mark.parametrize("u", [-4.0, -1.6, -0.5, -0.1, 0.0, 0.25, 0.8, 2.0])
+def test_surrogate_values(u: float) -> None:
+    """psi matches a float64 hand computation of the multi-Gaussian and of Bellec's triangle."""
+    mg = 0.5 * (1.15 * _gauss(u, 0, 0.5) - 0.15 * _gauss(u, 0.5, 3.0) - 0.15 * _gauss(u, -0.5, 3.0))
+    got32 = surrogate(np.array([u], np.float32), NET)[0]
+    assert got32.dtype == np.float32
+    assert abs(float(got32) - mg) <= 1e-6 * abs(mg) + 1e-9
+    assert abs(float(surrogate(np.array([u]), NET, np.float64)[0]) - mg) <= 1e-12
+    tri = dataclasses.replace(NET, surrogate="triangle")
+    want = 0.3 / 1.6 * max(0.0, 1 - abs(u / 1.6))
+    assert abs(float(surrogate(np.array([u]), tri, np.float64)[0]) - want) <= 1e-15
+    assert abs(float(surrogate(np.array([u], np.float32), tri)[0]) - want) <= 1e-7
+
+
+def test_float64_mode_runs_in_double() -> None:
+    """dtype=float64 keeps weights, Adam state and outputs in float64 and stays close to float32."""
+    net = NetworkConfig(n_in=10, n_rec=12, n_out=3, n_steps=20)
+    w = init_weights(net, 7)
+    x, y = sample_batch(2, seed=7, net=net)
+    m64 = GoldenModel(net, TRAIN, w, dtype=np.float64)
+    r = m64.train_batch(x, y)
+    assert r.output_mean.dtype == np.float64 and m64.weights.w_in.dtype == np.float64
+    assert m64.adam.m["w_in"].dtype == np.float64 and m64.adam.t == 1
+    r32 = GoldenModel(net, TRAIN, w).forward(x, y)
+    np.testing.assert_allclose(r.output_mean, r32.output_mean, atol=1e-5)
+
+
+def test_forward_does_not_learn() -> None:
+    """forward() leaves weights and Adam untouched and agrees with the training pass."""
+    w = init_weights(NET, 8)
+    x, y = sample_batch(2, seed=8)
+    model = GoldenModel(NET, TRAIN, w)
+    r = model.forward(x, y)
+    assert model.adam.t == 0 and np.array_equal(model.weights.w_in, w.w_in)
+    _, rg = model.gradients(x, y)
+    np.testing.assert_array_equal(r.output_mean, rg.output_mean)
+    np.testing.assert_array_equal(r.loss, rg.loss)
+    assert np.isnan(model.forward(x).loss).all()
+    assert r.l2_loss == pytest.approx(TRAIN.l2 * sum(float(np.sum(a.astype(np.float64) ** 2)) for a in w.as_dict().values()))
+
+
+def test_adam_state_zeros_and_copy() -> None:
+    """AdamState.zeros starts at t=0, lr and beta powers in float32; copy() is deep."""
+    a = AdamState.zeros(NET, TRAIN)
+    assert a.t == 0 and a.lr == np.float32(0.01) and a.b1_pow == np.float32(0.9) and a.b2_pow == np.float32(0.999)
+    assert a.m["w_rec"].shape == (NET.n_rec, NET.n_rec) and a.v["w_out"].dtype == np.float32
+    b = a.copy()
+    b.m["w_in"][0, 0] = 1
+    assert a.m["w_in"][0, 0] == 0
+
+
+def test_bad_input_shapes_are_rejected() -> None:
+    """Wrong input shape or out-of-range labels raise DataError naming the problem."""
+    model = GoldenModel(NET, TRAIN, init_weights(NET, 0))
+    with pytest.raises(DataError, match="shape"):
+        model.forward(np.zeros((1, 50, NET.n_in), np.float32))
+    with pytest.raises(DataError, match="labels"):
+        model.gradients(np.zeros((1, NET.n_steps, NET.n_in), np.float32), np.array([12]))
