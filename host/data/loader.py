@@ -1,0 +1,65 @@
+"""Host layer: one entry point from a `DatasetConfig` (YAML `dataset:` or `--data`) to a `Dataset`.
+
+Three kinds:
+
+- ``synth``: the built-in spoken keyword set (`host.data.synth`), options n_train, n_test, seed, ...
+- ``gsc``: a Google Speech Commands folder (`host.data.gsc`); x_test is the testing_list split.
+- ``npz``: a features file in the CLI's format (`host.data.dataset.load_npz_dataset`).
+
+Features of synth and GSC are cached under `cache_dir`, else ``$S2EPROP_CACHE``, else
+``~/.cache/s2eprop``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from host.config import DATASET_KINDS, DatasetConfig
+from host.data.cache import default_cache_dir
+from host.data.dataset import Dataset, load_npz_dataset
+from host.errors import DataError
+
+ACCEPTED_FORMS = "a folder in Google Speech Commands layout, a features .npz file, or the word 'synth'"
+
+__all__ = ["ACCEPTED_FORMS", "dataset_config_from_arg", "default_cache_dir", "load_dataset"]
+
+
+def dataset_config_from_arg(arg: str, options: Mapping[str, Any] | None = None) -> DatasetConfig:
+    """`--data` value -> DatasetConfig: existing folder -> gsc, `*.npz` file -> npz, `synth` -> synth."""
+    opts = dict(options or {})
+    text = str(arg).strip()
+    if text == "synth":
+        return DatasetConfig(kind="synth", path=None, options=opts)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return DatasetConfig(kind="gsc", path=str(path), options=opts)
+    if path.suffix.lower() == ".npz":
+        if not path.is_file():
+            raise DataError(f"--data {text}: no such file; give {ACCEPTED_FORMS}")
+        return DatasetConfig(kind="npz", path=str(path), options=opts)
+    if not path.exists():
+        raise DataError(f"--data {text}: no such folder or file; give {ACCEPTED_FORMS}")
+    raise DataError(f"--data {text} is neither a folder nor a .npz file; give {ACCEPTED_FORMS}")
+
+
+def load_dataset(cfg: DatasetConfig, cache_dir: Path | None = None, progress: bool = True) -> Dataset:
+    """Load (generate, or read from the feature cache) the dataset the config names."""
+    if cfg.kind not in DATASET_KINDS:
+        raise DataError(f"dataset kind {cfg.kind!r} unknown; choose one of {', '.join(DATASET_KINDS)}")
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    if cfg.kind == "synth":
+        from host.data.synth import load_synth_dataset
+
+        if cfg.path:
+            raise DataError(f"dataset kind 'synth' takes no path (got {cfg.path!r}); "
+                            "its options are n_train, n_test, seed, ...")
+        return load_synth_dataset(cfg.options, cache_dir=cache, progress=progress)
+    if not cfg.path:
+        raise DataError(f"dataset kind {cfg.kind!r} needs a path")
+    if cfg.kind == "npz":
+        if cfg.options:
+            raise DataError(f"dataset kind 'npz' takes no options, got {', '.join(sorted(cfg.options))}")
+        return load_npz_dataset(Path(cfg.path).expanduser())
+    from host.data.gsc import load_gsc_dataset
+
+    return load_gsc_dataset(Path(cfg.path).expanduser(), cfg.options, cache_dir=cache, progress=progress)
