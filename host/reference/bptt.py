@@ -21,8 +21,8 @@ import numpy as np
 
 from host.config import NetworkConfig, TrainConfig
 from host.errors import DataError
-from host.reference.golden import (AdamState, BatchResult, Constants, apply_schedule, apply_update, l2_loss,
-                                   softmax_cross_entropy, surrogate)
+from host.reference.golden import (AdamState, BatchResult, Constants, apply_schedule, apply_update, float_type,
+                                   l2_loss, softmax_cross_entropy, surrogate)
 from host.weights import Weights
 
 SpikeFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -105,6 +105,7 @@ def _check(net: NetworkConfig, x: np.ndarray, y: np.ndarray, f: Any) -> tuple[np
 
 def _bptt(net: NetworkConfig, weights: Weights, x: np.ndarray, y: np.ndarray, dtype: Any,
           spike_fn: SpikeFn | None) -> tuple[dict[str, np.ndarray], np.ndarray, _Forward]:
+    dtype = float_type(dtype)
     c = Constants.of(net, dtype)
     x, y = _check(net, x, y, dtype)
     w = {k: np.asarray(a, dtype) for k, a in weights.as_dict().items()}
@@ -125,6 +126,7 @@ class BPTTModel:
 
     def __init__(self, net: NetworkConfig, train: TrainConfig, weights: Weights,
                  adam: AdamState | None = None, dtype: Any = np.float32):
+        dtype = float_type(dtype)
         self.net, self.train, self.dtype = net, train, dtype
         self.weights = Weights(*(np.array(a, dtype=dtype) for a in (weights.w_in, weights.w_rec, weights.w_out)),
                                labels=weights.labels)

@@ -26,6 +26,14 @@ WEIGHT_KEYS = ("w_in", "w_rec", "w_out")
 _SQRT_2PI_F = 2.5066282746  # the authors' SQRT_2PI_F, a float literal (float32 mode rounds it)
 
 
+def float_type(dtype: Any) -> Any:
+    """np.float32 or np.float64 from any dtype spelling; other precisions are refused."""
+    f = np.dtype(dtype).type
+    if f not in (np.float32, np.float64):
+        raise ValueError(f"reference models run in float32 or float64, not {np.dtype(dtype).name}")
+    return f
+
+
 @dataclass
 class AdamState:
     """Adam moments and schedule; never reset between samples or epochs (authors' C)."""
@@ -39,6 +47,7 @@ class AdamState:
 
     @classmethod
     def zeros(cls, net: NetworkConfig, train: TrainConfig, dtype: Any = np.float32) -> "AdamState":
+        dtype = float_type(dtype)
         shapes = {"w_in": (net.n_in, net.n_rec), "w_rec": (net.n_rec, net.n_rec), "w_out": (net.n_rec, net.n_out)}
         return cls(
             m={k: np.zeros(s, dtype) for k, s in shapes.items()},
@@ -52,8 +61,10 @@ class AdamState:
 
     def astype(self, dtype: Any) -> "AdamState":
         """A copy with arrays and scalars in `dtype` (float64 models keep their optimiser in double)."""
-        return AdamState({k: a.astype(dtype) for k, a in self.m.items()}, {k: a.astype(dtype) for k, a in self.v.items()},
-                         self.t, dtype(self.lr), dtype(self.b1_pow), dtype(self.b2_pow))
+        dtype = float_type(dtype)
+        m = {k: a.astype(dtype) for k, a in self.m.items()}
+        v = {k: a.astype(dtype) for k, a in self.v.items()}
+        return AdamState(m, v, self.t, dtype(self.lr), dtype(self.b1_pow), dtype(self.b2_pow))
 
 
 @dataclass
@@ -84,10 +95,12 @@ class Constants:
 
     @classmethod
     def of(cls, net: NetworkConfig, dtype: Any = np.float32) -> "Constants":
+        dtype = float_type(dtype)
         if dtype == np.float32:
             alpha, rho, kappa = (np.float32(d) for d in net.decays())
         else:
-            alpha, rho, kappa = (dtype(math.exp(-net.dt_ms / tau)) for tau in (net.tau_m_ms, net.tau_a_ms, net.tau_out_ms))
+            taus = (net.tau_m_ms, net.tau_a_ms, net.tau_out_ms)
+            alpha, rho, kappa = (dtype(math.exp(-net.dt_ms / tau)) for tau in taus)
         one = dtype(1)
         beta = dtype(net.beta)
         return cls(dtype, alpha, rho, kappa, one - alpha, one - rho, (one - alpha) * (one - rho),
@@ -110,6 +123,7 @@ def _gaussian(u: np.ndarray, mu: float, s: float, dtype: Any) -> np.ndarray:
 
 def surrogate(u: np.ndarray, net: NetworkConfig, dtype: Any = np.float32) -> np.ndarray:
     """Pseudo-derivative psi(u), u = v - A: the multi-Gaussian (default) or Bellec's triangle."""
+    dtype = float_type(dtype)
     u = np.asarray(u, dtype)
     if net.surrogate == "triangle":
         scale = dtype(net.triangle_gamma) / dtype(net.v_th)
@@ -176,10 +190,17 @@ class _Run:
 
 
 class GoldenModel:
-    """The golden E-prop trainer: forward pass, e-prop gradients and Adam, batched."""
+    """The golden E-prop trainer: forward pass, e-prop gradients and Adam, batched.
+
+    `weights` are copied (to `dtype`); `self.weights` and `self.adam` are then updated in place.
+    The learning signal uses W_out (symmetric e-prop), a random B seeded by `train.seed` when
+    `train.feedback == "random"`, or the `feedback` matrix (n_rec, n_out) when one is given.
+    A float64 model converts a given AdamState to float64.
+    """
 
     def __init__(self, net: NetworkConfig, train: TrainConfig, weights: Weights,
                  adam: AdamState | None = None, dtype: Any = np.float32, feedback: np.ndarray | None = None):
+        dtype = float_type(dtype)
         self.net, self.train, self.dtype = net, train, dtype
         self.c = Constants.of(net, dtype)
         self.weights = Weights(*(np.array(a, dtype=dtype) for a in (weights.w_in, weights.w_rec, weights.w_out)),

@@ -205,7 +205,8 @@ def test_forward_does_not_learn() -> None:
     np.testing.assert_array_equal(r.output_mean, rg.output_mean)
     np.testing.assert_array_equal(r.loss, rg.loss)
     assert np.isnan(model.forward(x).loss).all()
-    assert r.l2_loss == pytest.approx(TRAIN.l2 * sum(float(np.sum(a.astype(np.float64) ** 2)) for a in w.as_dict().values()))
+    sum_sq = sum(float(np.sum(a.astype(np.float64) ** 2)) for a in w.as_dict().values())
+    assert r.l2_loss == pytest.approx(TRAIN.l2 * sum_sq)
 
 
 def test_adam_state_zeros_and_copy() -> None:
