@@ -1,0 +1,48 @@
+"""Host layer: speed benchmark of the golden E-prop model (training time per sample, per batch size).
+
+A pure function; the `s2eprop bench` command prints what it returns.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from host.config import NetworkConfig, TrainConfig
+from host.reference.golden import GoldenModel
+from host.weights import init_weights
+
+
+def bench_golden(batch_sizes: Sequence[int] = (1, 32), n_samples: int = 64, seed: int = 0,
+                 net: NetworkConfig | None = None) -> dict[str, Any]:
+    """Time golden-model training (forward, e-prop traces, Adam) on random inputs 3*N(0, 1).
+
+    For each batch size, `n_samples` samples (rounded up to whole batches, wrapping around the
+    data) are trained after one untimed warm-up batch. Returns milliseconds of wall time per sample
+    under "golden_ms_per_sample", keyed by the batch size as a string, plus the setup measured.
+    """
+    net = net or NetworkConfig()
+    rng = np.random.default_rng(seed)
+    x = (3 * rng.standard_normal((n_samples, net.n_steps, net.n_in))).astype(np.float32)
+    y = rng.integers(0, net.n_out, n_samples)
+    ms_per_sample: dict[str, float] = {}
+    spikes: list[float] = []
+    for batch in batch_sizes:
+        train = dataclasses.replace(TrainConfig(), batch_size=batch, seed=seed)
+        model = GoldenModel(net, train, init_weights(net, seed))
+        n_batches = -(-n_samples // batch)
+        batches = [np.arange(i * batch, (i + 1) * batch) % n_samples for i in range(n_batches)]
+        model.train_batch(x[batches[0]], y[batches[0]])  # warm-up: allocations, BLAS threads
+        start = time.perf_counter()
+        for idx in batches:
+            spikes.extend(model.train_batch(x[idx], y[idx]).spikes.tolist())
+        ms_per_sample[str(batch)] = (time.perf_counter() - start) * 1e3 / (n_batches * batch)
+    return {
+        "golden_ms_per_sample": ms_per_sample,
+        "network": f"{net.n_in}-{net.n_rec}-{net.n_out}",
+        "n_steps": net.n_steps,
+        "n_samples": n_samples,
+        "mean_spikes_per_sample": float(np.mean(spikes)) if spikes else 0.0,
+    }
