@@ -1,0 +1,103 @@
+"""Emulator layer: loads the compiled firmware (cffi) and exposes its ABI to Python.
+
+The installed module `emulator._fw` is used when present; a source tree without an install builds
+the same sources once into a cache folder. Offsets and sizes always come from the C code
+(`fw_layout`, `sizeof`, `offsetof`), never from numbers copied into Python.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Mapping
+
+from emulator.errors import EmulatorError
+
+LAYOUT_REGIONS = (
+    "w_in", "w_rec", "w_out", "fb", "m_in", "v_in", "m_rec", "v_rec", "m_out", "v_out",
+    "ea_in", "eb_in", "acc_in", "ea_rec", "eb_rec", "acc_rec", "ev_in", "ev_rec",
+    "v", "a", "psi", "zbar", "zsum", "z_local", "z_prev", "z_next", "err", "partials", "out_sum",
+    "ring", "outbox",
+)
+ACCOUNTING = ("weights_bytes", "optimizer_bytes", "trace_bytes", "neuron_bytes", "readout_bytes", "buffer_bytes")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("S2EPROP_CACHE", Path.home() / ".cache" / "s2eprop"))
+
+
+@lru_cache(maxsize=None)
+def firmware_module(opt_flags: tuple[str, ...] | None = None) -> ModuleType:
+    """The firmware + tick loop module; `opt_flags` other than the default builds a variant."""
+    from emulator import fw_build
+
+    if opt_flags is None:
+        try:
+            from emulator import _fw  # type: ignore[attr-defined]
+
+            return _fw
+        except ImportError:
+            opt_flags = fw_build.DEFAULT_OPT
+    return fw_build.build_module(tuple(opt_flags), cache_dir() / "firmware")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Byte offsets of a core's arena regions (0 = region absent) and its byte accounting."""
+
+    offsets: Mapping[str, int]
+    arena_bytes: int
+    accounting: Mapping[str, int]
+
+    def region(self, name: str) -> int:
+        off = self.offsets[name]
+        if off == 0:
+            raise EmulatorError(f"arena region {name!r} is absent for this core's role")
+        return off
+
+
+class Firmware:
+    """Typed access to the firmware ABI of one compiled module."""
+
+    def __init__(self, module: ModuleType | None = None) -> None:
+        self.module = module or firmware_module()
+        self.ffi = self.module.ffi
+        self.lib = self.module.lib
+        self.header_bytes = self.ffi.sizeof("fw_header_t")
+        self.config_offset = self.ffi.offsetof("fw_header_t", "config")
+        self.state_offset = self.ffi.offsetof("fw_header_t", "state")
+        self.state_bytes = self.ffi.sizeof("fw_state_t")
+
+    def new_config(self, fields: Mapping[str, Any]) -> Any:
+        cfg = self.ffi.new("fw_config_t *")
+        for name, value in fields.items():
+            try:
+                setattr(cfg, name, value)
+            except AttributeError:
+                raise EmulatorError(f"firmware config has no field {name!r}") from None
+        return cfg
+
+    def layout(self, cfg: Any) -> Layout:
+        out = self.ffi.new("fw_layout_t *")
+        total = int(self.lib.fw_layout(cfg, out))
+        if total == 0:
+            raise EmulatorError(
+                f"firmware rejects the core config (core {cfg.core_id}, role {cfg.role}, "
+                f"n_local {cfg.n_local}, n_src {cfg.n_src}): check sizes against FW_MAX_* in fw_abi.h"
+            )
+        return Layout(
+            offsets={name: int(getattr(out, name)) for name in LAYOUT_REGIONS},
+            arena_bytes=total,
+            accounting={name: int(getattr(out, name)) for name in ACCOUNTING},
+        )
+
+    def state(self, arena: Any) -> dict[str, Any]:
+        """The fw_state_t of an arena (a buffer), as a dict."""
+        hdr = self.ffi.cast("fw_header_t *", self.ffi.from_buffer(arena))
+        s = hdr.state
+        return {name: getattr(s, name) for name, _ in self.ffi.typeof("fw_state_t").fields}
+
+    def status(self, arena: Any) -> int:
+        return int(self.ffi.cast("fw_header_t *", self.ffi.from_buffer(arena)).status)

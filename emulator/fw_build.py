@@ -1,0 +1,101 @@
+"""Emulator layer: the cffi (API mode) build of the C firmware together with the C tick loop.
+
+`ffibuilder` is what setup.py compiles at install (module `emulator._fw`). `build_module` compiles the
+same sources with other flags into a folder of its own (used to check that results are bit-identical
+across optimisation flags, and as a fallback when running from a source tree without an install).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from cffi import FFI
+
+ROOT = Path(__file__).resolve().parent.parent
+FW_INCLUDE = ROOT / "firmware_c" / "include"
+FW_SRC = ROOT / "firmware_c" / "src"
+EMU_CSRC = ROOT / "emulator" / "csrc"
+HEADERS = (FW_INCLUDE / "fw_abi.h", FW_INCLUDE / "hal.h", FW_INCLUDE / "fw_math.h", EMU_CSRC / "chip_loop.h")
+
+# -ffp-contract=off: no fused multiply-add, so x86-64 and ARM round alike; -fno-math-errno lets
+# __builtin_sqrtf become one instruction instead of a libm call.
+BASE_FLAGS = ("-std=c11", "-ffp-contract=off", "-fno-math-errno", "-Wall", "-Wextra")
+DEFAULT_OPT = ("-O2",)
+
+
+def sources() -> list[Path]:
+    return sorted(FW_SRC.glob("*.c")) + sorted(EMU_CSRC.glob("*.c"))
+
+
+def _cdef_text() -> str:
+    """The headers as cffi declarations: preprocessor lines dropped, except integer #defines."""
+    out = []
+    for header in HEADERS:
+        for line in header.read_text().splitlines():
+            m = re.match(r"#define\s+(\w+)\s+(0x[0-9a-fA-F]+|\d+)u?\b", line)
+            if m:
+                out.append(f"#define {m.group(1)} {m.group(2)}")
+            elif not line.startswith("#"):
+                out.append(line)
+    return "\n".join(out)
+
+
+def make_builder(module_name: str = "emulator._fw", opt_flags: tuple[str, ...] = DEFAULT_OPT) -> FFI:
+    ffi = FFI()
+    ffi.cdef(_cdef_text())
+    ffi.set_source(
+        module_name,
+        '#include "fw_abi.h"\n#include "hal.h"\n#include "fw_math.h"\n#include "chip_loop.h"\n',
+        sources=[str(p.relative_to(ROOT)) if _inside_root() else str(p) for p in sources()],
+        include_dirs=[str(FW_INCLUDE), str(EMU_CSRC)],
+        extra_compile_args=[*BASE_FLAGS, *opt_flags],
+    )
+    return ffi
+
+
+def _inside_root() -> bool:
+    return Path.cwd().resolve() == ROOT
+
+
+def source_hash(opt_flags: tuple[str, ...]) -> str:
+    h = hashlib.sha256(" ".join(opt_flags).encode())
+    for path in [*HEADERS, *sources(), Path(__file__)]:
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build_module(opt_flags: tuple[str, ...], out_dir: Path) -> ModuleType:
+    """Compile firmware + tick loop with `opt_flags` into out_dir (cached by source hash) and import it."""
+    tag = source_hash(opt_flags)
+    name = f"_fw_{tag}"
+    out_dir = out_dir / tag
+    out_dir.mkdir(parents=True, exist_ok=True)
+    built = list(out_dir.glob(f"{name}*.so"))
+    if not built:
+        ffi = FFI()
+        ffi.cdef(_cdef_text())
+        ffi.set_source(
+            name,
+            '#include "fw_abi.h"\n#include "hal.h"\n#include "fw_math.h"\n#include "chip_loop.h"\n',
+            sources=[str(p) for p in sources()],
+            include_dirs=[str(FW_INCLUDE), str(EMU_CSRC)],
+            extra_compile_args=[*BASE_FLAGS, *opt_flags],
+        )
+        built = [Path(ffi.compile(tmpdir=str(out_dir), verbose=False))]
+    spec = importlib.util.spec_from_file_location(name, built[0])
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load the firmware module built at {built[0]}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+ffibuilder = make_builder()
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

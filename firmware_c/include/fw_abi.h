@@ -1,0 +1,132 @@
+/* s2eprop firmware ABI: arena header, config, layout, state, host messages and handler entry points.
+ * Shared by the firmware, the emulator (cffi) and the host, which reads offsets from fw_layout(),
+ * never from hand-copied numbers. All fields are 32-bit words, little-endian. */
+#ifndef FW_ABI_H
+#define FW_ABI_H
+
+#include <stdint.h>
+
+#define FW_MAGIC 0x53324550u /* "S2EP" */
+#define FW_ABI_VERSION 1u
+#define FW_MAX_CORES 160u
+#define FW_MAX_REC 1024u
+#define FW_MAX_OUT 64u
+#define FW_MAX_IN 1024u
+
+/* core roles (bit flags in fw_config_t.role) */
+#define FW_ROLE_NEURON 1u
+#define FW_ROLE_READOUT 2u
+
+/* surrogate and feedback kinds */
+#define FW_SURR_MULTI_GAUSSIAN 0u
+#define FW_SURR_TRIANGLE 1u
+#define FW_FEEDBACK_SYMMETRIC 0u
+#define FW_FEEDBACK_RANDOM 1u
+
+/* host -> core messages: word 0 is the type */
+#define FW_MSG_SAMPLE 1u    /* [type, sample_id, label, train(0/1)] */
+#define FW_MSG_FRAME 2u     /* [type, sample_id, frame_index, n_in float words] */
+#define FW_MSG_SCALE_LR 3u  /* [type, factor(float)]: lr *= factor (learning-rate schedule) */
+/* core -> host messages */
+#define FW_MSG_RESULT 16u   /* [type, sample_id, label, pred, loss(float), spikes, n_out floats of output mean] */
+
+/* status / failure codes (fw_header_t.status) */
+#define FW_OK 0u
+#define FW_ERR_MAGIC 1u
+#define FW_ERR_VERSION 2u
+#define FW_ERR_SIZE 3u
+#define FW_ERR_LAYOUT 4u
+#define FW_ERR_CONFIG 5u
+
+typedef struct {
+    uint32_t core_id;
+    uint32_t role;            /* FW_ROLE_* bits */
+    uint32_t n_in, n_rec, n_out, n_steps;
+    uint32_t neuron_lo;       /* first global neuron owned by this core */
+    uint32_t n_local;         /* neurons owned (0 for a readout-only core) */
+    uint32_t src_index;       /* this core's index among neuron cores (partial-sum key) */
+    uint32_t n_src;           /* number of neuron cores (readout role: partials to reduce) */
+    uint32_t key_spike;       /* spike key = key_spike + global neuron id */
+    uint32_t key_partial;     /* partial key = key_partial + src_index * n_out + k */
+    uint32_t key_err;         /* error key = key_err + k */
+    uint32_t ring_frames;     /* input ring depth in frames */
+    uint32_t outbox_words;    /* outbox ring size in words */
+    uint32_t surrogate;       /* FW_SURR_* */
+    uint32_t feedback;        /* FW_FEEDBACK_* */
+    /* neuron model, decays precomputed by the host (no exp of time constants on the core) */
+    float alpha, one_alpha, rho, one_rho, one_alpha_x_one_rho, kappa;
+    float v_th, beta;
+    float mg_gamma, mg_sigma, mg_scale, mg_height, tri_gamma;
+    /* learning */
+    float lr, adam_b1, adam_b2, adam_eps, l2x2; /* l2x2 = 2 * l2 coefficient */
+    /* Adam state to resume from: steps taken, and beta1^(t+1), beta2^(t+1) */
+    uint32_t adam_t0;
+    float b1_pow0, b2_pow0;
+} fw_config_t;
+
+/* byte offsets of the arena regions (0 = absent) and the total size */
+typedef struct {
+    uint32_t w_in, w_rec, w_out, fb;             /* [pre][local], [pre][local], [local][n_out], [local][n_out] */
+    uint32_t m_in, v_in, m_rec, v_rec, m_out, v_out;
+    uint32_t ea_in, eb_in, acc_in, ea_rec, eb_rec, acc_rec; /* per-synapse traces [pre][local] */
+    uint32_t ev_in, ev_rec;                      /* eps_v, once per presynaptic neuron */
+    uint32_t v, a, psi, zbar, zsum;              /* neuron state [local] */
+    uint32_t z_local;                            /* own spikes of this step [local] */
+    uint32_t z_prev, z_next;                     /* spike bitmaps of all neurons, n_rec bits */
+    uint32_t err;                                /* received output errors [n_out] */
+    uint32_t partials, out_sum;                  /* readout: [n_src][n_out], [n_out] */
+    uint32_t ring;                               /* input ring [ring_frames][2 + n_in] words */
+    uint32_t outbox;                             /* outbox ring [outbox_words] */
+    uint32_t end;                                /* total arena bytes */
+    /* byte counts for memory accounting */
+    uint32_t weights_bytes, optimizer_bytes, trace_bytes, neuron_bytes, readout_bytes, buffer_bytes;
+} fw_layout_t;
+
+typedef struct {
+    uint32_t phase;           /* FW_PHASE_* */
+    uint32_t step;            /* step within the current sample */
+    uint32_t sample_id, label, train;
+    uint32_t pending_valid, pending_id, pending_label, pending_train; /* next sample announced by host */
+    uint32_t ring_head, ring_count;
+    uint32_t outbox_head, outbox_count;
+    uint32_t err_received, partials_received, steps_reduced, spikes;
+    uint32_t r_sample_id, r_label, r_train; /* readout: the sample being reduced */
+    uint32_t samples_done, adam_t;
+    float lr, b1_pow, b2_pow;
+    /* provenance counters: never silent losses */
+    uint32_t outbox_overflows, ring_overflows, input_underruns, partials_incomplete;
+    uint32_t bad_host_msgs, unknown_keys, late_packets;
+} fw_state_t;
+
+#define FW_PHASE_IDLE 0u
+#define FW_PHASE_RUN 1u
+#define FW_PHASE_WAIT_ERR 2u
+
+typedef struct {
+    uint32_t magic, abi_version, arena_bytes, status;
+    fw_config_t config;
+    fw_layout_t layout;
+    fw_state_t state;
+} fw_header_t;
+
+/* work done by one handler call, for the emulator's cycle cost model */
+typedef struct {
+    uint32_t neuron_updates;   /* ALIF state updates */
+    uint32_t synapse_mults;    /* weight x input products in the forward pass */
+    uint32_t trace_updates;    /* per-synapse eligibility-trace updates */
+    uint32_t exp_calls;        /* fw_expf / fw_logf evaluations */
+    uint32_t adam_updates;     /* weights updated by Adam */
+    uint32_t mc_sent, mc_received, host_words;
+} fw_counts_t;
+
+/* layout of an arena for a config; returns total bytes (0 if the config is invalid) */
+uint32_t fw_layout(const fw_config_t *cfg, fw_layout_t *out);
+
+/* handlers: the arena is the core's data memory, header first */
+uint32_t fw_init(uint8_t *arena, uint32_t arena_bytes);
+fw_counts_t fw_on_timer(uint8_t *arena, uint32_t tick);
+fw_counts_t fw_on_mc_packet(uint8_t *arena, uint32_t key, uint32_t payload);
+fw_counts_t fw_on_dma_done(uint8_t *arena, uint32_t tag);
+fw_counts_t fw_on_host_msg(uint8_t *arena, const uint32_t *msg, uint32_t n_words);
+
+#endif

@@ -1,0 +1,12 @@
+/* ALIF neuron update (Yin-style (1-alpha), (1-rho) scaling, reset by the adaptive threshold) and
+ * its surrogate derivative psi (multi-Gaussian or Bellec's triangle). */
+#ifndef NEURON_MODEL_H
+#define NEURON_MODEL_H
+
+#include "fw_abi.h"
+
+/* one 1 ms step of this core's neurons; x = input frame, z_prev = bitmap of all spikes of t-1 */
+void neuron_step(fw_header_t *h, uint8_t *arena, const float *x, const uint32_t *z_prev, fw_counts_t *c);
+float neuron_surrogate(const fw_config_t *cfg, float u, fw_counts_t *c);
+
+#endif

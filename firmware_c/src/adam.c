@@ -1,0 +1,57 @@
+/* End-of-sample update (reference notes section 10.7-10.8), on this core's weights only:
+ *   L_j = (sum_k B_jk err_k) / T, B = W_out (before the update) or a fixed random feedback matrix
+ *   g = L_j acc_ij + 2 l2 W;  g_out_jk = (zsum_j err_k) / T + 2 l2 W_out
+ *   lr_t = lr sqrt(1 - b2^t) / (1 - b1^t);  m, v moments;  W -= lr_t m / (sqrt(v) + eps) */
+#include "adam.h"
+#include "fw_internal.h"
+#include "fw_math.h"
+
+static void adam_block(const fw_config_t *cfg, float lr_t, uint32_t n, const float *grad_scale,
+                       uint32_t stride, const float *acc, float *w, float *m, float *v)
+{
+    const float b1 = cfg->adam_b1, b2 = cfg->adam_b2, eps = cfg->adam_eps, l2x2 = cfg->l2x2;
+    const float one_b1 = 1.0f - b1, one_b2 = 1.0f - b2;
+    for (uint32_t idx = 0; idx < n; ++idx) {
+        float g = grad_scale[idx % stride] * acc[idx];
+        g = g + l2x2 * w[idx];
+        m[idx] = b1 * m[idx] + one_b1 * g;
+        v[idx] = b2 * v[idx] + one_b2 * g * g;
+        w[idx] = w[idx] - (lr_t * m[idx]) / (fw_sqrtf(v[idx]) + eps);
+    }
+}
+
+void adam_apply_sample(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
+{
+    const fw_config_t *cfg = &h->config;
+    fw_state_t *s = &h->state;
+    const uint32_t nl = cfg->n_local, no = cfg->n_out;
+    const float T = (float)cfg->n_steps;
+    const float *err = FW_F32(arena, h, err);
+    const float *w_out = FW_F32(arena, h, w_out);
+    const float *fb = cfg->feedback == FW_FEEDBACK_RANDOM ? FW_F32(arena, h, fb) : w_out;
+    const float *zsum = FW_F32(arena, h, zsum);
+    float L[FW_MAX_LOCAL];
+    float g_out[FW_MAX_OUT];
+
+    for (uint32_t j = 0; j < nl; ++j) {
+        float sum = 0.0f;
+        for (uint32_t k = 0; k < no; ++k) sum += fb[j * no + k] * err[k];
+        L[j] = sum / T;
+    }
+    const float lr_t = s->lr * fw_sqrtf(1.0f - s->b2_pow) / (1.0f - s->b1_pow);
+    adam_block(cfg, lr_t, cfg->n_in * nl, L, nl, FW_F32(arena, h, acc_in), FW_F32(arena, h, w_in),
+               FW_F32(arena, h, m_in), FW_F32(arena, h, v_in));
+    adam_block(cfg, lr_t, cfg->n_rec * nl, L, nl, FW_F32(arena, h, acc_rec), FW_F32(arena, h, w_rec),
+               FW_F32(arena, h, m_rec), FW_F32(arena, h, v_rec));
+    /* readout weights, row by row: the gradient (zsum_j err_k) / T is formed in place of acc */
+    float *wo = FW_F32(arena, h, w_out), *mo = FW_F32(arena, h, m_out), *vo = FW_F32(arena, h, v_out);
+    const float one = 1.0f;
+    for (uint32_t j = 0; j < nl; ++j) {
+        for (uint32_t k = 0; k < no; ++k) g_out[k] = (zsum[j] * err[k]) / T;
+        adam_block(cfg, lr_t, no, &one, 1u, g_out, wo + j * no, mo + j * no, vo + j * no);
+    }
+    s->b1_pow = s->b1_pow * cfg->adam_b1;
+    s->b2_pow = s->b2_pow * cfg->adam_b2;
+    s->adam_t++;
+    c->adam_updates += (cfg->n_in + cfg->n_rec + no) * nl;
+}

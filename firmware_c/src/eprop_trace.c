@@ -1,0 +1,55 @@
+/* Eligibility traces (reference notes section 10.5), per step and synapse i -> j:
+ *   ev_i = alpha ev_i + pre_i                      (once per presynaptic neuron)
+ *   ea   = (rho - (1-rho) beta psi_j) ea + psi_j ev_i (1-alpha)(1-rho)
+ *   e    = psi_j ((1-alpha) ev_i - beta ea)
+ *   eb   = kappa eb + e;   acc += eb               (acc: sum over the sample, used at the update)
+ * The recurrent diagonal keeps no trace (its weight changes only through the L2 term). */
+#include "eprop_trace.h"
+#include "fw_internal.h"
+
+void eprop_trace_reset(fw_header_t *h, uint8_t *arena)
+{
+    const fw_layout_t *L = &h->layout;
+    const uint32_t from = L->ea_in, to = L->ev_rec + h->config.n_rec * 4u;
+    for (uint32_t *p = (uint32_t *)(arena + from); p < (uint32_t *)(arena + to); ++p) *p = 0u;
+}
+
+static void trace_block(const fw_config_t *cfg, uint32_t n_pre, const float *ev, const float *psi,
+                        const float *ca, float *ea, float *eb, float *acc, uint32_t skip_lo, int skip_diag)
+{
+    const uint32_t nl = cfg->n_local;
+    const float oaor = cfg->one_alpha_x_one_rho, one_alpha = cfg->one_alpha;
+    const float beta = cfg->beta, kappa = cfg->kappa;
+    for (uint32_t i = 0; i < n_pre; ++i) {
+        const float evi = ev[i];
+        float *ea_r = ea + i * nl, *eb_r = eb + i * nl, *acc_r = acc + i * nl;
+        const uint32_t diag = (skip_diag && i >= skip_lo && i < skip_lo + nl) ? i - skip_lo : nl;
+        for (uint32_t j = 0; j < nl; ++j) {
+            if (j == diag) continue;
+            const float ean = ca[j] * ea_r[j] + psi[j] * evi * oaor;
+            const float e = psi[j] * (one_alpha * evi - beta * ean);
+            ea_r[j] = ean;
+            eb_r[j] = eb_r[j] * kappa + e;
+            acc_r[j] = acc_r[j] + eb_r[j];
+        }
+    }
+}
+
+void eprop_trace_step(fw_header_t *h, uint8_t *arena, const float *x, const uint32_t *z_prev, fw_counts_t *c)
+{
+    const fw_config_t *cfg = &h->config;
+    const uint32_t nl = cfg->n_local;
+    float *ev_in = FW_F32(arena, h, ev_in), *ev_rec = FW_F32(arena, h, ev_rec);
+    const float *psi = FW_F32(arena, h, psi);
+    float ca[FW_MAX_LOCAL];
+
+    for (uint32_t i = 0; i < cfg->n_in; ++i) ev_in[i] = cfg->alpha * ev_in[i] + x[i];
+    for (uint32_t i = 0; i < cfg->n_rec; ++i) ev_rec[i] = cfg->alpha * ev_rec[i] + (float)fw_bit(z_prev, i);
+    for (uint32_t j = 0; j < nl; ++j) ca[j] = cfg->rho - cfg->one_rho * cfg->beta * psi[j];
+
+    trace_block(cfg, cfg->n_in, ev_in, psi, ca, FW_F32(arena, h, ea_in), FW_F32(arena, h, eb_in),
+                FW_F32(arena, h, acc_in), 0u, 0);
+    trace_block(cfg, cfg->n_rec, ev_rec, psi, ca, FW_F32(arena, h, ea_rec), FW_F32(arena, h, eb_rec),
+                FW_F32(arena, h, acc_rec), cfg->neuron_lo, 1);
+    c->trace_updates += (cfg->n_in + cfg->n_rec) * nl - nl;
+}

@@ -1,0 +1,89 @@
+/* Arena layout: where each region of a core's data memory lies, from its config alone. The host reads
+ * it through cffi to pack images, fw_init() recomputes it to check the image. */
+#include "fw_abi.h"
+#include "fw_internal.h"
+
+static uint32_t take(uint32_t *cursor, uint32_t words)
+{
+    uint32_t at = *cursor;
+    *cursor += words * 4u;
+    return at;
+}
+
+static int config_valid(const fw_config_t *c)
+{
+    if (c->n_in == 0 || c->n_in > FW_MAX_IN || c->n_rec == 0 || c->n_rec > FW_MAX_REC) return 0;
+    if (c->n_out == 0 || c->n_out > FW_MAX_OUT || c->n_steps == 0) return 0;
+    if ((c->role & (FW_ROLE_NEURON | FW_ROLE_READOUT)) == 0) return 0;
+    if (c->role & FW_ROLE_NEURON) {
+        if (c->n_local == 0 || c->n_local > FW_MAX_LOCAL) return 0;
+        if (c->neuron_lo + c->n_local > c->n_rec) return 0;
+        if (c->ring_frames == 0) return 0;
+    }
+    if ((c->role & FW_ROLE_READOUT) && (c->n_src == 0 || c->n_src > FW_MAX_CORES)) return 0;
+    if (c->outbox_words < 16u) return 0;
+    if (c->surrogate > FW_SURR_TRIANGLE || c->feedback > FW_FEEDBACK_RANDOM) return 0;
+    return 1;
+}
+
+uint32_t fw_layout(const fw_config_t *c, fw_layout_t *out)
+{
+    fw_layout_t L = {0};
+    if (!config_valid(c)) { *out = L; return 0; }
+    uint32_t cur = (uint32_t)((sizeof(fw_header_t) + 15u) & ~15u);
+    uint32_t mark;
+    const uint32_t nl = (c->role & FW_ROLE_NEURON) ? c->n_local : 0u;
+    const uint32_t zw = fw_bitmap_words(c->n_rec);
+    if (nl) {
+        mark = cur;
+        L.w_in = take(&cur, c->n_in * nl);
+        L.w_rec = take(&cur, c->n_rec * nl);
+        L.w_out = take(&cur, nl * c->n_out);
+        if (c->feedback == FW_FEEDBACK_RANDOM) L.fb = take(&cur, nl * c->n_out);
+        L.weights_bytes = cur - mark;
+        mark = cur;
+        L.m_in = take(&cur, c->n_in * nl);
+        L.v_in = take(&cur, c->n_in * nl);
+        L.m_rec = take(&cur, c->n_rec * nl);
+        L.v_rec = take(&cur, c->n_rec * nl);
+        L.m_out = take(&cur, nl * c->n_out);
+        L.v_out = take(&cur, nl * c->n_out);
+        L.optimizer_bytes = cur - mark;
+        mark = cur;
+        L.ea_in = take(&cur, c->n_in * nl);
+        L.eb_in = take(&cur, c->n_in * nl);
+        L.acc_in = take(&cur, c->n_in * nl);
+        L.ea_rec = take(&cur, c->n_rec * nl);
+        L.eb_rec = take(&cur, c->n_rec * nl);
+        L.acc_rec = take(&cur, c->n_rec * nl);
+        L.ev_in = take(&cur, c->n_in);
+        L.ev_rec = take(&cur, c->n_rec);
+        L.trace_bytes = cur - mark;
+    }
+    mark = cur;
+    if (nl) {
+        L.v = take(&cur, nl);
+        L.a = take(&cur, nl);
+        L.psi = take(&cur, nl);
+        L.zbar = take(&cur, nl);
+        L.zsum = take(&cur, nl);
+        L.z_local = take(&cur, nl);
+    }
+    L.z_prev = take(&cur, zw);
+    L.z_next = take(&cur, zw);
+    L.neuron_bytes = cur - mark;
+    mark = cur;
+    if (nl) L.err = take(&cur, c->n_out);
+    if (c->role & FW_ROLE_READOUT) {
+        L.partials = take(&cur, c->n_src * c->n_out);
+        L.out_sum = take(&cur, c->n_out);
+    }
+    L.readout_bytes = cur - mark;
+    mark = cur;
+    if (nl) L.ring = take(&cur, c->ring_frames * (2u + c->n_in));
+    L.outbox = take(&cur, c->outbox_words);
+    L.buffer_bytes = cur - mark;
+    L.end = cur;
+    *out = L;
+    return cur;
+}

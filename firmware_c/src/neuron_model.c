@@ -1,0 +1,71 @@
+/* ALIF step of this core's neurons (authors' order of operations, reference notes section 10.2):
+ *   a = rho a + (1-rho) z[t-1];  A = v_th + beta a
+ *   v = alpha v + (1-alpha)(x W_in + z[t-1] W_rec) - z[t-1] A   (full W_rec, diagonal included)
+ *   u = v - A;  z = u > 0;  psi = surrogate(u)
+ * Sums run sequentially over the presynaptic index; a silent presynaptic neuron adds nothing. */
+#include "neuron_model.h"
+#include "fw_internal.h"
+#include "fw_math.h"
+#include "hal.h"
+
+static float gaussian(float u, float mu, float sigma, fw_counts_t *c)
+{
+    const float sqrt_2pi = 2.5066282746f;
+    float d = u - mu;
+    float arg = -(d * d) / (2.0f * sigma * sigma);
+    c->exp_calls++;
+    return fw_expf(arg) / sqrt_2pi / sigma;
+}
+
+float neuron_surrogate(const fw_config_t *cfg, float u, fw_counts_t *c)
+{
+    if (cfg->surrogate == FW_SURR_TRIANGLE) {
+        float x = u / cfg->v_th;
+        float t = 1.0f - (x < 0.0f ? -x : x);
+        return t > 0.0f ? (cfg->tri_gamma / cfg->v_th) * t : 0.0f;
+    }
+    const float s = cfg->mg_sigma, h = cfg->mg_height;
+    float g0 = gaussian(u, 0.0f, s, c) * (1.0f + h);
+    float g1 = gaussian(u, s, cfg->mg_scale * s, c) * h;
+    float g2 = gaussian(u, -s, cfg->mg_scale * s, c) * h;
+    return (g0 - g1 - g2) * cfg->mg_gamma;
+}
+
+void neuron_step(fw_header_t *h, uint8_t *arena, const float *x, const uint32_t *z_prev, fw_counts_t *c)
+{
+    const fw_config_t *cfg = &h->config;
+    const uint32_t nl = cfg->n_local, lo = cfg->neuron_lo;
+    const float *w_in = FW_F32(arena, h, w_in);
+    const float *w_rec = FW_F32(arena, h, w_rec);
+    float *v = FW_F32(arena, h, v), *a = FW_F32(arena, h, a), *psi = FW_F32(arena, h, psi);
+    float *z = FW_F32(arena, h, z_local);
+    float i_in[FW_MAX_LOCAL], i_rec[FW_MAX_LOCAL];
+
+    for (uint32_t j = 0; j < nl; ++j) { i_in[j] = 0.0f; i_rec[j] = 0.0f; }
+    for (uint32_t i = 0; i < cfg->n_in; ++i) {
+        const float xi = x[i];
+        const float *row = w_in + i * nl;
+        for (uint32_t j = 0; j < nl; ++j) i_in[j] += xi * row[j];
+    }
+    c->synapse_mults += cfg->n_in * nl;
+    for (uint32_t i = 0; i < cfg->n_rec; ++i) {
+        if (!fw_bit(z_prev, i)) continue;
+        const float *row = w_rec + i * nl;
+        for (uint32_t j = 0; j < nl; ++j) i_rec[j] += row[j];
+        c->synapse_mults += nl;
+    }
+    for (uint32_t j = 0; j < nl; ++j) {
+        const float zp = (float)fw_bit(z_prev, lo + j);
+        a[j] = cfg->rho * a[j] + cfg->one_rho * zp;
+        const float A = cfg->v_th + cfg->beta * a[j];
+        v[j] = cfg->alpha * v[j] + cfg->one_alpha * (i_in[j] + i_rec[j]) - zp * A;
+        const float u = v[j] - A;
+        z[j] = u > 0.0f ? 1.0f : 0.0f;
+        psi[j] = neuron_surrogate(cfg, u, c);
+        if (z[j] != 0.0f) {
+            hal_send_mc(h, cfg->key_spike + lo + j, 0u);
+            c->mc_sent++;
+        }
+    }
+    c->neuron_updates += nl;
+}

@@ -1,0 +1,173 @@
+"""Host layer: runs E-prop training on a board (emulated or real) through a `Transport`.
+
+It partitions the network, loads the images and routing table, starts the cores, then streams each
+sample (its 100 frames one per 1 ms tick, a few ticks ahead) and reads back the per-sample result.
+Weights and Adam state are read back from the cores on demand (checkpoints, end of training).
+The interface matches the golden model's (`train_batch`, `forward`, `start_epoch`, `weights`, `adam`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from emulator.fw_bridge import Firmware
+from host.config import ExperimentConfig
+from host.errors import ConfigError, TransportError
+from host.images import CoreImage, build_images, gather_matrices, training_state_bytes
+from host.partition import ROLE_NEURON, Plan, plan_partition
+from host.reference.golden import AdamState, BatchResult, random_feedback
+from host.routing import routing_table
+from host.transport import EmulatorTransport, Transport
+from host.weights import Weights
+
+MSG_RESULT = 16
+MSG_SCALE_LR = 3
+LOOKAHEAD_TICKS = 4
+
+
+class BoardTrainer:
+    """On-chip E-prop: online (one sample, one update), as on SpiNNaker 2."""
+
+    def __init__(self, cfg: ExperimentConfig, weights: Weights, adam: AdamState | None = None,
+                 transport: Transport | None = None, backend: str = "c", firmware: Firmware | None = None) -> None:
+        if cfg.train.batch_size != 1:
+            raise ConfigError(
+                f"the emulated chip learns online, one sample per update: batch size must be 1, "
+                f"got {cfg.train.batch_size} (use --target golden for mini-batches)")
+        self.cfg = cfg
+        self.net = cfg.network
+        self.fw = firmware or Firmware()
+        self.plan: Plan = plan_partition(cfg.network, cfg.partition)
+        self.labels = weights.labels
+        feedback = random_feedback(self.net, cfg.train.seed) if cfg.train.feedback == "random" else None
+        self.images: list[CoreImage] = build_images(self.fw, cfg, self.plan, weights.check(self.net), adam, feedback)
+        self.transport: Transport = transport or EmulatorTransport(self.plan.n_cores, backend=backend)
+        for img in self.images:
+            self.transport.write_memory(img.plan.core_id, 0, img.data)
+        self.transport.load_routes(routing_table(self.net, self.plan))
+        for img in self.images:
+            self.transport.start(img.plan.core_id, img.layout.arena_bytes)
+        self._next_id = 0
+        self._last_spikes = 0
+        self.ticks_used = 0
+
+    # -- the trainer interface ---------------------------------------------------------------
+    def train_batch(self, x: np.ndarray, y: np.ndarray) -> BatchResult:
+        return self._run(x, y, train=True)
+
+    def forward(self, x: np.ndarray, y: np.ndarray | None = None) -> BatchResult:
+        return self._run(x, y, train=False)
+
+    def start_epoch(self, epoch: int) -> None:
+        tr = self.cfg.train
+        if epoch > 0 and epoch % tr.lr_decay_every_epochs == 0:
+            msg = np.array([MSG_SCALE_LR, np.float32(tr.lr_decay).view(np.uint32)], dtype=np.uint32)
+            for core in self.plan.neuron_cores:
+                self.transport.send(core, msg)
+
+    @property
+    def weights(self) -> Weights:
+        w = gather_matrices(self.images, self.transport.read_memory, "w", self._shapes())
+        return Weights(w["w_in"], w["w_rec"], w["w_out"], self.labels)
+
+    @property
+    def adam(self) -> AdamState:
+        shapes = self._shapes()
+        m = gather_matrices(self.images, self.transport.read_memory, "m", shapes)
+        v = gather_matrices(self.images, self.transport.read_memory, "v", shapes)
+        s = self.core_state(self.plan.neuron_cores[0])
+        return AdamState(m=m, v=v, t=int(s["adam_t"]), lr=np.float32(s["lr"]),
+                         b1_pow=np.float32(s["b1_pow"]), b2_pow=np.float32(s["b2_pow"]))
+
+    # -- reporting -----------------------------------------------------------------------------
+    def core_state(self, core: int) -> dict[str, Any]:
+        raw = self.transport.read_memory(core, self.fw.state_offset, self.fw.state_bytes)
+        st = self.fw.ffi.new("fw_state_t *")
+        self.fw.ffi.memmove(st, raw, len(raw))
+        return {name: getattr(st, name) for name, _ in self.fw.ffi.typeof("fw_state_t").fields}
+
+    def memory_report(self) -> dict[str, Any]:
+        return {
+            "cores": self.plan.n_cores,
+            "neurons_per_core": self.cfg.partition.neurons_per_core,
+            "sram_bytes_per_core": [img.layout.arena_bytes for img in self.images],
+            "training_state_bytes_total": training_state_bytes(self.images),
+        }
+
+    def provenance(self) -> dict[str, Any]:
+        """Losses the cores and router counted (all should be zero in a healthy run)."""
+        keys = ("outbox_overflows", "ring_overflows", "input_underruns", "partials_incomplete", "bad_host_msgs",
+                "unknown_keys", "late_packets")
+        totals = {k: 0 for k in keys}
+        for img in self.images:
+            s = self.core_state(img.plan.core_id)
+            for k in keys:
+                totals[k] += int(s[k])
+        st = self.transport.status()
+        totals["packets_dropped"] = int(st["packets_dropped"])
+        return totals
+
+    # -- internals -------------------------------------------------------------------------------
+    def _shapes(self) -> dict[str, tuple[int, int]]:
+        n = self.net
+        return {"w_in": (n.n_in, n.n_rec), "w_rec": (n.n_rec, n.n_rec), "w_out": (n.n_rec, n.n_out)}
+
+    def _run(self, x: np.ndarray, y: np.ndarray | None, train: bool) -> BatchResult:
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim == 2:
+            x = x[None]
+        if x.shape[1:] != (self.net.n_steps, self.net.n_in):
+            raise ConfigError(f"input must have shape (B, {self.net.n_steps}, {self.net.n_in}), got {x.shape}")
+        labels = np.zeros(len(x), dtype=np.int64) if y is None else np.asarray(y, dtype=np.int64).reshape(-1)
+        if train and y is None:
+            raise ConfigError("training needs labels")
+        l2 = float(self.cfg.train.l2) * sum(float(np.sum(np.square(w, dtype=np.float32)))
+                                            for w in self.weights.as_dict().values()) if train else 0.0
+        loss = np.zeros(len(x), dtype=np.float32)
+        pred = np.zeros(len(x), dtype=np.int64)
+        out = np.zeros((len(x), self.net.n_out), dtype=np.float32)
+        spikes = np.zeros(len(x), dtype=np.int64)
+        for b in range(len(x)):
+            sid = self._next_id
+            self._next_id += 1
+            used = self.transport.stream_sample(sid, int(labels[b]), train, x[b], list(self.plan.neuron_cores),
+                                                LOOKAHEAD_TICKS, self.net.n_steps + 16)
+            if used < 0:
+                raise TransportError(self._no_result_message(sid))
+            self.ticks_used += used
+            result = self._take_result(sid)
+            pred[b] = int(result[3])
+            loss[b] = result[4:5].view(np.float32)[0]
+            total = int(result[5])
+            spikes[b] = total - self._last_spikes
+            self._last_spikes = total
+            out[b] = result[6:6 + self.net.n_out].view(np.float32)
+        if y is None:
+            loss[:] = np.nan
+        return BatchResult(loss=loss, pred=pred, output_mean=out, l2_loss=l2, spikes=spikes)
+
+    def _take_result(self, sid: int) -> np.ndarray:
+        found = None
+        for core, words in self.transport.receive():
+            if len(words) >= 6 and words[0] == MSG_RESULT and words[1] == sid:
+                found = words
+        if found is None:
+            raise TransportError(f"sample {sid}: the readout core sent no result message")
+        return found
+
+    def _no_result_message(self, sid: int) -> str:
+        prov = self.provenance()
+        st = self.transport.status()
+        lost = {k: v for k, v in prov.items() if v}
+        detail = ", ".join(f"{k} {v}" for k, v in lost.items()) or "no loss counted"
+        where = ""
+        if st.get("last_drop"):
+            src, key = st["last_drop"]
+            where = f"; last dropped packet: key 0x{key:08x} from core {src} (no routing entry matches)"
+        return f"sample {sid}: no result from the readout core within {self.net.n_steps + 16} ticks ({detail}{where})"
+
+
+def with_batch_one(cfg: ExperimentConfig) -> ExperimentConfig:
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=1))
