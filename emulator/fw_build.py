@@ -24,7 +24,7 @@ HEADERS = (FW_INCLUDE / "fw_abi.h", FW_INCLUDE / "hal.h", FW_INCLUDE / "fw_math.
 # -ffp-contract=off: no fused multiply-add, so x86-64 and ARM round alike; -fno-math-errno lets
 # __builtin_sqrtf become one instruction instead of a libm call.
 BASE_FLAGS = ("-std=c11", "-ffp-contract=off", "-fno-math-errno", "-Wall", "-Wextra")
-DEFAULT_OPT = ("-O2",)
+DEFAULT_OPT = ("-O3",)
 
 
 def sources() -> list[Path]:

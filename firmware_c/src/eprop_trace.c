@@ -23,14 +23,19 @@ static void trace_block(const fw_config_t *cfg, uint32_t n_pre, const float *ev,
     for (uint32_t i = 0; i < n_pre; ++i) {
         const float evi = ev[i];
         float *ea_r = ea + i * nl, *eb_r = eb + i * nl, *acc_r = acc + i * nl;
-        const uint32_t diag = (skip_diag && i >= skip_lo && i < skip_lo + nl) ? i - skip_lo : nl;
         for (uint32_t j = 0; j < nl; ++j) {
-            if (j == diag) continue;
             const float ean = ca[j] * ea_r[j] + psi[j] * evi * oaor;
             const float e = psi[j] * (one_alpha * evi - beta * ean);
             ea_r[j] = ean;
             eb_r[j] = eb_r[j] * kappa + e;
             acc_r[j] = acc_r[j] + eb_r[j];
+        }
+        if (skip_diag && i >= skip_lo && i < skip_lo + nl) {
+            /* a self-connection keeps no trace: branch-free loop above, then zero it again */
+            const uint32_t d = i - skip_lo;
+            ea_r[d] = 0.0f;
+            eb_r[d] = 0.0f;
+            acc_r[d] = 0.0f;
         }
     }
 }

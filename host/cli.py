@@ -1,0 +1,182 @@
+"""Host layer: the `s2eprop` command line (train, eval, bench, memory, data).
+
+User errors (HostError, EmulatorError) are printed as one line without a traceback, exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from emulator.errors import EmulatorError
+from host.errors import HostError
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="experiment YAML (network, train, partition, dataset)")
+    p.add_argument("--data", help="a GSC folder, a features .npz, or 'synth' (overrides the config's dataset)")
+
+
+def _load(args: argparse.Namespace):
+    from host.config import load_config
+
+    cfg = load_config(args.config)
+    if args.data is not None:
+        from host.data.loader import dataset_config_from_arg
+
+        cfg = dataclasses.replace(cfg, dataset=dataset_config_from_arg(args.data, cfg.dataset.options)).validate()
+    return cfg
+
+
+def _dataset(cfg, progress: bool):
+    from host.data.loader import load_dataset
+
+    return load_dataset(cfg.dataset, progress=progress)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from host.config import with_overrides
+    from host.train import TrainOptions, run_training
+
+    cfg = with_overrides(_load(args), epochs=args.epochs, max_samples=args.max_samples, batch_size=args.batch_size,
+                         seed=args.seed, checkpoint_every_samples=args.checkpoint_every)
+    if args.target == "emulator" and cfg.train.batch_size != 1:
+        raise HostError(f"--target emulator learns online (batch size 1), got batch size {cfg.train.batch_size}; "
+                        f"use --target golden for mini-batches")
+    for flag, path in (("--init-weights", args.init_weights), ("--resume", args.resume)):
+        if path is not None and not path.is_file():
+            raise HostError(f"{flag} {path}: no such file")
+    data = _dataset(cfg, progress=not args.quiet)
+    opts = TrainOptions(target=args.target, out_dir=args.out, init_weights=args.init_weights, resume=args.resume,
+                        backend=args.backend, progress=not args.quiet)
+    report = run_training(cfg, data, opts)
+    acc = report["test_accuracy"]
+    print(f"trained {report['samples_trained']} samples on {report['target']} in {report['wall_s']:.1f} s "
+          f"({report['ms_per_training_sample']:.2f} ms/sample); train accuracy {100 * report['train_accuracy']:.1f} %"
+          + (f", test accuracy {100 * acc:.1f} %" if acc is not None else ""))
+    if args.target == "emulator":
+        print(f"{report['cores']} cores, {report['training_state_bytes_total']:,} B of training state, "
+              f"max arena {max(report['sram_bytes_per_core']):,} B/core, {report['emulated_ms']:,} emulated ms")
+        lost = {k: v for k, v in report["provenance"].items() if v}
+        if lost:
+            print(f"warning: the chip counted losses: {lost}", file=sys.stderr)
+    print(f"report: {args.out / 'report.json'}; weights: {args.out / 'weights.npz'}; "
+          f"figures: {', '.join(str(args.out / f) for f in report['figures'].values())}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from host.train import evaluate, make_trainer
+    from host.weights import load_weights
+
+    cfg = _load(args)
+    data = _dataset(cfg, progress=not args.quiet)
+    weights = load_weights(args.weights, cfg.network)
+    if weights.labels and tuple(weights.labels) != tuple(data.labels):
+        raise HostError(f"weights were trained on labels {list(weights.labels)}, the dataset has {list(data.labels)}")
+    trainer = make_trainer(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=1)),
+                           args.target, weights, None, args.backend)
+    x, y = (data.x_test, data.y_test) if (data.x_test is not None and not args.train_split) else (data.x_train, data.y_train)
+    ev = evaluate(trainer, x, y, len(data.labels))
+    out = {"accuracy": ev["accuracy"], "loss": ev["loss"], "samples": ev["n"],
+           "per_class_accuracy": dict(zip(data.labels, ev["per_class_accuracy"]))}
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"accuracy {100 * ev['accuracy']:.2f} % over {ev['n']} samples, loss {ev['loss']:.4f}")
+    for name, acc in out["per_class_accuracy"].items():
+        print(f"  {name:>8}: " + ("  n/a" if acc is None else f"{100 * acc:5.1f} %") +
+              f"  ({int(np.sum(y == data.labels.index(name)))} samples)")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from host.bench import bench_emulator, bench_golden
+
+    result: dict[str, Any] = {}
+    if args.what in ("golden", "all"):
+        result.update(bench_golden(n_samples=args.samples))
+    if args.what in ("emulator", "all"):
+        result.update(bench_emulator(n_samples=args.samples))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_memory(args: argparse.Namespace) -> int:
+    from host.memory import memory_map, format_memory_map
+
+    cfg = _load(args)
+    m = memory_map(cfg)
+    print(json.dumps(m, indent=2) if args.json else format_memory_map(m))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="s2eprop", description="E-prop on an emulated SpiNNaker 2 chip")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train the network on a dataset")
+    _add_common(t)
+    t.add_argument("--target", choices=("golden", "emulator"), default="emulator",
+                   help="emulator: the C firmware on emulated cores; golden: the NumPy reference model")
+    t.add_argument("--out", type=Path, required=True, help="run folder (report.json, weights.npz, figures)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--max-samples", type=int, help="train on the first N samples of each epoch")
+    t.add_argument("--batch-size", type=int, help="golden target only; the chip learns one sample at a time")
+    t.add_argument("--seed", type=int, help="weight initialisation seed")
+    t.add_argument("--init-weights", type=Path, help="start from these weights (.npz: w_in, w_rec, w_out)")
+    t.add_argument("--resume", type=Path, help="continue from a checkpoint.npz of an earlier run")
+    t.add_argument("--checkpoint-every", type=int, help="also checkpoint every N samples (always at epoch ends)")
+    t.add_argument("--backend", choices=("c", "python"), default="c", help="emulator tick loop (same bits)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="accuracy, per-class accuracy and loss of saved weights")
+    _add_common(e)
+    e.add_argument("--weights", type=Path, required=True)
+    e.add_argument("--target", choices=("golden", "emulator"), default="golden")
+    e.add_argument("--backend", choices=("c", "python"), default="c")
+    e.add_argument("--train-split", action="store_true", help="evaluate the training split instead of the test split")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_eval)
+
+    b = sub.add_parser("bench", help="training speed per sample: golden model (batch 1 and 32) and emulator")
+    b.add_argument("what", nargs="?", choices=("golden", "emulator", "all"), default="all")
+    b.add_argument("--samples", type=int, default=64)
+    b.set_defaults(func=cmd_bench)
+
+    m = sub.add_parser("memory", help="per-core byte map of the partitioned network")
+    _add_common(m)
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_memory)
+
+    try:
+        from host.data.cli import add_data_commands
+    except ImportError:  # data commands not built in this tree
+        pass
+    else:
+        add_data_commands(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (HostError, EmulatorError) as exc:
+        print(f"s2eprop {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
