@@ -1,0 +1,111 @@
+"""Shared fixtures of the emulator tests: the paper's configuration, seeded samples, the authors' C
+fixture, and helpers that compare weights relative to max|w| per matrix."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from host.config import ExperimentConfig
+from host.weights import Weights, init_weights
+
+FIXTURE = "authors_c_6_samples.npz"
+MATRICES = ("w_in", "w_rec", "w_out")
+
+
+def fixture_path() -> Path:
+    env = os.environ.get("S2EPROP_FIXTURES")
+    if env:
+        p = Path(env)
+        return p if p.is_file() else p / FIXTURE
+    return Path(__file__).resolve().parents[2].parent / "shared/reference/fixtures" / FIXTURE
+
+
+@pytest.fixture(scope="session")
+def authors() -> dict[str, np.ndarray]:
+    """The authors' plain-C run of six samples (see the README beside the file)."""
+    path = fixture_path()
+    if not path.is_file():
+        pytest.skip(f"authors' C fixture not found at {path} (set S2EPROP_FIXTURES to its file or folder)")
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="session")
+def cfg() -> ExperimentConfig:
+    """The paper's network: 80 inputs, 120 ALIF neurons, 12 outputs, 12 cores of 10 neurons, batch 1."""
+    return ExperimentConfig().validate()
+
+
+def make_samples(n: int, seed: int, n_steps: int = 100, n_in: int = 80, n_out: int = 12):
+    rng = np.random.default_rng(seed)
+    x = (3 * rng.standard_normal((n, n_steps, n_in))).astype(np.float32)
+    y = rng.integers(0, n_out, n).astype(np.int64)
+    return x, y
+
+
+@pytest.fixture(scope="session")
+def samples20() -> tuple[np.ndarray, np.ndarray]:
+    """20 samples, inputs 3 * N(0, 1) (so that the network spikes), random labels; seeded."""
+    return make_samples(20, seed=1234)
+
+
+@pytest.fixture(scope="session")
+def init_w(cfg: ExperimentConfig) -> Weights:
+    return init_weights(cfg.network, seed=7)
+
+
+def rel_errors(a: Weights, b: Weights) -> dict[str, float]:
+    """max|a - b| / max|b| for each matrix."""
+    return {k: float(np.max(np.abs(getattr(a, k) - getattr(b, k))) / float(np.max(np.abs(getattr(b, k)))))
+            for k in MATRICES}
+
+
+def assert_weights_close(a: Weights, b: Weights, tol: float, what: str) -> None:
+    errs = rel_errors(a, b)
+    bad = {k: e for k, e in errs.items() if not e <= tol}
+    assert not bad, f"{what}: weights differ by more than {tol:g} of max|w|: " + ", ".join(
+        f"{k} {e:.3g}" for k, e in bad.items())
+
+
+def assert_weights_identical(a: Weights, b: Weights, what: str) -> None:
+    for k in MATRICES:
+        wa, wb = getattr(a, k), getattr(b, k)
+        assert wa.dtype == np.float32 and wb.dtype == np.float32, f"{what}: {k} is not float32"
+        same = wa.view(np.uint32) == wb.view(np.uint32)
+        assert same.all(), (f"{what}: {k} differs in {int((~same).sum())} of {same.size} words "
+                            f"(max abs diff {float(np.max(np.abs(wa - wb))):.3g})")
+
+
+@pytest.fixture(scope="session")
+def weights_close() -> Callable[[Weights, Weights, float, str], None]:
+    return assert_weights_close
+
+
+@pytest.fixture(scope="session")
+def weights_identical() -> Callable[[Weights, Weights, str], None]:
+    return assert_weights_identical
+
+
+@pytest.fixture(scope="session")
+def rel_err() -> Callable[[Weights, Weights], dict[str, float]]:
+    return rel_errors
+
+
+@pytest.fixture(scope="session")
+def with_options() -> Callable[..., ExperimentConfig]:
+    """cfg -> copy with some fields of its sections replaced: with_options(cfg, train={...}, ...)."""
+    def make(cfg: ExperimentConfig, **sections: dict) -> ExperimentConfig:
+        parts = {name: dataclasses.replace(getattr(cfg, name), **vals) for name, vals in sections.items()}
+        return dataclasses.replace(cfg, **parts).validate()
+    return make
+
+
+@pytest.fixture(scope="session")
+def sample_maker() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    """make(n, seed) -> (x, y): inputs 3 * N(0, 1), random labels."""
+    return make_samples

@@ -1,0 +1,75 @@
+"""Memory (DESIGN section 3): each core's arena fits its 96 KiB data budget, the paper's network keeps
+its training state within the paper's 612 KB, and a partition that does not fit is refused clearly."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from host.cli import main
+from host.errors import ConfigError
+from host.memory import memory_map
+from host.runtime import BoardTrainer
+
+ARENA_LIMIT = 96 * 1024
+PAPER_STATE_BYTES = 612_000
+
+
+def test_paper_network_fits(cfg, init_w) -> None:
+    """Rule: the paper's network (12 cores of 10 neurons) has training state <= 612,000 B in all and
+    every core's arena <= 96 KiB; memory_report agrees with `s2eprop memory`'s map and with the
+    weights, Adam moments and traces it must hold (at least 4 B per weight for each of w, m, v and
+    the three traces of every input and recurrent synapse)."""
+    board = BoardTrainer(cfg, init_w.copy())
+    rep = board.memory_report()
+    assert rep["cores"] == 12 and rep["neurons_per_core"] == 10
+    assert len(rep["sram_bytes_per_core"]) == 12
+    assert max(rep["sram_bytes_per_core"]) <= ARENA_LIMIT, rep["sram_bytes_per_core"]
+    assert rep["training_state_bytes_total"] <= PAPER_STATE_BYTES
+    net = cfg.network
+    synapses = (net.n_in + net.n_rec) * net.n_rec
+    assert rep["training_state_bytes_total"] >= 4 * (3 * net.n_weights + 3 * synapses)
+    m = memory_map(cfg)
+    assert m["training_state_bytes_total"] == rep["training_state_bytes_total"]
+    assert [c["arena_bytes"] for c in m["per_core"]] == rep["sram_bytes_per_core"]
+    assert all(c["fits"] for c in m["per_core"])
+
+
+def test_partition_that_does_not_fit_is_refused(cfg, init_w, with_options) -> None:
+    """Rule: 60 neurons per core need more than 96 KiB per arena: building the board raises ConfigError
+    naming the core, the bytes it needs and partition.neurons_per_core."""
+    big = with_options(cfg, partition={"neurons_per_core": 60})
+    with pytest.raises(ConfigError) as info:
+        BoardTrainer(big, init_w.copy())
+    msg = str(info.value)
+    assert re.search(r"core \d+", msg), msg
+    need = re.search(r"needs ([\d,]+) B", msg)
+    assert need and int(need.group(1).replace(",", "")) > ARENA_LIMIT, msg
+    assert f"{ARENA_LIMIT:,}" in msg or str(ARENA_LIMIT) in msg, msg
+    assert "neurons_per_core" in msg, msg
+    m = memory_map(big)
+    assert m["cores"] == 2 and not any(c["fits"] for c in m["per_core"])
+
+
+def test_cli_memory_prints_the_map(capsys, tmp_path) -> None:
+    """Rule: `s2eprop memory` exits 0 and prints the per-core byte map of the paper's partition (12 cores,
+    the training-state total, each core's arena, the regions of core 0); --json gives the same numbers;
+    a partition that does not fit is flagged per core, still with exit 0."""
+    assert main(["memory"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("12 cores")
+    assert len(re.findall(r"^core +\d+ ", text, flags=re.M)) == 12
+    for region in ("w_in", "w_rec", "w_out", "m_in", "v_in", "ea_in", "acc_rec", "outbox"):
+        assert re.search(rf"^\s+0x[0-9a-f]+\s+[\d,]+ B\s+{region}$", text, flags=re.M), region
+    assert "DOES NOT FIT" not in text
+    assert main(["memory", "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["cores"] == 12 and len(m["per_core"]) == 12
+    assert f"{m['training_state_bytes_total']:,}" in text
+    for c in m["per_core"]:
+        assert f"arena {c['arena_bytes']:7,} B" in text
+    yaml_file = tmp_path / "big.yaml"
+    yaml_file.write_text("partition:\n  neurons_per_core: 60\n")
+    assert main(["memory", "--config", str(yaml_file)]) == 0
+    assert capsys.readouterr().out.count("DOES NOT FIT") == 2

@@ -1,0 +1,112 @@
+"""A wrong routing table never fails silently (DESIGN section 4): the router drops and counts the
+packets no entry routes, and the host's training raises TransportError naming the lost key."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from emulator.errors import EmulatorError
+from emulator.router import RouteEntry
+from host.errors import TransportError
+from host.routing import FIELD_MASK, KEY_ERR, KEY_PARTIAL, KEY_SPIKE
+from host.runtime import BoardTrainer
+
+N_OUT = 12
+N_STEPS = 100
+
+
+def _board(cfg, init_w, backend: str) -> BoardTrainer:
+    return BoardTrainer(cfg, init_w.copy(), backend=backend, track_l2=False)
+
+
+def _key_in(message: str, base: int) -> list[int]:
+    """The keys 0x........ the message names that lie in the field of `base`."""
+    keys = [int(k, 16) for k in re.findall(r"0x([0-9a-fA-F]{8})", message)]
+    return [k for k in keys if k & FIELD_MASK == base]
+
+
+@pytest.mark.parametrize("backend", ["c", "python"])
+def test_missing_partial_sum_route(cfg, init_w, sample_maker, backend) -> None:
+    """Rule: without the partial-sum route, every partial sum (12 neuron cores x 12 outputs x 100 steps)
+    is dropped and counted, the weights stay as they were, and train_batch raises TransportError whose
+    message says packets were dropped and names a partial-sum key."""
+    x, y = sample_maker(1, seed=11)
+    board = _board(cfg, init_w, backend)
+    plan = board.plan
+    board.transport.load_routes([RouteEntry(KEY_SPIKE, FIELD_MASK, tuple(c.core_id for c in plan.cores)),
+                                 RouteEntry(KEY_ERR, FIELD_MASK, plan.neuron_cores)])
+    with pytest.raises(TransportError) as info:
+        board.train_batch(x, y)
+    status = board.transport.status()
+    assert status["packets_dropped"] == len(plan.neuron_cores) * N_OUT * N_STEPS
+    assert set(status["dropped_from"]) == set(plan.neuron_cores)
+    msg = str(info.value)
+    assert "dropped" in msg and str(status["packets_dropped"]) in msg, msg
+    assert _key_in(msg, KEY_PARTIAL), f"message names no partial-sum key: {msg}"
+    assert board.provenance()["packets_dropped"] == status["packets_dropped"]
+    assert (board.weights.w_in == init_w.w_in).all()
+
+
+@pytest.mark.parametrize("backend", ["c", "python"])
+def test_missing_error_route(cfg, init_w, sample_maker, backend) -> None:
+    """Rule: without the output-error route, the 12 error packets of a training sample are dropped and
+    counted, no weight changes, and training (2 samples) raises TransportError whose message says
+    packets were dropped and names an error key."""
+    x, y = sample_maker(2, seed=12)
+    board = _board(cfg, init_w, backend)
+    plan = board.plan
+    board.transport.load_routes([RouteEntry(KEY_SPIKE, FIELD_MASK, tuple(c.core_id for c in plan.cores)),
+                                 RouteEntry(KEY_PARTIAL, FIELD_MASK, (plan.readout_core,))])
+    with pytest.raises(TransportError) as info:
+        for i in range(2):
+            board.train_batch(x[i:i + 1], y[i:i + 1])
+    status = board.transport.status()
+    assert status["packets_dropped"] == N_OUT
+    assert status["dropped_from"] == {plan.readout_core: N_OUT}
+    msg = str(info.value)
+    assert "dropped" in msg, msg
+    assert _key_in(msg, KEY_ERR), f"message names no error key: {msg}"
+    assert (board.weights.w_rec == init_w.w_rec).all()
+
+
+def test_missing_spike_route_is_counted(cfg, init_w, sample_maker) -> None:
+    """Rule: without the spike route, every spike is dropped and counted (the readout still reduces,
+    so a result comes back), and the provenance reports the loss; packets_dropped equals the spikes
+    the neurons emitted (work count mc_sent minus partial sums)."""
+    x, y = sample_maker(1, seed=13)
+    board = _board(cfg, init_w, "c")
+    plan = board.plan
+    board.transport.load_routes([RouteEntry(KEY_PARTIAL, FIELD_MASK, (plan.readout_core,)),
+                                 RouteEntry(KEY_ERR, FIELD_MASK, plan.neuron_cores)])
+    board.forward(x, y)
+    status = board.transport.status()
+    sent = int(status["work"]["mc_sent"].sum())
+    assert status["packets_dropped"] > 0
+    assert status["packets_dropped"] == sent - len(plan.neuron_cores) * N_OUT * N_STEPS
+    assert board.provenance()["packets_dropped"] == status["packets_dropped"]
+    assert status["last_drop"][1] & FIELD_MASK == KEY_SPIKE
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "router: an entry that matches but names no destination core swallows packets uncounted "
+    "(emulator/csrc/chip_loop.c deliver_all, emulator/chip.py _deliver_all; check_table accepts cores=())"))
+def test_error_route_to_nowhere_is_refused_or_counted(cfg, init_w, sample_maker) -> None:
+    """Rule (drops counted, never silent): an error route that points nowhere (no destination core)
+    is either refused when the table is loaded (EmulatorError), or its packets are counted as dropped
+    and training raises TransportError naming an error key."""
+    x, y = sample_maker(2, seed=14)
+    board = _board(cfg, init_w, "c")
+    plan = board.plan
+    table = [RouteEntry(KEY_SPIKE, FIELD_MASK, tuple(c.core_id for c in plan.cores)),
+             RouteEntry(KEY_PARTIAL, FIELD_MASK, (plan.readout_core,)),
+             RouteEntry(KEY_ERR, FIELD_MASK, ())]
+    try:
+        board.transport.load_routes(table)
+    except EmulatorError:
+        return
+    with pytest.raises(TransportError) as info:
+        for i in range(2):
+            board.train_batch(x[i:i + 1], y[i:i + 1])
+    assert board.transport.status()["packets_dropped"] >= N_OUT
+    assert "dropped" in str(info.value) and _key_in(str(info.value), KEY_ERR), str(info.value)

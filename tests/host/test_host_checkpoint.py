@@ -1,0 +1,122 @@
+"""Checkpoints and resume (DESIGN section 5): checkpoint.npz holds weights, Adam state and the position
+in the run; training resumed from it ends with the bits of an uninterrupted run of the same length."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import host.runtime
+from host.cli import main
+from host.reference.golden import GoldenModel
+
+MATRICES = ("w_in", "w_rec", "w_out")
+CKPT_KEYS = (*MATRICES, *(f"adam_{m}_{k}" for m in "mv" for k in MATRICES),
+             "adam_t", "adam_lr", "adam_b1_pow", "adam_b2_pow", "epoch", "next_index", "samples_trained")
+N = 4          # samples in the features file
+EPOCHS = 3     # epoch 2 decays the learning rate: the schedule crosses the resume
+
+
+def _train(out: Path, features: Path, target: str, *extra: str) -> int:
+    return main(["train", "--target", target, "--data", str(features), "--out", str(out), "--quiet", *extra])
+
+
+def _load(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def _assert_same_bits(a: dict, b: dict, keys, what: str) -> None:
+    for k in keys:
+        assert np.array_equal(np.asarray(a[k]).view(np.uint32), np.asarray(b[k]).view(np.uint32)), f"{what}: {k}"
+
+
+@pytest.fixture(scope="module", params=["golden", "emulator"])
+def full_run(request, tmp_path_factory, features_npz, weights_npz):
+    """An uninterrupted run: 3 epochs over 4 samples, checkpoint every 2 samples."""
+    target = request.param
+    out = tmp_path_factory.mktemp(f"full_{target}")
+    assert _train(out, features_npz, target, "--init-weights", str(weights_npz), "--epochs", str(EPOCHS),
+                  "--checkpoint-every", "2") == 0
+    return target, out
+
+
+def test_checkpoint_holds_weights_adam_and_position(full_run, features_npz, weights_npz) -> None:
+    """Rule: at the end of a run, checkpoint.npz holds the final weights (same bits as weights.npz), the
+    Adam moments, step count (one per sample), decayed learning rate (lr * 0.3 after epoch 2) and beta
+    powers (float32 products), and the position (epoch 3, index 0, 12 samples); for the golden target the Adam state is
+    that of a GoldenModel trained on the same samples."""
+    target, out = full_run
+    ck = _load(out / "checkpoint.npz")
+    for key in CKPT_KEYS:
+        assert key in ck, f"checkpoint lacks {key}"
+    _assert_same_bits(ck, _load(out / "weights.npz"), MATRICES, "checkpoint vs weights.npz")
+    assert int(ck["adam_t"]) == N * EPOCHS and int(ck["samples_trained"]) == N * EPOCHS
+    assert (int(ck["epoch"]), int(ck["next_index"])) == (EPOCHS, 0)
+    assert np.float32(ck["adam_lr"]) == np.float32(np.float32(0.01) * np.float32(0.3))
+    b1_pow, b2_pow = np.float32(0.9), np.float32(0.999)  # beta^(t+1), a float32 product over the steps
+    for _ in range(N * EPOCHS):
+        b1_pow, b2_pow = np.float32(b1_pow * np.float32(0.9)), np.float32(b2_pow * np.float32(0.999))
+    assert (np.float32(ck["adam_b1_pow"]), np.float32(ck["adam_b2_pow"])) == (b1_pow, b2_pow)
+    report = json.loads((out / "report.json").read_text())
+    assert report["samples_trained"] == N * EPOCHS and report["target"] == target
+    if target == "golden":
+        from host.config import ExperimentConfig
+        from host.weights import load_weights
+
+        cfg = ExperimentConfig().validate()
+        data = _load(features_npz)
+        model = GoldenModel(cfg.network, cfg.train, load_weights(weights_npz, cfg.network))
+        for epoch in range(EPOCHS):
+            model.start_epoch(epoch)
+            for i in range(N):
+                model.train_batch(data["x"][i:i + 1], data["y"][i:i + 1])
+        _assert_same_bits(ck, model.weights.as_dict(), MATRICES, "CLI vs GoldenModel")
+        _assert_same_bits(ck, {f"adam_{m}_{k}": getattr(model.adam, m)[k] for m in "mv" for k in MATRICES},
+                          [f"adam_{m}_{k}" for m in "mv" for k in MATRICES], "Adam moments")
+
+
+def test_resume_after_an_epoch_reproduces_the_run(full_run, tmp_path, features_npz, weights_npz) -> None:
+    """Rule: a run stopped after epoch 1 and resumed with --resume checkpoint.npz --epochs 3 ends with
+    the same weight bits as the uninterrupted 3-epoch run and counts 12 samples in all."""
+    target, full = full_run
+    part = tmp_path / "part"
+    assert _train(part, features_npz, target, "--init-weights", str(weights_npz), "--epochs", "1") == 0
+    ck = _load(part / "checkpoint.npz")
+    assert (int(ck["epoch"]), int(ck["next_index"]), int(ck["adam_t"])) == (1, 0, N)
+    resumed = tmp_path / "resumed"
+    assert _train(resumed, features_npz, target, "--resume", str(part / "checkpoint.npz"), "--epochs", str(EPOCHS)) == 0
+    _assert_same_bits(_load(resumed / "weights.npz"), _load(full / "weights.npz"), MATRICES, "resumed vs full")
+    assert json.loads((resumed / "report.json").read_text())["samples_trained"] == N * EPOCHS
+
+
+def test_resume_mid_epoch_reproduces_the_run(full_run, tmp_path, features_npz, weights_npz, monkeypatch) -> None:
+    """Rule: a run interrupted (Ctrl-C, exit 130) during sample 7 keeps the --checkpoint-every 2 checkpoint
+    taken after sample 6 (epoch 1, index 2); resuming from it ends with the bits of the uninterrupted run."""
+    target, full = full_run
+    cls = GoldenModel if target == "golden" else host.runtime.BoardTrainer
+    original = cls.train_batch
+    calls = {"n": 0}
+
+    def interrupted(self, x, y):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return original(self, x, y)
+
+    monkeypatch.setattr(cls, "train_batch", interrupted)
+    part = tmp_path / "part"
+    assert _train(part, features_npz, target, "--init-weights", str(weights_npz), "--epochs", str(EPOCHS),
+                  "--checkpoint-every", "2") == 130
+    monkeypatch.setattr(cls, "train_batch", original)
+    ck = _load(part / "checkpoint.npz")
+    assert (int(ck["epoch"]), int(ck["next_index"]), int(ck["samples_trained"]), int(ck["adam_t"])) == (1, 2, 6, 6)
+    assert not (part / "weights.npz").exists()
+    resumed = tmp_path / "resumed"
+    assert _train(resumed, features_npz, target, "--resume", str(part / "checkpoint.npz"), "--epochs", str(EPOCHS),
+                  "--checkpoint-every", "2") == 0
+    _assert_same_bits(_load(resumed / "weights.npz"), _load(full / "weights.npz"), MATRICES, "resumed vs full")
+    _assert_same_bits(_load(resumed / "checkpoint.npz"), _load(full / "checkpoint.npz"),
+                      [k for k in CKPT_KEYS if k.startswith("adam_") and k != "adam_t"], "Adam state")
