@@ -25,6 +25,8 @@ def check_table(entries: list[RouteEntry], n_cores: int) -> None:
     for i, e in enumerate(entries):
         if e.key & ~e.mask & 0xFFFFFFFF:
             raise EmulatorError(f"route {i}: key 0x{e.key:08x} has bits outside mask 0x{e.mask:08x}")
+        if not e.cores:
+            raise EmulatorError(f"route {i} (key 0x{e.key:08x}): no destination core; a packet it matches would be lost")
         bad = [c for c in e.cores if not 0 <= c < n_cores]
         if bad:
             raise EmulatorError(f"route {i}: destination core(s) {bad} do not exist (chip has {n_cores})")

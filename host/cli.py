@@ -173,6 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (HostError, EmulatorError) as exc:
         print(f"s2eprop {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -53,6 +53,7 @@ class BoardTrainer:
         self.track_l2 = track_l2  # read weights back before each sample to report the L2 loss
         self._next_id = 0
         self._last_spikes = 0
+        self._dropped = 0
         self.ticks_train = 0  # emulated 1 ms ticks spent training
         self.ticks_eval = 0   # ... and on inference
 
@@ -139,6 +140,13 @@ class BoardTrainer:
                                                 LOOKAHEAD_TICKS, self.net.n_steps + 16)
             if used < 0:
                 raise TransportError(self._no_result_message(sid))
+            dropped, last = self.transport.packets_dropped()
+            if dropped != self._dropped:
+                src, key = last if last else (-1, 0)
+                lost, self._dropped = dropped - self._dropped, dropped
+                raise TransportError(
+                    f"sample {sid}: the router dropped {lost} packet(s), last key 0x{key:08x} from core {src} "
+                    f"(no routing entry matches): the result of this sample cannot be trusted; check the routing table")
             if train:
                 self.ticks_train += used
             else:

@@ -115,7 +115,6 @@ def load_checkpoint(path: Path, cfg: ExperimentConfig) -> tuple[Weights, AdamSta
 def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> dict[str, Any]:
     check_dataset(cfg, data)
     out = opts.out_dir
-    out.mkdir(parents=True, exist_ok=True)
     pos, adam = Position(), None
     if opts.resume is not None:
         weights, adam, pos = load_checkpoint(opts.resume, cfg)
@@ -127,6 +126,7 @@ def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> di
         raise DataError(f"weights were trained on labels {list(weights.labels)}, the dataset has {list(data.labels)}")
     weights = dataclasses.replace(weights, labels=tuple(data.labels))
     trainer = make_trainer(cfg, opts.target, weights, adam, opts.backend)
+    out.mkdir(parents=True, exist_ok=True)
     tr = cfg.train
     n_train = len(data.x_train) if tr.max_samples is None else min(tr.max_samples, len(data.x_train))
     if n_train == 0:

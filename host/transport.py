@@ -26,6 +26,7 @@ class Transport(Protocol):
     def stream_sample(self, sample_id: int, label: int, train: bool, frames: np.ndarray,
                       neuron_cores: list[int], lookahead: int, max_ticks: int) -> int: ...
     def receive(self) -> list[tuple[int, np.ndarray]]: ...
+    def packets_dropped(self) -> tuple[int, tuple[int, int] | None]: ...
     def status(self) -> dict[str, Any]: ...
 
 
@@ -63,6 +64,11 @@ class EmulatorTransport:
 
     def receive(self) -> list[tuple[int, np.ndarray]]:
         return self.chip.take_host_messages()
+
+    def packets_dropped(self) -> tuple[int, tuple[int, int] | None]:
+        """Packets the router dropped so far, and (source core, key) of the last one."""
+        r = self.chip.router_stats()
+        return r.dropped, r.last_drop
 
     def status(self) -> dict[str, Any]:
         r = self.chip.router_stats()

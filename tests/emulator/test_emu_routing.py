@@ -72,14 +72,17 @@ def test_missing_error_route(cfg, init_w, sample_maker, backend) -> None:
 
 def test_missing_spike_route_is_counted(cfg, init_w, sample_maker) -> None:
     """Rule: without the spike route, every spike is dropped and counted (the readout still reduces,
-    so a result comes back), and the provenance reports the loss; packets_dropped equals the spikes
-    the neurons emitted (work count mc_sent minus partial sums)."""
+    so a result comes back), the sample raises TransportError naming a spike key, and the provenance
+    reports the loss; packets_dropped equals the spikes the neurons emitted (work count mc_sent minus
+    partial sums)."""
     x, y = sample_maker(1, seed=13)
     board = _board(cfg, init_w, "c")
     plan = board.plan
     board.transport.load_routes([RouteEntry(KEY_PARTIAL, FIELD_MASK, (plan.readout_core,)),
                                  RouteEntry(KEY_ERR, FIELD_MASK, plan.neuron_cores)])
-    board.forward(x, y)
+    with pytest.raises(TransportError) as info:
+        board.forward(x, y)
+    assert "dropped" in str(info.value) and _key_in(str(info.value), KEY_SPIKE), str(info.value)
     status = board.transport.status()
     sent = int(status["work"]["mc_sent"].sum())
     assert status["packets_dropped"] > 0
@@ -88,9 +91,6 @@ def test_missing_spike_route_is_counted(cfg, init_w, sample_maker) -> None:
     assert status["last_drop"][1] & FIELD_MASK == KEY_SPIKE
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "router: an entry that matches but names no destination core swallows packets uncounted "
-    "(emulator/csrc/chip_loop.c deliver_all, emulator/chip.py _deliver_all; check_table accepts cores=())"))
 def test_error_route_to_nowhere_is_refused_or_counted(cfg, init_w, sample_maker) -> None:
     """Rule (drops counted, never silent): an error route that points nowhere (no destination core)
     is either refused when the table is loaded (EmulatorError), or its packets are counted as dropped
