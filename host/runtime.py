@@ -7,7 +7,6 @@ The interface matches the golden model's (`train_batch`, `forward`, `start_epoch
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -16,7 +15,7 @@ from emulator.fw_bridge import Firmware
 from host.config import ExperimentConfig
 from host.errors import ConfigError, TransportError
 from host.images import CoreImage, build_images, gather_matrices, training_state_bytes
-from host.partition import ROLE_NEURON, Plan, plan_partition
+from host.partition import Plan, plan_partition
 from host.reference.golden import AdamState, BatchResult, random_feedback
 from host.routing import routing_table
 from host.transport import EmulatorTransport, Transport
@@ -182,6 +181,3 @@ class BoardTrainer:
             where = f"; last dropped packet: key 0x{key:08x} from core {src} (no routing entry matches)"
         return f"sample {sid}: no result from the readout core within {self.net.n_steps + 16} ticks ({detail}{where})"
 
-
-def with_batch_one(cfg: ExperimentConfig) -> ExperimentConfig:
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=1))
