@@ -1,0 +1,579 @@
+"""Host layer: the built-in spoken keyword set, synthesised with espeak-ng (design: docs/data.md).
+
+The 12 classes of the GSC task (`KWS_LABELS`): the 10 keywords spoken by espeak-ng, other English
+words as "unknown", synthesised noise as "silence". Every clip draws, from its own seeded
+generator: a base voice (accent) and a voice variant of its split, a speaking rate, a pitch and
+an intonation (punctuation); then a speed/formant perturbation (resampling), a random channel
+(high-pass, low-pass, peaking/notch EQ), sometimes reverberation, a random time shift inside the
+1 s window, background noise at a random SNR (coloured, modulated, hum, clicks or babble of other
+words), a noise floor, a random gain, sometimes clipping, and 16-bit quantisation.
+
+Split by voice: the test split uses base voices and variants that the training split never uses
+(`TEST_BASE_VOICES`, `TEST_VARIANTS`). Clip i of a split depends only on (seed, split, i), so the
+set is the same for any number of worker processes, and it is cached on disk with its features.
+
+Options (``dataset: {kind: synth, <option>: ...}``): n_train (2400), n_test (600), seed (0),
+workers (2 processes; 1 runs in-process).
+"""
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing as mp
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from host.data.cache import CacheEntry
+from host.data.dataset import KWS_LABELS, Dataset
+from host.data.features import REFERENCE_PARAMS, features_from_waves
+from host.errors import DataError
+
+SYNTH_VERSION = 1
+ESPEAK = "espeak-ng"
+ESPEAK_SR_HZ = 22050
+SR_HZ = REFERENCE_PARAMS.sample_rate_hz
+N_SAMPLES = REFERENCE_PARAMS.n_samples
+SPLIT_IDS = {"train": 0, "test": 1}
+UNKNOWN = KWS_LABELS.index("unknown")
+SILENCE = KWS_LABELS.index("silence")
+KEYWORDS = KWS_LABELS[:UNKNOWN]
+CHUNK_CLIPS = 24
+
+# Base voices (espeak-ng's English accents). The test split's are never used for training.
+TRAIN_BASE_VOICES = ("en-us", "en", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-029")
+TEST_BASE_VOICES = ("en-us-nyc", "en-gb-x-gbcwmd")
+# Voice variants (espeak-ng-data/voices/!v) held out for the test split: natural-sounding male,
+# female and Klatt-synthesiser voices. Every other installed variant (and the plain base voice)
+# trains, including the extreme ones (whisper, croak, robots, echo), which act as augmentation.
+TEST_VARIANTS = ("f4", "belinda", "steph2", "f5", "m3", "m7", "Andy", "klatt3", "iven3", "Gene2", "pablo", "quincy")
+NO_VARIANT = ""
+
+# "unknown": the 25 auxiliary words of GSC v0.02 and other English words, some close in sound to a
+# keyword (yet, nose, cup, sound, lift, own, shop, goal, light), none a homophone of one.
+UNKNOWN_WORDS = (
+    "bed", "bird", "cat", "dog", "eight", "five", "four", "happy", "house", "marvin", "nine", "one",
+    "seven", "sheila", "six", "three", "tree", "two", "wow", "zero", "backward", "forward", "follow",
+    "learn", "visual",
+    "yet", "guess", "nose", "now", "cup", "sound", "lift", "own", "odd", "shop", "goal", "light",
+    "hello", "thanks", "please", "coffee", "music", "water", "paper", "number", "window", "table",
+    "money", "river", "orange", "purple", "yellow", "green", "blue", "red", "black", "white", "open",
+    "close", "start", "pause", "play", "next", "back", "home", "level", "cancel", "wait", "fast",
+    "slow", "north", "south", "east", "west", "morning", "kitchen", "garden", "bottle", "pencil",
+    "doctor", "little", "animal", "banana", "camera", "eleven", "twelve", "twenty", "hundred",
+    "maybe", "always", "never", "under", "after", "again", "really", "today", "tomorrow", "cheese",
+)
+PUNCTUATION = ("", ".", "?", "!", ",")
+
+
+@dataclass(frozen=True)
+class SynthOptions:
+    n_train: int = 2400
+    n_test: int = 600
+    seed: int = 0
+    workers: int = 2
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any] | None) -> "SynthOptions":
+        options = dict(options or {})
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise DataError(f"unknown synth dataset option(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        opts = cls(**options)
+        for name in ("n_train", "n_test", "seed", "workers"):
+            value = getattr(opts, name)
+            low = 0 if name in ("seed", "n_test") else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise DataError(f"synth option {name} must be an integer >= {low}, got {value!r}")
+        return opts
+
+    def cache_spec(self) -> dict[str, Any]:
+        spec = asdict(self)
+        del spec["workers"]  # results do not depend on it
+        return spec
+
+
+@dataclass(frozen=True)
+class VoicePools:
+    """Base voices and variants of each split, restricted to what the installed espeak-ng has."""
+
+    train_bases: tuple[str, ...]
+    test_bases: tuple[str, ...]
+    train_variants: tuple[str, ...]
+    test_variants: tuple[str, ...]
+
+    def bases(self, split: str) -> tuple[str, ...]:
+        return self.train_bases if split == "train" else self.test_bases
+
+    def variants(self, split: str) -> tuple[str, ...]:
+        return self.train_variants if split == "train" else self.test_variants
+
+
+# ----------------------------------------------------------------------------- espeak-ng
+
+def espeak_binary() -> str:
+    path = shutil.which(ESPEAK)
+    if path is None:
+        raise DataError(
+            "espeak-ng is not installed, and the built-in spoken keyword set is synthesised with it: "
+            "install it (Debian/Ubuntu: `apt-get install espeak-ng`; macOS: `brew install espeak-ng`), "
+            "or train on Google Speech Commands or a features file with --data PATH")
+    return path
+
+
+def _run_espeak(args: Sequence[str]) -> bytes:
+    try:
+        return subprocess.run([espeak_binary(), *args], capture_output=True, check=True, timeout=60).stdout
+    except subprocess.CalledProcessError as exc:
+        raise DataError(f"espeak-ng {' '.join(args)} failed: {exc.stderr.decode(errors='replace').strip()}") from None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DataError(f"espeak-ng {' '.join(args)} failed: {exc}") from None
+
+
+@lru_cache(maxsize=1)
+def espeak_version() -> str:
+    out = _run_espeak(["--version"]).decode(errors="replace")
+    return out.split("Data at")[0].strip()
+
+
+@lru_cache(maxsize=1)
+def espeak_data_dir() -> Path:
+    out = _run_espeak(["--version"]).decode(errors="replace")
+    if "Data at:" not in out:
+        raise DataError(f"cannot find espeak-ng's data folder in `espeak-ng --version`: {out.strip()}")
+    return Path(out.split("Data at:", 1)[1].strip())
+
+
+def make_voice_workspace(root: Path) -> Path:
+    """A private espeak-ng data folder under `root` (symlinks to the installed one) whose variant
+    folder is writable, for the generated random voices; pass it to espeak-ng with --path."""
+    src = espeak_data_dir()
+    data = root / "espeak-ng-data"
+    variants = data / "voices" / "!v"
+    variants.mkdir(parents=True)
+    for entry in src.iterdir():
+        if entry.name != "voices":
+            (data / entry.name).symlink_to(entry)
+    for entry in (src / "voices").iterdir():
+        if entry.name != "!v":
+            (data / "voices" / entry.name).symlink_to(entry)
+    for entry in (src / "voices" / "!v").iterdir():
+        (variants / entry.name).symlink_to(entry)
+    return root
+
+
+def random_voice(rng: np.random.Generator) -> dict[str, Any]:
+    """Parameters of a random espeak-ng voice variant: vocal-tract length and per-formant shifts,
+    pitch, voice quality, intonation, sometimes the Klatt synthesiser."""
+    vtl = rng.uniform(0.86, 1.16)  # vocal-tract scale: all formants move together
+    female = bool(rng.uniform() < 0.5)
+    low = rng.uniform(150, 230) if female else rng.uniform(65, 140)
+    return {
+        "gender": "female" if female else "male",
+        "pitch": [int(low), int(low * rng.uniform(1.1, 1.9))],
+        "formants": [[n, int(100 * vtl * rng.uniform(0.93, 1.07) if n <= 3 else 100 * vtl * rng.uniform(0.96, 1.04)),
+                      int(rng.uniform(75, 125)), int(rng.uniform(80, 160))] for n in range(1, 6)],
+        "voicing": int(rng.uniform(40, 160)),
+        "flutter": int(rng.choice([0, 2, 5, 10, 20])),
+        "roughness": int(rng.integers(0, 5)),
+        "breath": [int(v) for v in rng.integers(0, 8, size=8)] if rng.uniform() < 0.2 else None,
+        "intonation": int(rng.integers(1, 5)),
+        "klatt": int(rng.integers(1, 7)) if rng.uniform() < 0.25 else 0,
+        "tone": [int(rng.uniform(100, 600)), int(rng.uniform(100, 255)), int(rng.uniform(800, 1600)),
+                 int(rng.uniform(60, 255)), int(rng.uniform(2000, 3500)), int(rng.uniform(30, 200))]
+        if rng.uniform() < 0.3 else None,
+    }
+
+
+def variant_file_text(v: Mapping[str, Any]) -> str:
+    """A random voice as an espeak-ng variant file (espeak-ng docs/voices.md)."""
+    lines = ["name s2eprop-random", f"gender {v['gender']}", f"pitch {v['pitch'][0]} {v['pitch'][1]}"]
+    lines += [f"formant {n} {freq} {height} {width}" for n, freq, height, width in v["formants"]]
+    lines += [f"voicing {v['voicing']}", f"flutter {v['flutter']}", f"roughness {v['roughness']}",
+              f"intonation {v['intonation']}"]
+    if v["breath"]:
+        lines.append("breath " + " ".join(map(str, v["breath"])))
+    if v["klatt"]:
+        lines.append(f"klatt {v['klatt']}")
+    if v["tone"]:
+        lines.append("tone " + " ".join(map(str, v["tone"])))
+    return "\n".join(lines) + "\n"
+
+
+def _voice_column(listing: str, column: str) -> set[str]:
+    """One column of `espeak-ng --voices` output, cut by the header's positions (names may hold spaces)."""
+    lines = listing.splitlines()
+    if not lines or column not in lines[0]:
+        return set()
+    header = lines[0]
+    start = header.index(column)
+    following = [header.index(c) for c in ("Age/Gender", "VoiceName", "File", "Other Languages") if header.find(c) > start]
+    end = min(following) if following else None
+    return {line[start:end].strip() for line in lines[1:] if line[start:end].strip()}
+
+
+@lru_cache(maxsize=1)
+def voice_pools() -> VoicePools:
+    """The split's voices that this espeak-ng installation has (1.49-1.52 differ slightly)."""
+    languages = {v.split()[0] for v in _voice_column(_run_espeak(["--voices=en"]).decode(errors="replace"), "Language")}
+    files = _voice_column(_run_espeak(["--voices=variant"]).decode(errors="replace"), "File")
+    variants = sorted(f.split("/", 1)[1] for f in files if f.startswith("!v/"))
+    pools = VoicePools(
+        train_bases=tuple(v for v in TRAIN_BASE_VOICES if v in languages),
+        test_bases=tuple(v for v in TEST_BASE_VOICES if v in languages),
+        train_variants=(NO_VARIANT,) + tuple(v for v in variants if v not in TEST_VARIANTS),
+        test_variants=tuple(v for v in TEST_VARIANTS if v in variants),
+    )
+    if not (pools.train_bases and pools.test_bases and pools.test_variants):
+        raise DataError(f"espeak-ng ({espeak_version()}) lacks the English voices of the synthetic set: "
+                        f"has {', '.join(sorted(languages)) or 'none'}; needs some of "
+                        f"{', '.join(TRAIN_BASE_VOICES)} and of {', '.join(TEST_BASE_VOICES)}")
+    return pools
+
+
+def speak(text: str, base: str, variant: str, rate_wpm: int, pitch: int,
+          workspace: Path | None = None, variant_text: str | None = None) -> np.ndarray:
+    """espeak-ng's float64 waveform at 22,050 Hz; `variant_text` (a variant file written to the
+    voice workspace under the name `variant`) gives a generated voice."""
+    import soundfile as sf
+
+    voice = f"{base}+{variant}" if variant else base
+    args = ["-v", voice, "-s", str(rate_wpm), "-p", str(pitch), "--stdout", text]
+    if variant_text is not None:
+        if workspace is None:
+            raise ValueError("a generated voice needs the voice workspace")
+        path = workspace / "espeak-ng-data" / "voices" / "!v" / variant
+        path.write_text(variant_text)
+        try:
+            data = _run_espeak([f"--path={workspace}", *args])
+        finally:
+            path.unlink()
+    else:
+        data = _run_espeak(args)
+    try:
+        wave, sr = sf.read(io.BytesIO(data), dtype="float64")
+    except Exception as exc:  # soundfile raises its own RuntimeError subclasses
+        raise DataError(f"espeak-ng gave no readable WAV for {text!r} ({voice}): {exc}") from None
+    if sr != ESPEAK_SR_HZ:
+        raise DataError(f"espeak-ng gave {sr} Hz audio, expected {ESPEAK_SR_HZ} Hz")
+    return wave
+
+
+# ----------------------------------------------------------------------------- one clip
+
+@dataclass(frozen=True)
+class Augment:
+    """Probabilities and ranges of one split's augmentation (see docs/data.md)."""
+
+    p_random_voice: float = 0.5                      # a generated voice instead of a named variant
+    speed: tuple[float, float] = (0.86, 1.16)        # resampling factor: tempo, pitch and formants
+    p_eq: float = 0.6                                # random microphone/channel response
+    eq_gain_db: tuple[float, float] = (-10.0, 8.0)
+    p_reverb: float = 0.3
+    rt60_s: tuple[float, float] = (0.1, 0.6)
+    noises: tuple[str, ...] = ("none", "colored", "modulated", "hum", "clicks", "babble")
+    p_noises: tuple[float, ...] = (0.2, 0.35, 0.15, 0.1, 0.1, 0.1)
+    snr_db: tuple[float, float] = (3.0, 30.0)
+    p_clip: float = 0.05
+
+
+AUGMENT = {"train": Augment(), "test": Augment(p_random_voice=0.0)}
+
+
+def clip_recipe(seed: int, split: str, index: int, label: int, pools: VoicePools) -> dict[str, Any]:
+    """Every random choice of one clip, from its own generator (seed, split, index)."""
+    rng = np.random.default_rng([seed, SPLIT_IDS[split], index])
+    aug = AUGMENT[split]
+    r: dict[str, Any] = {"split": split, "index": index, "label": KWS_LABELS[label]}
+    if label != SILENCE:
+        r["word"] = KEYWORDS[label] if label < UNKNOWN else str(rng.choice(UNKNOWN_WORDS))
+        r["voice"] = str(rng.choice(pools.bases(split)))
+        r["variant"] = str(rng.choice(pools.variants(split)))
+        if rng.uniform() < aug.p_random_voice:
+            r["variant"] = f"s2eprop-{split}-{index}"
+            r["random_voice"] = random_voice(rng)
+        r["rate_wpm"] = int(rng.integers(110, 241))
+        r["pitch"] = int(rng.integers(15, 86))
+        r["punct"] = str(rng.choice(PUNCTUATION))
+        r["speed"] = float(rng.uniform(*aug.speed))
+        r["shift"] = float(rng.uniform())             # position of the word inside the free space
+        r["eq"] = bool(rng.uniform() < aug.p_eq)
+        r["reverb_rt60_s"] = float(rng.uniform(*aug.rt60_s)) if rng.uniform() < aug.p_reverb else 0.0
+        r["noise"] = str(rng.choice(aug.noises, p=aug.p_noises))
+        r["snr_db"] = float(rng.uniform(max(aug.snr_db[0], 6.0) if r["noise"] == "babble" else aug.snr_db[0], aug.snr_db[1]))
+    else:
+        r["noise"] = str(rng.choice(["colored", "modulated", "hum", "clicks", "babble_far"], p=[0.4, 0.25, 0.1, 0.15, 0.1]))
+        r["eq"] = bool(rng.uniform() < 0.5)
+    r["floor_db"] = float(rng.uniform(35, 65))  # noise floor below the signal
+    r["gain"] = float(10 ** rng.uniform(-1.5, 0))
+    r["clip"] = bool(rng.uniform() < aug.p_clip)
+    return r
+
+
+def _trim(wave: np.ndarray, rel_threshold: float = 0.01) -> np.ndarray:
+    loud = np.nonzero(np.abs(wave) > rel_threshold * np.max(np.abs(wave)))[0]
+    if loud.size == 0:
+        return wave[:0]
+    margin = int(0.01 * ESPEAK_SR_HZ)
+    return wave[max(0, loud[0] - margin):loud[-1] + margin]
+
+
+def _colored_noise(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
+    """Noise with power spectrum ~ 1/f^exponent (0 white, 1 pink, 2 brown), unit RMS."""
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n, 1 / SR_HZ)
+    f[0] = f[1]
+    noise = np.fft.irfft(spec * f ** (-exponent / 2), n)
+    return noise / (np.sqrt(np.mean(noise ** 2)) + 1e-12)
+
+
+def _biquad_peak(f0_hz: float, gain_db: float, q: float) -> tuple[np.ndarray, np.ndarray]:
+    """RBJ audio-EQ-cookbook peaking filter."""
+    a = 10 ** (gain_db / 40)
+    w0 = 2 * np.pi * f0_hz / SR_HZ
+    alpha = np.sin(w0) / (2 * q)
+    b = np.array([1 + alpha * a, -2 * np.cos(w0), 1 - alpha * a])
+    den = np.array([1 + alpha / a, -2 * np.cos(w0), 1 - alpha / a])
+    return b / den[0], den / den[0]
+
+
+def _random_channel(rng: np.random.Generator, x: np.ndarray, gain_db: tuple[float, float]) -> np.ndarray:
+    """A random microphone/room response: high-pass, low-pass, one or two peaking/notch bands."""
+    from scipy import signal
+
+    if rng.uniform() < 0.7:
+        b, a = signal.butter(int(rng.integers(1, 3)), rng.uniform(60, 300), "highpass", fs=SR_HZ)
+        x = signal.lfilter(b, a, x)
+    if rng.uniform() < 0.5:
+        b, a = signal.butter(int(rng.integers(2, 5)), rng.uniform(3500, 7500), "lowpass", fs=SR_HZ)
+        x = signal.lfilter(b, a, x)
+    for _ in range(int(rng.integers(1, 3))):
+        b, a = _biquad_peak(rng.uniform(200, 4500), rng.uniform(*gain_db), rng.uniform(0.7, 3.0))
+        x = signal.lfilter(b, a, x)
+    return x
+
+
+def _reverb(rng: np.random.Generator, x: np.ndarray, rt60_s: float) -> np.ndarray:
+    """Convolution with exponentially decaying noise (a diffuse room), direct sound kept."""
+    from scipy import signal
+
+    n = int(min(rt60_s, 0.8) * SR_HZ)
+    t = np.arange(n) / SR_HZ
+    rir = rng.standard_normal(n) * np.exp(-6.9 * t / rt60_s)
+    rir[: int(0.002 * SR_HZ)] = 0.0
+    rir *= rng.uniform(0.2, 0.8) / (np.sqrt(np.sum(rir ** 2)) + 1e-12)
+    rir[0] = 1.0
+    return signal.fftconvolve(x, rir)[: len(x) + n // 2]
+
+
+def _babble(rng: np.random.Generator, pools: VoicePools, split: str, n_words: int) -> np.ndarray:
+    """Several other (unknown-class) words in other voices of the split, overlapping: distant speech."""
+    out = np.zeros(N_SAMPLES)
+    for _ in range(n_words):
+        wave = _trim(speak(str(rng.choice(UNKNOWN_WORDS)), str(rng.choice(pools.bases(split))),
+                           str(rng.choice(pools.variants(split))), int(rng.integers(120, 220)), int(rng.integers(20, 80))))
+        wave = _resample(wave, ESPEAK_SR_HZ)
+        if wave.size == 0:
+            continue
+        wave = wave[:N_SAMPLES]
+        start = int(rng.integers(0, N_SAMPLES - len(wave) + 1))
+        out[start:start + len(wave)] += wave * rng.uniform(0.3, 1.0)
+    return out / (np.sqrt(np.mean(out ** 2)) + 1e-12)
+
+
+def _resample(wave: np.ndarray, from_hz: float) -> np.ndarray:
+    import librosa
+
+    return librosa.resample(wave, orig_sr=from_hz, target_sr=SR_HZ) if wave.size else wave
+
+
+def _background(rng: np.random.Generator, kind: str, pools: VoicePools, split: str) -> np.ndarray:
+    """Unit-RMS 1 s background of the given kind."""
+    t = np.arange(N_SAMPLES) / SR_HZ
+    noise = _colored_noise(rng, N_SAMPLES, rng.uniform(-0.5, 2.0))
+    if kind == "modulated":
+        rate = rng.uniform(0.3, 8.0)
+        noise *= 1 + rng.uniform(0.3, 0.95) * np.sin(2 * np.pi * rate * t + rng.uniform(0, 2 * np.pi))
+    elif kind == "hum":
+        f0 = rng.choice([50.0, 60.0, rng.uniform(80, 400)])
+        hum = sum(rng.uniform(0.1, 1.0) / k * np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 6.3)) for k in range(1, 8))
+        noise = 0.3 * noise + hum / (np.sqrt(np.mean(hum ** 2)) + 1e-12)
+    elif kind == "clicks":
+        clicks = np.zeros(N_SAMPLES)
+        for _ in range(int(rng.integers(2, 12))):
+            start = int(rng.integers(0, N_SAMPLES - 800))
+            n = int(rng.integers(100, 800))
+            tt = np.arange(n) / SR_HZ
+            clicks[start:start + n] += (rng.uniform(0.2, 1.0) * np.exp(-tt * rng.uniform(30, 300))
+                                        * np.sin(2 * np.pi * rng.uniform(800, 6000) * tt))
+        noise = 0.2 * noise + clicks / (np.sqrt(np.mean(clicks ** 2)) + 1e-12)
+    elif kind in ("babble", "babble_far"):
+        noise = 0.2 * noise + _babble(rng, pools, split, int(rng.integers(2, 5)))
+        if kind == "babble_far":  # silence class: speech only far away, muffled and reverberant
+            noise = _reverb(rng, _lowpass(noise, rng.uniform(800, 2000)), rng.uniform(0.4, 0.8))[:N_SAMPLES]
+            noise = noise + 2.0 * _colored_noise(rng, N_SAMPLES, rng.uniform(0.0, 1.5)) * np.sqrt(np.mean(noise ** 2))
+    return noise / (np.sqrt(np.mean(noise ** 2)) + 1e-12)
+
+
+def _lowpass(x: np.ndarray, cutoff_hz: float) -> np.ndarray:
+    from scipy import signal
+
+    b, a = signal.butter(2, cutoff_hz, "lowpass", fs=SR_HZ)
+    return signal.lfilter(b, a, x)
+
+
+def render_clip(recipe: Mapping[str, Any], seed: int, pools: VoicePools, workspace: Path | None = None) -> np.ndarray:
+    """The 1 s, 16 kHz waveform of a recipe (deterministic: its own generator for the noise)."""
+    split, index = recipe["split"], recipe["index"]
+    rng = np.random.default_rng([seed, SPLIT_IDS[split], index, 1])
+    if recipe["label"] == "silence":
+        x = _background(rng, recipe["noise"], pools, split)
+        if recipe["eq"]:
+            x = _random_channel(rng, x, AUGMENT[split].eq_gain_db)
+    else:
+        generated = recipe.get("random_voice")
+        wave = _trim(speak(recipe["word"] + recipe["punct"], recipe["voice"], recipe["variant"],
+                           recipe["rate_wpm"], recipe["pitch"], workspace,
+                           None if generated is None else variant_file_text(generated)))
+        if wave.size == 0:
+            raise DataError(f"espeak-ng produced silence for {recipe['word']!r} ({recipe['voice']}+{recipe['variant']})")
+        speech = _resample(wave, ESPEAK_SR_HZ * recipe["speed"])
+        if recipe["eq"]:
+            speech = _random_channel(rng, speech, AUGMENT[split].eq_gain_db)
+        if recipe["reverb_rt60_s"] > 0:
+            speech = _reverb(rng, speech, recipe["reverb_rt60_s"])
+        if len(speech) > N_SAMPLES:  # rare: a slow long word; keep its start
+            speech = speech[:N_SAMPLES]
+        start = int(round(recipe["shift"] * (N_SAMPLES - len(speech))))
+        x = np.zeros(N_SAMPLES)
+        x[start:start + len(speech)] = speech
+        rms = np.sqrt(np.mean(speech ** 2)) + 1e-12
+        x /= rms
+        if recipe["noise"] != "none":
+            x += _background(rng, recipe["noise"], pools, split) * 10 ** (-recipe["snr_db"] / 20)
+    level = np.sqrt(np.mean(x ** 2)) + 1e-12
+    x += _colored_noise(rng, N_SAMPLES, rng.uniform(0, 1)) * level * 10 ** (-recipe["floor_db"] / 20)
+    x *= recipe["gain"] / (np.max(np.abs(x)) + 1e-12)
+    if recipe["clip"]:
+        limit = rng.uniform(0.3, 0.8) * np.max(np.abs(x))
+        x = np.clip(x, -limit, limit)
+    return np.round(x * 32767) / 32767  # 16-bit quantisation, as in a WAV
+
+
+# ----------------------------------------------------------------------------- the set
+
+def split_labels(n: int, seed: int, split: str) -> np.ndarray:
+    """Balanced labels (counts differ by at most 1), in a seeded random order."""
+    labels = np.arange(n) % len(KWS_LABELS)
+    return np.random.default_rng([seed, SPLIT_IDS[split], 7]).permutation(labels)
+
+
+def _render_chunk(job: tuple) -> tuple[np.ndarray, list[dict], np.ndarray | None]:
+    seed, split, indices, labels, pools, keep_waves, workspace = job
+    recipes = [clip_recipe(seed, split, i, lab, pools) for i, lab in zip(indices, labels)]
+    waves = np.stack([render_clip(r, seed, pools, workspace) for r in recipes])
+    return features_from_waves(waves), recipes, (waves.astype(np.float32) if keep_waves else None)
+
+
+def _jobs(opts: SynthOptions, pools: VoicePools, keep_waves: bool, workspace: Path) -> Iterator[tuple]:
+    for split, n in (("train", opts.n_train), ("test", opts.n_test)):
+        labels = split_labels(n, opts.seed, split)
+        for start in range(0, n, CHUNK_CLIPS):
+            idx = list(range(start, min(n, start + CHUNK_CLIPS)))
+            yield (opts.seed, split, idx, [int(labels[i]) for i in idx], pools, keep_waves, workspace)
+
+
+def generate_synth(options: Mapping[str, Any] | SynthOptions | None = None, progress: bool = True,
+                   keep_waves: bool = False) -> dict[str, Any]:
+    """Synthesise the set: {x, y, x_test, y_test, recipes, [waves, waves_test]} (no cache)."""
+    opts = options if isinstance(options, SynthOptions) else SynthOptions.from_mapping(options)
+    pools = voice_pools()
+    from tqdm import tqdm
+
+    out: dict[str, Any] = {"recipes": []}
+    parts: dict[str, list] = {"train": [], "test": []}
+    waves: dict[str, list] = {"train": [], "test": []}
+    workspace = make_voice_workspace(Path(tempfile.mkdtemp(prefix="s2eprop-espeak-")))
+    jobs = list(_jobs(opts, pools, keep_waves, workspace))
+    total = opts.n_train + opts.n_test
+    executor = None
+    if opts.workers > 1:
+        # fork where the platform has it (no re-import of __main__, fast start); the workers
+        # start before the progress bar's monitor thread exists
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        executor = ProcessPoolExecutor(max_workers=opts.workers, mp_context=mp.get_context(method))
+    try:
+        results: Iterator = executor.map(_render_chunk, jobs) if executor is not None else map(_render_chunk, jobs)
+        with tqdm(total=total, desc="synth keywords", unit="clip", disable=not progress, file=sys.stderr) as bar:
+            for job, (feats, recipes, w) in zip(jobs, results):
+                parts[job[1]].append(feats)
+                out["recipes"] += recipes
+                if w is not None:
+                    waves[job[1]].append(w)
+                bar.update(len(feats))
+    finally:
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
+        shutil.rmtree(workspace, ignore_errors=True)
+    empty = np.zeros((0, REFERENCE_PARAMS.n_frames, REFERENCE_PARAMS.n_features), np.float32)
+    out["x"] = np.concatenate(parts["train"]) if parts["train"] else empty
+    out["x_test"] = np.concatenate(parts["test"]) if parts["test"] else empty
+    out["y"] = split_labels(opts.n_train, opts.seed, "train").astype(np.int64)
+    out["y_test"] = split_labels(opts.n_test, opts.seed, "test").astype(np.int64)
+    if keep_waves:
+        out["waves"] = np.concatenate(waves["train"]) if waves["train"] else np.zeros((0, N_SAMPLES), np.float32)
+        out["waves_test"] = np.concatenate(waves["test"]) if waves["test"] else np.zeros((0, N_SAMPLES), np.float32)
+    return out
+
+
+def synth_cache_entry(opts: SynthOptions, cache_dir: Path | None) -> CacheEntry:
+    spec = {"version": SYNTH_VERSION, "espeak": espeak_version(), "voices": asdict(voice_pools()),
+            "augment": {k: asdict(v) for k, v in AUGMENT.items()},
+            "options": opts.cache_spec(), "features": REFERENCE_PARAMS.as_dict()}
+    return CacheEntry(cache_dir, "synth", spec)
+
+
+def load_synth_arrays(options: Mapping[str, Any] | SynthOptions | None = None, cache_dir: Path | None = None,
+                      progress: bool = True) -> dict[str, Any]:
+    """The set's arrays and recipes, from the cache or synthesised (then cached)."""
+    opts = options if isinstance(options, SynthOptions) else SynthOptions.from_mapping(options)
+    entry = synth_cache_entry(opts, cache_dir)
+    cached = entry.load()
+    if cached is None:
+        started = time.perf_counter()
+        made = generate_synth(opts, progress=progress)
+        with entry.writer() as w:
+            for name in ("x", "y", "x_test", "y_test"):
+                w.save(name, made[name])
+            assert w.tmp is not None
+            (w.tmp / "recipes.json").write_text(json.dumps(made["recipes"], indent=0))
+        if progress:
+            print(f"synth keywords: {opts.n_train} + {opts.n_test} clips in {time.perf_counter() - started:.1f} s, "
+                  f"cached in {entry.path}", file=sys.stderr)
+        cached = entry.load()
+        if cached is None:
+            raise DataError(f"feature cache entry {entry.path} could not be read back")
+    arrays: dict[str, Any] = dict(cached)
+    recipes_path = entry.path / "recipes.json"
+    arrays["recipes"] = json.loads(recipes_path.read_text()) if recipes_path.is_file() else []
+    arrays["cache_path"] = entry.path
+    return arrays
+
+
+def load_synth_dataset(options: Mapping[str, Any] | None = None, cache_dir: Path | None = None,
+                       progress: bool = True) -> Dataset:
+    """The built-in spoken keyword set as a Dataset (x_test: the held-out voices)."""
+    opts = SynthOptions.from_mapping(options)
+    a = load_synth_arrays(opts, cache_dir, progress)
+    return Dataset(x_train=a["x"], y_train=a["y"], labels=KWS_LABELS, x_test=a["x_test"], y_test=a["y_test"],
+                   name=f"synth:seed{opts.seed}")

@@ -1,0 +1,110 @@
+"""Built-in spoken keyword set: split by voice, balance, determinism, cache, clear errors."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import host.data.synth as synth
+from host.data.dataset import KWS_LABELS
+from host.data.synth import (
+    UNKNOWN_WORDS, SynthOptions, clip_recipe, generate_synth, load_synth_dataset, split_labels, voice_pools,
+)
+from host.errors import DataError
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+SMALL = {"n_train": 24, "n_test": 12, "workers": 1}
+
+
+def test_missing_espeak_names_the_install_command(monkeypatch):
+    """Without espeak-ng the error says how to install it."""
+    monkeypatch.setattr(synth.shutil, "which", lambda name: None)
+    with pytest.raises(DataError, match="apt-get install espeak-ng"):
+        synth.espeak_binary()
+
+
+def test_labels_balanced_and_shuffled():
+    """Every class gets n // 12 or n // 12 + 1 clips, not in a periodic order."""
+    y = split_labels(100, 0, "train")
+    counts = np.bincount(y, minlength=12)
+    assert counts.max() - counts.min() <= 1 and counts.sum() == 100
+    assert not np.array_equal(y, np.arange(100) % 12)
+
+
+@needs_espeak
+def test_test_voices_never_heard_in_training():
+    """Base voices and variants (named or generated) of the test split never occur in training."""
+    pools = voice_pools()
+    recipes = {s: [clip_recipe(0, s, i, int(lab), pools) for i, lab in enumerate(split_labels(600, 0, s))]
+               for s in ("train", "test")}
+    voices = {s: {r["voice"] for r in rs if "voice" in r} for s, rs in recipes.items()}
+    variants = {s: {r["variant"] for r in rs if "variant" in r} for s, rs in recipes.items()}
+    assert voices["train"] and voices["test"] and not voices["train"] & voices["test"]
+    assert variants["train"] and variants["test"] and not variants["train"] & variants["test"]
+    assert set(pools.test_variants) == variants["test"]
+    assert any("random_voice" in r for r in recipes["train"])
+    assert not any("random_voice" in r for r in recipes["test"])
+
+
+@needs_espeak
+def test_recipe_depends_only_on_seed_split_index():
+    """Clip i is the same whatever the set size; another seed gives another clip."""
+    pools = voice_pools()
+    assert clip_recipe(3, "train", 5, 2, pools) == clip_recipe(3, "train", 5, 2, pools)
+    assert clip_recipe(3, "train", 5, 2, pools) != clip_recipe(4, "train", 5, 2, pools)
+
+
+@needs_espeak
+def test_generation_is_deterministic_and_shaped():
+    """Same options -> identical features, with 1 or 2 worker processes; float32 (N, 100, 80)."""
+    a = generate_synth(SMALL, progress=False)
+    b = generate_synth(dict(SMALL, workers=2), progress=False)
+    assert a["x"].shape == (24, 100, 80) and a["x"].dtype == np.float32
+    assert a["x_test"].shape == (12, 100, 80)
+    np.testing.assert_array_equal(a["x"], b["x"])
+    np.testing.assert_array_equal(a["x_test"], b["x_test"])
+    assert a["y"].tolist() == [KWS_LABELS.index(r["label"]) for r in a["recipes"] if r["split"] == "train"]
+    assert np.bincount(a["y"], minlength=12).tolist() == [2] * 12
+
+
+@needs_espeak
+def test_waves_are_one_second_16bit_and_not_silent():
+    """Rendered clips: 16,000 samples, within [-1, 1], on the 16-bit grid, never all zero."""
+    made = generate_synth({"n_train": 12, "n_test": 0, "workers": 1}, progress=False, keep_waves=True)
+    w = made["waves"].astype(np.float64)
+    assert w.shape == (12, 16000) and np.abs(w).max() <= 1.0
+    assert np.all(np.abs(w).max(axis=1) > 0)
+    np.testing.assert_allclose(w * 32767, np.round(w * 32767), atol=1e-2)
+
+
+@needs_espeak
+def test_cache_second_load_does_not_regenerate(tmp_path, monkeypatch):
+    """load_synth_dataset caches; the second call reads the memory-mapped cache."""
+    first = load_synth_dataset(SMALL, cache_dir=tmp_path, progress=False)
+    monkeypatch.setattr(synth, "generate_synth", lambda *a, **k: pytest.fail("regenerated"))
+    second = load_synth_dataset(SMALL, cache_dir=tmp_path, progress=False)
+    np.testing.assert_array_equal(first.x_train, second.x_train)
+    assert second.labels == KWS_LABELS and second.y_test is not None and len(second.y_test) == 12
+
+
+@needs_espeak
+def test_unknown_words_are_not_keyword_homophones():
+    """No 'unknown' word sounds like a keyword (same espeak-ng phonemes, US or GB)."""
+    def phonemes(word, voice):
+        return subprocess.run(["espeak-ng", "-q", "-x", "-v", voice, word], capture_output=True, text=True).stdout.strip()
+
+    for voice in ("en-us", "en"):
+        keys = {phonemes(k, voice) for k in KWS_LABELS[:10]}
+        clashes = [w for w in UNKNOWN_WORDS if phonemes(w, voice) in keys]
+        assert not clashes, f"{voice}: {clashes}"
+
+
+def test_options_are_checked():
+    """Unknown keys and bad values name the option."""
+    with pytest.raises(DataError, match="unknown synth dataset option.*n_clips"):
+        SynthOptions.from_mapping({"n_clips": 3})
+    with pytest.raises(DataError, match="n_train must be an integer >= 1"):
+        SynthOptions.from_mapping({"n_train": 0})
+    assert SynthOptions.from_mapping(None) == SynthOptions()
