@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 RUN ?= runs/demo
-CFLAGS_FW := -std=c11 -Wall -Wextra -Werror -Wpedantic -O3 -ffp-contract=off -fno-math-errno -Ifirmware_c/include
+CFLAGS_FW := -std=c11 -Wall -Wextra -Werror -Wpedantic -O3 -ffp-contract=off -fno-math-errno -fno-strict-aliasing -Ifirmware_c/include
 
 .PHONY: demo test setup system-deps firmware clean
 
@@ -17,18 +17,25 @@ test: setup firmware
 setup: system-deps $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml setup.py $(wildcard firmware_c/src/*.c firmware_c/include/*.h emulator/csrc/*)
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/pip || $(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@
 
-# espeak-ng speaks the built-in keyword set; installed from the distribution when we are root.
+# System packages: espeak-ng speaks the built-in keyword set; a C compiler and the Python headers
+# build the firmware module; venv makes the environment. Installed with apt-get when we are root.
 system-deps:
-	@if ! command -v espeak-ng >/dev/null 2>&1; then \
+	@missing=""; \
+	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
+	command -v cc >/dev/null 2>&1 || missing="$$missing gcc"; \
+	$(PYTHON) -c "import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" || missing="$$missing python3-dev"; \
+	$(PYTHON) -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "espeak-ng is missing; run: sudo apt-get install -y espeak-ng   (then make again)"; exit 1; \
+	    echo "missing system packages:$$missing; run: sudo apt-get install -y$$missing   (then make again)"; exit 1; \
 	  fi; \
 	fi
 

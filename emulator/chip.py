@@ -32,6 +32,7 @@ class RouterStats:
     dropped: int = 0
     dropped_from: dict[int, int] = field(default_factory=dict)
     last_drop: tuple[int, int] | None = None  # (source core, key)
+    queue_overflows: int = 0  # packets or host messages lost because the C loop's buffers were full
 
 
 class FunctionalChip:
@@ -77,9 +78,12 @@ class FunctionalChip:
         self._check_range(core, offset, n_bytes)
         return self.sram[core][offset:offset + n_bytes].tobytes()
 
-    def _check_range(self, core: int, offset: int, n_bytes: int) -> None:
+    def _check_core(self, core: int) -> None:
         if not 0 <= core < self.n_cores:
             raise EmulatorError(f"core {core} does not exist (chip has {self.n_cores})")
+
+    def _check_range(self, core: int, offset: int, n_bytes: int) -> None:
+        self._check_core(core)
         if offset < 0 or offset + n_bytes > self.sram_bytes:
             raise EmulatorError(
                 f"core {core}: access [{offset}, {offset + n_bytes}) outside its {self.sram_bytes:,} B of SRAM")
@@ -99,10 +103,14 @@ class FunctionalChip:
             self._chip.n_routes = len(entries)
 
     def init_core(self, core: int, arena_bytes: int) -> int:
+        self._check_core(core)
+        if not 0 < arena_bytes <= self.sram_bytes:
+            raise EmulatorError(f"core {core}: arena of {arena_bytes:,} B does not fit its {self.sram_bytes:,} B of SRAM")
         return int(self.fw.lib.fw_init(self._arena_ptrs[core], arena_bytes))
 
     # -- running ------------------------------------------------------------------------------
     def host_send(self, core: int, words: np.ndarray) -> None:
+        self._check_core(core)
         words = np.ascontiguousarray(words, dtype=np.uint32)
         if self.backend == "c":
             ffi = self.fw.ffi
@@ -132,6 +140,11 @@ class FunctionalChip:
                    neuron_cores: list[int], lookahead: int, max_ticks: int) -> int:
         """Stream one sample (see chip_loop.h); returns ticks used, -1 if no result came in max_ticks."""
         frames = np.ascontiguousarray(frames, dtype=np.float32)
+        max_in = int(self.fw.lib.FW_MAX_IN)
+        if frames.ndim != 2 or frames.shape[1] > max_in:
+            raise EmulatorError(f"frames must have shape (steps, inputs <= {max_in}), got {frames.shape}")
+        for core in neuron_cores:
+            self._check_core(core)
         n_steps, n_in = frames.shape
         if self.backend == "c":
             ffi = self.fw.ffi
@@ -179,7 +192,8 @@ class FunctionalChip:
             return RouterStats(
                 delivered=int(ch.delivered), dropped=int(ch.dropped),
                 dropped_from={c: int(ch.dropped_from[c]) for c in range(self.n_cores) if ch.dropped_from[c]},
-                last_drop=(int(ch.last_drop_src), int(ch.last_drop_key)) if ch.dropped else None)
+                last_drop=(int(ch.last_drop_src), int(ch.last_drop_key)) if ch.dropped else None,
+                queue_overflows=int(ch.pkt_overflows) + int(ch.host_overflows))
         return self.stats
 
     def work_counts(self) -> dict[str, np.ndarray]:

@@ -7,6 +7,7 @@ the same sources once into a cache folder. Offsets and sizes always come from th
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -34,12 +35,19 @@ def firmware_module(opt_flags: tuple[str, ...] | None = None) -> ModuleType:
     from emulator import fw_build
 
     if opt_flags is None:
+        opt_flags = fw_build.DEFAULT_OPT
         try:
             from emulator import _fw  # type: ignore[attr-defined]
-
-            return _fw
         except ImportError:
-            opt_flags = fw_build.DEFAULT_OPT
+            pass
+        else:
+            if not fw_build.FW_SRC.is_dir():  # installed without sources: nothing to compare with
+                return _fw
+            built = _fw.ffi.string(_fw.lib.s2e_build_hash()).decode()
+            if built == fw_build.source_hash(opt_flags):
+                return _fw
+            warnings.warn("the installed firmware module was built from other sources; using a fresh build "
+                          "(run `pip install -e .` or `make setup` to refresh the installed one)", stacklevel=2)
     return fw_build.build_module(tuple(opt_flags), cache_dir() / "firmware")
 
 

@@ -23,7 +23,10 @@ HEADERS = (FW_INCLUDE / "fw_abi.h", FW_INCLUDE / "hal.h", FW_INCLUDE / "fw_math.
 
 # -ffp-contract=off: no fused multiply-add, so x86-64 and ARM round alike; -fno-math-errno lets
 # __builtin_sqrtf become one instruction instead of a libm call.
-BASE_FLAGS = ("-std=c11", "-ffp-contract=off", "-fno-math-errno", "-Wall", "-Wextra")
+# -fno-strict-aliasing: frames and partial sums travel as 32-bit words and are read as floats.
+BASE_FLAGS = ("-std=c11", "-ffp-contract=off", "-fno-math-errno", "-fno-strict-aliasing", "-Wall", "-Wextra")
+PREAMBLE = '#include "fw_abi.h"\n#include "hal.h"\n#include "fw_math.h"\n#include "chip_loop.h"\n'
+HASH_FUNCTION = "const char *s2e_build_hash(void);"
 DEFAULT_OPT = ("-O3",)
 
 
@@ -33,7 +36,7 @@ def sources() -> list[Path]:
 
 def _cdef_text() -> str:
     """The headers as cffi declarations: preprocessor lines dropped, except integer #defines."""
-    out = []
+    out = [HASH_FUNCTION]
     for header in HEADERS:
         for line in header.read_text().splitlines():
             m = re.match(r"#define\s+(\w+)\s+(0x[0-9a-fA-F]+|\d+)u?\b", line)
@@ -44,12 +47,17 @@ def _cdef_text() -> str:
     return "\n".join(out)
 
 
+def _preamble(opt_flags: tuple[str, ...]) -> str:
+    """Headers, plus the hash of the sources and flags the module was built from (stale-build check)."""
+    return PREAMBLE + f'const char *s2e_build_hash(void) {{ return "{source_hash(opt_flags)}"; }}\n'
+
+
 def make_builder(module_name: str = "emulator._fw", opt_flags: tuple[str, ...] = DEFAULT_OPT) -> FFI:
     ffi = FFI()
     ffi.cdef(_cdef_text())
     ffi.set_source(
         module_name,
-        '#include "fw_abi.h"\n#include "hal.h"\n#include "fw_math.h"\n#include "chip_loop.h"\n',
+        _preamble(opt_flags),
         sources=[str(p.relative_to(ROOT)) if _inside_root() else str(p) for p in sources()],
         include_dirs=[str(FW_INCLUDE), str(EMU_CSRC)],
         extra_compile_args=[*BASE_FLAGS, *opt_flags],
@@ -80,7 +88,7 @@ def build_module(opt_flags: tuple[str, ...], out_dir: Path) -> ModuleType:
         ffi.cdef(_cdef_text())
         ffi.set_source(
             name,
-            '#include "fw_abi.h"\n#include "hal.h"\n#include "fw_math.h"\n#include "chip_loop.h"\n',
+            _preamble(opt_flags),
             sources=[str(p) for p in sources()],
             include_dirs=[str(FW_INCLUDE), str(EMU_CSRC)],
             extra_compile_args=[*BASE_FLAGS, *opt_flags],

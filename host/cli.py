@@ -53,9 +53,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     opts = TrainOptions(target=args.target, out_dir=args.out, init_weights=args.init_weights, resume=args.resume,
                         backend=args.backend, progress=not args.quiet)
     report = run_training(cfg, data, opts)
-    acc = report["test_accuracy"]
-    print(f"trained {report['samples_trained']} samples on {report['target']} in {report['wall_s']:.1f} s "
-          f"({report['ms_per_training_sample']:.2f} ms/sample); train accuracy {100 * report['train_accuracy']:.1f} %"
+    acc, train_acc = report["test_accuracy"], report["train_accuracy"]
+    print(f"trained {report['samples_trained_this_session']} samples on {report['target']} in {report['wall_s']:.1f} s "
+          f"({report['ms_per_training_sample']:.2f} ms per training sample)"
+          + (f"; train accuracy {100 * train_acc:.1f} %" if train_acc is not None else "")
           + (f", test accuracy {100 * acc:.1f} %" if acc is not None else ""))
     if args.target == "emulator":
         print(f"{report['cores']} cores, {report['training_state_bytes_total']:,} B of training state, "
@@ -81,14 +82,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise HostError(f"weights were trained on labels {list(weights.labels)}, the dataset has {list(data.labels)}")
     trainer = make_trainer(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=1)),
                            args.target, weights, None, args.backend)
-    x, y = (data.x_test, data.y_test) if (data.x_test is not None and not args.train_split) else (data.x_train, data.y_train)
+    if args.train_split or data.x_test is None:
+        split, x, y = "train", data.x_train, data.y_train
+        if not args.train_split:
+            print(f"note: dataset {data.name} has no test split; evaluating its training split", file=sys.stderr)
+    else:
+        split, x, y = "test", data.x_test, data.y_test
     ev = evaluate(trainer, x, y, len(data.labels))
-    out = {"accuracy": ev["accuracy"], "loss": ev["loss"], "samples": ev["n"],
+    out = {"split": split, "accuracy": ev["accuracy"], "loss": ev["loss"], "samples": ev["n"],
            "per_class_accuracy": dict(zip(data.labels, ev["per_class_accuracy"]))}
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"accuracy {100 * ev['accuracy']:.2f} % over {ev['n']} samples, loss {ev['loss']:.4f}")
+    print(f"{split} split: accuracy {100 * ev['accuracy']:.2f} % over {ev['n']} samples, loss {ev['loss']:.4f}")
     for name, acc in out["per_class_accuracy"].items():
         print(f"  {name:>8}: " + ("  n/a" if acc is None else f"{100 * acc:5.1f} %") +
               f"  ({int(np.sum(y == data.labels.index(name)))} samples)")
@@ -98,6 +104,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from host.bench import bench_emulator, bench_golden
 
+    if args.samples < 1:
+        raise HostError(f"--samples must be >= 1, got {args.samples}")
     result: dict[str, Any] = {}
     if args.what in ("golden", "all"):
         result.update(bench_golden(n_samples=args.samples))
@@ -156,12 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_memory)
 
-    try:
-        from host.data.cli import add_data_commands
-    except ImportError:  # data commands not built in this tree
-        pass
-    else:
-        add_data_commands(sub)
+    from host.data.cli import add_data_commands
+
+    add_data_commands(sub)
     return p
 
 

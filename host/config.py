@@ -107,6 +107,32 @@ class ExperimentConfig:
         for name in ("n_in", "n_rec", "n_out", "n_steps"):
             if getattr(n, name) < 1:
                 raise ConfigError(f"network.{name} must be >= 1, got {getattr(n, name)}")
+        # limits of the firmware (fw_abi.h FW_MAX_*): checked here so that the error names the key
+        for name, most in (("n_in", 1024), ("n_rec", 1024), ("n_out", 64), ("n_steps", 1_000_000)):
+            if getattr(n, name) > most:
+                raise ConfigError(f"network.{name} is {getattr(n, name)}, the firmware supports at most {most}")
+        if p.neurons_per_core > 256:
+            raise ConfigError(f"partition.neurons_per_core is {p.neurons_per_core}, the firmware supports at most 256")
+        if not 0 < p.arena_limit_bytes <= 128 * 1024:
+            raise ConfigError(f"partition.arena_limit_bytes must be in 1..131072 (a core's SRAM), got {p.arena_limit_bytes}")
+        for name in ("mg_sigma", "mg_scale", "triangle_gamma"):
+            if not getattr(n, name) > 0:
+                raise ConfigError(f"network.{name} must be > 0, got {getattr(n, name)}")
+        for name in ("adam_b1", "adam_b2"):
+            if not 0 <= getattr(t, name) < 1:
+                raise ConfigError(f"train.{name} must be in [0, 1), got {getattr(t, name)}")
+        if not t.adam_eps > 0:
+            raise ConfigError(f"train.adam_eps must be > 0, got {t.adam_eps}")
+        if not 0 < t.lr_decay <= 1:
+            raise ConfigError(f"train.lr_decay must be in (0, 1], got {t.lr_decay}")
+        if t.lr_decay_every_epochs < 1:
+            raise ConfigError(f"train.lr_decay_every_epochs must be >= 1, got {t.lr_decay_every_epochs}")
+        if t.l2 < 0:
+            raise ConfigError(f"train.l2 must be >= 0, got {t.l2}")
+        if t.seed < 0:
+            raise ConfigError(f"train.seed must be >= 0, got {t.seed}")
+        if t.checkpoint_every_samples < 0:
+            raise ConfigError(f"train.checkpoint_every_samples must be >= 0, got {t.checkpoint_every_samples}")
         for name in ("dt_ms", "tau_m_ms", "tau_a_ms", "tau_out_ms", "v_th"):
             if not getattr(n, name) > 0:
                 raise ConfigError(f"network.{name} must be > 0, got {getattr(n, name)}")
@@ -159,8 +185,13 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
             raise ConfigError(f"{key} must be an integer, got {value!r}")
         return value
     if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{key} must be a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
         return float(value)
     if isinstance(default, str):
         if not isinstance(value, str):
@@ -170,7 +201,9 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key} must be a mapping, got {value!r}")
         return dict(value)
-    return value  # Optional fields (None default): checked by validate()
+    if default is None and value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{key} must be an integer or null, got {value!r}")  # the optional fields are ints
+    return value
 
 
 def config_from_dict(raw: Mapping[str, Any] | None) -> ExperimentConfig:

@@ -13,7 +13,7 @@ import numpy as np
 
 from emulator.fw_bridge import Firmware
 from host.config import ExperimentConfig
-from host.errors import ConfigError, TransportError
+from host.errors import ConfigError, DataError, TransportError
 from host.images import CoreImage, build_images, gather_matrices, training_state_bytes
 from host.partition import Plan, plan_partition
 from host.reference.golden import AdamState, BatchResult, random_feedback
@@ -24,6 +24,9 @@ from host.weights import Weights
 MSG_RESULT = 16
 MSG_SCALE_LR = 3
 LOOKAHEAD_TICKS = 4
+# fw_state_t loss counters, consecutive uint32 fields: read after every sample, must stay 0
+LOSS_COUNTERS = ("outbox_overflows", "ring_overflows", "input_underruns", "partials_incomplete", "bad_host_msgs",
+                 "unknown_keys", "late_packets")
 
 
 class BoardTrainer:
@@ -53,6 +56,11 @@ class BoardTrainer:
         self._next_id = 0
         self._last_spikes = 0
         self._dropped = 0
+        ffi = self.fw.ffi
+        self._counters_at = self.fw.state_offset + ffi.offsetof("fw_state_t", LOSS_COUNTERS[0])
+        assert ffi.offsetof("fw_state_t", LOSS_COUNTERS[-1]) - ffi.offsetof("fw_state_t", LOSS_COUNTERS[0]) \
+            == 4 * (len(LOSS_COUNTERS) - 1), "fw_state_t loss counters must be consecutive"
+        self._counters = self._loss_counters()
         self.ticks_train = 0  # emulated 1 ms ticks spent training
         self.ticks_eval = 0   # ... and on inference
 
@@ -101,16 +109,17 @@ class BoardTrainer:
 
     def provenance(self) -> dict[str, Any]:
         """Losses the cores and router counted (all should be zero in a healthy run)."""
-        keys = ("outbox_overflows", "ring_overflows", "input_underruns", "partials_incomplete", "bad_host_msgs",
-                "unknown_keys", "late_packets")
-        totals = {k: 0 for k in keys}
-        for img in self.images:
-            s = self.core_state(img.plan.core_id)
-            for k in keys:
-                totals[k] += int(s[k])
+        totals = dict(zip(LOSS_COUNTERS, (int(v) for v in self._loss_counters().sum(axis=0))))
         st = self.transport.status()
         totals["packets_dropped"] = int(st["packets_dropped"])
+        totals["queue_overflows"] = int(st.get("queue_overflows", 0))
         return totals
+
+    def _loss_counters(self) -> np.ndarray:
+        """(cores, counters) of the firmware's loss counters, read from each core's state."""
+        n = 4 * len(LOSS_COUNTERS)
+        return np.stack([np.frombuffer(self.transport.read_memory(img.plan.core_id, self._counters_at, n), np.uint32)
+                         for img in self.images])
 
     # -- internals -------------------------------------------------------------------------------
     def _shapes(self) -> dict[str, tuple[int, int]]:
@@ -126,6 +135,10 @@ class BoardTrainer:
         labels = np.zeros(len(x), dtype=np.int64) if y is None else np.asarray(y, dtype=np.int64).reshape(-1)
         if train and y is None:
             raise ConfigError("training needs labels")
+        if len(labels) != len(x):
+            raise DataError(f"{len(x)} samples but {len(labels)} labels")
+        if len(labels) and (labels.min() < 0 or labels.max() >= self.net.n_out):
+            raise DataError(f"labels must lie in 0..{self.net.n_out - 1}, got {labels.min()}..{labels.max()}")
         l2 = float(self.cfg.train.l2) * sum(float(np.sum(np.square(w, dtype=np.float32)))
                                             for w in self.weights.as_dict().values()) if (train and self.track_l2) else 0.0
         loss = np.zeros(len(x), dtype=np.float32)
@@ -146,6 +159,7 @@ class BoardTrainer:
                 raise TransportError(
                     f"sample {sid}: the router dropped {lost} packet(s), last key 0x{key:08x} from core {src} "
                     f"(no routing entry matches): the result of this sample cannot be trusted; check the routing table")
+            self._check_counters(sid)
             if train:
                 self.ticks_train += used
             else:
@@ -160,6 +174,15 @@ class BoardTrainer:
         if y is None:
             loss[:] = np.nan
         return BatchResult(loss=loss, pred=pred, output_mean=out, l2_loss=l2, spikes=spikes)
+
+    def _check_counters(self, sid: int) -> None:
+        now = self._loss_counters()
+        grew = np.argwhere(now != self._counters)
+        self._counters = now
+        if len(grew):
+            what = ", ".join(f"core {self.images[c].plan.core_id} {LOSS_COUNTERS[k]} now {int(now[c, k])}"
+                             for c, k in grew[:6])
+            raise TransportError(f"sample {sid}: the cores counted losses ({what}): the result cannot be trusted")
 
     def _take_result(self, sid: int) -> np.ndarray:
         found = None

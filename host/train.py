@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from tqdm import tqdm
 
 from host.config import ExperimentConfig
 from host.data.dataset import Dataset
-from host.errors import ConfigError, DataError
+from host.errors import ConfigError, DataError, HostError
 from host.figures import confusion_matrix, plot_confusion, plot_training
 from host.files import atomic_write, write_json
 from host.reference.golden import AdamState, BatchResult, GoldenModel
@@ -48,6 +49,33 @@ class Position:
     epoch: int = 0
     next_index: int = 0
     samples_trained: int = 0
+
+
+@dataclass
+class Session:
+    """Everything a resumed run needs besides weights and Adam state: where it stands, the records of
+    finished epochs, the running counters of the current epoch, and the time spent so far."""
+
+    pos: Position = dataclasses.field(default_factory=Position)
+    epochs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    correct: int = 0           # current epoch, so far
+    loss_sum: float = 0.0
+    seen: int = 0
+    train_wall_s: float = 0.0  # time in the training loop only (no evaluation, no checkpoints)
+    emulated_ms: int = 0       # chip ticks spent training, earlier sessions
+    emulated_eval_ms: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Session":
+        d = json.loads(text)
+        return cls(**{**d, "pos": Position(**d["pos"])})
+
+
+# train settings that may change when a run is resumed; everything else must match the checkpoint
+RESUMABLE_CHANGES = ("epochs", "max_samples", "checkpoint_every_samples")
 
 
 def make_trainer(cfg: ExperimentConfig, target: str, weights: Weights, adam: AdamState | None,
@@ -85,19 +113,20 @@ def evaluate(trainer: Trainer, x: np.ndarray, y: np.ndarray, n_classes: int) -> 
             "per_class_accuracy": per_class, "confusion": cm, "n": int(len(y))}
 
 
-def save_checkpoint(path: Path, trainer: Trainer, pos: Position, target: str) -> Path:
+def save_checkpoint(path: Path, trainer: Trainer, session: Session, cfg: ExperimentConfig, target: str) -> Path:
     w, adam = trainer.weights, trainer.adam
     arrays: dict[str, Any] = dict(w.as_dict(), labels=np.asarray(w.labels))
     for k in ("w_in", "w_rec", "w_out"):
         arrays[f"adam_m_{k}"] = adam.m[k]
         arrays[f"adam_v_{k}"] = adam.v[k]
     arrays.update(adam_t=adam.t, adam_lr=np.float32(adam.lr), adam_b1_pow=np.float32(adam.b1_pow),
-                  adam_b2_pow=np.float32(adam.b2_pow), epoch=pos.epoch, next_index=pos.next_index,
-                  samples_trained=pos.samples_trained, target=target)
+                  adam_b2_pow=np.float32(adam.b2_pow), epoch=session.pos.epoch, next_index=session.pos.next_index,
+                  samples_trained=session.pos.samples_trained, target=target, session=session.to_json(),
+                  config=json.dumps(_learning_config(cfg)))
     return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def load_checkpoint(path: Path, cfg: ExperimentConfig) -> tuple[Weights, AdamState, Position]:
+def load_checkpoint(path: Path, cfg: ExperimentConfig) -> tuple[Weights, AdamState, Session]:
     weights = load_weights(path, cfg.network)
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -105,19 +134,37 @@ def load_checkpoint(path: Path, cfg: ExperimentConfig) -> tuple[Weights, AdamSta
                              v={k: f[f"adam_v_{k}"] for k in ("w_in", "w_rec", "w_out")},
                              t=int(f["adam_t"]), lr=np.float32(f["adam_lr"]), b1_pow=np.float32(f["adam_b1_pow"]),
                              b2_pow=np.float32(f["adam_b2_pow"]))
-            pos = Position(int(f["epoch"]), int(f["next_index"]), int(f["samples_trained"]))
+            session = Session.from_json(str(f["session"]))
+            saved = json.loads(str(f["config"]))
     except KeyError as exc:
         raise DataError(f"checkpoint {path} lacks {exc}: it is a weights file, not a checkpoint "
                         f"(use --init-weights for weights)") from None
-    return weights, adam, pos
+    now = _learning_config(cfg)
+    changed = [f"{sec}.{k}: {saved[sec].get(k)!r} -> {v!r}" for sec in now for k, v in now[sec].items()
+               if saved.get(sec, {}).get(k) != v]
+    if changed:
+        raise DataError(f"checkpoint {path} was made with another configuration ({'; '.join(changed)}); "
+                        f"resume with the same config (only train.{', train.'.join(RESUMABLE_CHANGES)} may change)")
+    return weights, adam, session
+
+
+def _learning_config(cfg: ExperimentConfig) -> dict[str, dict[str, Any]]:
+    """The settings that decide what a run learns (JSON-comparable)."""
+    train = {k: v for k, v in dataclasses.asdict(cfg.train).items() if k not in RESUMABLE_CHANGES}
+    return {"network": dataclasses.asdict(cfg.network), "train": train,
+            "partition": dataclasses.asdict(cfg.partition)}
+
+
+class TrainingDiverged(HostError):
+    """The loss became NaN or infinite."""
 
 
 def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> dict[str, Any]:
     check_dataset(cfg, data)
     out = opts.out_dir
-    pos, adam = Position(), None
+    session, adam = Session(), None
     if opts.resume is not None:
-        weights, adam, pos = load_checkpoint(opts.resume, cfg)
+        weights, adam, session = load_checkpoint(opts.resume, cfg)
     elif opts.init_weights is not None:
         weights = load_weights(opts.init_weights, cfg.network)
     else:
@@ -132,50 +179,72 @@ def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> di
     if n_train == 0:
         raise DataError(f"dataset {data.name} has no training samples")
     t0 = time.perf_counter()
-    epochs: list[dict[str, Any]] = []
     ckpt = out / "checkpoint.npz"
-    for epoch in range(pos.epoch, tr.epochs):
-        start = pos.next_index if epoch == pos.epoch else 0
+    base_ticks = (session.emulated_ms, session.emulated_eval_ms)
+
+    def snapshot() -> Session:
+        """The session with this trainer's chip time added to that of earlier sessions."""
+        return dataclasses.replace(session, emulated_ms=base_ticks[0] + int(getattr(trainer, "ticks_train", 0)),
+                                   emulated_eval_ms=base_ticks[1] + int(getattr(trainer, "ticks_eval", 0)))
+
+    last_eval: dict[str, Any] | None = None
+    session_samples = 0
+    for epoch in range(session.pos.epoch, tr.epochs):
+        start = session.pos.next_index if epoch == session.pos.epoch else 0
         if start == 0:
             trainer.start_epoch(epoch)
-        correct, loss_sum, seen = 0, 0.0, 0
+            session.correct, session.loss_sum, session.seen = 0, 0.0, 0
         bar = tqdm(total=n_train, initial=start, desc=f"epoch {epoch + 1}/{tr.epochs} [{opts.target}]",
                    unit="sample", disable=not opts.progress, leave=True)
         for b0 in range(start, n_train, tr.batch_size):
             b1 = min(b0 + tr.batch_size, n_train)
+            t_batch = time.perf_counter()
             r = trainer.train_batch(data.x_train[b0:b1], data.y_train[b0:b1])
-            correct += int(np.sum(r.pred == data.y_train[b0:b1]))
-            loss_sum += float(np.sum(r.loss)) + r.l2_loss * (b1 - b0)
-            seen += b1 - b0
-            pos = Position(epoch, b1, pos.samples_trained + (b1 - b0))
+            session.train_wall_s += time.perf_counter() - t_batch
+            batch_loss = float(np.sum(r.loss)) + r.l2_loss * (b1 - b0)
+            if not np.isfinite(batch_loss):
+                raise TrainingDiverged(f"training diverged at epoch {epoch + 1}, sample {b0}: the loss is {batch_loss}; "
+                                       f"lower train.lr (now {tr.lr}) or check the config; last checkpoint: {ckpt}")
+            session.correct += int(np.sum(r.pred == data.y_train[b0:b1]))
+            session.loss_sum += batch_loss
+            session.seen += b1 - b0
+            session_samples += b1 - b0
+            session.pos = Position(epoch, b1, session.pos.samples_trained + (b1 - b0))
             bar.update(b1 - b0)
-            bar.set_postfix(acc=f"{correct / seen:.3f}", loss=f"{loss_sum / seen:.3f}")
+            bar.set_postfix(acc=f"{session.correct / session.seen:.3f}", loss=f"{session.loss_sum / session.seen:.3f}")
             every = tr.checkpoint_every_samples
-            if every and pos.samples_trained // every != (pos.samples_trained - (b1 - b0)) // every:
-                save_checkpoint(ckpt, trainer, pos, opts.target)
+            done = session.pos.samples_trained
+            if every and done // every != (done - (b1 - b0)) // every:
+                save_checkpoint(ckpt, trainer, snapshot(), cfg, opts.target)
         bar.close()
-        pos = Position(epoch + 1, 0, pos.samples_trained)
-        record: dict[str, Any] = {"epoch": epoch, "train_accuracy": correct / max(seen, 1),
-                                  "loss": loss_sum / max(seen, 1), "samples": seen}
+        record: dict[str, Any] = {"epoch": epoch, "train_accuracy": session.correct / max(session.seen, 1),
+                                  "loss": session.loss_sum / max(session.seen, 1), "samples": session.seen}
         if data.x_test is not None:
-            record["test_accuracy"] = evaluate(trainer, data.x_test, data.y_test, len(data.labels))["accuracy"]
-        epochs.append(record)
-        save_checkpoint(ckpt, trainer, pos, opts.target)
+            last_eval = evaluate(trainer, data.x_test, data.y_test, len(data.labels))
+            record["test_accuracy"] = last_eval["accuracy"]
+        session.epochs.append(record)
+        session.pos = Position(epoch + 1, 0, session.pos.samples_trained)
+        session.correct, session.loss_sum, session.seen = 0, 0.0, 0
+        save_checkpoint(ckpt, trainer, snapshot(), cfg, opts.target)
+    if session_samples == 0 and opts.progress:
+        print(f"nothing to train: the run already has {session.pos.epoch} of {tr.epochs} epochs "
+              f"(raise --epochs to train more)")
+    session = snapshot()
     wall_s = time.perf_counter() - t0
 
-    final = trainer.weights
-    final.save(out / "weights.npz")
+    trainer.weights.save(out / "weights.npz")
+    epochs = session.epochs
     report: dict[str, Any] = {
         "target": opts.target, "dataset": data.name, "labels": list(data.labels),
-        "samples_trained": pos.samples_trained, "epochs": epochs,
-        "train_accuracy": epochs[-1]["train_accuracy"] if epochs else None,
-        "test_accuracy": None, "wall_s": wall_s,
-        "ms_per_training_sample": 1000.0 * wall_s / max(pos.samples_trained, 1),
+        "samples_trained": session.pos.samples_trained, "samples_trained_this_session": session_samples,
+        "epochs": epochs, "train_accuracy": epochs[-1]["train_accuracy"] if epochs else None,
+        "test_accuracy": None, "wall_s": wall_s, "train_wall_s": session.train_wall_s,
+        "ms_per_training_sample": 1000.0 * session.train_wall_s / max(session.pos.samples_trained, 1),
         "config": _config_dict(cfg), "files": {"weights": "weights.npz", "checkpoint": "checkpoint.npz"},
     }
     figures = {}
     if data.x_test is not None:
-        ev = evaluate(trainer, data.x_test, data.y_test, len(data.labels))
+        ev = last_eval or evaluate(trainer, data.x_test, data.y_test, len(data.labels))
         report.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"], test_samples=ev["n"],
                       per_class_test_accuracy=dict(zip(data.labels, ev["per_class_accuracy"])),
                       confusion_matrix=ev["confusion"].tolist())
@@ -186,8 +255,8 @@ def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> di
     report["figures"] = figures
     if opts.target == "emulator":
         report.update(trainer.memory_report())  # type: ignore[attr-defined]
-        report["emulated_ms"] = int(trainer.ticks_train)  # type: ignore[attr-defined]
-        report["emulated_eval_ms"] = int(trainer.ticks_eval)  # type: ignore[attr-defined]
+        report["emulated_ms"] = session.emulated_ms
+        report["emulated_eval_ms"] = session.emulated_eval_ms
         report["provenance"] = trainer.provenance()  # type: ignore[attr-defined]
     write_json(out / "report.json", report)
     return report

@@ -30,7 +30,7 @@ class Transport(Protocol):
     def status(self) -> dict[str, Any]: ...
 
 
-FW_STATUS = {0: "ok", 1: "bad magic", 2: "ABI version mismatch", 3: "arena size mismatch", 4: "layout mismatch",
+FW_STATUS = {1: "bad magic", 2: "ABI version mismatch", 3: "arena size mismatch", 4: "layout mismatch",
              5: "config rejected"}
 
 
@@ -52,7 +52,7 @@ class EmulatorTransport:
 
     def start(self, core: int, arena_bytes: int) -> None:
         code = self.chip.init_core(core, arena_bytes)
-        if code != 0:
+        if code != int(self.chip.fw.lib.FW_RUNNING):
             raise TransportError(f"core {core}: firmware refused its image ({FW_STATUS.get(code, code)})")
 
     def send(self, core: int, words: np.ndarray) -> None:
@@ -73,4 +73,5 @@ class EmulatorTransport:
     def status(self) -> dict[str, Any]:
         r = self.chip.router_stats()
         return {"ticks": self.chip.tick_count, "packets_delivered": r.delivered, "packets_dropped": r.dropped,
-                "dropped_from": r.dropped_from, "last_drop": r.last_drop, "work": self.chip.work_counts()}
+                "dropped_from": r.dropped_from, "last_drop": r.last_drop, "queue_overflows": r.queue_overflows,
+                "work": self.chip.work_counts()}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,7 @@ def load_weights(path: str | Path, net: NetworkConfig) -> Weights:
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"weights file {path} is not a readable .npz: {exc}") from None
     # The authors' fixture names initial weights w_*_init; accept both spellings.
     def pick(key: str) -> np.ndarray:

@@ -87,12 +87,14 @@ void emu_tick(emu_chip_t *chip, uint32_t tick)
     deliver_all(chip, &q);
 }
 
-void emu_host_msg(emu_chip_t *chip, uint32_t core, const uint32_t *msg, uint32_t n_words)
+int32_t emu_host_msg(emu_chip_t *chip, uint32_t core, const uint32_t *msg, uint32_t n_words)
 {
     fifo_t q = {0, 0};
+    if (core >= chip->n_cores) return -1;
     add_counts(&chip->counts[core], fw_on_host_msg(chip->arenas[core], msg, n_words));
     drain(chip, core, &q);
     deliver_all(chip, &q);
+    return 0;
 }
 
 static int result_arrived(const emu_chip_t *chip, uint32_t from_word, uint32_t sample_id)
@@ -115,6 +117,9 @@ int32_t emu_run_sample(emu_chip_t *chip, uint32_t *tick, uint32_t sample_id, uin
     const uint32_t sample_msg[4] = {FW_MSG_SAMPLE, sample_id, label, train};
     const uint32_t host_from = chip->host_len;
     uint32_t pushed = 0;
+    if (n_in > FW_MAX_IN) return -2;
+    for (uint32_t c = 0; c < n_neuron_cores; ++c)
+        if (neuron_cores[c] >= chip->n_cores) return -2;
     for (uint32_t core = 0; core < chip->n_cores; ++core) emu_host_msg(chip, core, sample_msg, 4u);
     for (uint32_t k = 0; k < max_ticks; ++k) {
         while (pushed < n_steps && pushed < k + lookahead) {

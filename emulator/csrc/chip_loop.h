@@ -32,11 +32,12 @@ typedef struct {
 
 /* one timer tick on every core, then delivery of everything it sent */
 void emu_tick(emu_chip_t *chip, uint32_t tick);
-/* a host message to one core, then delivery of anything it sent */
-void emu_host_msg(emu_chip_t *chip, uint32_t core, const uint32_t *msg, uint32_t n_words);
+/* a host message to one core, then delivery of anything it sent; -1 if there is no such core */
+int32_t emu_host_msg(emu_chip_t *chip, uint32_t core, const uint32_t *msg, uint32_t n_words);
 /* stream one sample (sample message to all cores, frames to neuron cores `lookahead` ticks ahead),
  * ticking until the result of `sample_id` reaches the host or max_ticks pass; returns ticks used,
- * or -1 on timeout. *tick is the chip's tick counter, advanced. */
+ * -1 on timeout, -2 for a bad argument (n_in > FW_MAX_IN, a core that does not exist).
+ * *tick is the chip's tick counter, advanced. */
 int32_t emu_run_sample(emu_chip_t *chip, uint32_t *tick, uint32_t sample_id, uint32_t label, uint32_t train,
                        const float *frames, uint32_t n_steps, uint32_t n_in,
                        const uint32_t *neuron_cores, uint32_t n_neuron_cores,

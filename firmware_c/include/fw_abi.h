@@ -12,6 +12,9 @@
 #define FW_MAX_REC 1024u
 #define FW_MAX_OUT 64u
 #define FW_MAX_IN 1024u
+#define FW_MAX_LOCAL 256u     /* neurons per core: bounds the per-core stack arrays */
+#define FW_MAX_RING 256u      /* input ring frames */
+#define FW_MAX_OUTBOX 65536u  /* outbox words */
 
 /* core roles (bit flags in fw_config_t.role) */
 #define FW_ROLE_NEURON 1u
@@ -30,8 +33,9 @@
 /* core -> host messages */
 #define FW_MSG_RESULT 16u   /* [type, sample_id, label, pred, loss(float), spikes, n_out floats of output mean] */
 
-/* status / failure codes (fw_header_t.status) */
-#define FW_OK 0u
+/* status (fw_header_t.status): only fw_init writes FW_RUNNING, so an unchecked image never runs */
+#define FW_RUNNING 0x52554e21u /* "RUN!" */
+#define FW_OK FW_RUNNING
 #define FW_ERR_MAGIC 1u
 #define FW_ERR_VERSION 2u
 #define FW_ERR_SIZE 3u
@@ -75,6 +79,7 @@ typedef struct {
     uint32_t z_prev, z_next;                     /* spike bitmaps of all neurons, n_rec bits */
     uint32_t err;                                /* received output errors [n_out] */
     uint32_t partials, out_sum;                  /* readout: [n_src][n_out], [n_out] */
+    uint32_t partial_seen;                       /* readout: bitmap of partials received this step */
     uint32_t ring;                               /* input ring [ring_frames][2 + n_in] words */
     uint32_t outbox;                             /* outbox ring [outbox_words] */
     uint32_t end;                                /* total arena bytes */

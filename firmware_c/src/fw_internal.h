@@ -4,8 +4,6 @@
 
 #include "fw_abi.h"
 
-#define FW_MAX_LOCAL 256u  /* neurons per core: bounds the per-core stack arrays */
-
 #define FW_F32(arena, h, region) ((float *)((arena) + (h)->layout.region))
 #define FW_U32(arena, h, region) ((uint32_t *)((arena) + (h)->layout.region))
 

@@ -5,6 +5,7 @@
 
 static uint32_t take(uint32_t *cursor, uint32_t words)
 {
+    /* sizes are bounded by config_valid() (all products < 2^26 words), so this cannot wrap */
     uint32_t at = *cursor;
     *cursor += words * 4u;
     return at;
@@ -17,11 +18,14 @@ static int config_valid(const fw_config_t *c)
     if ((c->role & (FW_ROLE_NEURON | FW_ROLE_READOUT)) == 0) return 0;
     if (c->role & FW_ROLE_NEURON) {
         if (c->n_local == 0 || c->n_local > FW_MAX_LOCAL) return 0;
-        if (c->neuron_lo + c->n_local > c->n_rec) return 0;
-        if (c->ring_frames == 0) return 0;
+        if (c->neuron_lo > c->n_rec || c->n_local > c->n_rec - c->neuron_lo) return 0;
+        if (c->ring_frames == 0 || c->ring_frames > FW_MAX_RING) return 0;
+        if (c->src_index >= FW_MAX_CORES) return 0;
     }
     if ((c->role & FW_ROLE_READOUT) && (c->n_src == 0 || c->n_src > FW_MAX_CORES)) return 0;
-    if (c->outbox_words < 16u) return 0;
+    if (c->outbox_words < 16u || c->outbox_words > FW_MAX_OUTBOX) return 0;
+    if (c->key_spike > 0xffffffffu - c->n_rec || c->key_err > 0xffffffffu - c->n_out) return 0;
+    if (c->key_partial > 0xffffffffu - FW_MAX_CORES * FW_MAX_OUT) return 0;
     if (c->surrogate > FW_SURR_TRIANGLE || c->feedback > FW_FEEDBACK_RANDOM) return 0;
     return 1;
 }
@@ -77,6 +81,7 @@ uint32_t fw_layout(const fw_config_t *c, fw_layout_t *out)
     if (c->role & FW_ROLE_READOUT) {
         L.partials = take(&cur, c->n_src * c->n_out);
         L.out_sum = take(&cur, c->n_out);
+        L.partial_seen = take(&cur, fw_bitmap_words(c->n_src * c->n_out));
     }
     L.readout_bytes = cur - mark;
     mark = cur;

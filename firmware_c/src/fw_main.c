@@ -20,7 +20,7 @@ uint32_t fw_init(uint8_t *arena, uint32_t arena_bytes)
 {
     fw_header_t *h = (fw_header_t *)arena;
     fw_layout_t expect;
-    if (arena_bytes < sizeof(fw_header_t)) return FW_ERR_SIZE;
+    if (arena_bytes < sizeof(fw_header_t)) return FW_ERR_SIZE; /* too small to hold even the status */
     if (h->magic != FW_MAGIC) return h->status = FW_ERR_MAGIC;
     if (h->abi_version != FW_ABI_VERSION) return h->status = FW_ERR_VERSION;
     const uint32_t need = fw_layout(&h->config, &expect);
@@ -157,7 +157,7 @@ fw_counts_t fw_on_host_msg(uint8_t *arena, const uint32_t *msg, uint32_t n_words
     if (h->status != FW_OK || n_words == 0) { s->bad_host_msgs++; return c; }
     switch (msg[0]) {
     case FW_MSG_SAMPLE:
-        if (n_words != 4u || s->pending_valid) { s->bad_host_msgs++; break; }
+        if (n_words != 4u || s->pending_valid || msg[2] >= cfg->n_out) { s->bad_host_msgs++; break; }
         s->pending_id = msg[1];
         s->pending_label = msg[2];
         s->pending_train = msg[3] ? 1u : 0u;

@@ -27,9 +27,16 @@ void readout_send_partials(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
 
 void readout_on_partial(fw_header_t *h, uint8_t *arena, uint32_t index, uint32_t payload, fw_counts_t *c)
 {
+    uint32_t *seen = FW_U32(arena, h, partial_seen);
+    const uint32_t bit = 1u << (index & 31u);
+    (void)c;
+    if (seen[index >> 5] & bit) {  /* a duplicate must not stand in for a missing partial sum */
+        h->state.late_packets++;
+        return;
+    }
+    seen[index >> 5] |= bit;
     FW_U32(arena, h, partials)[index] = payload;
     h->state.partials_received++;
-    (void)c;
 }
 
 static void finish_sample(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
@@ -48,7 +55,7 @@ static void finish_sample(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
     float sum = 0.0f;
     for (uint32_t k = 0; k < no; ++k) sum += fw_expf(mean[k] - mean[pred]);
     const float offset = mean[pred] + fw_logf(sum);
-    const uint32_t label = s->r_label < no ? s->r_label : 0u;
+    const uint32_t label = s->r_label;  /* checked < n_out when the sample message arrived */
     const float loss = -(mean[label] - offset);
     for (uint32_t k = 0; k < no; ++k) err[k] = fw_expf(mean[k] - offset) - (k == label ? 1.0f : 0.0f);
     c->exp_calls += 2u * no + 1u;
@@ -77,6 +84,8 @@ void readout_reduce_tick(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
     fw_state_t *s = &h->state;
     const uint32_t no = cfg->n_out, expected = cfg->n_src * no;
     if (s->partials_received == 0) return;
+    uint32_t *seen = FW_U32(arena, h, partial_seen);
+    for (uint32_t w = 0; w < fw_bitmap_words(expected); ++w) seen[w] = 0u;
     if (s->partials_received != expected) {
         s->partials_incomplete++;  /* lost packets: this step is not counted; the host sees no result */
         s->partials_received = 0;

@@ -6,6 +6,7 @@ index order) and optional `x_test` / `y_test`. Samples are trained in file order
 from __future__ import annotations
 
 from dataclasses import dataclass
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,7 @@ def load_npz_dataset(path: str | Path) -> Dataset:
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"dataset file {path} is not a readable .npz: {exc}") from None
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:

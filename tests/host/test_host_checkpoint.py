@@ -120,3 +120,45 @@ def test_resume_mid_epoch_reproduces_the_run(full_run, tmp_path, features_npz, w
     _assert_same_bits(_load(resumed / "weights.npz"), _load(full / "weights.npz"), MATRICES, "resumed vs full")
     _assert_same_bits(_load(resumed / "checkpoint.npz"), _load(full / "checkpoint.npz"),
                       [k for k in CKPT_KEYS if k.startswith("adam_") and k != "adam_t"], "Adam state")
+
+
+def test_resumed_report_keeps_the_whole_history(full_run, tmp_path, features_npz, weights_npz) -> None:
+    """Rule: the report of a resumed run lists every epoch of the run (not only this session's), the same
+    online accuracies and losses as the uninterrupted run, and the emulator's chip time of all sessions."""
+    target, full = full_run
+    part = tmp_path / "part"
+    assert _train(part, features_npz, target, "--init-weights", str(weights_npz), "--epochs", "1") == 0
+    resumed = tmp_path / "resumed"
+    assert _train(resumed, features_npz, target, "--resume", str(part / "checkpoint.npz"), "--epochs", str(EPOCHS)) == 0
+    got = json.loads((resumed / "report.json").read_text())
+    want = json.loads((full / "report.json").read_text())
+    assert [e["epoch"] for e in got["epochs"]] == [0, 1, 2]
+    for g, w in zip(got["epochs"], want["epochs"]):
+        assert (g["samples"], g["train_accuracy"]) == (w["samples"], w["train_accuracy"])
+        assert g["loss"] == pytest.approx(w["loss"], rel=1e-6)
+    assert got["samples_trained_this_session"] == N * (EPOCHS - 1)
+    if target == "emulator":
+        assert got["emulated_ms"] == want["emulated_ms"] == N * EPOCHS * 101  # 100 steps + the update tick
+
+
+def test_resume_with_another_config_is_refused(full_run, tmp_path, features_npz, capsys) -> None:
+    """Rule: resuming with settings that change what is learnt (here the seed of the random feedback /
+    initialisation, and the learning rate) stops with one line naming the changed key; --epochs may change."""
+    target, full = full_run
+    cfg = tmp_path / "other.yaml"
+    cfg.write_text("train:\n  lr: 0.02\n")
+    assert _train(tmp_path / "r", features_npz, target, "--resume", str(full / "checkpoint.npz"),
+                  "--config", str(cfg), "--epochs", "5") == 2
+    err = capsys.readouterr().err
+    assert "train.lr" in err and "0.01" in err and "0.02" in err and "Traceback" not in err
+
+
+def test_resuming_a_finished_run_trains_nothing(full_run, tmp_path, features_npz) -> None:
+    """Rule: resuming a run that already has all its epochs trains no sample, exits 0 and reports the
+    run's accuracy and weights unchanged."""
+    target, full = full_run
+    out = tmp_path / "again"
+    assert _train(out, features_npz, target, "--resume", str(full / "checkpoint.npz"), "--epochs", str(EPOCHS)) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["samples_trained_this_session"] == 0 and report["samples_trained"] == N * EPOCHS
+    _assert_same_bits(_load(out / "weights.npz"), _load(full / "weights.npz"), MATRICES, "unchanged weights")

@@ -1,0 +1,34 @@
+"""Config validation: every bad value is refused with a ConfigError naming the key, before any work."""
+from __future__ import annotations
+
+import pytest
+
+from host.config import config_from_dict
+from host.errors import ConfigError
+
+
+@pytest.mark.parametrize("raw, key", [
+    ({"train": {"adam_b1": 1.0}}, "train.adam_b1"),
+    ({"train": {"adam_eps": 0.0}}, "train.adam_eps"),
+    ({"train": {"lr_decay_every_epochs": 0}}, "train.lr_decay_every_epochs"),
+    ({"train": {"lr_decay": 1.5}}, "train.lr_decay"),
+    ({"train": {"max_samples": "abc"}}, "train.max_samples"),
+    ({"train": {"max_samples": 1.5}}, "train.max_samples"),
+    ({"train": {"seed": -1}}, "train.seed"),
+    ({"network": {"mg_sigma": 0.0}}, "network.mg_sigma"),
+    ({"network": {"n_out": 100}}, "network.n_out"),
+    ({"network": {"n_in": 5_000_000_000}}, "network.n_in"),
+    ({"network": {"tau_m_ms": "fast"}}, "network.tau_m_ms"),
+    ({"partition": {"neurons_per_core": 300}}, "partition.neurons_per_core"),
+    ({"partition": {"arena_limit_bytes": 1_000_000}}, "partition.arena_limit_bytes"),
+    ({"network": {"v_th": float("nan")}}, "network.v_th"),
+])
+def test_bad_values_name_their_key(raw, key) -> None:
+    """Rule: a value the network, optimiser or firmware cannot take is refused, naming its key."""
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        config_from_dict(raw)
+
+
+def test_yaml_exponent_without_dot_is_a_number() -> None:
+    """Rule: `lr: 1e-3` (which YAML 1.1 reads as a string) is taken as the number 0.001."""
+    assert config_from_dict({"train": {"lr": "1e-3"}}).train.lr == 0.001
