@@ -16,12 +16,12 @@ import numpy as np
 
 from emulator.errors import EmulatorError
 from emulator.fw_bridge import Firmware
+from emulator.messages import FrameMsg, ResultMsg, SampleMsg
 from emulator.router import RouteEntry, check_table, lookup
 
 SRAM_BYTES = 128 * 1024
 HAL_OUT_MC = 1
 HAL_OUT_HOST = 2
-MSG_SAMPLE, MSG_FRAME, MSG_RESULT = 1, 2, 16
 COUNT_FIELDS = ("neuron_updates", "synapse_mults", "trace_updates", "exp_calls", "adam_updates",
                 "mc_sent", "mc_received", "host_words")
 
@@ -157,17 +157,16 @@ class FunctionalChip:
             return int(used)
         inbox_from = len(self.host_inbox)
         for core in range(self.n_cores):
-            self.host_send(core, np.array([MSG_SAMPLE, sample_id, label, int(train)], dtype=np.uint32))
+            self.host_send(core, SampleMsg(sample_id, label, train).pack())
         pushed = 0
-        bits = frames.view(np.uint32)
         for k in range(max_ticks):
             while pushed < n_steps and pushed < k + lookahead:
-                msg = np.concatenate([np.array([MSG_FRAME, sample_id, pushed], dtype=np.uint32), bits[pushed]])
+                msg = FrameMsg(sample_id, pushed, frames[pushed]).pack()
                 for core in neuron_cores:
                     self.host_send(core, msg)
                 pushed += 1
             self.tick()
-            if any(m[0] == MSG_RESULT and m[1] == sample_id for _, m in self.host_inbox[inbox_from:]):
+            if any(ResultMsg.is_result(m, sample_id) for _, m in self.host_inbox[inbox_from:]):
                 return k + 1
         return -1
 

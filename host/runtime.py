@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from emulator.fw_bridge import Firmware
+from emulator.messages import ResultMsg, ScaleLrMsg
 from host.config import ExperimentConfig
 from host.errors import ConfigError, DataError, TransportError
 from host.images import CoreImage, build_images, gather_matrices, training_state_bytes
@@ -21,8 +22,6 @@ from host.routing import routing_table
 from host.transport import EmulatorTransport, Transport
 from host.weights import Weights
 
-MSG_RESULT = 16
-MSG_SCALE_LR = 3
 LOOKAHEAD_TICKS = 4
 # fw_state_t loss counters, consecutive uint32 fields: read after every sample, must stay 0
 LOSS_COUNTERS = ("outbox_overflows", "ring_overflows", "input_underruns", "partials_incomplete", "bad_host_msgs",
@@ -74,7 +73,7 @@ class BoardTrainer:
     def start_epoch(self, epoch: int) -> None:
         tr = self.cfg.train
         if epoch > 0 and epoch % tr.lr_decay_every_epochs == 0:
-            msg = np.array([MSG_SCALE_LR, np.float32(tr.lr_decay).view(np.uint32)], dtype=np.uint32)
+            msg = ScaleLrMsg(tr.lr_decay).pack()
             for core in self.plan.neuron_cores:
                 self.transport.send(core, msg)
 
@@ -165,12 +164,11 @@ class BoardTrainer:
             else:
                 self.ticks_eval += used
             result = self._take_result(sid)
-            pred[b] = int(result[3])
-            loss[b] = result[4:5].view(np.float32)[0]
-            total = int(result[5])
-            spikes[b] = total - self._last_spikes
-            self._last_spikes = total
-            out[b] = result[6:6 + self.net.n_out].view(np.float32)
+            pred[b] = result.pred
+            loss[b] = result.loss
+            spikes[b] = result.spikes_total - self._last_spikes
+            self._last_spikes = result.spikes_total
+            out[b] = result.output_mean[:self.net.n_out]
         if y is None:
             loss[:] = np.nan
         return BatchResult(loss=loss, pred=pred, output_mean=out, l2_loss=l2, spikes=spikes)
@@ -184,14 +182,11 @@ class BoardTrainer:
                              for c, k in grew[:6])
             raise TransportError(f"sample {sid}: the cores counted losses ({what}): the result cannot be trusted")
 
-    def _take_result(self, sid: int) -> np.ndarray:
-        found = None
-        for core, words in self.transport.receive():
-            if len(words) >= 6 and words[0] == MSG_RESULT and words[1] == sid:
-                found = words
-        if found is None:
-            raise TransportError(f"sample {sid}: the readout core sent no result message")
-        return found
+    def _take_result(self, sid: int) -> ResultMsg:
+        found = [words for _, words in self.transport.receive() if ResultMsg.is_result(words, sid)]
+        if len(found) != 1:
+            raise TransportError(f"sample {sid}: the readout core sent {len(found)} result messages, expected 1")
+        return ResultMsg.unpack(found[0])
 
     def _no_result_message(self, sid: int) -> str:
         prov = self.provenance()

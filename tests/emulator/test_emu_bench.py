@@ -1,0 +1,26 @@
+"""Emulator benchmark: one training sample through the whole host path on 12 cores (timed by
+pytest-benchmark with --benchmark-enable; the speed goal is stated in `s2eprop bench`, not asserted)."""
+from __future__ import annotations
+
+import numpy as np
+
+from host.bench import bench_emulator
+from host.config import ExperimentConfig
+from host.runtime import BoardTrainer
+from host.weights import init_weights
+
+
+def test_bench_emulator_structure() -> None:
+    """bench_emulator reports ms per sample for the host path and for the chip alone, on 12 cores."""
+    result = bench_emulator(n_samples=2)
+    assert result["emulator_cores"] == 12 and result["emulator_backend"] == "c"
+    assert result["emulator_ms_per_sample"] > 0 and result["emulator_core_ms_per_sample"] > 0
+
+
+def test_train_one_sample_on_chip(benchmark) -> None:
+    """One on-chip training sample (100 steps + update) returns a result for every call."""
+    cfg = ExperimentConfig().validate()
+    board = BoardTrainer(cfg, init_weights(cfg.network, 0), track_l2=False)
+    x = (3 * np.random.default_rng(0).standard_normal((1, 100, 80))).astype(np.float32)
+    result = benchmark(board.train_batch, x, np.array([4]))
+    assert result.pred.shape == (1,) and result.spikes[0] > 0
