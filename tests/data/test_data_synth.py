@@ -10,7 +10,7 @@ import pytest
 import host.data.synth as synth
 from host.data.dataset import KWS_LABELS
 from host.data.synth import (
-    UNKNOWN_WORDS, SynthOptions, clip_recipe, generate_synth, load_synth_dataset, split_labels, voice_pools,
+    KEYWORD_PRONUNCIATIONS, UNKNOWN_WORDS, SynthOptions, clip_recipe, generate_synth, load_synth_dataset, split_labels, voice_pools,
 )
 from host.errors import DataError
 
@@ -91,14 +91,22 @@ def test_cache_second_load_does_not_regenerate(tmp_path, monkeypatch):
 
 @needs_espeak
 def test_unknown_words_are_not_keyword_homophones():
-    """No 'unknown' word sounds like a keyword (same espeak-ng phonemes, US or GB)."""
-    def phonemes(word, voice):
-        return subprocess.run(["espeak-ng", "-q", "-x", "-v", voice, word], capture_output=True, text=True).stdout.strip()
+    """No 'unknown' word sounds like a keyword or one of its accent variants (espeak-ng phonemes, US and GB)."""
+    def phonemes(text, voice):
+        return subprocess.run(["espeak-ng", "-q", "-x", "-v", voice, text], capture_output=True, text=True).stdout.strip()
 
     for voice in ("en-us", "en"):
         keys = {phonemes(k, voice) for k in KWS_LABELS[:10]}
+        keys |= {phonemes(f"[[{p}]]", voice) for variants in KEYWORD_PRONUNCIATIONS.values() for p in variants}
+        assert "" not in keys
         clashes = [w for w in UNKNOWN_WORDS if phonemes(w, voice) in keys]
         assert not clashes, f"{voice}: {clashes}"
+
+
+def test_accent_variants_cover_every_keyword():
+    """Every keyword has its plain US and GB pronunciation among its variants."""
+    assert set(KEYWORD_PRONUNCIATIONS) == set(KWS_LABELS[:10])
+    assert all(len(v) >= 2 and len(set(v)) == len(v) for v in KEYWORD_PRONUNCIATIONS.values())
 
 
 def test_options_are_checked():
