@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -127,21 +127,3 @@ def features_from_waves(waves: np.ndarray, params: FeatureParams = REFERENCE_PAR
     feats = feats / np.where(std == 0, 1.0, std)
     out = feats.astype(np.float32)
     return out[0] if single else out
-
-
-def iter_chunks(n: int, chunk: int) -> Iterator[slice]:
-    for start in range(0, n, chunk):
-        yield slice(start, min(n, start + chunk))
-
-
-def features_from_wave_chunks(chunks: Iterable[np.ndarray], out: np.ndarray,
-                              params: FeatureParams = REFERENCE_PARAMS) -> np.ndarray:
-    """Fill `out` (N, T, F) from an iterable of (n_i, samples) waveform chunks, in order."""
-    pos = 0
-    for waves in chunks:
-        n = len(waves)
-        out[pos:pos + n] = features_from_waves(waves, params)
-        pos += n
-    if pos != len(out):
-        raise ValueError(f"got {pos} clips for an output of {len(out)}")
-    return out

@@ -2,8 +2,10 @@
 
 The 12 classes of the GSC task (`KWS_LABELS`): the 10 keywords spoken by espeak-ng, other English
 words as "unknown", synthesised noise as "silence". Every clip draws, from its own seeded
-generator: a base voice (accent) and a voice variant of its split, a speaking rate, a pitch and
-an intonation (punctuation); then a speed/formant perturbation (resampling), a random channel
+generator: a base voice (accent) and a voice variant of its split (in training, often a randomly
+generated espeak-ng voice instead, and for keywords often an accent variant of the pronunciation),
+a speaking rate, a pitch and an intonation (punctuation); then a speed/formant perturbation
+(resampling), a random channel
 (high-pass, low-pass, peaking/notch EQ), sometimes reverberation, a random time shift inside the
 1 s window, background noise at a random SNR (coloured, modulated, hum, clicks or babble of other
 words), a noise floor, a random gain, sometimes clipping, and 16-bit quantisation.
@@ -29,6 +31,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -80,7 +83,7 @@ PUNCTUATION = ("", ".", "?", "!", ",")
 # other accents (e.g. raised /O@/ "aw" of New York on/off, /VU/ of the English Midlands go/no,
 # /A:/ monophthongs of the US South, /VI/ Canadian raising, /OI/ of London "right"). None is a
 # homophone of an unknown word.
-KEYWORD_PRONUNCIATIONS = {
+KEYWORD_PRONUNCIATIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "yes": ("j'Es", "j'es", "j'eIs", "j'Is"),
     "no": ("n'oU", "n'o:", "n'VU", "n'0U"),
     "up": ("'Vp", "'Up", "'@p"),
@@ -91,7 +94,7 @@ KEYWORD_PRONUNCIATIONS = {
     "off": ("'0f", "'O2f", "'O:f", "'O@f"),
     "stop": ("st'0p", "st2'0p", "st'A:p", "st'O:p"),
     "go": ("g'oU", "g'o:", "g'VU", "g'0U"),
-}
+})
 
 
 @dataclass(frozen=True)
@@ -308,11 +311,11 @@ class Augment:
 
 
 # Training: wide augmentation. Test: held-out voices as espeak-ng speaks them, in milder conditions.
-AUGMENT = {
+AUGMENT: Mapping[str, Augment] = MappingProxyType({
     "train": Augment(),
     "test": Augment(p_random_voice=0.0, p_accent=0.0, p_eq=0.3, eq_gain_db=(-6.0, 6.0), p_reverb=0.1,
                     rt60_s=(0.1, 0.4), p_noises=(0.4, 0.3, 0.1, 0.1, 0.05, 0.05), snr_db=(10.0, 35.0), p_clip=0.0),
-}
+})
 
 
 def clip_recipe(seed: int, split: str, index: int, label: int, pools: VoicePools) -> dict[str, Any]:
