@@ -3,8 +3,6 @@ fixture, and helpers that compare weights relative to max|w| per matrix."""
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -13,26 +11,7 @@ import pytest
 from host.config import ExperimentConfig
 from host.weights import Weights, init_weights
 
-FIXTURE = "authors_c_6_samples.npz"
 MATRICES = ("w_in", "w_rec", "w_out")
-
-
-def fixture_path() -> Path:
-    env = os.environ.get("S2EPROP_FIXTURES")
-    if env:
-        p = Path(env)
-        return p if p.is_file() else p / FIXTURE
-    return Path(__file__).resolve().parents[2].parent / "shared/reference/fixtures" / FIXTURE
-
-
-@pytest.fixture(scope="session")
-def authors() -> dict[str, np.ndarray]:
-    """The authors' plain-C run of six samples (see the README beside the file)."""
-    path = fixture_path()
-    if not path.is_file():
-        pytest.skip(f"authors' C fixture not found at {path} (set S2EPROP_FIXTURES to its file or folder)")
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files}
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,26 +12,8 @@ from host.errors import DataError
 from host.reference.golden import AdamState, GoldenModel, random_feedback, surrogate
 from host.weights import Weights, init_weights
 
-FIXTURE = "authors_c_6_samples.npz"
 NET = NetworkConfig()
 TRAIN = TrainConfig()
-
-
-def fixture_path() -> Path:
-    env = os.environ.get("S2EPROP_FIXTURES")
-    if env:
-        p = Path(env)
-        return p if p.is_file() else p / FIXTURE
-    return Path(__file__).resolve().parents[2].parent / "shared/reference/fixtures" / FIXTURE
-
-
-@pytest.fixture(scope="module")
-def authors() -> dict[str, np.ndarray]:
-    path = fixture_path()
-    if not path.is_file():
-        pytest.skip(f"authors' C fixture not found at {path} (set S2EPROP_FIXTURES)")
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files}
 
 
 @pytest.fixture(scope="module")
