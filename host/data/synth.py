@@ -15,7 +15,9 @@ Split by voice: the test split uses base voices and variants that the training s
 set is the same for any number of worker processes, and it is cached on disk with its features.
 
 Options (``dataset: {kind: synth, <option>: ...}``): n_train (8000), n_test (600), seed (0),
-workers (2 processes; 1 runs in-process).
+unknown_share (null = balanced; a fraction gives "unknown" that share of the TRAINING clips, the
+other 11 classes sharing the rest equally; the test split stays balanced), workers (2 processes;
+1 runs in-process).
 """
 from __future__ import annotations
 
@@ -102,6 +104,7 @@ class SynthOptions:
     n_train: int = 8000
     n_test: int = 600
     seed: int = 0
+    unknown_share: float | None = None
     workers: int = 2
 
     @classmethod
@@ -117,11 +120,18 @@ class SynthOptions:
             low = 0 if name in ("seed", "n_test") else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise DataError(f"synth option {name} must be an integer >= {low}, got {value!r}")
+        share = opts.unknown_share
+        if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float))
+                                  or not 0 < share < 1):
+            raise DataError(f"synth option unknown_share must be null or a number between 0 and 1 (exclusive), "
+                            f"got {share!r}")
         return opts
 
     def cache_spec(self) -> dict[str, Any]:
         spec = asdict(self)
         del spec["workers"]  # results do not depend on it
+        if spec["unknown_share"] is None:
+            del spec["unknown_share"]  # balanced: the same key as before the option existed
         return spec
 
 
@@ -504,10 +514,21 @@ def render_clip(recipe: Mapping[str, Any], seed: int, pools: VoicePools, workspa
 
 # ----------------------------------------------------------------------------- the set
 
-def split_labels(n: int, seed: int, split: str) -> np.ndarray:
-    """Balanced labels (counts differ by at most 1), in a seeded random order."""
-    labels = np.arange(n) % len(KWS_LABELS)
+def split_labels(n: int, seed: int, split: str, unknown_share: float | None = None) -> np.ndarray:
+    """Labels in a seeded random order: balanced (counts differ by at most 1), or with
+    round(unknown_share x n) "unknown" labels and the other classes balanced over the rest."""
+    if unknown_share is None:
+        labels = np.arange(n) % len(KWS_LABELS)
+    else:
+        n_unknown = int(round(unknown_share * n))
+        others = np.array([c for c in range(len(KWS_LABELS)) if c != UNKNOWN])
+        labels = np.concatenate([others[np.arange(n - n_unknown) % len(others)], np.full(n_unknown, UNKNOWN)])
     return np.random.default_rng([seed, SPLIT_IDS[split], 7]).permutation(labels)
+
+
+def _split_share(opts: SynthOptions, split: str) -> float | None:
+    """The unknown share of a split: the option for training; the test split is always balanced."""
+    return opts.unknown_share if split == "train" else None
 
 
 def _render_chunk(job: tuple) -> tuple[np.ndarray, list[dict], np.ndarray | None]:
@@ -519,7 +540,7 @@ def _render_chunk(job: tuple) -> tuple[np.ndarray, list[dict], np.ndarray | None
 
 def _jobs(opts: SynthOptions, pools: VoicePools, keep_waves: bool, workspace: Path) -> Iterator[tuple]:
     for split, n in (("train", opts.n_train), ("test", opts.n_test)):
-        labels = split_labels(n, opts.seed, split)
+        labels = split_labels(n, opts.seed, split, _split_share(opts, split))
         for start in range(0, n, CHUNK_CLIPS):
             idx = list(range(start, min(n, start + CHUNK_CLIPS)))
             yield (opts.seed, split, idx, [int(labels[i]) for i in idx], pools, keep_waves, workspace)
@@ -560,8 +581,8 @@ def generate_synth(options: Mapping[str, Any] | SynthOptions | None = None, prog
     empty = np.zeros((0, REFERENCE_PARAMS.n_frames, REFERENCE_PARAMS.n_features), np.float32)
     out["x"] = np.concatenate(parts["train"]) if parts["train"] else empty
     out["x_test"] = np.concatenate(parts["test"]) if parts["test"] else empty
-    out["y"] = split_labels(opts.n_train, opts.seed, "train").astype(np.int64)
-    out["y_test"] = split_labels(opts.n_test, opts.seed, "test").astype(np.int64)
+    out["y"] = split_labels(opts.n_train, opts.seed, "train", _split_share(opts, "train")).astype(np.int64)
+    out["y_test"] = split_labels(opts.n_test, opts.seed, "test", _split_share(opts, "test")).astype(np.int64)
     if keep_waves:
         out["waves"] = np.concatenate(waves["train"]) if waves["train"] else np.zeros((0, N_SAMPLES), np.float32)
         out["waves_test"] = np.concatenate(waves["test"]) if waves["test"] else np.zeros((0, N_SAMPLES), np.float32)
