@@ -58,6 +58,7 @@ class Layout:
     offsets: Mapping[str, int]
     arena_bytes: int
     accounting: Mapping[str, int]
+    raw: Any  # fw_layout_t * as the firmware wrote it (owner of the memory; copied into image headers)
 
     def region(self, name: str) -> int:
         off = self.offsets[name]
@@ -99,13 +100,5 @@ class Firmware:
             offsets={name: int(getattr(out, name)) for name in LAYOUT_REGIONS},
             arena_bytes=total,
             accounting={name: int(getattr(out, name)) for name in ACCOUNTING},
+            raw=out,
         )
-
-    def state(self, arena: Any) -> dict[str, Any]:
-        """The fw_state_t of an arena (a buffer), as a dict."""
-        hdr = self.ffi.cast("fw_header_t *", self.ffi.from_buffer(arena))
-        s = hdr.state
-        return {name: getattr(s, name) for name, _ in self.ffi.typeof("fw_state_t").fields}
-
-    def status(self, arena: Any) -> int:
-        return int(self.ffi.cast("fw_header_t *", self.ffi.from_buffer(arena)).status)

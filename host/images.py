@@ -6,7 +6,7 @@ and W_rec, its rows of W_out (and of a random feedback matrix), and the matching
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -77,9 +77,7 @@ def build_images(fw: Firmware, cfg: ExperimentConfig, plan: Plan, weights: Weigh
         hdr.abi_version = fw.lib.FW_ABI_VERSION
         hdr.arena_bytes = layout.arena_bytes
         hdr.config = c[0]
-        out = fw.ffi.new("fw_layout_t *")
-        fw.lib.fw_layout(c, out)
-        hdr.layout = out[0]
+        hdr.layout = layout.raw[0]
         data[:fw.header_bytes] = np.frombuffer(fw.ffi.buffer(hdr), dtype=np.uint8)
         if core.role & ROLE_NEURON:
             regions = {k: v for k, v in _core_blocks(core, weights.as_dict()).items()}
@@ -121,7 +119,7 @@ def gather_matrices(images: list[CoreImage], read: Any, prefix: str, shapes: dic
     return full
 
 
-def training_state_bytes(images: list[CoreImage]) -> int:
+def training_state_bytes(layouts: Iterable[Layout]) -> int:
     """Weights, optimizer state, traces, neuron and readout state over all cores (buffers, config excluded)."""
     keys = ("weights_bytes", "optimizer_bytes", "trace_bytes", "neuron_bytes", "readout_bytes")
-    return sum(img.layout.accounting[k] for img in images for k in keys)
+    return sum(layout.accounting[k] for layout in layouts for k in keys)

@@ -27,12 +27,9 @@ def memory_map(cfg: ExperimentConfig, firmware: Firmware | None = None) -> dict[
                       "accounting": dict(layout.accounting), "regions": regions,
                       "fits": layout.arena_bytes <= cfg.partition.arena_limit_bytes})
 
-    class _Img:  # adapter for training_state_bytes
-        def __init__(self, layout): self.layout = layout
-
     return {"cores": len(cores), "neurons_per_core": cfg.partition.neurons_per_core,
             "arena_limit_bytes": cfg.partition.arena_limit_bytes,
-            "training_state_bytes_total": training_state_bytes([_Img(l) for l in layouts]),
+            "training_state_bytes_total": training_state_bytes(layouts),
             "per_core": cores}
 
 

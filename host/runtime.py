@@ -103,7 +103,7 @@ class BoardTrainer:
             "cores": self.plan.n_cores,
             "neurons_per_core": self.cfg.partition.neurons_per_core,
             "sram_bytes_per_core": [img.layout.arena_bytes for img in self.images],
-            "training_state_bytes_total": training_state_bytes(self.images),
+            "training_state_bytes_total": training_state_bytes(img.layout for img in self.images),
         }
 
     def provenance(self) -> dict[str, Any]:
