@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--target", choices=("golden", "emulator"), default="emulator",
                    help="emulator: the C firmware on emulated cores; golden: the NumPy reference model")
     t.add_argument("--out", type=Path, required=True, help="run folder (report.json, weights.npz, figures)")
-    t.add_argument("--epochs", type=int)
+    t.add_argument("--epochs", type=int, help="epochs over the training split (config train.epochs, default 1)")
     t.add_argument("--max-samples", type=int, help="train on the first N samples of each epoch")
     t.add_argument("--batch-size", type=int, help="golden target only; the chip learns one sample at a time")
     t.add_argument("--seed", type=int, help="weight initialisation seed")
