@@ -7,6 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 
+import host.data.espeak as espeak
 import host.data.synth as synth
 from host.data.dataset import KWS_LABELS
 from host.data.synth import (
@@ -20,9 +21,9 @@ SMALL = {"n_train": 24, "n_test": 12, "workers": 1}
 
 def test_missing_espeak_names_the_install_command(monkeypatch):
     """Without espeak-ng the error says how to install it."""
-    monkeypatch.setattr(synth.shutil, "which", lambda name: None)
+    monkeypatch.setattr(espeak.shutil, "which", lambda name: None)
     with pytest.raises(DataError, match="apt-get install espeak-ng"):
-        synth.espeak_binary()
+        espeak.espeak_binary()
 
 
 def test_labels_balanced_and_shuffled():

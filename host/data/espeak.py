@@ -1,0 +1,193 @@
+"""Host layer: espeak-ng, the speech synthesiser of the built-in keyword set: finding it, its voices
+(base accents and variants, split between training and test), generated random voices, and speaking
+one word into a 16 kHz-ready waveform (22,050 Hz as espeak-ng gives it)."""
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from host.errors import DataError
+
+ESPEAK = "espeak-ng"
+ESPEAK_SR_HZ = 22050
+# Base voices (espeak-ng's English accents). The test split's are never used for training.
+# Both US accents train (Google Speech Commands is mostly US speech); the Caribbean and West
+# Midlands accents, each with its own phoneme table, are held out.
+TRAIN_BASE_VOICES = ("en-us", "en-us-nyc", "en", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp")
+TEST_BASE_VOICES = ("en-029", "en-gb-x-gbcwmd")
+# Voice variants (espeak-ng-data/voices/!v) held out for the test split: natural-sounding male,
+# female and Klatt-synthesiser voices. Every other installed variant (and the plain base voice)
+# trains, including the extreme ones (whisper, croak, robots, echo), which act as augmentation.
+TEST_VARIANTS = ("f4", "belinda", "steph2", "f5", "m3", "m7", "Andy", "klatt3", "iven3", "Gene2", "pablo", "quincy")
+NO_VARIANT = ""
+
+
+@dataclass(frozen=True)
+class VoicePools:
+    """Base voices and variants of each split, restricted to what the installed espeak-ng has."""
+
+    train_bases: tuple[str, ...]
+    test_bases: tuple[str, ...]
+    train_variants: tuple[str, ...]
+    test_variants: tuple[str, ...]
+
+    def bases(self, split: str) -> tuple[str, ...]:
+        return self.train_bases if split == "train" else self.test_bases
+
+    def variants(self, split: str) -> tuple[str, ...]:
+        return self.train_variants if split == "train" else self.test_variants
+
+
+def espeak_binary() -> str:
+    path = shutil.which(ESPEAK)
+    if path is None:
+        raise DataError(
+            "espeak-ng is not installed, and the built-in spoken keyword set is synthesised with it: "
+            "install it (Debian/Ubuntu: `apt-get install espeak-ng`; macOS: `brew install espeak-ng`), "
+            "or train on Google Speech Commands or a features file with --data PATH")
+    return path
+
+
+def _run_espeak(args: Sequence[str]) -> bytes:
+    try:
+        return subprocess.run([espeak_binary(), *args], capture_output=True, check=True, timeout=60).stdout
+    except subprocess.CalledProcessError as exc:
+        raise DataError(f"espeak-ng {' '.join(args)} failed: {exc.stderr.decode(errors='replace').strip()}") from None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DataError(f"espeak-ng {' '.join(args)} failed: {exc}") from None
+
+
+@lru_cache(maxsize=1)
+def espeak_version() -> str:
+    out = _run_espeak(["--version"]).decode(errors="replace")
+    return out.split("Data at")[0].strip()
+
+
+@lru_cache(maxsize=1)
+def espeak_data_dir() -> Path:
+    out = _run_espeak(["--version"]).decode(errors="replace")
+    if "Data at:" not in out:
+        raise DataError(f"cannot find espeak-ng's data folder in `espeak-ng --version`: {out.strip()}")
+    return Path(out.split("Data at:", 1)[1].strip())
+
+
+def make_voice_workspace(root: Path) -> Path:
+    """A private espeak-ng data folder under `root` (symlinks to the installed one) whose variant
+    folder is writable, for the generated random voices; pass it to espeak-ng with --path."""
+    src = espeak_data_dir()
+    data = root / "espeak-ng-data"
+    variants = data / "voices" / "!v"
+    variants.mkdir(parents=True)
+    for entry in src.iterdir():
+        if entry.name != "voices":
+            (data / entry.name).symlink_to(entry)
+    for entry in (src / "voices").iterdir():
+        if entry.name != "!v":
+            (data / "voices" / entry.name).symlink_to(entry)
+    for entry in (src / "voices" / "!v").iterdir():
+        (variants / entry.name).symlink_to(entry)
+    return root
+
+
+def random_voice(rng: np.random.Generator) -> dict[str, Any]:
+    """Parameters of a random espeak-ng voice variant: vocal-tract length and per-formant shifts,
+    pitch, voice quality, intonation, sometimes the Klatt synthesiser."""
+    vtl = rng.uniform(0.86, 1.16)  # vocal-tract scale: all formants move together
+    female = bool(rng.uniform() < 0.5)
+    low = rng.uniform(150, 230) if female else rng.uniform(65, 140)
+    return {
+        "gender": "female" if female else "male",
+        "pitch": [int(low), int(low * rng.uniform(1.1, 1.9))],
+        "formants": [[n, int(100 * vtl * rng.uniform(0.93, 1.07) if n <= 3 else 100 * vtl * rng.uniform(0.96, 1.04)),
+                      int(rng.uniform(75, 125)), int(rng.uniform(80, 160))] for n in range(1, 6)],
+        "voicing": int(rng.uniform(40, 160)),
+        "flutter": int(rng.choice([0, 2, 5, 10, 20])),
+        "roughness": int(rng.integers(0, 5)),
+        "breath": [int(v) for v in rng.integers(0, 8, size=8)] if rng.uniform() < 0.2 else None,
+        "intonation": int(rng.integers(1, 5)),
+        "klatt": int(rng.integers(1, 7)) if rng.uniform() < 0.25 else 0,
+        "tone": [int(rng.uniform(100, 600)), int(rng.uniform(100, 255)), int(rng.uniform(800, 1600)),
+                 int(rng.uniform(60, 255)), int(rng.uniform(2000, 3500)), int(rng.uniform(30, 200))]
+        if rng.uniform() < 0.3 else None,
+    }
+
+
+def variant_file_text(v: Mapping[str, Any]) -> str:
+    """A random voice as an espeak-ng variant file (espeak-ng docs/voices.md)."""
+    lines = ["name s2eprop-random", f"gender {v['gender']}", f"pitch {v['pitch'][0]} {v['pitch'][1]}"]
+    lines += [f"formant {n} {freq} {height} {width}" for n, freq, height, width in v["formants"]]
+    lines += [f"voicing {v['voicing']}", f"flutter {v['flutter']}", f"roughness {v['roughness']}",
+              f"intonation {v['intonation']}"]
+    if v["breath"]:
+        lines.append("breath " + " ".join(map(str, v["breath"])))
+    if v["klatt"]:
+        lines.append(f"klatt {v['klatt']}")
+    if v["tone"]:
+        lines.append("tone " + " ".join(map(str, v["tone"])))
+    return "\n".join(lines) + "\n"
+
+
+def _voice_column(listing: str, column: str) -> set[str]:
+    """One column of `espeak-ng --voices` output, cut by the header's positions (names may hold spaces)."""
+    lines = listing.splitlines()
+    if not lines or column not in lines[0]:
+        return set()
+    header = lines[0]
+    start = header.index(column)
+    following = [header.index(c) for c in ("Age/Gender", "VoiceName", "File", "Other Languages") if header.find(c) > start]
+    end = min(following) if following else None
+    return {line[start:end].strip() for line in lines[1:] if line[start:end].strip()}
+
+
+@lru_cache(maxsize=1)
+def voice_pools() -> VoicePools:
+    """The split's voices that this espeak-ng installation has (1.49-1.52 differ slightly)."""
+    languages = {v.split()[0] for v in _voice_column(_run_espeak(["--voices=en"]).decode(errors="replace"), "Language")}
+    files = _voice_column(_run_espeak(["--voices=variant"]).decode(errors="replace"), "File")
+    variants = sorted(f.split("/", 1)[1] for f in files if f.startswith("!v/"))
+    pools = VoicePools(
+        train_bases=tuple(v for v in TRAIN_BASE_VOICES if v in languages),
+        test_bases=tuple(v for v in TEST_BASE_VOICES if v in languages),
+        train_variants=(NO_VARIANT,) + tuple(v for v in variants if v not in TEST_VARIANTS),
+        test_variants=tuple(v for v in TEST_VARIANTS if v in variants),
+    )
+    if not (pools.train_bases and pools.test_bases and pools.test_variants):
+        raise DataError(f"espeak-ng ({espeak_version()}) lacks the English voices of the synthetic set: "
+                        f"has {', '.join(sorted(languages)) or 'none'}; needs some of "
+                        f"{', '.join(TRAIN_BASE_VOICES)} and of {', '.join(TEST_BASE_VOICES)}")
+    return pools
+
+
+def speak(text: str, base: str, variant: str, rate_wpm: int, pitch: int,
+          workspace: Path | None = None, variant_text: str | None = None) -> np.ndarray:
+    """espeak-ng's float64 waveform at 22,050 Hz; `variant_text` (a variant file written to the
+    voice workspace under the name `variant`) gives a generated voice."""
+    import soundfile as sf
+
+    voice = f"{base}+{variant}" if variant else base
+    args = ["-v", voice, "-s", str(rate_wpm), "-p", str(pitch), "--stdout", text]
+    if variant_text is not None:
+        if workspace is None:
+            raise ValueError("a generated voice needs the voice workspace")
+        path = workspace / "espeak-ng-data" / "voices" / "!v" / variant
+        path.write_text(variant_text)
+        try:
+            data = _run_espeak([f"--path={workspace}", *args])
+        finally:
+            path.unlink()
+    else:
+        data = _run_espeak(args)
+    try:
+        wave, sr = sf.read(io.BytesIO(data), dtype="float64")
+    except Exception as exc:  # soundfile raises its own RuntimeError subclasses
+        raise DataError(f"espeak-ng gave no readable WAV for {text!r} ({voice}): {exc}") from None
+    if sr != ESPEAK_SR_HZ:
+        raise DataError(f"espeak-ng gave {sr} Hz audio, expected {ESPEAK_SR_HZ} Hz")
+    return wave
