@@ -80,12 +80,13 @@ def build_images(fw: Firmware, cfg: ExperimentConfig, plan: Plan, weights: Weigh
         hdr.layout = layout.raw[0]
         data[:fw.header_bytes] = np.frombuffer(fw.ffi.buffer(hdr), dtype=np.uint8)
         if core.role & ROLE_NEURON:
-            regions = {k: v for k, v in _core_blocks(core, weights.as_dict()).items()}
+            regions = _core_blocks(core, weights.as_dict())
             if adam is not None:
+                m_blocks, v_blocks = _core_blocks(core, adam.m), _core_blocks(core, adam.v)
                 for name in MATRICES:
                     suffix = name[1:]  # "_in", "_rec", "_out"
-                    regions["m" + suffix] = _core_blocks(core, adam.m)[name]
-                    regions["v" + suffix] = _core_blocks(core, adam.v)[name]
+                    regions["m" + suffix] = m_blocks[name]
+                    regions["v" + suffix] = v_blocks[name]
             if feedback is not None:
                 regions["fb"] = feedback[core.neuron_lo:core.neuron_lo + core.n_local, :]
             for name, arr in regions.items():
