@@ -75,6 +75,7 @@ class TrainConfig:
     seed: int = 0
     max_samples: int | None = None
     checkpoint_every_samples: int = 0
+    shuffle: bool = False  # a new order of the training samples every epoch, seeded by (seed, epoch)
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,8 @@ class ExperimentConfig:
             raise ConfigError(f"train.l2 must be >= 0, got {t.l2}")
         if t.seed < 0:
             raise ConfigError(f"train.seed must be >= 0, got {t.seed}")
+        if not isinstance(t.shuffle, bool):
+            raise ConfigError(f"train.shuffle must be true or false, got {t.shuffle!r}")
         if t.checkpoint_every_samples < 0:
             raise ConfigError(f"train.checkpoint_every_samples must be >= 0, got {t.checkpoint_every_samples}")
         for name in ("dt_ms", "tau_m_ms", "tau_a_ms", "tau_out_ms", "v_th"):

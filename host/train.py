@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
-from host.config import ExperimentConfig
+from host.config import ExperimentConfig, TrainConfig
 from host.data.dataset import Dataset
 from host.errors import ConfigError, DataError, HostError
 from host.figures import confusion_matrix, plot_confusion, plot_training
@@ -87,6 +87,14 @@ def make_trainer(cfg: ExperimentConfig, target: str, weights: Weights, adam: Ada
 
         return BoardTrainer(cfg, weights, adam, backend=backend)
     raise ConfigError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+
+
+def epoch_order(train: TrainConfig, epoch: int, n_train: int) -> np.ndarray | None:
+    """The sample order of one epoch: None (the dataset's order) unless train.shuffle. A function of
+    (seed, epoch) only, so a resumed run continues the same order."""
+    if not train.shuffle:
+        return None
+    return np.random.default_rng([train.seed, epoch]).permutation(n_train)
 
 
 def check_dataset(cfg: ExperimentConfig, data: Dataset) -> None:
@@ -196,16 +204,18 @@ def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> di
             session.correct, session.loss_sum, session.seen = 0, 0.0, 0
         bar = tqdm(total=n_train, initial=start, desc=f"epoch {epoch + 1}/{tr.epochs} [{opts.target}]",
                    unit="sample", disable=not opts.progress, leave=True)
+        order = epoch_order(tr, epoch, n_train)
         for b0 in range(start, n_train, tr.batch_size):
             b1 = min(b0 + tr.batch_size, n_train)
+            idx = slice(b0, b1) if order is None else order[b0:b1]
             t_batch = time.perf_counter()
-            r = trainer.train_batch(data.x_train[b0:b1], data.y_train[b0:b1])
+            r = trainer.train_batch(data.x_train[idx], data.y_train[idx])
             session.train_wall_s += time.perf_counter() - t_batch
             batch_loss = float(np.sum(r.loss)) + r.l2_loss * (b1 - b0)
             if not np.isfinite(batch_loss):
                 raise TrainingDiverged(f"training diverged at epoch {epoch + 1}, sample {b0}: the loss is {batch_loss}; "
                                        f"lower train.lr (now {tr.lr}) or check the config; last checkpoint: {ckpt}")
-            session.correct += int(np.sum(r.pred == data.y_train[b0:b1]))
+            session.correct += int(np.sum(r.pred == data.y_train[idx]))
             session.loss_sum += batch_loss
             session.seen += b1 - b0
             session_samples += b1 - b0
