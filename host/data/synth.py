@@ -29,12 +29,14 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from host.data.augment import background, colored_noise, random_channel, reverb
 from host.data.cache import CacheEntry
 from host.data.dataset import KWS_LABELS, Dataset
 from host.data.espeak import (
@@ -196,55 +198,7 @@ def _trim(wave: np.ndarray, rel_threshold: float = 0.01) -> np.ndarray:
     return wave[max(0, loud[0] - margin):loud[-1] + margin]
 
 
-def _colored_noise(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
-    """Noise with power spectrum ~ 1/f^exponent (0 white, 1 pink, 2 brown), unit RMS."""
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.fft.rfftfreq(n, 1 / SR_HZ)
-    f[0] = f[1]
-    noise = np.fft.irfft(spec * f ** (-exponent / 2), n)
-    return noise / (np.sqrt(np.mean(noise ** 2)) + 1e-12)
-
-
-def _biquad_peak(f0_hz: float, gain_db: float, q: float) -> tuple[np.ndarray, np.ndarray]:
-    """RBJ audio-EQ-cookbook peaking filter."""
-    a = 10 ** (gain_db / 40)
-    w0 = 2 * np.pi * f0_hz / SR_HZ
-    alpha = np.sin(w0) / (2 * q)
-    b = np.array([1 + alpha * a, -2 * np.cos(w0), 1 - alpha * a])
-    den = np.array([1 + alpha / a, -2 * np.cos(w0), 1 - alpha / a])
-    return b / den[0], den / den[0]
-
-
-def _random_channel(rng: np.random.Generator, x: np.ndarray, gain_db: tuple[float, float]) -> np.ndarray:
-    """A random microphone/room response: high-pass, low-pass, one or two peaking/notch bands."""
-    from scipy import signal
-
-    if rng.uniform() < 0.7:
-        b, a = signal.butter(int(rng.integers(1, 3)), rng.uniform(60, 300), "highpass", fs=SR_HZ)
-        x = signal.lfilter(b, a, x)
-    if rng.uniform() < 0.5:
-        b, a = signal.butter(int(rng.integers(2, 5)), rng.uniform(3500, 7500), "lowpass", fs=SR_HZ)
-        x = signal.lfilter(b, a, x)
-    for _ in range(int(rng.integers(1, 3))):
-        b, a = _biquad_peak(rng.uniform(200, 4500), rng.uniform(*gain_db), rng.uniform(0.7, 3.0))
-        x = signal.lfilter(b, a, x)
-    return x
-
-
-def _reverb(rng: np.random.Generator, x: np.ndarray, rt60_s: float) -> np.ndarray:
-    """Convolution with exponentially decaying noise (a diffuse room), direct sound kept."""
-    from scipy import signal
-
-    n = int(min(rt60_s, 0.8) * SR_HZ)
-    t = np.arange(n) / SR_HZ
-    rir = rng.standard_normal(n) * np.exp(-6.9 * t / rt60_s)
-    rir[: int(0.002 * SR_HZ)] = 0.0
-    rir *= rng.uniform(0.2, 0.8) / (np.sqrt(np.sum(rir ** 2)) + 1e-12)
-    rir[0] = 1.0
-    return signal.fftconvolve(x, rir)[: len(x) + n // 2]
-
-
-def _babble(rng: np.random.Generator, pools: VoicePools, split: str, n_words: int) -> np.ndarray:
+def _babble(pools: VoicePools, split: str, rng: np.random.Generator, n_words: int) -> np.ndarray:
     """Several other (unknown-class) words in other voices of the split, overlapping: distant speech."""
     out = np.zeros(N_SAMPLES)
     for _ in range(n_words):
@@ -265,49 +219,14 @@ def _resample(wave: np.ndarray, from_hz: float) -> np.ndarray:
     return librosa.resample(wave, orig_sr=from_hz, target_sr=SR_HZ) if wave.size else wave
 
 
-def _background(rng: np.random.Generator, kind: str, pools: VoicePools, split: str) -> np.ndarray:
-    """Unit-RMS 1 s background of the given kind."""
-    t = np.arange(N_SAMPLES) / SR_HZ
-    noise = _colored_noise(rng, N_SAMPLES, rng.uniform(-0.5, 2.0))
-    if kind == "modulated":
-        rate = rng.uniform(0.3, 8.0)
-        noise *= 1 + rng.uniform(0.3, 0.95) * np.sin(2 * np.pi * rate * t + rng.uniform(0, 2 * np.pi))
-    elif kind == "hum":
-        f0 = rng.choice([50.0, 60.0, rng.uniform(80, 400)])
-        hum = sum(rng.uniform(0.1, 1.0) / k * np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 6.3)) for k in range(1, 8))
-        noise = 0.3 * noise + hum / (np.sqrt(np.mean(hum ** 2)) + 1e-12)
-    elif kind == "clicks":
-        clicks = np.zeros(N_SAMPLES)
-        for _ in range(int(rng.integers(2, 12))):
-            start = int(rng.integers(0, N_SAMPLES - 800))
-            n = int(rng.integers(100, 800))
-            tt = np.arange(n) / SR_HZ
-            clicks[start:start + n] += (rng.uniform(0.2, 1.0) * np.exp(-tt * rng.uniform(30, 300))
-                                        * np.sin(2 * np.pi * rng.uniform(800, 6000) * tt))
-        noise = 0.2 * noise + clicks / (np.sqrt(np.mean(clicks ** 2)) + 1e-12)
-    elif kind in ("babble", "babble_far"):
-        noise = 0.2 * noise + _babble(rng, pools, split, int(rng.integers(2, 5)))
-        if kind == "babble_far":  # silence class: speech only far away, muffled and reverberant
-            noise = _reverb(rng, _lowpass(noise, rng.uniform(800, 2000)), rng.uniform(0.4, 0.8))[:N_SAMPLES]
-            noise = noise + 2.0 * _colored_noise(rng, N_SAMPLES, rng.uniform(0.0, 1.5)) * np.sqrt(np.mean(noise ** 2))
-    return noise / (np.sqrt(np.mean(noise ** 2)) + 1e-12)
-
-
-def _lowpass(x: np.ndarray, cutoff_hz: float) -> np.ndarray:
-    from scipy import signal
-
-    b, a = signal.butter(2, cutoff_hz, "lowpass", fs=SR_HZ)
-    return signal.lfilter(b, a, x)
-
-
 def render_clip(recipe: Mapping[str, Any], seed: int, pools: VoicePools, workspace: Path | None = None) -> np.ndarray:
     """The 1 s, 16 kHz waveform of a recipe (deterministic: its own generator for the noise)."""
     split, index = recipe["split"], recipe["index"]
     rng = np.random.default_rng([seed, SPLIT_IDS[split], index, 1])
     if recipe["label"] == "silence":
-        x = _background(rng, recipe["noise"], pools, split)
+        x = background(rng, recipe["noise"], partial(_babble, pools, split))
         if recipe["eq"]:
-            x = _random_channel(rng, x, AUGMENT[split].eq_gain_db)
+            x = random_channel(rng, x, AUGMENT[split].eq_gain_db)
     else:
         generated = recipe.get("random_voice")
         text = f"[[{recipe['phonemes']}]]" if recipe.get("phonemes") else recipe["word"]
@@ -318,9 +237,9 @@ def render_clip(recipe: Mapping[str, Any], seed: int, pools: VoicePools, workspa
             raise DataError(f"espeak-ng produced silence for {recipe['word']!r} ({recipe['voice']}+{recipe['variant']})")
         speech = _resample(wave, ESPEAK_SR_HZ * recipe["speed"])
         if recipe["eq"]:
-            speech = _random_channel(rng, speech, AUGMENT[split].eq_gain_db)
+            speech = random_channel(rng, speech, AUGMENT[split].eq_gain_db)
         if recipe["reverb_rt60_s"] > 0:
-            speech = _reverb(rng, speech, recipe["reverb_rt60_s"])
+            speech = reverb(rng, speech, recipe["reverb_rt60_s"])
         if len(speech) > N_SAMPLES:  # rare: a slow long word; keep its start
             speech = speech[:N_SAMPLES]
         start = int(round(recipe["shift"] * (N_SAMPLES - len(speech))))
@@ -329,9 +248,9 @@ def render_clip(recipe: Mapping[str, Any], seed: int, pools: VoicePools, workspa
         rms = np.sqrt(np.mean(speech ** 2)) + 1e-12
         x /= rms
         if recipe["noise"] != "none":
-            x += _background(rng, recipe["noise"], pools, split) * 10 ** (-recipe["snr_db"] / 20)
+            x += background(rng, recipe["noise"], partial(_babble, pools, split)) * 10 ** (-recipe["snr_db"] / 20)
     level = np.sqrt(np.mean(x ** 2)) + 1e-12
-    x += _colored_noise(rng, N_SAMPLES, rng.uniform(0, 1)) * level * 10 ** (-recipe["floor_db"] / 20)
+    x += colored_noise(rng, N_SAMPLES, rng.uniform(0, 1)) * level * 10 ** (-recipe["floor_db"] / 20)
     x *= recipe["gain"] / (np.max(np.abs(x)) + 1e-12)
     if recipe["clip"]:
         limit = rng.uniform(0.3, 0.8) * np.max(np.abs(x))
