@@ -1,4 +1,5 @@
-"""Fixtures of the host tests: a small features .npz in the CLI's format and matching initial weights."""
+"""Fixtures of the host tests: a small features .npz in the CLI's format, matching initial weights, and a
+Ctrl-C in the middle of training."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,3 +27,24 @@ def weights_npz(tmp_path_factory) -> Path:
     w = init_weights(NetworkConfig(), seed=3)
     np.savez(path, w_in=w.w_in, w_rec=w.w_rec, w_out=w.w_out)
     return path
+
+
+
+@pytest.fixture
+def interrupt_training(monkeypatch):
+    """arm(trainer_class, call_no): make `trainer_class.train_batch` raise KeyboardInterrupt (a Ctrl-C) on
+    its call number `call_no`; arm returns the function that restores it."""
+    def arm(trainer_class: type, call_no: int):
+        original = trainer_class.train_batch
+        calls = {"n": 0}
+
+        def interrupted(self, x, y):
+            calls["n"] += 1
+            if calls["n"] == call_no:
+                raise KeyboardInterrupt
+            return original(self, x, y)
+
+        monkeypatch.setattr(trainer_class, "train_batch", interrupted)
+        return lambda: monkeypatch.setattr(trainer_class, "train_batch", original)
+
+    return arm

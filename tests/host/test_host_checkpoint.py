@@ -92,25 +92,17 @@ def test_resume_after_an_epoch_reproduces_the_run(full_run, tmp_path, features_n
     assert json.loads((resumed / "report.json").read_text())["samples_trained"] == N * EPOCHS
 
 
-def test_resume_mid_epoch_reproduces_the_run(full_run, tmp_path, features_npz, weights_npz, monkeypatch) -> None:
+def test_resume_mid_epoch_reproduces_the_run(full_run, tmp_path, features_npz, weights_npz,
+                                             interrupt_training) -> None:
     """Rule: a run interrupted (Ctrl-C, exit 130) during sample 7 keeps the --checkpoint-every 2 checkpoint
     taken after sample 6 (epoch 1, index 2); resuming from it ends with the bits of the uninterrupted run."""
     target, full = full_run
     cls = GoldenModel if target == "golden" else host.runtime.BoardTrainer
-    original = cls.train_batch
-    calls = {"n": 0}
-
-    def interrupted(self, x, y):
-        calls["n"] += 1
-        if calls["n"] == 7:
-            raise KeyboardInterrupt
-        return original(self, x, y)
-
-    monkeypatch.setattr(cls, "train_batch", interrupted)
+    restore = interrupt_training(cls, 7)
     part = tmp_path / "part"
     assert _train(part, features_npz, target, "--init-weights", str(weights_npz), "--epochs", str(EPOCHS),
                   "--checkpoint-every", "2") == 130
-    monkeypatch.setattr(cls, "train_batch", original)
+    restore()
     ck = _load(part / "checkpoint.npz")
     assert (int(ck["epoch"]), int(ck["next_index"]), int(ck["samples_trained"]), int(ck["adam_t"])) == (1, 2, 6, 6)
     assert not (part / "weights.npz").exists()

@@ -57,7 +57,7 @@ def test_shuffle_visits_every_sample_once_per_epoch_in_a_seeded_order(monkeypatc
 
 
 @pytest.mark.parametrize("target", ["golden", "emulator"])
-def test_shuffled_run_resumed_mid_epoch_gives_the_same_bits(target, monkeypatch, tmp_path, features_npz,
+def test_shuffled_run_resumed_mid_epoch_gives_the_same_bits(target, interrupt_training, tmp_path, features_npz,
                                                             weights_npz) -> None:
     """Rule: a shuffled run interrupted during sample 7 and resumed from its checkpoint after sample 6 ends
     with the weight bits of the uninterrupted shuffled run (the order is a function of seed and epoch)."""
@@ -65,20 +65,11 @@ def test_shuffled_run_resumed_mid_epoch_gives_the_same_bits(target, monkeypatch,
     full = tmp_path / "full"
     assert _train(full, features_npz, target, config, "--init-weights", str(weights_npz)) == 0
     cls = GoldenModel if target == "golden" else host.runtime.BoardTrainer
-    original = cls.train_batch
-    calls = {"n": 0}
-
-    def interrupted(self, x, y):
-        calls["n"] += 1
-        if calls["n"] == 7:
-            raise KeyboardInterrupt
-        return original(self, x, y)
-
-    monkeypatch.setattr(cls, "train_batch", interrupted)
+    restore = interrupt_training(cls, 7)
     part = tmp_path / "part"
     assert _train(part, features_npz, target, config, "--init-weights", str(weights_npz),
                   "--checkpoint-every", "2") == 130
-    monkeypatch.setattr(cls, "train_batch", original)
+    restore()
     resumed = tmp_path / "resumed"
     assert _train(resumed, features_npz, target, config, "--resume", str(part / "checkpoint.npz"),
                   "--checkpoint-every", "2") == 0
