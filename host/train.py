@@ -232,6 +232,11 @@ def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> di
         if data.x_test is not None:
             last_eval = evaluate(trainer, data.x_test, data.y_test, len(data.labels))
             record["test_accuracy"] = last_eval["accuracy"]
+        if opts.progress:
+            print(f"epoch {epoch + 1}/{tr.epochs}: train accuracy (online) {100 * record['train_accuracy']:.1f} %, "
+                  f"loss {record['loss']:.4f}" + ("" if record.get("test_accuracy") is None
+                                                  else f", test accuracy {100 * record['test_accuracy']:.1f} %"),
+                  flush=True)
         session.epochs.append(record)
         session.pos = Position(epoch + 1, 0, session.pos.samples_trained)
         session.correct, session.loss_sum, session.seen = 0, 0.0, 0

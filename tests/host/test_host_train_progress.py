@@ -1,0 +1,29 @@
+"""What `s2eprop train` tells the user while it runs: one line per epoch with the numbers of the report."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+
+from host.cli import main
+
+
+def test_each_epoch_prints_its_accuracies_and_loss(tmp_path, capsys, weights_npz) -> None:
+    """Rule: without --quiet, every epoch ends with a line 'epoch e/E: train accuracy (online) a %, loss l,
+    test accuracy t %' whose numbers are those of the epoch's record in report.json."""
+    rng = np.random.default_rng(5)
+    data = tmp_path / "f.npz"
+    np.savez(data, x=(3 * rng.standard_normal((3, 100, 80))).astype(np.float32), y=np.array([1, 4, 9]),
+             x_test=(3 * rng.standard_normal((2, 100, 80))).astype(np.float32), y_test=np.array([4, 2]))
+    out = tmp_path / "run"
+    assert main(["train", "--target", "golden", "--data", str(data), "--out", str(out), "--epochs", "2",
+                 "--init-weights", str(weights_npz)]) == 0
+    lines = re.findall(r"epoch (\d)/2: train accuracy \(online\) ([\d.]+) %, loss ([\d.]+), test accuracy ([\d.]+) %",
+                       capsys.readouterr().out)
+    epochs = json.loads((out / "report.json").read_text())["epochs"]
+    assert [int(e) for e, *_ in lines] == [1, 2]
+    for (_, train, loss, test), record in zip(lines, epochs):
+        assert float(train) == round(100 * record["train_accuracy"], 1)
+        assert float(loss) == round(record["loss"], 4)
+        assert float(test) == round(100 * record["test_accuracy"], 1)
