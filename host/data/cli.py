@@ -38,6 +38,9 @@ def add_data_commands(subparsers: Any) -> None:
                        help=f"training clips (default {defaults.n_train})")
     synth.add_argument("--n-test", type=int, default=defaults.n_test,
                        help=f"test clips, held-out voices (default {defaults.n_test})")
+    synth.add_argument("--unknown-share", type=float, default=None,
+                       help="share of the training clips that are 'unknown' words, between 0 and 1 "
+                            "(default: balanced, 1/12; the test split stays balanced)")
     synth.add_argument("--workers", type=int, default=defaults.workers,
                        help=f"synthesis processes (default {defaults.workers})")
     synth.add_argument("--wav", action="store_true",
@@ -71,7 +74,8 @@ def _balance_lines(ds: Dataset) -> list[str]:
 def run_synth(args: argparse.Namespace) -> int:
     from host.data import synth
 
-    options = {"n_train": args.n_train, "n_test": args.n_test, "seed": args.seed, "workers": args.workers}
+    options = {"n_train": args.n_train, "n_test": args.n_test, "seed": args.seed, "workers": args.workers,
+               "unknown_share": args.unknown_share}
     opts = synth.SynthOptions.from_mapping(options)
     if args.wav and args.out is None:
         raise DataError("--wav needs --out DIR to write the WAV files into")

@@ -56,3 +56,18 @@ def test_unknown_share_changes_training_split_only():
     np.testing.assert_array_equal(shared["y_test"], balanced["y_test"])
     np.testing.assert_array_equal(shared["x_test"], balanced["x_test"])
     assert np.bincount(shared["y_test"], minlength=12).tolist() == [1] * 12
+
+
+@needs_espeak
+def test_data_synth_command_takes_the_share(tmp_path):
+    """`s2eprop data synth --unknown-share 0.5` writes a training split that is half 'unknown'; a share
+    outside (0, 1) is refused naming the option."""
+    from host.cli import main
+    from host.data.dataset import load_npz_dataset
+
+    out = tmp_path / "o"
+    assert main(["data", "synth", "--out", str(out), "--n-train", "12", "--n-test", "0", "--workers", "1",
+                 "--unknown-share", "0.5", "--cache-dir", str(tmp_path / "cache")]) == 0
+    ds = load_npz_dataset(out / "synth_kws.npz")
+    assert int(np.sum(ds.y_train == UNKNOWN)) == 6
+    assert main(["data", "synth", "--n-train", "12", "--unknown-share", "1.5"]) == 2
