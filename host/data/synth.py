@@ -46,7 +46,7 @@ from host.data.espeak import (
 from host.data.features import REFERENCE_PARAMS, features_from_waves
 from host.errors import DataError
 
-SYNTH_VERSION = 2
+SYNTH_VERSION = 3  # 3: "up" as /0p/, "off" as /Vf/ in the accent lexicon
 SR_HZ = REFERENCE_PARAMS.sample_rate_hz
 N_SAMPLES = REFERENCE_PARAMS.n_samples
 SPLIT_IDS = {"train": 0, "test": 1}
@@ -74,17 +74,18 @@ PUNCTUATION = ("", ".", "?", "!", ",")
 # Accent variants of the keywords, in espeak-ng phoneme mnemonics (spoken as [[...]] input by any
 # voice): the pronunciations of the 8 English accents espeak-ng has plus common realisations of
 # other accents (e.g. raised /O@/ "aw" of New York on/off, /VU/ of the English Midlands go/no,
-# /A:/ monophthongs of the US South, /VI/ Canadian raising, /OI/ of London "right"). None is a
-# homophone of an unknown word.
+# /A:/ monophthongs of the US South, /VI/ Canadian raising, /OI/ of London "right"), and "up"/"off"
+# with each other's vowel (/0p/, /Vf/: only the consonant tells them apart). None is a homophone of
+# an unknown word.
 KEYWORD_PRONUNCIATIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "yes": ("j'Es", "j'es", "j'eIs", "j'Is"),
     "no": ("n'oU", "n'o:", "n'VU", "n'0U"),
-    "up": ("'Vp", "'Up", "'@p"),
+    "up": ("'Vp", "'Up", "'@p", "'0p"),
     "down": ("d'aUn", "d'EUn", "d'A:n"),
     "left": ("l'Eft", "l'eft"),
     "right": ("r'aIt", "r'OIt", "r'A:t", "r'VIt"),
     "on": ("'0n", "'O2n", "'O:n", "'A:n", "'O@n"),
-    "off": ("'0f", "'O2f", "'O:f", "'O@f"),
+    "off": ("'0f", "'O2f", "'O:f", "'O@f", "'Vf"),
     "stop": ("st'0p", "st2'0p", "st'A:p", "st'O:p"),
     "go": ("g'oU", "g'o:", "g'VU", "g'0U"),
 })

@@ -1,6 +1,8 @@
 """Config validation: every bad value is refused with a ConfigError naming the key, before any work."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from host.config import config_from_dict
@@ -32,3 +34,18 @@ def test_bad_values_name_their_key(raw, key) -> None:
 def test_yaml_exponent_without_dot_is_a_number() -> None:
     """Rule: `lr: 1e-3` (which YAML 1.1 reads as a string) is taken as the number 0.001."""
     assert config_from_dict({"train": {"lr": "1e-3"}}).train.lr == 0.001
+
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "experiments" / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_experiment_configs_load(path) -> None:
+    """Every config in experiments/configs validates, and its synth dataset options are known ones."""
+    from host.config import load_config
+    from host.data.synth import SynthOptions
+
+    cfg = load_config(path)
+    if cfg.dataset.kind == "synth":
+        SynthOptions.from_mapping(cfg.dataset.options)
+
