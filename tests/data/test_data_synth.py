@@ -59,7 +59,8 @@ def test_recipe_depends_only_on_seed_split_index():
 
 @needs_espeak
 def test_generation_is_deterministic_and_shaped():
-    """Same options -> identical features, with 1 or 2 worker processes; float32 (N, 100, 80)."""
+    """Same options -> identical features, with 1 or 2 worker processes; float32 (N, 100, 80); the training
+    split does not depend on the size of the test split."""
     a = generate_synth(SMALL, progress=False)
     b = generate_synth(dict(SMALL, workers=2), progress=False)
     assert a["x"].shape == (24, 100, 80) and a["x"].dtype == np.float32
@@ -68,6 +69,9 @@ def test_generation_is_deterministic_and_shaped():
     np.testing.assert_array_equal(a["x_test"], b["x_test"])
     assert a["y"].tolist() == [KWS_LABELS.index(r["label"]) for r in a["recipes"] if r["split"] == "train"]
     assert np.bincount(a["y"], minlength=12).tolist() == [2] * 12
+    c = generate_synth(dict(SMALL, n_test=36), progress=False)  # a larger held-out split...
+    np.testing.assert_array_equal(a["x"], c["x"])               # ...leaves the training split as it is
+    np.testing.assert_array_equal(a["y"], c["y"])
 
 
 @needs_espeak
