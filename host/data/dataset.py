@@ -5,9 +5,10 @@ index order) and optional `x_test` / `y_test`. Samples are trained in file order
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 import zipfile
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -59,6 +60,16 @@ class Dataset:
             arrays["x_test"] = self.x_test
             arrays["y_test"] = self.y_test
         return atomic_write(Path(path), lambda f: np.savez_compressed(f, **arrays))
+
+
+def known_options(cls: type, kind: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The options of a `kind` dataset as a dict, refusing keys that are not fields of the options class `cls`."""
+    options = dict(options or {})
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise DataError(f"unknown {kind} dataset option(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return options
 
 
 def _check_split(split: str, x: np.ndarray, y: np.ndarray | None, n_labels: int) -> None:

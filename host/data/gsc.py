@@ -30,14 +30,14 @@ from __future__ import annotations
 import math
 import sys
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from host.data.cache import CacheEntry, cache_key
-from host.data.dataset import KWS_LABELS, Dataset
+from host.data.dataset import KWS_LABELS, Dataset, known_options
 from host.data.features import REFERENCE_PARAMS, FeatureParams, features_from_waves, prepare_clip
 from host.errors import DataError
 
@@ -65,12 +65,7 @@ class GscOptions:
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | None) -> "GscOptions":
-        options = dict(options or {})
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise DataError(f"unknown gsc dataset option(s) {', '.join(unknown)}; known: {', '.join(known)}")
-        opts = cls(**options)
+        opts = cls(**known_options(cls, "gsc", options))
         if not (isinstance(opts.silence_fraction, (int, float)) and opts.silence_fraction >= 0):
             raise DataError(f"gsc option silence_fraction must be a number >= 0, got {opts.silence_fraction!r}")
         if opts.unknown_fraction is not None and not (

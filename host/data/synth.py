@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from types import MappingProxyType
@@ -38,7 +38,7 @@ import numpy as np
 
 from host.data.augment import background, colored_noise, random_channel, reverb
 from host.data.cache import CacheEntry
-from host.data.dataset import KWS_LABELS, Dataset
+from host.data.dataset import KWS_LABELS, Dataset, known_options
 from host.data.espeak import (
     ESPEAK_SR_HZ, VoicePools, espeak_version, make_voice_workspace, random_voice, speak, variant_file_text,
     voice_pools,
@@ -101,12 +101,7 @@ class SynthOptions:
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | None) -> "SynthOptions":
-        options = dict(options or {})
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise DataError(f"unknown synth dataset option(s) {', '.join(unknown)}; known: {', '.join(known)}")
-        opts = cls(**options)
+        opts = cls(**known_options(cls, "synth", options))
         for name in ("n_train", "n_test", "seed", "workers"):
             value = getattr(opts, name)
             low = 0 if name in ("seed", "n_test") else 1
