@@ -22,11 +22,12 @@ $(VENV)/.installed: pyproject.toml setup.py $(wildcard firmware_c/src/*.c firmwa
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@
 
-# System packages: espeak-ng speaks the built-in keyword set; a C compiler and the Python headers
+# System packages: espeak-ng and flite speak the built-in keyword set; a C compiler and the Python headers
 # build the firmware module; venv makes the environment. Installed with apt-get when we are root.
 system-deps:
 	@missing=""; \
 	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
+	command -v flite >/dev/null 2>&1 || missing="$$missing flite"; \
 	command -v cc >/dev/null 2>&1 || missing="$$missing gcc"; \
 	$(PYTHON) -c "import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" || missing="$$missing python3-dev"; \
 	$(PYTHON) -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$$missing python3-venv"; \

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from host.data.flite import flite_voices
 from host.errors import DataError
 
 ESPEAK = "espeak-ng"
@@ -31,18 +32,24 @@ NO_VARIANT = ""
 
 @dataclass(frozen=True)
 class VoicePools:
-    """Base voices and variants of each split, restricted to what the installed espeak-ng has."""
+    """Base voices and variants of each split, restricted to what the installed espeak-ng has, and
+    the split's flite voices (`host.data.flite`)."""
 
     train_bases: tuple[str, ...]
     test_bases: tuple[str, ...]
     train_variants: tuple[str, ...]
     test_variants: tuple[str, ...]
+    train_flite: tuple[str, ...] = ()
+    test_flite: tuple[str, ...] = ()
 
     def bases(self, split: str) -> tuple[str, ...]:
         return self.train_bases if split == "train" else self.test_bases
 
     def variants(self, split: str) -> tuple[str, ...]:
         return self.train_variants if split == "train" else self.test_variants
+
+    def flite(self, split: str) -> tuple[str, ...]:
+        return self.train_flite if split == "train" else self.test_flite
 
 
 def espeak_binary() -> str:
@@ -148,7 +155,8 @@ def _voice_column(listing: str, column: str) -> set[str]:
 
 @lru_cache(maxsize=1)
 def voice_pools() -> VoicePools:
-    """The split's voices that this espeak-ng installation has (1.49-1.52 differ slightly)."""
+    """The split's voices that this espeak-ng (1.49-1.52 differ slightly) and flite have."""
+    flite_train, flite_test = flite_voices()
     languages = {v.split()[0] for v in _voice_column(_run_espeak(["--voices=en"]).decode(errors="replace"), "Language")}
     files = _voice_column(_run_espeak(["--voices=variant"]).decode(errors="replace"), "File")
     variants = sorted(f.split("/", 1)[1] for f in files if f.startswith("!v/"))
@@ -157,6 +165,7 @@ def voice_pools() -> VoicePools:
         test_bases=tuple(v for v in TEST_BASE_VOICES if v in languages),
         train_variants=(NO_VARIANT,) + tuple(v for v in variants if v not in TEST_VARIANTS),
         test_variants=tuple(v for v in TEST_VARIANTS if v in variants),
+        train_flite=flite_train, test_flite=flite_test,
     )
     if not (pools.train_bases and pools.test_bases and pools.test_variants):
         raise DataError(f"espeak-ng ({espeak_version()}) lacks the English voices of the synthetic set: "

@@ -4,14 +4,15 @@ The 12 classes of the GSC task (`KWS_LABELS`): the 10 keywords spoken by espeak-
 words as "unknown", synthesised noise as "silence". Every clip draws, from its own seeded
 generator: a base voice (accent) and a voice variant of its split (in training, often a randomly
 generated espeak-ng voice instead, and for keywords often an accent variant of the pronunciation),
-a speaking rate, a pitch and an intonation (punctuation); then a speed/formant perturbation
+a speaking rate, a pitch and an intonation (punctuation), or (30 % of the words) a flite voice of
+its split with a random duration stretch and pitch; then a speed/formant perturbation
 (resampling), a random channel
 (high-pass, low-pass, peaking/notch EQ), sometimes reverberation, a random time shift inside the
 1 s window, background noise at a random SNR (coloured, modulated, hum, clicks or babble of other
 words), a noise floor, a random gain, sometimes clipping, and 16-bit quantisation.
 
-Split by voice: the test split uses base voices and variants that the training split never uses
-(`host.data.espeak.TEST_BASE_VOICES`, `TEST_VARIANTS`). Clip i of a split depends only on (seed, split, i), so the
+Split by voice: the test split uses base voices, variants and flite voices that the training split
+never uses (`host.data.espeak.TEST_BASE_VOICES`, `TEST_VARIANTS`, `host.data.flite.TEST_FLITE_VOICES`). Clip i of a split depends only on (seed, split, i), so the
 set is the same for any number of worker processes, and it is cached on disk with its features.
 
 Options (``dataset: {kind: synth, <option>: ...}``): n_train (8000), n_test (600), seed (0),
@@ -44,9 +45,10 @@ from host.data.espeak import (
     voice_pools,
 )
 from host.data.features import REFERENCE_PARAMS, features_from_waves
+from host.data.flite import flite_version, speak_flite
 from host.errors import DataError
 
-SYNTH_VERSION = 3  # 3: "up" as /0p/, "off" as /Vf/ in the accent lexicon
+SYNTH_VERSION = 4  # 3: "up" as /0p/, "off" as /Vf/ in the accent lexicon; 4: words spoken by flite
 SR_HZ = REFERENCE_PARAMS.sample_rate_hz
 N_SAMPLES = REFERENCE_PARAMS.n_samples
 SPLIT_IDS = {"train": 0, "test": 1}
@@ -143,6 +145,9 @@ class Augment:
     p_noises: tuple[float, ...] = (0.3, 0.3, 0.15, 0.1, 0.05, 0.1)
     snr_db: tuple[float, float] = (5.0, 35.0)
     p_clip: float = 0.03
+    p_flite: float = 0.3                             # a word spoken by flite instead of espeak-ng
+    flite_stretch: tuple[float, float] = (0.75, 1.35)  # flite's duration_stretch (slower > 1)
+    flite_f0_hz: tuple[float, float] = (80.0, 220.0)   # flite's mean pitch
 
 
 # Training: wide augmentation. Test: held-out voices as espeak-ng speaks them, in milder conditions.
@@ -160,6 +165,7 @@ def clip_recipe(seed: int, split: str, index: int, label: int, pools: VoicePools
     r: dict[str, Any] = {"split": split, "index": index, "label": KWS_LABELS[label]}
     if label != SILENCE:
         r["word"] = KEYWORDS[label] if label < UNKNOWN else str(rng.choice(UNKNOWN_WORDS))
+        r["synth"] = "espeak-ng"
         r["voice"] = str(rng.choice(pools.bases(split)))
         r["variant"] = str(rng.choice(pools.variants(split)))
         if rng.uniform() < aug.p_random_voice:
@@ -183,14 +189,22 @@ def clip_recipe(seed: int, split: str, index: int, label: int, pools: VoicePools
     if label != SILENCE:
         r["phonemes"] = (str(rng.choice(KEYWORD_PRONUNCIATIONS[r["word"]]))
                          if label < UNKNOWN and rng.uniform() < aug.p_accent else None)
+        # drawn last, so the espeak-ng clips are those of version 3
+        if rng.uniform() < aug.p_flite:
+            for key in ("voice", "variant", "random_voice", "rate_wpm", "pitch", "phonemes"):
+                r.pop(key, None)
+            r["synth"] = "flite"
+            r["voice"] = str(rng.choice(pools.flite(split)))
+            r["stretch"] = float(rng.uniform(*aug.flite_stretch))
+            r["f0_hz"] = float(rng.uniform(*aug.flite_f0_hz))
     return r
 
 
-def _trim(wave: np.ndarray, rel_threshold: float = 0.01) -> np.ndarray:
-    loud = np.nonzero(np.abs(wave) > rel_threshold * np.max(np.abs(wave)))[0]
+def _trim(wave: np.ndarray, sr_hz: int = ESPEAK_SR_HZ, rel_threshold: float = 0.01) -> np.ndarray:
+    loud = np.nonzero(np.abs(wave) > rel_threshold * np.max(np.abs(wave)))[0] if wave.size else wave[:0]
     if loud.size == 0:
         return wave[:0]
-    margin = int(0.01 * ESPEAK_SR_HZ)
+    margin = int(0.01 * sr_hz)
     return wave[max(0, loud[0] - margin):loud[-1] + margin]
 
 
@@ -215,6 +229,17 @@ def _resample(wave: np.ndarray, from_hz: float) -> np.ndarray:
     return librosa.resample(wave, orig_sr=from_hz, target_sr=SR_HZ) if wave.size else wave
 
 
+def _speak_recipe(recipe: Mapping[str, Any], workspace: Path | None) -> tuple[np.ndarray, int]:
+    """The recipe's word as its synthesiser speaks it, and the sample rate."""
+    if recipe.get("synth") == "flite":
+        return speak_flite(recipe["word"] + recipe["punct"], recipe["voice"], recipe["stretch"], recipe["f0_hz"],
+                           workspace)
+    generated = recipe.get("random_voice")
+    text = f"[[{recipe['phonemes']}]]" if recipe.get("phonemes") else recipe["word"]
+    return speak(text + recipe["punct"], recipe["voice"], recipe["variant"], recipe["rate_wpm"], recipe["pitch"],
+                 workspace, None if generated is None else variant_file_text(generated)), ESPEAK_SR_HZ
+
+
 def render_clip(recipe: Mapping[str, Any], seed: int, pools: VoicePools, workspace: Path | None = None) -> np.ndarray:
     """The 1 s, 16 kHz waveform of a recipe (deterministic: its own generator for the noise)."""
     split, index = recipe["split"], recipe["index"]
@@ -224,14 +249,12 @@ def render_clip(recipe: Mapping[str, Any], seed: int, pools: VoicePools, workspa
         if recipe["eq"]:
             x = random_channel(rng, x, AUGMENT[split].eq_gain_db)
     else:
-        generated = recipe.get("random_voice")
-        text = f"[[{recipe['phonemes']}]]" if recipe.get("phonemes") else recipe["word"]
-        wave = _trim(speak(text + recipe["punct"], recipe["voice"], recipe["variant"],
-                           recipe["rate_wpm"], recipe["pitch"], workspace,
-                           None if generated is None else variant_file_text(generated)))
+        wave, sr_hz = _speak_recipe(recipe, workspace)
+        wave = _trim(wave, sr_hz)
         if wave.size == 0:
-            raise DataError(f"espeak-ng produced silence for {recipe['word']!r} ({recipe['voice']}+{recipe['variant']})")
-        speech = _resample(wave, ESPEAK_SR_HZ * recipe["speed"])
+            raise DataError(f"{recipe.get('synth', 'espeak-ng')} produced silence for {recipe['word']!r} "
+                            f"(voice {recipe['voice']}{'+' + recipe['variant'] if recipe.get('variant') else ''})")
+        speech = _resample(wave, sr_hz * recipe["speed"])
         if recipe["eq"]:
             speech = random_channel(rng, speech, AUGMENT[split].eq_gain_db)
         if recipe["reverb_rt60_s"] > 0:
@@ -332,7 +355,7 @@ def generate_synth(options: Mapping[str, Any] | SynthOptions | None = None, prog
 
 
 def synth_cache_entry(opts: SynthOptions, cache_dir: Path | None) -> CacheEntry:
-    spec = {"version": SYNTH_VERSION, "espeak": espeak_version(), "voices": asdict(voice_pools()),
+    spec = {"version": SYNTH_VERSION, "espeak": espeak_version(), "flite": flite_version(), "voices": asdict(voice_pools()),
             "augment": {k: asdict(v) for k, v in AUGMENT.items()},
             "options": opts.cache_spec(), "features": REFERENCE_PARAMS.as_dict()}
     return CacheEntry(cache_dir, "synth", spec)

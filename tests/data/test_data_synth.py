@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import host.data.espeak as espeak
+import host.data.flite as flite
 import host.data.synth as synth
 from host.data.dataset import KWS_LABELS
 from host.data.synth import (
@@ -15,7 +16,8 @@ from host.data.synth import (
 )
 from host.errors import DataError
 
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("flite") is None,
+                                  reason="espeak-ng or flite not installed")
 SMALL = {"n_train": 24, "n_test": 12, "workers": 1}
 
 
@@ -24,6 +26,13 @@ def test_missing_espeak_names_the_install_command(monkeypatch):
     monkeypatch.setattr(espeak.shutil, "which", lambda name: None)
     with pytest.raises(DataError, match="apt-get install espeak-ng"):
         espeak.espeak_binary()
+
+
+def test_missing_flite_names_the_install_command(monkeypatch):
+    """Without flite the error says how to install it."""
+    monkeypatch.setattr(flite.shutil, "which", lambda name: None)
+    with pytest.raises(DataError, match="apt-get install flite"):
+        flite.flite_binary()
 
 
 def test_labels_balanced_and_shuffled():
@@ -36,13 +45,16 @@ def test_labels_balanced_and_shuffled():
 
 @needs_espeak
 def test_test_voices_never_heard_in_training():
-    """Base voices and variants (named or generated) of the test split never occur in training."""
+    """Base voices and variants (named or generated) of the test split never occur in training, nor
+    do its flite voices; both splits have words of both synthesisers."""
     pools = voice_pools()
     recipes = {s: [clip_recipe(0, s, i, int(lab), pools) for i, lab in enumerate(split_labels(600, 0, s))]
                for s in ("train", "test")}
-    voices = {s: {r["voice"] for r in rs if "voice" in r} for s, rs in recipes.items()}
+    for synth_name in ("espeak-ng", "flite"):
+        voices = {s: {r["voice"] for r in rs if "voice" in r and r.get("synth", "espeak-ng") == synth_name}
+                  for s, rs in recipes.items()}
+        assert voices["train"] and voices["test"] and not voices["train"] & voices["test"], synth_name
     variants = {s: {r["variant"] for r in rs if "variant" in r} for s, rs in recipes.items()}
-    assert voices["train"] and voices["test"] and not voices["train"] & voices["test"]
     assert variants["train"] and variants["test"] and not variants["train"] & variants["test"]
     assert set(pools.test_variants) == variants["test"]
     assert any("random_voice" in r for r in recipes["train"])
@@ -82,6 +94,25 @@ def test_waves_are_one_second_16bit_and_not_silent():
     assert w.shape == (12, 16000) and np.abs(w).max() <= 1.0
     assert np.all(np.abs(w).max(axis=1) > 0)
     np.testing.assert_allclose(w * 32767, np.round(w * 32767), atol=1e-2)
+
+
+@needs_espeak
+def test_flite_words_follow_their_recipe():
+    """A flite recipe is spoken by flite at the voice's own rate (kal 8 kHz, rms 16 kHz); a larger
+    duration stretch gives a longer word; the rendered clip holds the word."""
+    pools = voice_pools()
+    base = {"split": "train", "index": 0, "label": "stop", "word": "stop", "synth": "flite", "punct": "",
+            "f0_hz": 120.0, "speed": 1.0, "shift": 0.5, "eq": False, "reverb_rt60_s": 0.0, "noise": "none",
+            "snr_db": 30.0, "floor_db": 60.0, "gain": 0.5, "clip": False}
+    lengths = {}
+    for voice, stretch, rate in (("kal", 1.0, 8000), ("rms", 0.8, 16000), ("rms", 1.3, 16000)):
+        wave, sr = synth._speak_recipe(dict(base, voice=voice, stretch=stretch), None)
+        assert sr == rate and np.abs(wave).max() > 0.05
+        lengths[voice, stretch] = len(synth._trim(wave, sr)) / sr
+    assert lengths["rms", 1.3] > 1.3 * lengths["rms", 0.8]
+    x = synth.render_clip(dict(base, voice="rms", stretch=1.0), 0, pools)
+    loud = np.nonzero(np.abs(x) > 0.1 * np.abs(x).max())[0]
+    assert 0.15 < (loud[-1] - loud[0]) / 16000 < 0.9  # the word, not noise alone
 
 
 @needs_espeak

@@ -1,0 +1,84 @@
+"""Host layer: flite (CMU Flite), the built-in keyword set's second synthesiser: finding it, its
+English voices (split between training and test), and speaking one word.
+
+espeak-ng is a formant synthesiser; flite's voices are built from recordings of human speakers
+(diphone and statistical-parametric voices). A model trained on espeak-ng alone recognised under
+half of the keywords that flite spoke (docs/data.md section 7), so part of the set is spoken by flite.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from host.errors import DataError
+
+FLITE = "flite"
+# kal and kal16 are one diphone speaker (8 and 16 kHz); rms, slt and awb are CMU ARCTIC speakers
+# (US male, US female, Scottish male). awb, an accent no other flite voice has, is held out.
+TRAIN_FLITE_VOICES = ("kal", "kal16", "rms", "slt")
+TEST_FLITE_VOICES = ("awb",)
+
+
+def flite_binary() -> str:
+    path = shutil.which(FLITE)
+    if path is None:
+        raise DataError(
+            "flite is not installed, and part of the built-in spoken keyword set is spoken by it: "
+            "install it (Debian/Ubuntu: `apt-get install flite`; macOS: `brew install flite`), "
+            "or train on Google Speech Commands or a features file with --data PATH")
+    return path
+
+
+def _run_flite(args: list[str], check: bool = True) -> str:
+    try:
+        done = subprocess.run([flite_binary(), *args], capture_output=True, check=check, timeout=60)
+    except subprocess.CalledProcessError as exc:
+        raise DataError(f"flite {' '.join(args)} failed: {exc.stderr.decode(errors='replace').strip()}") from None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DataError(f"flite {' '.join(args)} failed: {exc}") from None
+    return done.stdout.decode(errors="replace")
+
+
+@lru_cache(maxsize=1)
+def flite_version() -> str:
+    # flite 2.2 prints its version and exits with status 1
+    lines = [line.strip() for line in _run_flite(["--version"], check=False).splitlines() if "version" in line]
+    return lines[0] if lines else "unknown"
+
+
+@lru_cache(maxsize=1)
+def flite_voices() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(training voices, test voices) that this flite has."""
+    listed = _run_flite(["-lv"])
+    have = set(listed.split(":", 1)[-1].split())
+    train = tuple(v for v in TRAIN_FLITE_VOICES if v in have)
+    test = tuple(v for v in TEST_FLITE_VOICES if v in have)
+    if not (train and test):
+        raise DataError(f"flite ({flite_version()}) lacks the voices of the synthetic set: has {listed.strip()}; "
+                        f"needs some of {', '.join(TRAIN_FLITE_VOICES)} and {', '.join(TEST_FLITE_VOICES)}")
+    return train, test
+
+
+def speak_flite(text: str, voice: str, duration_stretch: float, f0_mean_hz: float,
+                workspace: Path | None = None) -> tuple[np.ndarray, int]:
+    """flite's float64 waveform of `text` and its sample rate (8 or 16 kHz, by voice)."""
+    import soundfile as sf
+
+    fd, name = tempfile.mkstemp(suffix=".wav", dir=workspace)
+    os.close(fd)
+    try:
+        _run_flite(["-voice", voice, "--setf", f"duration_stretch={duration_stretch:.4f}",
+                    "--setf", f"int_f0_target_mean={f0_mean_hz:.1f}", "-t", text, "-o", name])
+        try:
+            wave, sr = sf.read(name, dtype="float64")
+        except Exception as exc:  # soundfile raises its own RuntimeError subclasses
+            raise DataError(f"flite gave no readable WAV for {text!r} (voice {voice}): {exc}") from None
+    finally:
+        os.unlink(name)
+    return wave, int(sr)
