@@ -65,16 +65,18 @@ def flite_voices() -> tuple[tuple[str, ...], tuple[str, ...]]:
     return train, test
 
 
-def speak_flite(text: str, voice: str, duration_stretch: float, f0_mean_hz: float,
+def speak_flite(text: str, voice: str, duration_stretch: float = 1.0, f0_mean_hz: float | None = None,
                 workspace: Path | None = None) -> tuple[np.ndarray, int]:
-    """flite's float64 waveform of `text` and its sample rate (8 or 16 kHz, by voice)."""
+    """flite's float64 waveform of `text` and its sample rate (8 or 16 kHz, by voice); the voice's
+    own mean pitch unless `f0_mean_hz` is given."""
     import soundfile as sf
 
     fd, name = tempfile.mkstemp(suffix=".wav", dir=workspace)
     os.close(fd)
+    pitch = [] if f0_mean_hz is None else ["--setf", f"int_f0_target_mean={f0_mean_hz:.1f}"]
     try:
-        _run_flite(["-voice", voice, "--setf", f"duration_stretch={duration_stretch:.4f}",
-                    "--setf", f"int_f0_target_mean={f0_mean_hz:.1f}", "-t", text, "-o", name])
+        _run_flite(["-voice", voice, "--setf", f"duration_stretch={duration_stretch:.4f}", *pitch,
+                    "-t", text, "-o", name])
         try:
             wave, sr = sf.read(name, dtype="float64")
         except Exception as exc:  # soundfile raises its own RuntimeError subclasses
