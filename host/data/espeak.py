@@ -4,8 +4,6 @@ one word into a 16 kHz-ready waveform (22,050 Hz as espeak-ng gives it)."""
 from __future__ import annotations
 
 import io
-import shutil
-import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from host.data.flite import flite_voices
+from host.data.programs import require_program, run_program
 from host.errors import DataError
 
 ESPEAK = "espeak-ng"
@@ -52,23 +51,15 @@ class VoicePools:
         return self.train_flite if split == "train" else self.test_flite
 
 
+NEEDED_FOR = "the built-in spoken keyword set is synthesised with it"
+
+
 def espeak_binary() -> str:
-    path = shutil.which(ESPEAK)
-    if path is None:
-        raise DataError(
-            "espeak-ng is not installed, and the built-in spoken keyword set is synthesised with it: "
-            "install it (Debian/Ubuntu: `apt-get install espeak-ng`; macOS: `brew install espeak-ng`), "
-            "or train on Google Speech Commands or a features file with --data PATH")
-    return path
+    return require_program(ESPEAK, NEEDED_FOR)
 
 
 def _run_espeak(args: Sequence[str]) -> bytes:
-    try:
-        return subprocess.run([espeak_binary(), *args], capture_output=True, check=True, timeout=60).stdout
-    except subprocess.CalledProcessError as exc:
-        raise DataError(f"espeak-ng {' '.join(args)} failed: {exc.stderr.decode(errors='replace').strip()}") from None
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise DataError(f"espeak-ng {' '.join(args)} failed: {exc}") from None
+    return run_program(ESPEAK, NEEDED_FOR, args)
 
 
 @lru_cache(maxsize=1)

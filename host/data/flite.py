@@ -8,14 +8,13 @@ half of the keywords that flite spoke (docs/data.md section 7), so part of the s
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from host.data.programs import require_program, run_program
 from host.errors import DataError
 
 FLITE = "flite"
@@ -25,24 +24,15 @@ TRAIN_FLITE_VOICES = ("kal", "kal16", "rms", "slt")
 TEST_FLITE_VOICES = ("awb",)
 
 
+NEEDED_FOR = "part of the built-in spoken keyword set is spoken by it"
+
+
 def flite_binary() -> str:
-    path = shutil.which(FLITE)
-    if path is None:
-        raise DataError(
-            "flite is not installed, and part of the built-in spoken keyword set is spoken by it: "
-            "install it (Debian/Ubuntu: `apt-get install flite`; macOS: `brew install flite`), "
-            "or train on Google Speech Commands or a features file with --data PATH")
-    return path
+    return require_program(FLITE, NEEDED_FOR)
 
 
 def _run_flite(args: list[str], check: bool = True) -> str:
-    try:
-        done = subprocess.run([flite_binary(), *args], capture_output=True, check=check, timeout=60)
-    except subprocess.CalledProcessError as exc:
-        raise DataError(f"flite {' '.join(args)} failed: {exc.stderr.decode(errors='replace').strip()}") from None
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise DataError(f"flite {' '.join(args)} failed: {exc}") from None
-    return done.stdout.decode(errors="replace")
+    return run_program(FLITE, NEEDED_FOR, args, check).decode(errors="replace")
 
 
 @lru_cache(maxsize=1)

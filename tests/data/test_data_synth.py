@@ -9,6 +9,7 @@ import pytest
 
 import host.data.espeak as espeak
 import host.data.flite as flite
+import host.data.programs as programs
 import host.data.synth as synth
 from host.data.dataset import KWS_LABELS
 from host.data.synth import (
@@ -23,14 +24,14 @@ SMALL = {"n_train": 24, "n_test": 12, "workers": 1}
 
 def test_missing_espeak_names_the_install_command(monkeypatch):
     """Without espeak-ng the error says how to install it."""
-    monkeypatch.setattr(espeak.shutil, "which", lambda name: None)
+    monkeypatch.setattr(programs.shutil, "which", lambda name: None)
     with pytest.raises(DataError, match="apt-get install espeak-ng"):
         espeak.espeak_binary()
 
 
 def test_missing_flite_names_the_install_command(monkeypatch):
     """Without flite the error says how to install it."""
-    monkeypatch.setattr(flite.shutil, "which", lambda name: None)
+    monkeypatch.setattr(programs.shutil, "which", lambda name: None)
     with pytest.raises(DataError, match="apt-get install flite"):
         flite.flite_binary()
 
