@@ -11,8 +11,10 @@ its split with a random duration stretch and pitch; then a speed/formant perturb
 1 s window, background noise at a random SNR (coloured, modulated, hum, clicks or babble of other
 words), a noise floor, a random gain, sometimes clipping, and 16-bit quantisation.
 
-Split by voice: the test split uses base voices, variants and flite voices that the training split
-never uses (`host.data.espeak.TEST_BASE_VOICES`, `TEST_VARIANTS`, `host.data.flite.TEST_FLITE_VOICES`). Clip i of a split depends only on (seed, split, i), so the
+Split by voice: the test split uses base voices and variants that the training split never uses
+(`host.data.espeak.TEST_BASE_VOICES`, `TEST_VARIANTS`); it is spoken by espeak-ng only. flite's
+held-out voices (`host.data.flite.TEST_FLITE_VOICES`) are never used by the set: they are for
+`experiments/cross_synth.py`. Clip i of a split depends only on (seed, split, i), so the
 set is the same for any number of worker processes, and it is cached on disk with its features.
 
 Options (``dataset: {kind: synth, <option>: ...}``): n_train (8000), n_test (600), seed (0),
@@ -150,11 +152,13 @@ class Augment:
     flite_f0_hz: tuple[float, float] = (80.0, 220.0)   # flite's mean pitch
 
 
-# Training: wide augmentation. Test: held-out voices as espeak-ng speaks them, in milder conditions.
+# Training: wide augmentation. Test: held-out voices as espeak-ng speaks them, in milder conditions
+# (the clips of version 3); flite's held-out voice is for experiments/cross_synth.py.
 AUGMENT: Mapping[str, Augment] = MappingProxyType({
     "train": Augment(),
     "test": Augment(p_random_voice=0.0, p_accent=0.0, p_eq=0.3, eq_gain_db=(-6.0, 6.0), p_reverb=0.1,
-                    rt60_s=(0.1, 0.4), p_noises=(0.4, 0.3, 0.1, 0.1, 0.05, 0.05), snr_db=(10.0, 35.0), p_clip=0.0),
+                    rt60_s=(0.1, 0.4), p_noises=(0.4, 0.3, 0.1, 0.1, 0.05, 0.05), snr_db=(10.0, 35.0), p_clip=0.0,
+                    p_flite=0.0),
 })
 
 
