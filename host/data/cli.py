@@ -29,7 +29,7 @@ def add_data_commands(subparsers: Any) -> None:
 
     synth = sub.add_parser(
         "synth", help="generate (or reuse from the cache) the built-in spoken keyword set",
-        description="Synthesise the 12-class spoken keyword set with espeak-ng (held-out voices as the test "
+        description="Synthesise the 12-class spoken keyword set with espeak-ng and flite (held-out espeak-ng voices as the test "
                     "split), compute its features and cache them; with --out also write them as a features .npz.")
     synth.add_argument("--out", type=Path, metavar="DIR",
                        help="folder to write synth_kws.npz (features, CLI format) and recipes.json into")
