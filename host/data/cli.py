@@ -29,8 +29,9 @@ def add_data_commands(subparsers: Any) -> None:
 
     synth = sub.add_parser(
         "synth", help="generate (or reuse from the cache) the built-in spoken keyword set",
-        description="Synthesise the 12-class spoken keyword set with espeak-ng and flite (held-out espeak-ng voices as the test "
-                    "split), compute its features and cache them; with --out also write them as a features .npz.")
+        description="Synthesise the 12-class spoken keyword set with espeak-ng and flite (held-out espeak-ng "
+                    "voices as the test split), compute its features and cache them; with --out also write them "
+                    "as a features .npz.")
     synth.add_argument("--out", type=Path, metavar="DIR",
                        help="folder to write synth_kws.npz (features, CLI format) and recipes.json into")
     synth.add_argument("--seed", type=int, default=defaults.seed, help=f"generator seed (default {defaults.seed})")
