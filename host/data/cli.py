@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,18 @@ def _balance_lines(ds: Dataset) -> list[str]:
     return lines
 
 
+def _speaker_lines(recipes: list[dict[str, Any]]) -> list[str]:
+    """Which synthesiser spoke the words of each split, e.g. 'train words: espeak-ng 8 (67 %), flite 4 (33 %)'."""
+    lines = []
+    for split in ("train", "test"):
+        counts = Counter(r.get("synth", "espeak-ng") for r in recipes if r["split"] == split and r["label"] != "silence")
+        total = sum(counts.values())
+        if total:
+            lines.append(f"{split} words: " + ", ".join(f"{name} {n} ({100 * n / total:.0f} %)"
+                                                       for name, n in sorted(counts.items())))
+    return lines
+
+
 def run_synth(args: argparse.Namespace) -> int:
     from host.data import synth
 
@@ -92,7 +105,7 @@ def run_synth(args: argparse.Namespace) -> int:
                  x_test=np.asarray(arrays["x_test"]), y_test=np.asarray(arrays["y_test"]), name="synth")
     print(f"synthetic keywords (seed {opts.seed}): {len(ds.y_train)} train + {len(ds.y_test)} test clips, "
           f"{time.perf_counter() - started:.1f} s, {where}")
-    for line in _balance_lines(ds):
+    for line in _balance_lines(ds) + _speaker_lines(arrays["recipes"]):
         print("  " + line)
     if args.out is not None:
         out = Path(args.out)

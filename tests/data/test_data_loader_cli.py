@@ -91,7 +91,11 @@ def test_data_synth_writes_npz_recipes_and_wavs(tmp_path, capsys):
     recipes = json.loads((tmp_path / "o" / "recipes.json").read_text())
     assert len(recipes) == 24
     assert len(list((tmp_path / "o" / "wav").rglob("*.wav"))) == 24
-    assert "train: 12 clips" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "train: 12 clips" in printed
+    spoken = {name: sum(r.get("synth") == name for r in recipes if r["split"] == "train") for name in ("espeak-ng", "flite")}
+    assert sum(spoken.values()) == 11  # 12 clips, one of them silence
+    assert "train words: " + ", ".join(f"{k} {n} ({100 * n / 11:.0f} %)" for k, n in spoken.items() if n) in printed
 
 
 def test_subcommand_required():
