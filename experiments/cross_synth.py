@@ -2,10 +2,12 @@
 does not use (docs/data.md section 7).
 
 Every English voice of flite and festival that is installed (festival voices are optional:
-`apt-get install festival festvox-kdlpc16k festvox-us-slt-hts`) speaks the 10 keywords and 1 seeded
+`apt-get install festival festvox-kdlpc16k festvox-us-slt-hts`) speaks the 10 keywords and a seeded
 "unknown" word at 3 duration stretches (0.8, 1, 1.25) and 3 speeds (resampling 0.9, 1, 1.1): 99
 clips per voice, each placed at a seeded random position in 1 s with coloured noise 15-40 dB below
-it. Voices that the set's training split uses are marked; the others were never heard in training.
+it. Each voice's clips come from its own generator, so they do not depend on which other voices are
+installed. Voices that the set's training split uses are marked; the others were never heard in
+training.
 
     python experiments/cross_synth.py runs/kws/weights.npz [more weights] --out runs/cross_synth
 
@@ -17,6 +19,7 @@ import argparse
 import subprocess
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +28,10 @@ from host.config import NetworkConfig, TrainConfig
 from host.data.augment import colored_noise
 from host.data.dataset import KWS_LABELS
 from host.data.features import REFERENCE_PARAMS, features_from_waves
-from host.data.flite import TRAIN_FLITE_VOICES, flite_binary, speak_flite
+from host.data import flite
+from host.data.flite import TRAIN_FLITE_VOICES, speak_flite
 from host.data.synth import UNKNOWN_WORDS, _trim
+from host.errors import DataError
 from host.files import write_json
 from host.reference.golden import GoldenModel
 from host.weights import load_weights
@@ -41,8 +46,7 @@ N_SPEECH_CLASSES = KWS_LABELS.index("unknown") + 1  # the keywords and unknown: 
 
 def installed_voices() -> list[tuple[str, str]]:
     """(engine, voice) for flite's English voices and festival's installed English/US voices."""
-    listed = subprocess.run([flite_binary(), "-lv"], capture_output=True, text=True, check=True).stdout
-    voices = [("flite", v) for v in listed.split(":", 1)[-1].split() if v != "awb_time"]  # awb_time: clock phrases only
+    voices = [("flite", v) for v in flite.installed_voices() if v != "awb_time"]  # awb_time: clock phrases only
     for lang in ("english", "us"):
         if (FESTIVAL_VOICE_DIR / lang).is_dir():
             voices += [("festival", d.name) for d in sorted((FESTIVAL_VOICE_DIR / lang).iterdir()) if d.is_dir()]
@@ -60,31 +64,42 @@ def speak(engine: str, voice: str, word: str, stretch: float, workspace: Path) -
         subprocess.run(["text2wave", "-o", str(path), "-eval", f"(voice_{voice})",
                         "-eval", f"(Parameter.set 'Duration_Stretch {stretch})"],
                        input=word.encode(), check=True, capture_output=True, timeout=60)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise SystemExit(f"festival voice {voice} failed to speak {word!r}: {exc}") from None
-    wave, sr = sf.read(path, dtype="float64")
+        wave, sr = sf.read(path, dtype="float64")
+    except subprocess.CalledProcessError as exc:
+        raise DataError(f"festival voice {voice} failed to speak {word!r}: "
+                        f"{exc.stderr.decode(errors='replace').strip()}; check it with `echo {word} | text2wave "
+                        f"-eval '(voice_{voice})' -o x.wav`, or remove the voice") from None
+    except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
+        raise DataError(f"festival voice {voice} failed to speak {word!r}: {exc}") from None
     return wave, int(sr)
+
+
+def place_word(word_wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A 1 s clip: the word (RMS 1) at a random position, coloured noise 15-40 dB below, peak 0.5."""
+    x = np.zeros(N_SAMPLES)
+    start = int(rng.integers(0, N_SAMPLES - len(word_wave) + 1))
+    x[start:start + len(word_wave)] = word_wave / (np.sqrt(np.mean(word_wave ** 2)) + 1e-12)
+    x += colored_noise(rng, N_SAMPLES, rng.uniform(0, 1)) * 10 ** (-rng.uniform(15, 40) / 20)
+    return 0.5 * x / np.max(np.abs(x))
 
 
 def build_set(voices: list[tuple[str, str]], seed: int = 5) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Features (N, 100, 80), labels (N,) and the 'engine:voice' of each clip."""
     import librosa
 
-    rng = np.random.default_rng(seed)
     waves, labels, names = [], [], []
     with tempfile.TemporaryDirectory(prefix="s2eprop-xsynth-") as tmp:
         for engine, voice in voices:
+            rng = np.random.default_rng([seed, zlib.crc32(f"{engine}:{voice}".encode())])
             for stretch in STRETCHES:
                 for speed in SPEEDS:
                     for label in range(N_SPEECH_CLASSES):
                         word = KWS_LABELS[label] if label < N_SPEECH_CLASSES - 1 else str(rng.choice(UNKNOWN_WORDS))
                         wave, sr = speak(engine, voice, word, stretch, Path(tmp))
                         word_wave = _trim(librosa.resample(wave, orig_sr=sr * speed, target_sr=SR_HZ), SR_HZ)[:N_SAMPLES]
-                        x = np.zeros(N_SAMPLES)
-                        start = int(rng.integers(0, N_SAMPLES - len(word_wave) + 1))
-                        x[start:start + len(word_wave)] = word_wave / (np.sqrt(np.mean(word_wave ** 2)) + 1e-12)
-                        x += colored_noise(rng, N_SAMPLES, rng.uniform(0, 1)) * 10 ** (-rng.uniform(15, 40) / 20)
-                        waves.append(0.5 * x / np.max(np.abs(x)))
+                        if word_wave.size == 0:
+                            raise DataError(f"{engine} voice {voice} spoke silence for {word!r}")
+                        waves.append(place_word(word_wave, rng))
                         labels.append(label)
                         names.append(f"{engine}:{voice}")
     return features_from_waves(np.stack(waves)), np.array(labels), names
@@ -111,17 +126,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("weights", nargs="+", type=Path, help="weights.npz or checkpoint.npz files")
     ap.add_argument("--out", type=Path, default=Path("runs/cross_synth"))
     args = ap.parse_args(argv)
-    voices = installed_voices()
-    x, y, names = build_set(voices)
+    try:
+        for w in args.weights:  # fail on a bad file before the minute of synthesis
+            load_weights(w, NetworkConfig())
+        x, y, names = build_set(installed_voices())
+        results = {str(w): summarise(predict(w, x), y, names) for w in args.weights}
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     trained = sorted(f"flite:{v}" for v in TRAIN_FLITE_VOICES)
-    results = {str(w): summarise(predict(w, x), y, names) for w in args.weights}
     report = {"clips": len(y), "voices": list(dict.fromkeys(names)), "voices_in_training": trained, "results": results}
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "cross_synth.json", report)
     for w, r in results.items():
         held = [a for v, a in r["per_voice"].items() if v not in trained]
-        print(f"{w}: {100 * r['accuracy']:.1f} % of {len(y)} clips; voices never in training "
-              f"{100 * float(np.mean(held)):.1f} %; " + ", ".join(f"{v} {100 * a:.0f} %" for v, a in r["per_voice"].items()))
+        unseen = f"voices never in training {100 * float(np.mean(held)):.1f} %; " if held else ""
+        print(f"{w}: {100 * r['accuracy']:.1f} % of {len(y)} clips; {unseen}"
+              + ", ".join(f"{v} {100 * a:.0f} %" for v, a in r["per_voice"].items()))
     _plot(results, report["voices"], trained, args.out / "cross_synth.png")
     print(f"wrote {args.out / 'cross_synth.json'}, {args.out / 'cross_synth.png'}")
     return 0

@@ -77,7 +77,7 @@ def _speaker_lines(recipes: list[dict[str, Any]]) -> list[str]:
     """Which synthesiser spoke the words of each split, e.g. 'train words: espeak-ng 8 (67 %), flite 4 (33 %)'."""
     lines = []
     for split in ("train", "test"):
-        counts = Counter(r.get("synth", "espeak-ng") for r in recipes if r["split"] == split and r["label"] != "silence")
+        counts = Counter(r["synth"] for r in recipes if r["split"] == split and r["label"] != "silence")
         total = sum(counts.values())
         if total:
             lines.append(f"{split} words: " + ", ".join(f"{name} {n} ({100 * n / total:.0f} %)"

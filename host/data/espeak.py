@@ -1,17 +1,15 @@
-"""Host layer: espeak-ng, the speech synthesiser of the built-in keyword set: finding it, its voices
-(base accents and variants, split between training and test), generated random voices, and speaking
-one word into a 16 kHz-ready waveform (22,050 Hz as espeak-ng gives it)."""
+"""Host layer: espeak-ng, the main speech synthesiser of the built-in keyword set: finding it, its voices
+(base accents and variants, split between training and test: `host.data.voices`), generated random
+voices, and speaking one word into a 16 kHz-ready waveform (22,050 Hz as espeak-ng gives it)."""
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from host.data.flite import flite_voices
 from host.data.programs import require_program, run_program
 from host.errors import DataError
 
@@ -27,28 +25,6 @@ TEST_BASE_VOICES = ("en-029", "en-gb-x-gbcwmd")
 # trains, including the extreme ones (whisper, croak, robots, echo), which act as augmentation.
 TEST_VARIANTS = ("f4", "belinda", "steph2", "f5", "m3", "m7", "Andy", "klatt3", "iven3", "Gene2", "pablo", "quincy")
 NO_VARIANT = ""
-
-
-@dataclass(frozen=True)
-class VoicePools:
-    """Base voices and variants of each split, restricted to what the installed espeak-ng has, and
-    the split's flite voices (`host.data.flite`)."""
-
-    train_bases: tuple[str, ...]
-    test_bases: tuple[str, ...]
-    train_variants: tuple[str, ...]
-    test_variants: tuple[str, ...]
-    train_flite: tuple[str, ...] = ()
-    test_flite: tuple[str, ...] = ()
-
-    def bases(self, split: str) -> tuple[str, ...]:
-        return self.train_bases if split == "train" else self.test_bases
-
-    def variants(self, split: str) -> tuple[str, ...]:
-        return self.train_variants if split == "train" else self.test_variants
-
-    def flite(self, split: str) -> tuple[str, ...]:
-        return self.train_flite if split == "train" else self.test_flite
 
 
 NEEDED_FOR = "the built-in spoken keyword set is synthesised with it"
@@ -144,25 +120,11 @@ def _voice_column(listing: str, column: str) -> set[str]:
     return {line[start:end].strip() for line in lines[1:] if line[start:end].strip()}
 
 
-@lru_cache(maxsize=1)
-def voice_pools() -> VoicePools:
-    """The split's voices that this espeak-ng (1.49-1.52 differ slightly) and flite have."""
-    flite_train, flite_test = flite_voices()
+def english_voices() -> tuple[set[str], list[str]]:
+    """The English base voices (languages) and the voice variants this espeak-ng has."""
     languages = {v.split()[0] for v in _voice_column(_run_espeak(["--voices=en"]).decode(errors="replace"), "Language")}
     files = _voice_column(_run_espeak(["--voices=variant"]).decode(errors="replace"), "File")
-    variants = sorted(f.split("/", 1)[1] for f in files if f.startswith("!v/"))
-    pools = VoicePools(
-        train_bases=tuple(v for v in TRAIN_BASE_VOICES if v in languages),
-        test_bases=tuple(v for v in TEST_BASE_VOICES if v in languages),
-        train_variants=(NO_VARIANT,) + tuple(v for v in variants if v not in TEST_VARIANTS),
-        test_variants=tuple(v for v in TEST_VARIANTS if v in variants),
-        train_flite=flite_train, test_flite=flite_test,
-    )
-    if not (pools.train_bases and pools.test_bases and pools.test_variants):
-        raise DataError(f"espeak-ng ({espeak_version()}) lacks the English voices of the synthetic set: "
-                        f"has {', '.join(sorted(languages)) or 'none'}; needs some of "
-                        f"{', '.join(TRAIN_BASE_VOICES)} and of {', '.join(TEST_BASE_VOICES)}")
-    return pools
+    return languages, sorted(f.split("/", 1)[1] for f in files if f.startswith("!v/"))
 
 
 def speak(text: str, base: str, variant: str, rate_wpm: int, pitch: int,

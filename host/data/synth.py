@@ -4,8 +4,8 @@ The 12 classes of the GSC task (`KWS_LABELS`): the 10 keywords spoken by espeak-
 words as "unknown", synthesised noise as "silence". Every clip draws, from its own seeded
 generator: a base voice (accent) and a voice variant of its split (in training, often a randomly
 generated espeak-ng voice instead, and for keywords often an accent variant of the pronunciation),
-a speaking rate, a pitch and an intonation (punctuation), or (30 % of the words) a flite voice of
-its split with a random duration stretch and pitch; then a speed/formant perturbation
+a speaking rate, a pitch and an intonation (punctuation), or (30 % of the training words) a flite
+training voice with a random duration stretch and pitch; then a speed/formant perturbation
 (resampling), a random channel
 (high-pass, low-pass, peaking/notch EQ), sometimes reverberation, a random time shift inside the
 1 s window, background noise at a random SNR (coloured, modulated, hum, clicks or babble of other
@@ -13,8 +13,7 @@ words), a noise floor, a random gain, sometimes clipping, and 16-bit quantisatio
 
 Split by voice: the test split uses base voices and variants that the training split never uses
 (`host.data.espeak.TEST_BASE_VOICES`, `TEST_VARIANTS`); it is spoken by espeak-ng only. flite's
-held-out voices (`host.data.flite.TEST_FLITE_VOICES`) are never used by the set: they are for
-`experiments/cross_synth.py`. Clip i of a split depends only on (seed, split, i), so the
+held-out voices (`host.data.flite.TEST_FLITE_VOICES`) are never used by the set. Clip i of a split depends only on (seed, split, i), so the
 set is the same for any number of worker processes, and it is cached on disk with its features.
 
 Options (``dataset: {kind: synth, <option>: ...}``): n_train (8000), n_test (600), seed (0),
@@ -42,12 +41,10 @@ import numpy as np
 from host.data.augment import background, colored_noise, random_channel, reverb
 from host.data.cache import CacheEntry
 from host.data.dataset import KWS_LABELS, Dataset, known_options
-from host.data.espeak import (
-    ESPEAK_SR_HZ, VoicePools, espeak_version, make_voice_workspace, random_voice, speak, variant_file_text,
-    voice_pools,
-)
+from host.data.espeak import ESPEAK_SR_HZ, espeak_version, make_voice_workspace, random_voice, speak, variant_file_text
 from host.data.features import REFERENCE_PARAMS, features_from_waves
 from host.data.flite import flite_version, speak_flite
+from host.data.voices import VoicePools, voice_pools
 from host.errors import DataError
 
 SYNTH_VERSION = 4  # 3: "up" as /0p/, "off" as /Vf/ in the accent lexicon; 4: words spoken by flite

@@ -80,22 +80,24 @@ def test_export_rejects_other_suffix(tmp_path):
         args.func(args)
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+@pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("flite") is None,
+                    reason="espeak-ng or flite not installed")
 def test_data_synth_writes_npz_recipes_and_wavs(tmp_path, capsys):
-    """data synth --out DIR --wav: features file, recipes and one WAV per clip."""
-    args = _parse(["data", "synth", "--out", str(tmp_path / "o"), "--n-train", "12", "--n-test", "12",
+    """data synth --out DIR --wav: features file, recipes and one WAV per clip; which synthesiser
+    spoke how many words (24 training clips of seed 0: 2 silence, 2 words by flite)."""
+    args = _parse(["data", "synth", "--out", str(tmp_path / "o"), "--n-train", "24", "--n-test", "12",
                    "--workers", "1", "--wav"])
     assert args.func(args) == 0
     ds = load_npz_dataset(tmp_path / "o" / "synth_kws.npz")
-    assert ds.x_train.shape == (12, 100, 80) and ds.labels == KWS_LABELS
+    assert ds.x_train.shape == (24, 100, 80) and ds.labels == KWS_LABELS
     recipes = json.loads((tmp_path / "o" / "recipes.json").read_text())
-    assert len(recipes) == 24
-    assert len(list((tmp_path / "o" / "wav").rglob("*.wav"))) == 24
+    assert len(recipes) == 36
+    assert len(list((tmp_path / "o" / "wav").rglob("*.wav"))) == 36
     printed = capsys.readouterr().out
-    assert "train: 12 clips" in printed
-    spoken = {name: sum(r.get("synth") == name for r in recipes if r["split"] == "train") for name in ("espeak-ng", "flite")}
-    assert sum(spoken.values()) == 11  # 12 clips, one of them silence
-    assert "train words: " + ", ".join(f"{k} {n} ({100 * n / 11:.0f} %)" for k, n in spoken.items() if n) in printed
+    assert "train: 24 clips" in printed
+    assert sum(r.get("synth") == "flite" for r in recipes if r["split"] == "train") == 2
+    assert "train words: espeak-ng 20 (91 %), flite 2 (9 %)" in printed
+    assert "test words: espeak-ng 11 (100 %)" in printed
 
 
 def test_subcommand_required():

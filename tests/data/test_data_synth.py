@@ -112,6 +112,10 @@ def test_flite_words_follow_their_recipe():
         assert sr == rate and np.abs(wave).max() > 0.05
         lengths[voice, stretch] = len(synth._trim(wave, sr)) / sr
     assert lengths["rms", 1.3] > 1.3 * lengths["rms", 0.8]
+    for voice in ("kal16", "slt"):  # the pitch setting reaches flite (its rms voice ignores it: documented)
+        low, _ = synth._speak_recipe(dict(base, voice=voice, stretch=1.0, f0_hz=90.0), None)
+        high, _ = synth._speak_recipe(dict(base, voice=voice, stretch=1.0, f0_hz=200.0), None)
+        assert low.shape != high.shape or not np.array_equal(low, high)
     x = synth.render_clip(dict(base, voice="rms", stretch=1.0), 0, pools)
     loud = np.nonzero(np.abs(x) > 0.1 * np.abs(x).max())[0]
     assert 0.15 < (loud[-1] - loud[0]) / 16000 < 0.9  # the word, not noise alone

@@ -10,7 +10,8 @@ from host.data.dataset import KWS_LABELS
 from host.data.synth import SynthOptions, generate_synth, split_labels
 from host.errors import DataError
 
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("flite") is None,
+                                  reason="espeak-ng or flite not installed")
 UNKNOWN = KWS_LABELS.index("unknown")
 
 
