@@ -30,8 +30,9 @@ from host.data.dataset import KWS_LABELS
 from host.data.features import REFERENCE_PARAMS, features_from_waves
 from host.data import flite
 from host.data.flite import TRAIN_FLITE_VOICES, speak_flite
-from host.data.synth import UNKNOWN_WORDS, _trim
+from host.data.synth import UNKNOWN_WORDS, resample_to_16k, trim_silence
 from host.errors import DataError
+from host.figures import pyplot
 from host.files import write_json
 from host.reference.golden import GoldenModel
 from host.weights import load_weights
@@ -85,8 +86,6 @@ def place_word(word_wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def build_set(voices: list[tuple[str, str]], seed: int = 5) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Features (N, 100, 80), labels (N,) and the 'engine:voice' of each clip."""
-    import librosa
-
     waves, labels, names = [], [], []
     with tempfile.TemporaryDirectory(prefix="s2eprop-xsynth-") as tmp:
         for engine, voice in voices:
@@ -96,7 +95,7 @@ def build_set(voices: list[tuple[str, str]], seed: int = 5) -> tuple[np.ndarray,
                     for label in range(N_SPEECH_CLASSES):
                         word = KWS_LABELS[label] if label < N_SPEECH_CLASSES - 1 else str(rng.choice(UNKNOWN_WORDS))
                         wave, sr = speak(engine, voice, word, stretch, Path(tmp))
-                        word_wave = _trim(librosa.resample(wave, orig_sr=sr * speed, target_sr=SR_HZ), SR_HZ)[:N_SAMPLES]
+                        word_wave = trim_silence(resample_to_16k(wave, sr * speed), SR_HZ)[:N_SAMPLES]
                         if word_wave.size == 0:
                             raise DataError(f"{engine} voice {voice} spoke silence for {word!r}")
                         waves.append(place_word(word_wave, rng))
@@ -149,11 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plot(results: dict, voices: list[str], trained: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(1.2 * len(voices) + 2, 3.5))
     width = 0.8 / len(results)
     for i, (w, r) in enumerate(results.items()):

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -22,7 +23,7 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
 
 
 def plot_confusion(cm: np.ndarray, labels: tuple[str, ...], path: Path, title: str) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     rows = cm.sum(axis=1, keepdims=True)
     frac = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
@@ -45,7 +46,7 @@ def plot_confusion(cm: np.ndarray, labels: tuple[str, ...], path: Path, title: s
 
 
 def plot_training(epochs: list[dict], path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax1 = plt.subplots(figsize=(6, 3.5))
     x = [e["epoch"] + 1 for e in epochs]
     ax1.plot(x, [e["loss"] for e in epochs], "o-", color="tab:red", label="train loss")

@@ -201,7 +201,8 @@ def clip_recipe(seed: int, split: str, index: int, label: int, pools: VoicePools
     return r
 
 
-def _trim(wave: np.ndarray, sr_hz: int = ESPEAK_SR_HZ, rel_threshold: float = 0.01) -> np.ndarray:
+def trim_silence(wave: np.ndarray, sr_hz: int = ESPEAK_SR_HZ, rel_threshold: float = 0.01) -> np.ndarray:
+    """The word without the leading and trailing silence (below 1 % of its peak), 10 ms margins kept."""
     loud = np.nonzero(np.abs(wave) > rel_threshold * np.max(np.abs(wave)))[0] if wave.size else wave[:0]
     if loud.size == 0:
         return wave[:0]
@@ -213,9 +214,10 @@ def _babble(pools: VoicePools, split: str, rng: np.random.Generator, n_words: in
     """Several other (unknown-class) words in other voices of the split, overlapping: distant speech."""
     out = np.zeros(N_SAMPLES)
     for _ in range(n_words):
-        wave = _trim(speak(str(rng.choice(UNKNOWN_WORDS)), str(rng.choice(pools.bases(split))),
-                           str(rng.choice(pools.variants(split))), int(rng.integers(120, 220)), int(rng.integers(20, 80))))
-        wave = _resample(wave, ESPEAK_SR_HZ)
+        wave = trim_silence(speak(str(rng.choice(UNKNOWN_WORDS)), str(rng.choice(pools.bases(split))),
+                                  str(rng.choice(pools.variants(split))), int(rng.integers(120, 220)),
+                                  int(rng.integers(20, 80))))
+        wave = resample_to_16k(wave, ESPEAK_SR_HZ)
         if wave.size == 0:
             continue
         wave = wave[:N_SAMPLES]
@@ -224,7 +226,8 @@ def _babble(pools: VoicePools, split: str, rng: np.random.Generator, n_words: in
     return out / (np.sqrt(np.mean(out ** 2)) + 1e-12)
 
 
-def _resample(wave: np.ndarray, from_hz: float) -> np.ndarray:
+def resample_to_16k(wave: np.ndarray, from_hz: float) -> np.ndarray:
+    """`wave`, sampled at `from_hz`, at the features' 16 kHz (a rate scaled by a speed factor speeds it up)."""
     import librosa
 
     return librosa.resample(wave, orig_sr=from_hz, target_sr=SR_HZ) if wave.size else wave
@@ -251,11 +254,11 @@ def render_clip(recipe: Mapping[str, Any], seed: int, pools: VoicePools, workspa
             x = random_channel(rng, x, AUGMENT[split].eq_gain_db)
     else:
         wave, sr_hz = _speak_recipe(recipe, workspace)
-        wave = _trim(wave, sr_hz)
+        wave = trim_silence(wave, sr_hz)
         if wave.size == 0:
-            raise DataError(f"{recipe.get('synth', 'espeak-ng')} produced silence for {recipe['word']!r} "
+            raise DataError(f"{recipe['synth']} produced silence for {recipe['word']!r} "
                             f"(voice {recipe['voice']}{'+' + recipe['variant'] if recipe.get('variant') else ''})")
-        speech = _resample(wave, sr_hz * recipe["speed"])
+        speech = resample_to_16k(wave, sr_hz * recipe["speed"])
         if recipe["eq"]:
             speech = random_channel(rng, speech, AUGMENT[split].eq_gain_db)
         if recipe["reverb_rt60_s"] > 0:

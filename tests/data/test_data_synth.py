@@ -17,7 +17,7 @@ from host.data.synth import (
 )
 from host.errors import DataError
 
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("flite") is None,
+needs_synths = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("flite") is None,
                                   reason="espeak-ng or flite not installed")
 SMALL = {"n_train": 24, "n_test": 12, "workers": 1}
 
@@ -44,7 +44,7 @@ def test_labels_balanced_and_shuffled():
     assert not np.array_equal(y, np.arange(100) % 12)
 
 
-@needs_espeak
+@needs_synths
 def test_test_voices_never_heard_in_training():
     """Base voices and variants (named or generated) of the test split never occur in training; the
     training split has flite words, from its training voices only; the test split is espeak-ng's."""
@@ -63,7 +63,7 @@ def test_test_voices_never_heard_in_training():
     assert not any("random_voice" in r for r in recipes["test"])
 
 
-@needs_espeak
+@needs_synths
 def test_recipe_depends_only_on_seed_split_index():
     """Clip i is the same whatever the set size; another seed gives another clip."""
     pools = voice_pools()
@@ -71,7 +71,7 @@ def test_recipe_depends_only_on_seed_split_index():
     assert clip_recipe(3, "train", 5, 2, pools) != clip_recipe(4, "train", 5, 2, pools)
 
 
-@needs_espeak
+@needs_synths
 def test_generation_is_deterministic_and_shaped():
     """Same options -> identical features, with 1 or 2 worker processes; float32 (N, 100, 80); the training
     split does not depend on the size of the test split."""
@@ -88,7 +88,7 @@ def test_generation_is_deterministic_and_shaped():
     np.testing.assert_array_equal(a["y"], c["y"])
 
 
-@needs_espeak
+@needs_synths
 def test_waves_are_one_second_16bit_and_not_silent():
     """Rendered clips: 16,000 samples, within [-1, 1], on the 16-bit grid, never all zero."""
     made = generate_synth({"n_train": 12, "n_test": 0, "workers": 1}, progress=False, keep_waves=True)
@@ -98,7 +98,7 @@ def test_waves_are_one_second_16bit_and_not_silent():
     np.testing.assert_allclose(w * 32767, np.round(w * 32767), atol=1e-2)
 
 
-@needs_espeak
+@needs_synths
 def test_flite_words_follow_their_recipe():
     """A flite recipe is spoken by flite at the voice's own rate (kal 8 kHz, rms 16 kHz); a larger
     duration stretch gives a longer word; the rendered clip holds the word."""
@@ -110,7 +110,7 @@ def test_flite_words_follow_their_recipe():
     for voice, stretch, rate in (("kal", 1.0, 8000), ("rms", 0.8, 16000), ("rms", 1.3, 16000)):
         wave, sr = synth._speak_recipe(dict(base, voice=voice, stretch=stretch), None)
         assert sr == rate and np.abs(wave).max() > 0.05
-        lengths[voice, stretch] = len(synth._trim(wave, sr)) / sr
+        lengths[voice, stretch] = len(synth.trim_silence(wave, sr)) / sr
     assert lengths["rms", 1.3] > 1.3 * lengths["rms", 0.8]
     for voice in ("kal16", "slt"):  # the pitch setting reaches flite (its rms voice ignores it: documented)
         low, _ = synth._speak_recipe(dict(base, voice=voice, stretch=1.0, f0_hz=90.0), None)
@@ -121,7 +121,7 @@ def test_flite_words_follow_their_recipe():
     assert 0.15 < (loud[-1] - loud[0]) / 16000 < 0.9  # the word, not noise alone
 
 
-@needs_espeak
+@needs_synths
 def test_cache_second_load_does_not_regenerate(tmp_path, monkeypatch):
     """load_synth_dataset caches; the second call reads the memory-mapped cache."""
     first = load_synth_dataset(SMALL, cache_dir=tmp_path, progress=False)
@@ -131,7 +131,7 @@ def test_cache_second_load_does_not_regenerate(tmp_path, monkeypatch):
     assert second.labels == KWS_LABELS and second.y_test is not None and len(second.y_test) == 12
 
 
-@needs_espeak
+@needs_synths
 def test_unknown_words_are_not_keyword_homophones():
     """No 'unknown' word sounds like a keyword or one of its accent variants (espeak-ng phonemes, US and GB)."""
     def phonemes(text, voice):

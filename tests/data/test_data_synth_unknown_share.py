@@ -10,7 +10,7 @@ from host.data.dataset import KWS_LABELS
 from host.data.synth import SynthOptions, generate_synth, split_labels
 from host.errors import DataError
 
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("flite") is None,
+needs_synths = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("flite") is None,
                                   reason="espeak-ng or flite not installed")
 UNKNOWN = KWS_LABELS.index("unknown")
 
@@ -46,7 +46,7 @@ def test_unknown_share_is_in_the_cache_key_only_when_set():
     assert SynthOptions(unknown_share=0.25).cache_spec()["unknown_share"] == 0.25
 
 
-@needs_espeak
+@needs_synths
 def test_unknown_share_changes_training_split_only():
     """The share applies to the training labels; the test split (labels and clips) is unchanged and balanced."""
     base = {"n_train": 24, "n_test": 12, "workers": 1}
@@ -59,7 +59,7 @@ def test_unknown_share_changes_training_split_only():
     assert np.bincount(shared["y_test"], minlength=12).tolist() == [1] * 12
 
 
-@needs_espeak
+@needs_synths
 def test_data_synth_command_takes_the_share(tmp_path):
     """`s2eprop data synth --unknown-share 0.5` writes a training split that is half 'unknown'; a share
     outside (0, 1) is refused naming the option."""
