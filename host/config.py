@@ -76,6 +76,11 @@ class TrainConfig:
     max_samples: int | None = None
     checkpoint_every_samples: int = 0
     shuffle: bool = False  # a new order of the training samples every epoch, seeded by (seed, epoch)
+    # SpecAugment-style masks on every training sample (host.data.feature_masks); 0 = none
+    freq_masks: int = 0
+    freq_mask_max_bands: int = 0
+    time_masks: int = 0
+    time_mask_max_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,15 @@ class ExperimentConfig:
             raise ConfigError(f"train.seed must be >= 0, got {t.seed}")
         if not isinstance(t.shuffle, bool):
             raise ConfigError(f"train.shuffle must be true or false, got {t.shuffle!r}")
+        for name in ("freq_masks", "freq_mask_max_bands", "time_masks", "time_mask_max_steps"):
+            if getattr(t, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(t, name)}")
+        if t.freq_mask_max_bands > n.n_in // 2:
+            raise ConfigError(f"train.freq_mask_max_bands is {t.freq_mask_max_bands}, more than the "
+                              f"{n.n_in // 2} mel bands of {n.n_in} inputs (bands + deltas)")
+        if t.time_mask_max_steps > n.n_steps:
+            raise ConfigError(f"train.time_mask_max_steps is {t.time_mask_max_steps}, more than the "
+                              f"{n.n_steps} steps of a sample")
         if t.checkpoint_every_samples < 0:
             raise ConfigError(f"train.checkpoint_every_samples must be >= 0, got {t.checkpoint_every_samples}")
         for name in ("dt_ms", "tau_m_ms", "tau_a_ms", "tau_out_ms", "v_th"):

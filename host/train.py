@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from host.config import ExperimentConfig, TrainConfig
 from host.data.dataset import Dataset
+from host.data.feature_masks import FeatureMasks, mask_features
 from host.errors import ConfigError, DataError, HostError
 from host.figures import confusion_matrix, plot_confusion, plot_training
 from host.files import atomic_write, write_json
@@ -22,6 +23,7 @@ from host.weights import Weights, init_weights, load_weights
 
 TARGETS = ("golden", "emulator")
 EVAL_BATCH = 256
+MASK_STREAM = 0x6D61736B  # keeps the mask generator apart from the shuffle's (seed, epoch)
 
 
 class Trainer(Protocol):
@@ -148,8 +150,12 @@ def load_checkpoint(path: Path, cfg: ExperimentConfig) -> tuple[Weights, AdamSta
         raise DataError(f"checkpoint {path} lacks {exc}: it is a weights file, not a checkpoint "
                         f"(use --init-weights for weights)") from None
     now = _learning_config(cfg)
-    changed = [f"{sec}.{k}: {saved[sec].get(k)!r} -> {v!r}" for sec in now for k, v in now[sec].items()
-               if saved.get(sec, {}).get(k) != v]
+    defaults = _learning_config(ExperimentConfig())  # settings newer than a checkpoint had their default
+
+    def was(sec: str, k: str) -> Any:
+        return saved.get(sec, {}).get(k, defaults[sec].get(k))
+
+    changed = [f"{sec}.{k}: {was(sec, k)!r} -> {v!r}" for sec in now for k, v in now[sec].items() if was(sec, k) != v]
     if changed:
         raise DataError(f"checkpoint {path} was made with another configuration ({'; '.join(changed)}); "
                         f"resume with the same config (only train.{', train.'.join(RESUMABLE_CHANGES)} may change)")
@@ -197,6 +203,7 @@ def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> di
 
     last_eval: dict[str, Any] | None = None
     session_samples = 0
+    masks = FeatureMasks(tr.freq_masks, tr.freq_mask_max_bands, tr.time_masks, tr.time_mask_max_steps)
     for epoch in range(session.pos.epoch, tr.epochs):
         start = session.pos.next_index if epoch == session.pos.epoch else 0
         if start == 0:
@@ -208,8 +215,11 @@ def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> di
         for b0 in range(start, n_train, tr.batch_size):
             b1 = min(b0 + tr.batch_size, n_train)
             idx = slice(b0, b1) if order is None else order[b0:b1]
+            xb = data.x_train[idx]
+            if masks.active:  # seeded by the batch's place, so a resumed run masks the same
+                xb = mask_features(xb, masks, np.random.default_rng([tr.seed, MASK_STREAM, epoch, b0]))
             t_batch = time.perf_counter()
-            r = trainer.train_batch(data.x_train[idx], data.y_train[idx])
+            r = trainer.train_batch(xb, data.y_train[idx])
             session.train_wall_s += time.perf_counter() - t_batch
             batch_loss = float(np.sum(r.loss)) + r.l2_loss * (b1 - b0)
             if not np.isfinite(batch_loss):
