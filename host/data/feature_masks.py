@@ -24,9 +24,16 @@ class FeatureMasks:
     time_mask_max_steps: int = 0
 
     @property
+    def masks_bands(self) -> bool:
+        return self.freq_masks > 0 and self.freq_mask_max_bands > 0
+
+    @property
+    def masks_steps(self) -> bool:
+        return self.time_masks > 0 and self.time_mask_max_steps > 0
+
+    @property
     def active(self) -> bool:
-        return (self.freq_masks > 0 and self.freq_mask_max_bands > 0) or \
-               (self.time_masks > 0 and self.time_mask_max_steps > 0)
+        return self.masks_bands or self.masks_steps
 
 
 def _runs(rng: np.random.Generator, batch: int, n_masks: int, max_width: int, length: int) -> np.ndarray:
@@ -45,9 +52,9 @@ def mask_features(x: np.ndarray, masks: FeatureMasks, rng: np.random.Generator) 
     batch, steps, cols = x.shape
     n_mels = cols // 2
     keep = np.ones((batch, steps, cols), dtype=bool)
-    if masks.freq_masks > 0 and masks.freq_mask_max_bands > 0:
+    if masks.masks_bands:
         bands = _runs(rng, batch, masks.freq_masks, masks.freq_mask_max_bands, n_mels)
         keep &= ~np.concatenate([bands, bands], axis=1)[:, None, :]
-    if masks.time_masks > 0 and masks.time_mask_max_steps > 0:
+    if masks.masks_steps:
         keep &= ~_runs(rng, batch, masks.time_masks, masks.time_mask_max_steps, steps)[:, :, None]
     return np.where(keep, x, np.zeros((), dtype=x.dtype))

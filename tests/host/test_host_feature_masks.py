@@ -99,6 +99,12 @@ def _masked_config(tmp_path: Path) -> Path:
     return path
 
 
+def _plain(tmp_path: Path) -> Path:
+    path = tmp_path / "plain.yaml"
+    path.write_text("train:\n  shuffle: true\n")
+    return path
+
+
 def _train(out: Path, features: Path, config: Path, *extra: str, epochs: int = 2) -> int:
     return main(["train", "--target", "golden", "--data", str(features), "--out", str(out), "--quiet",
                  "--config", str(config), "--epochs", str(epochs), *extra])
@@ -135,12 +141,6 @@ def test_the_trainer_masks_each_training_batch(monkeypatch, tmp_path, features_n
                   "--init-weights", str(weights_npz)) == 0
     with np.load(tmp_path / "masked/weights.npz") as a, np.load(tmp_path / "plain/weights.npz") as b:
         assert not np.array_equal(a["w_in"], b["w_in"])
-
-
-def _plain(tmp_path: Path) -> Path:
-    path = tmp_path / "plain.yaml"
-    path.write_text("train:\n  shuffle: true\n")
-    return path
 
 
 def test_masked_run_resumed_mid_epoch_gives_the_same_bits(interrupt_training, tmp_path, features_npz,
