@@ -1,11 +1,20 @@
-"""Emulator layer: a functional SpiNNaker 2 chip: N cores, each an SRAM arena running the firmware,
-and a multicast router. Two interchangeable tick loops over the same firmware and tables:
-`backend="c"` (emulator/csrc/chip_loop.c, fast) and `backend="python"` (this file, the readable
-specification of the order of events). Both give the same bits.
+"""Emulator layer: a functional SpiNNaker 2 chip: cores (each an SRAM running the firmware through a
+core runner), a shared SDRAM, per-core DMA engines and the multicast router. Handlers are called in a
+fixed order with no notion of time; the chip knows nothing of samples, frames or host messages'
+meaning: it routes packets, moves DMA data and counts ticks.
 
-Order of events per tick: every core's timer handler in core order; each handler's outbox is drained
-into one FIFO of packets; then packets are delivered in FIFO order, each to its destination cores in
-core order, and whatever those handlers send joins the FIFO, until it is empty.
+Two event loops with the same order of events and the same bits: `backend="c"`
+(emulator/csrc/chip_loop.c, fast, calls the native build directly) and `backend="python"` (this
+file, the readable specification, over any core runner). Order of events per tick:
+  1. every core's timer handler, in core order; after each handler its side effects are taken:
+     packets join one FIFO, host messages go out, DMA reads are done at once, in order, each followed
+     by its core's fw_on_dma_done (whose side effects are taken the same way);
+  2. the packets are delivered in FIFO order, each to its destination cores in core order, and what
+     those handlers send joins the FIFO, until it is empty;
+  3. the user events raised, in core order, each followed by 2., until none is left.
+The Python loop can also model faults and other schedules for tests of the firmware's loss rules:
+`PacketDelay` holds matching packets for whole ticks; `schedule="eager"` delivers each core's packets
+right after its own timer (so that later cores see them a tick early).
 """
 from __future__ import annotations
 
@@ -16,67 +25,105 @@ import numpy as np
 
 from emulator.errors import EmulatorError
 from emulator.fw_bridge import Firmware
-from emulator.messages import FrameMsg, ResultMsg, SampleMsg
 from emulator.router import RouteEntry, check_table, lookup
+from emulator.runners.native import DmaRead, Effects, NativeRunner
+from emulator.sdram import SDRAM_BYTES, Sdram
 
 SRAM_BYTES = 128 * 1024
-HAL_OUT_MC = 1
-HAL_OUT_HOST = 2
-COUNT_FIELDS = ("neuron_updates", "synapse_mults", "trace_updates", "exp_calls", "adam_updates",
-                "mc_sent", "mc_received", "host_words")
+SRC_EXTERNAL = 0xFFFFFFFF  # source of an injected packet (emulator/csrc/chip_loop.h EMU_SRC_EXTERNAL)
+SCHEDULES = ("batched", "eager")
+
+
+@dataclass(frozen=True)
+class PacketDelay:
+    """Fault model (Python loop): packets from core `src` whose key matches key/mask are delivered
+    `ticks` ticks late (after that later tick's timers)."""
+
+    src: int
+    key: int
+    mask: int
+    ticks: int
+
+    def matches(self, src: int, key: int) -> bool:
+        return src == self.src and (key & self.mask) == self.key
 
 
 @dataclass
-class RouterStats:
+class ChipStats:
     delivered: int = 0
     dropped: int = 0
-    dropped_from: dict[int, int] = field(default_factory=dict)
-    last_drop: tuple[int, int] | None = None  # (source core, key)
-    queue_overflows: int = 0  # packets or host messages lost because the C loop's buffers were full
+    dropped_from: dict[int, int] = field(default_factory=dict)  # source core (SRC_EXTERNAL: injected) -> drops
+    last_drop: tuple[int, int] | None = None  # (source, key)
+    queue_overflows: int = 0  # packets, DMA reads or host messages lost because the loop's buffers were full
+    dma_faults: int = 0       # DMA reads outside SDRAM or the core's SRAM (not done, no completion)
+    dma_bytes: int = 0
 
 
 class FunctionalChip:
-    """Cores + router; handlers are called in tick order with no notion of time."""
+    """Cores + SDRAM + router; handlers are called in event order with no notion of time."""
 
     def __init__(self, n_cores: int, sram_bytes: int = SRAM_BYTES, backend: str = "c",
-                 firmware: Firmware | None = None, packet_capacity: int = 65536,
-                 host_capacity_words: int = 1 << 20) -> None:
+                 firmware: Firmware | None = None, sdram_bytes: int = SDRAM_BYTES,
+                 packet_capacity: int = 65536, host_capacity_words: int = 1 << 20,
+                 delays: tuple[PacketDelay, ...] = (), schedule: str = "batched") -> None:
         if backend not in ("c", "python"):
             raise EmulatorError(f"backend must be 'c' or 'python', got {backend!r}")
+        if schedule not in SCHEDULES:
+            raise EmulatorError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+        if backend == "c" and (delays or schedule != "batched"):
+            raise EmulatorError("packet delays and the eager schedule exist in the Python loop only: use backend='python'")
         self.fw = firmware or Firmware()
+        if not 0 < n_cores <= int(self.fw.lib.FW_MAX_CORES):
+            raise EmulatorError(f"a chip of {n_cores} cores: the emulator takes 1..{int(self.fw.lib.FW_MAX_CORES)}")
         self.n_cores = n_cores
         self.sram_bytes = sram_bytes
         self.backend = backend
-        self.sram = [np.zeros(sram_bytes, dtype=np.uint8) for _ in range(n_cores)]
+        self.runner = NativeRunner(self.fw, n_cores, sram_bytes)
+        ffi = self.fw.ffi
+        self.sdram = Sdram(sdram_bytes, ffi if backend == "c" else None)
         self.routes: list[RouteEntry] = []
         self.tick_count = 0
-        self.stats = RouterStats()
-        self.counts = np.zeros((n_cores, len(COUNT_FIELDS)), dtype=np.uint64)
-        self.host_inbox: list[tuple[int, np.ndarray]] = []
-        ffi = self.fw.ffi
-        self._arena_ptrs = [ffi.cast("uint8_t *", ffi.from_buffer(a)) for a in self.sram]
+        self.max_host_words = int(self.fw.lib.FW_MAX_HOST_WORDS)
+        self._stats = ChipStats()
+        self._counts = np.zeros((n_cores, len(self.fw.count_fields)), dtype=np.uint64)
+        self._host_out: list[tuple[int, np.ndarray]] = []
+        self._delays = tuple(delays)
+        self._held: dict[int, list[tuple[int, int, int]]] = {}
+        self._schedule = schedule
+        self._user: set[int] = set()
         if backend == "c":
             self._chip = ffi.new("emu_chip_t *")
             self._chip.n_cores = n_cores
-            for i, p in enumerate(self._arena_ptrs):
+            self._chip.sram_bytes = sram_bytes
+            for i, p in enumerate(self.runner.arena_ptrs):
                 self._chip.arenas[i] = p
+            self._chip.sdram_pages = self.sdram.c_pages
+            self._chip.sdram_page_bits = self.sdram.page_bits
+            self._chip.sdram_n_pages = self.sdram.n_pages
             self._pkt = ffi.new("uint32_t[]", 3 * packet_capacity)
-            self._chip.pkt_buf = self._pkt
-            self._chip.pkt_cap = packet_capacity
+            self._chip.pkt_buf, self._chip.pkt_cap = self._pkt, packet_capacity
+            self._dma = ffi.new("emu_dma_t[]", 4 * n_cores)
+            self._chip.dma_buf, self._chip.dma_cap = self._dma, 4 * n_cores
             self._host = np.zeros(host_capacity_words, dtype=np.uint32)
             self._chip.host_buf = ffi.cast("uint32_t *", ffi.from_buffer(self._host))
             self._chip.host_cap = host_capacity_words
             self._route_buf = None
 
     # -- memory and tables ------------------------------------------------------------------
-    def write(self, core: int, offset: int, data: bytes | np.ndarray) -> None:
+    def write_sram(self, core: int, offset: int, data: bytes | np.ndarray) -> None:
         raw = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
         self._check_range(core, offset, raw.size)
-        self.sram[core][offset:offset + raw.size] = raw
+        self.runner.sram[core][offset:offset + raw.size] = raw
 
-    def read(self, core: int, offset: int, n_bytes: int) -> bytes:
+    def read_sram(self, core: int, offset: int, n_bytes: int) -> bytes:
         self._check_range(core, offset, n_bytes)
-        return self.sram[core][offset:offset + n_bytes].tobytes()
+        return self.runner.sram[core][offset:offset + n_bytes].tobytes()
+
+    def write_sdram(self, addr: int, data: bytes | np.ndarray) -> None:
+        self.sdram.write(addr, data)
+
+    def read_sdram(self, addr: int, n_bytes: int) -> bytes:
+        return self.sdram.read(addr, n_bytes)
 
     def _check_core(self, core: int) -> None:
         if not 0 <= core < self.n_cores:
@@ -84,7 +131,7 @@ class FunctionalChip:
 
     def _check_range(self, core: int, offset: int, n_bytes: int) -> None:
         self._check_core(core)
-        if offset < 0 or offset + n_bytes > self.sram_bytes:
+        if offset < 0 or n_bytes < 0 or offset + n_bytes > self.sram_bytes:
             raise EmulatorError(
                 f"core {core}: access [{offset}, {offset + n_bytes}) outside its {self.sram_bytes:,} B of SRAM")
 
@@ -92,8 +139,7 @@ class FunctionalChip:
         check_table(entries, self.n_cores)
         self.routes = list(entries)
         if self.backend == "c":
-            ffi = self.fw.ffi
-            buf = ffi.new("emu_route_t[]", max(1, len(entries)))
+            buf = self.fw.ffi.new("emu_route_t[]", max(1, len(entries)))
             for i, e in enumerate(entries):
                 buf[i].key, buf[i].mask = e.key, e.mask
                 for c in e.cores:
@@ -103,141 +149,143 @@ class FunctionalChip:
             self._chip.n_routes = len(entries)
 
     def init_core(self, core: int, arena_bytes: int) -> int:
+        """fw_init on a core whose image is in its SRAM; returns the firmware's status word."""
         self._check_core(core)
         if not 0 < arena_bytes <= self.sram_bytes:
             raise EmulatorError(f"core {core}: arena of {arena_bytes:,} B does not fit its {self.sram_bytes:,} B of SRAM")
-        return int(self.fw.lib.fw_init(self._arena_ptrs[core], arena_bytes))
+        return self.runner.init(core, arena_bytes)
 
     # -- running ------------------------------------------------------------------------------
     def host_send(self, core: int, words: np.ndarray) -> None:
+        """A host message to one core, and everything it causes."""
         self._check_core(core)
         words = np.ascontiguousarray(words, dtype=np.uint32)
+        if words.size > self.max_host_words:
+            raise EmulatorError(f"host message of {words.size} words to core {core}: at most {self.max_host_words} "
+                                f"({4 * self.max_host_words} B, an SDP payload) fit one message")
         if self.backend == "c":
             ffi = self.fw.ffi
             self.fw.lib.emu_host_msg(self._chip, core, ffi.cast("uint32_t *", ffi.from_buffer(words)), words.size)
             return
-        ffi = self.fw.ffi
-        c = self.fw.lib.fw_on_host_msg(self._arena_ptrs[core], ffi.cast("uint32_t *", ffi.from_buffer(words)),
-                                       words.size)
-        self._add_counts(core, c)
         fifo: deque[tuple[int, int, int]] = deque()
-        self._drain(core, fifo)
-        self._deliver_all(fifo)
+        self._take(core, self.runner.on_host_msg(core, words), fifo)
+        self._settle(fifo)
 
-    def tick(self) -> None:
+    def inject(self, key: int, payload: int = 0) -> None:
+        """A multicast packet entering the router from outside the cores (a chip link, a test)."""
         if self.backend == "c":
-            self.fw.lib.emu_tick(self._chip, self.tick_count)
-            self.tick_count += 1
+            self.fw.lib.emu_inject(self._chip, key & 0xFFFFFFFF, payload & 0xFFFFFFFF)
             return
-        fifo: deque[tuple[int, int, int]] = deque()
-        for core in range(self.n_cores):
-            self._add_counts(core, self.fw.lib.fw_on_timer(self._arena_ptrs[core], self.tick_count))
-            self._drain(core, fifo)
-        self._deliver_all(fifo)
-        self.tick_count += 1
+        self._settle(deque([(SRC_EXTERNAL, key & 0xFFFFFFFF, payload & 0xFFFFFFFF)]))
 
-    def run_sample(self, sample_id: int, label: int, train: bool, frames: np.ndarray,
-                   neuron_cores: list[int], lookahead: int, max_ticks: int) -> int:
-        """Stream one sample (see chip_loop.h); returns ticks used, -1 if no result came in max_ticks."""
-        frames = np.ascontiguousarray(frames, dtype=np.float32)
-        max_in = int(self.fw.lib.FW_MAX_IN)
-        if frames.ndim != 2 or frames.shape[1] > max_in:
-            raise EmulatorError(f"frames must have shape (steps, inputs <= {max_in}), got {frames.shape}")
-        for core in neuron_cores:
-            self._check_core(core)
-        n_steps, n_in = frames.shape
+    def run(self, n_ticks: int) -> None:
+        """Advance every core by n_ticks timer ticks."""
+        if n_ticks < 0:
+            raise EmulatorError(f"cannot run a negative number of ticks ({n_ticks})")
         if self.backend == "c":
-            ffi = self.fw.ffi
-            tick = ffi.new("uint32_t *", self.tick_count)
-            cores = ffi.new("uint32_t[]", list(neuron_cores))
-            used = self.fw.lib.emu_run_sample(
-                self._chip, tick, sample_id, label, int(train), ffi.cast("float *", ffi.from_buffer(frames)),
-                n_steps, n_in, cores, len(neuron_cores), lookahead, max_ticks)
-            self.tick_count = int(tick[0])
-            return int(used)
-        inbox_from = len(self.host_inbox)
-        for core in range(self.n_cores):
-            self.host_send(core, SampleMsg(sample_id, label, train).pack())
-        pushed = 0
-        for k in range(max_ticks):
-            while pushed < n_steps and pushed < k + lookahead:
-                msg = FrameMsg(sample_id, pushed, frames[pushed]).pack()
-                for core in neuron_cores:
-                    self.host_send(core, msg)
-                pushed += 1
-            self.tick()
-            if any(ResultMsg.is_result(m, sample_id) for _, m in self.host_inbox[inbox_from:]):
-                return k + 1
-        return -1
+            self.fw.lib.emu_run(self._chip, self.tick_count & 0xFFFFFFFF, n_ticks)
+            self.tick_count += n_ticks
+            return
+        for _ in range(n_ticks):
+            self._tick()
 
     def take_host_messages(self) -> list[tuple[int, np.ndarray]]:
         """Messages the cores sent to the host since the last call: (core, words)."""
-        if self.backend == "c":
-            n = int(self._chip.host_len)
-            buf = self._host[:n].copy()
-            self._chip.host_len = 0
-            out, at = [], 0
-            while at < n:
-                core, size = int(buf[at]), int(buf[at + 1])
-                out.append((core, buf[at + 2:at + 2 + size]))
-                at += size + 2
+        if self.backend == "python":
+            out, self._host_out = self._host_out, []
             return out
-        out, self.host_inbox = self.host_inbox, []
+        n = int(self._chip.host_len)
+        buf = self._host[:n].copy()
+        self._chip.host_len = 0
+        out, at = [], 0
+        while at < n:
+            core, size = int(buf[at]), int(buf[at + 1])
+            out.append((core, buf[at + 2:at + 2 + size]))
+            at += size + 2
         return out
 
-    def router_stats(self) -> RouterStats:
-        if self.backend == "c":
-            ch = self._chip
-            return RouterStats(
-                delivered=int(ch.delivered), dropped=int(ch.dropped),
-                dropped_from={c: int(ch.dropped_from[c]) for c in range(self.n_cores) if ch.dropped_from[c]},
-                last_drop=(int(ch.last_drop_src), int(ch.last_drop_key)) if ch.dropped else None,
-                queue_overflows=int(ch.pkt_overflows) + int(ch.host_overflows))
-        return self.stats
+    def stats(self) -> ChipStats:
+        if self.backend == "python":
+            return self._stats
+        ch = self._chip
+        externals = int(ch.dropped_from[int(self.fw.lib.FW_MAX_CORES)])
+        dropped_from = {c: int(ch.dropped_from[c]) for c in range(self.n_cores) if ch.dropped_from[c]}
+        if externals:
+            dropped_from[SRC_EXTERNAL] = externals
+        return ChipStats(
+            delivered=int(ch.delivered), dropped=int(ch.dropped), dropped_from=dropped_from,
+            last_drop=(int(ch.last_drop_src), int(ch.last_drop_key)) if ch.dropped else None,
+            queue_overflows=int(ch.pkt_overflows) + int(ch.host_overflows) + int(ch.dma_overflows),
+            dma_faults=int(ch.dma_faults), dma_bytes=int(ch.dma_bytes))
 
     def work_counts(self) -> dict[str, np.ndarray]:
         """Accumulated handler work per core (input of the timing model)."""
         if self.backend == "c":
             return {f: np.array([getattr(self._chip.counts[c], f) for c in range(self.n_cores)], dtype=np.uint64)
-                    for f in COUNT_FIELDS}
-        return {f: self.counts[:, i].copy() for i, f in enumerate(COUNT_FIELDS)}
+                    for f in self.fw.count_fields}
+        return {f: self._counts[:, i].copy() for i, f in enumerate(self.fw.count_fields)}
 
-    # -- python path internals --------------------------------------------------------------
-    def _add_counts(self, core: int, c) -> None:
-        self.counts[core] += np.array([getattr(c, f) for f in COUNT_FIELDS], dtype=np.uint64)
+    # -- the Python loop ------------------------------------------------------------------------
+    def _tick(self) -> None:
+        tick = self.tick_count
+        fifo: deque[tuple[int, int, int]] = deque(self._held.pop(tick, []))
+        for core in range(self.n_cores):
+            self._take(core, self.runner.on_timer(core, tick), fifo)
+            if self._schedule == "eager":
+                self._settle(fifo)
+        self._settle(fifo)
+        self.tick_count += 1
 
-    def _drain(self, core: int, fifo: deque) -> None:
-        fw = self.fw
-        arena = self.sram[core]
-        hdr = fw.ffi.cast("fw_header_t *", self._arena_ptrs[core])
-        n = int(hdr.state.outbox_count)
-        if n == 0:
-            return
-        off = int(hdr.layout.outbox)
-        box = arena[off:off + 4 * n].view(np.uint32)
-        at = 0
-        while at < n:
-            tag = int(box[at]) & 0xFF
-            if tag == HAL_OUT_MC:
-                fifo.append((core, int(box[at + 1]), int(box[at + 2])))
-                at += 3
-            else:
-                size = int(box[at]) >> 8
-                self.host_inbox.append((core, box[at + 1:at + 1 + size].copy()))
-                at += size + 1
-        hdr.state.outbox_count = 0
+    def _take(self, core: int, effects: Effects, fifo: deque) -> None:
+        """Take a handler's side effects; do its DMA reads (and their completions) at once, in order."""
+        dma: deque[tuple[int, DmaRead]] = deque()
+        self._absorb(core, effects, fifo, dma)
+        while dma:
+            c, d = dma.popleft()
+            if self._dma_copy(c, d):
+                self._absorb(c, self.runner.on_dma_done(c, d.tag), fifo, dma)
+
+    def _absorb(self, core: int, effects: Effects, fifo: deque, dma: deque) -> None:
+        self._counts[core] += effects.counts
+        fifo.extend((core, key, payload) for key, payload in effects.packets)
+        self._host_out.extend((core, words) for words in effects.host)
+        dma.extend((core, d) for d in effects.dma)
+        if effects.user_event:
+            self._user.add(core)
+
+    def _dma_copy(self, core: int, d: DmaRead) -> bool:
+        if d.sdram_addr + d.n_bytes > self.sdram.size_bytes or d.sram_offset + d.n_bytes > self.sram_bytes:
+            self._stats.dma_faults += 1
+            return False
+        self.runner.sram[core][d.sram_offset:d.sram_offset + d.n_bytes] = np.frombuffer(
+            self.sdram.read(d.sdram_addr, d.n_bytes), dtype=np.uint8)
+        self._stats.dma_bytes += d.n_bytes
+        return True
+
+    def _settle(self, fifo: deque) -> None:
+        """Deliver every packet, then the user events in core order, until nothing is left."""
+        while True:
+            self._deliver_all(fifo)
+            if not self._user:
+                return
+            core = min(self._user)
+            self._user.discard(core)
+            self._take(core, self.runner.on_user_event(core), fifo)
 
     def _deliver_all(self, fifo: deque) -> None:
-        lib = self.fw.lib
         while fifo:
             src, key, payload = fifo.popleft()
+            delay = next((d for d in self._delays if d.matches(src, key)), None)
+            if delay is not None and delay.ticks > 0:
+                self._held.setdefault(self.tick_count + delay.ticks, []).append((SRC_EXTERNAL, key, payload))
+                continue
             entry = lookup(self.routes, key)
             if entry is None:
-                self.stats.dropped += 1
-                self.stats.dropped_from[src] = self.stats.dropped_from.get(src, 0) + 1
-                self.stats.last_drop = (src, key)
+                st = self._stats
+                st.dropped += 1
+                st.dropped_from[src] = st.dropped_from.get(src, 0) + 1
+                st.last_drop = (src, key)
                 continue
             for core in sorted(entry.cores):
-                self._add_counts(core, lib.fw_on_mc_packet(self._arena_ptrs[core], key, payload))
-                self.stats.delivered += 1
-                self._drain(core, fifo)
+                self._take(core, self.runner.on_mc_packet(core, key, payload), fifo)
+                self._stats.delivered += 1

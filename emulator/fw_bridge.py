@@ -16,13 +16,6 @@ from typing import Any, Mapping
 
 from emulator.errors import EmulatorError
 
-LAYOUT_REGIONS = (
-    "w_in", "w_rec", "w_out", "fb", "m_in", "v_in", "m_rec", "v_rec", "m_out", "v_out",
-    "ea_in", "eb_in", "acc_in", "ea_rec", "eb_rec", "acc_rec", "ev_in", "ev_rec",
-    "v", "a", "psi", "zbar", "zsum", "z_local", "z_prev", "z_next", "err", "partials", "out_sum",
-    "ring", "outbox",
-)
-ACCOUNTING = ("weights_bytes", "optimizer_bytes", "trace_bytes", "neuron_bytes", "readout_bytes", "buffer_bytes")
 
 
 def cache_dir() -> Path:
@@ -51,6 +44,11 @@ def firmware_module(opt_flags: tuple[str, ...] | None = None) -> ModuleType:
     return fw_build.build_module(tuple(opt_flags), cache_dir() / "firmware")
 
 
+def abi() -> Any:
+    """The firmware's constants (#defines of its headers), from the default build."""
+    return firmware_module().lib
+
+
 @dataclass(frozen=True)
 class Layout:
     """Byte offsets of a core's arena regions (0 = region absent) and its byte accounting."""
@@ -74,6 +72,12 @@ class Firmware:
         self.module = module or firmware_module()
         self.ffi = self.module.ffi
         self.lib = self.module.lib
+        layout = [name for name, _ in self.ffi.typeof("fw_layout_t").fields]
+        # fw_layout_t: region offsets, then `end`, then the byte accounting
+        self.layout_regions = tuple(layout[:layout.index("end")])
+        self.accounting_fields = tuple(layout[layout.index("end") + 1:])
+        self.count_fields = tuple(name for name, _ in self.ffi.typeof("fw_counts_t").fields)
+        self.counter_fields = tuple(name for name, _ in self.ffi.typeof("fw_counters_t").fields)
         self.header_bytes = self.ffi.sizeof("fw_header_t")
         self.config_offset = self.ffi.offsetof("fw_header_t", "config")
         self.state_offset = self.ffi.offsetof("fw_header_t", "state")
@@ -97,8 +101,8 @@ class Firmware:
                 f"n_local {cfg.n_local}, n_src {cfg.n_src}): check sizes against FW_MAX_* in fw_abi.h"
             )
         return Layout(
-            offsets={name: int(getattr(out, name)) for name in LAYOUT_REGIONS},
+            offsets={name: int(getattr(out, name)) for name in self.layout_regions},
             arena_bytes=total,
-            accounting={name: int(getattr(out, name)) for name in ACCOUNTING},
+            accounting={name: int(getattr(out, name)) for name in self.accounting_fields},
             raw=out,
         )

@@ -1,5 +1,5 @@
 """Host layer: speed benchmarks: golden E-prop model (training time per sample, per batch size) and
-functional emulation of the chip (12 cores running the C firmware, driven by the host runtime).
+functional emulation of the chip (12 cores running the C firmware, through the training session).
 
 Pure functions; the `s2eprop bench` command prints what they return.
 """
@@ -50,33 +50,31 @@ def bench_golden(batch_sizes: Sequence[int] = (1, 32), n_samples: int = 64, seed
 
 
 def bench_emulator(n_samples: int = 64, seed: int = 0, backend: str = "c") -> dict[str, Any]:
-    """Time on-chip training through the whole host path (streaming, tick loop, routing, read-back of
-    results) on the paper's 12-core partition, after one untimed warm-up sample. Also reports the
-    firmware's own time with the Python host loop taken out (`emulator_core_ms_per_sample`)."""
+    """Time on-chip training through the path `s2eprop train --target emulator` runs (run_training:
+    trainer, transport, streamer, the chip's event loop, per-sample checks, checkpoint at the end) on
+    the paper's 12-core partition, on random inputs 3*N(0, 1) with no test split. One untimed warm-up
+    sample builds the firmware module and the caches first."""
+    import tempfile
+    from pathlib import Path
+
     from host.config import ExperimentConfig
-    from host.runtime import BoardTrainer
+    from host.data.dataset import KWS_LABELS, Dataset
+    from host.train import TrainOptions, run_training
 
     cfg = ExperimentConfig().validate()
     net = cfg.network
     rng = np.random.default_rng(seed)
     x = (3 * rng.standard_normal((n_samples, net.n_steps, net.n_in))).astype(np.float32)
     y = rng.integers(0, net.n_out, n_samples)
-    trainer = BoardTrainer(cfg, init_weights(net, seed), backend=backend, track_l2=False)
-    trainer.train_batch(x[:1], y[:1])
-    start = time.perf_counter()
-    for i in range(n_samples):
-        trainer.train_batch(x[i:i + 1], y[i:i + 1])
-    host_ms = (time.perf_counter() - start) * 1e3 / n_samples
-    chip = trainer.transport.chip  # type: ignore[attr-defined]
-    start = time.perf_counter()
-    for i in range(n_samples):
-        chip.run_sample(10_000 + i, int(y[i]), True, x[i], list(trainer.plan.neuron_cores), 4, net.n_steps + 16)
-        chip.take_host_messages()
-    core_ms = (time.perf_counter() - start) * 1e3 / n_samples
+    data = Dataset(x, y, KWS_LABELS, name="bench")
+    with tempfile.TemporaryDirectory(prefix="s2eprop-bench-") as tmp:
+        opts = TrainOptions(target="emulator", out_dir=Path(tmp) / "warmup", backend=backend, progress=False)
+        run_training(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_samples=1)), data, opts)
+        report = run_training(cfg, data, dataclasses.replace(opts, out_dir=Path(tmp) / "run"))
+    ms = report["ms_per_training_sample"]
     return {
-        "emulator_ms_per_sample": host_ms,
-        "emulator_core_ms_per_sample": core_ms,
-        "emulator_realtime_factor": (net.n_steps + 1) / host_ms,
-        "emulator_cores": trainer.plan.n_cores,
+        "emulator_ms_per_sample": ms,
+        "emulator_realtime_factor": report["emulated_ms"] / report["samples_trained"] / ms,
+        "emulator_cores": report["cores"],
         "emulator_backend": backend,
     }

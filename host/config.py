@@ -19,6 +19,8 @@ SURROGATES = ("multi_gaussian", "triangle")
 FEEDBACKS = ("symmetric", "random")
 READOUT_PLACEMENTS = ("shared", "extra")
 DATASET_KINDS = ("synth", "gsc", "npz")
+ON_LOSS = ("stop", "count")
+INPUT_MODES = ("prefetch", "realtime")
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,12 @@ class TrainConfig:
     freq_mask_max_bands: int = 0
     time_masks: int = 0
     time_mask_max_steps: int = 0
+    # on-chip training (--target emulator): what a loss the chip counts does (stop: end the run with
+    # an error naming the core, counter and sample; count: go on and report every counter), and how
+    # input frames reach the chip's SDRAM (prefetch: a whole sample ahead; realtime: a few ticks ahead)
+    on_loss: str = "stop"
+    input_mode: str = "prefetch"
+    input_lookahead_ticks: int = 4
 
 
 @dataclass(frozen=True)
@@ -114,11 +122,17 @@ class ExperimentConfig:
             if getattr(n, name) < 1:
                 raise ConfigError(f"network.{name} must be >= 1, got {getattr(n, name)}")
         # limits of the firmware (fw_abi.h FW_MAX_*): checked here so that the error names the key
-        for name, most in (("n_in", 1024), ("n_rec", 1024), ("n_out", 64), ("n_steps", 1_000_000)):
+        from emulator.fw_bridge import abi
+        from host.streamer import INPUT_RING_SAMPLES
+
+        lib = abi()
+        for name, most in (("n_in", lib.FW_MAX_IN), ("n_rec", lib.FW_MAX_REC), ("n_out", lib.FW_MAX_OUT),
+                           ("n_steps", lib.FW_MAX_SLOTS // INPUT_RING_SAMPLES)):
             if getattr(n, name) > most:
                 raise ConfigError(f"network.{name} is {getattr(n, name)}, the firmware supports at most {most}")
-        if p.neurons_per_core > 256:
-            raise ConfigError(f"partition.neurons_per_core is {p.neurons_per_core}, the firmware supports at most 256")
+        if p.neurons_per_core > lib.FW_MAX_LOCAL:
+            raise ConfigError(f"partition.neurons_per_core is {p.neurons_per_core}, the firmware supports at most "
+                              f"{lib.FW_MAX_LOCAL}")
         if not 0 < p.arena_limit_bytes <= 128 * 1024:
             raise ConfigError(f"partition.arena_limit_bytes must be in 1..131072 (a core's SRAM), got {p.arena_limit_bytes}")
         for name in ("mg_sigma", "mg_scale", "triangle_gamma"):
@@ -155,6 +169,10 @@ class ExperimentConfig:
                 raise ConfigError(f"network.{name} must be > 0, got {getattr(n, name)}")
         _choice("network.surrogate", n.surrogate, SURROGATES)
         _choice("train.feedback", t.feedback, FEEDBACKS)
+        _choice("train.on_loss", t.on_loss, ON_LOSS)
+        _choice("train.input_mode", t.input_mode, INPUT_MODES)
+        if t.input_lookahead_ticks < 1:
+            raise ConfigError(f"train.input_lookahead_ticks must be >= 1, got {t.input_lookahead_ticks}")
         _choice("partition.readout", p.readout, READOUT_PLACEMENTS)
         _choice("dataset.kind", d.kind, DATASET_KINDS)
         if t.epochs < 1 or t.batch_size < 1:

@@ -17,8 +17,10 @@ def pyplot():
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts of (true, predicted) pairs; a prediction of -1 (a sample the chip lost) is left out."""
     cm = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(cm, (y_true, y_pred), 1)
+    kept = np.asarray(y_pred) >= 0
+    np.add.at(cm, (np.asarray(y_true)[kept], np.asarray(y_pred)[kept]), 1)
     return cm
 
 

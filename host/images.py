@@ -15,9 +15,9 @@ from host.config import ExperimentConfig
 from host.errors import ConfigError
 from host.partition import ROLE_NEURON, CorePlan, Plan
 from host.routing import KEY_ERR, KEY_PARTIAL, KEY_SPIKE
+from host.streamer import InputRing
 from host.weights import Weights
 
-RING_FRAMES = 8
 OUTBOX_WORDS = 1024
 MATRICES = ("w_in", "w_rec", "w_out")
 
@@ -29,8 +29,10 @@ class CoreImage:
     data: np.ndarray  # uint8, layout.arena_bytes long
 
 
-def core_config_fields(cfg: ExperimentConfig, plan: Plan, core: CorePlan, adam: Any | None) -> dict[str, Any]:
+def core_config_fields(cfg: ExperimentConfig, plan: Plan, core: CorePlan, adam: Any | None,
+                       outbox_words: int = OUTBOX_WORDS) -> dict[str, Any]:
     net, tr = cfg.network, cfg.train
+    ring = InputRing.for_network(net.n_in, net.n_steps)
     alpha, rho, kappa = net.decays()
     f32 = np.float32
     one_alpha, one_rho = float(f32(1) - f32(alpha)), float(f32(1) - f32(rho))
@@ -38,7 +40,7 @@ def core_config_fields(cfg: ExperimentConfig, plan: Plan, core: CorePlan, adam: 
         core_id=core.core_id, role=core.role, n_in=net.n_in, n_rec=net.n_rec, n_out=net.n_out,
         n_steps=net.n_steps, neuron_lo=core.neuron_lo, n_local=core.n_local, src_index=core.src_index,
         n_src=len(plan.neuron_cores), key_spike=KEY_SPIKE, key_partial=KEY_PARTIAL, key_err=KEY_ERR,
-        ring_frames=RING_FRAMES, outbox_words=OUTBOX_WORDS,
+        sdram_ring=ring.sdram_addr, ring_slots=ring.n_slots, outbox_words=outbox_words,
         surrogate=0 if net.surrogate == "multi_gaussian" else 1,
         feedback=0 if tr.feedback == "symmetric" else 1,
         alpha=alpha, one_alpha=one_alpha, rho=rho, one_rho=one_rho,
@@ -60,11 +62,11 @@ def _core_blocks(core: CorePlan, mats: dict[str, np.ndarray]) -> dict[str, np.nd
 
 
 def build_images(fw: Firmware, cfg: ExperimentConfig, plan: Plan, weights: Weights, adam: Any | None = None,
-                 feedback: np.ndarray | None = None) -> list[CoreImage]:
+                 feedback: np.ndarray | None = None, outbox_words: int = OUTBOX_WORDS) -> list[CoreImage]:
     images = []
     limit = cfg.partition.arena_limit_bytes
     for core in plan.cores:
-        c = fw.new_config(core_config_fields(cfg, plan, core, adam))
+        c = fw.new_config(core_config_fields(cfg, plan, core, adam, outbox_words))
         layout = fw.layout(c)
         if layout.arena_bytes > limit:
             raise ConfigError(

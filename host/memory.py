@@ -1,4 +1,5 @@
-"""Host layer: the per-core byte map of a partitioned network (`s2eprop memory`), from the firmware's layout."""
+"""Host layer: the per-core byte map of a partitioned network (`s2eprop memory`), from the firmware's layout,
+and the stack use of the firmware's handlers against a core's stack budget (host/stack.py)."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,10 +7,32 @@ from typing import Any
 from emulator.fw_bridge import Firmware
 from host.config import ExperimentConfig
 from host.images import core_config_fields, training_state_bytes
+from host.errors import HostError
 from host.partition import plan_partition
+from host.stack import format_stack_report, handler_stack_usage, worst_nesting
+
+# stack of one core until the ARM build's linker script sets it: the 4 KB of heap and stack at
+# 0x1F000 of SpiNNaker 2's PE memory (reference notes, spinnaker2_hardware.md section 1, secondary)
+STACK_BUDGET_BYTES = 4096
 
 
-def memory_map(cfg: ExperimentConfig, firmware: Firmware | None = None) -> dict[str, Any]:
+def stack_map(budget_bytes: int = STACK_BUDGET_BYTES) -> dict[str, Any]:
+    """Worst-case stack of each handler and of the worst nesting (a packet over the deepest other one)."""
+    try:
+        import platform
+
+        red_zone = ("-mno-red-zone",) if platform.machine() in ("x86_64", "AMD64") else ()  # as on ARM
+        report = handler_stack_usage(extra_flags=red_zone)
+    except HostError as exc:
+        return {"error": str(exc)}
+    total, what = worst_nesting(report)
+    return {"handlers": dict(report.handlers), "worst_nesting_bytes": total, "worst_nesting": what,
+            "budget_bytes": budget_bytes, "fits": total <= budget_bytes, "exact": report.exact,
+            "compiler": report.compiler, "target": report.target,
+            "lines": format_stack_report(report, budget_bytes)}
+
+
+def memory_map(cfg: ExperimentConfig, firmware: Firmware | None = None, stack: bool = True) -> dict[str, Any]:
     fw = firmware or Firmware()
     plan = plan_partition(cfg.network, cfg.partition)
     cores = []
@@ -30,7 +53,7 @@ def memory_map(cfg: ExperimentConfig, firmware: Firmware | None = None) -> dict[
     return {"cores": len(cores), "neurons_per_core": cfg.partition.neurons_per_core,
             "arena_limit_bytes": cfg.partition.arena_limit_bytes,
             "training_state_bytes_total": training_state_bytes(layouts),
-            "per_core": cores}
+            "per_core": cores, **({"stack": stack_map()} if stack else {})}
 
 
 def _role(role: int) -> str:
@@ -52,4 +75,8 @@ def format_memory_map(m: dict[str, Any]) -> str:
     lines.append(f"byte map of core {first['core']}:")
     for r in first["regions"]:
         lines.append(f"  0x{r['offset']:05x}  {r['bytes']:7,} B  {r['region']}")
+    st = m.get("stack")
+    if st is not None:
+        lines.append("stack use per handler (worst call path):")
+        lines.extend(st["lines"] if "lines" in st else [f"  not measured: {st['error']}"])
     return "\n".join(lines)

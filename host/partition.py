@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from emulator.fw_bridge import abi
 from host.config import NetworkConfig, PartitionConfig
 from host.errors import ConfigError
 
-ROLE_NEURON = 1
-ROLE_READOUT = 2
+ROLE_NEURON = int(abi().FW_ROLE_NEURON)
+ROLE_READOUT = int(abi().FW_ROLE_READOUT)
 MAX_APP_CORES = 152
 
 

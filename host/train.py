@@ -34,6 +34,18 @@ class Trainer(Protocol):
     def weights(self) -> Weights: ...
     @property
     def adam(self) -> AdamState: ...
+    @property
+    def chip_ms(self) -> tuple[int, int]: ...   # emulated ms spent training and on inference (0 off-chip)
+    def report(self) -> dict[str, Any]: ...     # the target's own part of report.json
+
+
+class GoldenTrainer(GoldenModel):
+    """The golden model as a training target: no chip, so no chip time and nothing more to report."""
+
+    chip_ms = (0, 0)
+
+    def report(self) -> dict[str, Any]:
+        return {}
 
 
 @dataclass(frozen=True)
@@ -77,18 +89,22 @@ class Session:
 
 
 # train settings that may change when a run is resumed; everything else must match the checkpoint
-RESUMABLE_CHANGES = ("epochs", "max_samples", "checkpoint_every_samples")
+RESUMABLE_CHANGES = ("epochs", "max_samples", "checkpoint_every_samples", "on_loss", "input_mode",
+                     "input_lookahead_ticks")
 
 
 def make_trainer(cfg: ExperimentConfig, target: str, weights: Weights, adam: AdamState | None,
                  backend: str = "c") -> Trainer:
     if target == "golden":
-        return GoldenModel(cfg.network, cfg.train, weights, adam)
-    if target == "emulator":
-        from host.runtime import BoardTrainer
+        return GoldenTrainer(cfg.network, cfg.train, weights, adam)
+    if target not in TARGETS:
+        raise ConfigError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    from host.partition import plan_partition
+    from host.runtime import BoardTrainer
+    from host.transport import open_transport
 
-        return BoardTrainer(cfg, weights, adam, backend=backend)
-    raise ConfigError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    transport = open_transport(target, plan_partition(cfg.network, cfg.partition).n_cores, backend)
+    return BoardTrainer(cfg, weights, adam, transport=transport)
 
 
 def epoch_order(train: TrainConfig, epoch: int, n_train: int) -> np.ndarray | None:
@@ -117,9 +133,10 @@ def evaluate(trainer: Trainer, x: np.ndarray, y: np.ndarray, n_classes: int) -> 
         losses.append(r.loss)
     pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)
     loss = np.concatenate(losses) if losses else np.zeros(0, np.float32)
+    loss = loss[pred >= 0]  # samples the chip lost (on_loss: count) count as wrong and have no loss
     cm = confusion_matrix(y, pred, n_classes)
     per_class = [float(cm[k, k] / cm[k].sum()) if cm[k].sum() else None for k in range(n_classes)]
-    return {"accuracy": float(np.mean(pred == y)) if len(y) else None, "loss": float(np.mean(loss)) if len(y) else None,
+    return {"accuracy": float(np.mean(pred == y)) if len(y) else None, "loss": float(np.mean(loss)) if len(loss) else None,
             "per_class_accuracy": per_class, "confusion": cm, "n": int(len(y))}
 
 
@@ -198,8 +215,9 @@ def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> di
 
     def snapshot() -> Session:
         """The session with this trainer's chip time added to that of earlier sessions."""
-        return dataclasses.replace(session, emulated_ms=base_ticks[0] + int(getattr(trainer, "ticks_train", 0)),
-                                   emulated_eval_ms=base_ticks[1] + int(getattr(trainer, "ticks_eval", 0)))
+        ms_train, ms_eval = trainer.chip_ms
+        return dataclasses.replace(session, emulated_ms=base_ticks[0] + ms_train,
+                                   emulated_eval_ms=base_ticks[1] + ms_eval)
 
     last_eval: dict[str, Any] | None = None
     session_samples = 0
@@ -221,7 +239,8 @@ def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> di
             t_batch = time.perf_counter()
             r = trainer.train_batch(xb, data.y_train[idx])
             session.train_wall_s += time.perf_counter() - t_batch
-            batch_loss = float(np.sum(r.loss)) + r.l2_loss * (b1 - b0)
+            kept = r.pred >= 0  # a sample the chip lost (on_loss: count) has no loss and counts as wrong
+            batch_loss = float(np.sum(r.loss[kept])) + r.l2_loss * int(np.sum(kept))
             if not np.isfinite(batch_loss):
                 raise TrainingDiverged(f"training diverged at epoch {epoch + 1}, sample {b0}: the loss is {batch_loss}; "
                                        f"lower train.lr (now {tr.lr}) or check the config; last checkpoint: {ckpt}")
@@ -278,11 +297,9 @@ def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> di
     if epochs:
         figures["training"] = plot_training(epochs, out / "training.png").name
     report["figures"] = figures
-    if opts.target == "emulator":
-        report.update(trainer.memory_report())  # type: ignore[attr-defined]
-        report["emulated_ms"] = session.emulated_ms
-        report["emulated_eval_ms"] = session.emulated_eval_ms
-        report["provenance"] = trainer.provenance()  # type: ignore[attr-defined]
+    target_report = trainer.report()
+    if target_report:
+        report.update(target_report, emulated_ms=session.emulated_ms, emulated_eval_ms=session.emulated_eval_ms)
     write_json(out / "report.json", report)
     return report
 

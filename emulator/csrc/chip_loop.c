@@ -1,6 +1,9 @@
 /* See chip_loop.h. */
+#include <string.h>
 #include "chip_loop.h"
 #include "hal.h"
+
+_Static_assert(EMU_DROP_SOURCES == FW_MAX_CORES + 1u, "a drop counter per core and one for injected packets");
 
 static void add_counts(fw_counts_t *acc, fw_counts_t c)
 {
@@ -12,27 +15,34 @@ static void add_counts(fw_counts_t *acc, fw_counts_t c)
     acc->mc_sent += c.mc_sent;
     acc->mc_received += c.mc_received;
     acc->host_words += c.host_words;
+    acc->dma_bytes += c.dma_bytes;
 }
 
 typedef struct { uint32_t head, tail; } fifo_t;
 
-/* move a core's outbox into the packet FIFO and the host buffer, then empty it */
-static void drain(emu_chip_t *chip, uint32_t core, fifo_t *q)
+typedef struct {
+    emu_chip_t *chip;
+    fifo_t pkt, dma;
+} run_t;
+
+/* move a core's outbox into the packet FIFO, the host buffer, the DMA queue and its user-event flag */
+static void drain(run_t *r, uint32_t core)
 {
+    emu_chip_t *chip = r->chip;
     fw_header_t *h = (fw_header_t *)chip->arenas[core];
     const uint32_t *box = (const uint32_t *)(chip->arenas[core] + h->layout.outbox);
     uint32_t at = 0;
     while (at < h->state.outbox_count) {
         const uint32_t tag = box[at] & 0xffu;
         if (tag == HAL_OUT_MC) {
-            if (q->tail < chip->pkt_cap) {
-                uint32_t *p = chip->pkt_buf + 3u * q->tail++;
+            if (r->pkt.tail < chip->pkt_cap) {
+                uint32_t *p = chip->pkt_buf + 3u * r->pkt.tail++;
                 p[0] = core; p[1] = box[at + 1]; p[2] = box[at + 2];
             } else {
                 chip->pkt_overflows++;
             }
             at += 3u;
-        } else {
+        } else if (tag == HAL_OUT_HOST) {
             const uint32_t n = box[at] >> 8;
             if (chip->host_len + n + 2u <= chip->host_cap) {
                 uint32_t *m = chip->host_buf + chip->host_len;
@@ -43,9 +53,58 @@ static void drain(emu_chip_t *chip, uint32_t core, fifo_t *q)
                 chip->host_overflows++;
             }
             at += n + 1u;
+        } else if (tag == HAL_OUT_DMA) {
+            if (r->dma.tail < chip->dma_cap) {
+                emu_dma_t *d = chip->dma_buf + r->dma.tail++;
+                d->core = core; d->sdram_addr = box[at + 1]; d->sram_offset = box[at + 2];
+                d->n_bytes = box[at + 3]; d->tag = box[at + 4];
+            } else {
+                chip->dma_overflows++;
+            }
+            at += HAL_DMA_WORDS;
+        } else {  /* HAL_OUT_USER */
+            chip->user_pending[core] = 1u;
+            at += 1u;
         }
     }
     h->state.outbox_count = 0;
+}
+
+/* copy SDRAM -> SRAM; false for an address outside SDRAM or the core's SRAM (counted, no completion) */
+static int dma_copy(emu_chip_t *chip, const emu_dma_t *d)
+{
+    const uint64_t sdram_end = (uint64_t)chip->sdram_n_pages << chip->sdram_page_bits;
+    if ((uint64_t)d->sdram_addr + d->n_bytes > sdram_end || (uint64_t)d->sram_offset + d->n_bytes > chip->sram_bytes) {
+        chip->dma_faults++;
+        return 0;
+    }
+    uint8_t *dst = chip->arenas[d->core] + d->sram_offset;
+    uint32_t addr = d->sdram_addr, left = d->n_bytes;
+    const uint32_t page_size = 1u << chip->sdram_page_bits;
+    while (left) {
+        const uint32_t page = addr >> chip->sdram_page_bits, off = addr & (page_size - 1u);
+        const uint32_t n = left < page_size - off ? left : page_size - off;
+        const uint8_t *src = chip->sdram_pages[page];
+        if (src) memcpy(dst, src + off, n);
+        else memset(dst, 0, n);  /* never written: reads as zeros */
+        dst += n; addr += n; left -= n;
+    }
+    chip->dma_bytes += d->n_bytes;
+    return 1;
+}
+
+/* after a handler of `core`: drain it, then do every queued DMA read, each completion drained too */
+static void settle_core(run_t *r, uint32_t core)
+{
+    emu_chip_t *chip = r->chip;
+    drain(r, core);
+    while (r->dma.head < r->dma.tail) {
+        const emu_dma_t d = chip->dma_buf[r->dma.head++];
+        if (!dma_copy(chip, &d)) continue;
+        add_counts(&chip->counts[d.core], fw_on_dma_done(chip->arenas[d.core], d.tag));
+        drain(r, d.core);
+    }
+    r->dma.head = r->dma.tail = 0;
 }
 
 static const emu_route_t *route(const emu_chip_t *chip, uint32_t key)
@@ -55,82 +114,72 @@ static const emu_route_t *route(const emu_chip_t *chip, uint32_t key)
     return 0;
 }
 
-static void deliver_all(emu_chip_t *chip, fifo_t *q)
+static void deliver_all(run_t *r)
 {
-    while (q->head < q->tail) {
-        const uint32_t *p = chip->pkt_buf + 3u * q->head++;
+    emu_chip_t *chip = r->chip;
+    while (r->pkt.head < r->pkt.tail) {
+        const uint32_t *p = chip->pkt_buf + 3u * r->pkt.head++;
         const uint32_t src = p[0], key = p[1], payload = p[2];
-        const emu_route_t *r = route(chip, key);
-        if (!r) {
+        const emu_route_t *rt = route(chip, key);
+        if (!rt) {
             chip->dropped++;
-            chip->dropped_from[src]++;
+            chip->dropped_from[src == EMU_SRC_EXTERNAL ? FW_MAX_CORES : src]++;
             chip->last_drop_src = src;
             chip->last_drop_key = key;
             continue;
         }
         for (uint32_t core = 0; core < chip->n_cores; ++core) {
-            if (!((r->dest[core >> 5] >> (core & 31u)) & 1u)) continue;
+            if (!((rt->dest[core >> 5] >> (core & 31u)) & 1u)) continue;
             add_counts(&chip->counts[core], fw_on_mc_packet(chip->arenas[core], key, payload));
             chip->delivered++;
-            drain(chip, core, q);
+            settle_core(r, core);
         }
+    }
+    r->pkt.head = r->pkt.tail = 0;
+}
+
+/* deliver everything, then the user events in core order, until nothing is left */
+static void settle_chip(run_t *r)
+{
+    emu_chip_t *chip = r->chip;
+    for (;;) {
+        deliver_all(r);
+        uint32_t core = 0;
+        while (core < chip->n_cores && !chip->user_pending[core]) core++;
+        if (core == chip->n_cores) return;
+        chip->user_pending[core] = 0u;
+        add_counts(&chip->counts[core], fw_on_user_event(chip->arenas[core]));
+        settle_core(r, core);
     }
 }
 
-void emu_tick(emu_chip_t *chip, uint32_t tick)
+void emu_run(emu_chip_t *chip, uint32_t first_tick, uint32_t n_ticks)
 {
-    fifo_t q = {0, 0};
-    for (uint32_t core = 0; core < chip->n_cores; ++core) {
-        add_counts(&chip->counts[core], fw_on_timer(chip->arenas[core], tick));
-        drain(chip, core, &q);
+    run_t r = {chip, {0, 0}, {0, 0}};
+    for (uint32_t t = 0; t < n_ticks; ++t) {
+        for (uint32_t core = 0; core < chip->n_cores; ++core) {
+            add_counts(&chip->counts[core], fw_on_timer(chip->arenas[core], first_tick + t));
+            settle_core(&r, core);
+        }
+        settle_chip(&r);
     }
-    deliver_all(chip, &q);
 }
 
 int32_t emu_host_msg(emu_chip_t *chip, uint32_t core, const uint32_t *msg, uint32_t n_words)
 {
-    fifo_t q = {0, 0};
+    run_t r = {chip, {0, 0}, {0, 0}};
     if (core >= chip->n_cores) return -1;
     add_counts(&chip->counts[core], fw_on_host_msg(chip->arenas[core], msg, n_words));
-    drain(chip, core, &q);
-    deliver_all(chip, &q);
+    settle_core(&r, core);
+    settle_chip(&r);
     return 0;
 }
 
-static int result_arrived(const emu_chip_t *chip, uint32_t from_word, uint32_t sample_id)
+void emu_inject(emu_chip_t *chip, uint32_t key, uint32_t payload)
 {
-    uint32_t at = from_word;
-    while (at + 2u <= chip->host_len) {
-        const uint32_t n = chip->host_buf[at + 1];
-        if (n >= 2u && chip->host_buf[at + 2] == FW_MSG_RESULT && chip->host_buf[at + 3] == sample_id) return 1;
-        at += n + 2u;
-    }
-    return 0;
-}
-
-int32_t emu_run_sample(emu_chip_t *chip, uint32_t *tick, uint32_t sample_id, uint32_t label, uint32_t train,
-                       const float *frames, uint32_t n_steps, uint32_t n_in,
-                       const uint32_t *neuron_cores, uint32_t n_neuron_cores,
-                       uint32_t lookahead, uint32_t max_ticks)
-{
-    uint32_t msg[3u + FW_MAX_IN];
-    const uint32_t sample_msg[4] = {FW_MSG_SAMPLE, sample_id, label, train};
-    const uint32_t host_from = chip->host_len;
-    uint32_t pushed = 0;
-    if (n_in > FW_MAX_IN) return -2;
-    for (uint32_t c = 0; c < n_neuron_cores; ++c)
-        if (neuron_cores[c] >= chip->n_cores) return -2;
-    for (uint32_t core = 0; core < chip->n_cores; ++core) emu_host_msg(chip, core, sample_msg, 4u);
-    for (uint32_t k = 0; k < max_ticks; ++k) {
-        while (pushed < n_steps && pushed < k + lookahead) {
-            msg[0] = FW_MSG_FRAME; msg[1] = sample_id; msg[2] = pushed;
-            const uint32_t *src = (const uint32_t *)(frames + (uint64_t)pushed * n_in);
-            for (uint32_t i = 0; i < n_in; ++i) msg[3 + i] = src[i];
-            for (uint32_t c = 0; c < n_neuron_cores; ++c) emu_host_msg(chip, neuron_cores[c], msg, 3u + n_in);
-            pushed++;
-        }
-        emu_tick(chip, (*tick)++);
-        if (result_arrived(chip, host_from, sample_id)) return (int32_t)(k + 1u);
-    }
-    return -1;
+    run_t r = {chip, {0, 0}, {0, 0}};
+    if (chip->pkt_cap == 0) { chip->pkt_overflows++; return; }
+    chip->pkt_buf[0] = EMU_SRC_EXTERNAL; chip->pkt_buf[1] = key; chip->pkt_buf[2] = payload;
+    r.pkt.tail = 1u;
+    settle_chip(&r);
 }

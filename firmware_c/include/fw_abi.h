@@ -7,13 +7,13 @@
 #include <stdint.h>
 
 #define FW_MAGIC 0x53324550u /* "S2EP" */
-#define FW_ABI_VERSION 1u
+#define FW_ABI_VERSION 2u
 #define FW_MAX_CORES 160u
 #define FW_MAX_REC 1024u
-#define FW_MAX_OUT 64u
+#define FW_MAX_OUT 56u        /* a RESULT message (5 + n_out words) fits one host message */
 #define FW_MAX_IN 1024u
 #define FW_MAX_LOCAL 256u     /* neurons per core: bounds the per-core stack arrays */
-#define FW_MAX_RING 256u      /* input ring frames */
+#define FW_MAX_SLOTS 65536u   /* frame slots of the SDRAM input ring */
 #define FW_MAX_OUTBOX 65536u  /* outbox words */
 
 /* core roles (bit flags in fw_config_t.role) */
@@ -26,12 +26,31 @@
 #define FW_FEEDBACK_SYMMETRIC 0u
 #define FW_FEEDBACK_RANDOM 1u
 
-/* host -> core messages: word 0 is the type */
-#define FW_MSG_SAMPLE 1u    /* [type, sample_id, label, train(0/1)] */
-#define FW_MSG_FRAME 2u     /* [type, sample_id, frame_index, n_in float words] */
+/* host -> core messages: word 0 is the type; none is longer than FW_MAX_HOST_WORDS */
+#define FW_MAX_HOST_WORDS 64u /* 256 B: SpiNNaker's SDP payload */
+/* [type, sample_id, label, train(0/1), slot0]: run the next sample; its frame k lies in input ring slot
+ * (slot0 + k) % ring_slots */
+#define FW_MSG_SAMPLE 1u
 #define FW_MSG_SCALE_LR 3u  /* [type, factor(float)]: lr *= factor (learning-rate schedule) */
 /* core -> host messages */
-#define FW_MSG_RESULT 16u   /* [type, sample_id, label, pred, loss(float), spikes, n_out floats of output mean] */
+#define FW_MSG_RESULT 16u   /* readout: [type, sample_id, label, pred, loss(float), n_out floats of output mean] */
+/* every core, after its update: [type, sample_id, sum of w^2 over its own weights (float), spikes it sent,
+ * bitmask of the fw_counters_t fields that moved since its last SAMPLE_DONE] */
+#define FW_MSG_SAMPLE_DONE 17u
+#define FW_RESULT_HEAD_WORDS 5u
+#define FW_SAMPLE_DONE_WORDS 5u
+
+/* input frames in SDRAM: a ring of slots [FW_FRAME_MAGIC, sample_id, step, n_in float words], written by
+ * the host ahead of the chip's clock; a neuron core fetches slot k by DMA at step k */
+#define FW_FRAME_MAGIC 0x46524d45u /* "FRME" */
+#define FW_FRAME_HEAD_WORDS 3u
+
+/* multicast keys: base (top byte: the kind, routed by the table) | tag << 16 | index. The tag is the
+ * low byte of the sender's timer tick (spikes, partial sums) or of the sample id (output errors), so a
+ * receiver files every packet under its step and counts one of a step already run or too far ahead. */
+#define FW_KEY_TAG_SHIFT 16u
+#define FW_KEY_TAG_MASK 0xffu
+#define FW_KEY_INDEX_MASK 0xffffu
 
 /* status (fw_header_t.status): only fw_init writes FW_RUNNING, so an unchecked image never runs */
 #define FW_RUNNING 0x52554e21u /* "RUN!" */
@@ -53,7 +72,8 @@ typedef struct {
     uint32_t key_spike;       /* spike key = key_spike + global neuron id */
     uint32_t key_partial;     /* partial key = key_partial + src_index * n_out + k */
     uint32_t key_err;         /* error key = key_err + k */
-    uint32_t ring_frames;     /* input ring depth in frames */
+    uint32_t sdram_ring;      /* SDRAM address of the input ring (neuron role) */
+    uint32_t ring_slots;      /* frame slots in the ring */
     uint32_t outbox_words;    /* outbox ring size in words */
     uint32_t surrogate;       /* FW_SURR_* */
     uint32_t feedback;        /* FW_FEEDBACK_* */
@@ -76,36 +96,50 @@ typedef struct {
     uint32_t ev_in, ev_rec;                      /* eps_v, once per presynaptic neuron */
     uint32_t v, a, psi, zbar, zsum;              /* neuron state [local] */
     uint32_t z_local;                            /* own spikes of this step [local] */
-    uint32_t z_prev, z_next;                     /* spike bitmaps of all neurons, n_rec bits */
+    uint32_t z_prev;                             /* spikes of all neurons used by this step, n_rec bits */
+    uint32_t z_rx;                               /* spikes received, [2][n_rec bits], by tag parity */
     uint32_t err;                                /* received output errors [n_out] */
-    uint32_t partials, out_sum;                  /* readout: [n_src][n_out], [n_out] */
-    uint32_t partial_seen;                       /* readout: bitmap of partials received this step */
-    uint32_t ring;                               /* input ring [ring_frames][2 + n_in] words */
+    uint32_t partials, out_sum;                  /* readout: [2][n_src][n_out] by tag parity, [n_out] */
+    uint32_t partial_seen;                       /* readout: [2][bitmap of n_src * n_out] by tag parity */
+    uint32_t dma_buf;                            /* input frames: [2][FW_FRAME_HEAD_WORDS + n_in] words */
     uint32_t outbox;                             /* outbox ring [outbox_words] */
     uint32_t end;                                /* total arena bytes */
     /* byte counts for memory accounting */
     uint32_t weights_bytes, optimizer_bytes, trace_bytes, neuron_bytes, readout_bytes, buffer_bytes;
 } fw_layout_t;
 
+/* provenance counters: every loss the core can see, never silent (read by the host) */
+typedef struct {
+    uint32_t outbox_overflows;    /* side effects dropped: the outbox was full */
+    uint32_t input_underruns;     /* steps run with zero input: frame missing, of another sample or late */
+    uint32_t partials_incomplete; /* readout: partial sums missing when a step was reduced */
+    uint32_t bad_host_msgs;       /* host messages of unknown type, wrong length or bad value */
+    uint32_t unknown_keys;        /* packets whose key this core has no use for */
+    uint32_t late_packets;        /* packets of a step (or sample) already run */
+    uint32_t early_packets;       /* packets more than one step ahead */
+    uint32_t duplicate_packets;   /* a second packet for the same step and index */
+    uint32_t errors_missing;      /* a sample ended without all its output errors: no update */
+} fw_counters_t;
+
 typedef struct {
     uint32_t phase;           /* FW_PHASE_* */
-    uint32_t step;            /* step within the current sample */
-    uint32_t sample_id, label, train;
-    uint32_t pending_valid, pending_id, pending_label, pending_train; /* next sample announced by host */
-    uint32_t ring_head, ring_count;
-    uint32_t outbox_head, outbox_count;
-    uint32_t err_received, partials_received, steps_reduced, spikes;
-    uint32_t r_sample_id, r_label, r_train; /* readout: the sample being reduced */
+    uint32_t step;            /* step within the current sample (ticks since it started) */
+    uint32_t tick;            /* the last timer tick handled */
+    uint32_t sample_id, label, train, slot0;
+    uint32_t pending_valid, pending_id, pending_label, pending_train, pending_slot0; /* next sample */
+    uint32_t dma_busy, dma_step; /* a frame fetch in flight and the step it is for */
+    uint32_t outbox_count;
+    uint32_t err_received, err_seen[2], spikes; /* err_seen: bitmap of the n_out errors received */
     uint32_t samples_done, adam_t;
     float lr, b1_pow, b2_pow;
-    /* provenance counters: never silent losses */
-    uint32_t outbox_overflows, ring_overflows, input_underruns, partials_incomplete;
-    uint32_t bad_host_msgs, unknown_keys, late_packets;
+    fw_counters_t counters;
+    fw_counters_t reported;   /* counters as of the last SAMPLE_DONE (what moved since) */
 } fw_state_t;
 
 #define FW_PHASE_IDLE 0u
-#define FW_PHASE_RUN 1u
-#define FW_PHASE_WAIT_ERR 2u
+#define FW_PHASE_RUN 1u       /* steps 0 .. n_steps (the readout reduces step n_steps - 1 at n_steps) */
+#define FW_PHASE_WAIT_ERR 2u  /* neuron role, training: waiting for the output errors */
+#define FW_PHASE_UPDATE 3u    /* the weight update is queued as a user event */
 
 typedef struct {
     uint32_t magic, abi_version, arena_bytes, status;
@@ -122,6 +156,7 @@ typedef struct {
     uint32_t exp_calls;        /* fw_expf / fw_logf evaluations */
     uint32_t adam_updates;     /* weights updated by Adam */
     uint32_t mc_sent, mc_received, host_words;
+    uint32_t dma_bytes;        /* bytes fetched by DMA */
 } fw_counts_t;
 
 /* layout of an arena for a config; returns total bytes (0 if the config is invalid) */
@@ -133,5 +168,6 @@ fw_counts_t fw_on_timer(uint8_t *arena, uint32_t tick);
 fw_counts_t fw_on_mc_packet(uint8_t *arena, uint32_t key, uint32_t payload);
 fw_counts_t fw_on_dma_done(uint8_t *arena, uint32_t tag);
 fw_counts_t fw_on_host_msg(uint8_t *arena, const uint32_t *msg, uint32_t n_words);
+fw_counts_t fw_on_user_event(uint8_t *arena);
 
 #endif

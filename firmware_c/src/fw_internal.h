@@ -1,4 +1,5 @@
-/* Private helpers shared by the firmware's source files: typed views of arena regions. */
+/* Private helpers shared by the firmware's source files: typed views of arena regions, bitmaps and
+ * the step window of tagged packets. */
 #ifndef FW_INTERNAL_H
 #define FW_INTERNAL_H
 
@@ -11,5 +12,29 @@ static inline uint32_t fw_bits(float f) { union { float f; uint32_t u; } c; c.f 
 static inline float fw_float(uint32_t u) { union { float f; uint32_t u; } c; c.u = u; return c.f; }
 static inline int fw_bit(const uint32_t *bitmap, uint32_t i) { return (int)((bitmap[i >> 5] >> (i & 31u)) & 1u); }
 static inline uint32_t fw_bitmap_words(uint32_t n) { return (n + 31u) / 32u; }
+static inline uint32_t fw_key_tag(uint32_t key) { return (key >> FW_KEY_TAG_SHIFT) & FW_KEY_TAG_MASK; }
+static inline uint32_t fw_key_untagged(uint32_t key) { return key & ~(FW_KEY_TAG_MASK << FW_KEY_TAG_SHIFT); }
+static inline uint32_t fw_tag_bits(uint32_t tag) { return (tag & FW_KEY_TAG_MASK) << FW_KEY_TAG_SHIFT; }
+
+/* Whether a packet tagged `tag` (a sender's tick) may be kept: it belongs to the step of the last
+ * tick this core handled (0) or to the next one (1, its sender runs a tick ahead). Anything else is
+ * late (a step already used) or too early, and is counted. */
+static inline int fw_tag_in_window(fw_state_t *s, uint32_t tag)
+{
+    const uint32_t d = (tag - s->tick) & FW_KEY_TAG_MASK;
+    if (d <= 1u) return 1;
+    if (d > FW_KEY_TAG_MASK / 2u) s->counters.late_packets++;
+    else s->counters.early_packets++;
+    return 0;
+}
+
+/* number of set bits in n words */
+static inline uint32_t fw_popcount(const uint32_t *bitmap, uint32_t n_words)
+{
+    uint32_t total = 0;
+    for (uint32_t w = 0; w < n_words; ++w)
+        for (uint32_t b = bitmap[w]; b; b &= b - 1u) total++;
+    return total;
+}
 
 #endif

@@ -19,13 +19,18 @@ static int config_valid(const fw_config_t *c)
     if (c->role & FW_ROLE_NEURON) {
         if (c->n_local == 0 || c->n_local > FW_MAX_LOCAL) return 0;
         if (c->neuron_lo > c->n_rec || c->n_local > c->n_rec - c->neuron_lo) return 0;
-        if (c->ring_frames == 0 || c->ring_frames > FW_MAX_RING) return 0;
+        if (c->ring_slots == 0 || c->ring_slots > FW_MAX_SLOTS) return 0;
+        /* the ring must not wrap the 32-bit address space: slot bytes * slots < 2^32 */
+        const uint64_t ring_end = (uint64_t)c->sdram_ring
+                                  + (uint64_t)c->ring_slots * 4u * (FW_FRAME_HEAD_WORDS + c->n_in);
+        if (ring_end > 0xffffffffu) return 0;
         if (c->src_index >= FW_MAX_CORES) return 0;
     }
     if ((c->role & FW_ROLE_READOUT) && (c->n_src == 0 || c->n_src > FW_MAX_CORES)) return 0;
     if (c->outbox_words < 16u || c->outbox_words > FW_MAX_OUTBOX) return 0;
-    if (c->key_spike > 0xffffffffu - c->n_rec || c->key_err > 0xffffffffu - c->n_out) return 0;
-    if (c->key_partial > 0xffffffffu - FW_MAX_CORES * FW_MAX_OUT) return 0;
+    /* key bases hold only the kind byte: the tag and index fields must be free */
+    const uint32_t fields = (FW_KEY_TAG_MASK << FW_KEY_TAG_SHIFT) | FW_KEY_INDEX_MASK;
+    if ((c->key_spike | c->key_partial | c->key_err) & fields) return 0;
     if (c->surrogate > FW_SURR_TRIANGLE || c->feedback > FW_FEEDBACK_RANDOM) return 0;
     return 1;
 }
@@ -74,18 +79,18 @@ uint32_t fw_layout(const fw_config_t *c, fw_layout_t *out)
         L.z_local = take(&cur, nl);
     }
     L.z_prev = take(&cur, zw);
-    L.z_next = take(&cur, zw);
+    L.z_rx = take(&cur, 2u * zw);
     L.neuron_bytes = cur - mark;
     mark = cur;
     if (nl) L.err = take(&cur, c->n_out);
     if (c->role & FW_ROLE_READOUT) {
-        L.partials = take(&cur, c->n_src * c->n_out);
+        L.partials = take(&cur, 2u * c->n_src * c->n_out);
         L.out_sum = take(&cur, c->n_out);
-        L.partial_seen = take(&cur, fw_bitmap_words(c->n_src * c->n_out));
+        L.partial_seen = take(&cur, 2u * fw_bitmap_words(c->n_src * c->n_out));
     }
     L.readout_bytes = cur - mark;
     mark = cur;
-    if (nl) L.ring = take(&cur, c->ring_frames * (2u + c->n_in));
+    if (nl) L.dma_buf = take(&cur, 2u * (FW_FRAME_HEAD_WORDS + c->n_in));
     L.outbox = take(&cur, c->outbox_words);
     L.buffer_bytes = cur - mark;
     L.end = cur;

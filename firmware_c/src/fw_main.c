@@ -1,14 +1,36 @@
-/* Entry points of the per-core application: init, timer tick, multicast packet, DMA done, host message.
- * Per-tick order (documented once, here): the readout role reduces the partial sums of the previous
- * step (and finishes a sample after its last step), then the neuron role runs one ALIF step with the
- * spikes received during the previous tick, sends its spikes and partial sums, and updates its
- * eligibility traces. The weight update runs when the last output-error packet of a sample arrives. */
+/* Entry points of the per-core application: init, timer tick, multicast packet, DMA done, host
+ * message, user event.
+ *
+ * Per-tick order (documented once, here). A sample starts at the first timer tick after its SAMPLE
+ * message (step 0) and takes n_steps + 1 ticks on every core:
+ *  - timer, every tick: the spikes tagged with the previous tick become this step's input (z_prev).
+ *  - timer, step 1..n_steps, readout role: reduce the partial sums of the previous tick; at step
+ *    n_steps finish the sample (RESULT to the host, output errors to the neuron cores if training).
+ *  - timer, step k < n_steps, neuron role: start the DMA of input frame k from the SDRAM ring;
+ *    fw_on_dma_done checks the frame's header, runs one ALIF step, sends spikes and partial sums
+ *    tagged with this tick, and updates the eligibility traces. A frame that is missing or of
+ *    another sample is counted and the step runs with zero input; one that has not arrived by the
+ *    next tick is counted and its step skipped, so each core's step stays that of its timer.
+ *  - timer, step n_steps: without training every core sends SAMPLE_DONE and is idle again.
+ *  - packets: spikes and partial sums are filed under their tag's step (the last tick handled or
+ *    the next); others are counted as late or early. Output errors carry the sample's tag.
+ *  - when the last output error is in and the steps are done, the user event (lowest priority)
+ *    applies Adam, then sends SAMPLE_DONE; the next timer tick does it if the event was lost. */
 #include "fw_abi.h"
 #include "fw_internal.h"
 #include "adam.h"
 #include "eprop_trace.h"
+#include "hal.h"
 #include "neuron_model.h"
 #include "readout.h"
+
+_Static_assert(FW_MAX_OUT <= 64u, "err_seen holds 64 bits");
+_Static_assert(FW_RESULT_HEAD_WORDS + FW_MAX_OUT <= FW_MAX_HOST_WORDS, "a RESULT fits one host message");
+_Static_assert(sizeof(fw_counters_t) / 4u <= 32u, "SAMPLE_DONE's bitmask has a bit per counter");
+
+/* ticks a training core waits past its last step for the output errors before it gives up on them
+ * (when the host has already announced the next sample) */
+#define FW_ERR_WAIT_TICKS 16u
 
 static fw_counts_t no_counts(void)
 {
@@ -30,6 +52,7 @@ uint32_t fw_init(uint8_t *arena, uint32_t arena_bytes)
     for (uint32_t i = 0; i < sizeof(fw_layout_t); ++i)
         if (a[i] != b[i]) return h->status = FW_ERR_LAYOUT;
     fw_state_t s = {0};
+    s.tick = 0xffffffffu;  /* no tick handled yet: packets of tick 0 are a step ahead */
     s.lr = h->config.lr;
     s.b1_pow = h->config.b1_pow0;
     s.b2_pow = h->config.b2_pow0;
@@ -48,65 +71,154 @@ static void start_sample(fw_header_t *h, uint8_t *arena)
     s->sample_id = s->pending_id;
     s->label = s->pending_label;
     s->train = s->pending_train;
+    s->slot0 = s->pending_slot0;
     s->pending_valid = 0;
     s->step = 0;
     s->err_received = 0;
+    s->err_seen[0] = s->err_seen[1] = 0u;
+    s->spikes = 0;
+    s->dma_busy = 0;
     s->phase = FW_PHASE_RUN;
+    uint32_t *z_prev = FW_U32(arena, h, z_prev);
+    for (uint32_t w = 0; w < zw; ++w) z_prev[w] = 0u;  /* spikes of before the sample */
+    if (!nl) return;
     eprop_trace_reset(h, arena);
     float *state_f[] = {FW_F32(arena, h, v), FW_F32(arena, h, a), FW_F32(arena, h, psi),
                         FW_F32(arena, h, zbar), FW_F32(arena, h, zsum), FW_F32(arena, h, z_local)};
     for (uint32_t r = 0; r < sizeof state_f / sizeof state_f[0]; ++r)
         for (uint32_t j = 0; j < nl; ++j) state_f[r][j] = 0.0f;
-    uint32_t *z_next = FW_U32(arena, h, z_next);
-    for (uint32_t w = 0; w < zw; ++w) z_next[w] = 0u;  /* spikes of the previous sample's last step */
 }
 
-static const uint32_t *ring_head(fw_header_t *h, uint8_t *arena)
+/* sum of w^2 over this core's weights, float32 in a fixed order */
+static float weights_sum_sq(fw_header_t *h, uint8_t *arena)
 {
-    if (h->state.ring_count == 0) return 0;
-    return FW_U32(arena, h, ring) + h->state.ring_head * (2u + h->config.n_in);
+    const fw_config_t *cfg = &h->config;
+    const uint32_t nl = cfg->n_local;
+    const float *blocks[] = {FW_F32(arena, h, w_in), FW_F32(arena, h, w_rec), FW_F32(arena, h, w_out)};
+    const uint32_t sizes[] = {cfg->n_in * nl, cfg->n_rec * nl, nl * cfg->n_out};
+    float sum = 0.0f;
+    if (!nl) return sum;
+    for (uint32_t b = 0; b < 3u; ++b)
+        for (uint32_t i = 0; i < sizes[b]; ++i) sum += blocks[b][i] * blocks[b][i];
+    return sum;
 }
 
-static void neuron_tick(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
+static void sample_done(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
+{
+    fw_state_t *s = &h->state;
+    const uint32_t *now = (const uint32_t *)&s->counters, *then = (const uint32_t *)&s->reported;
+    uint32_t moved = 0;
+    for (uint32_t i = 0; i < sizeof(fw_counters_t) / 4u; ++i)
+        if (now[i] != then[i]) moved |= 1u << i;
+    s->reported = s->counters;
+    const uint32_t msg[FW_SAMPLE_DONE_WORDS] = {FW_MSG_SAMPLE_DONE, s->sample_id, fw_bits(weights_sum_sq(h, arena)),
+                                                s->spikes, moved};
+    hal_send_host(h, msg, FW_SAMPLE_DONE_WORDS);
+    c->host_words += FW_SAMPLE_DONE_WORDS;
+    s->samples_done++;
+    s->phase = FW_PHASE_IDLE;
+}
+
+static void apply_update(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
+{
+    adam_apply_sample(h, arena, c);
+    sample_done(h, arena, c);
+}
+
+static void queue_update(fw_header_t *h)
+{
+    h->state.phase = FW_PHASE_UPDATE;
+    hal_user_event(h);  /* if the outbox is full (counted), the next timer tick applies it */
+}
+
+static void start_frame_dma(fw_header_t *h, uint8_t *arena, uint32_t step, fw_counts_t *c)
 {
     fw_state_t *s = &h->state;
     const fw_config_t *cfg = &h->config;
-    const uint32_t *frame = ring_head(h, arena);
-    if (s->phase == FW_PHASE_IDLE) {
-        if (!s->pending_valid || !frame || frame[0] != s->pending_id || frame[1] != 0u) return;
-        start_sample(h, arena);
-    }
-    if (s->phase != FW_PHASE_RUN) return;
-    if (!frame || frame[0] != s->sample_id || frame[1] != s->step) {
-        s->input_underruns++;  /* the host did not stream this step's frame in time */
-        return;
-    }
-    const uint32_t zw = fw_bitmap_words(cfg->n_rec);
-    uint32_t *z_prev = FW_U32(arena, h, z_prev), *z_next = FW_U32(arena, h, z_next);
-    for (uint32_t w = 0; w < zw; ++w) { z_prev[w] = z_next[w]; z_next[w] = 0u; }
-    const float *x = (const float *)(frame + 2);
+    const uint32_t slot_words = FW_FRAME_HEAD_WORDS + cfg->n_in;
+    const uint32_t slot = (s->slot0 + step) % cfg->ring_slots;
+    uint32_t *dst = FW_U32(arena, h, dma_buf) + (step & 1u) * slot_words;
+    if (s->dma_busy) s->counters.input_underruns++;  /* the previous frame never came: its step was skipped */
+    s->dma_busy = hal_dma_read(h, cfg->sdram_ring + slot * slot_words * 4u, dst, slot_words * 4u, step) ? 1u : 0u;
+    s->dma_step = step;
+    if (!s->dma_busy) s->counters.input_underruns++;  /* outbox full (counted too): no frame for this step */
+    c->dma_bytes += slot_words * 4u;
+}
 
-    neuron_step(h, arena, x, z_prev, c);
-    readout_send_partials(h, arena, c);
-    if (s->train) eprop_trace_step(h, arena, x, z_prev, c);
-
-    s->ring_head = (s->ring_head + 1u) % cfg->ring_frames;
-    s->ring_count--;
-    if (++s->step == cfg->n_steps) {
-        s->phase = s->train ? FW_PHASE_WAIT_ERR : FW_PHASE_IDLE;
-        if (!s->train) s->samples_done++;
-    }
+static void end_of_steps(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
+{
+    fw_state_t *s = &h->state;
+    if (!(h->config.role & FW_ROLE_NEURON) || !s->train) { sample_done(h, arena, c); return; }
+    if (s->err_received == h->config.n_out) queue_update(h);
+    else s->phase = FW_PHASE_WAIT_ERR;
 }
 
 fw_counts_t fw_on_timer(uint8_t *arena, uint32_t tick)
 {
     fw_header_t *h = (fw_header_t *)arena;
+    const fw_config_t *cfg = &h->config;
+    fw_state_t *s = &h->state;
     fw_counts_t c = no_counts();
-    (void)tick;
     if (h->status != FW_OK) return c;
-    if (h->config.role & FW_ROLE_READOUT) readout_reduce_tick(h, arena, &c);
-    if (h->config.role & FW_ROLE_NEURON) neuron_tick(h, arena, &c);
+    s->tick = tick;
+    const uint32_t zw = fw_bitmap_words(cfg->n_rec);
+    uint32_t *z_prev = FW_U32(arena, h, z_prev), *z_rx = FW_U32(arena, h, z_rx) + ((tick - 1u) & 1u) * zw;
+    for (uint32_t w = 0; w < zw; ++w) { z_prev[w] = z_rx[w]; z_rx[w] = 0u; }
+
+    if (s->phase == FW_PHASE_UPDATE) apply_update(h, arena, &c);
+    if (s->phase == FW_PHASE_WAIT_ERR && ++s->step > cfg->n_steps + FW_ERR_WAIT_TICKS && s->pending_valid) {
+        s->counters.errors_missing++;  /* no update without the whole error */
+        sample_done(h, arena, &c);
+    }
+    if (s->phase == FW_PHASE_IDLE && s->pending_valid) start_sample(h, arena);
+    const int reducing = s->phase == FW_PHASE_RUN && s->step >= 1u;
+    if (cfg->role & FW_ROLE_READOUT) {
+        if (reducing) readout_reduce(h, arena, tick - 1u, &c);
+        else readout_discard(h, arena, tick - 1u);
+    }
+    if (s->phase != FW_PHASE_RUN) return c;
+    const uint32_t k = s->step++;
+    if (k < cfg->n_steps) {
+        if (cfg->role & FW_ROLE_NEURON) start_frame_dma(h, arena, k, &c);
+        return c;
+    }
+    if (cfg->role & FW_ROLE_READOUT) readout_finish(h, arena, &c);
+    end_of_steps(h, arena, &c);
     return c;
+}
+
+fw_counts_t fw_on_dma_done(uint8_t *arena, uint32_t tag)
+{
+    fw_header_t *h = (fw_header_t *)arena;
+    const fw_config_t *cfg = &h->config;
+    fw_state_t *s = &h->state;
+    fw_counts_t c = no_counts();
+    if (h->status != FW_OK || !s->dma_busy || tag != s->dma_step || s->phase != FW_PHASE_RUN) return c;
+    s->dma_busy = 0;
+    const uint32_t k = tag;
+    uint32_t *frame = FW_U32(arena, h, dma_buf) + (k & 1u) * (FW_FRAME_HEAD_WORDS + cfg->n_in);
+    if (frame[0] != FW_FRAME_MAGIC || frame[1] != s->sample_id || frame[2] != k) {
+        s->counters.input_underruns++;  /* never written, or not this sample's frame k: zero input */
+        for (uint32_t i = 0; i < cfg->n_in; ++i) frame[FW_FRAME_HEAD_WORDS + i] = 0u;
+    }
+    const float *x = (const float *)(frame + FW_FRAME_HEAD_WORDS);
+    const uint32_t *z_prev = FW_U32(arena, h, z_prev);
+    neuron_step(h, arena, x, z_prev, s->tick, &c);
+    readout_send_partials(h, arena, s->tick, &c);
+    if (s->train) eprop_trace_step(h, arena, x, z_prev, &c);
+    return c;
+}
+
+static void on_error(fw_header_t *h, uint8_t *arena, uint32_t tag, uint32_t k, uint32_t payload)
+{
+    fw_state_t *s = &h->state;
+    const uint32_t bit = 1u << (k & 31u);
+    const int running = s->phase == FW_PHASE_RUN || s->phase == FW_PHASE_WAIT_ERR;
+    if (!running || !s->train || tag != (s->sample_id & FW_KEY_TAG_MASK)) { s->counters.late_packets++; return; }
+    if (s->err_seen[k >> 5] & bit) { s->counters.duplicate_packets++; return; }
+    s->err_seen[k >> 5] |= bit;
+    FW_F32(arena, h, err)[k] = fw_float(payload);
+    if (++s->err_received == h->config.n_out && s->phase == FW_PHASE_WAIT_ERR) queue_update(h);
 }
 
 fw_counts_t fw_on_mc_packet(uint8_t *arena, uint32_t key, uint32_t payload)
@@ -117,34 +229,29 @@ fw_counts_t fw_on_mc_packet(uint8_t *arena, uint32_t key, uint32_t payload)
     fw_counts_t c = no_counts();
     if (h->status != FW_OK) return c;
     c.mc_received = 1;
-    if (key - cfg->key_spike < cfg->n_rec) {
-        const uint32_t i = key - cfg->key_spike;
-        FW_U32(arena, h, z_next)[i >> 5] |= 1u << (i & 31u);
-        s->spikes++;
-    } else if ((cfg->role & FW_ROLE_READOUT) && key - cfg->key_partial < cfg->n_src * cfg->n_out) {
-        readout_on_partial(h, arena, key - cfg->key_partial, payload, &c);
-    } else if ((cfg->role & FW_ROLE_NEURON) && key - cfg->key_err < cfg->n_out) {
-        if (s->phase != FW_PHASE_WAIT_ERR) { s->late_packets++; return c; }
-        FW_F32(arena, h, err)[key - cfg->key_err] = fw_float(payload);
-        if (++s->err_received == cfg->n_out) {
-            adam_apply_sample(h, arena, &c);
-            s->err_received = 0;
-            s->samples_done++;
-            s->phase = FW_PHASE_IDLE;
-        }
+    const uint32_t base = fw_key_untagged(key), tag = fw_key_tag(key);
+    if ((cfg->role & FW_ROLE_NEURON) && base - cfg->key_spike < cfg->n_rec) {
+        if (!fw_tag_in_window(s, tag)) return c;
+        const uint32_t i = base - cfg->key_spike, bit = 1u << (i & 31u);
+        uint32_t *z_rx = FW_U32(arena, h, z_rx) + (tag & 1u) * fw_bitmap_words(cfg->n_rec);
+        if (z_rx[i >> 5] & bit) s->counters.duplicate_packets++;
+        z_rx[i >> 5] |= bit;
+    } else if ((cfg->role & FW_ROLE_READOUT) && base - cfg->key_partial < cfg->n_src * cfg->n_out) {
+        readout_on_partial(h, arena, tag, base - cfg->key_partial, payload);
+    } else if ((cfg->role & FW_ROLE_NEURON) && base - cfg->key_err < cfg->n_out) {
+        on_error(h, arena, tag, base - cfg->key_err, payload);
     } else {
-        s->unknown_keys++;
+        s->counters.unknown_keys++;
     }
     return c;
 }
 
-fw_counts_t fw_on_dma_done(uint8_t *arena, uint32_t tag)
+fw_counts_t fw_on_user_event(uint8_t *arena)
 {
-    /* The emulated core keeps all its state in SRAM; no DMA is issued yet (inputs arrive as host
-     * messages). The handler exists so that the event set matches the board's. */
-    (void)arena;
-    (void)tag;
-    return no_counts();
+    fw_header_t *h = (fw_header_t *)arena;
+    fw_counts_t c = no_counts();
+    if (h->status == FW_OK && h->state.phase == FW_PHASE_UPDATE) apply_update(h, arena, &c);
+    return c;
 }
 
 fw_counts_t fw_on_host_msg(uint8_t *arena, const uint32_t *msg, uint32_t n_words)
@@ -154,30 +261,23 @@ fw_counts_t fw_on_host_msg(uint8_t *arena, const uint32_t *msg, uint32_t n_words
     fw_state_t *s = &h->state;
     fw_counts_t c = no_counts();
     c.host_words = n_words;
-    if (h->status != FW_OK || n_words == 0) { s->bad_host_msgs++; return c; }
+    if (h->status != FW_OK || n_words == 0 || n_words > FW_MAX_HOST_WORDS) { s->counters.bad_host_msgs++; return c; }
     switch (msg[0]) {
     case FW_MSG_SAMPLE:
-        if (n_words != 4u || s->pending_valid || msg[2] >= cfg->n_out) { s->bad_host_msgs++; break; }
+        if (n_words != 5u || s->pending_valid || msg[2] >= cfg->n_out
+            || ((cfg->role & FW_ROLE_NEURON) && msg[4] >= cfg->ring_slots)) { s->counters.bad_host_msgs++; break; }
         s->pending_id = msg[1];
         s->pending_label = msg[2];
         s->pending_train = msg[3] ? 1u : 0u;
+        s->pending_slot0 = msg[4];
         s->pending_valid = 1u;
         break;
-    case FW_MSG_FRAME: {
-        if (!(cfg->role & FW_ROLE_NEURON) || n_words != 3u + cfg->n_in) { s->bad_host_msgs++; break; }
-        if (s->ring_count == cfg->ring_frames) { s->ring_overflows++; break; }
-        uint32_t *slot = FW_U32(arena, h, ring)
-                         + ((s->ring_head + s->ring_count) % cfg->ring_frames) * (2u + cfg->n_in);
-        for (uint32_t w = 0; w < 2u + cfg->n_in; ++w) slot[w] = msg[1u + w];
-        s->ring_count++;
-        break;
-    }
     case FW_MSG_SCALE_LR:
-        if (n_words != 2u) { s->bad_host_msgs++; break; }
+        if (n_words != 2u) { s->counters.bad_host_msgs++; break; }
         s->lr = s->lr * fw_float(msg[1]);
         break;
     default:
-        s->bad_host_msgs++;
+        s->counters.bad_host_msgs++;
     }
     return c;
 }

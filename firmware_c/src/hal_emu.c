@@ -7,7 +7,7 @@ static uint32_t *outbox_reserve(fw_header_t *h, uint32_t n_words)
 {
     fw_state_t *s = &h->state;
     if (s->outbox_count + n_words > h->config.outbox_words) {
-        s->outbox_overflows++;
+        s->counters.outbox_overflows++;
         return 0;
     }
     uint32_t *box = (uint32_t *)((uint8_t *)h + h->layout.outbox);
@@ -32,5 +32,25 @@ int hal_send_host(fw_header_t *h, const uint32_t *words, uint32_t n_words)
     if (!at) return 0;
     at[0] = HAL_OUT_HOST | (n_words << 8);
     for (uint32_t i = 0; i < n_words; ++i) at[1u + i] = words[i];
+    return 1;
+}
+
+int hal_dma_read(fw_header_t *h, uint32_t sdram_addr, void *dst, uint32_t n_bytes, uint32_t tag)
+{
+    uint32_t *at = outbox_reserve(h, HAL_DMA_WORDS);
+    if (!at) return 0;
+    at[0] = HAL_OUT_DMA;
+    at[1] = sdram_addr;
+    at[2] = (uint32_t)((uint8_t *)dst - (uint8_t *)h);
+    at[3] = n_bytes;
+    at[4] = tag;
+    return 1;
+}
+
+int hal_user_event(fw_header_t *h)
+{
+    uint32_t *at = outbox_reserve(h, 1u);
+    if (!at) return 0;
+    at[0] = HAL_OUT_USER;
     return 1;
 }

@@ -31,8 +31,10 @@ float neuron_surrogate(const fw_config_t *cfg, float u, fw_counts_t *c)
     return (g0 - g1 - g2) * cfg->mg_gamma;
 }
 
-void neuron_step(fw_header_t *h, uint8_t *arena, const float *x, const uint32_t *z_prev, fw_counts_t *c)
+void neuron_step(fw_header_t *h, uint8_t *arena, const float *x, const uint32_t *z_prev, uint32_t tick,
+                 fw_counts_t *c)
 {
+    const uint32_t key = h->config.key_spike | fw_tag_bits(tick);
     const fw_config_t *cfg = &h->config;
     const uint32_t nl = cfg->n_local, lo = cfg->neuron_lo;
     const float *w_in = FW_F32(arena, h, w_in);
@@ -63,7 +65,8 @@ void neuron_step(fw_header_t *h, uint8_t *arena, const float *x, const uint32_t 
         z[j] = u > 0.0f ? 1.0f : 0.0f;
         psi[j] = neuron_surrogate(cfg, u, c);
         if (z[j] != 0.0f) {
-            hal_send_mc(h, cfg->key_spike + lo + j, 0u);
+            hal_send_mc(h, key | (lo + j), 0u);
+            h->state.spikes++;
             c->mc_sent++;
         }
     }

@@ -22,7 +22,7 @@ def test_paper_network_fits(cfg, init_w) -> None:
     weights, Adam moments and traces it must hold (at least 4 B per weight for each of w, m, v and
     the three traces of every input and recurrent synapse)."""
     board = BoardTrainer(cfg, init_w.copy())
-    rep = board.memory_report()
+    rep = board.report()
     assert rep["cores"] == 12 and rep["neurons_per_core"] == 10
     assert len(rep["sram_bytes_per_core"]) == 12
     assert max(rep["sram_bytes_per_core"]) <= ARENA_LIMIT, rep["sram_bytes_per_core"]

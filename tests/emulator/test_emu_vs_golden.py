@@ -26,7 +26,7 @@ def test_each_update_matches_golden_from_the_same_state(cfg, init_w, samples20) 
     golden = GoldenModel(cfg.network, cfg.train, init_w)
     for i in range(len(x)):
         w0, a0 = golden.weights.copy(), golden.adam.copy()
-        board = BoardTrainer(cfg, w0.copy(), a0.copy() if i else None, track_l2=False)
+        board = BoardTrainer(cfg, w0.copy(), a0.copy() if i else None)
         assert board.plan.n_cores == 12
         rb = board.train_batch(x[i:i + 1], y[i:i + 1])
         rg = golden.train_batch(x[i:i + 1], y[i:i + 1])
@@ -56,7 +56,7 @@ def test_free_running_20_samples_matches_golden(cfg, init_w, samples20, weights_
     """Rule: one board and one golden model, each on its own over the same 20 samples, end within
     1e-4 of max|w| per matrix (and both actually learned: the weights moved far more than that)."""
     x, y = samples20
-    board = BoardTrainer(cfg, init_w.copy(), track_l2=False)
+    board = BoardTrainer(cfg, init_w.copy())
     golden = GoldenModel(cfg.network, cfg.train, init_w)
     preds_b, preds_g = [], []
     for i in range(len(x)):
@@ -91,7 +91,7 @@ def test_partitions_learn_the_same(cfg, init_w, golden5, with_options, weights_c
     if npc == 20:
         part["arena_limit_bytes"] = 128 * 1024
     c = with_options(cfg, partition=part)
-    board = BoardTrainer(c, init_w.copy(), track_l2=False)
+    board = BoardTrainer(c, init_w.copy())
     assert board.plan.n_cores == n_cores and board.plan.readout_core == readout_core
     assert len(board.plan.neuron_cores) == 120 // npc
     for i in range(5):
@@ -113,7 +113,7 @@ def test_options_match_golden(cfg, init_w, sample_maker, with_options, weights_c
     max|w|; and the option matters (the default golden model ends far from it)."""
     x, y = sample_maker(3, seed=99)
     c = with_options(cfg, **{section: option})
-    board = BoardTrainer(c, init_w.copy(), track_l2=False)
+    board = BoardTrainer(c, init_w.copy())
     golden = GoldenModel(c.network, c.train, init_w)
     default = GoldenModel(cfg.network, cfg.train, init_w)
     for i in range(3):

@@ -1,0 +1,100 @@
+"""Host layer: the host <-> core messages and the input-frame slots of the firmware ABI (fw_abi.h
+FW_MSG_*, FW_FRAME_*), as uint32 words. Type numbers and sizes are read from the compiled firmware.
+
+One dataclass per message: `pack` for what the host sends, `unpack` for what a core sends.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from emulator.fw_bridge import abi
+from host.errors import TransportError
+
+
+def _f32_bits(value: float) -> int:
+    return int(np.float32(value).view(np.uint32))
+
+
+@dataclass(frozen=True)
+class SampleMsg:
+    """Runs the next sample: its id, label, whether to learn from it, and the ring slot of its frame 0."""
+
+    sample_id: int
+    label: int
+    train: bool
+    slot0: int
+
+    def pack(self) -> np.ndarray:
+        return np.array([abi().FW_MSG_SAMPLE, self.sample_id, self.label, int(self.train), self.slot0],
+                        dtype=np.uint32)
+
+
+@dataclass(frozen=True)
+class ScaleLrMsg:
+    """Learning-rate schedule: lr *= factor (float32) on the core."""
+
+    factor: float
+
+    def pack(self) -> np.ndarray:
+        return np.array([abi().FW_MSG_SCALE_LR, _f32_bits(self.factor)], dtype=np.uint32)
+
+
+def frame_slots(sample_id: int, frames: np.ndarray) -> np.ndarray:
+    """(n_steps, FW_FRAME_HEAD_WORDS + n_in) uint32: each step's input-ring slot [magic, id, step, frame]."""
+    frames = np.ascontiguousarray(frames, dtype=np.float32)
+    lib = abi()
+    head = int(lib.FW_FRAME_HEAD_WORDS)
+    slots = np.empty((frames.shape[0], head + frames.shape[1]), dtype=np.uint32)
+    slots[:, 0] = lib.FW_FRAME_MAGIC
+    slots[:, 1] = sample_id
+    slots[:, 2] = np.arange(frames.shape[0], dtype=np.uint32)
+    slots[:, head:] = frames.view(np.uint32)
+    return slots
+
+
+@dataclass(frozen=True)
+class ResultMsg:
+    """What the readout core reports at the end of a sample (before the weight update)."""
+
+    sample_id: int
+    label: int
+    pred: int
+    loss: float
+    output_mean: np.ndarray    # (n_out,) float32 time-mean readout
+
+    @staticmethod
+    def is_result(words: np.ndarray) -> bool:
+        return len(words) >= int(abi().FW_RESULT_HEAD_WORDS) and int(words[0]) == abi().FW_MSG_RESULT
+
+    @classmethod
+    def unpack(cls, words: np.ndarray) -> "ResultMsg":
+        words = np.asarray(words, dtype=np.uint32)
+        if not cls.is_result(words):
+            raise TransportError(f"not a result message: {words[:8].tolist()}")
+        head = int(abi().FW_RESULT_HEAD_WORDS)
+        return cls(sample_id=int(words[1]), label=int(words[2]), pred=int(words[3]),
+                   loss=float(words[4:5].view(np.float32)[0]), output_mean=words[head:].view(np.float32).copy())
+
+
+@dataclass(frozen=True)
+class SampleDoneMsg:
+    """What every core reports once its sample is over (after its weight update, when training)."""
+
+    sample_id: int
+    sum_w2: float              # sum of w^2 over the core's own weights, after the update
+    spikes: int                # spikes the core sent during the sample
+    counters_moved: int        # bit i: field i of fw_counters_t moved since the core's last SAMPLE_DONE
+
+    @staticmethod
+    def is_done(words: np.ndarray) -> bool:
+        return len(words) == int(abi().FW_SAMPLE_DONE_WORDS) and int(words[0]) == abi().FW_MSG_SAMPLE_DONE
+
+    @classmethod
+    def unpack(cls, words: np.ndarray) -> "SampleDoneMsg":
+        words = np.asarray(words, dtype=np.uint32)
+        if not cls.is_done(words):
+            raise TransportError(f"not a sample-done message: {words[:8].tolist()}")
+        return cls(sample_id=int(words[1]), sum_w2=float(words[2:3].view(np.float32)[0]), spikes=int(words[3]),
+                   counters_moved=int(words[4]))

@@ -1,0 +1,48 @@
+"""Host layer: the `Transport` protocol: the operations a SpiNNaker 2 board offers the host.
+
+Every call takes a timeout (seconds; None: the transport's default) and raises TransportError when
+the board does not answer in time or refuses. The per-sample and per-tick policy (what to write
+where, when to advance, which messages to wait for) is not here: it is written once, above every
+transport, in host/streamer.py and host/runtime.py.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from emulator.router import RouteEntry
+
+# fw_init's refusals (fw_abi.h FW_ERR_*), for the message of a core that does not start
+FW_STATUS = {1: "bad magic", 2: "ABI version mismatch", 3: "arena size mismatch", 4: "layout mismatch",
+             5: "config rejected"}
+
+
+@dataclass(frozen=True)
+class TransportStatus:
+    """The board's clock and its chip-level counters (the firmware's own are read from core memory)."""
+
+    ticks: int                      # timer ticks run since the board started
+    packets_delivered: int
+    packets_dropped: int            # packets no routing entry matched
+    dropped_from: dict[int, int] = field(default_factory=dict)  # source core -> packets dropped
+    last_drop: tuple[int, int] | None = None                   # (source core, key) of the last drop
+    losses: dict[str, int] = field(default_factory=dict)       # other chip or link losses; all should stay 0
+
+
+class Transport(Protocol):
+    n_cores: int
+
+    def write_sram(self, core: int, offset: int, data: bytes | np.ndarray, timeout_s: float | None = None) -> None: ...
+    def read_sram(self, core: int, offset: int, n_bytes: int, timeout_s: float | None = None) -> bytes: ...
+    def write_sdram(self, addr: int, data: bytes | np.ndarray, timeout_s: float | None = None) -> None: ...
+    def read_sdram(self, addr: int, n_bytes: int, timeout_s: float | None = None) -> bytes: ...
+    def load_routes(self, entries: list[RouteEntry], timeout_s: float | None = None) -> None: ...
+    def start(self, core: int, arena_bytes: int, timeout_s: float | None = None) -> None: ...
+    def stop(self, core: int, timeout_s: float | None = None) -> None: ...
+    def send(self, core: int, words: np.ndarray, timeout_s: float | None = None) -> None: ...
+    def poll(self, timeout_s: float | None = None) -> list[tuple[int, np.ndarray]]: ...
+    def advance(self, ticks: int, timeout_s: float | None = None) -> int: ...
+    def status(self, timeout_s: float | None = None) -> TransportStatus: ...
+    def close(self) -> None: ...

@@ -1,0 +1,74 @@
+"""Host layer: the transport to an in-process functional chip (C or Python event loop).
+
+Calls finish at once, so their timeouts never expire; the chip's clock moves only on `advance`."""
+from __future__ import annotations
+
+import numpy as np
+
+from emulator.chip import FunctionalChip
+from emulator.errors import EmulatorError
+from emulator.router import RouteEntry
+from host.errors import TransportError
+from host.transport.base import FW_STATUS, TransportStatus
+
+
+class EmulatorTransport:
+    def __init__(self, n_cores: int, backend: str = "c", chip: FunctionalChip | None = None) -> None:
+        self.chip = chip or FunctionalChip(n_cores, backend=backend)
+        self.n_cores = self.chip.n_cores
+        self._closed = False
+
+    def _open(self) -> FunctionalChip:
+        if self._closed:
+            raise TransportError("the emulator transport is closed")
+        return self.chip
+
+    def write_sram(self, core: int, offset: int, data: bytes | np.ndarray, timeout_s: float | None = None) -> None:
+        self._open().write_sram(core, offset, data)
+
+    def read_sram(self, core: int, offset: int, n_bytes: int, timeout_s: float | None = None) -> bytes:
+        return self._open().read_sram(core, offset, n_bytes)
+
+    def write_sdram(self, addr: int, data: bytes | np.ndarray, timeout_s: float | None = None) -> None:
+        self._open().write_sdram(addr, data)
+
+    def read_sdram(self, addr: int, n_bytes: int, timeout_s: float | None = None) -> bytes:
+        return self._open().read_sdram(addr, n_bytes)
+
+    def load_routes(self, entries: list[RouteEntry], timeout_s: float | None = None) -> None:
+        self._open().load_routes(entries)
+
+    def start(self, core: int, arena_bytes: int, timeout_s: float | None = None) -> None:
+        chip = self._open()
+        code = chip.init_core(core, arena_bytes)
+        if code != int(chip.fw.lib.FW_RUNNING):
+            raise TransportError(f"core {core}: firmware refused its image ({FW_STATUS.get(code, code)})")
+
+    def stop(self, core: int, timeout_s: float | None = None) -> None:
+        """Halt a core: its status word leaves FW_RUNNING, so its handlers do nothing until started again."""
+        chip = self._open()
+        chip.write_sram(core, chip.fw.ffi.offsetof("fw_header_t", "status"), np.zeros(1, np.uint32))
+
+    def send(self, core: int, words: np.ndarray, timeout_s: float | None = None) -> None:
+        try:
+            self._open().host_send(core, words)
+        except EmulatorError as exc:
+            raise TransportError(str(exc)) from None
+
+    def poll(self, timeout_s: float | None = None) -> list[tuple[int, np.ndarray]]:
+        return self._open().take_host_messages()
+
+    def advance(self, ticks: int, timeout_s: float | None = None) -> int:
+        chip = self._open()
+        chip.run(ticks)
+        return chip.tick_count
+
+    def status(self, timeout_s: float | None = None) -> TransportStatus:
+        chip = self._open()
+        st = chip.stats()
+        return TransportStatus(ticks=chip.tick_count, packets_delivered=st.delivered, packets_dropped=st.dropped,
+                               dropped_from=dict(st.dropped_from), last_drop=st.last_drop,
+                               losses={"queue_overflows": st.queue_overflows, "dma_faults": st.dma_faults})
+
+    def close(self) -> None:
+        self._closed = True
