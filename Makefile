@@ -16,7 +16,7 @@ test: setup firmware
 
 setup: system-deps $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml setup.py $(wildcard firmware_c/src/*.c firmware_c/include/*.h emulator/csrc/*)
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard firmware_c/src/*.c firmware_c/src/*.h firmware_c/include/*.h emulator/csrc/*)
 	test -x $(BIN)/pip || $(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test]"

@@ -13,8 +13,8 @@ file, the readable specification, over any core runner). Order of events per tic
      those handlers send joins the FIFO, until it is empty;
   3. the user events raised, in core order, each followed by 2., until none is left.
 The Python loop can also model faults and other schedules for tests of the firmware's loss rules:
-`PacketDelay` holds matching packets for whole ticks; `schedule="eager"` delivers each core's packets
-right after its own timer (so that later cores see them a tick early).
+`PacketFault` holds matching packets for whole ticks or delivers them twice; `schedule="eager"`
+delivers each core's packets right after its own timer (so that later cores see them a tick early).
 """
 from __future__ import annotations
 
@@ -35,14 +35,15 @@ SCHEDULES = ("batched", "eager")
 
 
 @dataclass(frozen=True)
-class PacketDelay:
+class PacketFault:
     """Fault model (Python loop): packets from core `src` whose key matches key/mask are delivered
-    `ticks` ticks late (after that later tick's timers)."""
+    `delay_ticks` ticks late (after that later tick's timers), and twice if `duplicate`."""
 
     src: int
     key: int
     mask: int
-    ticks: int
+    delay_ticks: int = 0
+    duplicate: bool = False
 
     def matches(self, src: int, key: int) -> bool:
         return src == self.src and (key & self.mask) == self.key
@@ -65,13 +66,13 @@ class FunctionalChip:
     def __init__(self, n_cores: int, sram_bytes: int = SRAM_BYTES, backend: str = "c",
                  firmware: Firmware | None = None, sdram_bytes: int = SDRAM_BYTES,
                  packet_capacity: int = 65536, host_capacity_words: int = 1 << 20,
-                 delays: tuple[PacketDelay, ...] = (), schedule: str = "batched") -> None:
+                 faults: tuple[PacketFault, ...] = (), schedule: str = "batched") -> None:
         if backend not in ("c", "python"):
             raise EmulatorError(f"backend must be 'c' or 'python', got {backend!r}")
         if schedule not in SCHEDULES:
             raise EmulatorError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
-        if backend == "c" and (delays or schedule != "batched"):
-            raise EmulatorError("packet delays and the eager schedule exist in the Python loop only: use backend='python'")
+        if backend == "c" and (faults or schedule != "batched"):
+            raise EmulatorError("packet faults and the eager schedule exist in the Python loop only: use backend='python'")
         self.fw = firmware or Firmware()
         if not 0 < n_cores <= int(self.fw.lib.FW_MAX_CORES):
             raise EmulatorError(f"a chip of {n_cores} cores: the emulator takes 1..{int(self.fw.lib.FW_MAX_CORES)}")
@@ -87,7 +88,7 @@ class FunctionalChip:
         self._stats = ChipStats()
         self._counts = np.zeros((n_cores, len(self.fw.count_fields)), dtype=np.uint64)
         self._host_out: list[tuple[int, np.ndarray]] = []
-        self._delays = tuple(delays)
+        self._faults = tuple(faults)
         self._held: dict[int, list[tuple[int, int, int]]] = {}
         self._schedule = schedule
         self._user: set[int] = set()
@@ -275,10 +276,13 @@ class FunctionalChip:
     def _deliver_all(self, fifo: deque) -> None:
         while fifo:
             src, key, payload = fifo.popleft()
-            delay = next((d for d in self._delays if d.matches(src, key)), None)
-            if delay is not None and delay.ticks > 0:
-                self._held.setdefault(self.tick_count + delay.ticks, []).append((SRC_EXTERNAL, key, payload))
-                continue
+            fault = next((f for f in self._faults if f.matches(src, key)), None)
+            if fault is not None:  # re-enters as an external packet, so the fault applies once
+                if fault.delay_ticks > 0:
+                    self._held.setdefault(self.tick_count + fault.delay_ticks, []).append((SRC_EXTERNAL, key, payload))
+                    continue
+                if fault.duplicate:
+                    fifo.appendleft((SRC_EXTERNAL, key, payload))
             entry = lookup(self.routes, key)
             if entry is None:
                 st = self._stats

@@ -71,7 +71,8 @@ def _inside_root() -> bool:
 
 def source_hash(opt_flags: tuple[str, ...]) -> str:
     h = hashlib.sha256(" ".join(opt_flags).encode())
-    for path in [*HEADERS, *sources(), Path(__file__)]:
+    headers = sorted({*HEADERS, *FW_INCLUDE.glob("*.h"), *FW_SRC.glob("*.h"), *EMU_CSRC.glob("*.h")})
+    for path in [*headers, *sources(), Path(__file__)]:
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
