@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from emulator.errors import EmulatorError
-from emulator.fw_bridge import Firmware
+from emulator.fw_bridge import Firmware, abi
 from emulator.router import RouteEntry, check_table, lookup
 from emulator.runners.native import DmaRead, Effects, NativeRunner
 from emulator.sdram import SDRAM_BYTES, Sdram
 
 SRAM_BYTES = 128 * 1024
-SRC_EXTERNAL = 0xFFFFFFFF  # source of an injected packet (emulator/csrc/chip_loop.h EMU_SRC_EXTERNAL)
+SRC_EXTERNAL = int(abi().EMU_SRC_EXTERNAL)  # source of an injected packet
 SCHEDULES = ("batched", "eager")
 
 

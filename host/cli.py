@@ -88,7 +88,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             print(f"note: dataset {data.name} has no test split; evaluating its training split", file=sys.stderr)
     else:
         split, x, y = "test", data.x_test, data.y_test
-    ev = evaluate(trainer, x, y, len(data.labels))
+    try:
+        ev = evaluate(trainer, x, y, len(data.labels))
+    finally:
+        trainer.close()
     out = {"split": split, "accuracy": ev["accuracy"], "loss": ev["loss"], "samples": ev["n"],
            "per_class_accuracy": dict(zip(data.labels, ev["per_class_accuracy"]))}
     if args.json:

@@ -61,6 +61,7 @@ class BoardTrainer:
         self._counters_bytes = ffi.sizeof("fw_counters_t")
         self._chip_seen = self._chip_losses(self.transport.status())
         self.samples_lost = 0      # samples without a RESULT or a SAMPLE_DONE (on_loss: count)
+        self.stray_messages = 0    # core messages of no sample the host waited for (late ones of a lost sample)
         self.ticks_train = 0       # emulated 1 ms ticks spent training
         self.ticks_eval = 0        # ... and on inference
 
@@ -131,7 +132,14 @@ class BoardTrainer:
         totals = {name: sum(c[name] for c in per_core.values()) for name in self.fw.counter_fields}
         totals.update(self._chip_losses(self.transport.status()))
         totals["samples_lost"] = self.samples_lost
+        totals["stray_messages"] = self.stray_messages
         return totals
+
+    def close(self) -> None:
+        """Stop the cores and close the transport (the board keeps its memory for a later read)."""
+        for img in self.images:
+            self.transport.stop(img.plan.core_id)
+        self.transport.close()
 
     # -- internals -------------------------------------------------------------------------------
     def _shapes(self) -> dict[str, tuple[int, int]]:
@@ -206,6 +214,10 @@ class BoardTrainer:
                              for i, name in enumerate(self.fw.counter_fields) if o.done[core].counters_moved >> i & 1)
             raise TransportError(f"sample {o.sample_id}: the cores counted losses ({what}): "
                                  f"the result cannot be trusted{hint}")
+        self.stray_messages += o.stray_messages
+        if stop and o.stray_messages:
+            raise TransportError(f"sample {o.sample_id}: {o.stray_messages} message(s) from the cores belonged to no "
+                                 f"sample the host waited for{hint}")
         missing = [c for c in self.streamer.cores if c not in o.done]
         if o.result is None or missing:
             self.samples_lost += 1

@@ -37,6 +37,7 @@ class Trainer(Protocol):
     @property
     def chip_ms(self) -> tuple[int, int]: ...   # emulated ms spent training and on inference (0 off-chip)
     def report(self) -> dict[str, Any]: ...     # the target's own part of report.json
+    def close(self) -> None: ...                # release the board (stop its cores)
 
 
 class GoldenTrainer(GoldenModel):
@@ -46,6 +47,9 @@ class GoldenTrainer(GoldenModel):
 
     def report(self) -> dict[str, Any]:
         return {}
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,16 @@ def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> di
         raise DataError(f"weights were trained on labels {list(weights.labels)}, the dataset has {list(data.labels)}")
     weights = dataclasses.replace(weights, labels=tuple(data.labels))
     trainer = make_trainer(cfg, opts.target, weights, adam, opts.backend)
+    try:
+        return _train(cfg, data, opts, trainer, session)
+    finally:
+        trainer.close()
+
+
+def _train(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Trainer,
+           session: Session) -> dict[str, Any]:
+    """The epochs of a run on a trainer set up by run_training, its report and figures."""
+    out = opts.out_dir
     out.mkdir(parents=True, exist_ok=True)
     tr = cfg.train
     n_train = len(data.x_train) if tr.max_samples is None else min(tr.max_samples, len(data.x_train))

@@ -12,11 +12,13 @@ from typing import Protocol
 
 import numpy as np
 
+from emulator.fw_bridge import abi
 from emulator.router import RouteEntry
 
 # fw_init's refusals (fw_abi.h FW_ERR_*), for the message of a core that does not start
-FW_STATUS = {1: "bad magic", 2: "ABI version mismatch", 3: "arena size mismatch", 4: "layout mismatch",
-             5: "config rejected"}
+FW_STATUS = {int(abi().FW_ERR_MAGIC): "bad magic", int(abi().FW_ERR_VERSION): "ABI version mismatch",
+             int(abi().FW_ERR_SIZE): "arena size mismatch", int(abi().FW_ERR_LAYOUT): "layout mismatch",
+             int(abi().FW_ERR_CONFIG): "config rejected"}
 
 
 @dataclass(frozen=True)

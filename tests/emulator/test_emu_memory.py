@@ -36,6 +36,21 @@ def test_paper_network_fits(cfg, init_w) -> None:
     assert all(c["fits"] for c in m["per_core"])
 
 
+def test_handlers_fit_the_stack_budget_nested() -> None:
+    """Rule: the deepest handler with the packet interrupt nested over it (and two exception frames)
+    fits a core's 4 KiB stack; every handler's figure is at least its own worst callee path's frames
+    (fw_on_dma_done runs the neuron step, so it is deeper than the packet handler)."""
+    from host.memory import stack_map
+
+    st = stack_map()
+    if "error" in st:
+        pytest.skip(st["error"])
+    h = st["handlers"]
+    assert st["fits"] and st["worst_nesting_bytes"] <= st["budget_bytes"] == 4096, st["lines"]
+    assert st["worst_nesting_bytes"] >= max(v for k, v in h.items() if k != "fw_init") + h["fw_on_mc_packet"]
+    assert h["fw_on_dma_done"] > h["fw_on_mc_packet"]
+
+
 def test_partition_that_does_not_fit_is_refused(cfg, init_w, with_options) -> None:
     """Rule: 60 neurons per core need more than 96 KiB per arena: building the board raises ConfigError
     naming the core, the bytes it needs and partition.neurons_per_core."""
@@ -63,6 +78,9 @@ def test_cli_memory_prints_the_map(capsys, tmp_path) -> None:
     for region in ("w_in", "w_rec", "w_out", "m_in", "v_in", "ea_in", "acc_rec", "outbox"):
         assert re.search(rf"^\s+0x[0-9a-f]+\s+[\d,]+ B\s+{region}$", text, flags=re.M), region
     assert "DOES NOT FIT" not in text
+    for handler in ("fw_on_timer", "fw_on_mc_packet", "fw_on_dma_done", "fw_on_host_msg", "fw_on_user_event"):
+        assert re.search(rf"^  {handler} +[\d,]+ B  \({handler}", text, flags=re.M), handler
+    assert re.search(r"^worst nesting .*fw_on_mc_packet.*: [\d,]+ B of a 4,096 B stack budget: fits", text, flags=re.M)
     assert main(["memory", "--json"]) == 0
     m = json.loads(capsys.readouterr().out)
     assert m["cores"] == 12 and len(m["per_core"]) == 12
