@@ -210,8 +210,9 @@ class BoardTrainer:
         moved = sorted(core for core, d in o.done.items() if d.counters_moved)
         if stop and moved:
             counters = self.core_counters()
-            what = ", ".join(f"core {core} {name} now {counters[core][name]}" for core in moved
-                             for i, name in enumerate(self.fw.counter_fields) if o.done[core].counters_moved >> i & 1)
+            items = [f"core {core} {name} now {counters[core][name]}" for core in moved
+                     for i, name in enumerate(self.fw.counter_fields) if o.done[core].counters_moved >> i & 1]
+            what = ", ".join(items[:4]) + (f", and {len(items) - 4} more" if len(items) > 4 else "")
             raise TransportError(f"sample {o.sample_id}: the cores counted losses ({what}): "
                                  f"the result cannot be trusted{hint}")
         self.stray_messages += o.stray_messages
