@@ -64,6 +64,3 @@ class Sdram:
                 out[at:at + n] = page[off:off + n]
         return out.tobytes()
 
-    @property
-    def bytes_in_use(self) -> int:
-        return len(self._pages) << self.page_bits

@@ -38,10 +38,6 @@ class InputRing:
     def for_network(cls, n_in: int, n_steps: int) -> "InputRing":
         return cls(INPUT_RING_ADDR, INPUT_RING_SAMPLES * n_steps, int(abi().FW_FRAME_HEAD_WORDS) + n_in)
 
-    @property
-    def n_bytes(self) -> int:
-        return 4 * self.n_slots * self.slot_words
-
 
 @dataclass
 class SampleOutcome:

@@ -148,6 +148,7 @@ static void start_frame_dma(fw_header_t *h, uint8_t *arena, uint32_t step, fw_co
 static void end_of_steps(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
 {
     fw_state_t *s = &h->state;
+    if (s->dma_busy) { s->counters.input_underruns++; s->dma_busy = 0; }  /* the last frame never came */
     if (!(h->config.role & FW_ROLE_NEURON) || !s->train) { sample_done(h, arena, c); return; }
     if (s->err_received == h->config.n_out) queue_update(h);
     else s->phase = FW_PHASE_WAIT_ERR;

@@ -18,7 +18,7 @@ PAPER_STATE_BYTES = 612_000
 
 def test_paper_network_fits(cfg, init_w) -> None:
     """Rule: the paper's network (12 cores of 10 neurons) has training state <= 612,000 B in all and
-    every core's arena <= 96 KiB; memory_report agrees with `s2eprop memory`'s map and with the
+    every core's arena <= 96 KiB; report() agrees with `s2eprop memory`'s map and with the
     weights, Adam moments and traces it must hold (at least 4 B per weight for each of w, m, v and
     the three traces of every input and recurrent synapse)."""
     board = BoardTrainer(cfg, init_w.copy())
