@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--samples", type=int, default=64)
     b.set_defaults(func=cmd_bench)
 
-    m = sub.add_parser("memory", help="per-core byte map of the partitioned network")
+    m = sub.add_parser("memory", help="per-core byte map of the partitioned network, stack use per handler")
     _add_common(m)
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_memory)
