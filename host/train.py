@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from tqdm import tqdm
 
 from host.config import ExperimentConfig, TrainConfig
 from host.data.dataset import Dataset
@@ -18,6 +17,7 @@ from host.data.feature_masks import FeatureMasks, mask_features
 from host.errors import ConfigError, DataError, HostError
 from host.figures import confusion_matrix, plot_confusion, plot_training
 from host.files import atomic_write, write_json
+from host.progress import progress_bar
 from host.reference.golden import AdamState, BatchResult, GoldenModel
 from host.weights import Weights, init_weights, load_weights
 
@@ -241,8 +241,8 @@ def _train(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Tr
         if start == 0:
             trainer.start_epoch(epoch)
             session.correct, session.loss_sum, session.seen = 0, 0.0, 0
-        bar = tqdm(total=n_train, initial=start, desc=f"epoch {epoch + 1}/{tr.epochs} [{opts.target}]",
-                   unit="sample", disable=not opts.progress, leave=True)
+        bar = progress_bar(n_train, f"epoch {epoch + 1}/{tr.epochs} [{opts.target}]", "sample", opts.progress,
+                           initial=start, leave=True)
         order = epoch_order(tr, epoch, n_train)
         for b0 in range(start, n_train, tr.batch_size):
             b1 = min(b0 + tr.batch_size, n_train)
@@ -264,7 +264,8 @@ def _train(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Tr
             session_samples += b1 - b0
             session.pos = Position(epoch, b1, session.pos.samples_trained + (b1 - b0))
             bar.update(b1 - b0)
-            bar.set_postfix(acc=f"{session.correct / session.seen:.3f}", loss=f"{session.loss_sum / session.seen:.3f}")
+            bar.set_postfix(acc=f"{session.correct / session.seen:.3f}", loss=f"{session.loss_sum / session.seen:.3f}",
+                            refresh=False)  # shown at the bar's next timed refresh, not once per sample
             every = tr.checkpoint_every_samples
             done = session.pos.samples_trained
             if every and done // every != (done - (b1 - b0)) // every:

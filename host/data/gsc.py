@@ -248,13 +248,13 @@ def clip_features(clips: Sequence[Clip], root: Path, tag: str, cache_dir: Path |
     cached = entry.load()
     if cached is not None:
         return cached["x"], cached["y"]
-    from tqdm import tqdm
+    from host.progress import progress_bar
 
     y = np.array([c.label for c in clips], dtype=np.int64)
     resampled: list[str] = []
     with entry.writer() as w:
         x = w.array("x", (len(clips), params.n_frames, params.n_features), np.float32)
-        with tqdm(total=len(clips), desc=f"features {tag}", unit="clip", disable=not progress, file=sys.stderr) as bar:
+        with progress_bar(len(clips), f"features {tag}", "clip", progress) as bar:
             for start in range(0, len(clips), CHUNK_CLIPS):
                 chunk = clips[start:start + CHUNK_CLIPS]
                 waves = np.stack([_read_wave(c, params, resampled) for c in chunk])

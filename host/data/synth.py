@@ -320,7 +320,7 @@ def generate_synth(options: Mapping[str, Any] | SynthOptions | None = None, prog
     """Synthesise the set: {x, y, x_test, y_test, recipes, [waves, waves_test]} (no cache)."""
     opts = options if isinstance(options, SynthOptions) else SynthOptions.from_mapping(options)
     pools = voice_pools()
-    from tqdm import tqdm
+    from host.progress import progress_bar
 
     out: dict[str, Any] = {"recipes": []}
     parts: dict[str, list] = {"train": [], "test": []}
@@ -336,7 +336,7 @@ def generate_synth(options: Mapping[str, Any] | SynthOptions | None = None, prog
         executor = ProcessPoolExecutor(max_workers=opts.workers, mp_context=mp.get_context(method))
     try:
         results: Iterator = executor.map(_render_chunk, jobs) if executor is not None else map(_render_chunk, jobs)
-        with tqdm(total=total, desc="synth keywords", unit="clip", disable=not progress, file=sys.stderr) as bar:
+        with progress_bar(total, "synth keywords", "clip", progress) as bar:
             for job, (feats, recipes, w) in zip(jobs, results):
                 parts[job[1]].append(feats)
                 out["recipes"] += recipes

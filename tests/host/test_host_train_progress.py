@@ -27,3 +27,18 @@ def test_each_epoch_prints_its_accuracies_and_loss(tmp_path, capsys, weights_npz
         assert float(train) == round(100 * record["train_accuracy"], 1)
         assert float(loss) == round(record["loss"], 4)
         assert float(test) == round(100 * record["test_accuracy"], 1)
+
+
+def test_progress_to_a_log_file_is_short(tmp_path, capsys, weights_npz) -> None:
+    """Rule: with stderr not a terminal (a log file, as in `make demo > log 2>&1`), a 200-sample epoch's
+    progress bar writes a few records (start, end, one per 30 s at most), not one per sample; the
+    per-epoch line still comes."""
+    rng = np.random.default_rng(6)
+    data = tmp_path / "f.npz"
+    np.savez(data, x=(3 * rng.standard_normal((200, 100, 80))).astype(np.float32), y=rng.integers(0, 12, 200))
+    assert main(["train", "--target", "golden", "--data", str(data), "--out", str(tmp_path / "run"),
+                 "--init-weights", str(weights_npz)]) == 0
+    captured = capsys.readouterr()
+    records = [r for r in re.split(r"[\r\n]+", captured.err) if r.startswith("epoch 1/1")]
+    assert 1 <= len(records) <= 4, records[:10]
+    assert "epoch 1/1: train accuracy" in captured.out
