@@ -29,6 +29,7 @@ def bench_golden(batch_sizes: Sequence[int] = (1, 32), n_samples: int = 64, seed
     x = (3 * rng.standard_normal((n_samples, net.n_steps, net.n_in))).astype(np.float32)
     y = rng.integers(0, net.n_out, n_samples)
     ms_per_sample: dict[str, float] = {}
+    trained: dict[str, int] = {}
     spikes: list[float] = []
     for batch in batch_sizes:
         train = dataclasses.replace(TrainConfig(), batch_size=batch, seed=seed)
@@ -40,11 +41,13 @@ def bench_golden(batch_sizes: Sequence[int] = (1, 32), n_samples: int = 64, seed
         for idx in batches:
             spikes.extend(model.train_batch(x[idx], y[idx]).spikes.tolist())
         ms_per_sample[str(batch)] = (time.perf_counter() - start) * 1e3 / (n_batches * batch)
+        trained[str(batch)] = n_batches * batch
     return {
         "golden_ms_per_sample": ms_per_sample,
         "network": f"{net.n_in}-{net.n_rec}-{net.n_out}",
         "n_steps": net.n_steps,
         "n_samples": n_samples,
+        "golden_samples_timed": trained,  # per batch size: n_samples rounded up to whole batches
         "mean_spikes_per_sample": float(np.mean(spikes)) if spikes else 0.0,
     }
 

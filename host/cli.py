@@ -127,8 +127,18 @@ def cmd_memory(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("s2eprop")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="s2eprop", description="E-prop on an emulated SpiNNaker 2 chip")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train the network on a dataset")
@@ -139,22 +149,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, help="epochs over the training split (config train.epochs, default 1)")
     t.add_argument("--max-samples", type=int, help="train on the first N samples of each epoch")
     t.add_argument("--batch-size", type=int, help="golden target only; the chip learns one sample at a time")
-    t.add_argument("--seed", type=int, help="weight initialisation seed")
+    t.add_argument("--seed", type=int, help="seed of the initial weights, the shuffled order, the feature masks "
+                                            "and the random feedback matrix (config train.seed, default 0)")
     t.add_argument("--init-weights", type=Path, help="start from these weights (.npz: w_in, w_rec, w_out)")
     t.add_argument("--resume", type=Path, help="continue from a checkpoint.npz of an earlier run")
     t.add_argument("--checkpoint-every", type=int, help="also checkpoint every N samples (always at epoch ends)")
     t.add_argument("--backend", choices=("c", "python"), default="c", help="emulator tick loop (same bits)")
-    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.add_argument("--quiet", action="store_true", help="no progress bars and no per-epoch lines (the summary "
+                                                          "and errors still print)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="accuracy, per-class accuracy and loss of saved weights")
     _add_common(e)
     e.add_argument("--weights", type=Path, required=True)
-    e.add_argument("--target", choices=("golden", "emulator"), default="golden")
+    e.add_argument("--target", choices=("golden", "emulator"), default="emulator",
+                   help="emulator (default, as for train): inference on the emulated chip; golden: the NumPy model")
     e.add_argument("--backend", choices=("c", "python"), default="c")
     e.add_argument("--train-split", action="store_true", help="evaluate the training split instead of the test split")
     e.add_argument("--json", action="store_true")
-    e.add_argument("--quiet", action="store_true")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
     e.set_defaults(func=cmd_eval)
 
     b = sub.add_parser("bench", help="training speed per sample: golden model (batch 1 and 32) and emulator")

@@ -135,9 +135,12 @@ class ExperimentConfig:
                               f"{lib.FW_MAX_LOCAL}")
         if not 0 < p.arena_limit_bytes <= 128 * 1024:
             raise ConfigError(f"partition.arena_limit_bytes must be in 1..131072 (a core's SRAM), got {p.arena_limit_bytes}")
-        for name in ("mg_sigma", "mg_scale", "triangle_gamma"):
+        for name in ("mg_sigma", "mg_scale", "mg_gamma", "triangle_gamma"):
             if not getattr(n, name) > 0:
                 raise ConfigError(f"network.{name} must be > 0, got {getattr(n, name)}")
+        for name in ("beta", "mg_height"):  # 0 turns adaptation / the side Gaussians off
+            if not getattr(n, name) >= 0:
+                raise ConfigError(f"network.{name} must be >= 0, got {getattr(n, name)}")
         for name in ("adam_b1", "adam_b2"):
             if not 0 <= getattr(t, name) < 1:
                 raise ConfigError(f"train.{name} must be in [0, 1), got {getattr(t, name)}")
