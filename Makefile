@@ -8,7 +8,7 @@ CFLAGS_FW := -std=c11 -Wall -Wextra -Werror -Wpedantic -O3 -ffp-contract=off -fn
 .PHONY: demo test setup system-deps firmware clean
 
 demo: setup
-	$(BIN)/s2eprop train --target emulator --config experiments/configs/demo.yaml --out $(RUN)
+	$(BIN)/s2eprop train --target emulator --config experiments/configs/demo.yaml --out $(RUN) --overwrite
 	@echo "run folder: $(RUN) (report.json, weights.npz, confusion.png, training.png)"
 
 test: setup firmware

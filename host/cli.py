@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from emulator.errors import EmulatorError
-from host.errors import HostError
+from host.errors import HostError, TrainingInterrupted
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -39,7 +39,7 @@ def _dataset(cfg, progress: bool):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from host.config import with_overrides
-    from host.train import TrainOptions, run_training
+    from host.train import TrainOptions, prepare_run_folder, run_training
 
     cfg = with_overrides(_load(args), epochs=args.epochs, max_samples=args.max_samples, batch_size=args.batch_size,
                          seed=args.seed, checkpoint_every_samples=args.checkpoint_every)
@@ -49,9 +49,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     for flag, path in (("--init-weights", args.init_weights), ("--resume", args.resume)):
         if path is not None and not path.is_file():
             raise HostError(f"{flag} {path}: no such file")
+    if args.resume is not None and args.overwrite:
+        raise HostError("--resume continues a run and --overwrite replaces one: give one of them")
+    prepare_run_folder(args.out, args.resume, args.overwrite)  # before the data: it may take long to load
     data = _dataset(cfg, progress=not args.quiet)
     opts = TrainOptions(target=args.target, out_dir=args.out, init_weights=args.init_weights, resume=args.resume,
-                        backend=args.backend, progress=not args.quiet)
+                        backend=args.backend, progress=not args.quiet, overwrite=args.overwrite,
+                        argv=tuple(args.argv))
     report = run_training(cfg, data, opts)
     acc, train_acc = report["test_accuracy"], report["train_accuracy"]
     print(f"trained {report['samples_trained_this_session']} samples on {report['target']} in {report['wall_s']:.1f} s "
@@ -88,6 +92,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             print(f"note: dataset {data.name} has no test split; evaluating its training split", file=sys.stderr)
     else:
         split, x, y = "test", data.x_test, data.y_test
+    if len(x) == 0:
+        raise HostError(f"the {split} split of dataset {data.name} has no samples: nothing to evaluate"
+                        + ("" if args.train_split else " (--train-split evaluates the training split)"))
     try:
         ev = evaluate(trainer, x, y, len(data.labels))
     finally:
@@ -153,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
                                             "and the random feedback matrix (config train.seed, default 0)")
     t.add_argument("--init-weights", type=Path, help="start from these weights (.npz: w_in, w_rec, w_out)")
     t.add_argument("--resume", type=Path, help="continue from a checkpoint.npz of an earlier run")
-    t.add_argument("--checkpoint-every", type=int, help="also checkpoint every N samples (always at epoch ends)")
+    t.add_argument("--checkpoint-every", type=int, help="checkpoint every N samples (config "
+                   "train.checkpoint_every_samples, default 1000; always at epoch ends and on Ctrl-C; 0: only then)")
+    t.add_argument("--overwrite", action="store_true", help="replace the run that --out holds (else it is refused)")
     t.add_argument("--backend", choices=("c", "python"), default="c", help="emulator tick loop (same bits)")
     t.add_argument("--quiet", action="store_true", help="no progress bars and no per-epoch lines (the summary "
                                                           "and errors still print)")
@@ -188,9 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     try:
         return int(args.func(args) or 0)
+    except TrainingInterrupted as exc:
+        print(f"s2eprop {args.command}: {exc}", file=sys.stderr)
+        return 130
     except (HostError, EmulatorError) as exc:
         print(f"s2eprop {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -76,7 +76,7 @@ class TrainConfig:
     feedback: str = "symmetric"
     seed: int = 0
     max_samples: int | None = None
-    checkpoint_every_samples: int = 0
+    checkpoint_every_samples: int = 1000  # also at every epoch end and on Ctrl-C / SIGTERM; 0: only those
     shuffle: bool = False  # a new order of the training samples every epoch, seeded by (seed, epoch)
     # SpecAugment-style masks on every training sample (host.data.feature_masks); 0 = none
     freq_masks: int = 0

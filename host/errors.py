@@ -17,5 +17,9 @@ class TransportError(HostError):
     """The board (emulated or real) did not do what the host asked."""
 
 
+class TrainingInterrupted(HostError):
+    """Ctrl-C or SIGTERM during training: the message says where the checkpoint is and how to resume."""
+
+
 class InternalError(Exception):
     """A bug in s2eprop itself, not in the user's input."""

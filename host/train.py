@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 import numpy as np
 
 from host.config import ExperimentConfig, TrainConfig
 from host.data.dataset import Dataset
 from host.data.feature_masks import FeatureMasks, mask_features
-from host.errors import ConfigError, DataError, HostError
+from host.errors import ConfigError, DataError, HostError, TrainingInterrupted
 from host.figures import confusion_matrix, plot_confusion, plot_training
 from host.files import atomic_write, write_json
 from host.progress import progress_bar
@@ -60,6 +63,8 @@ class TrainOptions:
     resume: Path | None = None
     backend: str = "c"
     progress: bool = True
+    overwrite: bool = False  # replace a run the folder holds (without it, only --resume may use such a folder)
+    argv: tuple[str, ...] | None = None  # the command line, to print the command that resumes the run
 
 
 @dataclass
@@ -194,6 +199,76 @@ class TrainingDiverged(HostError):
     """The loss became NaN or infinite."""
 
 
+RUN_FILES = ("report.json", "weights.npz", "checkpoint.npz", "confusion.png", "training.png")
+
+
+def prepare_run_folder(out: Path, resume: Path | None, overwrite: bool) -> None:
+    """Check, before any work, that `out` can take this run: a folder (made if missing) that is writable
+    and holds no other run unless resuming or overwriting (then the old run's files are removed, so
+    that the folder never mixes two runs). Leftover temp files of a killed run are removed."""
+    if out.exists() and not out.is_dir():
+        raise HostError(f"--out {out} is a file, not a folder: choose a folder for the run")
+    held = [name for name in RUN_FILES if (out / name).exists()]
+    if held and resume is None and not overwrite:
+        raise HostError(f"--out {out} holds a run ({', '.join(held)}): continue it with --resume "
+                        f"{out / 'checkpoint.npz'}, replace it with --overwrite, or choose another folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-probe-{time.time_ns()}.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise HostError(f"cannot write into --out {out} ({exc.strerror or exc}): choose a folder you can write") from None
+    for tmp in out.glob(".*.tmp"):  # atomic_write's temp files, left by a run that was killed
+        tmp.unlink(missing_ok=True)
+    if overwrite and resume is None:
+        for name in held:
+            (out / name).unlink()
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[dict[str, int]]:
+    """SIGINT and SIGTERM ask the training loop to stop at the next sample boundary (after a checkpoint);
+    a second one stops at once."""
+    asked: dict[str, int] = {}
+    if threading.current_thread() is not threading.main_thread():
+        yield asked
+        return
+
+    def ask(signum: int, frame: Any) -> None:
+        if asked:
+            raise KeyboardInterrupt
+        asked["signal"] = signum
+
+    old = {s: signal.signal(s, ask) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield asked
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _resume_hint(ckpt: Path, command_line: tuple[str, ...] | None) -> str:
+    """Where the checkpoint is and the command that resumes from it: the run's own command line with
+    --resume in place of --init-weights / --resume / --overwrite."""
+    if not ckpt.exists():
+        return "no checkpoint was written yet: nothing to resume"
+    if command_line is None:
+        return f"checkpoint: {ckpt}; resume with: s2eprop train (the same options) --resume {ckpt}"
+    argv, skip = [], False
+    for a in command_line:
+        if skip:
+            skip = False
+        elif a in ("--resume", "--init-weights"):
+            skip = True
+        elif a != "--overwrite" and not a.startswith(("--resume=", "--init-weights=")):
+            argv.append(a)
+    import shlex
+
+    cmd = " ".join(shlex.quote(a) for a in ["s2eprop", *argv, "--resume", str(ckpt)])
+    return f"checkpoint: {ckpt}; resume with: {cmd}"
+
+
 def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> dict[str, Any]:
     check_dataset(cfg, data)
     out = opts.out_dir
@@ -207,6 +282,7 @@ def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> di
     if weights.labels and tuple(weights.labels) != tuple(data.labels):
         raise DataError(f"weights were trained on labels {list(weights.labels)}, the dataset has {list(data.labels)}")
     weights = dataclasses.replace(weights, labels=tuple(data.labels))
+    prepare_run_folder(opts.out_dir, opts.resume, opts.overwrite)
     trainer = make_trainer(cfg, opts.target, weights, adam, opts.backend)
     try:
         return _train(cfg, data, opts, trainer, session)
@@ -217,14 +293,12 @@ def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> di
 def _train(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Trainer,
            session: Session) -> dict[str, Any]:
     """The epochs of a run on a trainer set up by run_training, its report and figures."""
-    out = opts.out_dir
-    out.mkdir(parents=True, exist_ok=True)
     tr = cfg.train
     n_train = len(data.x_train) if tr.max_samples is None else min(tr.max_samples, len(data.x_train))
     if n_train == 0:
         raise DataError(f"dataset {data.name} has no training samples")
     t0 = time.perf_counter()
-    ckpt = out / "checkpoint.npz"
+    ckpt = opts.out_dir / "checkpoint.npz"
     base_ticks = (session.emulated_ms, session.emulated_eval_ms)
 
     def snapshot() -> Session:
@@ -233,9 +307,25 @@ def _train(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Tr
         return dataclasses.replace(session, emulated_ms=base_ticks[0] + ms_train,
                                    emulated_eval_ms=base_ticks[1] + ms_eval)
 
-    last_eval: dict[str, Any] | None = None
-    session_samples = 0
+    has_test = data.x_test is not None and len(data.x_test) > 0  # an empty test split is none
+    with _stop_on_signals() as asked:
+        session_samples, last_eval = _epochs(cfg, data, opts, trainer, session, ckpt, snapshot, asked, has_test)
+    if session_samples == 0 and opts.progress:
+        print(f"nothing to train: the run already has {session.pos.epoch} of {tr.epochs} epochs "
+              f"(raise --epochs to train more)")
+    session = snapshot()
+    wall_s = time.perf_counter() - t0
+    return _finish(cfg, data, opts, trainer, session, session_samples, last_eval, has_test, wall_s)
+
+
+def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Trainer, session: Session,
+            ckpt: Path, snapshot: Any, asked: dict[str, int], has_test: bool
+            ) -> tuple[int, dict[str, Any] | None]:
+    """Train the remaining epochs; returns the samples trained and the last test evaluation."""
+    tr = cfg.train
+    n_train = len(data.x_train) if tr.max_samples is None else min(tr.max_samples, len(data.x_train))
     masks = FeatureMasks(tr.freq_masks, tr.freq_mask_max_bands, tr.time_masks, tr.time_mask_max_steps)
+    session_samples, last_eval = 0, None
     for epoch in range(session.pos.epoch, tr.epochs):
         start = session.pos.next_index if epoch == session.pos.epoch else 0
         if start == 0:
@@ -251,13 +341,17 @@ def _train(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Tr
             if masks.active:  # seeded by the batch's place, so a resumed run masks the same
                 xb = mask_features(xb, masks, np.random.default_rng([tr.seed, MASK_STREAM, epoch, b0]))
             t_batch = time.perf_counter()
-            r = trainer.train_batch(xb, data.y_train[idx])
+            try:
+                r = trainer.train_batch(xb, data.y_train[idx])
+            except KeyboardInterrupt:  # inside a sample: its state is not a checkpoint's
+                raise TrainingInterrupted(f"interrupted during sample {b0} of epoch {epoch + 1}; {_resume_hint(ckpt, opts.argv)}") \
+                    from None
             session.train_wall_s += time.perf_counter() - t_batch
             kept = r.pred >= 0  # a sample the chip lost (on_loss: count) has no loss and counts as wrong
             batch_loss = float(np.sum(r.loss[kept])) + r.l2_loss * int(np.sum(kept))
             if not np.isfinite(batch_loss):
                 raise TrainingDiverged(f"training diverged at epoch {epoch + 1}, sample {b0}: the loss is {batch_loss}; "
-                                       f"lower train.lr (now {tr.lr}) or check the config; last checkpoint: {ckpt}")
+                                       f"lower train.lr (now {tr.lr}) or check the config; {_resume_hint(ckpt, opts.argv)}")
             session.correct += int(np.sum(r.pred == data.y_train[idx]))
             session.loss_sum += batch_loss
             session.seen += b1 - b0
@@ -268,12 +362,16 @@ def _train(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Tr
                             refresh=False)  # shown at the bar's next timed refresh, not once per sample
             every = tr.checkpoint_every_samples
             done = session.pos.samples_trained
-            if every and done // every != (done - (b1 - b0)) // every:
+            if asked or (every and done // every != (done - (b1 - b0)) // every):
                 save_checkpoint(ckpt, trainer, snapshot(), cfg, opts.target)
+            if asked:
+                bar.close()
+                name = signal.Signals(asked["signal"]).name
+                raise TrainingInterrupted(f"stopped by {name} after {done} samples; {_resume_hint(ckpt, opts.argv)}")
         bar.close()
         record: dict[str, Any] = {"epoch": epoch, "train_accuracy": session.correct / max(session.seen, 1),
                                   "loss": session.loss_sum / max(session.seen, 1), "samples": session.seen}
-        if data.x_test is not None:
+        if has_test:
             last_eval = evaluate(trainer, data.x_test, data.y_test, len(data.labels))
             record["test_accuracy"] = last_eval["accuracy"]
         if opts.progress:
@@ -285,12 +383,13 @@ def _train(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Tr
         session.pos = Position(epoch + 1, 0, session.pos.samples_trained)
         session.correct, session.loss_sum, session.seen = 0, 0.0, 0
         save_checkpoint(ckpt, trainer, snapshot(), cfg, opts.target)
-    if session_samples == 0 and opts.progress:
-        print(f"nothing to train: the run already has {session.pos.epoch} of {tr.epochs} epochs "
-              f"(raise --epochs to train more)")
-    session = snapshot()
-    wall_s = time.perf_counter() - t0
+    return session_samples, last_eval
 
+
+def _finish(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Trainer, session: Session,
+            session_samples: int, last_eval: dict[str, Any] | None, has_test: bool, wall_s: float) -> dict[str, Any]:
+    """Weights, report and figures of the run folder."""
+    out = opts.out_dir
     trainer.weights.save(out / "weights.npz")
     epochs = session.epochs
     report: dict[str, Any] = {
@@ -302,7 +401,7 @@ def _train(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Tr
         "config": _config_dict(cfg), "files": {"weights": "weights.npz", "checkpoint": "checkpoint.npz"},
     }
     figures = {}
-    if data.x_test is not None:
+    if has_test:
         ev = last_eval or evaluate(trainer, data.x_test, data.y_test, len(data.labels))
         report.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"], test_samples=ev["n"],
                       per_class_test_accuracy=dict(zip(data.labels, ev["per_class_accuracy"])),

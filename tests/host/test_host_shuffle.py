@@ -38,7 +38,8 @@ def _orders(monkeypatch, tmp_path, features_npz, weights_npz, shuffle: bool, see
 
     monkeypatch.setattr(GoldenModel, "train_batch", recording)
     out = tmp_path / f"run_{shuffle}_{seed}"
-    assert _train(out, features_npz, "golden", _config(tmp_path, shuffle, seed), "--init-weights", str(weights_npz)) == 0
+    assert _train(out, features_npz, "golden", _config(tmp_path, shuffle, seed), "--init-weights", str(weights_npz),
+                  "--overwrite") == 0  # the same run twice in one folder
     monkeypatch.setattr(GoldenModel, "train_batch", original)
     return [seen[i:i + 4] for i in range(0, len(seen), 4)]
 
