@@ -27,7 +27,10 @@ def _load(args: argparse.Namespace):
     if args.data is not None:
         from host.data.loader import dataset_config_from_arg
 
-        cfg = dataclasses.replace(cfg, dataset=dataset_config_from_arg(args.data, cfg.dataset.options)).validate()
+        given = dataset_config_from_arg(args.data)
+        # the config's dataset options belong to its dataset kind: kept for the same kind, not another
+        options = cfg.dataset.options if given.kind == cfg.dataset.kind else {}
+        cfg = dataclasses.replace(cfg, dataset=dataclasses.replace(given, options=options)).validate()
     return cfg
 
 
@@ -49,6 +52,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     for flag, path in (("--init-weights", args.init_weights), ("--resume", args.resume)):
         if path is not None and not path.is_file():
             raise HostError(f"{flag} {path}: no such file")
+    if args.resume is not None and args.init_weights is not None:
+        raise HostError("--resume continues a run from its checkpoint's weights and optimizer, --init-weights "
+                        "starts a new one from weights: give one of them")
     if args.resume is not None and args.overwrite:
         raise HostError("--resume continues a run and --overwrite replaces one: give one of them")
     prepare_run_folder(args.out, args.resume, args.overwrite)  # before the data: it may take long to load

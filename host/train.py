@@ -149,7 +149,18 @@ def evaluate(trainer: Trainer, x: np.ndarray, y: np.ndarray, n_classes: int) -> 
             "per_class_accuracy": per_class, "confusion": cm, "n": int(len(y))}
 
 
-def save_checkpoint(path: Path, trainer: Trainer, session: Session, cfg: ExperimentConfig, target: str) -> Path:
+def data_fingerprint(data: Dataset) -> str:
+    """Identifies a training split: its shape, labels, class names and 64 of its samples (cheap on big sets)."""
+    import hashlib
+
+    h = hashlib.sha256(repr((data.x_train.shape, tuple(data.labels))).encode())
+    h.update(np.ascontiguousarray(data.y_train, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(data.x_train[::max(1, len(data.x_train) // 64)]).tobytes())
+    return h.hexdigest()[:16]
+
+
+def save_checkpoint(path: Path, trainer: Trainer, session: Session, cfg: ExperimentConfig, target: str,
+                    data_id: str = "") -> Path:
     w, adam = trainer.weights, trainer.adam
     arrays: dict[str, Any] = dict(w.as_dict(), labels=np.asarray(w.labels))
     for k in ("w_in", "w_rec", "w_out"):
@@ -158,7 +169,7 @@ def save_checkpoint(path: Path, trainer: Trainer, session: Session, cfg: Experim
     arrays.update(adam_t=adam.t, adam_lr=np.float32(adam.lr), adam_b1_pow=np.float32(adam.b1_pow),
                   adam_b2_pow=np.float32(adam.b2_pow), epoch=session.pos.epoch, next_index=session.pos.next_index,
                   samples_trained=session.pos.samples_trained, target=target, session=session.to_json(),
-                  config=json.dumps(_learning_config(cfg)))
+                  config=json.dumps(_learning_config(cfg)), data=data_id)
     return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
@@ -175,6 +186,10 @@ def load_checkpoint(path: Path, cfg: ExperimentConfig) -> tuple[Weights, AdamSta
     except KeyError as exc:
         raise DataError(f"checkpoint {path} lacks {exc}: it is a weights file, not a checkpoint "
                         f"(use --init-weights for weights)") from None
+    except (ValueError, TypeError) as exc:  # JSON that does not parse, or not a session's fields
+        raise DataError(f"checkpoint {path} holds a damaged session or config record ({exc}): "
+                        f"resume from another checkpoint, or start from its weights with --init-weights") from None
+    _check_adam(path, adam, weights, session)
     now = _learning_config(cfg)
     defaults = _learning_config(ExperimentConfig())  # settings newer than a checkpoint had their default
 
@@ -186,6 +201,27 @@ def load_checkpoint(path: Path, cfg: ExperimentConfig) -> tuple[Weights, AdamSta
         raise DataError(f"checkpoint {path} was made with another configuration ({'; '.join(changed)}); "
                         f"resume with the same config (only train.{', train.'.join(RESUMABLE_CHANGES)} may change)")
     return weights, adam, session
+
+
+def _check_adam(path: Path, adam: AdamState, weights: Weights, session: Session) -> None:
+    """A checkpoint's optimizer state must fit its weights: moments of the weights' shapes, t >= 0,
+    lr > 0 and the beta powers in (0, 1]."""
+    for k, w in weights.as_dict().items():
+        for name, moments in (("adam_m", adam.m), ("adam_v", adam.v)):
+            if moments[k].shape != w.shape:
+                raise DataError(f"checkpoint {path}: {name}_{k} has shape {moments[k].shape}, its weights "
+                                f"{w.shape}: the checkpoint is damaged")
+    if adam.t < 0 or not adam.lr > 0 or not (0 < adam.b1_pow <= 1 and 0 < adam.b2_pow <= 1):
+        raise DataError(f"checkpoint {path}: bad Adam state (adam_t {adam.t}, lr {adam.lr}, beta powers "
+                        f"{adam.b1_pow}, {adam.b2_pow}): the checkpoint is damaged")
+    if session.pos.epoch < 0 or session.pos.next_index < 0 or session.pos.samples_trained < 0:
+        raise DataError(f"checkpoint {path}: bad position {session.pos}: the checkpoint is damaged")
+
+
+def checkpoint_origin(path: Path) -> tuple[str, str]:
+    """(target, training-data fingerprint) a checkpoint was made with ("" where it does not say)."""
+    with np.load(path, allow_pickle=False) as f:
+        return (str(f["target"]) if "target" in f.files else "", str(f["data"]) if "data" in f.files else "")
 
 
 def _learning_config(cfg: ExperimentConfig) -> dict[str, dict[str, Any]]:
@@ -275,6 +311,14 @@ def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> di
     session, adam = Session(), None
     if opts.resume is not None:
         weights, adam, session = load_checkpoint(opts.resume, cfg)
+        made_on, made_with = checkpoint_origin(opts.resume)
+        if made_on and made_on != opts.target:
+            raise DataError(f"checkpoint {opts.resume} was made on target {made_on}, this run is on {opts.target}: "
+                            f"resume with --target {made_on}, or start from its weights with --init-weights "
+                            f"{opts.resume} (a new optimizer)")
+        if made_with and made_with != data_fingerprint(data):
+            raise DataError(f"checkpoint {opts.resume} was trained on other data than {data.name}: resume with "
+                            f"the same dataset, or start from its weights with --init-weights {opts.resume}")
     elif opts.init_weights is not None:
         weights = load_weights(opts.init_weights, cfg.network)
     else:
@@ -326,6 +370,7 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
     n_train = len(data.x_train) if tr.max_samples is None else min(tr.max_samples, len(data.x_train))
     masks = FeatureMasks(tr.freq_masks, tr.freq_mask_max_bands, tr.time_masks, tr.time_mask_max_steps)
     session_samples, last_eval = 0, None
+    data_id = data_fingerprint(data)  # stored in every checkpoint: a resume with other data is refused
     for epoch in range(session.pos.epoch, tr.epochs):
         start = session.pos.next_index if epoch == session.pos.epoch else 0
         if start == 0:
@@ -363,7 +408,7 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
             every = tr.checkpoint_every_samples
             done = session.pos.samples_trained
             if asked or (every and done // every != (done - (b1 - b0)) // every):
-                save_checkpoint(ckpt, trainer, snapshot(), cfg, opts.target)
+                save_checkpoint(ckpt, trainer, snapshot(), cfg, opts.target, data_id)
             if asked:
                 bar.close()
                 name = signal.Signals(asked["signal"]).name
@@ -382,7 +427,7 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
         session.epochs.append(record)
         session.pos = Position(epoch + 1, 0, session.pos.samples_trained)
         session.correct, session.loss_sum, session.seen = 0, 0.0, 0
-        save_checkpoint(ckpt, trainer, snapshot(), cfg, opts.target)
+        save_checkpoint(ckpt, trainer, snapshot(), cfg, opts.target, data_id)
     return session_samples, last_eval
 
 

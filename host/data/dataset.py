@@ -93,24 +93,43 @@ def load_npz_dataset(path: str | Path) -> Dataset:
     if not path.is_file():
         raise DataError(f"dataset file {path} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
+        loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"dataset file {path} is not a readable .npz: {exc}") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise DataError(f"dataset file {path} holds one array (a .npy file), not the named arrays of a features "
+                        f".npz: save it with numpy.savez(path, x=..., y=...)")
+    with loaded as f:
+        arrays = {k: f[k] for k in f.files}
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:
         raise DataError(f"dataset file {path} lacks key(s) {', '.join(missing)}; has {', '.join(sorted(arrays))}")
-    if "labels" in arrays:
-        labels = tuple(str(s) for s in arrays["labels"].tolist())
-    else:
-        n_classes = int(arrays["y"].max()) + 1 if arrays["y"].size else 1
-        labels = KWS_LABELS if n_classes <= len(KWS_LABELS) else tuple(str(i) for i in range(n_classes))
     try:
-        return Dataset(
-            x_train=arrays["x"], y_train=arrays["y"].astype(np.int64, copy=False), labels=labels,
-            x_test=arrays.get("x_test"),
-            y_test=None if arrays.get("y_test") is None else arrays["y_test"].astype(np.int64, copy=False),
-            name=path.name,
-        )
+        y = _integer_labels("y", arrays["y"])
+        y_test = None if arrays.get("y_test") is None else _integer_labels("y_test", arrays["y_test"])
+        if "labels" in arrays:
+            labels = tuple(str(s) for s in arrays["labels"].tolist())
+        else:
+            top = max([int(a.max()) for a in (y, y_test) if a is not None and a.size], default=0)
+            if top >= len(KWS_LABELS):
+                raise DataError(f"label {top} is out of range 0..{len(KWS_LABELS) - 1} of the {len(KWS_LABELS)} "
+                                f"keyword classes; add a 'labels' array naming every class to use more")
+            labels = KWS_LABELS
+        return Dataset(x_train=arrays["x"], y_train=y, labels=labels, x_test=arrays.get("x_test"), y_test=y_test,
+                       name=path.name)
     except DataError as exc:
         raise DataError(f"dataset file {path}: {exc}") from None
+
+
+def _integer_labels(key: str, y: np.ndarray) -> np.ndarray:
+    """Labels as int64: integers, or floats holding whole numbers; anything else is refused."""
+    if np.issubdtype(y.dtype, np.integer):
+        return y.astype(np.int64, copy=False)
+    if np.issubdtype(y.dtype, np.floating):
+        whole = np.isfinite(y) & (y == np.round(y))
+        if whole.all():
+            return y.astype(np.int64)
+        bad = y[~whole][0]
+        raise DataError(f"{key} holds a label that is not a whole number ({float(bad)!r}): labels are class indices")
+    raise DataError(f"{key} must hold integer class indices, got {y.dtype} values (e.g. {y.ravel()[:1].tolist()}): "
+                    f"map class names to indices and put the names in a 'labels' array")
