@@ -34,10 +34,10 @@ def _load(args: argparse.Namespace):
     return cfg
 
 
-def _dataset(cfg, progress: bool):
+def _dataset(cfg, progress: bool, test_sets: bool = False):
     from host.data.loader import load_dataset
 
-    return load_dataset(cfg.dataset, progress=progress)
+    return load_dataset(cfg.dataset, progress=progress, test_sets=test_sets)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -86,7 +86,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from host.weights import load_weights
 
     cfg = _load(args)
-    data = _dataset(cfg, progress=not args.quiet)
+    data = _dataset(cfg, progress=not args.quiet, test_sets=True)
     weights = load_weights(args.weights, cfg.network)
     if weights.labels and tuple(weights.labels) != tuple(data.labels):
         raise HostError(f"weights were trained on labels {list(weights.labels)}, the dataset has {list(data.labels)}")

@@ -33,6 +33,22 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> Path:
     return path
 
 
+def check_writable_file(path: Path, flag: str) -> None:
+    """That `path` can be written as a file (its folder made if missing), checked before long work."""
+    from host.errors import HostError
+
+    if path.is_dir():
+        raise HostError(f"{flag} {path} is a folder: give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise HostError(f"cannot write {flag} {path} ({exc.strerror or exc}): choose a path in a folder you can "
+                        f"write") from None
+
+
 def write_json(path: Path, data: Any) -> Path:
     text = json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
     return atomic_write(path, lambda f: f.write(text))

@@ -131,21 +131,17 @@ def _write_wavs(folder: Path, arrays: dict[str, Any]) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from host.data.gsc import is_official_test_layout, load_gsc_official_test
     from host.data.loader import dataset_config_from_arg, load_dataset
+    from host.files import check_writable_file
 
     out = Path(args.out)
     if out.suffix.lower() != ".npz":
         raise DataError(f"--out {out}: the features file must end in .npz")
+    check_writable_file(out, "--out")  # before the features, which may take long
     cfg = dataset_config_from_arg(args.data)
-    if cfg.kind == "gsc" and cfg.path is not None and is_official_test_layout(Path(cfg.path)):
-        x_test, y_test = load_gsc_official_test(cfg.path, cache_dir=args.data_cache_dir, progress=True)
-        empty = np.zeros((0,) + x_test.shape[1:], np.float32)
-        ds = Dataset(x_train=empty, y_train=np.zeros(0, np.int64), labels=KWS_LABELS,
-                     x_test=np.asarray(x_test), y_test=np.asarray(y_test), name="gsc-official-test")
+    ds = load_dataset(cfg, cache_dir=args.data_cache_dir, progress=True, test_sets=True)
+    if ds.name == "gsc-official-test":
         print("official GSC test set: exported as x_test/y_test with an empty train split")
-    else:
-        ds = load_dataset(cfg, cache_dir=args.data_cache_dir, progress=True)
     ds.save_npz(out)
     n_test = 0 if ds.y_test is None else len(ds.y_test)
     print(f"wrote {out}: {len(ds.y_train)} train + {n_test} test clips of {ds.n_steps} x {ds.n_in} features")

@@ -223,6 +223,10 @@ def _read_wave(clip: Clip, params: FeatureParams, resampled: list[str]) -> np.nd
         raise DataError(f"cannot read WAV {clip.path}: {exc}") from None
     if wave.size == 0 and clip.offset is None:
         raise DataError(f"cannot read WAV {clip.path}: it holds no samples")
+    bad = np.flatnonzero(~np.isfinite(wave).all(axis=1))
+    if bad.size:  # a float WAV can hold them; librosa would fail with its own error
+        raise DataError(f"WAV {clip.path} holds NaN or infinite samples ({bad.size}, the first at sample {bad[0]}): "
+                        f"re-encode the file or remove it")
     if sr != params.sample_rate_hz and clip.path not in resampled:
         resampled.append(str(clip.path))
         if len(resampled) <= 3:
@@ -332,6 +336,14 @@ def load_gsc_official_test(root: str | Path, cache_dir: Path | None = None,
     if progress:
         print(format_balance(f"GSC official test {Path(root).name}", y), file=sys.stderr)
     return x, y
+
+
+def official_test_dataset(root: str | Path, cache_dir: Path | None = None, progress: bool = True) -> Dataset:
+    """The official test set as a Dataset: all of it the test split, an empty training split."""
+    x_test, y_test = load_gsc_official_test(root, cache_dir, progress)
+    x_test = np.asarray(x_test)
+    return Dataset(x_train=np.zeros((0,) + x_test.shape[1:], np.float32), y_train=np.zeros(0, np.int64),
+                   labels=KWS_LABELS, x_test=x_test, y_test=np.asarray(y_test), name="gsc-official-test")
 
 
 # ----------------------------------------------------------------------------- reporting

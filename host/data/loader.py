@@ -42,8 +42,11 @@ def dataset_config_from_arg(arg: str, options: Mapping[str, Any] | None = None) 
     raise DataError(f"--data {text} is neither a folder nor a .npz file; give {ACCEPTED_FORMS}")
 
 
-def load_dataset(cfg: DatasetConfig, cache_dir: Path | None = None, progress: bool = True) -> Dataset:
-    """Load (generate, or read from the feature cache) the dataset the config names."""
+def load_dataset(cfg: DatasetConfig, cache_dir: Path | None = None, progress: bool = True,
+                 test_sets: bool = False) -> Dataset:
+    """Load (generate, or read from the feature cache) the dataset the config names. With `test_sets`
+    (evaluation, export), a folder of the official GSC test set gives its clips as the test split of a
+    dataset with an empty training split; otherwise it is refused (it cannot be trained on)."""
     if cfg.kind not in DATASET_KINDS:
         raise DataError(f"dataset kind {cfg.kind!r} unknown; choose one of {', '.join(DATASET_KINDS)}")
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
@@ -60,6 +63,8 @@ def load_dataset(cfg: DatasetConfig, cache_dir: Path | None = None, progress: bo
         if cfg.options:
             raise DataError(f"dataset kind 'npz' takes no options, got {', '.join(sorted(cfg.options))}")
         return load_npz_dataset(Path(cfg.path).expanduser())
-    from host.data.gsc import load_gsc_dataset
+    from host.data.gsc import is_official_test_layout, load_gsc_dataset, official_test_dataset
 
+    if test_sets and is_official_test_layout(Path(cfg.path).expanduser()):
+        return official_test_dataset(Path(cfg.path).expanduser(), cache_dir=cache, progress=progress)
     return load_gsc_dataset(Path(cfg.path).expanduser(), cfg.options, cache_dir=cache, progress=progress)
