@@ -1,4 +1,5 @@
-"""Fixtures shared by all test folders: the authors' plain-C run of six samples (shared/reference/fixtures)."""
+"""Fixtures shared by all test folders: the authors' plain-C run of six samples (tests/fixtures/, copied
+from shared/reference/fixtures/ with its README)."""
 from __future__ import annotations
 
 import os
@@ -8,15 +9,16 @@ import numpy as np
 import pytest
 
 FIXTURE = "authors_c_6_samples.npz"
+FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
 
 
 def fixture_path() -> Path:
-    """$S2EPROP_FIXTURES (the file or its folder), else shared/ beside the repository."""
+    """$S2EPROP_FIXTURES (the file or its folder), else the copy in tests/fixtures/."""
     env = os.environ.get("S2EPROP_FIXTURES")
     if env:
         p = Path(env)
         return p if p.is_file() else p / FIXTURE
-    return Path(__file__).resolve().parents[1].parent / "shared/reference/fixtures" / FIXTURE
+    return FIXTURES_DIR / FIXTURE
 
 
 @pytest.fixture(scope="session")

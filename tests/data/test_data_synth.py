@@ -65,10 +65,26 @@ def test_test_voices_never_heard_in_training():
 
 @needs_synths
 def test_recipe_depends_only_on_seed_split_index():
-    """Clip i is the same whatever the set size; another seed gives another clip."""
+    """Rule: a clip's recipe is drawn from its own generator of (seed, split, index): the same whichever
+    clips were drawn before it, in what order, and whatever numpy's global random state (so clip i is
+    the same whatever the set size); another seed, split or index gives another clip."""
     pools = voice_pools()
-    assert clip_recipe(3, "train", 5, 2, pools) == clip_recipe(3, "train", 5, 2, pools)
-    assert clip_recipe(3, "train", 5, 2, pools) != clip_recipe(4, "train", 5, 2, pools)
+    labels = [i % 12 for i in range(24)]
+    forward = [clip_recipe(3, "train", i, lab, pools) for i, lab in enumerate(labels)]
+    np.random.seed(12345)
+    np.random.random(7)
+    backward = [clip_recipe(3, "train", i, lab, pools) for i, lab in reversed(list(enumerate(labels)))][::-1]
+    assert forward == backward
+    assert [r["index"] for r in forward] == list(range(24))
+    assert [r["label"] for r in forward] == [KWS_LABELS[lab] for lab in labels]
+    # clip 5 alone (as in a set of 6 clips) is clip 5 of the set of 24
+    assert clip_recipe(3, "train", 5, labels[5], pools) == forward[5]
+    # another index: another clip (the same label, 12 clips apart, is not a copy)
+    assert all(forward[i] != dict(forward[i + 12], index=i) for i in range(12))
+    # another seed or split: another clip
+    for i in (0, 5, 13):
+        assert clip_recipe(4, "train", i, labels[i], pools) != forward[i]
+        assert dict(clip_recipe(3, "test", i, labels[i], pools), split="train") != forward[i]
 
 
 @needs_synths

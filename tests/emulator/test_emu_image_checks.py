@@ -8,6 +8,8 @@ from emulator.chip import FunctionalChip
 from emulator.errors import EmulatorError
 from host.config import ExperimentConfig
 from host.errors import DataError, TransportError
+from host.messages import SampleMsg, frame_slots
+from host.routing import KEY_ERR, KEY_PARTIAL, KEY_SPIKE
 from host.runtime import BoardTrainer
 from host.weights import init_weights
 
@@ -46,17 +48,63 @@ def test_oversized_buffers_are_rejected(field, value) -> None:
         board.fw.layout(board.fw.new_config(fields))
 
 
-def test_unchecked_image_never_runs() -> None:
-    """Rule: an image whose status word was never set by fw_init (status 0 as written by the host) does
-    nothing on a timer tick."""
-    board = _board()
+def _unchecked_board(backend: str) -> tuple[BoardTrainer, list[bytes]]:
+    """A started 12-core board (routes loaded) whose cores all have a sample announced and its frames in
+    the SDRAM ring, then every core's status word overwritten with 0 (as an image the host wrote but
+    fw_init never checked); returns the board and each core's whole arena at that point."""
+    cfg = ExperimentConfig().validate()
+    board = BoardTrainer(cfg, init_weights(cfg.network, 0), backend=backend)
     chip = board.transport.chip
-    hdr_state = board.core_state(0)
-    chip.write_sram(0, board.fw.ffi.offsetof("fw_header_t", "status"), np.zeros(1, np.uint32))
-    before = chip.read_sram(0, 0, board.images[0].layout.arena_bytes)
-    chip.run(1)
-    assert chip.read_sram(0, 0, board.images[0].layout.arena_bytes) == before
-    assert hdr_state["phase"] == 0
+    x = (3 * np.random.default_rng(5).standard_normal((cfg.network.n_steps, cfg.network.n_in))).astype(np.float32)
+    board.transport.write_sdram(board.streamer.ring.sdram_addr, frame_slots(0, x))  # ring slots 0..99
+    for img in board.images:  # announced while the image is still running: pending_valid is set
+        chip.host_send(img.plan.core_id, SampleMsg(0, 3, True, 0).pack())
+    status_at = board.fw.ffi.offsetof("fw_header_t", "status")
+    for img in board.images:
+        chip.write_sram(img.plan.core_id, status_at, np.zeros(1, np.uint32))
+    arenas = [chip.read_sram(img.plan.core_id, 0, img.layout.arena_bytes) for img in board.images]
+    assert all(board.core_state(img.plan.core_id)["pending_valid"] == 1 for img in board.images)
+    return board, arenas
+
+
+def _changed_cores(board: BoardTrainer, before: list[bytes]) -> list[int]:
+    chip = board.transport.chip
+    return [img.plan.core_id for img, old in zip(board.images, before)
+            if chip.read_sram(img.plan.core_id, 0, img.layout.arena_bytes) != old]
+
+
+@pytest.mark.parametrize("backend", ["c", "python"])
+def test_unchecked_image_never_runs(backend) -> None:
+    """Rule: a core whose status word is not fw_init's FW_RUNNING (0, as the host wrote it) does nothing on
+    its timer ticks even with a sample announced and its frames in SDRAM: over n_steps + 2 ticks no byte
+    of any arena changes and no core sends a packet, starts a DMA or reports to the host."""
+    board, before = _unchecked_board(backend)
+    chip = board.transport.chip
+    chip.run(board.net.n_steps + 2)
+    assert _changed_cores(board, before) == []
+    assert chip.take_host_messages() == []
+    work = chip.work_counts()
+    assert int(work["mc_sent"].sum()) == 0 and int(work["dma_bytes"].sum()) == 0, work
+    assert chip.stats().dma_bytes == 0
+
+
+@pytest.mark.parametrize("backend", ["c", "python"])
+def test_unchecked_image_ignores_packets(backend) -> None:
+    """Rule: a core whose status word is not FW_RUNNING ignores every multicast packet: a spike (one tick
+    ahead, which a running core files), a partial sum, an output error and a key no core uses are routed
+    to the cores (delivered, none dropped) but change no byte of any arena and count no work."""
+    board, before = _unchecked_board(backend)
+    chip = board.transport.chip
+    delivered0 = chip.stats().delivered
+    keys = [KEY_SPIKE | 17, KEY_PARTIAL | 5, KEY_ERR | 2, KEY_SPIKE | 0xFFFF]
+    for key in keys:
+        chip.inject(key, int(np.float32(0.5).view(np.uint32)))
+    st = chip.stats()
+    n_neuron, n_readout = len(board.plan.neuron_cores), 1
+    assert st.dropped == 0
+    assert st.delivered - delivered0 == 3 * n_neuron + n_readout  # spike, error, unused key: 12 each; partial: 1
+    assert _changed_cores(board, before) == []
+    assert int(chip.work_counts()["mc_received"].sum()) == 0
 
 
 @pytest.mark.parametrize("backend", ["c", "python"])

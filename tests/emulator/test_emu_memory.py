@@ -16,11 +16,31 @@ ARENA_LIMIT = 96 * 1024
 PAPER_STATE_BYTES = 612_000
 
 
-def test_paper_network_fits(cfg, init_w) -> None:
+def _arena_by_hand(n_in: int, n_rec: int, n_out: int, n_local: int, n_src: int, readout: bool,
+                   header_bytes: int) -> tuple[int, int]:
+    """(training-state bytes, arena bytes) of one neuron core, from the network's sizes: float32
+    weights, two Adam moments per weight, three traces per input and recurrent synapse plus eps_v per
+    presynaptic neuron, six neuron variables per neuron and the spike bitmaps (this step's, two
+    received), the output error; the readout's partial sums of two steps, its output sums and
+    seen-bitmaps; buffers: the two input frames of the DMA double buffer (3 head words + n_in) and the
+    outbox of 1,024 words. Regions follow the header rounded up to 16 B."""
+    words = lambda n_bits: -(-n_bits // 32)  # noqa: E731 (32-bit bitmap words)
+    weights = 4 * (n_in * n_local + n_rec * n_local + n_local * n_out)
+    optimizer = 2 * weights
+    traces = 4 * (3 * (n_in + n_rec) * n_local + n_in + n_rec)
+    neuron = 4 * (6 * n_local + 3 * words(n_rec))
+    err = 4 * n_out
+    readout_state = 4 * (2 * n_src * n_out + n_out + 2 * words(n_src * n_out)) if readout else 0
+    buffers = 4 * (2 * (3 + n_in) + 1024)
+    state = weights + optimizer + traces + neuron + err + readout_state
+    return state, -(-header_bytes // 16) * 16 + state + buffers
+
+
+def test_paper_network_fits(cfg, init_w, with_options) -> None:
     """Rule: the paper's network (12 cores of 10 neurons) has training state <= 612,000 B in all and
-    every core's arena <= 96 KiB; report() agrees with `s2eprop memory`'s map and with the
-    weights, Adam moments and traces it must hold (at least 4 B per weight for each of w, m, v and
-    the three traces of every input and recurrent synapse)."""
+    every core's arena <= 96 KiB; report()'s arena per core and state total equal a hand computation
+    from the network's sizes (weights, 2x for Adam, 3 traces per synapse, neuron, readout, buffers),
+    which gives the README's 106,160 B for 20 neurons per core."""
     board = BoardTrainer(cfg, init_w.copy())
     rep = board.report()
     assert rep["cores"] == 12 and rep["neurons_per_core"] == 10
@@ -28,12 +48,16 @@ def test_paper_network_fits(cfg, init_w) -> None:
     assert max(rep["sram_bytes_per_core"]) <= ARENA_LIMIT, rep["sram_bytes_per_core"]
     assert rep["training_state_bytes_total"] <= PAPER_STATE_BYTES
     net = cfg.network
-    synapses = (net.n_in + net.n_rec) * net.n_rec
-    assert rep["training_state_bytes_total"] >= 4 * (3 * net.n_weights + 3 * synapses)
-    m = memory_map(cfg)
-    assert m["training_state_bytes_total"] == rep["training_state_bytes_total"]
-    assert [c["arena_bytes"] for c in m["per_core"]] == rep["sram_bytes_per_core"]
-    assert all(c["fits"] for c in m["per_core"])
+    header = board.fw.header_bytes  # the C structs of config, layout and state: no network size in them
+    by_hand = [_arena_by_hand(net.n_in, net.n_rec, net.n_out, 10, 12, readout=(c == 0), header_bytes=header)
+               for c in range(12)]
+    assert by_hand[1] == (50_576, -(-header // 16) * 16 + 50_576 + 4_760)  # 8,480 + 16,960 + 24,800 + 288 + 48
+    assert rep["sram_bytes_per_core"] == [arena for _, arena in by_hand]
+    assert rep["training_state_bytes_total"] == sum(state for state, _ in by_hand) == 12 * 50_576 + 1_240
+    # the README's figure for 20 neurons per core (6 cores; core 0 also the readout of 6 sources)
+    assert _arena_by_hand(net.n_in, net.n_rec, net.n_out, 20, 6, readout=True, header_bytes=header)[1] == 106_160
+    m20 = memory_map(with_options(cfg, partition={"neurons_per_core": 20}), stack=False)
+    assert m20["per_core"][0]["arena_bytes"] == 106_160 and not m20["per_core"][0]["fits"]
 
 
 def test_handlers_fit_the_stack_budget_nested() -> None:

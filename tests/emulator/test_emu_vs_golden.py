@@ -8,8 +8,11 @@ import pytest
 from host.reference.golden import GoldenModel
 from host.runtime import BoardTrainer
 
-TOL_STEP = 1e-5  # one update from the same state, relative to max|w| per matrix
-TOL_RUN = 1e-4   # 20 free-running samples
+# one update from the same state, relative to max|w| per matrix: the README's 1e-6 (measured: at most
+# 8.7e-7 for the weight updates, at sample 0; 7.1e-7 for the Adam moments)
+TOL_STEP = 1e-6
+# 20 free-running samples (measured: 7.7e-7 for w_in, 3.0e-7 w_rec, 1.4e-7 w_out), about 4x margin
+TOL_RUN = 3e-6
 MATRICES = ("w_in", "w_rec", "w_out")
 
 
@@ -20,10 +23,11 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
 def test_each_update_matches_golden_from_the_same_state(cfg, init_w, samples20) -> None:
     """Rule: for each of 20 samples, a fresh 12-core board built from the golden model's weights and
     Adam state after the previous sample makes the same weight update as the golden model (within
-    1e-5 of max|w| per matrix), the same prediction, spike count and loss (1e-5), and ends in the same
-    Adam state (t, lr, beta powers; moments within 1e-5 of their max)."""
+    1e-6 of max|w| per matrix, the README's figure), the same prediction, spike count and loss (1e-5),
+    and ends in the same Adam state (t, lr, beta powers; moments within 1e-6 of their max)."""
     x, y = samples20
     golden = GoldenModel(cfg.network, cfg.train, init_w)
+    worst_update, worst_moment = 0.0, 0.0
     for i in range(len(x)):
         w0, a0 = golden.weights.copy(), golden.adam.copy()
         board = BoardTrainer(cfg, w0.copy(), a0.copy() if i else None)
@@ -40,6 +44,7 @@ def test_each_update_matches_golden_from_the_same_state(cfg, init_w, samples20) 
             scale = float(np.max(np.abs(w_g)))
             du_g, du_b = w_g - w_before, w_b - w_before
             err = float(np.max(np.abs(du_b - du_g))) / scale
+            worst_update = max(worst_update, err)
             assert err <= TOL_STEP, f"sample {i}: {k} update differs by {err:.3g} of max|w|"
             # the check has teeth: the update itself is 100x larger than the tolerance
             assert float(np.max(np.abs(du_g))) / scale > 100 * TOL_STEP, f"sample {i}: {k} barely moved"
@@ -48,13 +53,16 @@ def test_each_update_matches_golden_from_the_same_state(cfg, init_w, samples20) 
         assert np.float32(ab.lr) == np.float32(ag.lr)
         assert np.float32(ab.b1_pow) == np.float32(ag.b1_pow) and np.float32(ab.b2_pow) == np.float32(ag.b2_pow)
         for k in MATRICES:
+            worst_moment = max(worst_moment, _rel(ab.m[k], ag.m[k]), _rel(ab.v[k], ag.v[k]))
             assert _rel(ab.m[k], ag.m[k]) <= TOL_STEP, f"sample {i}: Adam m[{k}]"
             assert _rel(ab.v[k], ag.v[k]) <= TOL_STEP, f"sample {i}: Adam v[{k}]"
+    print(f"\nboard vs golden over {len(x)} samples from the same state: max update difference "
+          f"{worst_update:.3g} of max|w|, Adam moments {worst_moment:.3g} of their max")
 
 
 def test_free_running_20_samples_matches_golden(cfg, init_w, samples20, weights_close, rel_err) -> None:
     """Rule: one board and one golden model, each on its own over the same 20 samples, end within
-    1e-4 of max|w| per matrix (and both actually learned: the weights moved far more than that)."""
+    3e-6 of max|w| per matrix (and both actually learned: the weights moved far more than that)."""
     x, y = samples20
     board = BoardTrainer(cfg, init_w.copy())
     golden = GoldenModel(cfg.network, cfg.train, init_w)
@@ -63,6 +71,7 @@ def test_free_running_20_samples_matches_golden(cfg, init_w, samples20, weights_
         preds_b.append(int(board.train_batch(x[i:i + 1], y[i:i + 1]).pred[0]))
         preds_g.append(int(golden.train_batch(x[i:i + 1], y[i:i + 1]).pred[0]))
     weights_close(board.weights, golden.weights, TOL_RUN, "board vs golden after 20 samples")
+    print(f"\nboard vs golden after 20 free-running samples: {rel_err(board.weights, golden.weights)} of max|w|")
     moved = rel_err(golden.weights, init_w)
     assert min(moved.values()) > 100 * TOL_RUN, f"training barely moved the weights: {moved}"
     assert sum(p == q for p, q in zip(preds_b, preds_g)) >= 18, (preds_b, preds_g)
@@ -124,3 +133,23 @@ def test_options_match_golden(cfg, init_w, sample_maker, with_options, weights_c
     weights_close(board.weights, golden.weights, 1e-5, f"option {option}")
     diff = rel_err(default.weights, golden.weights)
     assert max(diff[k] for k in ("w_in", "w_rec")) > 100 * 1e-5, f"option {option} changed nothing: {diff}"
+
+
+def test_uneven_partition_learns_the_same(cfg, init_w, sample_maker, with_options, weights_close) -> None:
+    """Rule: a split that does not divide the 120 neurons evenly (18 per core: 6 x 18 + 12, so 7 cores, the
+    last with neurons 108..119) learns what the golden model learns: over 3 samples the same predictions
+    and losses (1e-5), weights within 1e-5 of max|w|, every arena within 96 KiB and no loss counted."""
+    x, y = sample_maker(3, seed=77)
+    c = with_options(cfg, partition={"neurons_per_core": 18})
+    board = BoardTrainer(c, init_w.copy())
+    assert board.plan.n_cores == 7 and board.plan.readout_core == 0
+    assert [(p.neuron_lo, p.n_local) for p in board.plan.cores] == [(18 * i, 18) for i in range(6)] + [(108, 12)]
+    assert max(img.layout.arena_bytes for img in board.images) <= 96 * 1024
+    golden = GoldenModel(cfg.network, cfg.train, init_w)
+    for i in range(3):
+        rb = board.train_batch(x[i:i + 1], y[i:i + 1])
+        rg = golden.train_batch(x[i:i + 1], y[i:i + 1])
+        assert rb.pred.tolist() == rg.pred.tolist(), f"sample {i}"
+        assert abs(float(rb.loss[0]) - float(rg.loss[0])) <= 1e-5, f"sample {i}"
+    weights_close(board.weights, golden.weights, 1e-5, "7 cores (18 per core, the last 12)")
+    assert board.provenance() == dict.fromkeys(board.provenance(), 0)

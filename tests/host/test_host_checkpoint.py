@@ -135,14 +135,18 @@ def test_resumed_report_keeps_the_whole_history(full_run, tmp_path, features_npz
 
 def test_resume_with_another_config_is_refused(full_run, tmp_path, features_npz, capsys) -> None:
     """Rule: resuming with settings that change what is learnt (here the seed of the random feedback /
-    initialisation, and the learning rate) stops with one line naming the changed key; --epochs may change."""
+    initialisation, 0 -> 5, and the learning rate, 0.01 -> 0.02) stops with one line naming each changed
+    key with its old and new value; --epochs may change and is not named as a change."""
     target, full = full_run
     cfg = tmp_path / "other.yaml"
-    cfg.write_text("train:\n  lr: 0.02\n")
+    cfg.write_text("train:\n  lr: 0.02\n  seed: 5\n")
     assert _train(tmp_path / "r", features_npz, target, "--resume", str(full / "checkpoint.npz"),
                   "--config", str(cfg), "--epochs", "5") == 2
     err = capsys.readouterr().err
-    assert "train.lr" in err and "0.01" in err and "0.02" in err and "Traceback" not in err
+    assert "train.lr: 0.01 -> 0.02" in err and "train.seed: 0 -> 5" in err, err
+    assert "train.epochs:" not in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "r" / "report.json").exists()
 
 
 def test_resuming_a_finished_run_trains_nothing(full_run, tmp_path, features_npz) -> None:

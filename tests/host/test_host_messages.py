@@ -49,3 +49,38 @@ def test_sample_done_unpack() -> None:
     assert m.SampleDoneMsg.is_done(words) and not m.ResultMsg.is_result(words)
     with pytest.raises(TransportError, match="sample-done"):
         m.SampleDoneMsg.unpack(words[:4])
+
+
+def test_the_firmware_writes_these_layouts() -> None:
+    """Rule: the words the cores send for one inference sample, read with struct by the layouts above,
+    are one RESULT from the readout core whose id, label, prediction, loss and output means are the
+    golden model's, and one SAMPLE_DONE per core (12) whose spike counts add up to the golden model's."""
+    from host.config import ExperimentConfig
+    from host.reference.golden import GoldenModel
+    from host.runtime import BoardTrainer
+    from host.weights import init_weights
+
+    cfg = ExperimentConfig().validate()
+    w = init_weights(cfg.network, seed=11)
+    x = (3 * np.random.default_rng(12).standard_normal((1, 100, 80))).astype(np.float32)
+    board = BoardTrainer(cfg, w.copy())
+    raw: list[tuple[int, bytes]] = []
+    poll = board.transport.poll
+
+    def recording(timeout_s=None):
+        got = poll(timeout_s)
+        raw.extend((core, np.asarray(words, np.uint32).tobytes()) for core, words in got)
+        return got
+
+    board.transport.poll = recording
+    board.forward(x, np.array([7]))
+    g = GoldenModel(cfg.network, cfg.train, w).forward(x, np.array([7]))
+    results = [(c, b) for c, b in raw if struct.unpack_from("<I", b)[0] == 16]
+    dones = [(c, b) for c, b in raw if struct.unpack_from("<I", b)[0] == 17]
+    assert len(results) == 1 and results[0][0] == 0 and len(results[0][1]) == 4 * (5 + 12)
+    _, sid, label, pred, loss = struct.unpack_from("<IIIIf", results[0][1])
+    means = np.array(struct.unpack_from("<12f", results[0][1], 20), np.float32)
+    assert (sid, label, pred) == (0, 7, int(g.pred[0]))
+    assert abs(loss - float(g.loss[0])) <= 1e-5 and np.allclose(means, g.output_mean[0], atol=1e-5)
+    assert sorted(c for c, _ in dones) == list(range(12)) and all(len(b) == 20 for _, b in dones)
+    assert sum(struct.unpack_from("<IIfII", b)[3] for _, b in dones) == int(g.spikes[0])
