@@ -307,7 +307,6 @@ def _resume_hint(ckpt: Path, command_line: tuple[str, ...] | None) -> str:
 
 def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> dict[str, Any]:
     check_dataset(cfg, data)
-    out = opts.out_dir
     session, adam = Session(), None
     if opts.resume is not None:
         weights, adam, session = load_checkpoint(opts.resume, cfg)

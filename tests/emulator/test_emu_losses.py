@@ -12,7 +12,7 @@ from emulator.chip import FunctionalChip, PacketFault
 from emulator.router import RouteEntry
 from host.errors import TransportError
 from host.messages import frame_slots
-from host.routing import FIELD_MASK, KEY_ERR, KEY_PARTIAL, KEY_SPIKE, routing_table
+from host.routing import FIELD_MASK, KEY_PARTIAL, KEY_SPIKE, routing_table
 from host.runtime import BoardTrainer
 from host.transport import EmulatorTransport
 
