@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from emulator.fw_bridge import abi
 from host.config import INPUT_MODES
 from host.errors import ConfigError
-from emulator.fw_bridge import abi
 from host.messages import ResultMsg, SampleDoneMsg, SampleMsg, frame_slots
 from host.transport.base import Transport
 

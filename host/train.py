@@ -308,6 +308,7 @@ def _resume_hint(ckpt: Path, command_line: tuple[str, ...] | None) -> str:
 def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> dict[str, Any]:
     check_dataset(cfg, data)
     session, adam = Session(), None
+    data_id = data_fingerprint(data)  # stored in every checkpoint: a resume with other data is refused
     if opts.resume is not None:
         weights, adam, session = load_checkpoint(opts.resume, cfg)
         made_on, made_with = checkpoint_origin(opts.resume)
@@ -315,7 +316,7 @@ def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> di
             raise DataError(f"checkpoint {opts.resume} was made on target {made_on}, this run is on {opts.target}: "
                             f"resume with --target {made_on}, or start from its weights with --init-weights "
                             f"{opts.resume} (a new optimizer)")
-        if made_with and made_with != data_fingerprint(data):
+        if made_with and made_with != data_id:
             raise DataError(f"checkpoint {opts.resume} was trained on other data than {data.name}: resume with "
                             f"the same dataset, or start from its weights with --init-weights {opts.resume}")
     elif opts.init_weights is not None:
@@ -328,13 +329,13 @@ def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> di
     prepare_run_folder(opts.out_dir, opts.resume, opts.overwrite)
     trainer = make_trainer(cfg, opts.target, weights, adam, opts.backend)
     try:
-        return _train(cfg, data, opts, trainer, session)
+        return _train(cfg, data, opts, trainer, session, data_id)
     finally:
         trainer.close()
 
 
 def _train(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Trainer,
-           session: Session) -> dict[str, Any]:
+           session: Session, data_id: str) -> dict[str, Any]:
     """The epochs of a run on a trainer set up by run_training, its report and figures."""
     tr = cfg.train
     n_train = len(data.x_train) if tr.max_samples is None else min(tr.max_samples, len(data.x_train))
@@ -352,7 +353,8 @@ def _train(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Tr
 
     has_test = data.x_test is not None and len(data.x_test) > 0  # an empty test split is none
     with _stop_on_signals() as asked:
-        session_samples, last_eval = _epochs(cfg, data, opts, trainer, session, ckpt, snapshot, asked, has_test)
+        session_samples, last_eval = _epochs(cfg, data, opts, trainer, session, ckpt, snapshot, asked, has_test,
+                                             data_id)
     if session_samples == 0 and opts.progress:
         print(f"nothing to train: the run already has {session.pos.epoch} of {tr.epochs} epochs "
               f"(raise --epochs to train more)")
@@ -362,14 +364,13 @@ def _train(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Tr
 
 
 def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Trainer, session: Session,
-            ckpt: Path, snapshot: Any, asked: dict[str, int], has_test: bool
+            ckpt: Path, snapshot: Any, asked: dict[str, int], has_test: bool, data_id: str
             ) -> tuple[int, dict[str, Any] | None]:
     """Train the remaining epochs; returns the samples trained and the last test evaluation."""
     tr = cfg.train
     n_train = len(data.x_train) if tr.max_samples is None else min(tr.max_samples, len(data.x_train))
     masks = FeatureMasks(tr.freq_masks, tr.freq_mask_max_bands, tr.time_masks, tr.time_mask_max_steps)
     session_samples, last_eval = 0, None
-    data_id = data_fingerprint(data)  # stored in every checkpoint: a resume with other data is refused
     for epoch in range(session.pos.epoch, tr.epochs):
         start = session.pos.next_index if epoch == session.pos.epoch else 0
         if start == 0:

@@ -174,7 +174,7 @@ fw_counts_t fw_on_timer(uint8_t *arena, uint32_t tick)
     if (s->phase == FW_PHASE_IDLE && s->pending_valid) start_sample(h, arena);
     const int reducing = s->phase == FW_PHASE_RUN && s->step >= 1u;
     if (cfg->role & FW_ROLE_READOUT) {
-        if (reducing) readout_reduce(h, arena, tick - 1u, &c);
+        if (reducing) readout_reduce(h, arena, tick - 1u);
         else readout_discard(h, arena, tick - 1u);
     }
     if (s->phase != FW_PHASE_RUN) return c;

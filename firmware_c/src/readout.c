@@ -68,11 +68,10 @@ void readout_discard(fw_header_t *h, uint8_t *arena, uint32_t tick)
     clear_step(h, arena, tick);
 }
 
-void readout_reduce(fw_header_t *h, uint8_t *arena, uint32_t tick, fw_counts_t *c)
+void readout_reduce(fw_header_t *h, uint8_t *arena, uint32_t tick)
 {
     const fw_config_t *cfg = &h->config;
     const uint32_t no = cfg->n_out, expected = cfg->n_src * no;
-    (void)c;
     if (fw_popcount(seen_of(h, arena, tick), fw_bitmap_words(expected)) != expected)
         h->state.counters.partials_incomplete++;  /* lost or late: a missing partial sum adds 0 */
     const float *partials = (const float *)partials_of(h, arena, tick);
