@@ -58,6 +58,7 @@ class ChipStats:
     queue_overflows: int = 0  # packets, DMA reads or host messages lost because the loop's buffers were full
     dma_faults: int = 0       # DMA reads outside SDRAM or the core's SRAM (not done, no completion)
     dma_bytes: int = 0
+    rx_queue_overflows: int = 0  # timed chip: packets lost because a core's receive queue was full
 
 
 class FunctionalChip:
@@ -66,20 +67,23 @@ class FunctionalChip:
     def __init__(self, n_cores: int, sram_bytes: int = SRAM_BYTES, backend: str = "c",
                  firmware: Firmware | None = None, sdram_bytes: int = SDRAM_BYTES,
                  packet_capacity: int = 65536, host_capacity_words: int = 1 << 20,
-                 faults: tuple[PacketFault, ...] = (), schedule: str = "batched") -> None:
+                 faults: tuple[PacketFault, ...] = (), schedule: str = "batched", runner=None) -> None:
         if backend not in ("c", "python"):
             raise EmulatorError(f"backend must be 'c' or 'python', got {backend!r}")
         if schedule not in SCHEDULES:
             raise EmulatorError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
         if backend == "c" and (faults or schedule != "batched"):
             raise EmulatorError("packet faults and the eager schedule exist in the Python loop only: use backend='python'")
+        if backend == "c" and runner is not None:
+            raise EmulatorError("the C loop calls the native build itself: another core runner needs backend='python'")
         self.fw = firmware or Firmware()
         if not 0 < n_cores <= int(self.fw.lib.FW_MAX_CORES):
             raise EmulatorError(f"a chip of {n_cores} cores: the emulator takes 1..{int(self.fw.lib.FW_MAX_CORES)}")
         self.n_cores = n_cores
         self.sram_bytes = sram_bytes
         self.backend = backend
-        self.runner = NativeRunner(self.fw, n_cores, sram_bytes)
+        # any core runner with NativeRunner's interface (init, on_* -> Effects, sram arrays)
+        self.runner = runner if runner is not None else NativeRunner(self.fw, n_cores, sram_bytes)
         ffi = self.fw.ffi
         self.sdram = Sdram(sdram_bytes, ffi if backend == "c" else None)
         self.routes: list[RouteEntry] = []

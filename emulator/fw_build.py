@@ -19,13 +19,14 @@ ROOT = Path(__file__).resolve().parent.parent
 FW_INCLUDE = ROOT / "firmware_c" / "include"
 FW_SRC = ROOT / "firmware_c" / "src"
 EMU_CSRC = ROOT / "emulator" / "csrc"
-HEADERS = (FW_INCLUDE / "fw_abi.h", FW_INCLUDE / "hal.h", FW_INCLUDE / "fw_math.h", EMU_CSRC / "chip_loop.h")
+HEADERS = (FW_INCLUDE / "fw_abi.h", FW_INCLUDE / "hal.h", FW_INCLUDE / "fw_math.h", EMU_CSRC / "chip_loop.h",
+           EMU_CSRC / "timed_loop.h")
 
 # -ffp-contract=off: no fused multiply-add, so x86-64 and ARM round alike; -fno-math-errno lets
 # __builtin_sqrtf become one instruction instead of a libm call.
 # -fno-strict-aliasing: frames and partial sums travel as 32-bit words and are read as floats.
 BASE_FLAGS = ("-std=c11", "-ffp-contract=off", "-fno-math-errno", "-fno-strict-aliasing", "-Wall", "-Wextra")
-PREAMBLE = '#include "fw_abi.h"\n#include "hal.h"\n#include "fw_math.h"\n#include "chip_loop.h"\n'
+PREAMBLE = '#include "fw_abi.h"\n#include "hal.h"\n#include "fw_math.h"\n#include "chip_loop.h"\n#include "timed_loop.h"\n'
 HASH_FUNCTION = "const char *s2e_build_hash(void);"
 DEFAULT_OPT = ("-O3",)
 

@@ -44,8 +44,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from host.config import with_overrides
     from host.train import TrainOptions, prepare_run_folder, run_training
 
-    cfg = with_overrides(_load(args), epochs=args.epochs, max_samples=args.max_samples, batch_size=args.batch_size,
-                         seed=args.seed, checkpoint_every_samples=args.checkpoint_every)
+    chip = {"mode": args.mode, "file": None if args.chip is None else str(args.chip), "clock_mhz": args.clock_mhz}
+    cfg = with_overrides(_load(args), chip=chip, epochs=args.epochs, max_samples=args.max_samples,
+                         batch_size=args.batch_size, seed=args.seed, checkpoint_every_samples=args.checkpoint_every)
+    if args.target != "emulator" and cfg.chip.mode != "functional":
+        raise HostError(f"--mode {cfg.chip.mode} times the emulated chip: it needs --target emulator")
+    if args.chip is not None and not args.chip.is_file():
+        raise HostError(f"--chip {args.chip}: no such file")
     if args.target == "emulator" and cfg.train.batch_size != 1:
         raise HostError(f"--target emulator learns online (batch size 1), got batch size {cfg.train.batch_size}; "
                         f"use --target golden for mini-batches")
@@ -71,6 +76,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.target == "emulator":
         print(f"{report['cores']} cores, {report['training_state_bytes_total']:,} B of training state, "
               f"max arena {max(report['sram_bytes_per_core']):,} B/core, {report['emulated_ms']:,} emulated ms")
+        tm = report.get("timing")
+        if tm:
+            print(f"timing ({tm['mode']}, {tm['clock_hz'] / 1e6:g} MHz): {tm['overruns']} overruns in {tm['ticks']:,} "
+                  f"core-ticks, max tick utilisation {100 * tm['max_tick_utilisation']:.1f} %, p99 "
+                  f"{100 * (tm['p99_tick_utilisation'] or 0):.0f} %, {tm['late_packets']} late packets; "
+                  f"dominant phase: {tm['dominant_phase']}")
         lost = {k: v for k, v in report["provenance"].items() if v}
         if lost:
             print(f"warning: the chip counted losses: {lost}", file=sys.stderr)
@@ -170,6 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "train.checkpoint_every_samples, default 1000; always at epoch ends and on Ctrl-C; 0: only then)")
     t.add_argument("--overwrite", action="store_true", help="replace the run that --out holds (else it is refused)")
     t.add_argument("--backend", choices=("c", "python"), default="c", help="emulator tick loop (same bits)")
+    t.add_argument("--mode", choices=("functional", "timed", "realtime"),
+                   help="emulated chip: functional (no time, fastest; default), timed (virtual time, cycle costs, "
+                        "real-time compliance: timing.npz, timing.png, tick.png) or realtime (timed, paced to the "
+                        "wall clock); config chip.mode")
+    t.add_argument("--chip", type=Path, help="chip description YAML for timed modes (default "
+                                             "emulator/configs/spinnaker2.yaml); config chip.file")
+    t.add_argument("--clock-mhz", type=float, help="core clock, one of the chip file's levels (150 or 300 on "
+                                                   "SpiNNaker 2); config chip.clock_mhz")
     t.add_argument("--quiet", action="store_true", help="no progress bars and no per-epoch lines (the summary "
                                                           "and errors still print)")
     t.set_defaults(func=cmd_train)

@@ -21,6 +21,7 @@ READOUT_PLACEMENTS = ("shared", "extra")
 DATASET_KINDS = ("synth", "gsc", "npz")
 ON_LOSS = ("stop", "count")
 INPUT_MODES = ("prefetch", "realtime")
+CHIP_MODES = ("functional", "timed", "realtime")
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,17 @@ class PartitionConfig:
 
 
 @dataclass(frozen=True)
+class ChipConfig:
+    """The emulated chip (--target emulator): functional (no time, fastest), timed (virtual time with the
+    chip file's cycle costs and latencies, real-time compliance recorded) or realtime (timed, paced to the
+    wall clock). Timed modes count losses and go on (train.on_loss is taken as count)."""
+
+    mode: str = "functional"
+    file: str = ""          # chip description YAML; "" = emulator/configs/spinnaker2.yaml
+    clock_mhz: float = 0.0  # one of the chip file's clock levels; 0 = the file's clock_hz
+
+
+@dataclass(frozen=True)
 class DatasetConfig:
     """Which data to train on: the built-in synthetic keywords, a GSC folder or a features .npz."""
 
@@ -115,6 +127,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     partition: PartitionConfig = field(default_factory=PartitionConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    chip: ChipConfig = field(default_factory=ChipConfig)
 
     def validate(self) -> "ExperimentConfig":
         n, t, p, d = self.network, self.train, self.partition, self.dataset
@@ -177,6 +190,9 @@ class ExperimentConfig:
         if t.input_lookahead_ticks < 1:
             raise ConfigError(f"train.input_lookahead_ticks must be >= 1, got {t.input_lookahead_ticks}")
         _choice("partition.readout", p.readout, READOUT_PLACEMENTS)
+        _choice("chip.mode", self.chip.mode, CHIP_MODES)
+        if self.chip.clock_mhz < 0:
+            raise ConfigError(f"chip.clock_mhz must be > 0 (or 0 for the chip file's clock), got {self.chip.clock_mhz}")
         _choice("dataset.kind", d.kind, DATASET_KINDS)
         if t.epochs < 1 or t.batch_size < 1:
             raise ConfigError(f"train.epochs and train.batch_size must be >= 1, got {t.epochs}, {t.batch_size}")
@@ -246,10 +262,11 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
 
 def config_from_dict(raw: Mapping[str, Any] | None) -> ExperimentConfig:
     raw = dict(raw or {})
-    sections = {"network": NetworkConfig, "train": TrainConfig, "partition": PartitionConfig}
+    sections = {"network": NetworkConfig, "train": TrainConfig, "partition": PartitionConfig, "chip": ChipConfig}
     unknown = sorted(set(raw) - set(sections) - {"dataset"})
     if unknown:
-        raise ConfigError(f"unknown top-level key(s): {', '.join(unknown)}; known: network, train, partition, dataset")
+        raise ConfigError(f"unknown top-level key(s): {', '.join(unknown)}; known: network, train, partition, "
+                          f"dataset, chip")
     parts = {name: _section(cls, name, raw.get(name)) for name, cls in sections.items()}
     parts["dataset"] = _dataset_section(raw.get("dataset"))
     return ExperimentConfig(**parts).validate()
@@ -309,7 +326,10 @@ def load_config(path: str | Path | None) -> ExperimentConfig:
     return config_from_dict(raw)
 
 
-def with_overrides(cfg: ExperimentConfig, **train_overrides: Any) -> ExperimentConfig:
-    """Apply command-line overrides (None means 'not given') to the train section."""
+def with_overrides(cfg: ExperimentConfig, chip: Mapping[str, Any] | None = None,
+                   **train_overrides: Any) -> ExperimentConfig:
+    """Apply command-line overrides (None means 'not given') to the train and chip sections."""
     given = {k: v for k, v in train_overrides.items() if v is not None}
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **given)).validate()
+    chip_given = {k: v for k, v in (chip or {}).items() if v is not None}
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **given),
+                               chip=dataclasses.replace(cfg.chip, **chip_given)).validate()

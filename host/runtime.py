@@ -8,6 +8,7 @@ The interface matches the golden model's (`train_batch`, `forward`, `start_epoch
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -98,10 +99,37 @@ class BoardTrainer:
         """Emulated 1 ms ticks spent training and on inference."""
         return self.ticks_train, self.ticks_eval
 
+    @property
+    def timing(self) -> Any:
+        """The timed chip behind the transport (None for a functional one)."""
+        get = getattr(self.transport, "timing", None)
+        return get() if get is not None else None
+
+    def timing_summary(self, per_core: dict[int, dict[str, int]] | None = None) -> dict[str, Any] | None:
+        chip = self.timing
+        if chip is None:
+            return None
+        per_core = self.core_counters() if per_core is None else per_core
+        late = sum(c["late_packets"] for c in per_core.values())
+        out = chip.compliance.summary(chip.timing_arrays(), late, chip.mode, chip.lag)
+        out["on_loss"] = "count (timed modes measure losses)"
+        return out
+
+    def save_timing(self, out_dir: Path) -> dict[str, str]:
+        """timing.npz and its figures (timing.png, tick.png) in out_dir; {} for a functional chip."""
+        chip = self.timing
+        if chip is None:
+            return {}
+        from host.timing_figures import plot_timing_files
+
+        chip.compliance.save(out_dir / "timing.npz", chip.timing_arrays())
+        return plot_timing_files(out_dir / "timing.npz", out_dir)
+
     def report(self) -> dict[str, Any]:
-        """What report.json says of the chip: memory per core, emulated time, every loss counter."""
+        """What report.json says of the chip: memory per core, emulated time, every loss counter, timing."""
         per_core = self.core_counters()
-        return {
+        timing = self.timing_summary(per_core)
+        return {**({"timing": timing} if timing is not None else {}),
             "cores": self.plan.n_cores,
             "neurons_per_core": self.cfg.partition.neurons_per_core,
             "sram_bytes_per_core": [img.layout.arena_bytes for img in self.images],
@@ -192,7 +220,7 @@ class BoardTrainer:
 
     def _check(self, o: SampleOutcome) -> None:
         """The losses of one sample: with on_loss 'stop', the first is an error naming core, counter, sample."""
-        stop = self.cfg.train.on_loss == "stop"
+        stop = self.cfg.train.on_loss == "stop" and self.timing is None  # timed modes measure losses
         st = self.transport.status()
         now = self._chip_losses(st)
         grew = {k: now[k] - self._chip_seen.get(k, 0) for k in now if now[k] != self._chip_seen.get(k, 0)}

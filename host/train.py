@@ -112,7 +112,7 @@ def make_trainer(cfg: ExperimentConfig, target: str, weights: Weights, adam: Ada
     from host.runtime import BoardTrainer
     from host.transport import open_transport
 
-    transport = open_transport(target, plan_partition(cfg.network, cfg.partition).n_cores, backend)
+    transport = open_transport(target, plan_partition(cfg.network, cfg.partition).n_cores, backend, cfg.chip)
     return BoardTrainer(cfg, weights, adam, transport=transport)
 
 
@@ -235,7 +235,8 @@ class TrainingDiverged(HostError):
     """The loss became NaN or infinite."""
 
 
-RUN_FILES = ("report.json", "weights.npz", "checkpoint.npz", "confusion.png", "training.png")
+RUN_FILES = ("report.json", "weights.npz", "checkpoint.npz", "confusion.png", "training.png", "timing.npz",
+             "timing.png", "tick.png")
 
 
 def prepare_run_folder(out: Path, resume: Path | None, overwrite: bool) -> None:
@@ -371,6 +372,7 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
     n_train = len(data.x_train) if tr.max_samples is None else min(tr.max_samples, len(data.x_train))
     masks = FeatureMasks(tr.freq_masks, tr.freq_mask_max_bands, tr.time_masks, tr.time_mask_max_steps)
     session_samples, last_eval = 0, None
+    timing = getattr(trainer, "timing", None)
     for epoch in range(session.pos.epoch, tr.epochs):
         start = session.pos.next_index if epoch == session.pos.epoch else 0
         if start == 0:
@@ -385,6 +387,8 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
             xb = data.x_train[idx]
             if masks.active:  # seeded by the batch's place, so a resumed run masks the same
                 xb = mask_features(xb, masks, np.random.default_rng([tr.seed, MASK_STREAM, epoch, b0]))
+            if timing is not None:  # the per-tick record keeps the first and the last sample of each epoch
+                timing.compliance.recording = b0 == 0 or b1 >= n_train
             t_batch = time.perf_counter()
             try:
                 r = trainer.train_batch(xb, data.y_train[idx])
@@ -392,6 +396,8 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
                 raise TrainingInterrupted(f"interrupted during sample {b0} of epoch {epoch + 1}; {_resume_hint(ckpt, opts.argv)}") \
                     from None
             session.train_wall_s += time.perf_counter() - t_batch
+            if timing is not None:
+                timing.compliance.recording = False
             kept = r.pred >= 0  # a sample the chip lost (on_loss: count) has no loss and counts as wrong
             batch_loss = float(np.sum(r.loss[kept])) + r.l2_loss * int(np.sum(kept))
             if not np.isfinite(batch_loss):
@@ -403,8 +409,9 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
             session_samples += b1 - b0
             session.pos = Position(epoch, b1, session.pos.samples_trained + (b1 - b0))
             bar.update(b1 - b0)
+            extra = {} if timing is None else {"overruns": timing.compliance.overruns_seen}
             bar.set_postfix(acc=f"{session.correct / session.seen:.3f}", loss=f"{session.loss_sum / session.seen:.3f}",
-                            refresh=False)  # shown at the bar's next timed refresh, not once per sample
+                            **extra, refresh=False)  # shown at the bar's next timed refresh, not once per sample
             every = tr.checkpoint_every_samples
             done = session.pos.samples_trained
             if asked or (every and done // every != (done - (b1 - b0)) // every):
@@ -455,6 +462,12 @@ def _finish(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
                                               f"test accuracy {100 * ev['accuracy']:.1f} % ({opts.target})").name
     if epochs:
         figures["training"] = plot_training(epochs, out / "training.png").name
+    save_timing = getattr(trainer, "save_timing", None)
+    if save_timing is not None:
+        timing_files = save_timing(out)
+        figures.update({k: v for k, v in timing_files.items() if k != "data"})
+        if "data" in timing_files:
+            report["files"]["timing"] = timing_files["data"]
     report["figures"] = figures
     target_report = trainer.report()
     if target_report:

@@ -1,11 +1,12 @@
 /* See chip_loop.h. */
 #include <string.h>
 #include "chip_loop.h"
+#include "chip_internal.h"
 #include "hal.h"
 
 _Static_assert(EMU_DROP_SOURCES == FW_MAX_CORES + 1u, "a drop counter per core and one for injected packets");
 
-static void add_counts(fw_counts_t *acc, fw_counts_t c)
+void emu_add_counts(fw_counts_t *acc, fw_counts_t c)
 {
     acc->neuron_updates += c.neuron_updates;
     acc->synapse_mults += c.synapse_mults;
@@ -71,7 +72,7 @@ static void drain(run_t *r, uint32_t core)
 }
 
 /* copy SDRAM -> SRAM; false for an address outside SDRAM or the core's SRAM (counted, no completion) */
-static int dma_copy(emu_chip_t *chip, const emu_dma_t *d)
+int emu_dma_copy(emu_chip_t *chip, const emu_dma_t *d)
 {
     const uint64_t sdram_end = (uint64_t)chip->sdram_n_pages << chip->sdram_page_bits;
     if ((uint64_t)d->sdram_addr + d->n_bytes > sdram_end || (uint64_t)d->sram_offset + d->n_bytes > chip->sram_bytes) {
@@ -100,14 +101,14 @@ static void settle_core(run_t *r, uint32_t core)
     drain(r, core);
     while (r->dma.head < r->dma.tail) {
         const emu_dma_t d = chip->dma_buf[r->dma.head++];
-        if (!dma_copy(chip, &d)) continue;
-        add_counts(&chip->counts[d.core], fw_on_dma_done(chip->arenas[d.core], d.tag));
+        if (!emu_dma_copy(chip, &d)) continue;
+        emu_add_counts(&chip->counts[d.core], fw_on_dma_done(chip->arenas[d.core], d.tag));
         drain(r, d.core);
     }
     r->dma.head = r->dma.tail = 0;
 }
 
-static const emu_route_t *route(const emu_chip_t *chip, uint32_t key)
+const emu_route_t *emu_route(const emu_chip_t *chip, uint32_t key)
 {
     for (uint32_t r = 0; r < chip->n_routes; ++r)
         if ((key & chip->routes[r].mask) == chip->routes[r].key) return &chip->routes[r];
@@ -120,7 +121,7 @@ static void deliver_all(run_t *r)
     while (r->pkt.head < r->pkt.tail) {
         const uint32_t *p = chip->pkt_buf + 3u * r->pkt.head++;
         const uint32_t src = p[0], key = p[1], payload = p[2];
-        const emu_route_t *rt = route(chip, key);
+        const emu_route_t *rt = emu_route(chip, key);
         if (!rt) {
             chip->dropped++;
             chip->dropped_from[src == EMU_SRC_EXTERNAL ? FW_MAX_CORES : src]++;
@@ -130,7 +131,7 @@ static void deliver_all(run_t *r)
         }
         for (uint32_t core = 0; core < chip->n_cores; ++core) {
             if (!((rt->dest[core >> 5] >> (core & 31u)) & 1u)) continue;
-            add_counts(&chip->counts[core], fw_on_mc_packet(chip->arenas[core], key, payload));
+            emu_add_counts(&chip->counts[core], fw_on_mc_packet(chip->arenas[core], key, payload));
             chip->delivered++;
             settle_core(r, core);
         }
@@ -148,7 +149,7 @@ static void settle_chip(run_t *r)
         while (core < chip->n_cores && !chip->user_pending[core]) core++;
         if (core == chip->n_cores) return;
         chip->user_pending[core] = 0u;
-        add_counts(&chip->counts[core], fw_on_user_event(chip->arenas[core]));
+        emu_add_counts(&chip->counts[core], fw_on_user_event(chip->arenas[core]));
         settle_core(r, core);
     }
 }
@@ -158,7 +159,7 @@ void emu_run(emu_chip_t *chip, uint32_t first_tick, uint32_t n_ticks)
     run_t r = {chip, {0, 0}, {0, 0}};
     for (uint32_t t = 0; t < n_ticks; ++t) {
         for (uint32_t core = 0; core < chip->n_cores; ++core) {
-            add_counts(&chip->counts[core], fw_on_timer(chip->arenas[core], first_tick + t));
+            emu_add_counts(&chip->counts[core], fw_on_timer(chip->arenas[core], first_tick + t));
             settle_core(&r, core);
         }
         settle_chip(&r);
@@ -169,7 +170,7 @@ int32_t emu_host_msg(emu_chip_t *chip, uint32_t core, const uint32_t *msg, uint3
 {
     run_t r = {chip, {0, 0}, {0, 0}};
     if (core >= chip->n_cores) return -1;
-    add_counts(&chip->counts[core], fw_on_host_msg(chip->arenas[core], msg, n_words));
+    emu_add_counts(&chip->counts[core], fw_on_host_msg(chip->arenas[core], msg, n_words));
     settle_core(&r, core);
     settle_chip(&r);
     return 0;

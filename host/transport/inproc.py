@@ -8,6 +8,7 @@ import numpy as np
 from emulator.chip import FunctionalChip
 from emulator.errors import EmulatorError
 from emulator.router import RouteEntry
+from emulator.timed import TimedChip
 from host.errors import TransportError
 from host.transport.base import FW_STATUS, TransportStatus
 
@@ -66,9 +67,15 @@ class EmulatorTransport:
     def status(self, timeout_s: float | None = None) -> TransportStatus:
         chip = self._open()
         st = chip.stats()
+        losses = {"queue_overflows": st.queue_overflows, "dma_faults": st.dma_faults}
+        if isinstance(chip, TimedChip):
+            losses["rx_queue_overflows"] = st.rx_queue_overflows
         return TransportStatus(ticks=chip.tick_count, packets_delivered=st.delivered, packets_dropped=st.dropped,
-                               dropped_from=dict(st.dropped_from), last_drop=st.last_drop,
-                               losses={"queue_overflows": st.queue_overflows, "dma_faults": st.dma_faults})
+                               dropped_from=dict(st.dropped_from), last_drop=st.last_drop, losses=losses)
+
+    def timing(self) -> TimedChip | None:
+        """The timed chip, for its compliance record (None when the chip is functional)."""
+        return self.chip if isinstance(self.chip, TimedChip) else None
 
     def close(self) -> None:
         self._closed = True

@@ -1,0 +1,419 @@
+/* See timed_loop.h. */
+#include <string.h>
+#include "chip_internal.h"
+#include "hal.h"
+#include "timed_loop.h"
+
+_Static_assert(sizeof(fw_counts_t) == 4u * EMU_COUNT_FIELDS, "fw_counts_t is EMU_COUNT_FIELDS uint32 words");
+_Static_assert(EMU_STAGE_WORDS == 2u * EMU_STAGE_PACKETS, "a staged packet is a key and a payload");
+
+enum { EV_TIMER, EV_BURST, EV_DMA, EV_HOST, EV_WAKE };
+enum { CLS_ARRIVAL, CLS_WAKE };
+
+/* -- the event heap, ordered by (time, class, sequence) --------------------------------------------- */
+static int before(const emu_event_t *a, const emu_event_t *b)
+{
+    if (a->time_ps != b->time_ps) return a->time_ps < b->time_ps;
+    if (a->cls != b->cls) return a->cls < b->cls;
+    return a->seq < b->seq;
+}
+
+static void push(emu_timed_t *t, emu_event_t ev)
+{
+    if (t->heap_len == t->heap_cap) { t->heap_overflows++; return; }
+    ev.seq = t->seq++;
+    uint32_t i = t->heap_len++;
+    while (i > 0) {
+        const uint32_t up = (i - 1u) / 2u;
+        if (!before(&ev, &t->heap[up])) break;
+        t->heap[i] = t->heap[up];
+        i = up;
+    }
+    t->heap[i] = ev;
+}
+
+static emu_event_t pop(emu_timed_t *t)
+{
+    const emu_event_t top = t->heap[0], last = t->heap[--t->heap_len];
+    uint32_t i = 0;
+    for (;;) {
+        uint32_t kid = 2u * i + 1u;
+        if (kid >= t->heap_len) break;
+        if (kid + 1u < t->heap_len && before(&t->heap[kid + 1u], &t->heap[kid])) kid++;
+        if (!before(&t->heap[kid], &last)) break;
+        t->heap[i] = t->heap[kid];
+        i = kid;
+    }
+    if (t->heap_len) t->heap[i] = last;
+    return top;
+}
+
+static emu_event_t event(int64_t time_ps, uint32_t cls, uint32_t type, uint32_t core)
+{
+    emu_event_t ev;
+    memset(&ev, 0, sizeof ev);
+    ev.time_ps = time_ps; ev.cls = cls; ev.type = type; ev.core = core;
+    return ev;
+}
+
+/* -- the ring of words in flight (packet bursts, host messages) ----------------------------------- */
+static uint64_t pool_put(emu_timed_t *t, const uint32_t *words, uint32_t n)
+{
+    const uint64_t at = t->pool_head;
+    for (uint32_t i = 0; i < n; ++i) t->pool[(at + i) % t->pool_cap] = words[i];
+    t->pool_head += n;
+    return at;
+}
+
+static int pool_live(emu_timed_t *t, uint64_t at, uint32_t n)
+{
+    if (t->pool_head - at > t->pool_cap || n > t->pool_cap) { t->pool_overwrites++; return 0; }
+    return 1;
+}
+
+static uint32_t pool_word(const emu_timed_t *t, uint64_t at) { return t->pool[at % t->pool_cap]; }
+
+/* -- arrivals at a core ------------------------------------------------------------------------------ */
+static void wake(emu_timed_t *t, uint32_t core, int64_t time_ps)
+{
+    emu_tcore_t *c = &t->cores[core];
+    if (c->busy || c->wake_pending) return;
+    c->wake_pending = 1u;
+    push(t, event(time_ps, CLS_WAKE, EV_WAKE, core));
+}
+
+/* the slot of a new entry at the back of a small per-core queue */
+static uint32_t enqueue(uint32_t head, uint32_t *len)
+{
+    return (head + (*len)++) % EMU_SMALLQ;
+}
+
+static void schedule_timer(emu_timed_t *t, uint32_t core)
+{
+    emu_tcore_t *c = &t->cores[core];
+    emu_event_t ev = event((int64_t)c->next_tick * t->tick_ps + t->skew_ps[core], CLS_ARRIVAL, EV_TIMER, core);
+    ev.a = c->next_tick++;
+    push(t, ev);
+}
+
+static void arrive(emu_chip_t *chip, emu_timed_t *t, const emu_event_t *ev)
+{
+    emu_tcore_t *c = &t->cores[ev->core];
+    switch (ev->type) {
+    case EV_TIMER:
+        schedule_timer(t, ev->core);
+        if (c->timer_len == EMU_SMALLQ) { c->small_q_overflows++; break; }
+        {
+            const uint32_t slot = enqueue(c->timer_head, &c->timer_len);
+            c->timer_q[slot] = ev->a;
+            c->timer_fire_ps[slot] = ev->time_ps;
+        }
+        break;
+    case EV_BURST: {
+        const uint64_t at = (uint64_t)ev->a | (uint64_t)ev->b << 32;
+        if (!pool_live(t, at, 2u * ev->c)) break;
+        for (uint32_t i = 0; i < ev->c; ++i) {
+            if (c->rx_len == t->rx_depth) { c->rx_overflows++; continue; }
+            const uint32_t slot = ev->core * t->rx_depth + (c->rx_head + c->rx_len) % t->rx_depth;
+            t->rx_keys[slot] = pool_word(t, at + 2u * i);
+            t->rx_payloads[slot] = pool_word(t, at + 2u * i + 1u);
+            c->rx_len++;
+        }
+        if (c->rx_len > c->cur_max_queue) c->cur_max_queue = c->rx_len;
+        break;
+    }
+    case EV_DMA: {
+        const emu_dma_t d = {ev->core, ev->a, ev->b, ev->c, ev->d};
+        if (!emu_dma_copy(chip, &d)) break;
+        if (c->dma_len == EMU_SMALLQ) { c->small_q_overflows++; break; }
+        c->dma_q[enqueue(c->dma_head, &c->dma_len)] = ev->d;
+        break;
+    }
+    case EV_HOST: {
+        if (c->host_len == EMU_SMALLQ) { c->small_q_overflows++; break; }
+        const uint32_t slot = enqueue(c->host_head, &c->host_len);
+        c->host_at[slot] = (uint64_t)ev->a | (uint64_t)ev->b << 32;
+        c->host_words[slot] = ev->c;
+        break;
+    }
+    default:
+        break;
+    }
+    wake(t, ev->core, ev->time_ps);
+}
+
+/* -- side effects of a handler, leaving at end_ps ------------------------------------------------- */
+static int64_t transfer_ps(uint64_t n_bytes, uint64_t bytes_per_s)
+{
+    return (int64_t)((n_bytes * 1000000000000ull + bytes_per_s - 1u) / bytes_per_s);
+}
+
+static void drop(emu_chip_t *chip, uint32_t src, uint32_t key)
+{
+    chip->dropped++;
+    chip->dropped_from[src == EMU_SRC_EXTERNAL ? FW_MAX_CORES : src]++;
+    chip->last_drop_src = src;
+    chip->last_drop_key = key;
+}
+
+/* packets[2 * i] = key, [2 * i + 1] = payload; routes[i] their entries (0: dropped already) */
+static void send_bursts(emu_chip_t *chip, emu_timed_t *t, uint32_t src, int64_t end_ps, const uint32_t *packets,
+                        const emu_route_t *const *routes, uint32_t n)
+{
+    uint32_t dest[EMU_DEST_WORDS] = {0};
+    uint32_t *burst = t->stage_burst;
+    for (uint32_t i = 0; i < n; ++i)
+        if (routes[i])
+            for (uint32_t w = 0; w < EMU_DEST_WORDS; ++w) dest[w] |= routes[i]->dest[w];
+    for (uint32_t w = 0; w < EMU_DEST_WORDS; ++w) {
+        while (dest[w]) {
+            const uint32_t bit = (uint32_t)__builtin_ctz(dest[w]);
+            dest[w] &= dest[w] - 1u;
+            const uint32_t core = 32u * w + bit;
+            if (core >= chip->n_cores) continue;
+            uint32_t m = 0;
+            for (uint32_t i = 0; i < n; ++i) {
+                if (!routes[i] || !((routes[i]->dest[w] >> bit) & 1u)) continue;
+                burst[2u * m] = packets[2u * i];
+                burst[2u * m + 1u] = packets[2u * i + 1u];
+                m++;
+            }
+            const uint64_t at = pool_put(t, burst, 2u * m);
+            const uint32_t hops = src == EMU_SRC_EXTERNAL ? 0u : t->hops[src * chip->n_cores + core];
+            emu_event_t ev = event(end_ps + t->router_latency_ps + (int64_t)hops * t->hop_latency_ps
+                                   + (int64_t)m * t->packet_interval_ps, CLS_ARRIVAL, EV_BURST, core);
+            ev.a = (uint32_t)at; ev.b = (uint32_t)(at >> 32); ev.c = m;
+            push(t, ev);
+            chip->delivered += m;
+        }
+    }
+}
+
+static void host_out(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t end_ps, const uint32_t *words, uint32_t n)
+{
+    if (chip->host_len + n + 4u > chip->host_cap) { chip->host_overflows++; return; }
+    const int64_t start = end_ps > t->host_out_free_ps ? end_ps : t->host_out_free_ps;
+    t->host_out_free_ps = start + transfer_ps(4u * n, t->host_bytes_per_s);
+    const int64_t arrival = t->host_out_free_ps + t->host_latency_ps;
+    uint32_t *m = chip->host_buf + chip->host_len;
+    m[0] = core; m[1] = n; m[2] = (uint32_t)arrival; m[3] = (uint32_t)((uint64_t)arrival >> 32);
+    memcpy(m + 4, words, 4u * n);
+    chip->host_len += n + 4u;
+}
+
+static void release(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t end_ps)
+{
+    uint32_t *packets = t->stage_packets;
+    const emu_route_t **routes = t->stage_routes;
+    fw_header_t *h = (fw_header_t *)chip->arenas[core];
+    emu_tcore_t *c = &t->cores[core];
+    const uint32_t *box = (const uint32_t *)(chip->arenas[core] + h->layout.outbox);
+    uint32_t at = 0, n = 0;
+    while (at < h->state.outbox_count) {
+        const uint32_t tag = box[at] & 0xffu;
+        if (tag == HAL_OUT_MC) {
+            if (n == EMU_STAGE_PACKETS) { t->stage_overflows++; at += 3u; continue; }
+            packets[2u * n] = box[at + 1];
+            packets[2u * n + 1u] = box[at + 2];
+            routes[n] = emu_route(chip, box[at + 1]);
+            if (!routes[n]) drop(chip, core, box[at + 1]);
+            n++;
+            at += 3u;
+        } else if (tag == HAL_OUT_HOST) {
+            const uint32_t words = box[at] >> 8;
+            host_out(chip, t, core, end_ps, box + at + 1, words);
+            at += words + 1u;
+        } else if (tag == HAL_OUT_DMA) {
+            const int64_t start = end_ps > c->dma_free_ps ? end_ps : c->dma_free_ps;
+            c->dma_free_ps = start + t->dma_latency_ps + transfer_ps(box[at + 3], t->dma_bytes_per_s);
+            c->cur_dma_wait_ps += c->dma_free_ps - end_ps;
+            emu_event_t ev = event(c->dma_free_ps, CLS_ARRIVAL, EV_DMA, core);
+            ev.a = box[at + 1]; ev.b = box[at + 2]; ev.c = box[at + 3]; ev.d = box[at + 4];
+            push(t, ev);
+            at += HAL_DMA_WORDS;
+        } else {  /* HAL_OUT_USER: only this core sees it, and it is busy until end_ps */
+            c->user_pending = 1u;
+            at += 1u;
+        }
+    }
+    h->state.outbox_count = 0;
+    if (n) send_bursts(chip, t, core, end_ps, packets, routes, n);
+}
+
+/* -- running handlers ----------------------------------------------------------------------------- */
+static void close_tick(emu_timed_t *t, uint32_t core)
+{
+    emu_tcore_t *c = &t->cores[core];
+    if (c->cur_tick == EMU_NO_TICK) return;
+    const double budget = (double)t->tick_ps / (double)t->cycle_ps[core];
+    const uint32_t overrun = (double)c->cur_cycles > budget ? 1u : 0u;
+    uint32_t bin = (uint32_t)((double)c->cur_cycles * 100.0 / budget);
+    if (bin >= EMU_UTIL_BINS) bin = EMU_UTIL_BINS - 1u;
+    c->util_hist[bin]++;
+    c->ticks++;
+    c->overruns += overrun;
+    if (c->cur_cycles > c->worst_cycles || c->ticks == 1u) { c->worst_cycles = c->cur_cycles; c->worst_tick = c->cur_tick; }
+    if (c->cur_max_queue > c->max_queue) c->max_queue = c->cur_max_queue;
+    if (c->cur_timer_delay_ps > c->max_timer_delay_ps) c->max_timer_delay_ps = c->cur_timer_delay_ps;
+    if (t->rec_len < t->rec_cap) {
+        emu_tickrec_t *r = &t->recs[t->rec_len++];
+        r->core = core; r->tick = c->cur_tick;
+        r->cycles = c->cur_cycles > 0xffffffffu ? 0xffffffffu : (uint32_t)c->cur_cycles;
+        r->packets = c->cur_packets; r->max_queue = c->cur_max_queue; r->overrun = overrun;
+        r->dma_wait_ps = c->cur_dma_wait_ps; r->timer_delay_ps = c->cur_timer_delay_ps;
+    } else {
+        t->rec_dropped++;
+    }
+}
+
+static uint32_t charge(emu_timed_t *t, uint32_t core, uint32_t kind, fw_counts_t counts)
+{
+    emu_tcore_t *c = &t->cores[core];
+    const uint32_t *v = (const uint32_t *)&counts;
+    double cycles = (double)t->irq_cycles + t->base_cycles[kind];
+    c->phase_cycles[EMU_PHASE_OVERHEAD] += (double)t->irq_cycles;
+    c->phase_cycles[t->phase_of_base[kind]] += t->base_cycles[kind];
+    for (uint32_t i = 0; i < EMU_COUNT_FIELDS; ++i) {
+        if (!v[i]) continue;
+        const double x = t->count_cycles[i] * (double)v[i];
+        cycles += x;
+        c->phase_cycles[t->phase_of_count[i]] += x;
+    }
+    const uint32_t whole = (uint32_t)cycles + ((double)(uint32_t)cycles < cycles ? 1u : 0u);
+    c->cur_cycles += whole;
+    c->busy_cycles += whole;
+    return whole;
+}
+
+/* the core is free at time_ps: start its highest-priority pending event; returns when that handler
+ * ends (the core is busy until then), or -1 if nothing is pending (the core is idle) */
+static int64_t serve(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t time_ps)
+{
+    emu_tcore_t *c = &t->cores[core];
+    uint8_t *arena = chip->arenas[core];
+    fw_counts_t counts;
+    uint32_t kind;
+    c->busy = 0;
+    c->wake_pending = 0;
+    if (c->rx_len) {
+        const uint32_t slot = core * t->rx_depth + c->rx_head;
+        c->rx_head = (c->rx_head + 1u) % t->rx_depth;
+        c->rx_len--;
+        kind = EMU_H_PACKET;
+        counts = fw_on_mc_packet(arena, t->rx_keys[slot], t->rx_payloads[slot]);
+        c->cur_packets++;
+        c->packets_received++;
+    } else if (c->dma_len) {
+        const uint32_t tag = c->dma_q[c->dma_head];
+        c->dma_head = (c->dma_head + 1u) % EMU_SMALLQ;
+        c->dma_len--;
+        kind = EMU_H_DMA;
+        counts = fw_on_dma_done(arena, tag);
+    } else if (c->host_len) {
+        uint32_t words[FW_MAX_HOST_WORDS];
+        const uint32_t n = c->host_words[c->host_head];
+        const uint64_t at = c->host_at[c->host_head];
+        c->host_head = (c->host_head + 1u) % EMU_SMALLQ;
+        c->host_len--;
+        kind = EMU_H_HOST;
+        if (pool_live(t, at, n)) {
+            for (uint32_t i = 0; i < n; ++i) words[i] = pool_word(t, at + i);
+            counts = fw_on_host_msg(arena, words, n);
+        } else {
+            memset(&counts, 0, sizeof counts);
+        }
+    } else if (c->timer_len) {
+        const uint32_t tick = c->timer_q[c->timer_head];
+        const int64_t fired = c->timer_fire_ps[c->timer_head];
+        c->timer_head = (c->timer_head + 1u) % EMU_SMALLQ;
+        c->timer_len--;
+        close_tick(t, core);
+        c->cur_tick = tick;
+        c->cur_cycles = 0;
+        c->cur_packets = 0;
+        c->cur_max_queue = c->rx_len;
+        c->cur_dma_wait_ps = 0;
+        c->cur_timer_delay_ps = time_ps - fired;
+        kind = EMU_H_TIMER;
+        counts = fw_on_timer(arena, tick);
+    } else if (c->user_pending) {
+        c->user_pending = 0;
+        kind = EMU_H_USER;
+        counts = fw_on_user_event(arena);
+    } else {
+        return -1;  /* nothing to do: idle until the next arrival */
+    }
+    emu_add_counts(&chip->counts[core], counts);
+    const uint32_t cycles = charge(t, core, kind, counts);
+    const int64_t end_ps = time_ps + (int64_t)cycles * t->cycle_ps[core];
+    if (t->log_len < t->log_cap) {
+        emu_hlog_t *l = &t->log[t->log_len++];
+        l->start_ps = time_ps; l->end_ps = end_ps; l->core = core; l->kind = kind; l->tick = c->cur_tick; l->cycles = cycles;
+    } else {
+        t->log_dropped++;
+    }
+    release(chip, t, core, end_ps);
+    c->busy = 1u;
+    return end_ps;
+}
+
+/* serve core from time_ps on: while its next handler would start before anything else in the heap,
+ * run it at once (the order popping a wake-up for it would give, without the heap round trip) */
+static void serve_from(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t time_ps, int64_t until_ps)
+{
+    for (;;) {
+        const int64_t end_ps = serve(chip, t, core, time_ps);
+        if (end_ps < 0) return;
+        if (end_ps >= until_ps || (t->heap_len && t->heap[0].time_ps <= end_ps)) {
+            push(t, event(end_ps, CLS_WAKE, EV_WAKE, core));
+            return;
+        }
+        t->now_ps = time_ps = end_ps;
+        t->events++;
+    }
+}
+
+static void start(emu_chip_t *chip, emu_timed_t *t)
+{
+    if (t->started) return;
+    t->started = 1u;
+    for (uint32_t core = 0; core < chip->n_cores; ++core) {
+        t->cores[core].cur_tick = EMU_NO_TICK;
+        schedule_timer(t, core);
+    }
+}
+
+void emu_timed_run(emu_chip_t *chip, emu_timed_t *t, int64_t until_ps)
+{
+    start(chip, t);
+    while (t->heap_len && t->heap[0].time_ps < until_ps) {
+        const emu_event_t ev = pop(t);
+        t->now_ps = ev.time_ps;
+        t->events++;
+        if (ev.type == EV_WAKE) serve_from(chip, t, ev.core, ev.time_ps, until_ps);
+        else arrive(chip, t, &ev);
+    }
+    if (until_ps > t->now_ps) t->now_ps = until_ps;
+}
+
+int32_t emu_timed_host_msg(emu_chip_t *chip, emu_timed_t *t, uint32_t core, const uint32_t *msg, uint32_t n_words)
+{
+    if (core >= chip->n_cores || n_words > FW_MAX_HOST_WORDS) return -1;
+    start(chip, t);
+    const int64_t begin = t->now_ps > t->host_in_free_ps ? t->now_ps : t->host_in_free_ps;
+    t->host_in_free_ps = begin + transfer_ps(4u * n_words, t->host_bytes_per_s);
+    const uint64_t at = pool_put(t, msg, n_words);
+    emu_event_t ev = event(t->host_in_free_ps + t->host_latency_ps, CLS_ARRIVAL, EV_HOST, core);
+    ev.a = (uint32_t)at; ev.b = (uint32_t)(at >> 32); ev.c = n_words;
+    push(t, ev);
+    return 0;
+}
+
+void emu_timed_inject(emu_chip_t *chip, emu_timed_t *t, uint32_t key, uint32_t payload)
+{
+    const uint32_t packet[2] = {key, payload};
+    const emu_route_t *rt = emu_route(chip, key);
+    start(chip, t);
+    if (!rt) { drop(chip, EMU_SRC_EXTERNAL, key); return; }
+    send_bursts(chip, t, EMU_SRC_EXTERNAL, t->now_ps, packet, &rt, 1u);
+}

@@ -1,0 +1,233 @@
+"""The timed chip against hand-computed times.
+
+Cores that were never started (status not FW_RUNNING) return from every handler at once with no work,
+so each handler costs exactly interrupt entry + exit + its base cycles; a side effect placed in such
+a core's outbox leaves when its next handler ends. With the costs of the chip file below every time
+in these tests is a sum of a few numbers."""
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from emulator.chip_config import DEFAULT_CHIP, load_chip
+from emulator.errors import EmulatorError
+from emulator.router import RouteEntry
+from emulator.timed import TimedChip
+
+CYCLE_PS = 3333          # 300 MHz
+IRQ = 12 + 10            # interrupt entry + exit cycles of the default chip file
+HOP_PS, ROUTER_PS, PACKET_PS = 16667, 10000, 3333
+DMA_LATENCY_PS, DMA_BYTES_PER_S = 300000, 1200000000
+TICK_PS = 10 ** 9
+
+
+def chip_file(tmp_path: Path, timer_cycles: float = 100, packet_cycles: float = 30, **chip_changes) -> Path:
+    costs = {"provenance": {"source": "test"},
+             "handler_base_cycles": {"timer": timer_cycles, "mc_packet": packet_cycles, "dma_done": 50,
+                                     "host_msg": 60, "user_event": 80},
+             "per_count_cycles": {k: 0 for k in ("neuron_updates", "synapse_mults", "trace_updates", "exp_calls",
+                                                 "adam_updates", "mc_sent", "mc_received", "host_words", "dma_bytes")}}
+    (tmp_path / "costs.yaml").write_text(yaml.safe_dump(costs))
+    chip = yaml.safe_load(DEFAULT_CHIP.read_text())
+    chip.update(cycle_costs_file="costs.yaml", **chip_changes)
+    path = tmp_path / "chip.yaml"
+    path.write_text(yaml.safe_dump(chip))
+    return path
+
+
+def stopped_chip(tmp_path: Path, n_cores: int = 12, **kw) -> TimedChip:
+    chip = TimedChip(n_cores, load_chip(chip_file(tmp_path, **kw)))
+    return chip
+
+
+def put_outbox(chip: TimedChip, core: int, words: list[int]) -> None:
+    """Side effects a stopped core releases at the end of its next handler."""
+    ffi = chip.fw.ffi
+    outbox = 4096
+    chip.write_sram(core, ffi.offsetof("fw_header_t", "layout") + ffi.offsetof("fw_layout_t", "outbox"),
+                    np.array([outbox], np.uint32))
+    chip.write_sram(core, ffi.offsetof("fw_header_t", "state") + ffi.offsetof("fw_state_t", "outbox_count"),
+                    np.array([len(words)], np.uint32))
+    chip.write_sram(core, outbox, np.array(words, np.uint32))
+
+
+def handlers(chip: TimedChip, core: int, kind: str) -> np.ndarray:
+    log = chip.compliance._prev_logs  # the handlers of the last advance
+    k = {v: k for k, v in chip.compliance.kinds.items()}[kind]
+    return log[(log["core"] == core) & (log["kind"] == k)]
+
+
+def timer_end(cycles: float = 100) -> int:
+    return (IRQ + int(cycles)) * CYCLE_PS
+
+
+def test_packet_arrives_after_router_and_hop_latency(tmp_path) -> None:
+    chip = stopped_chip(tmp_path)
+    src, dst = 0, 5  # QPE (7,6) and QPE (6,6): one hop apart
+    assert chip.hops[src, dst] == 1 and chip.hops[0, 9] == 2
+    chip.load_routes([RouteEntry(0x01000000, 0xff000000, (dst, 9))])
+    put_outbox(chip, src, [1, 0x01000007, 42])  # HAL_OUT_MC: key, payload
+    chip.run(1)
+    sent = timer_end()  # core 0's timer handler ends: the packet leaves
+    for core, hops in ((dst, 1), (9, 2)):
+        got = handlers(chip, core, "mc_packet")
+        assert len(got) == 1
+        assert got["start_ps"][0] == sent + ROUTER_PS + hops * HOP_PS + PACKET_PS
+        assert got["end_ps"][0] - got["start_ps"][0] == (IRQ + 30) * CYCLE_PS
+    assert chip.stats().delivered == 2 and chip.stats().dropped == 0
+
+
+def test_dma_completes_after_latency_plus_bytes_over_bandwidth(tmp_path) -> None:
+    chip = stopped_chip(tmp_path)
+    data = np.arange(1000, dtype=np.uint32)  # 4,000 B
+    chip.write_sdram(0x200000, data)
+    put_outbox(chip, 3, [3, 0x200000, 8192, 4000, 77])  # HAL_OUT_DMA: sdram, sram offset, bytes, tag
+    chip.run(1)
+    transfer = -(-4000 * 10 ** 12 // DMA_BYTES_PER_S)  # ceil: 3,333,334 ps
+    done = handlers(chip, 3, "dma_done")
+    assert len(done) == 1
+    assert done["start_ps"][0] == timer_end() + DMA_LATENCY_PS + transfer
+    assert np.array_equal(np.frombuffer(chip.read_sram(3, 8192, 4000), np.uint32), data)
+    assert chip.stats().dma_bytes == 4000
+
+
+def test_a_handler_longer_than_a_tick_overruns_and_delays_the_next_timer(tmp_path) -> None:
+    long = 400_000  # cycles: 1.333 ms at 300 MHz
+    chip = stopped_chip(tmp_path, n_cores=1, timer_cycles=long)
+    chip.run(3)
+    timers = handlers(chip, 0, "timer")
+    dur = (IRQ + long) * CYCLE_PS
+    assert list(timers["start_ps"]) == [0, dur, 2 * dur]  # each starts when the previous one ends
+    chip.run(1)  # closes tick 2
+    rec = chip.compliance.window()
+    assert len(rec) == 3 and list(rec["overrun"]) == [1, 1, 1]
+    assert list(rec["timer_delay_ps"]) == [0, dur - TICK_PS, 2 * dur - 2 * TICK_PS]
+    assert chip.core_timing(0).overruns == 3
+
+
+def test_a_packet_during_a_timer_handler_is_served_after_it_and_before_the_next_timer(tmp_path) -> None:
+    chip = stopped_chip(tmp_path, n_cores=1, timer_cycles=150_000)  # 500 us timers
+    chip.load_routes([RouteEntry(0x01000000, 0xff000000, (0,))])
+    chip.run(1)
+    chip.inject(0x01000001)  # at 1 ms, as the timer of tick 1 starts
+    chip.run(1)
+    packet, timers = handlers(chip, 0, "mc_packet"), handlers(chip, 0, "timer")
+    assert timers["start_ps"][0] == TICK_PS
+    arrival = TICK_PS + ROUTER_PS + PACKET_PS
+    assert arrival < timers["end_ps"][0]                 # it arrived while the timer handler ran
+    assert packet["start_ps"][0] == timers["end_ps"][0]  # served as soon as that handler ended
+    assert packet["end_ps"][0] < 2 * TICK_PS             # before the timer of tick 2
+    chip.run(1)
+    assert handlers(chip, 0, "timer")["start_ps"][0] == 2 * TICK_PS
+
+
+def test_a_packet_is_served_before_a_timer_that_waits_with_it(tmp_path) -> None:
+    chip = stopped_chip(tmp_path, n_cores=1, timer_cycles=400_000)  # 1.33 ms: still busy when tick 1 fires
+    chip.load_routes([RouteEntry(0x01000000, 0xff000000, (0,))])
+    chip.run(1)
+    chip.inject(0x01000001)  # arrives at 1 ms + 13 ns, after the timer of tick 1 fired
+    chip.run(1)
+    packet, timers = handlers(chip, 0, "mc_packet"), handlers(chip, 0, "timer")
+    first_end = (IRQ + 400_000) * CYCLE_PS
+    assert packet["start_ps"][0] == first_end          # packet first ...
+    assert timers["start_ps"][0] == packet["end_ps"][0]  # ... then the late timer of tick 1
+
+
+def test_an_unrouted_key_is_dropped_and_counted(tmp_path) -> None:
+    chip = stopped_chip(tmp_path)
+    chip.load_routes([RouteEntry(0x01000000, 0xff000000, (1,))])
+    chip.inject(0x05000000)
+    put_outbox(chip, 2, [1, 0x06000003, 0])
+    chip.run(1)
+    st = chip.stats()
+    assert st.dropped == 2 and st.delivered == 0
+    assert st.last_drop == (2, 0x06000003)
+
+
+def test_receive_queue_overflow_is_counted(tmp_path) -> None:
+    chip = stopped_chip(tmp_path, n_cores=2, receive_queue_packets=4)
+    chip.load_routes([RouteEntry(0x01000000, 0xff000000, (1,))])
+    put_outbox(chip, 0, [w for i in range(6) for w in (1, 0x01000000 + i, 0)])  # one burst of 6
+    chip.run(1)
+    assert chip.stats().rx_queue_overflows == 2
+    assert len(handlers(chip, 1, "mc_packet")) == 4
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("noc_hop_latency_ps", -5, "noc_hop_latency_ps must be >= 0"),
+    ("clock_hz", 200000000, "clock_hz is 200,000,000 Hz, not one of clock_levels_hz"),
+    ("router_entries", "many", "router_entries must be a number"),
+    ("qpes", [[1, 1], [1, 1]], "qpes lists QPE [1, 1] twice"),
+    ("tick_us", 0, "tick_us must lie in"),
+    ("bogus_key", 1, "bogus_key is not a chip-file key"),
+])
+def test_a_bad_chip_file_is_refused_naming_the_key(tmp_path, key, value, says) -> None:
+    path = chip_file(tmp_path, **{key: value})
+    with pytest.raises(EmulatorError, match=re.escape(says)):
+        load_chip(path)
+
+
+def test_bad_cycle_costs_are_refused_naming_the_key(tmp_path) -> None:
+    path = chip_file(tmp_path)
+    costs = yaml.safe_load((tmp_path / "costs.yaml").read_text())
+    del costs["per_count_cycles"]["trace_updates"]
+    (tmp_path / "costs.yaml").write_text(yaml.safe_dump(costs))
+    with pytest.raises(EmulatorError, match="per_count_cycles.trace_updates is missing"):
+        load_chip(path)
+
+
+def test_clock_must_be_a_level_of_the_chip() -> None:
+    chip = load_chip()
+    assert chip.with_clock(150_000_000).cycle_ps() == 6667
+    with pytest.raises(EmulatorError, match="200 MHz is not one of the chip's levels"):
+        chip.with_clock(200_000_000)
+
+
+def test_the_default_chip_is_spinnaker2() -> None:
+    chip = load_chip()
+    assert chip.n_cores == 152 and len(chip.qpes) == 38 and chip.router_entries == 16384
+    assert chip.sram_bytes_per_core == 128 * 1024 and chip.clock_levels_hz == (150_000_000, 300_000_000)
+    holes = {(4, 3), (4, 4), (7, 3), (7, 4)}
+    assert set(chip.qpes) == {(x, y) for x in range(1, 8) for y in range(1, 7)} - holes
+
+
+def test_realtime_mode_follows_the_wall_clock(tmp_path) -> None:
+    import time
+
+    chip = TimedChip(2, load_chip(chip_file(tmp_path)), mode="realtime")
+    t0 = time.perf_counter()
+    chip.run(30)
+    wall = time.perf_counter() - t0
+    assert wall >= 0.029  # 30 ticks of 1 ms, paced
+    assert chip.lag.ticks == 30 and chip.lag.max_s < 0.5
+
+
+def test_timer_skew_shifts_each_core(tmp_path) -> None:
+    chip = TimedChip(3, load_chip(chip_file(tmp_path, timer_skew_us=2.5)))
+    chip.run(1)
+    starts = [int(handlers(chip, c, "timer")["start_ps"][0]) for c in range(3)]
+    assert starts == [0, 2_500_000, 5_000_000]
+
+
+def test_functional_and_timed_training_give_the_same_bits(cfg, init_w, samples20, weights_identical) -> None:
+    from host.runtime import BoardTrainer
+    from host.transport.inproc import EmulatorTransport
+
+    x, y = samples20
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, on_loss="count"))
+    functional = BoardTrainer(cfg, init_w)
+    chip = TimedChip(12)
+    timed = BoardTrainer(cfg, init_w, transport=EmulatorTransport(12, chip=chip))
+    for i in range(3):
+        functional.train_batch(x[i], y[i:i + 1])
+        timed.train_batch(x[i], y[i:i + 1])
+    assert not any(timed.provenance().values()), timed.provenance()
+    assert chip.compliance.overruns_seen == 0
+    weights_identical(timed.weights, functional.weights, "timed vs functional")
+    # the timed chip took one tick more per sample: the host's SAMPLE message takes the link's latency
+    assert timed.ticks_train == functional.ticks_train + 3
