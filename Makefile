@@ -5,13 +5,13 @@ BIN := $(VENV)/bin
 RUN ?= runs/demo
 CFLAGS_FW := -std=c11 -Wall -Wextra -Werror -Wpedantic -O3 -ffp-contract=off -fno-math-errno -fno-strict-aliasing -Ifirmware_c/include
 
-.PHONY: demo test setup system-deps firmware clean
+.PHONY: demo test setup system-deps firmware arm arm-deps clean
 
 demo: setup
 	$(BIN)/s2eprop train --target emulator --config experiments/configs/demo.yaml --out $(RUN) --overwrite
 	@echo "run folder: $(RUN) (report.json, weights.npz, confusion.png, training.png)"
 
-test: setup firmware
+test: setup firmware arm
 	$(BIN)/python -m pytest -q
 
 setup: system-deps $(VENV)/.installed
@@ -45,6 +45,23 @@ firmware:
 	@mkdir -p build/firmware
 	@for f in firmware_c/src/*.c; do cc $(CFLAGS_FW) -c $$f -o build/firmware/$$(basename $$f .c).o || exit 1; done
 	@echo "firmware: $$(ls build/firmware/*.o | wc -l) objects built with -Werror"
+
+# the Cortex-M4F build (flags in emulator/arm_build.py: -mcpu=cortex-m4 -mthumb -mfloat-abi=hard
+# -mfpu=fpv4-sp-d16 -O2 -ffp-contract=off -ffreestanding, C11, -Werror) and its size report
+# build/arm/size.json; fails when the image does not fit a core's 128 KiB
+arm: setup arm-deps
+	$(BIN)/python -m host.arm_size --out build/arm
+
+# the ARM cross compiler (and newlib's headers for <stdint.h>, <stddef.h>), with apt-get when we are root
+arm-deps:
+	@if ! command -v arm-none-eabi-gcc >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing: gcc-arm-none-eabi libnewlib-arm-none-eabi"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-arm-none-eabi libnewlib-arm-none-eabi >/dev/null; \
+	  else \
+	    echo "missing system packages: gcc-arm-none-eabi libnewlib-arm-none-eabi; run: sudo apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi   (then make again)"; exit 1; \
+	  fi; \
+	fi
 
 clean:
 	rm -rf build $(VENV) emulator/_fw*.so emulator/_fw*.c *.egg-info

@@ -11,10 +11,11 @@ from typing import Any, Iterable
 import numpy as np
 
 from emulator.fw_bridge import Firmware, Layout
+from host.arm_size import arena_budget
 from host.config import ExperimentConfig
 from host.errors import ConfigError
 from host.partition import ROLE_NEURON, CorePlan, Plan
-from host.routing import KEY_ERR, KEY_PARTIAL, KEY_SPIKE
+from host.routing import KEY_ERR, KEY_PARTIAL, KEY_SPIKE, key_offset
 from host.streamer import InputRing
 from host.weights import Weights
 
@@ -32,14 +33,16 @@ class CoreImage:
 def core_config_fields(cfg: ExperimentConfig, plan: Plan, core: CorePlan, adam: Any | None,
                        outbox_words: int = OUTBOX_WORDS) -> dict[str, Any]:
     net, tr = cfg.network, cfg.train
-    ring = InputRing.for_network(net.n_in, net.n_steps)
+    ring = InputRing.for_network(net.n_in, net.n_steps, plan.copy)
+    off = key_offset(plan)
     alpha, rho, kappa = net.decays()
     f32 = np.float32
     one_alpha, one_rho = float(f32(1) - f32(alpha)), float(f32(1) - f32(rho))
     return dict(
         core_id=core.core_id, role=core.role, n_in=net.n_in, n_rec=net.n_rec, n_out=net.n_out,
         n_steps=net.n_steps, neuron_lo=core.neuron_lo, n_local=core.n_local, src_index=core.src_index,
-        n_src=len(plan.neuron_cores), key_spike=KEY_SPIKE, key_partial=KEY_PARTIAL, key_err=KEY_ERR,
+        n_src=len(plan.neuron_cores), key_spike=KEY_SPIKE + off, key_partial=KEY_PARTIAL + off,
+        key_err=KEY_ERR + off,
         sdram_ring=ring.sdram_addr, ring_slots=ring.n_slots, outbox_words=outbox_words,
         surrogate=0 if net.surrogate == "multi_gaussian" else 1,
         feedback=0 if tr.feedback == "symmetric" else 1,
@@ -64,7 +67,7 @@ def _core_blocks(core: CorePlan, mats: dict[str, np.ndarray]) -> dict[str, np.nd
 def build_images(fw: Firmware, cfg: ExperimentConfig, plan: Plan, weights: Weights, adam: Any | None = None,
                  feedback: np.ndarray | None = None, outbox_words: int = OUTBOX_WORDS) -> list[CoreImage]:
     images = []
-    limit = cfg.partition.arena_limit_bytes
+    limit = arena_budget(cfg.partition.arena_limit_bytes)[0]
     for core in plan.cores:
         c = fw.new_config(core_config_fields(cfg, plan, core, adam, outbox_words))
         layout = fw.layout(c)

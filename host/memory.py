@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from emulator.fw_bridge import Firmware
+from host.arm_size import arena_budget
 from host.config import ExperimentConfig
 from host.images import core_config_fields, training_state_bytes
 from host.errors import HostError
 from host.partition import plan_partition
 from host.stack import format_stack_report, handler_stack_usage, worst_nesting
 
-# stack of one core until the ARM build's linker script sets it: the 4 KB of heap and stack at
-# 0x1F000 of SpiNNaker 2's PE memory (reference notes, spinnaker2_hardware.md section 1, secondary)
+# stack of one core, as firmware_c/arm/link.ld sets it: the 4 KB of heap and stack at 0x1F000 of
+# SpiNNaker 2's PE memory (reference notes, spinnaker2_hardware.md section 1, secondary)
 STACK_BUDGET_BYTES = 4096
 
 
@@ -35,6 +36,7 @@ def stack_map(budget_bytes: int = STACK_BUDGET_BYTES) -> dict[str, Any]:
 def memory_map(cfg: ExperimentConfig, firmware: Firmware | None = None, stack: bool = True) -> dict[str, Any]:
     fw = firmware or Firmware()
     plan = plan_partition(cfg.network, cfg.partition)
+    limit, limit_from = arena_budget(cfg.partition.arena_limit_bytes)
     cores = []
     layouts = []
     for core in plan.cores:
@@ -48,10 +50,10 @@ def memory_map(cfg: ExperimentConfig, firmware: Firmware | None = None, stack: b
         cores.append({"core": core.core_id, "role": _role(core.role), "neurons": [core.neuron_lo, core.neuron_lo + core.n_local],
                       "arena_bytes": layout.arena_bytes, "header_bytes": fw.header_bytes,
                       "accounting": dict(layout.accounting), "regions": regions,
-                      "fits": layout.arena_bytes <= cfg.partition.arena_limit_bytes})
+                      "fits": layout.arena_bytes <= limit})
 
     return {"cores": len(cores), "neurons_per_core": cfg.partition.neurons_per_core,
-            "arena_limit_bytes": cfg.partition.arena_limit_bytes,
+            "arena_limit_bytes": limit, "arena_limit_from": limit_from,
             "training_state_bytes_total": training_state_bytes(layouts),
             "per_core": cores, **({"stack": stack_map()} if stack else {})}
 
@@ -62,7 +64,7 @@ def _role(role: int) -> str:
 
 def format_memory_map(m: dict[str, Any]) -> str:
     lines = [f"{m['cores']} cores, {m['neurons_per_core']} neurons per neuron core, arena limit "
-             f"{m['arena_limit_bytes']:,} B; training state (weights, optimizer, traces, neuron, readout) "
+             f"{m['arena_limit_bytes']:,} B ({m['arena_limit_from']}); training state (weights, optimizer, traces, neuron, readout) "
              f"{m['training_state_bytes_total']:,} B in all"]
     for c in m["per_core"]:
         a = c["accounting"]

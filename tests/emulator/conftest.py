@@ -88,3 +88,16 @@ def with_options() -> Callable[..., ExperimentConfig]:
 def sample_maker() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
     """make(n, seed) -> (x, y): inputs 3 * N(0, 1), random labels."""
     return make_samples
+
+
+@pytest.fixture(scope="session")
+def arm_elf():
+    """The ARM build of the current sources (build/arm's when up to date, else built into the cache);
+    skips without arm-none-eabi-gcc or the ISS packages (CI has both: `make test` runs `make arm`)."""
+    from emulator import arm_build
+
+    for module in ("unicorn", "capstone", "elftools"):
+        pytest.importorskip(module, reason=f"the ISS runner needs {module} (pip install -e .)")
+    if not arm_build.compiler_available():
+        pytest.skip("arm-none-eabi-gcc not installed (make arm installs it as root)")
+    return arm_build.current_elf()
