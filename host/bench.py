@@ -52,7 +52,7 @@ def bench_golden(batch_sizes: Sequence[int] = (1, 32), n_samples: int = 64, seed
     }
 
 
-def bench_emulator(n_samples: int = 64, seed: int = 0, backend: str = "c") -> dict[str, Any]:
+def bench_emulator(n_samples: int = 64, seed: int = 0, backend: str = "c", mode: str = "functional") -> dict[str, Any]:
     """Time on-chip training through the path `s2eprop train --target emulator` runs (run_training:
     trainer, transport, streamer, the chip's event loop, per-sample checks, checkpoint at the end) on
     the paper's 12-core partition, on random inputs 3*N(0, 1) with no test split. One untimed warm-up
@@ -60,11 +60,11 @@ def bench_emulator(n_samples: int = 64, seed: int = 0, backend: str = "c") -> di
     import tempfile
     from pathlib import Path
 
-    from host.config import ExperimentConfig
+    from host.config import ChipConfig, ExperimentConfig
     from host.data.dataset import KWS_LABELS, Dataset
     from host.train import TrainOptions, run_training
 
-    cfg = ExperimentConfig().validate()
+    cfg = dataclasses.replace(ExperimentConfig(), chip=ChipConfig(mode=mode)).validate()
     net = cfg.network
     rng = np.random.default_rng(seed)
     x = (3 * rng.standard_normal((n_samples, net.n_steps, net.n_in))).astype(np.float32)
@@ -80,4 +80,41 @@ def bench_emulator(n_samples: int = 64, seed: int = 0, backend: str = "c") -> di
         "emulator_realtime_factor": report["emulated_ms"] / report["samples_trained"] / ms,
         "emulator_cores": report["cores"],
         "emulator_backend": backend,
+        "emulator_mode": mode,
     }
+
+
+def bench_copies(copies: Sequence[int] = (1, 2, 4, 8, 12), modes: Sequence[str] = ("functional", "timed"),
+                 n_samples: int = 8, seed: int = 0) -> dict[str, Any]:
+    """Wall time of training n copies of the paper's 12-core network side by side on one chip
+    (host/copies.py: one sample on every copy per step), per mode, after one untimed warm-up step;
+    with the log-log slope of wall time against cores from the smallest to the largest chip."""
+    from host.config import ChipConfig, ExperimentConfig
+    from host.copies import ChipCopies
+
+    out: dict[str, Any] = {"copies": list(copies), "samples_per_copy": n_samples}
+    base = ExperimentConfig()
+    net = base.network
+    rng = np.random.default_rng(seed)
+    x = (3 * rng.standard_normal((n_samples + 1, net.n_steps, net.n_in))).astype(np.float32)
+    y = rng.integers(0, net.n_out, n_samples + 1)
+    for mode in modes:
+        cfg = dataclasses.replace(base, chip=ChipConfig(mode=mode),
+                                  train=dataclasses.replace(base.train, on_loss="count")).validate()
+        walls, factors = [], []
+        for n in copies:
+            chip = ChipCopies([cfg] * n, [init_weights(net, seed + i) for i in range(n)])
+            chip.train_step([x[0]] * n, [int(y[0])] * n)  # warm-up
+            t0 = time.perf_counter()
+            for k in range(1, n_samples + 1):
+                chip.train_step([x[k]] * n, [int(y[k])] * n)
+            wall = time.perf_counter() - t0
+            ticks = chip.trainers[0].ticks_train - chip.trainers[0].ticks_train // (n_samples + 1)
+            chip.close()
+            walls.append(wall)
+            factors.append(ticks / (wall * 1e3))
+        cores = [12 * n for n in copies]
+        slope = float(np.log(walls[-1] / walls[0]) / np.log(cores[-1] / cores[0])) if len(copies) > 1 else None
+        out[mode] = {"cores": cores, "wall_s": [round(w, 3) for w in walls],
+                     "emulated_ms_per_wall_ms": [round(f, 2) for f in factors], "loglog_slope": slope}
+    return out

@@ -129,7 +129,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from host.bench import bench_emulator, bench_golden
+    from host.bench import bench_copies, bench_emulator, bench_golden
 
     if args.samples < 1:
         raise HostError(f"--samples must be >= 1, got {args.samples}")
@@ -137,7 +137,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.what in ("golden", "all"):
         result.update(bench_golden(n_samples=args.samples))
     if args.what in ("emulator", "all"):
-        result.update(bench_emulator(n_samples=args.samples))
+        result.update(bench_emulator(n_samples=args.samples, mode=args.mode))
+    if args.what == "copies":
+        result.update(bench_copies(n_samples=min(args.samples, 16)))
     print(json.dumps(result, indent=2))
     return 0
 
@@ -204,9 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     e.set_defaults(func=cmd_eval)
 
-    b = sub.add_parser("bench", help="training speed per sample: golden model (batch 1 and 32) and emulator")
-    b.add_argument("what", nargs="?", choices=("golden", "emulator", "all"), default="all")
-    b.add_argument("--samples", type=int, default=64)
+    b = sub.add_parser("bench", help="training speed per sample: golden model (batch 1 and 32), emulator, "
+                                      "and copies of the network side by side on one chip")
+    b.add_argument("what", nargs="?", choices=("golden", "emulator", "copies", "all"), default="all")
+    b.add_argument("--samples", type=int, default=64, help="samples timed (copies: per copy, at most 16)")
+    b.add_argument("--mode", choices=("functional", "timed", "realtime"), default="functional",
+                   help="emulated chip mode of `bench emulator`")
     b.set_defaults(func=cmd_bench)
 
     m = sub.add_parser("memory", help="per-core byte map of the partitioned network, stack use per handler")

@@ -31,27 +31,39 @@ class Plan:
     cores: tuple[CorePlan, ...]
     readout_core: int
     neuron_cores: tuple[int, ...]
+    copy: int = 0          # which copy of the network, when several share a chip (host/copies.py)
+    shared: bool = False   # the chip holds several copies: keys and routes carry the copy
 
     @property
     def n_cores(self) -> int:
         return len(self.cores)
 
 
-def plan_partition(net: NetworkConfig, part: PartitionConfig) -> Plan:
+def cores_needed(net: NetworkConfig, part: PartitionConfig) -> int:
+    return -(-net.n_rec // part.neurons_per_core) + (1 if part.readout == "extra" else 0)
+
+
+def plan_partition(net: NetworkConfig, part: PartitionConfig, copy: int = 0, copies: int = 1) -> Plan:
+    """The cores of copy `copy` of `copies` identical networks placed side by side (core ids from
+    copy x cores_needed on)."""
     npc = part.neurons_per_core
     n_neuron_cores = -(-net.n_rec // npc)
     extra = part.readout == "extra"
-    total = n_neuron_cores + (1 if extra else 0)
-    if total > MAX_APP_CORES:
+    per_copy = cores_needed(net, part)
+    first = copy * per_copy
+    if per_copy * copies > MAX_APP_CORES:
+        what = f"{copies} copies of " if copies > 1 else ""
         raise ConfigError(
-            f"{net.n_rec} neurons at {npc} per core need {total} cores, a chip has {MAX_APP_CORES}: "
-            f"raise partition.neurons_per_core")
+            f"{what}{net.n_rec} neurons at {npc} per core need {per_copy * copies} cores, a chip has {MAX_APP_CORES}: "
+            f"raise partition.neurons_per_core" + (" or place fewer copies" if copies > 1 else ""))
     cores = []
     for c in range(n_neuron_cores):
         lo = c * npc
         role = ROLE_NEURON | (ROLE_READOUT if (c == 0 and not extra) else 0)
-        cores.append(CorePlan(core_id=c, role=role, neuron_lo=lo, n_local=min(npc, net.n_rec - lo), src_index=c))
+        cores.append(CorePlan(core_id=first + c, role=role, neuron_lo=lo, n_local=min(npc, net.n_rec - lo),
+                              src_index=c))
     if extra:
-        cores.append(CorePlan(core_id=n_neuron_cores, role=ROLE_READOUT))
-    readout = n_neuron_cores if extra else 0
-    return Plan(cores=tuple(cores), readout_core=readout, neuron_cores=tuple(range(n_neuron_cores)))
+        cores.append(CorePlan(core_id=first + n_neuron_cores, role=ROLE_READOUT))
+    readout = first + (n_neuron_cores if extra else 0)
+    return Plan(cores=tuple(cores), readout_core=readout, neuron_cores=tuple(range(first, first + n_neuron_cores)),
+                copy=copy, shared=copies > 1)

@@ -26,12 +26,30 @@ from host.transport import Transport, TransportStatus, open_transport
 from host.weights import Weights
 
 
+class SampleResults:
+    """The rows of a BatchResult, filled one sample at a time."""
+
+    def __init__(self, n: int, n_out: int, l2: float) -> None:
+        self.loss = np.zeros(n, dtype=np.float32)
+        self.pred = np.zeros(n, dtype=np.int64)
+        self.out = np.zeros((n, n_out), dtype=np.float32)
+        self.spikes = np.zeros(n, dtype=np.int64)
+        self.l2 = l2
+
+    def result(self, labels_given: bool) -> BatchResult:
+        if not labels_given:
+            self.loss[:] = np.nan
+        return BatchResult(loss=self.loss, pred=self.pred, output_mean=self.out, l2_loss=self.l2, spikes=self.spikes)
+
+
 class BoardTrainer:
     """On-chip E-prop: online (one sample, one update), as on SpiNNaker 2."""
 
     def __init__(self, cfg: ExperimentConfig, weights: Weights, adam: AdamState | None = None,
                  transport: Transport | None = None, backend: str = "c", firmware: Firmware | None = None,
-                 outbox_words: int | None = None) -> None:
+                 outbox_words: int | None = None, copy: int = 0, copies: int = 1) -> None:
+        """`copy` of `copies`: this network's place among identical ones sharing the chip (host/copies.py
+        loads their routing table; a network alone loads its own)."""
         if cfg.train.batch_size != 1:
             raise ConfigError(
                 f"the emulated chip learns online, one sample per update: batch size must be 1, "
@@ -39,7 +57,7 @@ class BoardTrainer:
         self.cfg = cfg
         self.net = cfg.network
         self.fw = firmware or Firmware()
-        self.plan: Plan = plan_partition(cfg.network, cfg.partition)
+        self.plan: Plan = plan_partition(cfg.network, cfg.partition, copy, copies)
         self.labels = weights.labels
         weights = weights.check(self.net)
         feedback = random_feedback(self.net, cfg.train.seed) if cfg.train.feedback == "random" else None
@@ -48,11 +66,13 @@ class BoardTrainer:
         self.transport: Transport = transport or open_transport("emulator", self.plan.n_cores, backend)
         for img in self.images:
             self.transport.write_sram(img.plan.core_id, 0, img.data)
-        self.transport.load_routes(routing_table(self.net, self.plan))
+        self.routes = routing_table(self.net, self.plan)
+        if copies == 1:
+            self.transport.load_routes(self.routes)
         for img in self.images:
             self.transport.start(img.plan.core_id, img.layout.arena_bytes)
         tr = cfg.train
-        self.streamer = SampleStreamer(self.transport, InputRing.for_network(self.net.n_in, self.net.n_steps),
+        self.streamer = SampleStreamer(self.transport, InputRing.for_network(self.net.n_in, self.net.n_steps, copy),
                                        tuple(c.core_id for c in self.plan.cores), self.plan.readout_core,
                                        self.net.n_steps, tr.input_mode, tr.input_lookahead_ticks)
         self._l2_term = l2_loss(weights, tr.l2)  # of the weights the next update starts from
@@ -179,6 +199,13 @@ class BoardTrainer:
         return {"packets_dropped": st.packets_dropped, **st.losses}
 
     def _run(self, x: np.ndarray, y: np.ndarray | None, train: bool) -> BatchResult:
+        x, labels = self.check_batch(x, y, train)
+        acc = SampleResults(len(x), self.net.n_out, self._l2_term if train else 0.0)
+        for b in range(len(x)):
+            self.account(self.streamer.run_sample(self.next_sample_id(), int(labels[b]), train, x[b]), train, acc, b)
+        return acc.result(labels_given=y is not None)
+
+    def check_batch(self, x: np.ndarray, y: np.ndarray | None, train: bool) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim == 2:
             x = x[None]
@@ -191,32 +218,29 @@ class BoardTrainer:
             raise DataError(f"{len(x)} samples but {len(labels)} labels")
         if len(labels) and (labels.min() < 0 or labels.max() >= self.net.n_out):
             raise DataError(f"labels must lie in 0..{self.net.n_out - 1}, got {labels.min()}..{labels.max()}")
-        l2 = self._l2_term if train else 0.0
-        loss = np.zeros(len(x), dtype=np.float32)
-        pred = np.zeros(len(x), dtype=np.int64)
-        out = np.zeros((len(x), self.net.n_out), dtype=np.float32)
-        spikes = np.zeros(len(x), dtype=np.int64)
-        for b in range(len(x)):
-            sid = self._next_id
-            self._next_id += 1
-            o = self.streamer.run_sample(sid, int(labels[b]), train, x[b])
-            if train:
-                self.ticks_train += o.ticks
-            else:
-                self.ticks_eval += o.ticks
-            self._check(o)
-            spikes[b] = sum(d.spikes for d in o.done.values())
-            if o.result is None:
-                pred[b], loss[b] = -1, np.nan
-                continue
-            pred[b] = o.result.pred
-            loss[b] = o.result.loss
-            out[b] = o.result.output_mean[:self.net.n_out]
-            if train and len(o.done) == len(self.streamer.cores):
-                self._l2_term = float(self.cfg.train.l2 * sum(d.sum_w2 for d in o.done.values()))
-        if y is None:
-            loss[:] = np.nan
-        return BatchResult(loss=loss, pred=pred, output_mean=out, l2_loss=l2, spikes=spikes)
+        return x, labels
+
+    def next_sample_id(self) -> int:
+        sid = self._next_id
+        self._next_id += 1
+        return sid
+
+    def account(self, o: SampleOutcome, train: bool, acc: "SampleResults", b: int) -> None:
+        """What came back for one sample: ticks, losses (self._check), and its row of the results."""
+        if train:
+            self.ticks_train += o.ticks
+        else:
+            self.ticks_eval += o.ticks
+        self._check(o)
+        acc.spikes[b] = sum(d.spikes for d in o.done.values())
+        if o.result is None:
+            acc.pred[b], acc.loss[b] = -1, np.nan
+            return
+        acc.pred[b] = o.result.pred
+        acc.loss[b] = o.result.loss
+        acc.out[b] = o.result.output_mean[:self.net.n_out]
+        if train and len(o.done) == len(self.streamer.cores):
+            self._l2_term = float(self.cfg.train.l2 * sum(d.sum_w2 for d in o.done.values()))
 
     def _check(self, o: SampleOutcome) -> None:
         """The losses of one sample: with on_loss 'stop', the first is an error naming core, counter, sample."""

@@ -26,6 +26,7 @@ from host.transport.base import Transport
 INPUT_RING_ADDR = 0x0010_0000
 INPUT_RING_SAMPLES = 4
 GRACE_TICKS = 16  # ticks past a sample's n_steps + 1 to wait for late messages before giving up
+RING_ALIGN_BYTES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,11 @@ class InputRing:
     slot_words: int
 
     @classmethod
-    def for_network(cls, n_in: int, n_steps: int) -> "InputRing":
-        return cls(INPUT_RING_ADDR, INPUT_RING_SAMPLES * n_steps, int(abi().FW_FRAME_HEAD_WORDS) + n_in)
+    def for_network(cls, n_in: int, n_steps: int, copy: int = 0) -> "InputRing":
+        """The ring of copy `copy` of the network on a chip (copies side by side, 64 KiB aligned)."""
+        n_slots, slot_words = INPUT_RING_SAMPLES * n_steps, int(abi().FW_FRAME_HEAD_WORDS) + n_in
+        stride = -(-4 * n_slots * slot_words // RING_ALIGN_BYTES) * RING_ALIGN_BYTES
+        return cls(INPUT_RING_ADDR + copy * stride, n_slots, slot_words)
 
 
 @dataclass
@@ -68,6 +72,10 @@ class SampleStreamer:
         self._next_slot = 0
 
     def run_sample(self, sample_id: int, label: int, train: bool, frames: np.ndarray) -> SampleOutcome:
+        return run_samples([self], [(sample_id, label, train, frames)])[0]
+
+    def begin(self, sample_id: int, label: int, train: bool, frames: np.ndarray) -> "_Pending":
+        """Write the sample's frames (all of them in prefetch mode) and announce it to every core."""
         slot0 = self._next_slot
         self._next_slot = (slot0 + self.n_steps) % self.ring.n_slots
         slots = frame_slots(sample_id, frames)
@@ -76,24 +84,7 @@ class SampleStreamer:
         msg = SampleMsg(sample_id, label, train, slot0).pack()
         for core in self.cores:
             self.transport.send(core, msg)
-        out = SampleOutcome(sample_id, None)
-        if self.mode == "prefetch":
-            self.transport.advance(self.n_steps + 1)
-        else:
-            written = 0
-            for k in range(self.n_steps + 1):
-                ahead = min(self.n_steps, k + self.lookahead_ticks)
-                if ahead > written:
-                    self._write(slot0 + written, slots[written:ahead])
-                    written = ahead
-                self.transport.advance(1)
-        out.ticks = self.n_steps + 1
-        self._collect(out)
-        while not self._complete(out) and out.ticks < self.n_steps + 1 + GRACE_TICKS:
-            self.transport.advance(1)
-            out.ticks += 1
-            self._collect(out)
-        return out
+        return _Pending(self, SampleOutcome(sample_id, None), slot0, slots, 0 if self.mode == "realtime" else self.n_steps)
 
     def _write(self, slot: int, slots: np.ndarray) -> None:
         """Write consecutive slots from ring slot `slot` on, wrapping around the ring's end."""
@@ -104,15 +95,63 @@ class SampleStreamer:
             self.transport.write_sdram(ring.sdram_addr + 4 * ring.slot_words * at, slots[done:done + n])
             done += n
 
-    def _collect(self, out: SampleOutcome) -> None:
-        for core, words in self.transport.poll():
-            if ResultMsg.is_result(words) and core == self.readout_core and int(words[1]) == out.sample_id \
-                    and out.result is None:
-                out.result = ResultMsg.unpack(words)
-            elif SampleDoneMsg.is_done(words) and int(words[1]) == out.sample_id and core not in out.done:
-                out.done[core] = SampleDoneMsg.unpack(words)
-            else:
-                out.stray_messages += 1
+    def _take(self, out: SampleOutcome, core: int, words: np.ndarray) -> None:
+        if ResultMsg.is_result(words) and core == self.readout_core and int(words[1]) == out.sample_id \
+                and out.result is None:
+            out.result = ResultMsg.unpack(words)
+        elif SampleDoneMsg.is_done(words) and int(words[1]) == out.sample_id and core not in out.done:
+            out.done[core] = SampleDoneMsg.unpack(words)
+        else:
+            out.stray_messages += 1
 
     def _complete(self, out: SampleOutcome) -> bool:
         return out.result is not None and len(out.done) == len(self.cores)
+
+
+@dataclass
+class _Pending:
+    streamer: SampleStreamer
+    out: SampleOutcome
+    slot0: int
+    slots: np.ndarray
+    written: int  # frames in the ring so far
+
+
+def run_samples(streamers: list[SampleStreamer], items: list[tuple[int, int, bool, np.ndarray]]) -> list[SampleOutcome]:
+    """One sample on each streamer's cores at once, on one chip clock (copies of a network side by side:
+    each streamer owns its cores and input ring). Items are (sample id, label, train, frames)."""
+    if not streamers:
+        return []
+    transport, n_steps = streamers[0].transport, streamers[0].n_steps
+    if any(s.transport is not transport or s.n_steps != n_steps or s.mode != streamers[0].mode for s in streamers):
+        raise ConfigError("samples run at once need one transport, one sample length and one input mode")
+    owner = {core: i for i, s in enumerate(streamers) for core in s.cores}
+    pending = [s.begin(*item) for s, item in zip(streamers, items)]
+    if streamers[0].mode == "prefetch":
+        transport.advance(n_steps + 1)
+    else:
+        for k in range(n_steps + 1):
+            for p in pending:
+                ahead = min(n_steps, k + p.streamer.lookahead_ticks)
+                if ahead > p.written:
+                    p.streamer._write(p.slot0 + p.written, p.slots[p.written:ahead])
+                    p.written = ahead
+            transport.advance(1)
+    ticks = n_steps + 1
+
+    def collect() -> None:
+        for core, words in transport.poll():
+            i = owner.get(core)
+            if i is None:
+                pending[0].out.stray_messages += 1  # from a core of no network here
+            else:
+                streamers[i]._take(pending[i].out, core, words)
+
+    collect()
+    while not all(p.streamer._complete(p.out) for p in pending) and ticks < n_steps + 1 + GRACE_TICKS:
+        transport.advance(1)
+        ticks += 1
+        collect()
+    for p in pending:
+        p.out.ticks = ticks
+    return [p.out for p in pending]

@@ -28,9 +28,13 @@ static int config_valid(const fw_config_t *c)
     }
     if ((c->role & FW_ROLE_READOUT) && (c->n_src == 0 || c->n_src > FW_MAX_CORES)) return 0;
     if (c->outbox_words < 16u || c->outbox_words > FW_MAX_OUTBOX) return 0;
-    /* key bases hold only the kind byte: the tag and index fields must be free */
-    const uint32_t fields = (FW_KEY_TAG_MASK << FW_KEY_TAG_SHIFT) | FW_KEY_INDEX_MASK;
-    if ((c->key_spike | c->key_partial | c->key_err) & fields) return 0;
+    /* key bases: the kind byte, an index offset (copies of a network on one chip differ in it) that
+     * leaves room for every index, and a free tag field */
+    if ((c->key_spike | c->key_partial | c->key_err) & (FW_KEY_TAG_MASK << FW_KEY_TAG_SHIFT)) return 0;
+    const uint64_t n_partials = (c->role & FW_ROLE_READOUT) ? (uint64_t)c->n_src * c->n_out : 0u;
+    if ((c->key_spike & FW_KEY_INDEX_MASK) + (uint64_t)c->n_rec > FW_KEY_INDEX_MASK + 1u
+        || (c->key_partial & FW_KEY_INDEX_MASK) + n_partials > FW_KEY_INDEX_MASK + 1u
+        || (c->key_err & FW_KEY_INDEX_MASK) + (uint64_t)c->n_out > FW_KEY_INDEX_MASK + 1u) return 0;
     if (c->surrogate > FW_SURR_TRIANGLE || c->feedback > FW_FEEDBACK_RANDOM) return 0;
     return 1;
 }

@@ -34,11 +34,12 @@ def test_wrapping_neuron_range_is_rejected() -> None:
 
 
 @pytest.mark.parametrize("field, value", [("ring_slots", 100_000), ("outbox_words", 0x40000000),
-                                          ("sdram_ring", 0xFFFF0000), ("key_spike", 0x01000100)])
+                                          ("sdram_ring", 0xFFFF0000), ("key_spike", 0x01010000),
+                                          ("key_spike", 0x0100FFA0), ("key_err", 0x0300FFF8)])
 def test_oversized_buffers_are_rejected(field, value) -> None:
     """Rule: fw_layout refuses ring and outbox sizes past their caps (no arithmetic wrap of the layout),
     an input ring that runs past the end of the 32-bit address space, and a key base with bits in the
-    tag or index fields."""
+    tag field or an index offset that leaves no room for its n_rec (or n_out) indices."""
     board = _board()
     fields = {name: getattr(board.fw.new_config({}), name) for name, _ in board.fw.ffi.typeof("fw_config_t").fields}
     from host.images import core_config_fields
