@@ -1,7 +1,8 @@
 /* Start-up of the ARM build on one core: the vector table, the reset handler (zero .bss, enable the
- * FPU), the idle loop every handler returns to and the fault loop. The host loads the whole image into SRAM, so
- * .data needs no copy. A board build would add its interrupt handlers here, calling fw_on_* with the
- * arena at __arena_start; the instruction-set simulator calls them directly (emulator/runners/iss.py). */
+ * FPU), the idle loop every handler returns to and the fault loop. The host loads the whole image
+ * into SRAM, so .data needs no copy. A board build would add its interrupt handlers here, calling
+ * fw_on_* with the arena at __arena_start; the instruction-set simulator calls them directly
+ * (emulator/runners/iss.py). */
 #include <stdint.h>
 
 extern uint32_t __bss_start, __bss_end, __stack_top;

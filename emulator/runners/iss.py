@@ -1,0 +1,211 @@
+"""Emulator layer: the core runner over the ARM build, run in an instruction-set simulator (unicorn).
+
+Each core is one Cortex-M4F (Thumb-2, M profile) with its own 128 KiB: the ELF's code and data at 0,
+the arena at `__arena_start`, the stack below `__stack_top` (firmware_c/arm/link.ld). The arena is
+the runner's `sram[core]` itself, mapped into the simulator (no copies), so the host's offset 0 is
+`__arena_start` and host and firmware see the same bytes as with the native runner; the HAL's DMA
+words hold offsets from the arena (hal_emu.c), so `Effects` are the native runner's too.
+
+A handler runs as an interrupt would: the start-up code has run once (reset), each call starts at the
+handler's symbol with its AAPCS arguments and returns to `fw_idle`. Its cost is counted per basic
+block: a block hook records each executed block's address, blocks are disassembled and priced once
+(emulator/runners/m4_timing.py), and after the call NumPy sums them: instructions, cycles (taken
+branches read from the next block), instruction classes and cycles per firmware function.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emulator.arm_image import ArmImage, load_image
+from emulator.errors import EmulatorError
+from emulator.fw_bridge import Firmware
+from emulator.runners.block_log import BlockLog
+from emulator.runners.effects import Effects, OutboxReader
+from emulator.runners.iss_cost import BlockPricer
+from emulator.runners.m4_timing import CORTEX_M4F, BlockTimer, TimingTable
+
+HANDLERS = ("init", "timer", "mc_packet", "dma_done", "host_msg", "user_event")
+SCS_BASE, SCS_BYTES = 0xE000E000, 0x1000   # system control space: only CPACR is modelled
+CPACR_ADDR, CPACR_FPU_ON = 0xE000ED88, 0xF << 20
+CALLER_FRAME_BYTES = 64 + 256              # the caller's result struct and host message, atop the stack
+ALIGN = 4096
+
+
+@dataclass(frozen=True)
+class CallCost:
+    """What one handler call executed in the simulator."""
+
+    core: int
+    handler: str                 # one of HANDLERS
+    instructions: int
+    cycles: int                  # by the timing table, interrupt entry and exit not included
+    classes: np.ndarray          # instructions per m4_timing.CLASSES entry
+    function_cycles: np.ndarray  # cycles per IssRunner.functions entry ("?": outside every function)
+    counts: np.ndarray | None    # the call's fw_counts_t (None for init)
+
+
+class IssRunner:
+    """Runs firmware handlers of `n_cores` cores on the ARM ELF, each core's arena in `sram[core]`.
+
+    `record`, when a list, receives a CallCost per handler call (calibration); `last_call` is always
+    the latest one (`last_cycles`, `last_instructions` its figures)."""
+
+    def __init__(self, firmware: Firmware | None, n_cores: int, sram_bytes: int, elf_path: Path | None = None,
+                 timing: TimingTable = CORTEX_M4F, record: list[CallCost] | None = None) -> None:
+        import unicorn as uc_mod
+        import unicorn.arm_const as arm
+
+        from emulator import arm_build
+
+        self.fw = firmware or Firmware()
+        self.n_cores = n_cores
+        self.sram_bytes = sram_bytes
+        self.image: ArmImage = load_image(Path(elf_path) if elf_path is not None else arm_build.current_elf())
+        self.timing = timing
+        self.record = record
+        self.last_call: CallCost | None = None
+        self._uc_mod, self._arm = uc_mod, arm
+        self._arg_regs = (arm.UC_ARM_REG_R0, arm.UC_ARM_REG_R1, arm.UC_ARM_REG_R2, arm.UC_ARM_REG_R3)
+        img = self.image
+        self._room = img.arena_room_bytes
+        self._entry = {h: img.address("fw_" + h if h == "init" else "fw_on_" + h) for h in HANDLERS}
+        self._idle, self._fault = img.address("fw_idle"), img.address("fw_fault")
+        self._counts_at = img.stack_top - 64
+        self._msg_at = img.stack_top - CALLER_FRAME_BYTES
+        self._sp0 = self._msg_at - 8
+        self._code = self._code_bytes()
+        self._pricer = BlockPricer(img, self._code, BlockTimer(timing))
+        self._log = BlockLog()
+        self._faulted = False
+        self._count_dtype = np.dtype(np.uint32)
+        self._n_counts = len(self.fw.count_fields)
+        self.sram = [self._aligned_zeros(sram_bytes) for _ in range(n_cores)]
+        ffi = self.fw.ffi
+        self._headers = [ffi.cast("fw_header_t *", ffi.from_buffer(a)) for a in self.sram]
+        self._outbox = OutboxReader(self.fw)
+        self._cores = [self._make_core(c) for c in range(n_cores)]
+
+    # -- the core-runner interface (NativeRunner's) ------------------------------------------
+    def init(self, core: int, arena_bytes: int) -> int:
+        if arena_bytes > self._room:
+            raise EmulatorError(
+                f"core {core}: arena of {arena_bytes:,} B does not fit the {self._room:,} B that the ARM image "
+                f"{self.image.path.name} leaves in 128 KiB (code, data, stack): lower partition.neurons_per_core")
+        return self._call(core, "init", (self.image.arena_start, arena_bytes), counts=False)[0]
+
+    def on_timer(self, core: int, tick: int) -> Effects:
+        return self._effects(core, "timer", (tick & 0xFFFFFFFF,))
+
+    def on_mc_packet(self, core: int, key: int, payload: int) -> Effects:
+        return self._effects(core, "mc_packet", (key & 0xFFFFFFFF, payload & 0xFFFFFFFF))
+
+    def on_dma_done(self, core: int, tag: int) -> Effects:
+        return self._effects(core, "dma_done", (tag & 0xFFFFFFFF,))
+
+    def on_host_msg(self, core: int, words: np.ndarray) -> Effects:
+        words = np.ascontiguousarray(words, dtype=np.uint32)
+        if words.size > (CALLER_FRAME_BYTES - 64) // 4:
+            raise EmulatorError(f"core {core}: host message of {words.size} words, the ISS passes at most "
+                                f"{(CALLER_FRAME_BYTES - 64) // 4}")
+        self._cores[core].mem_write(self._msg_at, words.tobytes())
+        return self._effects(core, "host_msg", (self._msg_at, words.size))
+
+    def on_user_event(self, core: int) -> Effects:
+        return self._effects(core, "user_event", ())
+
+    @property
+    def functions(self) -> tuple[str, ...]:
+        return self._pricer.functions
+
+    @property
+    def last_cycles(self) -> int:
+        return self.last_call.cycles if self.last_call else 0
+
+    @property
+    def last_instructions(self) -> int:
+        return self.last_call.instructions if self.last_call else 0
+
+    # -- cores -------------------------------------------------------------------------------
+    def _aligned_zeros(self, n: int) -> np.ndarray:
+        buf = np.zeros(n + ALIGN, dtype=np.uint8)
+        skip = (-buf.ctypes.data) % ALIGN
+        return buf[skip:skip + n]
+
+    def _code_bytes(self) -> bytes:
+        code = bytearray(self.image.arena_start)
+        for addr, data in self.image.segments:
+            if addr + len(data) > len(code):
+                raise EmulatorError(f"{self.image.path}: segment at 0x{addr:x} ({len(data)} B) runs into the arena")
+            code[addr:addr + len(data)] = data
+        return bytes(code)
+
+    def _make_core(self, core: int) -> Any:
+        U, arm, img = self._uc_mod, self._arm, self.image
+        uc = U.Uc(U.UC_ARCH_ARM, U.UC_MODE_THUMB | U.UC_MODE_MCLASS)
+        uc.ctl_set_cpu_model(arm.UC_CPU_ARM_CORTEX_M4)
+        uc.mem_map(0, img.arena_start)
+        uc.mem_write(0, self._code)
+        room = min(self._room, self.sram_bytes)
+        uc.mem_map_ptr(img.arena_start, room, U.UC_PROT_READ | U.UC_PROT_WRITE, self.sram[core].ctypes.data)
+        stack_bottom = img.symbols["__stack_bottom"]
+        uc.mem_map(stack_bottom, img.stack_top - stack_bottom, U.UC_PROT_READ | U.UC_PROT_WRITE)
+        uc.mem_map(SCS_BASE, SCS_BYTES, U.UC_PROT_READ | U.UC_PROT_WRITE)
+        self._log.attach(uc)
+        uc.hook_add(U.UC_HOOK_CODE, self._on_fault, begin=self._fault, end=self._fault + 1)
+        self._run(uc, core, "reset", img.address("fw_reset"))
+        cpacr = int.from_bytes(uc.mem_read(CPACR_ADDR, 4), "little")
+        # unicorn does not model CPACR: a Cortex-M4F would fault on the first VFP instruction
+        if cpacr & CPACR_FPU_ON != CPACR_FPU_ON:
+            raise EmulatorError(f"core {core}: the start-up code left the FPU off (CPACR = 0x{cpacr:08x}, CP10 and "
+                                f"CP11 need full access, bits 20-23): fw_reset in firmware_c/arm/startup.c must set them")
+        return uc
+
+    def _on_fault(self, uc: Any, *_: Any) -> None:
+        self._faulted = True
+        uc.emu_stop()
+
+    def _run(self, uc: Any, core: int, handler: str, entry: int, args: tuple[int, ...] = ()) -> None:
+        arm = self._arm
+        # SP and LR as an interrupt's entry leaves them (returning to the idle loop), FPSCR = FPDSCR's reset value
+        uc.reg_write_batch([*zip(self._arg_regs, args), (arm.UC_ARM_REG_SP, self._sp0),
+                            (arm.UC_ARM_REG_LR, self._idle | 1), (arm.UC_ARM_REG_FPSCR, 0)])
+        self._log.clear()
+        self._faulted = False
+        try:
+            uc.emu_start(entry | 1, self._idle)
+        except self._uc_mod.UcError as e:
+            pc = uc.reg_read(arm.UC_ARM_REG_PC)
+            raise EmulatorError(f"core {core}: {handler} stopped in the ISS at 0x{pc:05x} "
+                                f"({self.image.function_at(pc)}): {e}") from None
+        if self._faulted:
+            pc = uc.reg_read(arm.UC_ARM_REG_LR)
+            raise EmulatorError(f"core {core}: {handler} faulted (reached fw_fault; LR 0x{pc:08x})")
+
+    def _call(self, core: int, handler: str, args: tuple[int, ...], counts: bool) -> tuple[int, np.ndarray | None]:
+        uc, arm = self._cores[core], self._arm
+        if counts:  # fw_counts_t comes back in memory: r0 holds where (AAPCS), the arguments shift by one
+            args = (self._counts_at, self.image.arena_start, *args)
+        self._run(uc, core, handler, self._entry[handler], args)
+        work = None
+        if counts:
+            raw = uc.mem_read(self._counts_at, 4 * self._n_counts)
+            work = np.frombuffer(bytes(raw), dtype=self._count_dtype).astype(np.uint64)
+        self._account(core, handler, work)
+        return int(uc.reg_read(arm.UC_ARM_REG_R0)), work
+
+    def _effects(self, core: int, handler: str, args: tuple[int, ...]) -> Effects:
+        _, work = self._call(core, handler, args, counts=True)
+        assert work is not None
+        return self._outbox.drain(core, self._headers[core], self.sram[core], work)
+
+    def _account(self, core: int, handler: str, work: np.ndarray | None) -> None:
+        cost = self._pricer.price(self._log.take())
+        call = CallCost(core=core, handler=handler, instructions=cost.instructions, cycles=cost.cycles,
+                        classes=cost.classes, function_cycles=cost.function_cycles, counts=work)
+        self.last_call = call
+        if self.record is not None:
+            self.record.append(call)
