@@ -100,6 +100,7 @@ class FunctionalChip:
             self._chip = ffi.new("emu_chip_t *")
             self._chip.n_cores = n_cores
             self._chip.sram_bytes = sram_bytes
+            self._chip.route_epoch = 1  # cache entries of epoch 0 (all of them, zeroed) are never valid
             for i, p in enumerate(self.runner.arena_ptrs):
                 self._chip.arenas[i] = p
             self._chip.sdram_pages = self.sdram.c_pages
@@ -152,6 +153,11 @@ class FunctionalChip:
             self._route_buf = buf
             self._chip.routes = buf
             self._chip.n_routes = len(entries)
+            care = 0
+            for e in entries:
+                care |= e.mask
+            self._chip.route_care = care
+            self._chip.route_epoch += 1  # forget the cached lookups of the old table
 
     def init_core(self, core: int, arena_bytes: int) -> int:
         """fw_init on a core whose image is in its SRAM; returns the firmware's status word."""

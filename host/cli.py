@@ -153,6 +153,16 @@ def cmd_memory(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from host.timing_figures import plot_timing_files
+
+    if not args.run_dir.is_dir():
+        raise HostError(f"{args.run_dir}: not a run folder")
+    files = plot_timing_files(args.run_dir / "timing.npz", args.run_dir)
+    print(f"figures: {args.run_dir / files['timing']}, {args.run_dir / files['tick']}")
+    return 0
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -213,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--mode", choices=("functional", "timed", "realtime"), default="functional",
                    help="emulated chip mode of `bench emulator`")
     b.set_defaults(func=cmd_bench)
+
+    pl = sub.add_parser("plot", help="redraw a run folder's figures: timing (timing.png, tick.png from timing.npz)")
+    pl.add_argument("what", choices=("timing",))
+    pl.add_argument("run_dir", type=Path, help="run folder of a timed run (s2eprop train --mode timed)")
+    pl.set_defaults(func=cmd_plot)
 
     m = sub.add_parser("memory", help="per-core byte map of the partitioned network, stack use per handler")
     _add_common(m)

@@ -8,6 +8,6 @@ void emu_add_counts(fw_counts_t *acc, fw_counts_t c);
 /* copy SDRAM -> SRAM; 0 for an address outside SDRAM or the core's SRAM (counted, no completion) */
 int emu_dma_copy(emu_chip_t *chip, const emu_dma_t *d);
 /* the first routing entry matching key, or 0 */
-const emu_route_t *emu_route(const emu_chip_t *chip, uint32_t key);
+const emu_route_t *emu_route(emu_chip_t *chip, uint32_t key);
 
 #endif

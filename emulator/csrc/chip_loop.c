@@ -108,11 +108,21 @@ static void settle_core(run_t *r, uint32_t core)
     r->dma.head = r->dma.tail = 0;
 }
 
-const emu_route_t *emu_route(const emu_chip_t *chip, uint32_t key)
+const emu_route_t *emu_route(emu_chip_t *chip, uint32_t key)
 {
+    const uint32_t cared = key & chip->route_care;
+    const uint32_t slot = (cared ^ (cared >> 8) ^ (cared >> 16) ^ (cared >> 24)) % EMU_ROUTE_CACHE;
+    if (chip->cache_epoch[slot] == chip->route_epoch && chip->cache_key[slot] == cared) {
+        const int32_t r = chip->cache_route[slot];
+        return r < 0 ? 0 : &chip->routes[r];
+    }
+    int32_t found = -1;
     for (uint32_t r = 0; r < chip->n_routes; ++r)
-        if ((key & chip->routes[r].mask) == chip->routes[r].key) return &chip->routes[r];
-    return 0;
+        if ((key & chip->routes[r].mask) == chip->routes[r].key) { found = (int32_t)r; break; }
+    chip->cache_epoch[slot] = chip->route_epoch;
+    chip->cache_key[slot] = cared;
+    chip->cache_route[slot] = found;
+    return found < 0 ? 0 : &chip->routes[found];
 }
 
 static void deliver_all(run_t *r)
@@ -129,11 +139,14 @@ static void deliver_all(run_t *r)
             chip->last_drop_key = key;
             continue;
         }
-        for (uint32_t core = 0; core < chip->n_cores; ++core) {
-            if (!((rt->dest[core >> 5] >> (core & 31u)) & 1u)) continue;
-            emu_add_counts(&chip->counts[core], fw_on_mc_packet(chip->arenas[core], key, payload));
-            chip->delivered++;
-            settle_core(r, core);
+        for (uint32_t w = 0; w < EMU_DEST_WORDS; ++w) {  /* destinations in core order */
+            for (uint32_t bits = rt->dest[w]; bits; bits &= bits - 1u) {
+                const uint32_t core = 32u * w + (uint32_t)__builtin_ctz(bits);
+                if (core >= chip->n_cores) break;
+                emu_add_counts(&chip->counts[core], fw_on_mc_packet(chip->arenas[core], key, payload));
+                chip->delivered++;
+                settle_core(r, core);
+            }
         }
     }
     r->pkt.head = r->pkt.tail = 0;

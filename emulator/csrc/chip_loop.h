@@ -17,6 +17,7 @@
 #define EMU_DEST_WORDS 5u  /* route destinations: bitmask over up to 160 cores */
 #define EMU_SRC_EXTERNAL 0xffffffffu  /* source of an injected packet (a chip link, a test) */
 #define EMU_DROP_SOURCES 161u  /* FW_MAX_CORES cores, then injected packets */
+#define EMU_ROUTE_CACHE 1024u  /* direct-mapped cache of route lookups */
 
 typedef struct {
     uint32_t key, mask;
@@ -33,6 +34,11 @@ typedef struct {
     uint32_t sdram_page_bits, sdram_n_pages;
     const emu_route_t *routes;
     uint32_t n_routes;
+    /* a lookup depends only on the key bits some entry's mask looks at (route_care, the OR of all
+     * masks): results are cached under those bits; load_routes sets route_care and bumps route_epoch */
+    uint32_t route_care, route_epoch;
+    uint32_t cache_key[EMU_ROUTE_CACHE], cache_epoch[EMU_ROUTE_CACHE];
+    int32_t cache_route[EMU_ROUTE_CACHE];  /* entry index, -1: no route */
     uint32_t *pkt_buf;                /* FIFO of pending packets, 3 words each: src, key, payload */
     uint32_t pkt_cap;                 /* in packets */
     emu_dma_t *dma_buf;               /* FIFO of DMA reads not yet done */
