@@ -105,3 +105,33 @@ def test_error_route_to_nowhere_is_refused(cfg, init_w, backend) -> None:
         board.transport.load_routes(table)
     msg = str(info.value)
     assert "route 2" in msg and f"0x{KEY_ERR:08x}" in msg and "no destination" in msg, msg
+
+
+@pytest.mark.parametrize("chip_kind", ["functional", "timed"])
+def test_a_new_table_replaces_the_cached_routes_of_the_old(cfg, init_w, chip_kind) -> None:
+    """The C router caches lookups; loading a table must forget them (and a key the new table does
+    not route is dropped, not sent where the old one said). Kind 0x05 is no key of the firmware's:
+    each core that receives one counts it in unknown_keys."""
+    from emulator.timed import TimedChip
+    from host.transport.inproc import EmulatorTransport
+
+    transport = EmulatorTransport(12, chip=TimedChip(12)) if chip_kind == "timed" else None
+    board = BoardTrainer(cfg, init_w.copy(), transport=transport)
+    chip = board.transport.chip
+
+    def received() -> list[int]:
+        return [c["unknown_keys"] for c in board.core_counters().values()][:4]
+
+    chip.load_routes([RouteEntry(0x05000000, 0xff000000, (1,))])
+    chip.inject(0x05000005)
+    chip.run(1)
+    assert received() == [0, 1, 0, 0]
+    chip.load_routes([RouteEntry(0x05000000, 0xff000000, (2,)), RouteEntry(0x06000000, 0xff000000, (3,))])
+    chip.inject(0x05000005)
+    chip.inject(0x06000001)
+    chip.run(1)
+    assert received() == [0, 1, 1, 1]
+    chip.load_routes([RouteEntry(0x06000000, 0xff000000, (3,))])
+    chip.inject(0x05000005)
+    chip.run(1)
+    assert received() == [0, 1, 1, 1] and chip.stats().dropped == 1
