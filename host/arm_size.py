@@ -22,6 +22,7 @@ from host.files import write_json
 SIZE_JSON = arm_build.BUILD_DIR / "size.json"
 DEFAULT_ARENA_BYTES = 96 * 1024  # before the ARM build exists: 128 KiB less a guess of code and stack
 MIN_ARENA_BYTES = 16 * 1024      # as link.ld's __arena_min_bytes
+CORE_SRAM_BYTES = 128 * 1024     # the SRAM link.ld lays out
 
 
 def size_report(elf: Path, stack: bool = True) -> dict[str, Any]:
@@ -50,8 +51,11 @@ def size_report(elf: Path, stack: bool = True) -> dict[str, Any]:
 def arena_budget(configured: int, report_path: Path = SIZE_JSON) -> tuple[int, str]:
     """The arena limit of the host's SRAM check and where it comes from: the ARM image's arena room
     when the ARM build is present (capped by partition.arena_limit_bytes where that is set to other
-    than its 96 KiB default), else the configured limit."""
+    than its 96 KiB default), else the configured limit; a configured limit past a real core's 128 KiB
+    is a hypothetical chip's and is taken as it is."""
     room = arena_room_bytes(report_path)
+    if configured > CORE_SRAM_BYTES:  # a hypothetical chip with more SRAM per core (its chip file says so)
+        return configured, "partition.arena_limit_bytes"
     if room is None:
         return configured, "partition.arena_limit_bytes" if configured != DEFAULT_ARENA_BYTES else "default"
     if configured == DEFAULT_ARENA_BYTES or configured >= room:

@@ -22,6 +22,8 @@ DATASET_KINDS = ("synth", "gsc", "npz")
 ON_LOSS = ("stop", "count")
 INPUT_MODES = ("prefetch", "realtime")
 CHIP_MODES = ("functional", "timed", "realtime")
+CORE_SRAM_BYTES = 128 * 1024
+MAX_ARENA_BYTES = 16 << 20  # what-if chips with more SRAM per core; the chip's own SRAM is checked at load
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,11 @@ class ExperimentConfig:
         if p.neurons_per_core > lib.FW_MAX_LOCAL:
             raise ConfigError(f"partition.neurons_per_core is {p.neurons_per_core}, the firmware supports at most "
                               f"{lib.FW_MAX_LOCAL}")
-        if not 0 < p.arena_limit_bytes <= 128 * 1024:
-            raise ConfigError(f"partition.arena_limit_bytes must be in 1..131072 (a core's SRAM), got {p.arena_limit_bytes}")
+        most = MAX_ARENA_BYTES if self.chip.file else CORE_SRAM_BYTES
+        if not 0 < p.arena_limit_bytes <= most:
+            raise ConfigError(f"partition.arena_limit_bytes must be in 1..{most:,}, got {p.arena_limit_bytes:,}"
+                              + ("" if self.chip.file else " (a core's SRAM; a what-if chip with more SRAM per core "
+                                                           "needs chip.file naming its chip file)"))
         for name in ("mg_sigma", "mg_scale", "mg_gamma", "triangle_gamma"):
             if not getattr(n, name) > 0:
                 raise ConfigError(f"network.{name} must be > 0, got {getattr(n, name)}")
