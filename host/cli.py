@@ -153,6 +153,13 @@ def cmd_memory(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from host.calibrate import run
+
+    run(args.out, write_costs=args.write_costs, quick=args.quick)
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from host.timing_figures import plot_timing_files
 
@@ -233,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(m)
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_memory)
+
+    c = sub.add_parser("calibrate", help="fit the timed chip's cycle costs to the ARM build run in the ISS")
+    c.add_argument("--out", type=Path, required=True, help="folder for calibration.json and residuals.png")
+    c.add_argument("--write-costs", action="store_true", help="also replace emulator/configs/cycle_costs.yaml")
+    c.add_argument("--quick", action="store_true", help="three tiny shapes (seconds) instead of eight")
+    c.set_defaults(func=cmd_calibrate)
 
     from host.data.cli import add_data_commands
 
