@@ -43,7 +43,7 @@ class Compliance:
         self.hops = hops
         self.budget_cycles = desc.tick_ps / desc.cycle_ps()
         self.max_records = max_records
-        self.recording = False
+        self._windows: list[list[int]] = []  # [first tick, end tick or -1 while open] of recorded spans
         self._kept: list[np.ndarray] = []
         self.records_kept = 0
         self.records_dropped = 0  # window records beyond max_records
@@ -52,10 +52,28 @@ class Compliance:
         self.worst: tuple[float, int, np.ndarray] | None = None    # (utilisation, tick, handler log)
         self.typical: tuple[float, int, np.ndarray] | None = None
 
+    @property
+    def recording(self) -> bool:
+        return bool(self._windows) and self._windows[-1][1] < 0
+
+    def record(self, on: bool, tick: int) -> None:
+        """Keep every core's record of the ticks from `tick` on (on) or up to before it (off)."""
+        if on and not self.recording:
+            self._windows.append([tick, -1])
+        elif not on and self.recording:
+            self._windows[-1][1] = tick
+
+    def _in_windows(self, ticks: np.ndarray) -> np.ndarray:
+        keep = np.zeros(len(ticks), dtype=bool)
+        for lo, hi in self._windows[-4:]:  # a tick's record comes at most an advance after it ran
+            keep |= (ticks >= lo) & ((ticks < hi) | (hi < 0))
+        return keep
+
     def add(self, recs: np.ndarray, logs: np.ndarray) -> None:
         """The tick records and handler logs of one advance of the clock."""
         self.overruns_seen += int(np.count_nonzero(recs["overrun"]))
-        keep = recs if self.recording else recs[recs["overrun"] != 0]
+        windowed = self._in_windows(recs["tick"])
+        keep = recs[windowed | (recs["overrun"] != 0)]
         room = self.max_records - self.records_kept
         if len(keep) > room:
             self.records_dropped += len(keep) - room
@@ -72,13 +90,13 @@ class Compliance:
         if self.worst is None or util > self.worst[0]:
             tick = int(recs["tick"][i])
             self.worst = (util, tick, both[both["tick"] == tick])
-        if self.typical is None and self.recording:
-            per_tick = {}
-            for tick, cycles in zip(recs["tick"], recs["cycles"]):
-                per_tick[int(tick)] = max(per_tick.get(int(tick), 0), int(cycles))
-            ticks = sorted(per_tick, key=lambda k: per_tick[k])
-            tick = ticks[len(ticks) // 2]
-            self.typical = (per_tick[tick] / self.budget_cycles, tick, both[both["tick"] == tick])
+        if self.typical is None and windowed.any():
+            ticks, at = np.unique(recs["tick"][windowed], return_inverse=True)
+            busiest = np.zeros(len(ticks), dtype=np.int64)
+            np.maximum.at(busiest, at, recs["cycles"][windowed])
+            i = int(np.argsort(busiest, kind="stable")[len(ticks) // 2])
+            tick = int(ticks[i])
+            self.typical = (int(busiest[i]) / self.budget_cycles, tick, both[both["tick"] == tick])
 
     def window(self) -> np.ndarray:
         return np.concatenate(self._kept) if self._kept else np.zeros(0, dtype=self.tick_dtype)

@@ -125,6 +125,10 @@ class TimedChip(FunctionalChip):
         self._lag = Lag(lag.ticks + 1, max(lag.max_s, lag_s),
                         lag.ticks_behind + (lag_s > self.desc.tick_us * 1e-6))
 
+    def record(self, on: bool) -> None:
+        """Keep the per-tick records of every core from the next tick on (True) or stop (False)."""
+        self.compliance.record(on, self.tick_count)
+
     @property
     def lag(self) -> Lag:
         return self._lag

@@ -388,7 +388,7 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
             if masks.active:  # seeded by the batch's place, so a resumed run masks the same
                 xb = mask_features(xb, masks, np.random.default_rng([tr.seed, MASK_STREAM, epoch, b0]))
             if timing is not None:  # the per-tick record keeps the first and the last sample of each epoch
-                timing.compliance.recording = b0 == 0 or b1 >= n_train
+                timing.record(b0 == 0 or b1 >= n_train)
             t_batch = time.perf_counter()
             try:
                 r = trainer.train_batch(xb, data.y_train[idx])
@@ -397,7 +397,7 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
                     from None
             session.train_wall_s += time.perf_counter() - t_batch
             if timing is not None:
-                timing.compliance.recording = False
+                timing.record(False)
             kept = r.pred >= 0  # a sample the chip lost (on_loss: count) has no loss and counts as wrong
             batch_loss = float(np.sum(r.loss[kept])) + r.l2_loss * int(np.sum(kept))
             if not np.isfinite(batch_loss):

@@ -1,0 +1,57 @@
+"""`s2eprop train --mode timed`: the run folder's timing record, its figures, and the refusals."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from host.cli import main
+
+
+@pytest.fixture(scope="module")
+def timed_run(features_npz, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "timed"
+    assert main(["train", "--data", str(features_npz), "--mode", "timed", "--epochs", "2", "--out", str(out),
+                 "--quiet"]) == 0
+    return out
+
+
+def test_a_timed_run_writes_its_timing(timed_run) -> None:
+    report = json.loads((timed_run / "report.json").read_text())
+    tm = report["timing"]
+    assert tm["mode"] == "timed" and tm["clock_hz"] == 300_000_000 and tm["overruns"] == 0
+    # 8 training samples of 102 ticks on 12 cores; every record but each core's last tick is closed
+    assert tm["ticks"] == 12 * (8 * 102 - 1)
+    assert set(tm["cycles_by_phase"]) == {"neuron_update", "trace_update", "packet_handling", "learning_update",
+                                          "overhead"}
+    assert tm["dominant_phase"] == max(tm["cycles_by_phase"], key=tm["cycles_by_phase"].get)
+    assert 0 < tm["p99_tick_utilisation"] <= tm["max_tick_utilisation"] + 0.01 < 1
+    assert report["figures"]["timing"] == "timing.png" and report["figures"]["tick"] == "tick.png"
+    with np.load(timed_run / "timing.npz") as t:
+        ticks = np.unique(t["tick_tick"])
+        # the window: the first and the last sample of each of the 2 epochs of 4 samples
+        starts = [0, 3 * 102, 4 * 102, 7 * 102]
+        assert set(ticks.tolist()) == {s + k for s in starts for k in range(102)} - {8 * 102 - 1}
+        assert t["core_util_hist"].sum() == tm["ticks"]
+        assert int(t["gantt_worst_at_tick"]) == tm["worst_tick"]
+        assert len(t["gantt_typical_core"]) > 0
+
+
+def test_plot_timing_redraws_the_figures(timed_run, capsys) -> None:
+    for name in ("timing.png", "tick.png"):
+        (timed_run / name).unlink()
+    assert main(["plot", "timing", str(timed_run)]) == 0
+    assert (timed_run / "timing.png").stat().st_size > 10_000 and (timed_run / "tick.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--mode", "timed", "--target", "golden"], "needs --target emulator"),
+    (["--mode", "timed", "--clock-mhz", "200"], "200 MHz is not one of the chip's levels (150, 300 MHz)"),
+    (["--mode", "timed", "--chip", "no/such/chip.yaml"], "--chip no/such/chip.yaml: no such file"),
+    (["--mode", "timed", "--backend", "python"], "runs on the C event loop only"),
+])
+def test_bad_timing_options_are_one_line(features_npz, tmp_path, capsys, args, says) -> None:
+    assert main(["train", "--data", str(features_npz), "--out", str(tmp_path / "r"), "--quiet", *args]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
