@@ -231,3 +231,43 @@ def test_functional_and_timed_training_give_the_same_bits(cfg, init_w, samples20
     weights_identical(timed.weights, functional.weights, "timed vs functional")
     # the timed chip took one tick more per sample: the host's SAMPLE message takes the link's latency
     assert timed.ticks_train == functional.ticks_train + 3
+
+
+def _timed_board(cfg, init_w, chip_path):
+    from host.runtime import BoardTrainer
+    from host.transport.inproc import EmulatorTransport
+
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, on_loss="count"))
+    chip = TimedChip(12, load_chip(chip_path))
+    return BoardTrainer(cfg, init_w, transport=EmulatorTransport(12, chip=chip)), chip
+
+
+def test_a_frame_that_comes_after_the_next_tick_is_counted_and_its_step_skipped(cfg, init_w, samples20,
+                                                                                 tmp_path) -> None:
+    # 100 kB/s: a frame slot of 84 words takes 3.36 ms, so every fetch is still running at the next tick
+    board, chip = _timed_board(cfg, init_w, chip_file(tmp_path, dma_bandwidth_bytes_per_s=100_000))
+    x, y = samples20
+    board.train_batch(x[0], y[:1])
+    per_core = board.core_counters()
+    # steps 0..98 are skipped when the next timer finds their fetch running, step 99 when the sample ends
+    assert [per_core[c]["input_underruns"] for c in range(12)] == [100] * 12
+    assert chip.compliance.overruns_seen == 0  # the cores idle while they wait: late input, not overrun
+
+
+def test_overruns_bring_late_packets_and_move_the_weights(cfg, init_w, samples20, tmp_path) -> None:
+    from host.runtime import BoardTrainer
+
+    x, y = samples20
+    slow = chip_file(tmp_path, clock_levels_hz=[20_000_000], clock_hz=20_000_000)
+    costs = yaml.safe_load((tmp_path / "costs.yaml").read_text())
+    costs["per_count_cycles"]["trace_updates"] = 20  # 2,000 trace updates a step: 2 ms at 20 MHz
+    (tmp_path / "costs.yaml").write_text(yaml.safe_dump(costs))
+    board, chip = _timed_board(cfg, init_w, slow)
+    functional = BoardTrainer(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, on_loss="count")),
+                              init_w)
+    for i in range(2):
+        board.train_batch(x[i], y[i:i + 1])
+        functional.train_batch(x[i], y[i:i + 1])
+    assert chip.compliance.overruns_seen > 100
+    assert sum(c["late_packets"] for c in board.core_counters().values()) > 0
+    assert not np.array_equal(board.weights.w_rec, functional.weights.w_rec)
