@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import yaml
 
 from emulator.errors import EmulatorError
@@ -100,6 +101,13 @@ class ChipDescription:
         ax, ay, _ = self.placement(a)
         bx, by, _ = self.placement(b)
         return abs(ax - bx) + abs(ay - by)
+
+    def hop_table(self, n_cores: int) -> np.ndarray:
+        """hops(a, b) for the first n_cores cores, as a [n_cores][n_cores] uint8 array."""
+        if n_cores > self.n_cores:
+            raise EmulatorError(f"{n_cores} cores do not fit {self.name} ({self.n_cores} cores)")
+        xy = np.array([self.qpes[c // self.cores_per_qpe] for c in range(n_cores)], dtype=np.int64).reshape(-1, 2)
+        return np.abs(xy[:, None, :] - xy[None, :, :]).sum(axis=2).astype(np.uint8)
 
     def skew_ps(self, core: int) -> int:
         skew = self.timer_skew_us

@@ -74,7 +74,7 @@ class TimedChip(FunctionalChip):
         for i, f in enumerate(self.fw.count_fields):
             t.count_cycles[i] = desc.costs.per_count_cycles[f]
             t.phase_of_count[i] = PHASES.index(PHASE_OF_COUNT[f])
-        self.hops = np.array([[desc.hops(a, b) for b in range(n_cores)] for a in range(n_cores)], dtype=np.uint8)
+        self.hops = desc.hop_table(n_cores)
         t.hops = ffi.cast("uint8_t *", ffi.from_buffer(self.hops))
         depth = desc.receive_queue_packets
         self._rx = np.zeros((2, n_cores, depth), dtype=np.uint32)

@@ -271,3 +271,12 @@ def test_overruns_bring_late_packets_and_move_the_weights(cfg, init_w, samples20
     assert chip.compliance.overruns_seen > 100
     assert sum(c["late_packets"] for c in board.core_counters().values()) > 0
     assert not np.array_equal(board.weights.w_rec, functional.weights.w_rec)
+
+
+def test_the_hop_table_is_the_xy_distance_of_the_qpes() -> None:
+    chip = load_chip()
+    table = chip.hop_table(152)
+    for a, b in ((0, 1), (0, 4), (0, 151), (37, 99), (150, 3)):
+        (ax, ay, _), (bx, by, _) = chip.placement(a), chip.placement(b)
+        assert table[a, b] == table[b, a] == abs(ax - bx) + abs(ay - by) == chip.hops(a, b)
+    assert table.max() == 11 and (np.diag(table) == 0).all()  # (7,6) to (1,1)
