@@ -12,6 +12,7 @@ import re
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from cffi import FFI
 
@@ -81,29 +82,28 @@ def source_hash(opt_flags: tuple[str, ...]) -> str:
 def build_module(opt_flags: tuple[str, ...], out_dir: Path) -> ModuleType:
     """Compile firmware + tick loop with `opt_flags` into out_dir (cached by source hash) and import it."""
     tag = source_hash(opt_flags)
-    name = f"_fw_{tag}"
-    out_dir = out_dir / tag
+    return compile_module(
+        f"_fw_{tag}", out_dir / tag, _cdef_text(), _preamble(opt_flags),
+        sources=[str(p) for p in sources()], include_dirs=[str(FW_INCLUDE), str(EMU_CSRC)],
+        extra_compile_args=[*BASE_FLAGS, *opt_flags])
+
+
+def compile_module(name: str, out_dir: Path, cdef: str, source: str, **set_source_args: Any) -> ModuleType:
+    """Compile a cffi module `name` into out_dir unless it is there already, and import it."""
     out_dir.mkdir(parents=True, exist_ok=True)
     built = list(out_dir.glob(f"{name}*.so"))
     if not built:
         ffi = FFI()
-        ffi.cdef(_cdef_text())
-        ffi.set_source(
-            name,
-            _preamble(opt_flags),
-            sources=[str(p) for p in sources()],
-            include_dirs=[str(FW_INCLUDE), str(EMU_CSRC)],
-            extra_compile_args=[*BASE_FLAGS, *opt_flags],
-        )
+        ffi.cdef(cdef)
+        ffi.set_source(name, source, **set_source_args)
         built = [Path(ffi.compile(tmpdir=str(out_dir), verbose=False))]
     spec = importlib.util.spec_from_file_location(name, built[0])
     if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load the firmware module built at {built[0]}")
+        raise ImportError(f"cannot load the cffi module built at {built[0]}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
-
 
 ffibuilder = make_builder()
 

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import importlib.util
-import sys
 from functools import lru_cache
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -39,28 +36,12 @@ SIZE_BITS = 12  # a translation block is shorter than 4 KiB
 
 @lru_cache(maxsize=None)
 def _module() -> ModuleType:
-    from cffi import FFI
-
     from emulator.fw_bridge import cache_dir
+    from emulator.fw_build import compile_module
 
     tag = hashlib.sha256((CDEF + SOURCE).encode()).hexdigest()[:16]
-    name = f"_s2e_block_log_{tag}"
-    out = cache_dir() / "block_log" / tag
-    out.mkdir(parents=True, exist_ok=True)
-    built = list(out.glob(f"{name}*.so"))
-    if not built:
-        ffi = FFI()
-        ffi.cdef(CDEF)
-        ffi.set_source(name, SOURCE, extra_compile_args=["-O2"])
-        built = [Path(ffi.compile(tmpdir=str(out), verbose=False))]
-    spec = importlib.util.spec_from_file_location(name, built[0])
-    if spec is None or spec.loader is None:
-        raise EmulatorError(f"cannot load the ISS block hook built at {built[0]}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
+    return compile_module(f"_s2e_block_log_{tag}", cache_dir() / "block_log" / tag, CDEF, SOURCE,
+                          extra_compile_args=["-O2"])
 
 class BlockLog:
     """Blocks executed since the last `take`, for every simulator it is attached to (one runs at a time)."""
