@@ -169,6 +169,17 @@ class TimedChip(FunctionalChip):
     def inject(self, key: int, payload: int = 0) -> None:
         self.fw.lib.emu_timed_inject(self._chip, self._t, key & 0xFFFFFFFF, payload & 0xFFFFFFFF)
 
+    def init_core(self, core: int, arena_bytes: int) -> int:
+        """fw_init, and the core's timer runs from the next tick on (a core never started has none)."""
+        status = super().init_core(core, arena_bytes)
+        self.fw.lib.emu_timed_enable(self._chip, self._t, core)
+        return status
+
+    def enable_timer(self, core: int) -> None:
+        """Run a core's timer without starting its firmware (tests of the chip alone)."""
+        self._check_core(core)
+        self.fw.lib.emu_timed_enable(self._chip, self._t, core)
+
     def load_routes(self, entries: list[RouteEntry]) -> None:
         if len(entries) > self.desc.router_entries:
             raise EmulatorError(f"routing table has {len(entries):,} entries; the router of {self.desc.name} "

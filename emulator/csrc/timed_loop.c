@@ -379,8 +379,19 @@ static void start(emu_chip_t *chip, emu_timed_t *t)
     t->started = 1u;
     for (uint32_t core = 0; core < chip->n_cores; ++core) {
         t->cores[core].cur_tick = EMU_NO_TICK;
-        schedule_timer(t, core);
+        if (t->cores[core].enabled) schedule_timer(t, core);
     }
+}
+
+void emu_timed_enable(emu_chip_t *chip, emu_timed_t *t, uint32_t core)
+{
+    if (core >= chip->n_cores || t->cores[core].enabled) return;
+    t->cores[core].enabled = 1u;
+    if (!t->started) return;  /* start() schedules it */
+    /* the first tick whose fire time is still ahead */
+    const int64_t since = t->now_ps - t->skew_ps[core];
+    t->cores[core].next_tick = since <= 0 ? 0u : (uint32_t)((since + t->tick_ps - 1) / t->tick_ps);
+    schedule_timer(t, core);
 }
 
 void emu_timed_run(emu_chip_t *chip, emu_timed_t *t, int64_t until_ps)

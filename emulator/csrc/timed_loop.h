@@ -50,6 +50,7 @@ typedef struct {
 } emu_tickrec_t;
 
 typedef struct {
+    uint32_t enabled;                   /* started by the host: only such a core's timer runs */
     uint32_t busy, wake_pending, user_pending;
     uint32_t rx_head, rx_len;
     uint32_t dma_q[EMU_SMALLQ], dma_head, dma_len;
@@ -110,6 +111,8 @@ typedef struct {
 void emu_timed_run(emu_chip_t *chip, emu_timed_t *t, int64_t until_ps);
 /* a host message to one core, sent now over the host link; -1 if there is no such core */
 int32_t emu_timed_host_msg(emu_chip_t *chip, emu_timed_t *t, uint32_t core, const uint32_t *msg, uint32_t n_words);
+/* the host started `core`: its timer runs from the next tick on (a core never started has none) */
+void emu_timed_enable(emu_chip_t *chip, emu_timed_t *t, uint32_t core);
 /* a multicast packet entering the router now from outside the cores */
 void emu_timed_inject(emu_chip_t *chip, emu_timed_t *t, uint32_t key, uint32_t payload);
 

@@ -40,8 +40,11 @@ def chip_file(tmp_path: Path, timer_cycles: float = 100, packet_cycles: float = 
     return path
 
 
-def stopped_chip(tmp_path: Path, n_cores: int = 12, **kw) -> TimedChip:
-    chip = TimedChip(n_cores, load_chip(chip_file(tmp_path, **kw)))
+def stopped_chip(tmp_path: Path, n_cores: int = 12, mode: str = "timed", **kw) -> TimedChip:
+    """Cores whose firmware never started, with their timers running."""
+    chip = TimedChip(n_cores, load_chip(chip_file(tmp_path, **kw)), mode=mode)
+    for c in range(n_cores):
+        chip.enable_timer(c)
     return chip
 
 
@@ -138,6 +141,16 @@ def test_a_packet_is_served_before_a_timer_that_waits_with_it(tmp_path) -> None:
     assert timers["start_ps"][0] == packet["end_ps"][0]  # ... then the late timer of tick 1
 
 
+def test_a_core_never_started_has_no_timer_and_one_started_later_ticks_from_the_next_tick(tmp_path) -> None:
+    chip = TimedChip(2, load_chip(chip_file(tmp_path)))
+    chip.run(2)
+    assert len(chip.compliance._prev_logs) == 0
+    chip.enable_timer(1)
+    chip.run(2)
+    assert list(handlers(chip, 1, "timer")["start_ps"]) == [2 * TICK_PS, 3 * TICK_PS]
+    assert len(handlers(chip, 0, "timer")) == 0
+
+
 def test_an_unrouted_key_is_dropped_and_counted(tmp_path) -> None:
     chip = stopped_chip(tmp_path)
     chip.load_routes([RouteEntry(0x01000000, 0xff000000, (1,))])
@@ -199,7 +212,7 @@ def test_the_default_chip_is_spinnaker2() -> None:
 def test_realtime_mode_follows_the_wall_clock(tmp_path) -> None:
     import time
 
-    chip = TimedChip(2, load_chip(chip_file(tmp_path)), mode="realtime")
+    chip = stopped_chip(tmp_path, n_cores=2, mode="realtime")
     t0 = time.perf_counter()
     chip.run(30)
     wall = time.perf_counter() - t0
@@ -208,7 +221,7 @@ def test_realtime_mode_follows_the_wall_clock(tmp_path) -> None:
 
 
 def test_timer_skew_shifts_each_core(tmp_path) -> None:
-    chip = TimedChip(3, load_chip(chip_file(tmp_path, timer_skew_us=2.5)))
+    chip = stopped_chip(tmp_path, n_cores=3, timer_skew_us=2.5)
     chip.run(1)
     starts = [int(handlers(chip, c, "timer")["start_ps"][0]) for c in range(3)]
     assert starts == [0, 2_500_000, 5_000_000]
