@@ -250,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     from host.data.cli import add_data_commands
 
     add_data_commands(sub)
+    from host.studies.cli import add_study_command
+
+    add_study_command(sub)
     return p
 
 

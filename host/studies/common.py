@@ -1,0 +1,24 @@
+"""Studies layer: what every study shares: its run folder, its result.json, its figures' names."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from host.errors import HostError
+from host.files import write_json
+
+
+def study_folder(out_dir: Path, study: str) -> Path:
+    """The study's run folder, made if missing; a file in its place is refused."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise HostError(f"study {study}: --out {out_dir} is a file: give a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def write_result(out_dir: Path, study: str, result: dict[str, Any], figures: dict[str, Path]) -> dict[str, Any]:
+    """result.json with the study's name and its figures (file names inside the folder)."""
+    result = {"study": study, **result, "figures": {k: p.name for k, p in figures.items()}}
+    write_json(out_dir / "result.json", result)
+    return result
