@@ -2,32 +2,41 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 from pathlib import Path
 from typing import Any
 
-STUDIES = ("memory",)
+# study name -> its module in host.studies (each has run(out_dir, cfg, **options) and summary_lines(result))
+STUDIES = {"memory": "memory", "time": "time_profile"}
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    if args.name == "time":
+        opts: dict[str, Any] = {"n_samples": args.samples}
+        if args.clock_mhz:
+            opts["clocks_mhz"] = tuple(args.clock_mhz)
+        return opts
+    return {}
 
 
 def _run(args: argparse.Namespace) -> int:
     from host.config import load_config
 
     cfg = load_config(args.config)
-    if args.name == "memory":
-        from host.studies import memory
-
-        result = memory.run(args.out, cfg)
-        lines = memory.summary_lines(result)
-    else:  # argparse's choices keep this out of reach
-        raise AssertionError(args.name)
-    print("\n".join(lines))
+    module = importlib.import_module(f"host.studies.{STUDIES[args.name]}")
+    result = module.run(args.out, cfg, **_options(args))
+    print("\n".join(module.summary_lines(result)))
     print(f"result: {args.out / 'result.json'}; figures: "
           f"{', '.join(str(args.out / f) for f in result['figures'].values())}")
     return 0
 
 
 def add_study_command(sub: Any) -> None:
-    s = sub.add_parser("study", help="the paper's studies: memory (byte map, E-prop vs BPTT)")
-    s.add_argument("name", choices=STUDIES)
+    s = sub.add_parser("study", help="the paper's studies: memory (byte map, E-prop vs BPTT), time (cycles by "
+                                      "phase on the timed chip)")
+    s.add_argument("name", choices=tuple(STUDIES))
     s.add_argument("--out", type=Path, required=True, help="run folder (result.json and PNG figures)")
     s.add_argument("--config", type=Path, help="experiment YAML (network, partition); default: the paper's")
+    s.add_argument("--samples", type=int, default=10, help="time: training samples on the timed chip (default 10)")
+    s.add_argument("--clock-mhz", type=float, action="append", help="time: a clock level (repeat; default 150 and 300)")
     s.set_defaults(func=_run)
