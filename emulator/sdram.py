@@ -52,6 +52,10 @@ class Sdram:
     def write(self, addr: int, data: bytes | np.ndarray) -> None:
         raw = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
         self._check(addr, raw.size)
+        off = addr & ((1 << self.page_bits) - 1)
+        if off + raw.size <= 1 << self.page_bits:  # inside one page (a datagram's write): no loop
+            self._page(addr >> self.page_bits)[off:off + raw.size] = raw
+            return
         for index, off, at, n in self._chunks(addr, raw.size):
             self._page(index)[off:off + n] = raw[at:at + n]
 

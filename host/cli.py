@@ -15,6 +15,12 @@ from emulator.errors import EmulatorError
 from host.errors import HostError, TrainingInterrupted
 
 
+def _target(value: str) -> str:
+    if value in ("golden", "emulator") or value.startswith("udp://"):
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r}: choose golden, emulator or udp://HOST:PORT")
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="experiment YAML (network, train, partition, dataset)")
     p.add_argument("--data", help="a GSC folder, a features .npz, or 'synth' (overrides the config's dataset)")
@@ -47,11 +53,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     chip = {"mode": args.mode, "file": None if args.chip is None else str(args.chip), "clock_mhz": args.clock_mhz}
     cfg = with_overrides(_load(args), chip=chip, epochs=args.epochs, max_samples=args.max_samples,
                          batch_size=args.batch_size, seed=args.seed, checkpoint_every_samples=args.checkpoint_every)
-    if args.target != "emulator" and cfg.chip.mode != "functional":
+    if args.target == "golden" and cfg.chip.mode != "functional":
         raise HostError(f"--mode {cfg.chip.mode} times the emulated chip: it needs --target emulator")
     if args.chip is not None and not args.chip.is_file():
         raise HostError(f"--chip {args.chip}: no such file")
-    if args.target == "emulator" and cfg.train.batch_size != 1:
+    if args.target != "golden" and cfg.train.batch_size != 1:
         raise HostError(f"--target emulator learns online (batch size 1), got batch size {cfg.train.batch_size}; "
                         f"use --target golden for mini-batches")
     for flag, path in (("--init-weights", args.init_weights), ("--resume", args.resume)):
@@ -66,14 +72,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = _dataset(cfg, progress=not args.quiet)
     opts = TrainOptions(target=args.target, out_dir=args.out, init_weights=args.init_weights, resume=args.resume,
                         backend=args.backend, progress=not args.quiet, overwrite=args.overwrite,
-                        argv=tuple(args.argv))
+                        argv=tuple(args.argv), key_file=args.key_file)
     report = run_training(cfg, data, opts)
     acc, train_acc = report["test_accuracy"], report["train_accuracy"]
     print(f"trained {report['samples_trained_this_session']} samples on {report['target']} in {report['wall_s']:.1f} s "
           f"({report['ms_per_training_sample']:.2f} ms per training sample)"
           + (f"; train accuracy {100 * train_acc:.1f} %" if train_acc is not None else "")
           + (f", test accuracy {100 * acc:.1f} %" if acc is not None else ""))
-    if args.target == "emulator":
+    if args.target != "golden":
         print(f"{report['cores']} cores, {report['training_state_bytes_total']:,} B of training state, "
               f"max arena {max(report['sram_bytes_per_core']):,} B/core, {report['emulated_ms']:,} emulated ms")
         tm = report.get("timing")
@@ -102,7 +108,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if weights.labels and tuple(weights.labels) != tuple(data.labels):
         raise HostError(f"weights were trained on labels {list(weights.labels)}, the dataset has {list(data.labels)}")
     trainer = make_trainer(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=1)),
-                           args.target, weights, None, args.backend)
+                           args.target, weights, None, args.backend, args.key_file)
     if args.train_split or data.x_test is None:
         split, x, y = "train", data.x_train, data.y_train
         if not args.train_split:
@@ -186,8 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train the network on a dataset")
     _add_common(t)
-    t.add_argument("--target", choices=("golden", "emulator"), default="emulator",
-                   help="emulator: the C firmware on emulated cores; golden: the NumPy reference model")
+    t.add_argument("--target", type=_target, default="emulator",
+                   help="emulator: the C firmware on emulated cores; udp://HOST:PORT: a board (or s2eprop serve); "
+                        "golden: the NumPy reference model")
+    t.add_argument("--key-file", help="shared key of a udp:// board (default: $S2EPROP_BOARD_KEY; none: no "
+                                      "authentication)")
     t.add_argument("--out", type=Path, required=True, help="run folder (report.json, weights.npz, figures)")
     t.add_argument("--epochs", type=int, help="epochs over the training split (config train.epochs, default 1)")
     t.add_argument("--max-samples", type=int, help="train on the first N samples of each epoch")
@@ -215,8 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="accuracy, per-class accuracy and loss of saved weights")
     _add_common(e)
     e.add_argument("--weights", type=Path, required=True)
-    e.add_argument("--target", choices=("golden", "emulator"), default="emulator",
-                   help="emulator (default, as for train): inference on the emulated chip; golden: the NumPy model")
+    e.add_argument("--target", type=_target, default="emulator",
+                   help="emulator (default, as for train): inference on the emulated chip; udp://HOST:PORT: on a "
+                        "board; golden: the NumPy model")
+    e.add_argument("--key-file", help="shared key of a udp:// board (default: $S2EPROP_BOARD_KEY)")
     e.add_argument("--backend", choices=("c", "python"), default="c")
     e.add_argument("--train-split", action="store_true", help="evaluate the training split instead of the test split")
     e.add_argument("--json", action="store_true")
@@ -247,7 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quick", action="store_true", help="three tiny shapes (seconds) instead of eight")
     c.set_defaults(func=cmd_calibrate)
 
+    from host.board_cli import add_board_commands
     from host.data.cli import add_data_commands
+
+    add_board_commands(sub)
 
     add_data_commands(sub)
     from host.studies.cli import add_study_command

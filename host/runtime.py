@@ -149,7 +149,9 @@ class BoardTrainer:
         """What report.json says of the chip: memory per core, emulated time, every loss counter, timing."""
         per_core = self.core_counters()
         timing = self.timing_summary(per_core)
+        link = getattr(self.transport, "link_stats", None)
         return {**({"timing": timing} if timing is not None else {}),
+                **({"link": link()} if link is not None else {}),
             "cores": self.plan.n_cores,
             "neurons_per_core": self.cfg.partition.neurons_per_core,
             "sram_bytes_per_core": [img.layout.arena_bytes for img in self.images],

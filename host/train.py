@@ -65,6 +65,7 @@ class TrainOptions:
     progress: bool = True
     overwrite: bool = False  # replace a run the folder holds (without it, only --resume may use such a folder)
     argv: tuple[str, ...] | None = None  # the command line, to print the command that resumes the run
+    key_file: str | None = None  # a board's shared key (udp:// targets; else $S2EPROP_BOARD_KEY)
 
 
 @dataclass
@@ -102,17 +103,23 @@ RESUMABLE_CHANGES = ("epochs", "max_samples", "checkpoint_every_samples", "on_lo
                      "input_lookahead_ticks")
 
 
+def target_kind(target: str) -> str:
+    """"golden", or "chip" for the firmware on a chip (the in-process emulator or a board over UDP:
+    the same bits, so a checkpoint of one resumes on the other)."""
+    return "golden" if target == "golden" else "chip"
+
+
 def make_trainer(cfg: ExperimentConfig, target: str, weights: Weights, adam: AdamState | None,
-                 backend: str = "c") -> Trainer:
+                 backend: str = "c", key_file: str | None = None) -> Trainer:
     if target == "golden":
         return GoldenTrainer(cfg.network, cfg.train, weights, adam)
-    if target not in TARGETS:
-        raise ConfigError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    if target not in TARGETS and not target.startswith("udp://"):
+        raise ConfigError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)} or udp://HOST:PORT")
     from host.partition import plan_partition
     from host.runtime import BoardTrainer
     from host.transport import open_transport
 
-    transport = open_transport(target, plan_partition(cfg.network, cfg.partition).n_cores, backend, cfg.chip)
+    transport = open_transport(target, plan_partition(cfg.network, cfg.partition).n_cores, backend, cfg.chip, key_file)
     return BoardTrainer(cfg, weights, adam, transport=transport)
 
 
@@ -313,7 +320,7 @@ def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> di
     if opts.resume is not None:
         weights, adam, session = load_checkpoint(opts.resume, cfg)
         made_on, made_with = checkpoint_origin(opts.resume)
-        if made_on and made_on != opts.target:
+        if made_on and target_kind(made_on) != target_kind(opts.target):
             raise DataError(f"checkpoint {opts.resume} was made on target {made_on}, this run is on {opts.target}: "
                             f"resume with --target {made_on}, or start from its weights with --init-weights "
                             f"{opts.resume} (a new optimizer)")
@@ -328,7 +335,7 @@ def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> di
         raise DataError(f"weights were trained on labels {list(weights.labels)}, the dataset has {list(data.labels)}")
     weights = dataclasses.replace(weights, labels=tuple(data.labels))
     prepare_run_folder(opts.out_dir, opts.resume, opts.overwrite)
-    trainer = make_trainer(cfg, opts.target, weights, adam, opts.backend)
+    trainer = make_trainer(cfg, opts.target, weights, adam, opts.backend, opts.key_file)
     try:
         return _train(cfg, data, opts, trainer, session, data_id)
     finally:

@@ -11,8 +11,10 @@ from host.transport.inproc import EmulatorTransport
 __all__ = ["FW_STATUS", "EmulatorTransport", "Transport", "TransportStatus", "open_transport"]
 
 
-def open_transport(target: str, n_cores: int, backend: str = "c", chip: ChipConfig | None = None) -> Transport:
-    """The transport to `target`: "emulator" (the in-process chip: functional, or timed as `chip` says)."""
+def open_transport(target: str, n_cores: int, backend: str = "c", chip: ChipConfig | None = None,
+                   key_file: str | None = None) -> Transport:
+    """The transport to `target`: "emulator" (the in-process chip: functional, or timed as `chip` says)
+    or "udp://HOST:PORT" (a board, or `s2eprop serve`; its own chip file and mode apply)."""
     if target == "emulator":
         if chip is None or (chip.mode == "functional" and not chip.file):
             return EmulatorTransport(n_cores, backend=backend)
@@ -32,5 +34,16 @@ def open_transport(target: str, n_cores: int, backend: str = "c", chip: ChipConf
             desc = desc.with_clock(round(chip.clock_mhz * 1e6))
         return EmulatorTransport(n_cores, chip=TimedChip(n_cores, desc, chip.mode))
     if target.startswith("udp://"):
-        raise ConfigError(f"target {target}: boards over UDP are not supported yet; use --target emulator")
-    raise ConfigError(f"unknown board target {target!r}; use 'emulator'")
+        from host.transport.udp import UdpTransport, read_key
+
+        if chip is not None and (chip.mode != "functional" or chip.file or chip.clock_mhz):
+            raise ConfigError(f"target {target}: the board's chip and mode are the server's (s2eprop serve --mode, "
+                              f"--chip, --clock-mhz); drop them from this command and the config's chip section")
+        if backend != "c":
+            raise ConfigError(f"target {target}: --backend picks the in-process emulator's loop; drop it")
+        transport = UdpTransport(target, key=read_key(key_file))
+        if transport.n_cores < n_cores:
+            transport.close()
+            raise ConfigError(f"the network needs {n_cores} cores, the board at {target} has {transport.n_cores}")
+        return transport
+    raise ConfigError(f"unknown board target {target!r}; use 'emulator' or 'udp://HOST:PORT'")

@@ -1,0 +1,165 @@
+"""Emulator layer: the board's wire format (docs/protocol.md), written once for the board server and the
+host's UDP transport: SpiNNaker's SDP framing carrying SCP, the SC&MP commands VER, READ and WRITE,
+our own commands for what SpiNNaker has none for, and the optional HMAC-SHA256 trailer.
+
+Datagram: 2 padding bytes | SDP header (8 B: flags, tag, dest port<<5|cpu, src port<<5|cpu, dest y,
+dest x, src y, src x) | SCP (cmd u16, seq u16, arg1..arg3 u32; little-endian) | data (<= 256 B)
+[| HMAC-SHA256 (32 B) when the board has a key]. A reply carries the result code (RC_*) in the cmd
+field and the request's sequence number.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+import zlib
+from dataclasses import dataclass
+
+PROTOCOL_VERSION = 1
+DEFAULT_PORT = 17893
+MAX_DATA_BYTES = 256
+PAD = b"\x00\x00"
+SDP_HEADER = struct.Struct("<8B")
+SCP_HEADER = struct.Struct("<HHIII")
+HEADER_BYTES = len(PAD) + SDP_HEADER.size + SCP_HEADER.size  # 2 + 8 + 16
+MAC_BYTES = 32
+FLAGS_REPLY_EXPECTED = 0x87
+FLAGS_NO_REPLY = 0x07
+SDP_PORT_SCP = 0  # SDP port 0 of a core: SCP (SC&MP's own)
+
+# SC&MP commands we speak as SC&MP does (SpiNNMan scp_command.py)
+CMD_VER, CMD_READ, CMD_WRITE = 0, 2, 3
+# our own (0x40..): payload protected by CRC32 in arg3 (request) and in arg3 of the reply
+CMD_HELLO = 0x40       # arg1 protocol version, data: client nonce (8 B) -> reply data: server nonce (8 B)
+CMD_ROUTES = 0x41      # arg1 first entry, arg2 total entries; data: entries (key, mask, dest[5]) u32
+CMD_START = 0x42       # to a core; arg1 arena bytes -> reply arg1 the firmware's status word
+CMD_STOP = 0x43        # to a core
+CMD_SEND = 0x44        # to a core; data: a host message (u32 words)
+CMD_POLL = 0x45        # -> reply arg1 messages in data, arg2 still queued; data: [core, n, words] ...
+CMD_ADVANCE = 0x46     # arg1 ticks -> reply arg1/arg2 the board's tick (low/high)
+CMD_STATUS = 0x47      # arg1 page -> reply arg1 page, arg2 pages; data: JSON (ticks, packets, losses, link)
+CMD_STREAM = 0x48      # no reply (flags 0x07): arg1 SDRAM address, arg2 stream << 16 | chunk; data: bytes
+CMD_STREAM_ACK = 0x49  # arg1 stream, arg2 chunks -> reply data: bitmap of the chunks the board holds
+CMD_NAMES = {CMD_VER: "VER", CMD_READ: "READ", CMD_WRITE: "WRITE", CMD_HELLO: "HELLO", CMD_ROUTES: "ROUTES",
+             CMD_START: "START", CMD_STOP: "STOP", CMD_SEND: "SEND", CMD_POLL: "POLL", CMD_ADVANCE: "ADVANCE",
+             CMD_STATUS: "STATUS", CMD_STREAM: "STREAM", CMD_STREAM_ACK: "STREAM_ACK"}
+MAX_STREAM_CHUNKS = 8 * MAX_DATA_BYTES  # chunks one STREAM_ACK bitmap can report
+OWN_COMMANDS = frozenset(c for c in CMD_NAMES if c >= CMD_HELLO)
+
+# result codes (SpiNNMan scp_result.py)
+RC_OK, RC_LEN, RC_SUM, RC_CMD, RC_ARG, RC_PORT, RC_TIMEOUT, RC_ROUTE, RC_CPU = range(0x80, 0x89)
+RC_NAMES = {RC_OK: "RC_OK", RC_LEN: "RC_LEN", RC_SUM: "RC_SUM", RC_CMD: "RC_CMD", RC_ARG: "RC_ARG",
+            RC_PORT: "RC_PORT", RC_TIMEOUT: "RC_TIMEOUT", RC_ROUTE: "RC_ROUTE", RC_CPU: "RC_CPU"}
+# READ / WRITE access type (arg3): byte, short, word
+TYPE_BYTE, TYPE_SHORT, TYPE_WORD = 0, 1, 2
+MONITOR = (0, 0, 0)  # (x, y, cpu) of the board's monitor: VER, SDRAM reads and writes
+ROUTE_WORDS = 7      # key, mask, 5 words of destination bits
+
+
+class WireError(ValueError):
+    """A datagram that is not one of ours: too short, too long, a bad MAC."""
+
+
+@dataclass(slots=True)
+class Scp:
+    """One SCP message: a request (cmd = CMD_*) or a reply (cmd = RC_*), addressed to (x, y, cpu)."""
+
+    cmd: int
+    seq: int
+    arg1: int = 0
+    arg2: int = 0
+    arg3: int = 0
+    data: bytes = b""
+    x: int = 0
+    y: int = 0
+    cpu: int = 0
+    flags: int = FLAGS_REPLY_EXPECTED
+    has_args: bool = True  # SC&MP's READ reply carries data right after cmd and seq
+
+
+def crc32(data: bytes) -> int:
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def pack(msg: Scp, src: tuple[int, int, int] = (0, 0, 0), mac_key: bytes | None = None, nonce: bytes = b"") -> bytes:
+    """The datagram of msg (with its HMAC trailer when mac_key is given)."""
+    if len(msg.data) > MAX_DATA_BYTES:
+        raise WireError(f"SCP data of {len(msg.data)} B: at most {MAX_DATA_BYTES} B fit a datagram")
+    head = sdp_header(msg.flags, msg.x, msg.y, msg.cpu, src)
+    if msg.has_args:
+        scp = SCP_HEADER.pack(msg.cmd & 0xFFFF, msg.seq & 0xFFFF, msg.arg1 & 0xFFFFFFFF, msg.arg2 & 0xFFFFFFFF,
+                              msg.arg3 & 0xFFFFFFFF)
+    else:
+        scp = struct.pack("<HH", msg.cmd & 0xFFFF, msg.seq & 0xFFFF)
+    out = head + scp + msg.data
+    if mac_key is not None:
+        out += mac(mac_key, nonce, out)
+    return out
+
+
+def sdp_header(flags: int, x: int, y: int, cpu: int, src: tuple[int, int, int] = (0, 0, 0)) -> bytes:
+    """The padding and SDP header `pack` writes (for senders of many datagrams to one place)."""
+    sx, sy, scpu = src
+    return PAD + SDP_HEADER.pack(flags, 0xFF, (SDP_PORT_SCP << 5) | (cpu & 31), (7 << 5) | (scpu & 31), y & 0xFF,
+                                 x & 0xFF, sy & 0xFF, sx & 0xFF)
+
+
+def mac(key: bytes, nonce: bytes, body: bytes) -> bytes:
+    return hmac.new(key, nonce + body, hashlib.sha256).digest()
+
+
+def unpack(raw: bytes, mac_key: bytes | None = None, nonce: bytes = b"", has_args: bool = True) -> Scp:
+    """The SCP message of a datagram; WireError when it is not a well-formed one (or its MAC is wrong)."""
+    if mac_key is not None:
+        if len(raw) < MAC_BYTES:
+            raise WireError("shorter than its MAC")
+        raw, got = raw[:-MAC_BYTES], raw[-MAC_BYTES:]
+        if not hmac.compare_digest(got, mac(mac_key, nonce, raw)):
+            raise WireError("bad MAC")
+    short = len(PAD) + SDP_HEADER.size + 4
+    if len(raw) < (HEADER_BYTES if has_args else short):
+        raise WireError(f"{len(raw)} B: shorter than the SDP and SCP headers")
+    flags, _tag, dport_cpu, _sport_cpu, dy, dx, _sy, _sx = SDP_HEADER.unpack_from(raw, len(PAD))
+    at = len(PAD) + SDP_HEADER.size
+    if has_args:
+        cmd, seq, a1, a2, a3 = SCP_HEADER.unpack_from(raw, at)
+        data = raw[at + SCP_HEADER.size:]
+    else:
+        cmd, seq = struct.unpack_from("<HH", raw, at)
+        a1 = a2 = a3 = 0
+        data = raw[at + 4:]
+    if len(data) > MAX_DATA_BYTES:
+        raise WireError(f"{len(data)} B of data: at most {MAX_DATA_BYTES} B")
+    return Scp(cmd, seq, a1, a2, a3, bytes(data), x=dx, y=dy, cpu=dport_cpu & 31, flags=flags, has_args=has_args)
+
+
+def peek_cmd(raw: bytes) -> int | None:
+    """The cmd field of a datagram, or None when it is too short to have one."""
+    at = len(PAD) + SDP_HEADER.size
+    return struct.unpack_from("<H", raw, at)[0] if len(raw) >= at + 2 else None
+
+
+def pack_messages(messages: list[tuple[int, "list[int] | bytes"]], limit: int = MAX_DATA_BYTES) -> tuple[bytes, int]:
+    """As many (core, words) host messages as fit `limit` bytes: [core, n_words, words...] u32 each;
+    returns the bytes and how many messages went in."""
+    out, n = bytearray(), 0
+    for core, words in messages:
+        body = struct.pack(f"<2I{len(words)}I", core, len(words), *words)
+        if len(out) + len(body) > limit:
+            break
+        out += body
+        n += 1
+    return bytes(out), n
+
+
+def unpack_messages(data: bytes, count: int) -> list[tuple[int, list[int]]]:
+    out, at = [], 0
+    for _ in range(count):
+        if at + 8 > len(data):
+            raise WireError("POLL reply shorter than its messages")
+        core, n = struct.unpack_from("<2I", data, at)
+        if at + 8 + 4 * n > len(data):
+            raise WireError("POLL reply shorter than its messages")
+        out.append((core, list(struct.unpack_from(f"<{n}I", data, at + 8))))
+        at += 8 + 4 * n
+    return out

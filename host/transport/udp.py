@@ -1,0 +1,342 @@
+"""Host layer: the transport to a board over UDP (docs/protocol.md; the wire format is emulator/sdp.py).
+
+Every command is acknowledged; one without a reply in time is sent again with the same sequence
+number (the board answers a repeat from its reply cache, without executing it twice). Bulk reads and
+writes keep up to `window` datagrams in flight; every other command waits for the ones before it, so
+that the board executes them in the host's order. What the link lost, repeated or delivered late is
+counted (`link_stats`, report.json `link`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import numpy as np
+
+from emulator import sdp
+from emulator.router import RouteEntry
+from host.errors import ConfigError, TransportError
+from host.transport.base import TransportStatus
+
+KEY_ENV = "S2EPROP_BOARD_KEY"
+
+
+@dataclass
+class ClientLinkCounters:
+    sent: int = 0
+    retransmits: int = 0       # commands sent again after a timeout
+    late_replies: int = 0      # replies to a command already answered (its retransmission's or a duplicate)
+    foreign: int = 0           # datagrams that were not a reply of this session (bad MAC, malformed)
+    timeouts: int = 0          # waits that expired
+    stream_lost: int = 0       # SDRAM stream chunks the board had not received at STREAM_ACK (sent again)
+    stream_resent: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def parse_target(target: str) -> tuple[str, int]:
+    u = urlparse(target)
+    if u.scheme != "udp" or not u.hostname:
+        raise ConfigError(f"board target {target!r}: give udp://HOST:PORT (e.g. udp://127.0.0.1:{sdp.DEFAULT_PORT})")
+    try:
+        port = u.port or sdp.DEFAULT_PORT
+    except ValueError:
+        raise ConfigError(f"board target {target!r}: the port must be a number in 1..65535") from None
+    return u.hostname, port
+
+
+def read_key(key_file: str | os.PathLike | None) -> bytes | None:
+    """The shared key: from key_file, else from $S2EPROP_BOARD_KEY, else None (no authentication)."""
+    if key_file is not None:
+        try:
+            key = open(key_file, "rb").read().strip()
+        except OSError as exc:
+            raise ConfigError(f"key file {key_file}: {exc.strerror}") from None
+        if not key:
+            raise ConfigError(f"key file {key_file} is empty")
+        return key
+    env = os.environ.get(KEY_ENV)
+    return env.encode() if env else None
+
+
+class UdpTransport:
+    def __init__(self, target: str, key: bytes | None = None, timeout_s: float = 0.25, retries: int = 8,
+                 window: int = 32) -> None:
+        self.target = target
+        self.address = parse_target(target)
+        self.key = key
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.window = window
+        self.link = ClientLinkCounters()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        try:
+            self.sock.connect(self.address)
+        except OSError as exc:
+            self.sock.close()
+            raise TransportError(f"board at {target}: cannot reach it ({exc.strerror})") from None
+        self._seq = int.from_bytes(os.urandom(2), "little")
+        self._queued: list[sdp.Scp] = []  # host messages not sent yet (send batches them)
+        self._stream_id = int.from_bytes(os.urandom(2), "little")
+        self._nonce = b""
+        self._closed = False
+        self._hello()
+
+    # -- addressing -----------------------------------------------------------------------------------
+    def _hello(self) -> None:
+        mine = os.urandom(8)
+        reply = self._call(sdp.Scp(sdp.CMD_HELLO, 0, sdp.PROTOCOL_VERSION, data=mine), nonce=b"")
+        if len(reply.data) < 10:
+            raise TransportError(f"board at {self.target}: its HELLO reply is too short ({len(reply.data)} B)")
+        self._nonce = reply.data[:8] + mine
+        self.n_cores = reply.arg2
+        per_qpe, n_qpes = struct.unpack_from("<BB", reply.data, 8)
+        coords = reply.data[10:10 + 2 * n_qpes]
+        self.board_info = json.loads(reply.data[10 + 2 * n_qpes:] or b"{}")
+        qpes = [(coords[2 * i], coords[2 * i + 1]) for i in range(n_qpes)]
+        self._at = [(*qpes[c // per_qpe], c % per_qpe) for c in range(min(self.n_cores, per_qpe * n_qpes))]
+
+    def _core_at(self, core: int) -> tuple[int, int, int]:
+        if not 0 <= core < len(self._at):
+            raise TransportError(f"core {core} does not exist on the board at {self.target} ({len(self._at)} cores)")
+        return self._at[core]
+
+    # -- requests ---------------------------------------------------------------------------------------
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) & 0xFFFF
+        return self._seq
+
+    def _packed(self, msg: sdp.Scp, nonce: bytes | None) -> tuple[int, bytes, sdp.Scp]:
+        msg = sdp.Scp(msg.cmd, self._next_seq(), msg.arg1, msg.arg2,
+                      sdp.crc32(msg.data) if msg.cmd in sdp.OWN_COMMANDS else msg.arg3, msg.data,
+                      x=msg.x, y=msg.y, cpu=msg.cpu, flags=msg.flags)
+        raw = sdp.pack(msg, mac_key=self.key, nonce=self._nonce if nonce is None else nonce)
+        return msg.seq, raw, msg
+
+    def _call(self, msg: sdp.Scp, nonce: bytes | None = None, timeout_s: float | None = None) -> sdp.Scp:
+        return self._many([msg], nonce, timeout_s)[0]
+
+    def _many(self, msgs: list[sdp.Scp], nonce: bytes | None = None, timeout_s: float | None = None,
+              flush: bool = True) -> list[sdp.Scp]:
+        """Send msgs with up to `window` in flight; their replies in order. Errors raise TransportError."""
+        if self._closed:
+            raise TransportError(f"the transport to {self.target} is closed")
+        if flush and self._queued:
+            self.flush(timeout_s)
+        wait = self.timeout_s if timeout_s is None else timeout_s
+        reply_nonce = self._nonce if nonce is None else nonce
+        pending: dict[int, list] = {}  # seq -> [index, raw, msg, deadline, tries]
+        replies: list[sdp.Scp | None] = [None] * len(msgs)
+        nxt = 0
+        earliest = float("inf")  # a lower bound of the pending deadlines: waking early only costs a scan
+        while nxt < len(msgs) or pending:
+            while nxt < len(msgs) and len(pending) < self.window:
+                seq, raw, m = self._packed(msgs[nxt], nonce)
+                self.sock.send(raw)
+                self.link.sent += 1
+                deadline = time.monotonic() + wait
+                pending[seq] = [nxt, raw, m, deadline, 1]
+                earliest = min(earliest, deadline)
+                nxt += 1
+            self.sock.settimeout(max(0.0005, earliest - time.monotonic()))
+            try:
+                self._take_reply(self.sock.recv(4096), pending, replies, reply_nonce)
+                continue
+            except socket.timeout:
+                pass
+            except ConnectionRefusedError:  # nothing listens there (yet): as a lost datagram
+                time.sleep(min(wait, 0.05))
+            now = time.monotonic()
+            earliest = float("inf")
+            for entry in pending.values():
+                if entry[3] <= now:
+                    self.link.timeouts += 1
+                    if entry[4] > self.retries:
+                        what = sdp.CMD_NAMES.get(entry[2].cmd, str(entry[2].cmd))
+                        raise TransportError(f"no reply from the board at {self.target} to {what} after {entry[4]} "
+                                             f"tries ({wait:g} s each): is `s2eprop serve` running there"
+                                             + (", with the same key?" if self.key else "?"))
+                    self.sock.send(entry[1])
+                    self.link.sent += 1
+                    self.link.retransmits += 1
+                    entry[3], entry[4] = now + wait, entry[4] + 1
+                earliest = min(earliest, entry[3])
+        return replies  # type: ignore[return-value]
+
+    def _take_reply(self, raw: bytes, pending: dict, replies: list, nonce: bytes) -> None:
+        cmd = sdp.peek_cmd(raw)
+        seq = struct.unpack_from("<H", raw, len(sdp.PAD) + sdp.SDP_HEADER.size + 2)[0] if cmd is not None else None
+        entry = pending.get(seq) if seq is not None else None
+        if entry is None:
+            self.link.late_replies += 1 if seq is not None else 0
+            self.link.foreign += 1 if seq is None else 0
+            return
+        i, m = entry[0], entry[2]
+        has_args = not (m.cmd in (sdp.CMD_READ, sdp.CMD_WRITE) and cmd == sdp.RC_OK)
+        try:
+            reply = sdp.unpack(raw, self.key, nonce, has_args=has_args)
+        except sdp.WireError:
+            self.link.foreign += 1
+            return
+        del pending[seq]
+        if reply.cmd != sdp.RC_OK:
+            text = reply.data.decode("utf-8", "replace") if reply.data else ""
+            what = sdp.CMD_NAMES.get(m.cmd, str(m.cmd))
+            raise TransportError(f"board at {self.target} refused {what} ({sdp.RC_NAMES.get(reply.cmd, hex(reply.cmd))})"
+                                 + (f": {text}" if text else ""))
+        if m.cmd in sdp.OWN_COMMANDS and reply.arg3 != sdp.crc32(reply.data):
+            raise TransportError(f"board at {self.target}: the reply to {sdp.CMD_NAMES[m.cmd]} fails its CRC32")
+        replies[i] = reply
+
+    # -- the Transport protocol -------------------------------------------------------------------------
+    def _chunks(self, cmd: int, at: tuple[int, int, int], addr: int, data: bytes) -> list[sdp.Scp]:
+        step = sdp.MAX_DATA_BYTES
+        return [sdp.Scp(cmd, 0, addr + i, len(data[i:i + step]), sdp.TYPE_BYTE, data[i:i + step], *at)
+                for i in range(0, len(data), step)]
+
+    def _write(self, at: tuple[int, int, int], addr: int, data: bytes | np.ndarray, timeout_s: float | None) -> None:
+        raw = bytes(memoryview(data).cast("B")) if not isinstance(data, bytes) else data
+        self._many(self._chunks(sdp.CMD_WRITE, at, addr, raw), timeout_s=timeout_s)
+
+    def _read(self, at: tuple[int, int, int], addr: int, n_bytes: int, timeout_s: float | None) -> bytes:
+        step = sdp.MAX_DATA_BYTES
+        msgs = [sdp.Scp(sdp.CMD_READ, 0, addr + i, min(step, n_bytes - i), sdp.TYPE_BYTE, b"", *at)
+                for i in range(0, n_bytes, step)]
+        return b"".join(r.data for r in self._many(msgs, timeout_s=timeout_s))
+
+    def write_sram(self, core: int, offset: int, data: bytes | np.ndarray, timeout_s: float | None = None) -> None:
+        self._write(self._core_at(core), offset, data, timeout_s)
+
+    def read_sram(self, core: int, offset: int, n_bytes: int, timeout_s: float | None = None) -> bytes:
+        return self._read(self._core_at(core), offset, n_bytes, timeout_s)
+
+    def write_sdram(self, addr: int, data: bytes | np.ndarray, timeout_s: float | None = None) -> None:
+        """More than one datagram's worth is streamed: chunks without a reply each, then STREAM_ACK says
+        which arrived and the missing ones are sent again (input frames: the ring is the jitter buffer)."""
+        raw = bytes(memoryview(data).cast("B")) if not isinstance(data, bytes) else data
+        if len(raw) <= sdp.MAX_DATA_BYTES:
+            self._write(sdp.MONITOR, addr, raw, timeout_s)
+            return
+        step = sdp.MAX_DATA_BYTES
+        span = step * sdp.MAX_STREAM_CHUNKS
+        for base in range(0, len(raw), span):
+            self._stream(addr + base, raw[base:base + span], timeout_s)
+
+    def _stream(self, addr: int, raw: bytes, timeout_s: float | None) -> None:
+        if self._queued:
+            self.flush(timeout_s)
+        step = sdp.MAX_DATA_BYTES
+        self._stream_id = (self._stream_id + 1) & 0xFFFF
+        sid, n = self._stream_id, -(-len(raw) // step)
+        missing = list(range(n))
+        head = sdp.sdp_header(sdp.FLAGS_NO_REPLY, *sdp.MONITOR)
+        scp, send, key, nonce = sdp.SCP_HEADER.pack, self.sock.send, self.key, self._nonce
+        for attempt in range(self.retries + 1):
+            for c in missing:  # packed here, not through Scp objects: this is the bulk of every sample's bytes
+                chunk = raw[c * step:(c + 1) * step]
+                body = head + scp(sdp.CMD_STREAM, self._next_seq(), addr + c * step, sid << 16 | c,
+                                  sdp.crc32(chunk)) + chunk
+                send(body + sdp.mac(key, nonce, body) if key is not None else body)
+            self.link.sent += len(missing)
+            if attempt:
+                self.link.stream_resent += len(missing)
+            bits = np.frombuffer(self._call(sdp.Scp(sdp.CMD_STREAM_ACK, 0, sid, n), timeout_s=timeout_s).data,
+                                 dtype=np.uint8)
+            have = np.unpackbits(bits, bitorder="little")[:n] if len(bits) else np.zeros(n, dtype=np.uint8)
+            missing = [int(c) for c in np.flatnonzero(have == 0)]
+            if not missing:
+                return
+            self.link.stream_lost += len(missing)
+        raise TransportError(f"board at {self.target}: {len(missing)} of {n} chunks of an SDRAM write at "
+                             f"0x{addr:08x} never arrived after {self.retries + 1} tries")
+
+    def read_sdram(self, addr: int, n_bytes: int, timeout_s: float | None = None) -> bytes:
+        return self._read(sdp.MONITOR, addr, n_bytes, timeout_s)
+
+    def load_routes(self, entries: list[RouteEntry], timeout_s: float | None = None) -> None:
+        rows = np.zeros((len(entries), sdp.ROUTE_WORDS), dtype="<u4")
+        for i, e in enumerate(entries):
+            rows[i, 0], rows[i, 1] = e.key, e.mask
+            for c in e.cores:
+                rows[i, 2 + (c >> 5)] |= 1 << (c & 31)
+        per = sdp.MAX_DATA_BYTES // (4 * sdp.ROUTE_WORDS)
+        msgs = [sdp.Scp(sdp.CMD_ROUTES, 0, i, len(entries), data=rows[i:i + per].tobytes())
+                for i in range(0, len(entries), per)] or [sdp.Scp(sdp.CMD_ROUTES, 0, 0, 0)]
+        self._many(msgs[:1], timeout_s=timeout_s)  # chunk 0 starts a new table
+        self._many(msgs[1:], timeout_s=timeout_s)
+
+    def start(self, core: int, arena_bytes: int, timeout_s: float | None = None) -> None:
+        from host.transport.base import FW_STATUS
+        from emulator.fw_bridge import abi
+
+        r = self._call(sdp.Scp(sdp.CMD_START, 0, arena_bytes, 0, 0, b"", *self._core_at(core)), timeout_s=timeout_s)
+        if r.arg1 != int(abi().FW_RUNNING):
+            raise TransportError(f"core {core}: firmware refused its image ({FW_STATUS.get(r.arg1, r.arg1)})")
+
+    def stop(self, core: int, timeout_s: float | None = None) -> None:
+        self._call(sdp.Scp(sdp.CMD_STOP, 0, 0, 0, 0, b"", *self._core_at(core)), timeout_s=timeout_s)
+
+    def send(self, core: int, words: np.ndarray, timeout_s: float | None = None) -> None:
+        """Queued, and sent with the other queued messages (up to `window` in flight) before the next
+        command of any other kind: the board still sees every command in the host's order."""
+        data = np.ascontiguousarray(words, dtype="<u4").tobytes()
+        if len(data) > sdp.MAX_DATA_BYTES:
+            raise TransportError(f"host message of {len(data) // 4} words to core {core}: at most "
+                                 f"{sdp.MAX_DATA_BYTES // 4} words fit a datagram")
+        self._queued.append(sdp.Scp(sdp.CMD_SEND, 0, 0, 0, 0, data, *self._core_at(core)))
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Send the queued host messages and wait for their acknowledgements."""
+        queued, self._queued = self._queued, []
+        if queued:
+            self._many(queued, timeout_s=timeout_s, flush=False)
+
+    def poll(self, timeout_s: float | None = None) -> list[tuple[int, np.ndarray]]:
+        out: list[tuple[int, np.ndarray]] = []
+        while True:
+            r = self._call(sdp.Scp(sdp.CMD_POLL, 0), timeout_s=timeout_s)
+            try:
+                out.extend((c, np.array(w, dtype=np.uint32)) for c, w in sdp.unpack_messages(r.data, r.arg1))
+            except sdp.WireError as exc:
+                raise TransportError(f"board at {self.target}: {exc}") from None
+            if r.arg2 == 0 or r.arg1 == 0:
+                return out
+
+    def advance(self, ticks: int, timeout_s: float | None = None) -> int:
+        wait = timeout_s if timeout_s is not None else self.timeout_s + 0.005 * ticks
+        r = self._call(sdp.Scp(sdp.CMD_ADVANCE, 0, ticks), timeout_s=wait)
+        return r.arg1 | r.arg2 << 32
+
+    def board_status(self, timeout_s: float | None = None) -> dict:
+        first = self._call(sdp.Scp(sdp.CMD_STATUS, 0, 0), timeout_s=timeout_s)
+        pages = [first.data] + [r.data for r in self._many([sdp.Scp(sdp.CMD_STATUS, 0, p) for p in range(1, first.arg2)],
+                                                            timeout_s=timeout_s)]
+        try:
+            return json.loads(b"".join(pages))
+        except ValueError:
+            raise TransportError(f"board at {self.target}: its STATUS is not JSON") from None
+
+    def status(self, timeout_s: float | None = None) -> TransportStatus:
+        st = self.board_status(timeout_s)
+        return TransportStatus(ticks=st["ticks"], packets_delivered=st["delivered"], packets_dropped=st["dropped"],
+                               last_drop=tuple(st["last_drop"]) if st.get("last_drop") else None,
+                               losses=dict(st.get("losses", {})))
+
+    def link_stats(self) -> dict[str, dict[str, int]]:
+        """The link's counters seen from both ends (report.json `link`)."""
+        return {"host": self.link.as_dict(), "board": self.board_status().get("link", {})}
+
+    def close(self) -> None:
+        if not self._closed:
+            try:
+                self.flush()
+            finally:
+                self._closed = True
+                self.sock.close()

@@ -1,0 +1,45 @@
+"""Training over UDP on loopback is training in-process: the same bits."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from host.config import ChipConfig, ExperimentConfig
+from host.runtime import BoardTrainer
+from host.transport.inproc import EmulatorTransport
+from host.transport.udp import UdpTransport
+from host.weights import init_weights
+
+
+def _samples(n: int, seed: int = 5):
+    rng = np.random.default_rng(seed)
+    return (3 * rng.standard_normal((n, 100, 80))).astype(np.float32), rng.integers(0, 12, n)
+
+
+@pytest.mark.parametrize("mode", ["functional", "timed"])
+def test_training_over_udp_gives_the_same_bits(serve, mode) -> None:
+    cfg = dataclasses.replace(ExperimentConfig(), train=dataclasses.replace(ExperimentConfig().train,
+                                                                            on_loss="count")).validate()
+    w0 = init_weights(cfg.network, seed=3)
+    x, y = _samples(3)
+    board = serve(mode=mode)
+    over_udp = BoardTrainer(cfg, w0, transport=UdpTransport(board.target))
+    if mode == "timed":
+        from emulator.timed import TimedChip
+
+        local = BoardTrainer(cfg, w0, transport=EmulatorTransport(12, chip=TimedChip(12)))
+    else:
+        local = BoardTrainer(cfg, w0)
+    for i in range(3):
+        a = over_udp.train_batch(x[i], y[i:i + 1])
+        b = local.train_batch(x[i], y[i:i + 1])
+        assert a.pred[0] == b.pred[0] and a.loss[0] == b.loss[0]
+    for k in ("w_in", "w_rec", "w_out"):
+        assert np.array_equal(getattr(over_udp.weights, k).view(np.uint32), getattr(local.weights, k).view(np.uint32))
+    assert over_udp.ticks_train == local.ticks_train
+    assert not any(over_udp.provenance().values())
+    report = over_udp.report()
+    assert report["link"]["host"]["retransmits"] == 0 and report["link"]["board"]["malformed"] == 0
+    over_udp.close()
