@@ -57,6 +57,7 @@ class _Client:
     replies: OrderedDict = field(default_factory=OrderedDict)  # seq -> reply datagram
     streams: dict = field(default_factory=dict)                # open stream -> chunks received
     closed_stream: int | None = None                           # the newest stream acknowledged complete
+    stream_errors: dict = field(default_factory=dict)          # stream -> why a chunk could not be written
 
 
 class BoardServer:
@@ -139,10 +140,15 @@ class BoardServer:
                 self.link.malformed += 1
             return None
         seq = msg.seq
+        own = msg.cmd in sdp.OWN_COMMANDS
+        if own and msg.arg3 != sdp.msg_crc(msg):  # damaged on the way: as if lost (the host sends it again)
+            self.link.bad_crc += 1
+            return None
+        if own and msg.cmd != sdp.CMD_HELLO and client is None:
+            return self._seal(self._error(msg, sdp.RC_PORT, "no session: this board has not been greeted by this "
+                                                            "host (it was restarted?); start the host again, with "
+                                                            "--resume to continue a run"), msg, b"")
         if msg.cmd == sdp.CMD_STREAM:
-            if client is None:
-                self.link.malformed += 1
-                return None
             self._stream_chunk(msg, client)
             return None
         if client is not None and seq in client.replies:
@@ -160,13 +166,18 @@ class BoardServer:
             reply = self._error(msg, sdp.RC_ARG, str(exc))
         except Exception as exc:  # noqa: BLE001 - a datagram must never take the board down; it is answered
             reply = self._error(msg, sdp.RC_ARG, f"{type(exc).__name__}: {exc}")
-        out = sdp.pack(reply, src=(msg.x, msg.y, msg.cpu), mac_key=self.key,
-                       nonce=b"" if msg.cmd == sdp.CMD_HELLO else client.nonce)
+        out = self._seal(reply, msg, b"" if msg.cmd == sdp.CMD_HELLO else client.nonce)
         client.replies[seq] = out
         while len(client.replies) > REPLY_CACHE:
             client.replies.popitem(last=False)
         client.newest = seq if client.newest is None or ((seq - client.newest) & 0xFFFF) < 0x8000 else client.newest
         return out
+
+    def _seal(self, reply: sdp.Scp, msg: sdp.Scp, nonce: bytes) -> bytes:
+        """The reply's datagram: CRC-sealed when it answers an own command, with its MAC when keyed."""
+        if msg.cmd in sdp.OWN_COMMANDS:
+            sdp.sealed(reply)
+        return sdp.pack(reply, src=(msg.x, msg.y, msg.cpu), mac_key=self.key, nonce=nonce)
 
     def _new_client(self, addr: tuple[str, int], nonce: bytes) -> _Client:
         client = _Client(nonce=nonce)
@@ -178,10 +189,10 @@ class BoardServer:
     def _error(self, msg: sdp.Scp, rc: int, text: str) -> sdp.Scp:
         self.link.errors += 1
         data = text.encode("utf-8", "replace")[:sdp.MAX_DATA_BYTES]
-        return sdp.Scp(rc, msg.seq, arg3=sdp.crc32(data), data=data, x=msg.x, y=msg.y, cpu=msg.cpu)
+        return sdp.Scp(rc, msg.seq, data=data, x=msg.x, y=msg.y, cpu=msg.cpu)
 
     def _ok(self, msg: sdp.Scp, arg1: int = 0, arg2: int = 0, data: bytes = b"") -> sdp.Scp:
-        return sdp.Scp(sdp.RC_OK, msg.seq, arg1, arg2, sdp.crc32(data), data, x=msg.x, y=msg.y, cpu=msg.cpu)
+        return sdp.Scp(sdp.RC_OK, msg.seq, arg1, arg2, 0, data, x=msg.x, y=msg.y, cpu=msg.cpu)
 
     def _core(self, msg: sdp.Scp) -> int | None:
         return self._where.get((msg.x, msg.y, msg.cpu))
@@ -189,12 +200,9 @@ class BoardServer:
     def _execute(self, msg: sdp.Scp, client: _Client) -> sdp.Scp:
         at = (msg.x, msg.y, msg.cpu)
         core = self._core(msg)
-        if msg.cmd in sdp.OWN_COMMANDS and msg.arg3 != sdp.crc32(msg.data):
-            self.link.bad_crc += 1
-            return self._error(msg, sdp.RC_SUM, f"CRC32 of the {len(msg.data)} B of data does not match arg3")
         if msg.cmd == sdp.CMD_VER:
             return self._version(msg)
-        if msg.cmd in (sdp.CMD_READ, sdp.CMD_WRITE):
+        if msg.cmd in (sdp.CMD_READ, sdp.CMD_WRITE, sdp.CMD_MEM_READ):
             return self._memory(msg, core, at)
         if msg.cmd == sdp.CMD_HELLO:
             if msg.arg1 != sdp.PROTOCOL_VERSION:
@@ -241,9 +249,6 @@ class BoardServer:
     def _stream_chunk(self, msg: sdp.Scp, client: _Client) -> None:
         """One chunk of an SDRAM stream (no reply: STREAM_ACK reports what arrived)."""
         stream, chunk = msg.arg2 >> 16, msg.arg2 & 0xFFFF
-        if msg.arg3 != sdp.crc32(msg.data):
-            self.link.bad_crc += 1
-            return
         last = client.closed_stream
         if last is not None and ((last - stream) & 0xFFFF) < 0x8000:  # that stream is done: a late copy
             self.link.stream_late += 1
@@ -252,9 +257,16 @@ class BoardServer:
         if chunk in got:
             self.link.stream_duplicates += 1
             return
+        core = self._core(msg)
         try:
-            self.chip.write_sdram(msg.arg1, msg.data)
-        except EmulatorError:
+            if (msg.x, msg.y, msg.cpu) == sdp.MONITOR:
+                self.chip.write_sdram(msg.arg1, msg.data)
+            elif core is not None:
+                self.chip.write_sram(core, msg.arg1, msg.data)
+            else:
+                raise EmulatorError(f"no core at ({msg.x}, {msg.y}, {msg.cpu})")
+        except EmulatorError as exc:
+            client.stream_errors[stream] = str(exc)
             self.link.errors += 1  # reported: STREAM_ACK will not list the chunk
             return
         got.add(chunk)
@@ -266,6 +278,8 @@ class BoardServer:
         stream, n = msg.arg1 & 0xFFFF, msg.arg2
         if n > sdp.MAX_STREAM_CHUNKS:
             return self._error(msg, sdp.RC_ARG, f"a stream has at most {sdp.MAX_STREAM_CHUNKS} chunks, got {n}")
+        if stream in client.stream_errors:
+            return self._error(msg, sdp.RC_ARG, client.stream_errors.pop(stream))
         got = client.streams.get(stream, set())
         bits = np.zeros((n + 7) // 8, dtype=np.uint8)
         for c in got:
@@ -298,6 +312,8 @@ class BoardServer:
                 self.chip.write_sram(core, addr, msg.data)
             return sdp.Scp(sdp.RC_OK, msg.seq, has_args=False, x=msg.x, y=msg.y, cpu=msg.cpu)
         data = self.chip.read_sdram(addr, size) if at == sdp.MONITOR else self.chip.read_sram(core, addr, size)
+        if msg.cmd == sdp.CMD_MEM_READ:
+            return self._ok(msg, addr, size, data)
         return sdp.Scp(sdp.RC_OK, msg.seq, data=data, has_args=False, x=msg.x, y=msg.y, cpu=msg.cpu)
 
     def _load_routes(self, msg: sdp.Scp) -> sdp.Scp:

@@ -29,7 +29,7 @@ SDP_PORT_SCP = 0  # SDP port 0 of a core: SCP (SC&MP's own)
 
 # SC&MP commands we speak as SC&MP does (SpiNNMan scp_command.py)
 CMD_VER, CMD_READ, CMD_WRITE = 0, 2, 3
-# our own (0x40..): payload protected by CRC32 in arg3 (request) and in arg3 of the reply
+# our own (0x40..): arg3 of a request and of its reply is the CRC32 of the rest (msg_crc)
 CMD_HELLO = 0x40       # arg1 protocol version, data: client nonce (8 B) -> reply data: server nonce (8 B)
 CMD_ROUTES = 0x41      # arg1 first entry, arg2 total entries; data: entries (key, mask, dest[5]) u32
 CMD_START = 0x42       # to a core; arg1 arena bytes -> reply arg1 the firmware's status word
@@ -40,9 +40,10 @@ CMD_ADVANCE = 0x46     # arg1 ticks -> reply arg1/arg2 the board's tick (low/hig
 CMD_STATUS = 0x47      # arg1 page -> reply arg1 page, arg2 pages; data: JSON (ticks, packets, losses, link)
 CMD_STREAM = 0x48      # no reply (flags 0x07): arg1 SDRAM address, arg2 stream << 16 | chunk; data: bytes
 CMD_STREAM_ACK = 0x49  # arg1 stream, arg2 chunks -> reply data: bitmap of the chunks the board holds
+CMD_MEM_READ = 0x4A    # as READ (arg1 address, arg2 bytes; a core's SRAM, or SDRAM at the monitor), CRC-sealed
 CMD_NAMES = {CMD_VER: "VER", CMD_READ: "READ", CMD_WRITE: "WRITE", CMD_HELLO: "HELLO", CMD_ROUTES: "ROUTES",
              CMD_START: "START", CMD_STOP: "STOP", CMD_SEND: "SEND", CMD_POLL: "POLL", CMD_ADVANCE: "ADVANCE",
-             CMD_STATUS: "STATUS", CMD_STREAM: "STREAM", CMD_STREAM_ACK: "STREAM_ACK"}
+             CMD_STATUS: "STATUS", CMD_STREAM: "STREAM", CMD_STREAM_ACK: "STREAM_ACK", CMD_MEM_READ: "MEM_READ"}
 MAX_STREAM_CHUNKS = 8 * MAX_DATA_BYTES  # chunks one STREAM_ACK bitmap can report
 OWN_COMMANDS = frozenset(c for c in CMD_NAMES if c >= CMD_HELLO)
 
@@ -79,6 +80,26 @@ class Scp:
 
 def crc32(data: bytes) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
+
+
+_CRC_FIELDS = struct.Struct("<BBBHHII")
+
+
+def fields_crc(x: int, y: int, cpu: int, cmd: int, seq: int, arg1: int, arg2: int, data: bytes) -> int:
+    return zlib.crc32(data, zlib.crc32(_CRC_FIELDS.pack(x & 0xFF, y & 0xFF, cpu & 31, cmd & 0xFFFF, seq & 0xFFFF,
+                                                        arg1 & 0xFFFFFFFF, arg2 & 0xFFFFFFFF))) & 0xFFFFFFFF
+
+
+def msg_crc(msg: "Scp") -> int:
+    """CRC32 of everything an own command (or its reply) means: destination, cmd, seq, arg1, arg2 and data
+    (it travels in arg3). SCP has no checksum of its own; this makes a damaged datagram a lost one."""
+    return fields_crc(msg.x, msg.y, msg.cpu, msg.cmd, msg.seq, msg.arg1, msg.arg2, msg.data)
+
+
+def sealed(msg: "Scp") -> "Scp":
+    """msg with its CRC in arg3."""
+    msg.arg3 = msg_crc(msg)
+    return msg
 
 
 def pack(msg: Scp, src: tuple[int, int, int] = (0, 0, 0), mac_key: bytes | None = None, nonce: bytes = b"") -> bytes:

@@ -66,6 +66,8 @@ def read_key(key_file: str | os.PathLike | None) -> bytes | None:
 
 
 class UdpTransport:
+    protocol_version = sdp.PROTOCOL_VERSION  # what this host speaks (HELLO); a board refuses another
+
     def __init__(self, target: str, key: bytes | None = None, timeout_s: float = 0.25, retries: int = 8,
                  window: int = 32) -> None:
         self.target = target
@@ -92,7 +94,7 @@ class UdpTransport:
     # -- addressing -----------------------------------------------------------------------------------
     def _hello(self) -> None:
         mine = os.urandom(8)
-        reply = self._call(sdp.Scp(sdp.CMD_HELLO, 0, sdp.PROTOCOL_VERSION, data=mine), nonce=b"")
+        reply = self._call(sdp.Scp(sdp.CMD_HELLO, 0, self.protocol_version, data=mine), nonce=b"")
         if len(reply.data) < 10:
             raise TransportError(f"board at {self.target}: its HELLO reply is too short ({len(reply.data)} B)")
         self._nonce = reply.data[:8] + mine
@@ -114,9 +116,10 @@ class UdpTransport:
         return self._seq
 
     def _packed(self, msg: sdp.Scp, nonce: bytes | None) -> tuple[int, bytes, sdp.Scp]:
-        msg = sdp.Scp(msg.cmd, self._next_seq(), msg.arg1, msg.arg2,
-                      sdp.crc32(msg.data) if msg.cmd in sdp.OWN_COMMANDS else msg.arg3, msg.data,
+        msg = sdp.Scp(msg.cmd, self._next_seq(), msg.arg1, msg.arg2, msg.arg3, msg.data,
                       x=msg.x, y=msg.y, cpu=msg.cpu, flags=msg.flags)
+        if msg.cmd in sdp.OWN_COMMANDS:
+            sdp.sealed(msg)
         raw = sdp.pack(msg, mac_key=self.key, nonce=self._nonce if nonce is None else nonce)
         return msg.seq, raw, msg
 
@@ -185,70 +188,62 @@ class UdpTransport:
         except sdp.WireError:
             self.link.foreign += 1
             return
+        if m.cmd in sdp.OWN_COMMANDS and (reply.arg3 != sdp.msg_crc(reply) or (reply.x, reply.y, reply.cpu) !=
+                                          (m.x, m.y, m.cpu)):
+            self.link.foreign += 1  # damaged on the way: as if lost (sent again at its timeout)
+            return
         del pending[seq]
         if reply.cmd != sdp.RC_OK:
             text = reply.data.decode("utf-8", "replace") if reply.data else ""
             what = sdp.CMD_NAMES.get(m.cmd, str(m.cmd))
             raise TransportError(f"board at {self.target} refused {what} ({sdp.RC_NAMES.get(reply.cmd, hex(reply.cmd))})"
                                  + (f": {text}" if text else ""))
-        if m.cmd in sdp.OWN_COMMANDS and reply.arg3 != sdp.crc32(reply.data):
-            raise TransportError(f"board at {self.target}: the reply to {sdp.CMD_NAMES[m.cmd]} fails its CRC32")
         replies[i] = reply
 
     # -- the Transport protocol -------------------------------------------------------------------------
-    def _chunks(self, cmd: int, at: tuple[int, int, int], addr: int, data: bytes) -> list[sdp.Scp]:
-        step = sdp.MAX_DATA_BYTES
-        return [sdp.Scp(cmd, 0, addr + i, len(data[i:i + step]), sdp.TYPE_BYTE, data[i:i + step], *at)
-                for i in range(0, len(data), step)]
-
-    def _write(self, at: tuple[int, int, int], addr: int, data: bytes | np.ndarray, timeout_s: float | None) -> None:
-        raw = bytes(memoryview(data).cast("B")) if not isinstance(data, bytes) else data
-        self._many(self._chunks(sdp.CMD_WRITE, at, addr, raw), timeout_s=timeout_s)
-
     def _read(self, at: tuple[int, int, int], addr: int, n_bytes: int, timeout_s: float | None) -> bytes:
         step = sdp.MAX_DATA_BYTES
-        msgs = [sdp.Scp(sdp.CMD_READ, 0, addr + i, min(step, n_bytes - i), sdp.TYPE_BYTE, b"", *at)
+        msgs = [sdp.Scp(sdp.CMD_MEM_READ, 0, addr + i, min(step, n_bytes - i), 0, b"", *at)
                 for i in range(0, n_bytes, step)]
         return b"".join(r.data for r in self._many(msgs, timeout_s=timeout_s))
 
     def write_sram(self, core: int, offset: int, data: bytes | np.ndarray, timeout_s: float | None = None) -> None:
-        self._write(self._core_at(core), offset, data, timeout_s)
+        self._write_stream(self._core_at(core), offset, data, timeout_s)
 
     def read_sram(self, core: int, offset: int, n_bytes: int, timeout_s: float | None = None) -> bytes:
         return self._read(self._core_at(core), offset, n_bytes, timeout_s)
 
     def write_sdram(self, addr: int, data: bytes | np.ndarray, timeout_s: float | None = None) -> None:
-        """More than one datagram's worth is streamed: chunks without a reply each, then STREAM_ACK says
-        which arrived and the missing ones are sent again (input frames: the ring is the jitter buffer)."""
-        raw = bytes(memoryview(data).cast("B")) if not isinstance(data, bytes) else data
-        if len(raw) <= sdp.MAX_DATA_BYTES:
-            self._write(sdp.MONITOR, addr, raw, timeout_s)
-            return
-        step = sdp.MAX_DATA_BYTES
-        span = step * sdp.MAX_STREAM_CHUNKS
-        for base in range(0, len(raw), span):
-            self._stream(addr + base, raw[base:base + span], timeout_s)
+        self._write_stream(sdp.MONITOR, addr, data, timeout_s)
 
-    def _stream(self, addr: int, raw: bytes, timeout_s: float | None) -> None:
+    def _write_stream(self, at: tuple[int, int, int], addr: int, data: bytes | np.ndarray,
+                      timeout_s: float | None) -> None:
+        """Memory writes are streamed: chunks without a reply each, then STREAM_ACK says which arrived and
+        the missing ones are sent again (input frames: the SDRAM ring is the jitter buffer)."""
+        raw = bytes(memoryview(data).cast("B")) if not isinstance(data, bytes) else data
+        span = sdp.MAX_DATA_BYTES * sdp.MAX_STREAM_CHUNKS
+        for base in range(0, len(raw), span):
+            self._stream(at, addr + base, raw[base:base + span], timeout_s)
+
+    def _stream(self, at: tuple[int, int, int], addr: int, raw: bytes, timeout_s: float | None) -> None:
         if self._queued:
             self.flush(timeout_s)
         step = sdp.MAX_DATA_BYTES
         self._stream_id = (self._stream_id + 1) & 0xFFFF
         sid, n = self._stream_id, -(-len(raw) // step)
         missing = list(range(n))
-        head = sdp.sdp_header(sdp.FLAGS_NO_REPLY, *sdp.MONITOR)
-        scp, send, key, nonce = sdp.SCP_HEADER.pack, self.sock.send, self.key, self._nonce
+        head = sdp.sdp_header(sdp.FLAGS_NO_REPLY, *at)
+        scp, send, key, nonce, crc = sdp.SCP_HEADER.pack, self.sock.send, self.key, self._nonce, sdp.fields_crc
         for attempt in range(self.retries + 1):
             for c in missing:  # packed here, not through Scp objects: this is the bulk of every sample's bytes
-                chunk = raw[c * step:(c + 1) * step]
-                body = head + scp(sdp.CMD_STREAM, self._next_seq(), addr + c * step, sid << 16 | c,
-                                  sdp.crc32(chunk)) + chunk
+                chunk, seq, a1, a2 = raw[c * step:(c + 1) * step], self._next_seq(), addr + c * step, sid << 16 | c
+                body = head + scp(sdp.CMD_STREAM, seq, a1, a2, crc(*at, sdp.CMD_STREAM, seq, a1, a2, chunk)) + chunk
                 send(body + sdp.mac(key, nonce, body) if key is not None else body)
             self.link.sent += len(missing)
             if attempt:
                 self.link.stream_resent += len(missing)
-            bits = np.frombuffer(self._call(sdp.Scp(sdp.CMD_STREAM_ACK, 0, sid, n), timeout_s=timeout_s).data,
-                                 dtype=np.uint8)
+            bits = np.frombuffer(self._call(sdp.Scp(sdp.CMD_STREAM_ACK, 0, sid, n, 0, b"", *at),
+                                            timeout_s=timeout_s).data, dtype=np.uint8)
             have = np.unpackbits(bits, bitorder="little")[:n] if len(bits) else np.zeros(n, dtype=np.uint8)
             missing = [int(c) for c in np.flatnonzero(have == 0)]
             if not missing:
