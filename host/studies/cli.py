@@ -12,7 +12,7 @@ STUDIES = {"memory": "memory", "time": "time_profile", "energy": "energy"}
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     if args.name in ("time", "energy"):
-        opts: dict[str, Any] = {"n_samples": args.samples or (10 if args.name == "time" else 3)}
+        opts: dict[str, Any] = {"n_samples": args.samples or 10}
         if args.clock_mhz:
             opts["clocks_mhz"] = tuple(args.clock_mhz)
         if args.name == "energy":
@@ -39,7 +39,7 @@ def add_study_command(sub: Any) -> None:
     s.add_argument("name", choices=tuple(STUDIES))
     s.add_argument("--out", type=Path, required=True, help="run folder (result.json and PNG figures)")
     s.add_argument("--config", type=Path, help="experiment YAML (network, partition); default: the paper's")
-    s.add_argument("--samples", type=int, help="time, energy: training samples on the timed chip (default 10, 3)")
+    s.add_argument("--samples", type=int, help="time, energy: training samples on the timed chip (default 10)")
     s.add_argument("--clock-mhz", type=float, action="append",
                    help="time, energy: a clock level (repeat; default 150 and 300)")
     s.add_argument("--no-gpu", action="store_true", help="energy: leave out the V100 estimate (it needs PyTorch)")

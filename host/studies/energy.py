@@ -87,39 +87,38 @@ def chip_sample_energy(prof: dict[str, Any], power: ChipPower, tick_s: float, sa
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:
+    """Left: the chip's energy per sample by part (linear); right: chip and V100 totals (log)."""
     from host.figures import pyplot
 
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    names, parts = [], []
-    for mhz, c in result["chip"].items():
-        e = c["energy_j_per_sample"]
-        names.append(f"SpiNNaker 2\n{mhz} MHz" + ("" if c["real_time"] else "\n(overruns)"))
-        parts.append({"active cycles": e["active_j"], "PE idle": e["idle_j"], "static": e["static_j"]})
-    gpu = result.get("gpu")
-    if gpu and "energy_j_per_sample" in gpu:
-        names.append(f"V100 estimate\nbatch {gpu['batch_size']}")
-        parts.append({"GPU kernel launches": gpu["energy_j_per_sample_parts"]["launch"],
-                      "GPU memory traffic": gpu["energy_j_per_sample_parts"]["memory_or_compute"]})
-    keys = list(dict.fromkeys(k for p in parts for k in p))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [1, 1.2]})
+    names = [f"{mhz} MHz" + ("" if c["real_time"] else "\n(overruns)") for mhz, c in result["chip"].items()]
     bottom = np.zeros(len(names))
-    for k in keys:
-        vals = np.array([p.get(k, 0.0) for p in parts]) * 1e3
-        ax.bar(names, vals, bottom=bottom, label=k)
+    for part, label in (("active_j", "active cycles"), ("idle_j", "PE idle"), ("static_j", "static")):
+        vals = np.array([c["energy_j_per_sample"][part] for c in result["chip"].values()]) * 1e3
+        ax1.bar(names, vals, bottom=bottom, label=label)
         bottom += vals
-    ax.set_yscale("log")
-    ax.set_ylabel("mJ per training sample")
+    ax1.set_ylabel("mJ per training sample")
+    ax1.set_title("SpiNNaker 2 (emulated, 12 cores)", fontsize=10)
+    ax1.legend(fontsize=7)
+    totals = {f"chip {n}": b for n, b in zip(names, bottom)}
+    gpu = result.get("gpu") or {}
+    if "energy_j_per_sample" in gpu:
+        totals[f"V100 estimate\nbatch {gpu['batch_size']}"] = gpu["energy_j_per_sample"] * 1e3
+    ax2.bar(list(totals), list(totals.values()), color=["tab:blue"] * len(names) + ["tab:red"])
+    for i, v in enumerate(totals.values()):
+        ax2.text(i, v, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
+    ax2.set_yscale("log")
+    ax2.set_ylabel("mJ per training sample")
     ratio = result.get("ratio_gpu_over_chip")
-    ax.set_title("energy per training sample" + (f": V100 / chip = {ratio:.1f}x (paper: 12x)" if ratio else ""),
-                 fontsize=10)
-    ax.legend(fontsize=7)
+    ax2.set_title("total" + (f": V100 / chip = {ratio:.1f}x (paper: 12x)" if ratio else ""), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 
 
-def run(out_dir: Path, cfg: ExperimentConfig | None = None, n_samples: int = 3,
+def run(out_dir: Path, cfg: ExperimentConfig | None = None, n_samples: int = 10,
         clocks_mhz: Sequence[float] = time_profile.DEFAULT_CLOCKS_MHZ, gpu: bool = True,
         constants: Path = CONSTANTS_FILE, seed: int = 1234) -> dict[str, Any]:
     """The energy study into `out_dir` (result.json, energy.png)."""
