@@ -29,6 +29,7 @@ from emulator.router import RouteEntry
 REPLY_CACHE = 1024   # replies kept per client (retransmissions are answered from here)
 SEQ_WINDOW = 4096    # a sequence number this far behind the newest is a replay: dropped
 MAX_CLIENTS = 64
+MAX_ADVANCE_TICKS = 100_000  # per ADVANCE: the server answers other hosts again within a minute or so
 VERSION_NAME = b"s2eprop-board/SpiNNaker2-emulated\x00"
 
 
@@ -221,6 +222,9 @@ class BoardServer:
             if self.mode == "realtime":
                 return self._error(msg, sdp.RC_ARG, "the board runs in realtime mode: its clock does not wait for "
                                                     "ADVANCE")
+            if msg.arg1 > MAX_ADVANCE_TICKS:
+                return self._error(msg, sdp.RC_ARG, f"ADVANCE of {msg.arg1:,} ticks: at most {MAX_ADVANCE_TICKS:,} "
+                                                    f"per command")
             self.chip.run(msg.arg1)
             self._outbox.extend((c, w.tolist()) for c, w in self.chip.take_host_messages())
             t = self.chip.tick_count

@@ -1,0 +1,103 @@
+"""100,000 random and mutated datagrams at the board: none crashes or stalls it, each is answered with
+an error or dropped and counted, and a well-formed session works afterwards."""
+from __future__ import annotations
+
+import struct
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from emulator import sdp
+from emulator.board_server import BoardServer
+from host.board_cli import build_board
+from host.transport.udp import UdpTransport
+
+
+def _valid_datagrams(server: BoardServer) -> list[bytes]:
+    """One well-formed datagram of each kind, greeted as client ('127.0.0.1', 1)."""
+    hello = sdp.sealed(sdp.Scp(sdp.CMD_HELLO, 1, sdp.PROTOCOL_VERSION, data=b"12345678"))
+    server.handle(sdp.pack(hello), ("127.0.0.1", 1))
+    out = [sdp.pack(sdp.Scp(sdp.CMD_VER, 2)), sdp.pack(sdp.Scp(sdp.CMD_READ, 3, 0x100000, 16)),
+           sdp.pack(sdp.Scp(sdp.CMD_WRITE, 4, 0x100000, 8, 0, bytes(8))),
+           sdp.pack(sdp.Scp(sdp.CMD_WRITE, 5, 64, 4, 0, bytes(4), x=7, y=6, cpu=2))]
+    for cmd, a1, a2, data in ((sdp.CMD_ADVANCE, 2, 0, b""), (sdp.CMD_POLL, 0, 0, b""), (sdp.CMD_STATUS, 0, 0, b""),
+                              (sdp.CMD_SEND, 0, 0, struct.pack("<5I", 1, 0, 0, 1, 0)), (sdp.CMD_STREAM_ACK, 3, 1, b""),
+                              (sdp.CMD_STREAM, 0x100000, 3 << 16, bytes(16)), (sdp.CMD_MEM_READ, 0x100000, 8, b""),
+                              (sdp.CMD_ROUTES, 0, 1, struct.pack("<7I", 0x01000000, 0xff000000, 1, 0, 0, 0, 0))):
+        out.append(sdp.pack(sdp.sealed(sdp.Scp(cmd, 6 + len(out), a1, a2, 0, data, x=7, y=6, cpu=0))))
+    return out
+
+
+def _dropped(link) -> int:
+    return link.malformed + link.bad_mac + link.stale + link.bad_crc + link.stream_chunks + link.stream_late \
+        + link.stream_duplicates
+
+
+def test_100000_random_and_mutated_datagrams() -> None:
+    chip, desc = build_board(None, "functional", None, 24)
+    server = BoardServer(chip, desc, port=0)
+    try:
+        valid = _valid_datagrams(server)
+        rng = np.random.default_rng(2026)
+        start = server.link.datagrams
+        replies = 0
+        t0 = time.perf_counter()
+        for i in range(100_000):
+            if i % 3 == 0:  # random bytes, 0..300 long
+                raw = rng.integers(0, 256, int(rng.integers(0, 300)), dtype=np.uint8).tobytes()
+            else:           # a valid datagram with 1..4 bytes flipped, cut short or grown
+                b = bytearray(valid[int(rng.integers(len(valid)))])
+                for _ in range(int(rng.integers(1, 5))):
+                    b[int(rng.integers(len(b)))] ^= int(rng.integers(1, 256))
+                if rng.random() < 0.2:
+                    b = b[:int(rng.integers(len(b) + 1))]
+                elif rng.random() < 0.1:
+                    b += rng.integers(0, 256, int(rng.integers(1, 300)), dtype=np.uint8).tobytes()
+                raw = bytes(b)
+            addr = ("127.0.0.1", 1 + int(rng.integers(3)))
+            replies += server.handle(raw, addr) is not None
+        assert time.perf_counter() - t0 < 120  # no stall
+        seen = server.link.datagrams - start
+        assert seen == 100_000
+        # every datagram was answered (a reply or a cached one) or dropped and counted
+        assert replies + _dropped(server.link) >= seen - server.link.duplicates
+        assert server.link.malformed > 1000 and server.link.bad_crc > 1000
+    finally:
+        server.sock.close()
+
+
+@pytest.fixture(scope="module")
+def fuzz_server():
+    chip, desc = build_board(None, "functional", None, 8)
+    server = BoardServer(chip, desc, port=0)
+    yield server
+    server.sock.close()
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(min_size=0, max_size=400))
+def test_any_bytes_are_answered_or_counted(fuzz_server, raw: bytes) -> None:
+    server = fuzz_server
+    before = server.link.as_dict()
+    reply = server.handle(raw, ("127.0.0.1", 9))
+    after = server.link.as_dict()
+    counted = sum(after[k] - before[k] for k in after if k not in ("datagrams", "replies"))
+    assert reply is not None or counted > 0
+
+
+def test_a_session_works_after_the_fuzzing(board) -> None:
+    rng = np.random.default_rng(3)
+    host, port = board.server.address
+    import socket
+
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for _ in range(5000):
+        s.sendto(rng.integers(0, 256, int(rng.integers(0, 300)), dtype=np.uint8).tobytes(), (host, port))
+    s.close()
+    t = UdpTransport(board.target)
+    t.write_sdram(0x200000, np.arange(500, dtype=np.uint32))
+    assert np.array_equal(np.frombuffer(t.read_sdram(0x200000, 2000), np.uint32), np.arange(500))
+    assert t.advance(3) == board.server.chip.tick_count
+    t.close()
