@@ -46,6 +46,7 @@ class LinkCounters:
     duplicates: int = 0       # retransmissions answered from the reply cache
     bad_crc: int = 0          # own commands whose CRC32 does not match their data
     errors: int = 0           # commands refused with an error code
+    ticks_behind: int = 0     # realtime: ticks run more than 100 ms after their wall-clock time
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -103,7 +104,10 @@ class BoardServer:
             now = time.perf_counter()
             while now >= self._next_tick_s:
                 self.chip.run(1)
+                self._outbox.extend((c, w.tolist()) for c, w in self.chip.take_host_messages())
                 self._next_tick_s += self.desc.tick_us * 1e-6
+                if time.perf_counter() - self._next_tick_s > 0.1:  # far behind the wall clock: counted, not caught up
+                    self.link.ticks_behind += 1
             timeout_s = max(0.0, min(timeout_s, self._next_tick_s - now))
         ready, _, _ = select.select([self.sock], [], [], timeout_s)
         if not ready:
@@ -219,9 +223,9 @@ class BoardServer:
         if msg.cmd == sdp.CMD_POLL:
             return self._poll(msg)
         if msg.cmd == sdp.CMD_ADVANCE:
-            if self.mode == "realtime":
-                return self._error(msg, sdp.RC_ARG, "the board runs in realtime mode: its clock does not wait for "
-                                                    "ADVANCE")
+            if self.mode == "realtime":  # the clock runs on its own: the answer is where it is now
+                t = self.chip.tick_count
+                return self._ok(msg, t & 0xFFFFFFFF, t >> 32)
             if msg.arg1 > MAX_ADVANCE_TICKS:
                 return self._error(msg, sdp.RC_ARG, f"ADVANCE of {msg.arg1:,} ticks: at most {MAX_ADVANCE_TICKS:,} "
                                                     f"per command")

@@ -28,7 +28,9 @@ def build_board(chip_file: Path | None, mode: str, clock_mhz: float | None, core
         return FunctionalChip(n, sram_bytes=desc.sram_bytes_per_core, sdram_bytes=desc.sdram_bytes), desc
     from emulator.timed import TimedChip
 
-    return TimedChip(n, desc, mode), desc
+    # a realtime board paces the timed chip itself, a tick when its time comes, serving datagrams between
+    # ticks (SimPy's RealtimeEnvironment would block the socket while it waits)
+    return TimedChip(n, desc, "timed"), desc
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -246,7 +246,8 @@ class BoardTrainer:
 
     def _check(self, o: SampleOutcome) -> None:
         """The losses of one sample: with on_loss 'stop', the first is an error naming core, counter, sample."""
-        stop = self.cfg.train.on_loss == "stop" and self.timing is None  # timed modes measure losses
+        # timed chips and realtime boards measure losses: they go on
+        stop = self.cfg.train.on_loss == "stop" and self.timing is None and not getattr(self.transport, "realtime", False)
         st = self.transport.status()
         now = self._chip_losses(st)
         grew = {k: now[k] - self._chip_seen.get(k, 0) for k in now if now[k] != self._chip_seen.get(k, 0)}

@@ -35,6 +35,8 @@ class ClientLinkCounters:
     timeouts: int = 0          # waits that expired
     stream_lost: int = 0       # SDRAM stream chunks the board had not received at STREAM_ACK (sent again)
     stream_resent: int = 0
+    host_late_ticks: int = 0   # realtime board: advances that found the board already past the host's tick
+    host_max_lateness_ticks: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -87,6 +89,7 @@ class UdpTransport:
         self._seq = int.from_bytes(os.urandom(2), "little")
         self._queued: list[sdp.Scp] = []  # host messages not sent yet (send batches them)
         self._stream_id = int.from_bytes(os.urandom(2), "little")
+        self._host_tick: int | None = None  # realtime board: the tick the host has advanced to
         self._nonce = b""
         self._closed = False
         self._hello()
@@ -304,10 +307,37 @@ class UdpTransport:
             if r.arg2 == 0 or r.arg1 == 0:
                 return out
 
+    @property
+    def realtime(self) -> bool:
+        return self.board_info.get("mode") == "realtime"
+
     def advance(self, ticks: int, timeout_s: float | None = None) -> int:
+        """Functional and timed boards run `ticks` ticks; a realtime board runs on its own, and this waits
+        until it has reached the host's tick + `ticks` (the host's lateness is counted: `link`)."""
+        if self.realtime:
+            return self._wait_for_tick(ticks, timeout_s)
         wait = timeout_s if timeout_s is not None else self.timeout_s + 0.005 * ticks
         r = self._call(sdp.Scp(sdp.CMD_ADVANCE, 0, ticks), timeout_s=wait)
         return r.arg1 | r.arg2 << 32
+
+    def _board_tick(self, timeout_s: float | None) -> int:
+        r = self._call(sdp.Scp(sdp.CMD_ADVANCE, 0, 0), timeout_s=timeout_s)
+        return r.arg1 | r.arg2 << 32
+
+    def _wait_for_tick(self, ticks: int, timeout_s: float | None) -> int:
+        now = self._board_tick(timeout_s)
+        if self._host_tick is None:
+            self._host_tick = now
+        self._host_tick += ticks
+        if now > self._host_tick:  # the board got there first: the host is late
+            self.link.host_late_ticks += 1
+            self.link.host_max_lateness_ticks = max(self.link.host_max_lateness_ticks, now - self._host_tick)
+            return now
+        tick_s = float(self.board_info.get("tick_us", 1000)) * 1e-6
+        while now < self._host_tick:
+            time.sleep(max(0.0, (self._host_tick - now) * tick_s - 0.0002))
+            now = self._board_tick(timeout_s)
+        return now
 
     def board_status(self, timeout_s: float | None = None) -> dict:
         first = self._call(sdp.Scp(sdp.CMD_STATUS, 0, 0), timeout_s=timeout_s)

@@ -43,3 +43,23 @@ def test_training_over_udp_gives_the_same_bits(serve, mode) -> None:
     report = over_udp.report()
     assert report["link"]["host"]["retransmits"] == 0 and report["link"]["board"]["malformed"] == 0
     over_udp.close()
+
+
+def test_a_realtime_board_keeps_its_own_clock(serve) -> None:
+    cfg = dataclasses.replace(ExperimentConfig(), train=dataclasses.replace(ExperimentConfig().train,
+                                                                            input_mode="realtime")).validate()
+    w0 = init_weights(cfg.network, seed=3)
+    x, y = _samples(2)
+    board = serve(mode="realtime")
+    import time
+
+    trainer = BoardTrainer(cfg, w0, transport=UdpTransport(board.target))
+    t0, tick0 = time.perf_counter(), board.server.chip.tick_count
+    for i in range(2):
+        r = trainer.train_batch(x[i], y[i:i + 1])
+        assert r.pred[0] >= 0
+    wall, ticks = time.perf_counter() - t0, board.server.chip.tick_count - tick0
+    assert ticks >= 2 * 101 and abs(wall * 1000 - ticks) < 0.3 * ticks  # about 1 tick per ms of wall time
+    link = trainer.report()["link"]
+    assert "host_late_ticks" in link["host"] and link["board"]["ticks_behind"] == 0
+    trainer.close()
