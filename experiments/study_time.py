@@ -1,15 +1,13 @@
-"""The time study of the paper's discussion (host/studies/; docs/studies.md): writes OUT/result.json and figures.
+"""The time study of the paper's discussion (host/studies/; docs/studies.md): OUT/result.json and figures.
 
-    python experiments/study_time.py --out runs/study_time     (the same as: s2eprop study time --out runs/study_time)
+    python experiments/study_time.py --out runs/study_time     (= s2eprop study time --out runs/study_time)
 """
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from host.cli import main  # noqa: E402
+from host.studies.cli import main_for  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main(["study", "time", *sys.argv[1:]]))
+    sys.exit(main_for("time"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -212,6 +212,8 @@ class GoldenModel:
                                                 else np.asarray(feedback, dtype))
         else:
             self.feedback = None if feedback is None else np.asarray(feedback, dtype)
+        # what-if studies (host/studies/whatif.py): rounds the stored traces in place after every step
+        self.trace_round: Callable[[np.ndarray], None] | None = None
 
     def start_epoch(self, epoch: int) -> None:
         """Learning-rate schedule: lr *= lr_decay at the start of each epoch e > 0 with e % every == 0."""
@@ -296,6 +298,9 @@ class GoldenModel:
                 eb *= c.kappa
                 eb += tmp
                 elig += eb
+                if self.trace_round is not None:
+                    for stored in (ea, eb, elig):
+                        self.trace_round(stored)
         return _Run(out / f(n_steps), zbar_sum, elig if traces else None, spikes)
 
     def _check_x(self, x: np.ndarray) -> np.ndarray:

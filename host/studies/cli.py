@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 # study name -> its module in host.studies (each has run(out_dir, cfg, **options) and summary_lines(result))
-STUDIES = {"memory": "memory", "time": "time_profile", "energy": "energy"}
+STUDIES = {"memory": "memory", "time": "time_profile", "energy": "energy", "whatif": "whatif"}
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
+    if args.name == "whatif":
+        return {"n_samples": args.samples or 10, "accuracy_samples": args.accuracy_samples}
     if args.name in ("time", "energy"):
         opts: dict[str, Any] = {"n_samples": args.samples or 10}
         if args.clock_mhz:
@@ -35,12 +37,24 @@ def _run(args: argparse.Namespace) -> int:
 
 def add_study_command(sub: Any) -> None:
     s = sub.add_parser("study", help="the paper's studies: memory (byte map, E-prop vs BPTT), time (cycles by "
-                                      "phase on the timed chip), energy (chip energy per sample against a V100)")
+                                      "phase on the timed chip), energy (chip energy per sample against a V100), whatif (modified "
+                                      "chips)")
     s.add_argument("name", choices=tuple(STUDIES))
     s.add_argument("--out", type=Path, required=True, help="run folder (result.json and PNG figures)")
     s.add_argument("--config", type=Path, help="experiment YAML (network, partition); default: the paper's")
-    s.add_argument("--samples", type=int, help="time, energy: training samples on the timed chip (default 10)")
+    s.add_argument("--samples", type=int, help="time, energy, whatif: training samples on the timed chip (default 10)")
     s.add_argument("--clock-mhz", type=float, action="append",
                    help="time, energy: a clock level (repeat; default 150 and 300)")
+    s.add_argument("--accuracy-samples", type=int, default=2000,
+                   help="whatif: training samples of each 16-bit-trace accuracy run on the golden model (0: none)")
     s.add_argument("--no-gpu", action="store_true", help="energy: leave out the V100 estimate (it needs PyTorch)")
     s.set_defaults(func=_run)
+
+
+def main_for(name: str) -> int:
+    """`python experiments/study_NAME.py ARGS` = `s2eprop study NAME ARGS`."""
+    import sys
+
+    from host.cli import main
+
+    return main(["study", name, *sys.argv[1:]])
