@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Any
 
 # study name -> its module in host.studies (each has run(out_dir, cfg, **options) and summary_lines(result))
-STUDIES = {"memory": "memory", "time": "time_profile", "energy": "energy", "whatif": "whatif"}
+STUDIES = {"memory": "memory", "time": "time_profile", "energy": "energy", "whatif": "whatif",
+           "curve": "learning_curve"}
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
+    if args.name == "curve":
+        return {"epochs": args.epochs, "max_samples": args.max_samples}
     if args.name == "whatif":
         return {"n_samples": args.samples or 10, "accuracy_samples": args.accuracy_samples}
     if args.name in ("time", "energy"):
@@ -24,9 +27,9 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from host.config import load_config
+    from host.cli import _load
 
-    cfg = load_config(args.config)
+    cfg = _load(args)  # --config, then --data over its dataset
     module = importlib.import_module(f"host.studies.{STUDIES[args.name]}")
     result = module.run(args.out, cfg, **_options(args))
     print("\n".join(module.summary_lines(result)))
@@ -38,10 +41,13 @@ def _run(args: argparse.Namespace) -> int:
 def add_study_command(sub: Any) -> None:
     s = sub.add_parser("study", help="the paper's studies: memory (byte map, E-prop vs BPTT), time (cycles by "
                                       "phase on the timed chip), energy (chip energy per sample against a V100), whatif (modified "
-                                      "chips)")
+                                      "chips), curve (learning curve, chip and golden model)")
     s.add_argument("name", choices=tuple(STUDIES))
     s.add_argument("--out", type=Path, required=True, help="run folder (result.json and PNG figures)")
     s.add_argument("--config", type=Path, help="experiment YAML (network, partition); default: the paper's")
+    s.add_argument("--data", help="whatif, curve: a GSC folder, a features .npz or 'synth' (default: the config's)")
+    s.add_argument("--epochs", type=int, default=3, help="curve: epochs (default 3)")
+    s.add_argument("--max-samples", type=int, default=1000, help="curve: training samples per epoch (default 1000)")
     s.add_argument("--samples", type=int, help="time, energy, whatif: training samples on the timed chip (default 10)")
     s.add_argument("--clock-mhz", type=float, action="append",
                    help="time, energy: a clock level (repeat; default 150 and 300)")

