@@ -14,6 +14,7 @@ import select
 import socket
 import struct
 import time
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,7 @@ class LinkCounters:
     stream_chunks: int = 0    # SDRAM stream chunks written
     stream_duplicates: int = 0  # chunks received twice (a retransmission the first copy made needless)
     stream_late: int = 0      # chunks of a stream already acknowledged complete: dropped
+    stream_errors: int = 0    # chunks that could not be written (outside memory): STREAM_ACK says why
     duplicates: int = 0       # retransmissions answered from the reply cache
     bad_crc: int = 0          # own commands whose CRC32 does not match their data
     errors: int = 0           # commands refused with an error code
@@ -56,7 +58,9 @@ class LinkCounters:
 class _Client:
     nonce: bytes = b""
     newest: int | None = None
-    replies: OrderedDict = field(default_factory=OrderedDict)  # seq -> reply datagram
+    # (seq, CRC32 of the whole request) -> reply datagram: only a byte-identical repeat is a duplicate, so a
+    # request damaged into another command cannot answer for the real one
+    replies: OrderedDict = field(default_factory=OrderedDict)
     streams: dict = field(default_factory=dict)                # open stream -> chunks received
     closed_stream: int | None = None                           # the newest stream acknowledged complete
     stream_errors: dict = field(default_factory=dict)          # stream -> why a chunk could not be written
@@ -156,9 +160,10 @@ class BoardServer:
         if msg.cmd == sdp.CMD_STREAM:
             self._stream_chunk(msg, client)
             return None
-        if client is not None and seq in client.replies:
+        key = (seq, zlib.crc32(raw))
+        if client is not None and key in client.replies:
             self.link.duplicates += 1
-            return client.replies[seq]
+            return client.replies[key]
         if msg.cmd == sdp.CMD_HELLO or client is None:  # HELLO opens a new session (nonce set in its answer)
             client = self._new_client(addr, b"")
         if client.newest is not None and ((client.newest - seq) & 0xFFFF) < 0x8000 \
@@ -172,7 +177,7 @@ class BoardServer:
         except Exception as exc:  # noqa: BLE001 - a datagram must never take the board down; it is answered
             reply = self._error(msg, sdp.RC_ARG, f"{type(exc).__name__}: {exc}")
         out = self._seal(reply, msg, b"" if msg.cmd == sdp.CMD_HELLO else client.nonce)
-        client.replies[seq] = out
+        client.replies[key] = out
         while len(client.replies) > REPLY_CACHE:
             client.replies.popitem(last=False)
         client.newest = seq if client.newest is None or ((seq - client.newest) & 0xFFFF) < 0x8000 else client.newest
@@ -275,12 +280,14 @@ class BoardServer:
                 raise EmulatorError(f"no core at ({msg.x}, {msg.y}, {msg.cpu})")
         except EmulatorError as exc:
             client.stream_errors[stream] = str(exc)
-            self.link.errors += 1  # reported: STREAM_ACK will not list the chunk
+            self.link.stream_errors += 1  # reported by the stream's STREAM_ACK
             return
         got.add(chunk)
         self.link.stream_chunks += 1
         while len(client.streams) > 16:  # streams a client abandoned
             client.streams.pop(next(iter(client.streams)))
+        while len(client.stream_errors) > 16:
+            client.stream_errors.pop(next(iter(client.stream_errors)))
 
     def _stream_ack(self, msg: sdp.Scp, client: _Client) -> sdp.Scp:
         stream, n = msg.arg1 & 0xFFFF, msg.arg2

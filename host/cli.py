@@ -50,7 +50,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from host.config import with_overrides
     from host.train import TrainOptions, prepare_run_folder, run_training
 
-    chip = {"mode": args.mode, "file": None if args.chip is None else str(args.chip), "clock_mhz": args.clock_mhz}
+    chip = {"mode": args.mode, "file": None if args.chip is None else str(args.chip), "clock_mhz": args.clock_mhz,
+            "cpu": args.cpu}
     cfg = with_overrides(_load(args), chip=chip, epochs=args.epochs, max_samples=args.max_samples,
                          batch_size=args.batch_size, seed=args.seed, checkpoint_every_samples=args.checkpoint_every)
     if args.target == "golden" and cfg.chip.mode != "functional":
@@ -217,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
                                              "emulator/configs/spinnaker2.yaml); config chip.file")
     t.add_argument("--clock-mhz", type=float, help="core clock, one of the chip file's levels (150 or 300 on "
                                                    "SpiNNaker 2); config chip.clock_mhz")
+    t.add_argument("--cpu", choices=("native", "iss"), help="core runner: native (default) or iss, the ARM build in "
+                                                           "the instruction-set simulator (same bits, about 1,000x "
+                                                           "slower; functional mode); config chip.cpu")
     t.add_argument("--quiet", action="store_true", help="no progress bars and no per-epoch lines (the summary "
                                                           "and errors still print)")
     t.set_defaults(func=cmd_train)

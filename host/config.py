@@ -22,6 +22,7 @@ DATASET_KINDS = ("synth", "gsc", "npz")
 ON_LOSS = ("stop", "count")
 INPUT_MODES = ("prefetch", "realtime")
 CHIP_MODES = ("functional", "timed", "realtime")
+CPUS = ("native", "iss")
 CORE_SRAM_BYTES = 128 * 1024
 MAX_ARENA_BYTES = 16 << 20  # what-if chips with more SRAM per core; the chip's own SRAM is checked at load
 
@@ -112,6 +113,8 @@ class ChipConfig:
     mode: str = "functional"
     file: str = ""          # chip description YAML; "" = emulator/configs/spinnaker2.yaml
     clock_mhz: float = 0.0  # one of the chip file's clock levels; 0 = the file's clock_hz
+    cpu: str = "native"     # core runner: native (the firmware built for this machine) or iss (the ARM
+                            # build in the instruction-set simulator: same bits, ~1,000x slower; functional)
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,10 @@ class ExperimentConfig:
             raise ConfigError(f"train.input_lookahead_ticks must be >= 1, got {t.input_lookahead_ticks}")
         _choice("partition.readout", p.readout, READOUT_PLACEMENTS)
         _choice("chip.mode", self.chip.mode, CHIP_MODES)
+        _choice("chip.cpu", self.chip.cpu, CPUS)
+        if self.chip.cpu == "iss" and self.chip.mode != "functional":
+            raise ConfigError(f"chip.cpu iss runs the functional chip (the ISS counts its own cycles); chip.mode is "
+                              f"{self.chip.mode}: use functional")
         if self.chip.clock_mhz < 0:
             raise ConfigError(f"chip.clock_mhz must be > 0 (or 0 for the chip file's clock), got {self.chip.clock_mhz}")
         _choice("dataset.kind", d.kind, DATASET_KINDS)

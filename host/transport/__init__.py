@@ -16,7 +16,7 @@ def open_transport(target: str, n_cores: int, backend: str = "c", chip: ChipConf
     """The transport to `target`: "emulator" (the in-process chip: functional, or timed as `chip` says)
     or "udp://HOST:PORT" (a board, or `s2eprop serve`; its own chip file and mode apply)."""
     if target == "emulator":
-        if chip is None or (chip.mode == "functional" and not chip.file):
+        if chip is None or (chip.mode == "functional" and not chip.file and chip.cpu == "native"):
             return EmulatorTransport(n_cores, backend=backend)
         from emulator.chip_config import load_chip
 
@@ -24,8 +24,14 @@ def open_transport(target: str, n_cores: int, backend: str = "c", chip: ChipConf
         if chip.mode == "functional":  # a chip file gives the functional chip its memory sizes
             from emulator.chip import FunctionalChip
 
+            runner = None
+            if chip.cpu == "iss":
+                from emulator.runners.iss import IssRunner
+
+                backend, runner = "python", IssRunner(None, n_cores, desc.sram_bytes_per_core)
             return EmulatorTransport(n_cores, chip=FunctionalChip(n_cores, sram_bytes=desc.sram_bytes_per_core,
-                                                                  sdram_bytes=desc.sdram_bytes, backend=backend))
+                                                                  sdram_bytes=desc.sdram_bytes, backend=backend,
+                                                                  runner=runner))
         if backend != "c":
             raise ConfigError(f"chip mode {chip.mode} runs on the C event loop only; drop --backend {backend}")
         from emulator.timed import TimedChip
@@ -36,7 +42,7 @@ def open_transport(target: str, n_cores: int, backend: str = "c", chip: ChipConf
     if target.startswith("udp://"):
         from host.transport.udp import UdpTransport, read_key
 
-        if chip is not None and (chip.mode != "functional" or chip.file or chip.clock_mhz):
+        if chip is not None and (chip.mode != "functional" or chip.file or chip.clock_mhz or chip.cpu != "native"):
             raise ConfigError(f"target {target}: the board's chip and mode are the server's (s2eprop serve --mode, "
                               f"--chip, --clock-mhz); drop them from this command and the config's chip section")
         if backend != "c":

@@ -55,3 +55,22 @@ def test_bad_timing_options_are_one_line(features_npz, tmp_path, capsys, args, s
     assert main(["train", "--data", str(features_npz), "--out", str(tmp_path / "r"), "--quiet", *args]) == 2
     err = capsys.readouterr().err
     assert says in err and "Traceback" not in err
+
+
+def test_cpu_iss_puts_the_arm_build_behind_the_chip() -> None:
+    pytest.importorskip("unicorn")
+    from emulator.runners.iss import IssRunner
+    from host.config import ChipConfig
+    from host.transport import open_transport
+
+    try:
+        t = open_transport("emulator", 2, chip=ChipConfig(cpu="iss"))
+    except Exception as exc:  # no ARM toolchain here: the ISS tests say so too
+        pytest.skip(f"no ARM build: {exc}")
+    assert isinstance(t.chip.runner, IssRunner) and t.chip.backend == "python"
+
+
+def test_cpu_iss_in_timed_mode_is_refused(features_npz, tmp_path, capsys) -> None:
+    assert main(["train", "--data", str(features_npz), "--out", str(tmp_path / "r"), "--quiet", "--cpu", "iss",
+                 "--mode", "timed"]) == 2
+    assert "chip.cpu iss runs the functional chip" in capsys.readouterr().err
