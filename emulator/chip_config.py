@@ -23,7 +23,9 @@ PHASES = ("neuron_update", "trace_update", "packet_handling", "learning_update",
 # where the cycles of each work count (fw_counts_t) and of each handler's fixed part are reported
 PHASE_OF_COUNT = {"neuron_updates": "neuron_update", "synapse_mults": "neuron_update", "exp_calls": "neuron_update",
                   "trace_updates": "trace_update", "adam_updates": "learning_update", "mc_sent": "packet_handling",
-                  "mc_received": "packet_handling", "host_words": "packet_handling", "dma_bytes": "overhead"}
+                  "mc_received": "packet_handling", "host_words": "packet_handling", "dma_bytes": "overhead",
+                  "words_cleared": "trace_update", "partials_reduced": "neuron_update", "w2_terms": "learning_update",
+                  "spikes_received": "packet_handling", "partials_received": "packet_handling"}
 PHASE_OF_HANDLER = {"mc_packet": "packet_handling", "dma_done": "overhead", "host_msg": "packet_handling",
                     "timer": "overhead", "user_event": "learning_update"}
 

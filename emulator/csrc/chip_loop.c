@@ -17,6 +17,11 @@ void emu_add_counts(fw_counts_t *acc, fw_counts_t c)
     acc->mc_received += c.mc_received;
     acc->host_words += c.host_words;
     acc->dma_bytes += c.dma_bytes;
+    acc->words_cleared += c.words_cleared;
+    acc->partials_reduced += c.partials_reduced;
+    acc->w2_terms += c.w2_terms;
+    acc->spikes_received += c.spikes_received;
+    acc->partials_received += c.partials_received;
 }
 
 typedef struct { uint32_t head, tail; } fifo_t;

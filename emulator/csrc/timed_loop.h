@@ -28,7 +28,7 @@
 #define EMU_H_USER 4u
 #define EMU_HANDLERS 5u
 
-#define EMU_COUNT_FIELDS 9u   /* uint32 fields of fw_counts_t */
+#define EMU_COUNT_FIELDS 14u  /* uint32 fields of fw_counts_t */
 #define EMU_PHASES 5u         /* neuron update, trace update, packet handling, learning update, overhead */
 #define EMU_PHASE_OVERHEAD 4u /* interrupt entry/exit is charged here */
 #define EMU_UTIL_BINS 202u    /* tick utilisation in 1 % bins: 0..200 %, then one bin for more */

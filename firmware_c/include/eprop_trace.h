@@ -5,7 +5,7 @@
 
 #include "fw_abi.h"
 
-void eprop_trace_reset(fw_header_t *h, uint8_t *arena);
+void eprop_trace_reset(fw_header_t *h, uint8_t *arena, fw_counts_t *c);
 void eprop_trace_step(fw_header_t *h, uint8_t *arena, const float *x, const uint32_t *z_prev, fw_counts_t *c);
 
 #endif

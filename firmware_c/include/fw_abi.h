@@ -157,6 +157,11 @@ typedef struct {
     uint32_t adam_updates;     /* weights updated by Adam */
     uint32_t mc_sent, mc_received, host_words;
     uint32_t dma_bytes;        /* bytes fetched by DMA */
+    uint32_t words_cleared;    /* state words zeroed when a sample starts (traces, neuron state, spikes) */
+    uint32_t partials_reduced; /* readout: partial sums added (or cleared unused) at a step */
+    uint32_t w2_terms;         /* weights squared and summed for the L2 term at a sample's end */
+    uint32_t spikes_received;  /* of mc_received: spike packets (the rest: partial sums, errors) */
+    uint32_t partials_received;
 } fw_counts_t;
 
 /* layout of an arena for a config; returns total bytes (0 if the config is invalid) */

@@ -7,11 +7,12 @@
 #include "eprop_trace.h"
 #include "fw_internal.h"
 
-void eprop_trace_reset(fw_header_t *h, uint8_t *arena)
+void eprop_trace_reset(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
 {
     const fw_layout_t *L = &h->layout;
     const uint32_t from = L->ea_in, to = L->ev_rec + h->config.n_rec * 4u;
     for (uint32_t *p = (uint32_t *)(arena + from); p < (uint32_t *)(arena + to); ++p) *p = 0u;
+    c->words_cleared += (to - from) / 4u;
 }
 
 static void trace_block(const fw_config_t *cfg, uint32_t n_pre, const float *ev, const float *psi,

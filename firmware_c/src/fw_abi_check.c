@@ -137,7 +137,7 @@ FW_AT(fw_header_t, config, 16);
 FW_AT(fw_header_t, layout, 172);
 FW_AT(fw_header_t, state, 328);
 
-FW_SIZE(fw_counts_t, 36);
+FW_SIZE(fw_counts_t, 56);
 FW_AT(fw_counts_t, neuron_updates, 0);
 FW_AT(fw_counts_t, synapse_mults, 4);
 FW_AT(fw_counts_t, trace_updates, 8);
@@ -147,3 +147,8 @@ FW_AT(fw_counts_t, mc_sent, 20);
 FW_AT(fw_counts_t, mc_received, 24);
 FW_AT(fw_counts_t, host_words, 28);
 FW_AT(fw_counts_t, dma_bytes, 32);
+FW_AT(fw_counts_t, words_cleared, 36);
+FW_AT(fw_counts_t, partials_reduced, 40);
+FW_AT(fw_counts_t, w2_terms, 44);
+FW_AT(fw_counts_t, spikes_received, 48);
+FW_AT(fw_counts_t, partials_received, 52);

@@ -64,7 +64,7 @@ uint32_t fw_init(uint8_t *arena, uint32_t arena_bytes)
     return h->status = FW_OK;
 }
 
-static void start_sample(fw_header_t *h, uint8_t *arena)
+static void start_sample(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
 {
     fw_state_t *s = &h->state;
     const uint32_t nl = h->config.n_local, zw = fw_bitmap_words(h->config.n_rec);
@@ -81,16 +81,18 @@ static void start_sample(fw_header_t *h, uint8_t *arena)
     s->phase = FW_PHASE_RUN;
     uint32_t *z_prev = FW_U32(arena, h, z_prev);
     for (uint32_t w = 0; w < zw; ++w) z_prev[w] = 0u;  /* spikes of before the sample */
+    c->words_cleared += zw;
     if (!nl) return;
-    eprop_trace_reset(h, arena);
+    eprop_trace_reset(h, arena, c);
     float *state_f[] = {FW_F32(arena, h, v), FW_F32(arena, h, a), FW_F32(arena, h, psi),
                         FW_F32(arena, h, zbar), FW_F32(arena, h, zsum), FW_F32(arena, h, z_local)};
     for (uint32_t r = 0; r < sizeof state_f / sizeof state_f[0]; ++r)
         for (uint32_t j = 0; j < nl; ++j) state_f[r][j] = 0.0f;
+    c->words_cleared += (uint32_t)(sizeof state_f / sizeof state_f[0]) * nl;
 }
 
 /* sum of w^2 over this core's weights, float32 in a fixed order */
-static float weights_sum_sq(fw_header_t *h, uint8_t *arena)
+static float weights_sum_sq(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
 {
     const fw_config_t *cfg = &h->config;
     const uint32_t nl = cfg->n_local;
@@ -100,6 +102,7 @@ static float weights_sum_sq(fw_header_t *h, uint8_t *arena)
     if (!nl) return sum;
     for (uint32_t b = 0; b < 3u; ++b)
         for (uint32_t i = 0; i < sizes[b]; ++i) sum += blocks[b][i] * blocks[b][i];
+    c->w2_terms += sizes[0] + sizes[1] + sizes[2];
     return sum;
 }
 
@@ -111,7 +114,7 @@ static void sample_done(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
     for (uint32_t i = 0; i < sizeof(fw_counters_t) / 4u; ++i)
         if (now[i] != then[i]) moved |= 1u << i;
     s->reported = s->counters;
-    const uint32_t msg[FW_SAMPLE_DONE_WORDS] = {FW_MSG_SAMPLE_DONE, s->sample_id, fw_bits(weights_sum_sq(h, arena)),
+    const uint32_t msg[FW_SAMPLE_DONE_WORDS] = {FW_MSG_SAMPLE_DONE, s->sample_id, fw_bits(weights_sum_sq(h, arena, c)),
                                                 s->spikes, moved};
     hal_send_host(h, msg, FW_SAMPLE_DONE_WORDS);
     c->host_words += FW_SAMPLE_DONE_WORDS;
@@ -171,11 +174,11 @@ fw_counts_t fw_on_timer(uint8_t *arena, uint32_t tick)
         s->counters.errors_missing++;  /* no update without the whole error */
         sample_done(h, arena, &c);
     }
-    if (s->phase == FW_PHASE_IDLE && s->pending_valid) start_sample(h, arena);
+    if (s->phase == FW_PHASE_IDLE && s->pending_valid) start_sample(h, arena, &c);
     const int reducing = s->phase == FW_PHASE_RUN && s->step >= 1u;
     if (cfg->role & FW_ROLE_READOUT) {
-        if (reducing) readout_reduce(h, arena, tick - 1u);
-        else readout_discard(h, arena, tick - 1u);
+        if (reducing) readout_reduce(h, arena, tick - 1u, &c);
+        else readout_discard(h, arena, tick - 1u, &c);
     }
     if (s->phase != FW_PHASE_RUN) return c;
     const uint32_t k = s->step++;
@@ -237,8 +240,10 @@ fw_counts_t fw_on_mc_packet(uint8_t *arena, uint32_t key, uint32_t payload)
         uint32_t *z_rx = FW_U32(arena, h, z_rx) + (tag & 1u) * fw_bitmap_words(cfg->n_rec);
         if (z_rx[i >> 5] & bit) s->counters.duplicate_packets++;
         z_rx[i >> 5] |= bit;
+        c.spikes_received = 1;
     } else if ((cfg->role & FW_ROLE_READOUT) && base - cfg->key_partial < cfg->n_src * cfg->n_out) {
         readout_on_partial(h, arena, tag, base - cfg->key_partial, payload);
+        c.partials_received = 1;
     } else if ((cfg->role & FW_ROLE_NEURON) && base - cfg->key_err < cfg->n_out) {
         on_error(h, arena, tag, base - cfg->key_err, payload);
     } else {

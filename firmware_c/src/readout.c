@@ -59,16 +59,17 @@ static void clear_step(fw_header_t *h, uint8_t *arena, uint32_t tick)
     for (uint32_t i = 0; i < n; ++i) partials[i] = 0u;
 }
 
-void readout_discard(fw_header_t *h, uint8_t *arena, uint32_t tick)
+void readout_discard(fw_header_t *h, uint8_t *arena, uint32_t tick, fw_counts_t *c)
 {
     const uint32_t n = h->config.n_src * h->config.n_out;
     const uint32_t stray = fw_popcount(seen_of(h, arena, tick), fw_bitmap_words(n));
     if (stray == 0) return;
     h->state.counters.late_packets += stray;
     clear_step(h, arena, tick);
+    c->partials_reduced += n;
 }
 
-void readout_reduce(fw_header_t *h, uint8_t *arena, uint32_t tick)
+void readout_reduce(fw_header_t *h, uint8_t *arena, uint32_t tick, fw_counts_t *c)
 {
     const fw_config_t *cfg = &h->config;
     const uint32_t no = cfg->n_out, expected = cfg->n_src * no;
@@ -82,6 +83,7 @@ void readout_reduce(fw_header_t *h, uint8_t *arena, uint32_t tick)
         out[k] = out[k] + y;
     }
     clear_step(h, arena, tick);
+    c->partials_reduced += expected;
 }
 
 void readout_finish(fw_header_t *h, uint8_t *arena, fw_counts_t *c)

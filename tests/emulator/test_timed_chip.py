@@ -16,6 +16,7 @@ import yaml
 
 from emulator.chip_config import DEFAULT_CHIP, load_chip
 from emulator.errors import EmulatorError
+from emulator.fw_bridge import Firmware
 from emulator.router import RouteEntry
 from emulator.timed import TimedChip
 
@@ -30,8 +31,7 @@ def chip_file(tmp_path: Path, timer_cycles: float = 100, packet_cycles: float = 
     costs = {"provenance": {"source": "test"},
              "handler_base_cycles": {"timer": timer_cycles, "mc_packet": packet_cycles, "dma_done": 50,
                                      "host_msg": 60, "user_event": 80},
-             "per_count_cycles": {k: 0 for k in ("neuron_updates", "synapse_mults", "trace_updates", "exp_calls",
-                                                 "adam_updates", "mc_sent", "mc_received", "host_words", "dma_bytes")}}
+             "per_count_cycles": {k: 0 for k in Firmware().count_fields}}
     (tmp_path / "costs.yaml").write_text(yaml.safe_dump(costs))
     chip = yaml.safe_load(DEFAULT_CHIP.read_text())
     chip.update(cycle_costs_file="costs.yaml", **chip_changes)
