@@ -45,6 +45,7 @@ class LinkCounters:
     stream_duplicates: int = 0  # chunks received twice (a retransmission the first copy made needless)
     stream_late: int = 0      # chunks of a stream already acknowledged complete: dropped
     stream_errors: int = 0    # chunks that could not be written (outside memory): STREAM_ACK says why
+    stream_reordered: int = 0  # chunks that came after a later chunk of their stream
     duplicates: int = 0       # retransmissions answered from the reply cache
     bad_crc: int = 0          # own commands whose CRC32 does not match their data
     errors: int = 0           # commands refused with an error code
@@ -282,6 +283,8 @@ class BoardServer:
             client.stream_errors[stream] = str(exc)
             self.link.stream_errors += 1  # reported by the stream's STREAM_ACK
             return
+        if got and chunk < max(got):
+            self.link.stream_reordered += 1
         got.add(chunk)
         self.link.stream_chunks += 1
         while len(client.streams) > 16:  # streams a client abandoned

@@ -37,6 +37,8 @@ class ClientLinkCounters:
     stream_resent: int = 0
     host_late_ticks: int = 0   # realtime board: advances that found the board already past the host's tick
     host_max_lateness_ticks: int = 0
+    host_ticks_waited: int = 0  # realtime board: one-tick advances, and the jitter of their wall-clock spacing
+    host_jitter_max_us: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -90,6 +92,7 @@ class UdpTransport:
         self._queued: list[sdp.Scp] = []  # host messages not sent yet (send batches them)
         self._stream_id = int.from_bytes(os.urandom(2), "little")
         self._host_tick: int | None = None  # realtime board: the tick the host has advanced to
+        self._last_wait_s: float | None = None
         self._nonce = b""
         self._closed = False
         self._hello()
@@ -325,6 +328,16 @@ class UdpTransport:
         return r.arg1 | r.arg2 << 32
 
     def _wait_for_tick(self, ticks: int, timeout_s: float | None) -> int:
+        tick = self._wait_for(ticks, timeout_s)
+        t = time.perf_counter()
+        if ticks == 1 and self._last_wait_s is not None:  # a streaming host: one tick at a time
+            self.link.host_ticks_waited += 1
+            jitter_us = abs(t - self._last_wait_s - float(self.board_info.get("tick_us", 1000)) * 1e-6) * 1e6
+            self.link.host_jitter_max_us = max(self.link.host_jitter_max_us, int(jitter_us))
+        self._last_wait_s = t
+        return tick
+
+    def _wait_for(self, ticks: int, timeout_s: float | None) -> int:
         now = self._board_tick(timeout_s)
         if self._host_tick is None:
             self._host_tick = now
