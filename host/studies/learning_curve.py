@@ -56,6 +56,8 @@ def plot(curves: dict[str, list[dict[str, Any]]], path: Path, title: str) -> Pat
         ax2.plot(ep, [r["test_loss"] for r in rows], marker + "-", color=color, label=f"{target} test")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("accuracy (%)")
+    for ax in (ax1, ax2):
+        ax.set_xticks([r["epoch"] for r in next(iter(curves.values()))])
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("loss (cross-entropy)")
     for ax in (ax1, ax2):
