@@ -11,17 +11,21 @@ STUDIES = {"memory": "memory", "time": "time_profile", "energy": "energy", "what
            "curve": "learning_curve", "sweep": "sweep"}
 
 
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     if args.name == "sweep":
         from host.studies.sweep import parse_grid
 
-        return {"grid": parse_grid(args.grid or []), "n_samples": args.samples or 4, "ray_address": args.ray_address}
+        return {"grid": parse_grid(args.grid or []), "n_samples": _or(args.samples, 4), "ray_address": args.ray_address}
     if args.name == "curve":
         return {"epochs": args.epochs, "max_samples": args.max_samples}
     if args.name == "whatif":
-        return {"n_samples": args.samples or 10, "accuracy_samples": args.accuracy_samples}
+        return {"n_samples": _or(args.samples, 10), "accuracy_samples": args.accuracy_samples}
     if args.name in ("time", "energy"):
-        opts: dict[str, Any] = {"n_samples": args.samples or 10}
+        opts: dict[str, Any] = {"n_samples": _or(args.samples, 10)}
         if args.clock_mhz:
             opts["clocks_mhz"] = tuple(args.clock_mhz)
         if args.name == "energy":

@@ -118,6 +118,8 @@ def run(out_dir: Path, cfg: ExperimentConfig | None = None, grid: Mapping[str, S
     """The sweep into `out_dir` (runs/NAME/, result.json, sweep.png)."""
     if not grid:
         raise HostError("study sweep: no grid (e.g. --grid seed=0,1,2,3 --grid lr=0.01,0.003)")
+    if n_samples < 1:
+        raise HostError(f"study sweep: --samples must be >= 1, got {n_samples}")
     out_dir = study_folder(out_dir, "sweep")
     cfg = cfg or ExperimentConfig()
     todo, rows = [], []
