@@ -167,13 +167,18 @@ class FunctionalChip:
         return self.runner.init(core, arena_bytes)
 
     # -- running ------------------------------------------------------------------------------
-    def host_send(self, core: int, words: np.ndarray) -> None:
-        """A host message to one core, and everything it causes."""
+    def _host_words(self, core: int, words: np.ndarray) -> np.ndarray:
+        """A host message's words, checked: an existing core, at most FW_MAX_HOST_WORDS."""
         self._check_core(core)
         words = np.ascontiguousarray(words, dtype=np.uint32)
         if words.size > self.max_host_words:
             raise EmulatorError(f"host message of {words.size} words to core {core}: at most {self.max_host_words} "
                                 f"({4 * self.max_host_words} B, an SDP payload) fit one message")
+        return words
+
+    def host_send(self, core: int, words: np.ndarray) -> None:
+        """A host message to one core, and everything it causes."""
+        words = self._host_words(core, words)
         if self.backend == "c":
             ffi = self.fw.ffi
             self.fw.lib.emu_host_msg(self._chip, core, ffi.cast("uint32_t *", ffi.from_buffer(words)), words.size)

@@ -157,11 +157,7 @@ class TimedChip(FunctionalChip):
     # -- the host's side -------------------------------------------------------------------------
     def host_send(self, core: int, words: np.ndarray) -> None:
         """A host message to one core: it leaves now over the host link and arrives after its latency."""
-        self._check_core(core)
-        words = np.ascontiguousarray(words, dtype=np.uint32)
-        if words.size > self.max_host_words:
-            raise EmulatorError(f"host message of {words.size} words to core {core}: at most {self.max_host_words} "
-                                f"({4 * self.max_host_words} B, an SDP payload) fit one message")
+        words = self._host_words(core, words)
         ffi = self.fw.ffi
         self.fw.lib.emu_timed_host_msg(self._chip, self._t, core, ffi.cast("uint32_t *", ffi.from_buffer(words)),
                                        words.size)

@@ -2,7 +2,6 @@
 then --resume against a new server) end with the weights of an uninterrupted run."""
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -56,6 +55,13 @@ def uninterrupted(data, tmp_path_factory) -> dict[str, np.ndarray]:
         return {k: w[k] for k in ("w_in", "w_rec", "w_out")}
 
 
+def _resume_to(target: str, data: Path, run: Path, want: dict[str, np.ndarray]) -> None:
+    """--resume the run from its checkpoint; it must end with the weights `want`."""
+    again = _train("--target", target, "--data", str(data), "--out", str(run), "--resume", str(run / "checkpoint.npz"))
+    assert again.wait() == 0, again.communicate()
+    _same(run, want)
+
+
 def _same(run: Path, want: dict[str, np.ndarray]) -> None:
     import json
 
@@ -74,10 +80,7 @@ def test_a_killed_host_resumes_to_the_same_weights(data, uninterrupted, tmp_path
         _wait_for(run / "checkpoint.npz", host)
         host.send_signal(signal.SIGKILL)
         host.wait()
-        again = _train("--target", target, "--data", str(data), "--out", str(run), "--resume",
-                       str(run / "checkpoint.npz"))
-        assert again.wait() == 0, again.communicate()
-        _same(run, uninterrupted)
+        _resume_to(target, data, run, uninterrupted)
     finally:
         server.kill()
         server.wait()
@@ -98,10 +101,7 @@ def test_a_killed_board_is_a_clear_error_and_resume_on_a_new_one_completes(data,
     assert "Traceback" not in err and f"no reply from the board at {target}" in err
     server, target = _serve(port)
     try:
-        again = _train("--target", target, "--data", str(data), "--out", str(run), "--resume",
-                       str(run / "checkpoint.npz"))
-        assert again.wait() == 0, again.communicate()
-        _same(run, uninterrupted)
+        _resume_to(target, data, run, uninterrupted)
     finally:
         server.kill()
         server.wait()
