@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from host.config import ChipConfig, ExperimentConfig
+from host.config import ExperimentConfig
 from host.runtime import BoardTrainer
 from host.transport.inproc import EmulatorTransport
 from host.transport.udp import UdpTransport
