@@ -22,3 +22,11 @@ def write_result(out_dir: Path, study: str, result: dict[str, Any], figures: dic
     result = {"study": study, **result, "figures": {k: p.name for k, p in figures.items()}}
     write_json(out_dir / "result.json", result)
     return result
+
+
+def save_figure(plt: Any, fig: Any, path: Path) -> Path:
+    """Lay out, write (120 dpi) and close a study's figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -18,7 +18,7 @@ import yaml
 from host.config import ExperimentConfig
 from host.errors import ConfigError
 from host.studies import time_profile
-from host.studies.common import study_folder, write_result
+from host.studies.common import save_figure, study_folder, write_result
 
 CONSTANTS_FILE = Path(__file__).resolve().parent / "energy_constants.yaml"
 _CHIP_KEYS = ("static_power_w", "all_pes_active_power_w", "pes_measured", "measured_clock_hz",
@@ -112,10 +112,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     ax2.set_ylabel("mJ per training sample")
     ratio = result.get("ratio_gpu_over_chip")
     ax2.set_title("total" + (f": V100 / chip = {ratio:.1f}x (paper: 12x)" if ratio else ""), fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path)
 
 
 def run(out_dir: Path, cfg: ExperimentConfig | None = None, n_samples: int = 10,

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 from host.config import ExperimentConfig
 from host.errors import HostError
-from host.studies.common import study_folder, write_result
+from host.studies.common import save_figure, study_folder, write_result
 from host.weights import init_weights
 
 TARGETS = ("emulator", "golden")
@@ -63,10 +63,7 @@ def plot(curves: dict[str, list[dict[str, Any]]], path: Path, title: str) -> Pat
     for ax in (ax1, ax2):
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path)
 
 def run(out_dir: Path, cfg: ExperimentConfig | None = None, epochs: int = 3, max_samples: int = 1000,
         targets: Sequence[str] = TARGETS, data: Any = None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from host.arm_size import SIZE_JSON
 from host.config import ExperimentConfig
 from host.memory import memory_map
 from host.studies import memory_scaling
-from host.studies.common import study_folder, write_result
+from host.studies.common import save_figure, study_folder, write_result
 
 PAPER_TRAINING_BYTES = 680 * 1024  # "680 KB memory for training" (abstract); read as KiB, as 25 K weights is
 # the paper's reconstruction (reference notes 3.2): 7 floats per input/recurrent synapse, 4 per readout synapse
@@ -39,8 +39,10 @@ def arm_image_sizes(report_path: Path = SIZE_JSON) -> dict[str, Any] | None:
 
 
 def core_parts(core: dict[str, Any], header_bytes: int, image: dict[str, Any] | None) -> dict[str, int]:
-    """One core's bytes by part: the arena's (from fw_layout's accounting) then the image's code and stack."""
-    parts = {"header": header_bytes, **{k: int(core["accounting"][v]) for k, v in _ACCOUNTING.items()}}
+    """One core's bytes by part: the arena's (from fw_layout's accounting; the header with the padding that
+    aligns the first region after it) then the image's code and stack."""
+    first = min((r["offset"] for r in core["regions"]), default=header_bytes)
+    parts = {"header": max(first, header_bytes), **{k: int(core["accounting"][v]) for k, v in _ACCOUNTING.items()}}
     if image is not None:
         parts.update(code=image["code_bytes"] + image["bss_bytes"], stack=image["stack_bytes"])
     return parts
@@ -100,10 +102,7 @@ def plot_per_core(fm: dict[str, Any], path: Path) -> Path:
                  fontsize=10)
     ax.legend(fontsize=7, ncol=3, loc="upper right")
     ax.set_ylim(0, 150)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path)
 
 
 def run(out_dir: Path, cfg: ExperimentConfig | None = None, steps: Sequence[int] = memory_scaling.DEFAULT_STEPS,

@@ -25,6 +25,7 @@ import numpy as np
 
 from host.config import NetworkConfig, TrainConfig
 from host.reference import bptt, golden
+from host.studies.common import save_figure
 from host.weights import init_weights
 
 DEFAULT_STEPS = (25, 50, 100, 200, 500, 1000, 2000)
@@ -182,7 +183,4 @@ def plot(s: dict[str, Any], path: Any) -> Any:
     ax2.set_ylabel("KiB")
     ax2.set_title(f"over network size at T = {s['network']['n_steps']}", fontsize=10)
     ax2.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path)

@@ -21,7 +21,7 @@ import numpy as np
 from host.config import ChipConfig, ExperimentConfig
 from host.errors import HostError
 from host.files import write_json
-from host.studies.common import study_folder, write_result
+from host.studies.common import save_figure, study_folder, write_result
 
 PARAMS = {"seed": int, "lr": float, "neurons_per_core": int, "clock_mhz": float}
 RAY_HINT = "the sweep runs on Ray: pip install 'ray==2.60.0' (or pip install .[sweep])"
@@ -157,10 +157,7 @@ def plot(rows: list[dict[str, Any]], grid: Mapping[str, Sequence[Any]], path: Pa
         ax.set_xlabel(name)
         ax.set_ylabel("mean loss")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path)
 
 
 def summary_lines(result: dict[str, Any]) -> list[str]:

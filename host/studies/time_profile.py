@@ -19,7 +19,7 @@ import numpy as np
 from emulator.chip_config import PHASES
 from host.config import ChipConfig, ExperimentConfig
 from host.errors import HostError
-from host.studies.common import study_folder, write_result
+from host.studies.common import save_figure, study_folder, write_result
 from host.weights import init_weights
 
 DEFAULT_CLOCKS_MHZ = (150, 300)
@@ -112,10 +112,7 @@ def plot_phases(prof: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"cycles by phase (dominant: {prof['dominant_phase_paper_name']}, "
                  f"{100 * prof['phase_share'][prof['dominant_phase']]:.0f} %)", fontsize=10)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path)
 
 
 def plot_ticks(profiles: dict[str, dict[str, Any]], path: Path) -> Path:
@@ -137,10 +134,7 @@ def plot_ticks(profiles: dict[str, dict[str, Any]], path: Path) -> Path:
     ax.set_xlabel("tick (1 ms) of the first training sample")
     ax.set_ylabel("cycles used / cycles in 1 ms (%)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path)
 
 
 def run(out_dir: Path, cfg: ExperimentConfig | None = None, n_samples: int = DEFAULT_SAMPLES,

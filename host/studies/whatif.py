@@ -16,7 +16,7 @@ from host.config import ExperimentConfig
 from host.errors import HostError
 from host.memory import memory_map
 from host.studies import energy, time_profile, trace_rounding
-from host.studies.common import study_folder, write_result
+from host.studies.common import save_figure, study_folder, write_result
 from host.studies.whatif_cases import CASES_FILE, Case, case_config, load_cases, projected_training_bytes, write_chip
 
 
@@ -57,10 +57,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
     ax2.axvline(680, color="k", ls=":", lw=1, label="paper: 680 KB")
     ax2.set_xlabel("training state (KiB)")
     ax2.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path)
 
 
 def run(out_dir: Path, cfg: ExperimentConfig | None = None, n_samples: int = 10, accuracy_samples: int = 2000,
