@@ -4,8 +4,8 @@
 Model (emulator/configs/cycle_costs.yaml): cycles of one handler call =
     handler_base_cycles[handler] + sum over fw_counts_t fields f of per_count_cycles[f] * counts[f].
 The ISS runs several network shapes (neurons per core, n_in, n_rec, n_out, training and inference,
-input scales that move the spike rate: in one shape the counts move together and cannot be told
-apart); every handler call gives a row (its counts, the ISS's cycles). The fit is non-negative least
+input scales that move the spike rate, spike input at two input rates: in one shape the counts
+move together and cannot be told apart); every handler call gives a row (its counts, the ISS's cycles). The fit is non-negative least
 squares (Lawson-Hanson active set, written here in NumPy) of the relative error, so that short and
 long calls weigh alike. A count that is constant within every handler (mc_received: 1 per packet)
 cannot be told from the handler's base: it is fixed at 0 and named in the provenance. Held-out
@@ -39,6 +39,7 @@ class Shape:
     input_scale: float = 3.0   # inputs scale * N(0, 1): the spike rate
     train: bool = True
     n_steps: int = 20
+    spike_p: float = 0.0       # > 0: spike input (input.kind spikes), each input spiking with this chance a step
 
 
 SHAPES = (
@@ -50,6 +51,8 @@ SHAPES = (
     Shape("deep-rec", 20, 200, 12, 20),
     Shape("busy", 60, 90, 4, 15, input_scale=6.0),
     Shape("thin", 100, 40, 8, 4, input_scale=2.0),
+    Shape("kws-spikes", 80, 120, 12, 10, input_scale=6.0, spike_p=0.1),
+    Shape("wide-spikes", 120, 80, 6, 16, input_scale=4.0, spike_p=0.4),
 )
 QUICK_SHAPES = (Shape("tiny", 16, 24, 4, 8), Shape("tiny-wide", 32, 16, 6, 4, input_scale=5.0),
                 Shape("tiny-inference", 16, 24, 4, 8, train=False))
@@ -84,7 +87,8 @@ class CostModel:
 def shape_config(base: ExperimentConfig, s: Shape) -> ExperimentConfig:
     net = dataclasses.replace(base.network, n_in=s.n_in, n_rec=s.n_rec, n_out=s.n_out, n_steps=s.n_steps)
     part = dataclasses.replace(base.partition, neurons_per_core=s.neurons_per_core)
-    return dataclasses.replace(base, network=net, partition=part).validate()
+    inp = dataclasses.replace(base.input, kind="spikes", encoder="none") if s.spike_p > 0 else base.input
+    return dataclasses.replace(base, network=net, partition=part, input=inp).validate()
 
 
 def run_shape(s: Shape, n_samples: int, seed: int, elf: Path | None = None, index: int = 0) -> Calls:
@@ -103,11 +107,16 @@ def run_shape(s: Shape, n_samples: int, seed: int, elf: Path | None = None, inde
     record: list = []
     chip = FunctionalChip(n, backend="python", firmware=fw, runner=IssRunner(fw, n, 128 * 1024, elf_path=elf,
                                                                              record=record))
-    board = BoardTrainer(cfg, init_weights(cfg.network, seed=seed), firmware=fw,
-                         transport=EmulatorTransport(n, chip=chip))
+    weights = init_weights(cfg.network, seed=seed)
+    if s.spike_p > 0:  # 0/1 inputs: W_in x input_scale drives the network as the analog scale does
+        weights = dataclasses.replace(weights, w_in=(s.input_scale * weights.w_in).astype(np.float32))
+    board = BoardTrainer(cfg, weights, firmware=fw, transport=EmulatorTransport(n, chip=chip))
     rng = np.random.default_rng(seed)
     for _ in range(n_samples):
-        x = (s.input_scale * rng.standard_normal((1, s.n_steps, s.n_in))).astype(np.float32)
+        if s.spike_p > 0:
+            x = (rng.random((1, s.n_steps, s.n_in)) < s.spike_p).astype(np.float32)
+        else:
+            x = (s.input_scale * rng.standard_normal((1, s.n_steps, s.n_in))).astype(np.float32)
         y = rng.integers(0, s.n_out, 1)
         (board.train_batch if s.train else board.forward)(x, y)
     board.close()

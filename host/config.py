@@ -23,6 +23,8 @@ ON_LOSS = ("stop", "count")
 INPUT_MODES = ("prefetch", "realtime")
 CHIP_MODES = ("functional", "timed", "realtime")
 CPUS = ("native", "iss")
+INPUT_KINDS = ("analog", "spikes")
+ENCODERS = ("delta", "poisson", "none")  # none: the dataset already holds spikes (0/1)
 CORE_SRAM_BYTES = 128 * 1024
 MAX_ARENA_BYTES = 16 << 20  # what-if chips with more SRAM per core; the chip's own SRAM is checked at load
 
@@ -118,6 +120,22 @@ class ChipConfig:
 
 
 @dataclass(frozen=True)
+class InputConfig:
+    """What the chip's input layer receives each step: the analog features (default) or spikes (0/1 per
+    input and step), encoded from the features on the host (host/data/encoders.py): `delta` (level
+    crossing of each log-mel band by `threshold`, an on and an off channel per band) or `poisson`
+    (each feature column a Poisson source of up to `max_rate_hz` at `clip` and above); `none` when
+    the dataset is spikes already. Both targets get the same spikes."""
+
+    kind: str = "analog"
+    encoder: str = "delta"
+    threshold: float = 0.5      # delta: feature units (the columns have unit std over a clip)
+    max_rate_hz: float = 100.0  # poisson: the rate of a feature at `clip` or above
+    clip: float = 3.0           # poisson: the feature value of the maximal rate
+    seed: int = 0               # poisson: spikes drawn from (seed, split)
+
+
+@dataclass(frozen=True)
 class DatasetConfig:
     """Which data to train on: the built-in synthetic keywords, a GSC folder or a features .npz."""
 
@@ -133,6 +151,7 @@ class ExperimentConfig:
     partition: PartitionConfig = field(default_factory=PartitionConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     chip: ChipConfig = field(default_factory=ChipConfig)
+    input: InputConfig = field(default_factory=InputConfig)
 
     def validate(self) -> "ExperimentConfig":
         n, t, p, d = self.network, self.train, self.partition, self.dataset
@@ -206,6 +225,16 @@ class ExperimentConfig:
         if self.chip.clock_mhz < 0:
             raise ConfigError(f"chip.clock_mhz must be > 0 (or 0 for the chip file's clock), got {self.chip.clock_mhz}")
         _choice("dataset.kind", d.kind, DATASET_KINDS)
+        _choice("input.kind", self.input.kind, INPUT_KINDS)
+        _choice("input.encoder", self.input.encoder, ENCODERS)
+        for name in ("threshold", "max_rate_hz", "clip"):
+            if not getattr(self.input, name) > 0:
+                raise ConfigError(f"input.{name} must be > 0, got {getattr(self.input, name)}")
+        if self.input.max_rate_hz * n.dt_ms / 1000.0 > 1.0:
+            raise ConfigError(f"input.max_rate_hz is {self.input.max_rate_hz}: at most one spike per step of "
+                              f"{n.dt_ms} ms, so at most {1000.0 / n.dt_ms:g} Hz")
+        if self.input.seed < 0:
+            raise ConfigError(f"input.seed must be >= 0, got {self.input.seed}")
         if t.epochs < 1 or t.batch_size < 1:
             raise ConfigError(f"train.epochs and train.batch_size must be >= 1, got {t.epochs}, {t.batch_size}")
         if t.max_samples is not None and t.max_samples < 1:
@@ -274,11 +303,12 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
 
 def config_from_dict(raw: Mapping[str, Any] | None) -> ExperimentConfig:
     raw = dict(raw or {})
-    sections = {"network": NetworkConfig, "train": TrainConfig, "partition": PartitionConfig, "chip": ChipConfig}
+    sections = {"network": NetworkConfig, "train": TrainConfig, "partition": PartitionConfig, "chip": ChipConfig,
+                "input": InputConfig}
     unknown = sorted(set(raw) - set(sections) - {"dataset"})
     if unknown:
         raise ConfigError(f"unknown top-level key(s): {', '.join(unknown)}; known: network, train, partition, "
-                          f"dataset, chip")
+                          f"dataset, chip, input")
     parts = {name: _section(cls, name, raw.get(name)) for name, cls in sections.items()}
     parts["dataset"] = _dataset_section(raw.get("dataset"))
     return ExperimentConfig(**parts).validate()

@@ -16,7 +16,7 @@ from host.config import ExperimentConfig
 from host.errors import ConfigError
 from host.partition import ROLE_NEURON, CorePlan, Plan
 from host.routing import KEY_ERR, KEY_PARTIAL, KEY_SPIKE, key_offset
-from host.streamer import InputRing
+from host.streamer import InputRing, input_kind_code
 from host.weights import Weights
 
 OUTBOX_WORDS = 1024
@@ -33,7 +33,7 @@ class CoreImage:
 def core_config_fields(cfg: ExperimentConfig, plan: Plan, core: CorePlan, adam: Any | None,
                        outbox_words: int = OUTBOX_WORDS) -> dict[str, Any]:
     net, tr = cfg.network, cfg.train
-    ring = InputRing.for_network(net.n_in, net.n_steps, plan.copy)
+    ring = InputRing.for_network(net.n_in, net.n_steps, plan.copy, cfg.input.kind)
     off = key_offset(plan)
     alpha, rho, kappa = net.decays()
     f32 = np.float32
@@ -55,6 +55,7 @@ def core_config_fields(cfg: ExperimentConfig, plan: Plan, core: CorePlan, adam: 
         adam_t0=int(adam.t) if adam is not None else 0,
         b1_pow0=float(adam.b1_pow) if adam is not None else tr.adam_b1,
         b2_pow0=float(adam.b2_pow) if adam is not None else tr.adam_b2,
+        input_kind=input_kind_code(cfg.input.kind),
     )
 
 

@@ -1,5 +1,5 @@
-"""Host layer: the host <-> core messages and the input-frame slots of the firmware ABI (fw_abi.h
-FW_MSG_*, FW_FRAME_*), as uint32 words. Type numbers and sizes are read from the compiled firmware.
+"""Host layer: the host <-> core messages and the input-ring slots of the firmware ABI (fw_abi.h
+FW_MSG_*, FW_FRAME_*, FW_SPIKES_MAGIC: analog frames or spike bitmaps), as uint32 words. Type numbers and sizes are read from the compiled firmware.
 
 One dataclass per message: `pack` for what the host sends, `unpack` for what a core sends.
 """
@@ -51,6 +51,31 @@ def frame_slots(sample_id: int, frames: np.ndarray) -> np.ndarray:
     slots[:, 1] = sample_id
     slots[:, 2] = np.arange(frames.shape[0], dtype=np.uint32)
     slots[:, head:] = frames.view(np.uint32)
+    return slots
+
+
+def spike_slots(sample_id: int, spikes: np.ndarray) -> np.ndarray:
+    """(n_steps, FW_FRAME_HEAD_WORDS + ceil(n_in / 32)) uint32: each step's input-ring slot of spike input
+    [FW_SPIKES_MAGIC, id, step, bitmap], input i in bit i % 32 of bitmap word i // 32 (fw_abi.h)."""
+    spikes = np.asarray(spikes)
+    if spikes.ndim != 2:
+        raise TransportError(f"spike input must be (n_steps, n_in), got shape {spikes.shape}")
+    bad = (spikes != 0) & (spikes != 1)
+    if bad.any():
+        t, i = (int(v) for v in np.argwhere(bad)[0])
+        raise TransportError(f"spike input of sample {sample_id} holds {spikes[t, i]!r} at step {t}, input {i}: "
+                             f"spikes are 0 or 1 (encode analog features with input.encoder)")
+    lib = abi()
+    head, n_steps, n_in = int(lib.FW_FRAME_HEAD_WORDS), spikes.shape[0], spikes.shape[1]
+    words = -(-n_in // 32)
+    bits = np.zeros((n_steps, 32 * words), dtype=np.uint8)
+    bits[:, :n_in] = spikes != 0
+    bitmap = np.packbits(bits.reshape(n_steps, words, 4, 8), axis=-1, bitorder="little")  # 4 bytes per word
+    slots = np.empty((n_steps, head + words), dtype=np.uint32)
+    slots[:, 0] = lib.FW_SPIKES_MAGIC
+    slots[:, 1] = sample_id
+    slots[:, 2] = np.arange(n_steps, dtype=np.uint32)
+    slots[:, head:] = np.ascontiguousarray(bitmap.reshape(n_steps, 4 * words)).view("<u4")
     return slots
 
 

@@ -72,7 +72,8 @@ class BoardTrainer:
         for img in self.images:
             self.transport.start(img.plan.core_id, img.layout.arena_bytes)
         tr = cfg.train
-        self.streamer = SampleStreamer(self.transport, InputRing.for_network(self.net.n_in, self.net.n_steps, copy),
+        self.streamer = SampleStreamer(self.transport, InputRing.for_network(self.net.n_in, self.net.n_steps, copy,
+                                                                         cfg.input.kind),
                                        tuple(c.core_id for c in self.plan.cores), self.plan.readout_core,
                                        self.net.n_steps, tr.input_mode, tr.input_lookahead_ticks)
         self._l2_term = l2_loss(weights, tr.l2)  # of the weights the next update starts from

@@ -1,7 +1,8 @@
 """Host layer: the per-sample streaming policy, written once for every transport.
 
 Input frames live in the chip's SDRAM, in one ring of frame slots shared by the neuron cores (each
-slot: FW_FRAME_MAGIC, sample id, step, then the frame). For each sample the host writes its frames
+slot: FW_FRAME_MAGIC, sample id, step, then the frame; with spike input (`input.kind: spikes`)
+FW_SPIKES_MAGIC, sample id, step, then the bitmap of the inputs that spiked at that step). For each sample the host writes its frames
 into the ring, sends every core a SAMPLE message naming the ring slot of frame 0, advances the
 chip's clock and collects the readout core's RESULT and every core's SAMPLE_DONE.
 
@@ -16,9 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from emulator.fw_bridge import abi
-from host.config import INPUT_MODES
+from host.config import INPUT_KINDS, INPUT_MODES
 from host.errors import ConfigError
-from host.messages import ResultMsg, SampleDoneMsg, SampleMsg, frame_slots
+from host.messages import ResultMsg, SampleDoneMsg, SampleMsg, frame_slots, spike_slots
 from host.transport.base import Transport
 
 # The input ring's SDRAM region: 1 MiB into SDRAM (below it: reserved for the board's own use),
@@ -34,13 +35,28 @@ class InputRing:
     sdram_addr: int
     n_slots: int
     slot_words: int
+    kind: str = "analog"  # input.kind: analog frames or spike bitmaps (fw_abi.h FW_INPUT_*)
 
     @classmethod
-    def for_network(cls, n_in: int, n_steps: int, copy: int = 0) -> "InputRing":
-        """The ring of copy `copy` of the network on a chip (copies side by side, 64 KiB aligned)."""
-        n_slots, slot_words = INPUT_RING_SAMPLES * n_steps, int(abi().FW_FRAME_HEAD_WORDS) + n_in
-        stride = -(-4 * n_slots * slot_words // RING_ALIGN_BYTES) * RING_ALIGN_BYTES
-        return cls(INPUT_RING_ADDR + copy * stride, n_slots, slot_words)
+    def for_network(cls, n_in: int, n_steps: int, copy: int = 0, kind: str = "analog") -> "InputRing":
+        """The ring of copy `copy` of the network on a chip (copies side by side, 64 KiB aligned; the
+        stride of analog frames also for spike input, so that copies lie where they always lie)."""
+        n_slots = INPUT_RING_SAMPLES * n_steps
+        slot_words = int(abi().fw_input_slot_words(input_kind_code(kind), n_in))
+        frame_words = int(abi().fw_input_slot_words(abi().FW_INPUT_ANALOG, n_in))
+        stride = -(-4 * n_slots * frame_words // RING_ALIGN_BYTES) * RING_ALIGN_BYTES
+        return cls(INPUT_RING_ADDR + copy * stride, n_slots, slot_words, kind)
+
+    def slots(self, sample_id: int, inputs: np.ndarray) -> np.ndarray:
+        """A sample's ring slots: its analog frames, or its spikes (0/1, (n_steps, n_in)) as bitmaps."""
+        return frame_slots(sample_id, inputs) if self.kind == "analog" else spike_slots(sample_id, inputs)
+
+
+def input_kind_code(kind: str) -> int:
+    """fw_config_t.input_kind of an input.kind ("analog" or "spikes")."""
+    if kind not in INPUT_KINDS:
+        raise ConfigError(f"input kind is {kind!r}; choose one of {', '.join(INPUT_KINDS)}")
+    return int(abi().FW_INPUT_ANALOG if kind == "analog" else abi().FW_INPUT_SPIKES)
 
 
 @dataclass
@@ -78,7 +94,7 @@ class SampleStreamer:
         """Write the sample's frames (all of them in prefetch mode) and announce it to every core."""
         slot0 = self._next_slot
         self._next_slot = (slot0 + self.n_steps) % self.ring.n_slots
-        slots = frame_slots(sample_id, frames)
+        slots = self.ring.slots(sample_id, frames)
         if self.mode == "prefetch":
             self._write(slot0, slots)
         msg = SampleMsg(sample_id, label, train, slot0).pack()

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define FW_MAGIC 0x53324550u /* "S2EP" */
-#define FW_ABI_VERSION 2u
+#define FW_ABI_VERSION 3u
 #define FW_MAX_CORES 160u
 #define FW_MAX_REC 1024u
 #define FW_MAX_OUT 56u        /* a RESULT message (5 + n_out words) fits one host message */
@@ -44,6 +44,14 @@
  * the host ahead of the chip's clock; a neuron core fetches slot k by DMA at step k */
 #define FW_FRAME_MAGIC 0x46524d45u /* "FRME" */
 #define FW_FRAME_HEAD_WORDS 3u
+/* input kinds (fw_config_t.input_kind). Analog: a slot holds n_in float32 values (FW_FRAME_MAGIC).
+ * Spikes: a slot holds the step's active inputs as a bitmap of n_in bits, input i in bit i % 32 of word
+ * i / 32, the bits past n_in zero ([FW_SPIKES_MAGIC, sample_id, step, (n_in + 31) / 32 words]); the core
+ * adds the W_in rows of the set bits only, and the input traces take the spikes (0/1) as presynaptic
+ * signal. Same ring, same DMA, same step checks as the analog frames. */
+#define FW_INPUT_ANALOG 0u
+#define FW_INPUT_SPIKES 1u
+#define FW_SPIKES_MAGIC 0x53504b53u /* "SPKS" */
 
 /* multicast keys: base (top byte: the kind, routed by the table) | tag << 16 | index. The tag is the
  * low byte of the sender's timer tick (spikes, partial sums) or of the sample id (output errors), so a
@@ -86,6 +94,7 @@ typedef struct {
     /* Adam state to resume from: steps taken, and beta1^(t+1), beta2^(t+1) */
     uint32_t adam_t0;
     float b1_pow0, b2_pow0;
+    uint32_t input_kind;      /* FW_INPUT_*: what an input ring slot holds */
 } fw_config_t;
 
 /* byte offsets of the arena regions (0 = absent) and the total size */
@@ -101,7 +110,7 @@ typedef struct {
     uint32_t err;                                /* received output errors [n_out] */
     uint32_t partials, out_sum;                  /* readout: [2][n_src][n_out] by tag parity, [n_out] */
     uint32_t partial_seen;                       /* readout: [2][bitmap of n_src * n_out] by tag parity */
-    uint32_t dma_buf;                            /* input frames: [2][FW_FRAME_HEAD_WORDS + n_in] words */
+    uint32_t dma_buf;                            /* input slots: [2][fw_input_slot_words()] words */
     uint32_t outbox;                             /* outbox ring [outbox_words] */
     uint32_t end;                                /* total arena bytes */
     /* byte counts for memory accounting */
@@ -151,7 +160,7 @@ typedef struct {
 /* work done by one handler call, for the emulator's cycle cost model */
 typedef struct {
     uint32_t neuron_updates;   /* ALIF state updates */
-    uint32_t synapse_mults;    /* weight x input products in the forward pass */
+    uint32_t synapse_mults;    /* forward pass: weight x input products; a spike's weights added (input, recurrent) */
     uint32_t trace_updates;    /* per-synapse eligibility-trace updates */
     uint32_t exp_calls;        /* fw_expf / fw_logf evaluations */
     uint32_t adam_updates;     /* weights updated by Adam */
@@ -164,6 +173,8 @@ typedef struct {
     uint32_t partials_received;
 } fw_counts_t;
 
+/* words of one input ring slot (header included) for an input kind and n_in; 0 for an unknown kind */
+uint32_t fw_input_slot_words(uint32_t input_kind, uint32_t n_in);
 /* layout of an arena for a config; returns total bytes (0 if the config is invalid) */
 uint32_t fw_layout(const fw_config_t *cfg, fw_layout_t *out);
 

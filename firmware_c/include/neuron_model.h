@@ -5,9 +5,10 @@
 
 #include "fw_abi.h"
 
-/* one 1 ms step of this core's neurons; x = input frame, z_prev = bitmap of all spikes of t-1 */
-/* spikes are sent tagged with `tick`, the timer tick of this step */
-void neuron_step(fw_header_t *h, uint8_t *arena, const float *x, const uint32_t *z_prev, uint32_t tick,
+/* one 1 ms step of this core's neurons; `input` is an input slot's payload: n_in float32 values, or with
+ * config.input_kind FW_INPUT_SPIKES the bitmap of the inputs that spiked; z_prev = bitmap of all spikes
+ * of t-1; spikes are sent tagged with `tick`, the timer tick of this step */
+void neuron_step(fw_header_t *h, uint8_t *arena, const uint32_t *input, const uint32_t *z_prev, uint32_t tick,
                  fw_counts_t *c);
 float neuron_surrogate(const fw_config_t *cfg, float u, fw_counts_t *c);
 

@@ -41,7 +41,13 @@ static void trace_block(const fw_config_t *cfg, uint32_t n_pre, const float *ev,
     }
 }
 
-void eprop_trace_step(fw_header_t *h, uint8_t *arena, const float *x, const uint32_t *z_prev, fw_counts_t *c)
+/* ev_i = alpha ev_i + spike_i for the n presynaptic neurons of a spike bitmap */
+__attribute__((noinline)) static void decay_add_spikes(float *ev, const uint32_t *bits, uint32_t n, float alpha)
+{
+    for (uint32_t i = 0; i < n; ++i) ev[i] = alpha * ev[i] + (float)fw_bit(bits, i);
+}
+
+void eprop_trace_step(fw_header_t *h, uint8_t *arena, const uint32_t *input, const uint32_t *z_prev, fw_counts_t *c)
 {
     const fw_config_t *cfg = &h->config;
     const uint32_t nl = cfg->n_local;
@@ -49,8 +55,13 @@ void eprop_trace_step(fw_header_t *h, uint8_t *arena, const float *x, const uint
     const float *psi = FW_F32(arena, h, psi);
     float ca[FW_MAX_LOCAL];
 
-    for (uint32_t i = 0; i < cfg->n_in; ++i) ev_in[i] = cfg->alpha * ev_in[i] + x[i];
-    for (uint32_t i = 0; i < cfg->n_rec; ++i) ev_rec[i] = cfg->alpha * ev_rec[i] + (float)fw_bit(z_prev, i);
+    if (cfg->input_kind == FW_INPUT_ANALOG) {
+        const float *x = (const float *)input;
+        for (uint32_t i = 0; i < cfg->n_in; ++i) ev_in[i] = cfg->alpha * ev_in[i] + x[i];
+    } else {  /* spike input: the presynaptic signal is the spike, 0 or 1; the traces stay dense */
+        decay_add_spikes(ev_in, input, cfg->n_in, cfg->alpha);
+    }
+    decay_add_spikes(ev_rec, z_prev, cfg->n_rec, cfg->alpha);
     for (uint32_t j = 0; j < nl; ++j) ca[j] = cfg->rho - cfg->one_rho * cfg->beta * psi[j];
 
     trace_block(cfg, cfg->n_in, ev_in, psi, ca, FW_F32(arena, h, ea_in), FW_F32(arena, h, eb_in),

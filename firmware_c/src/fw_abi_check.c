@@ -8,7 +8,7 @@
 #define FW_SIZE(T, n) _Static_assert(sizeof(T) == (n), "sizeof(" #T ") is " #n " B in the ABI")
 #define FW_AT(T, f, n) _Static_assert(offsetof(T, f) == (n), #T "." #f " lies at byte " #n " in the ABI")
 
-FW_SIZE(fw_config_t, 156);
+FW_SIZE(fw_config_t, 160);
 FW_AT(fw_config_t, core_id, 0);
 FW_AT(fw_config_t, role, 4);
 FW_AT(fw_config_t, n_in, 8);
@@ -48,6 +48,7 @@ FW_AT(fw_config_t, l2x2, 140);
 FW_AT(fw_config_t, adam_t0, 144);
 FW_AT(fw_config_t, b1_pow0, 148);
 FW_AT(fw_config_t, b2_pow0, 152);
+FW_AT(fw_config_t, input_kind, 156);
 
 FW_SIZE(fw_layout_t, 156);
 FW_AT(fw_layout_t, w_in, 0);
@@ -128,14 +129,14 @@ FW_AT(fw_state_t, b2_pow, 92);
 FW_AT(fw_state_t, counters, 96);
 FW_AT(fw_state_t, reported, 132);
 
-FW_SIZE(fw_header_t, 496);
+FW_SIZE(fw_header_t, 500);
 FW_AT(fw_header_t, magic, 0);
 FW_AT(fw_header_t, abi_version, 4);
 FW_AT(fw_header_t, arena_bytes, 8);
 FW_AT(fw_header_t, status, 12);
 FW_AT(fw_header_t, config, 16);
-FW_AT(fw_header_t, layout, 172);
-FW_AT(fw_header_t, state, 328);
+FW_AT(fw_header_t, layout, 176);
+FW_AT(fw_header_t, state, 332);
 
 FW_SIZE(fw_counts_t, 56);
 FW_AT(fw_counts_t, neuron_updates, 0);

@@ -11,18 +11,26 @@ static uint32_t take(uint32_t *cursor, uint32_t words)
     return at;
 }
 
+uint32_t fw_input_slot_words(uint32_t input_kind, uint32_t n_in)
+{
+    if (input_kind == FW_INPUT_ANALOG) return FW_FRAME_HEAD_WORDS + n_in;
+    if (input_kind == FW_INPUT_SPIKES) return FW_FRAME_HEAD_WORDS + fw_bitmap_words(n_in);
+    return 0u;
+}
+
 static int config_valid(const fw_config_t *c)
 {
     if (c->n_in == 0 || c->n_in > FW_MAX_IN || c->n_rec == 0 || c->n_rec > FW_MAX_REC) return 0;
     if (c->n_out == 0 || c->n_out > FW_MAX_OUT || c->n_steps == 0) return 0;
     if ((c->role & (FW_ROLE_NEURON | FW_ROLE_READOUT)) == 0) return 0;
+    if (c->input_kind > FW_INPUT_SPIKES) return 0;  /* FW_INPUT_ANALOG 0 or FW_INPUT_SPIKES 1 */
     if (c->role & FW_ROLE_NEURON) {
         if (c->n_local == 0 || c->n_local > FW_MAX_LOCAL) return 0;
         if (c->neuron_lo > c->n_rec || c->n_local > c->n_rec - c->neuron_lo) return 0;
         if (c->ring_slots == 0 || c->ring_slots > FW_MAX_SLOTS) return 0;
         /* the ring must not wrap the 32-bit address space: slot bytes * slots < 2^32 */
         const uint64_t ring_end = (uint64_t)c->sdram_ring
-                                  + (uint64_t)c->ring_slots * 4u * (FW_FRAME_HEAD_WORDS + c->n_in);
+                                  + (uint64_t)c->ring_slots * 4u * fw_input_slot_words(c->input_kind, c->n_in);
         if (ring_end > 0xffffffffu) return 0;
         if (c->src_index >= FW_MAX_CORES) return 0;
     }
@@ -94,7 +102,7 @@ uint32_t fw_layout(const fw_config_t *c, fw_layout_t *out)
     }
     L.readout_bytes = cur - mark;
     mark = cur;
-    if (nl) L.dma_buf = take(&cur, 2u * (FW_FRAME_HEAD_WORDS + c->n_in));
+    if (nl) L.dma_buf = take(&cur, 2u * fw_input_slot_words(c->input_kind, c->n_in));
     L.outbox = take(&cur, c->outbox_words);
     L.buffer_bytes = cur - mark;
     L.end = cur;

@@ -6,7 +6,8 @@
  *  - timer, every tick: the spikes tagged with the previous tick become this step's input (z_prev).
  *  - timer, step 1..n_steps, readout role: reduce the partial sums of the previous tick; at step
  *    n_steps finish the sample (RESULT to the host, output errors to the neuron cores if training).
- *  - timer, step k < n_steps, neuron role: start the DMA of input frame k from the SDRAM ring;
+ *  - timer, step k < n_steps, neuron role: start the DMA of input slot k (an analog frame or, with
+ *    spike input, the step's bitmap of active inputs) from the SDRAM ring;
  *    fw_on_dma_done checks the frame's header, runs one ALIF step, sends spikes and partial sums
  *    tagged with this tick, and updates the eligibility traces. A frame that is missing or of
  *    another sample is counted and the step runs with zero input; one that has not arrived by the
@@ -138,7 +139,7 @@ static void start_frame_dma(fw_header_t *h, uint8_t *arena, uint32_t step, fw_co
 {
     fw_state_t *s = &h->state;
     const fw_config_t *cfg = &h->config;
-    const uint32_t slot_words = FW_FRAME_HEAD_WORDS + cfg->n_in;
+    const uint32_t slot_words = fw_input_slot_words(cfg->input_kind, cfg->n_in);
     const uint32_t slot = (s->slot0 + step) % cfg->ring_slots;
     uint32_t *dst = FW_U32(arena, h, dma_buf) + (step & 1u) * slot_words;
     if (s->dma_busy) s->counters.input_underruns++;  /* the previous frame never came: its step was skipped */
@@ -200,16 +201,20 @@ fw_counts_t fw_on_dma_done(uint8_t *arena, uint32_t tag)
     if (h->status != FW_OK || !s->dma_busy || tag != s->dma_step || s->phase != FW_PHASE_RUN) return c;
     s->dma_busy = 0;
     const uint32_t k = tag;
-    uint32_t *frame = FW_U32(arena, h, dma_buf) + (k & 1u) * (FW_FRAME_HEAD_WORDS + cfg->n_in);
-    if (frame[0] != FW_FRAME_MAGIC || frame[1] != s->sample_id || frame[2] != k) {
-        s->counters.input_underruns++;  /* never written, or not this sample's frame k: zero input */
-        for (uint32_t i = 0; i < cfg->n_in; ++i) frame[FW_FRAME_HEAD_WORDS + i] = 0u;
+    const int spiking = cfg->input_kind == FW_INPUT_SPIKES;
+    const uint32_t slot_words = fw_input_slot_words(cfg->input_kind, cfg->n_in);
+    uint32_t *frame = FW_U32(arena, h, dma_buf) + (k & 1u) * slot_words;
+    const uint32_t magic = spiking ? FW_SPIKES_MAGIC : FW_FRAME_MAGIC;
+    /* (a spike bitmap's bits past n_in are never read: every scan stops at n_in) */
+    if (frame[0] != magic || frame[1] != s->sample_id || frame[2] != k) {
+        s->counters.input_underruns++;  /* never written, or not this sample's slot k: zero input */
+        for (uint32_t i = FW_FRAME_HEAD_WORDS; i < slot_words; ++i) frame[i] = 0u;
     }
-    const float *x = (const float *)(frame + FW_FRAME_HEAD_WORDS);
+    const uint32_t *input = frame + FW_FRAME_HEAD_WORDS;
     const uint32_t *z_prev = FW_U32(arena, h, z_prev);
-    neuron_step(h, arena, x, z_prev, s->tick, &c);
+    neuron_step(h, arena, input, z_prev, s->tick, &c);
     readout_send_partials(h, arena, s->tick, &c);
-    if (s->train) eprop_trace_step(h, arena, x, z_prev, &c);
+    if (s->train) eprop_trace_step(h, arena, input, z_prev, &c);
     return c;
 }
 

@@ -31,7 +31,21 @@ float neuron_surrogate(const fw_config_t *cfg, float u, fw_counts_t *c)
     return (g0 - g1 - g2) * cfg->mg_gamma;
 }
 
-void neuron_step(fw_header_t *h, uint8_t *arena, const float *x, const uint32_t *z_prev, uint32_t tick,
+/* add the row of every presynaptic neuron whose bit is set, in ascending order (the dense sum with
+ * spikes in {0, 1}, silent ones left out): recurrent spikes, and spike input; returns the spikes */
+static uint32_t add_spiking_rows(const float *w, const uint32_t *bits, uint32_t n_pre, uint32_t nl, float *acc)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < n_pre; ++i) {
+        if (!fw_bit(bits, i)) continue;
+        const float *row = w + i * nl;
+        for (uint32_t j = 0; j < nl; ++j) acc[j] += row[j];
+        n++;
+    }
+    return n;
+}
+
+void neuron_step(fw_header_t *h, uint8_t *arena, const uint32_t *input, const uint32_t *z_prev, uint32_t tick,
                  fw_counts_t *c)
 {
     const uint32_t key = h->config.key_spike | fw_tag_bits(tick);
@@ -44,18 +58,19 @@ void neuron_step(fw_header_t *h, uint8_t *arena, const float *x, const uint32_t 
     float i_in[FW_MAX_LOCAL], i_rec[FW_MAX_LOCAL];
 
     for (uint32_t j = 0; j < nl; ++j) { i_in[j] = 0.0f; i_rec[j] = 0.0f; }
-    for (uint32_t i = 0; i < cfg->n_in; ++i) {
-        const float xi = x[i];
-        const float *row = w_in + i * nl;
-        for (uint32_t j = 0; j < nl; ++j) i_in[j] += xi * row[j];
+    uint32_t rows = cfg->n_in;  /* weight rows used: analog, every input's */
+    if (cfg->input_kind == FW_INPUT_ANALOG) {
+        const float *x = (const float *)input;
+        for (uint32_t i = 0; i < cfg->n_in; ++i) {
+            const float xi = x[i];
+            const float *row = w_in + i * nl;
+            for (uint32_t j = 0; j < nl; ++j) i_in[j] += xi * row[j];
+        }
+    } else {  /* spike input: the work follows the input spikes */
+        rows = add_spiking_rows(w_in, input, cfg->n_in, nl, i_in);
     }
-    c->synapse_mults += cfg->n_in * nl;
-    for (uint32_t i = 0; i < cfg->n_rec; ++i) {
-        if (!fw_bit(z_prev, i)) continue;
-        const float *row = w_rec + i * nl;
-        for (uint32_t j = 0; j < nl; ++j) i_rec[j] += row[j];
-        c->synapse_mults += nl;
-    }
+    rows += add_spiking_rows(w_rec, z_prev, cfg->n_rec, nl, i_rec);
+    c->synapse_mults += rows * nl;
     for (uint32_t j = 0; j < nl; ++j) {
         const float zp = (float)fw_bit(z_prev, lo + j);
         a[j] = cfg->rho * a[j] + cfg->one_rho * zp;

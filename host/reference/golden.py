@@ -6,6 +6,9 @@ place that spells out the per-step order of operations (see `GoldenModel._run`).
 computes in double (decays, the Gaussian `exp`, Adam's `sqrt` and `lr_t`, the L2 term). In float64
 mode the same equations run entirely in double (used to compare against exact BPTT).
 
+Spike input (`input.kind: spikes`) is x in {0, 1}: the same equations, the spike as the input
+current's factor and as the input traces' presynaptic signal, as on the chip.
+
 Batches are vectorised: traces have shape (B, n_pre, n_rec) with the input and recurrent
 synapses stacked along n_pre (inputs first). The per-sample gradients are averaged over the batch
 and one Adam step is taken per batch; batch 1 is exactly the authors' per-sample update.
