@@ -102,13 +102,18 @@ class SampleStreamer:
             self.transport.send(core, msg)
         return _Pending(self, SampleOutcome(sample_id, None), slot0, slots, 0 if self.mode == "realtime" else self.n_steps)
 
-    def _write(self, slot: int, slots: np.ndarray) -> None:
-        """Write consecutive slots from ring slot `slot` on, wrapping around the ring's end."""
+    def _write(self, slot: int, slots: np.ndarray, live: bool = False) -> None:
+        """Write consecutive slots from ring slot `slot` on, wrapping around the ring's end. `live` frames
+        to a board whose clock runs on its own go without waiting for an acknowledgement (post_sdram):
+        one lost is a frame missing at its tick, which the firmware counts."""
+        write = self.transport.write_sdram
+        if live and getattr(self.transport, "realtime", False):
+            write = getattr(self.transport, "post_sdram", write)
         ring, done = self.ring, 0
         while done < len(slots):
             at = (slot + done) % ring.n_slots
             n = min(len(slots) - done, ring.n_slots - at)
-            self.transport.write_sdram(ring.sdram_addr + 4 * ring.slot_words * at, slots[done:done + n])
+            write(ring.sdram_addr + 4 * ring.slot_words * at, slots[done:done + n])
             done += n
 
     def _take(self, out: SampleOutcome, core: int, words: np.ndarray) -> None:
@@ -146,13 +151,16 @@ def run_samples(streamers: list[SampleStreamer], items: list[tuple[int, int, boo
     if streamers[0].mode == "prefetch":
         transport.advance(n_steps + 1)
     else:
-        for k in range(n_steps + 1):
+        # driven by the chip's clock: a board whose clock runs on its own may be further on than the host
+        # (then the frames it skipped come late, and the firmware counts them)
+        tick0, k = transport.advance(0), 0
+        while k < n_steps + 1:
             for p in pending:
                 ahead = min(n_steps, k + p.streamer.lookahead_ticks)
                 if ahead > p.written:
-                    p.streamer._write(p.slot0 + p.written, p.slots[p.written:ahead])
+                    p.streamer._write(p.slot0 + p.written, p.slots[p.written:ahead], live=True)
                     p.written = ahead
-            transport.advance(1)
+            k = transport.advance(1) - tick0
     ticks = n_steps + 1
 
     def collect() -> None:

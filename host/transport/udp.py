@@ -39,6 +39,7 @@ class ClientLinkCounters:
     host_max_lateness_ticks: int = 0
     host_ticks_waited: int = 0  # realtime board: one-tick advances, and the jitter of their wall-clock spacing
     host_jitter_max_us: int = 0
+    posted: int = 0            # SDRAM chunks sent without acknowledgement (live frames to a realtime board)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -231,7 +232,14 @@ class UdpTransport:
         for base in range(0, len(raw), span):
             self._stream(at, addr + base, raw[base:base + span], timeout_s)
 
-    def _stream(self, at: tuple[int, int, int], addr: int, raw: bytes, timeout_s: float | None) -> None:
+    def post_sdram(self, addr: int, data: bytes | np.ndarray) -> None:
+        """Write SDRAM without waiting for an acknowledgement (live input to a realtime board: a chunk lost
+        is a frame missing at its tick, counted by the firmware as an input underrun)."""
+        raw = bytes(memoryview(data).cast("B")) if not isinstance(data, bytes) else data
+        self._stream(sdp.MONITOR, addr, raw, None, acknowledged=False)
+
+    def _stream(self, at: tuple[int, int, int], addr: int, raw: bytes, timeout_s: float | None,
+                acknowledged: bool = True) -> None:
         if self._queued:
             self.flush(timeout_s)
         step = sdp.MAX_DATA_BYTES
@@ -248,6 +256,9 @@ class UdpTransport:
             self.link.sent += len(missing)
             if attempt:
                 self.link.stream_resent += len(missing)
+            if not acknowledged:
+                self.link.posted += len(missing)
+                return
             bits = np.frombuffer(self._call(sdp.Scp(sdp.CMD_STREAM_ACK, 0, sid, n, 0, b"", *at),
                                             timeout_s=timeout_s).data, dtype=np.uint8)
             have = np.unpackbits(bits, bitorder="little")[:n] if len(bits) else np.zeros(n, dtype=np.uint8)
@@ -342,9 +353,10 @@ class UdpTransport:
         if self._host_tick is None:
             self._host_tick = now
         self._host_tick += ticks
-        if now > self._host_tick:  # the board got there first: the host is late
+        if now > self._host_tick:  # the board got there first: the host is late, and goes on from there
             self.link.host_late_ticks += 1
             self.link.host_max_lateness_ticks = max(self.link.host_max_lateness_ticks, now - self._host_tick)
+            self._host_tick = now
             return now
         tick_s = float(self.board_info.get("tick_us", 1000)) * 1e-6
         while now < self._host_tick:
