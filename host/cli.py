@@ -41,9 +41,11 @@ def _load(args: argparse.Namespace):
 
 
 def _dataset(cfg, progress: bool, test_sets: bool = False):
+    """The dataset as the chip's input layer receives it: features, or spikes (input.kind spikes)."""
+    from host.data.encoders import encode_dataset
     from host.data.loader import load_dataset
 
-    return load_dataset(cfg.dataset, progress=progress, test_sets=test_sets)
+    return encode_dataset(load_dataset(cfg.dataset, progress=progress, test_sets=test_sets), cfg.input, cfg.network)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from host.errors import ConfigError
 SURROGATES = ("multi_gaussian", "triangle")
 FEEDBACKS = ("symmetric", "random")
 READOUT_PLACEMENTS = ("shared", "extra")
-DATASET_KINDS = ("synth", "gsc", "npz")
+DATASET_KINDS = ("synth", "gsc", "npz", "shd")
 ON_LOSS = ("stop", "count")
 INPUT_MODES = ("prefetch", "realtime")
 CHIP_MODES = ("functional", "timed", "realtime")
@@ -243,7 +243,7 @@ class ExperimentConfig:
             raise ConfigError(f"train.lr must be > 0, got {t.lr}")
         if p.neurons_per_core < 1:
             raise ConfigError(f"partition.neurons_per_core must be >= 1, got {p.neurons_per_core}")
-        if d.kind in ("gsc", "npz") and not d.path:
+        if d.kind in ("gsc", "npz", "shd") and not d.path:
             raise ConfigError(f"dataset.kind {d.kind!r} needs dataset.path")
         return self
 
@@ -321,7 +321,7 @@ def _dataset_section(raw: Any) -> DatasetConfig:
         raise ConfigError(f"section 'dataset' must be a mapping, got {type(raw).__name__}")
     raw = dict(raw)
     if "kind" not in raw:
-        raise ConfigError("dataset needs a 'kind' (synth, gsc or npz)")
+        raise ConfigError("dataset needs a 'kind' (synth, gsc, npz or shd)")
     kind = raw.pop("kind")
     path = raw.pop("path", None)
     return DatasetConfig(kind=str(kind), path=None if path is None else str(path), options=raw)

@@ -16,6 +16,7 @@ import numpy as np
 
 from host.config import ExperimentConfig, TrainConfig
 from host.data.dataset import Dataset
+from host.data.encoders import input_stats
 from host.data.feature_masks import FeatureMasks, mask_features
 from host.errors import ConfigError, DataError, HostError, TrainingInterrupted
 from host.figures import confusion_matrix, plot_confusion, plot_training
@@ -133,6 +134,12 @@ def epoch_order(train: TrainConfig, epoch: int, n_train: int) -> np.ndarray | No
 
 def check_dataset(cfg: ExperimentConfig, data: Dataset) -> None:
     net = cfg.network
+    if cfg.input.kind == "spikes":  # encoded by host.data.encoders.encode_dataset (the CLI does it)
+        from host.data.encoders import check_spikes
+
+        check_spikes(data.x_train, f"dataset {data.name}, train split")
+        if data.x_test is not None:
+            check_spikes(data.x_test, f"dataset {data.name}, test split")
     if (data.n_steps, data.n_in) != (net.n_steps, net.n_in):
         raise DataError(f"dataset {data.name} has {data.n_steps} frames of {data.n_in} features, the network "
                         f"expects {net.n_steps} x {net.n_in} (network.n_steps, network.n_in)")
@@ -235,7 +242,7 @@ def _learning_config(cfg: ExperimentConfig) -> dict[str, dict[str, Any]]:
     """The settings that decide what a run learns (JSON-comparable)."""
     train = {k: v for k, v in dataclasses.asdict(cfg.train).items() if k not in RESUMABLE_CHANGES}
     return {"network": dataclasses.asdict(cfg.network), "train": train,
-            "partition": dataclasses.asdict(cfg.partition)}
+            "partition": dataclasses.asdict(cfg.partition), "input": dataclasses.asdict(cfg.input)}
 
 
 class TrainingDiverged(HostError):
@@ -458,6 +465,7 @@ def _finish(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
         "test_accuracy": None, "wall_s": wall_s, "train_wall_s": session.train_wall_s,
         "ms_per_training_sample": 1000.0 * session.train_wall_s / max(session.pos.samples_trained, 1),
         "config": _config_dict(cfg), "files": {"weights": "weights.npz", "checkpoint": "checkpoint.npz"},
+        "input": input_stats(data, cfg.input, cfg.network),
     }
     figures = {}
     if has_test:

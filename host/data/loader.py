@@ -1,10 +1,13 @@
 """Host layer: one entry point from a `DatasetConfig` (YAML `dataset:` or `--data`) to a `Dataset`.
 
-Three kinds:
+Four kinds:
 
 - ``synth``: the built-in spoken keyword set (`host.data.synth`), options n_train, n_test, seed, ...
 - ``gsc``: a Google Speech Commands folder (`host.data.gsc`); x_test is the testing_list split.
-- ``npz``: a features file in the CLI's format (`host.data.dataset.load_npz_dataset`).
+- ``npz``: a features file in the CLI's format (`host.data.dataset.load_npz_dataset`), or a spike file
+  of per-sample event lists (`host.data.spike_format`), binned into steps (options n_steps, dt_ms;
+  train it with `input: {kind: spikes, encoder: none}`).
+- ``shd``: a Spiking Heidelberg Digits HDF5 file (`host.data.shd`), options test_path, n_steps, window_ms.
 
 Features of synth and GSC are cached under `cache_dir`, else ``$S2EPROP_CACHE``, else
 ``~/.cache/s2eprop``.
@@ -60,11 +63,20 @@ def load_dataset(cfg: DatasetConfig, cache_dir: Path | None = None, progress: bo
     if not cfg.path:
         raise DataError(f"dataset kind {cfg.kind!r} needs a path")
     if cfg.kind == "npz":
+        from host.data.spike_format import is_spike_npz, spike_dataset
+
+        path = Path(cfg.path).expanduser()
+        if path.is_file() and is_spike_npz(path):  # event lists: binned into steps (options n_steps, dt_ms)
+            return spike_dataset(path, cfg.options)
         if cfg.options:
             raise DataError(f"dataset kind 'npz' takes no options, got {', '.join(sorted(cfg.options))}")
-        return load_npz_dataset(Path(cfg.path).expanduser())
+        return load_npz_dataset(path)
     from host.data.gsc import is_official_test_layout, load_gsc_dataset, official_test_dataset
 
+    if cfg.kind == "shd":
+        from host.data.shd import load_shd_dataset
+
+        return load_shd_dataset(Path(cfg.path).expanduser(), cfg.options)
     if test_sets and is_official_test_layout(Path(cfg.path).expanduser()):
         return official_test_dataset(Path(cfg.path).expanduser(), cache_dir=cache, progress=progress)
     return load_gsc_dataset(Path(cfg.path).expanduser(), cfg.options, cache_dir=cache, progress=progress)

@@ -207,3 +207,17 @@ def test_iss_matches_native_on_spike_input(arm_elf, cfg, with_options) -> None:
     w = init_weights(c.network, seed=3)
     w = dataclasses.replace(w, w_in=(6 * w.w_in).astype(np.float32))
     assert_same_bits(c, w, x, y, arm_elf, n_train=3)
+
+
+def test_spike_input_streamed_in_realtime_learns_the_same_bits(spike_cfg, spike_w, with_options,
+                                                               weights_identical) -> None:
+    """Rule: spike slots streamed a few ticks ahead of the chip's clock (train.input_mode realtime,
+    lookahead 2) give the same weights, bit for bit, as the whole sample written ahead (prefetch)."""
+    x, y = rasters(2, seed=24)
+    boards = [BoardTrainer(with_options(spike_cfg, train={"input_mode": m, "input_lookahead_ticks": 2}),
+                           spike_w.copy()) for m in ("prefetch", "realtime")]
+    for b in boards:
+        for i in range(2):
+            b.train_batch(x[i:i + 1], y[i:i + 1])
+    weights_identical(boards[0].weights, boards[1].weights, "spike input: realtime vs prefetch")
+    assert boards[1].provenance() == dict.fromkeys(boards[1].provenance(), 0)
