@@ -157,3 +157,21 @@ def test_state_bytes() -> None:
     """BPTT keeps x, z, v, a per step: 100 * (80 + 3*120) * 4 B = 176 000 B for the reference net."""
     assert bptt_state_bytes(NetworkConfig(), 100) == 176_000
     assert bptt_state_bytes(NetworkConfig(), 200, batch=2, bytes_per_value=8) == 200 * 440 * 2 * 8
+
+
+def test_eprop_equals_bptt_on_spike_input() -> None:
+    """Spike input (x in {0, 1}, input.kind spikes), float64, W_rec = 0, beta = 0: e-prop's gradients
+    are BPTT's to 1e-9 relative, as for analog input (and the network spikes: W_in x 6)."""
+    net = dataclasses.replace(SMALL, beta=0.0)
+    w = init_weights(net, 2)
+    w.w_rec[:] = 0
+    w.w_in[:] *= 6
+    rng = np.random.default_rng(3)
+    x = (rng.random((3, net.n_steps, net.n_in)) < 0.2).astype(np.float64)
+    y = rng.integers(0, net.n_out, 3)
+    golden = GoldenModel(net, TrainConfig(), w, dtype=np.float64)
+    eprop, result = golden.gradients(x, y)
+    bptt, _ = bptt_gradients(net, w, x, y)
+    assert result.spikes.min() > 0
+    diffs = {k: rel(eprop[k], bptt[k]) for k in bptt}
+    assert all(d < 1e-9 for d in diffs.values()), diffs
