@@ -130,8 +130,8 @@ class InputConfig:
     kind: str = "analog"
     encoder: str = "delta"
     threshold: float = 0.5      # delta: feature units (the columns have unit std over a clip)
-    max_rate_hz: float = 100.0  # poisson: the rate of a feature at `clip` or above
-    clip: float = 3.0           # poisson: the feature value of the maximal rate
+    max_rate_hz: float = 250.0  # poisson: the rate of a feature at `clip` or above
+    clip: float = 1.0           # poisson: the feature value of the maximal rate (columns have unit std)
     seed: int = 0               # poisson: spikes drawn from (seed, split)
 
 
