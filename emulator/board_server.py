@@ -30,6 +30,7 @@ from emulator.router import RouteEntry
 REPLY_CACHE = 1024   # replies kept per client (retransmissions are answered from here)
 SEQ_WINDOW = 4096    # a sequence number this far behind the newest is a replay: dropped
 MAX_CLIENTS = 64
+STREAM_LATE_WINDOW = 256  # a chunk of one of the last 256 streams before the newest one acknowledged is late
 MAX_ADVANCE_TICKS = 100_000  # per ADVANCE: the server answers other hosts again within a minute or so
 VERSION_NAME = b"s2eprop-board/SpiNNaker2-emulated\x00"
 
@@ -264,7 +265,7 @@ class BoardServer:
         """One chunk of an SDRAM stream (no reply: STREAM_ACK reports what arrived)."""
         stream, chunk = msg.arg2 >> 16, msg.arg2 & 0xFFFF
         last = client.closed_stream
-        if last is not None and ((last - stream) & 0xFFFF) < 0x8000:  # that stream is done: a late copy
+        if last is not None and ((last - stream) & 0xFFFF) < STREAM_LATE_WINDOW:  # done: a late copy
             self.link.stream_late += 1
             return
         got = client.streams.setdefault(stream, set())

@@ -101,3 +101,26 @@ def test_a_session_works_after_the_fuzzing(board) -> None:
     assert np.array_equal(np.frombuffer(t.read_sdram(0x200000, 2000), np.uint32), np.arange(500))
     assert t.advance(3) == board.server.chip.tick_count
     t.close()
+
+
+def test_stream_ids_wrap_without_making_new_chunks_late(fuzz_server) -> None:
+    """Stream ids are 16 bits: after 40,000 streams the newest ones must still be written, while a copy
+    of a chunk of the stream acknowledged last is late."""
+    server = fuzz_server
+    addr = ("127.0.0.1", 77)
+    hello = sdp.sealed(sdp.Scp(sdp.CMD_HELLO, 1, sdp.PROTOCOL_VERSION, data=b"abcdefgh"))
+    server.handle(sdp.pack(hello), addr)
+
+    def chunk(seq: int, stream: int) -> bytes:
+        return sdp.pack(sdp.sealed(sdp.Scp(sdp.CMD_STREAM, seq, 0x500000, (stream & 0xFFFF) << 16, 0, b"\x01" * 8)))
+
+    server.handle(chunk(2, 5), addr)
+    ack = sdp.sealed(sdp.Scp(sdp.CMD_STREAM_ACK, 3, 5, 1))
+    server.handle(sdp.pack(ack), addr)            # stream 5 complete
+    late = server.link.stream_late
+    server.handle(chunk(4, 5), addr)
+    assert server.link.stream_late == late + 1     # a copy of it: late
+    written = server.link.stream_chunks
+    for i in range(40_000):                        # unacknowledged streams 6.. wrap around 16 bits
+        server.handle(chunk(5 + i, 6 + i), addr)
+    assert server.link.stream_chunks == written + 40_000
