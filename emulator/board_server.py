@@ -30,7 +30,9 @@ from emulator.router import RouteEntry
 REPLY_CACHE = 1024   # replies kept per client (retransmissions are answered from here)
 SEQ_WINDOW = 4096    # a sequence number this far behind the newest is a replay: dropped
 MAX_CLIENTS = 64
-STREAM_LATE_WINDOW = 256  # a chunk of one of the last 256 streams before the newest one acknowledged is late
+# a chunk of a stream acknowledged complete less than this long ago is a late copy (stream ids are 16 bits:
+# a host posting a stream a tick wraps them in about a minute, so an older id is a new stream)
+STREAM_LATE_S = 10.0
 MAX_ADVANCE_TICKS = 100_000  # per ADVANCE: the server answers other hosts again within a minute or so
 VERSION_NAME = b"s2eprop-board/SpiNNaker2-emulated\x00"
 
@@ -64,7 +66,7 @@ class _Client:
     # request damaged into another command cannot answer for the real one
     replies: OrderedDict = field(default_factory=OrderedDict)
     streams: dict = field(default_factory=dict)                # open stream -> chunks received
-    closed_stream: int | None = None                           # the newest stream acknowledged complete
+    closed_streams: dict = field(default_factory=dict)         # stream acknowledged complete -> when
     stream_errors: dict = field(default_factory=dict)          # stream -> why a chunk could not be written
 
 
@@ -264,10 +266,12 @@ class BoardServer:
     def _stream_chunk(self, msg: sdp.Scp, client: _Client) -> None:
         """One chunk of an SDRAM stream (no reply: STREAM_ACK reports what arrived)."""
         stream, chunk = msg.arg2 >> 16, msg.arg2 & 0xFFFF
-        last = client.closed_stream
-        if last is not None and ((last - stream) & 0xFFFF) < STREAM_LATE_WINDOW:  # done: a late copy
-            self.link.stream_late += 1
-            return
+        closed = client.closed_streams.get(stream)
+        if closed is not None:
+            if time.monotonic() - closed < STREAM_LATE_S:  # done: a late copy
+                self.link.stream_late += 1
+                return
+            del client.closed_streams[stream]
         got = client.streams.setdefault(stream, set())
         if chunk in got:
             self.link.stream_duplicates += 1
@@ -306,7 +310,9 @@ class BoardServer:
                 bits[c >> 3] |= 1 << (c & 7)
         if len(got) >= n:
             client.streams.pop(stream, None)
-            client.closed_stream = stream
+            client.closed_streams[stream] = time.monotonic()
+            while len(client.closed_streams) > 4096:
+                client.closed_streams.pop(next(iter(client.closed_streams)))
         return self._ok(msg, len(got), n, bits.tobytes())
 
     def _version(self, msg: sdp.Scp) -> sdp.Scp:
