@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from emulator.chip_config import PHASES
-from host.config import ChipConfig, ExperimentConfig
+from host.config import ExperimentConfig
 from host.errors import HostError
 from host.studies.common import save_figure, study_folder, write_result
 from host.weights import init_weights
