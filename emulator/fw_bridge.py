@@ -18,6 +18,11 @@ from emulator.errors import EmulatorError
 
 
 
+# the firmware's C sources, as fw_build.FW_SRC (found here without importing fw_build, which reads the
+# headers at import: an install without sources has only the built module)
+SOURCES = Path(__file__).resolve().parent.parent / "firmware_c" / "src"
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("S2EPROP_CACHE", Path.home() / ".cache" / "s2eprop"))
 
@@ -25,7 +30,11 @@ def cache_dir() -> Path:
 @lru_cache(maxsize=None)
 def firmware_module(opt_flags: tuple[str, ...] | None = None) -> ModuleType:
     """The firmware + tick loop module; `opt_flags` other than the default builds a variant."""
-    from emulator import fw_build
+    if opt_flags is None and not SOURCES.is_dir():  # installed without sources: the built module is all there is
+        from emulator import _fw  # type: ignore[attr-defined]
+
+        return _fw
+    from emulator import fw_build  # reads the headers: only with the sources at hand
 
     if opt_flags is None:
         opt_flags = fw_build.DEFAULT_OPT
