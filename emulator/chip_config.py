@@ -19,6 +19,9 @@ from emulator.errors import EmulatorError
 
 DEFAULT_CHIP = Path(__file__).resolve().parent / "configs" / "spinnaker2.yaml"
 HANDLERS = ("mc_packet", "dma_done", "host_msg", "timer", "user_event")  # priority order, highest first
+# each handler's kind in the timed C loop (timed_loop.h EMU_H_*)
+C_KIND_OF_HANDLER = {"mc_packet": "EMU_H_PACKET", "dma_done": "EMU_H_DMA", "host_msg": "EMU_H_HOST",
+                     "timer": "EMU_H_TIMER", "user_event": "EMU_H_USER"}
 PHASES = ("neuron_update", "trace_update", "packet_handling", "learning_update", "overhead")
 # where the cycles of each work count (fw_counts_t) and of each handler's fixed part are reported
 PHASE_OF_COUNT = {"neuron_updates": "neuron_update", "synapse_mults": "neuron_update", "exp_calls": "neuron_update",

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from emulator.chip_config import HANDLERS, PHASES, ChipDescription
+from emulator.chip_config import C_KIND_OF_HANDLER, HANDLERS, PHASES, ChipDescription
 from emulator.fw_bridge import Firmware
 
 UTIL_BIN_PERCENT = 1  # width of a utilisation histogram bin
@@ -36,8 +36,7 @@ class Compliance:
         self.log_dtype = _dtype(ffi, "emu_hlog_t", [
             ("start_ps", "<i8"), ("end_ps", "<i8"), ("core", "<u4"), ("kind", "<u4"), ("tick", "<u4"),
             ("cycles", "<u4")])
-        self.kinds = {int(getattr(fw.lib, k)): h for k, h in zip(
-            ("EMU_H_PACKET", "EMU_H_DMA", "EMU_H_HOST", "EMU_H_TIMER", "EMU_H_USER"), HANDLERS)}
+        self.kinds = {int(getattr(fw.lib, C_KIND_OF_HANDLER[h])): h for h in HANDLERS}
         self.desc = desc
         self.n_cores = n_cores
         self.hops = hops

@@ -18,16 +18,13 @@ import simpy
 import simpy.rt
 
 from emulator.chip import ChipStats, FunctionalChip
-from emulator.chip_config import HANDLERS, PHASE_OF_COUNT, PHASE_OF_HANDLER, PHASES, ChipDescription, load_chip
+from emulator.chip_config import C_KIND_OF_HANDLER, HANDLERS, PHASE_OF_COUNT, PHASE_OF_HANDLER, PHASES, ChipDescription, load_chip
 from emulator.compliance import Compliance
 from emulator.errors import EmulatorError
 from emulator.fw_bridge import Firmware
 from emulator.router import RouteEntry
 
 TIMED_MODES = ("timed", "realtime")
-# C handler kinds (EMU_H_*) in the order of chip_config.HANDLERS
-_KIND_OF_HANDLER = {"mc_packet": "EMU_H_PACKET", "dma_done": "EMU_H_DMA", "host_msg": "EMU_H_HOST",
-                    "timer": "EMU_H_TIMER", "user_event": "EMU_H_USER"}
 
 
 @dataclass(frozen=True)
@@ -68,7 +65,7 @@ class TimedChip(FunctionalChip):
             t.cycle_ps[c] = desc.cycle_ps()
             t.skew_ps[c] = desc.skew_ps(c)
         for h in HANDLERS:
-            k = int(getattr(lib, _KIND_OF_HANDLER[h]))
+            k = int(getattr(lib, C_KIND_OF_HANDLER[h]))
             t.base_cycles[k] = desc.costs.handler_base_cycles[h]
             t.phase_of_base[k] = PHASES.index(PHASE_OF_HANDLER[h])
         for i, f in enumerate(self.fw.count_fields):
