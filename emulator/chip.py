@@ -26,7 +26,7 @@ import numpy as np
 from emulator.errors import EmulatorError
 from emulator.fw_bridge import Firmware, abi
 from emulator.router import RouteEntry, check_table, lookup
-from emulator.runners.native import DmaRead, Effects, NativeRunner
+from emulator.runners.native import DmaTransfer, Effects, NativeRunner
 from emulator.sdram import SDRAM_BYTES, Sdram
 
 SRAM_BYTES = 128 * 1024
@@ -253,8 +253,8 @@ class FunctionalChip:
         self.tick_count += 1
 
     def _take(self, core: int, effects: Effects, fifo: deque) -> None:
-        """Take a handler's side effects; do its DMA reads (and their completions) at once, in order."""
-        dma: deque[tuple[int, DmaRead]] = deque()
+        """Take a handler's side effects; do its DMA transfers (and their completions) at once, in order."""
+        dma: deque[tuple[int, DmaTransfer]] = deque()
         self._absorb(core, effects, fifo, dma)
         while dma:
             c, d = dma.popleft()
@@ -269,12 +269,18 @@ class FunctionalChip:
         if effects.user_event:
             self._user.add(core)
 
-    def _dma_copy(self, core: int, d: DmaRead) -> bool:
-        if d.sdram_addr + d.n_bytes > self.sdram.size_bytes or d.sram_offset + d.n_bytes > self.sram_bytes:
+    def _dma_copy(self, core: int, d: DmaTransfer) -> bool:
+        """As emu_dma_copy: a write only to SDRAM the host has written (allocated)."""
+        if d.sdram_addr + d.n_bytes > self.sdram.size_bytes or d.sram_offset + d.n_bytes > self.sram_bytes \
+                or (d.write and not self.sdram.backed(d.sdram_addr, d.n_bytes)):
             self._stats.dma_faults += 1
             return False
-        self.runner.sram[core][d.sram_offset:d.sram_offset + d.n_bytes] = np.frombuffer(
-            self.sdram.read(d.sdram_addr, d.n_bytes), dtype=np.uint8)
+        sram = self.runner.sram[core]
+        if d.write:
+            self.sdram.write(d.sdram_addr, sram[d.sram_offset:d.sram_offset + d.n_bytes])
+        else:
+            sram[d.sram_offset:d.sram_offset + d.n_bytes] = np.frombuffer(
+                self.sdram.read(d.sdram_addr, d.n_bytes), dtype=np.uint8)
         self._stats.dma_bytes += d.n_bytes
         return True
 

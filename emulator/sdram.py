@@ -59,6 +59,12 @@ class Sdram:
         for index, off, at, n in self._chunks(addr, raw.size):
             self._page(index)[off:off + n] = raw[at:at + n]
 
+    def backed(self, addr: int, n_bytes: int) -> bool:
+        """Whether every page of [addr, addr + n_bytes) has been written (the cores' DMA writes go only there)."""
+        if n_bytes <= 0:
+            return True
+        return all(p in self._pages for p in range(addr >> self.page_bits, ((addr + n_bytes - 1) >> self.page_bits) + 1))
+
     def read(self, addr: int, n_bytes: int) -> bytes:
         self._check(addr, n_bytes)
         out = np.zeros(n_bytes, dtype=np.uint8)

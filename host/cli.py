@@ -174,6 +174,16 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     if not args.run_dir.is_dir():
         raise HostError(f"{args.run_dir}: not a run folder")
+    if args.what == "raster":
+        from host.raster import plot_raster
+
+        npz = args.run_dir / "recordings.npz"
+        if not npz.is_file():
+            raise HostError(f"{args.run_dir} has no recordings.npz: train with a `record:` section "
+                            f"(docs/recording.md)")
+        out = args.out or args.run_dir / ("raster.png" if args.sample == 0 else f"raster_{args.sample}.png")
+        print(f"figure: {plot_raster(npz, out, args.sample)}")
+        return 0
     files = plot_timing_files(args.run_dir / "timing.npz", args.run_dir)
     print(f"figures: {args.run_dir / files['timing']}, {args.run_dir / files['tick']}")
     return 0
@@ -248,9 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="emulated chip mode of `bench emulator`")
     b.set_defaults(func=cmd_bench)
 
-    pl = sub.add_parser("plot", help="redraw a run folder's figures: timing (timing.png, tick.png from timing.npz)")
-    pl.add_argument("what", choices=("timing",))
-    pl.add_argument("run_dir", type=Path, help="run folder of a timed run (s2eprop train --mode timed)")
+    pl = sub.add_parser("plot", help="redraw a run folder's figures: timing (timing.png, tick.png from timing.npz), "
+                                     "raster (raster.png from recordings.npz)")
+    pl.add_argument("what", choices=("timing", "raster"))
+    pl.add_argument("run_dir", type=Path, help="run folder of a timed run (timing) or of a run with `record:` (raster)")
+    pl.add_argument("--sample", type=int, default=0, help="raster: which recorded sample (0 = the first recorded)")
+    pl.add_argument("--out", type=Path, default=None, help="raster: the figure's path (default RUN_DIR/raster.png)")
     pl.set_defaults(func=cmd_plot)
 
     m = sub.add_parser("memory", help="per-core byte map of the partitioned network, stack use per handler")

@@ -136,6 +136,24 @@ class InputConfig:
 
 
 @dataclass(frozen=True)
+class RecordConfig:
+    """What the chip records, per step, of chosen samples (host/recording.py): the spikes and the membrane
+    voltage v of the hidden neurons named (global ids, or "all"), and the readout's output y_t; for
+    every `train_every`-th training sample of each epoch (index in the epoch % train_every == 0) and the
+    first `test` samples of the test split at the last evaluation (-1: all of them)."""
+
+    spikes: tuple[int, ...] = ()
+    v: tuple[int, ...] = ()
+    readout: bool = True
+    train_every: int = 0
+    test: int = 0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.spikes or self.v or self.readout) and bool(self.train_every or self.test)
+
+
+@dataclass(frozen=True)
 class DatasetConfig:
     """Which data to train on: the built-in synthetic keywords, a GSC folder or a features .npz."""
 
@@ -152,6 +170,7 @@ class ExperimentConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     chip: ChipConfig = field(default_factory=ChipConfig)
     input: InputConfig = field(default_factory=InputConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
 
     def validate(self) -> "ExperimentConfig":
         n, t, p, d = self.network, self.train, self.partition, self.dataset
@@ -243,6 +262,13 @@ class ExperimentConfig:
             raise ConfigError(f"train.lr must be > 0, got {t.lr}")
         if p.neurons_per_core < 1:
             raise ConfigError(f"partition.neurons_per_core must be >= 1, got {p.neurons_per_core}")
+        r = self.record
+        if r.train_every < 0 or r.test < -1:
+            raise ConfigError(f"record.train_every must be >= 0 and record.test >= -1 (-1: the whole test split), "
+                              f"got {r.train_every} and {r.test}")
+        if (r.spikes or r.v) and not (r.train_every or r.test):
+            raise ConfigError("record names neurons but no samples: set record.train_every (every Nth training "
+                              "sample) or record.test (the first N test samples, -1 all)")
         if d.kind in ("gsc", "npz", "shd") and not d.path:
             raise ConfigError(f"dataset.kind {d.kind!r} needs dataset.path")
         return self
@@ -305,13 +331,39 @@ def config_from_dict(raw: Mapping[str, Any] | None) -> ExperimentConfig:
     raw = dict(raw or {})
     sections = {"network": NetworkConfig, "train": TrainConfig, "partition": PartitionConfig, "chip": ChipConfig,
                 "input": InputConfig}
-    unknown = sorted(set(raw) - set(sections) - {"dataset"})
+    unknown = sorted(set(raw) - set(sections) - {"dataset", "record"})
     if unknown:
         raise ConfigError(f"unknown top-level key(s): {', '.join(unknown)}; known: network, train, partition, "
-                          f"dataset, chip, input")
+                          f"dataset, chip, input, record")
     parts = {name: _section(cls, name, raw.get(name)) for name, cls in sections.items()}
     parts["dataset"] = _dataset_section(raw.get("dataset"))
+    parts["record"] = _record_section(raw.get("record"), parts["network"])
     return ExperimentConfig(**parts).validate()
+
+
+def _record_section(raw: Any, net: NetworkConfig) -> RecordConfig:
+    """record: spikes and v are "all", "none" or a list of hidden-neuron ids (kept sorted, once each)."""
+    if raw is None:
+        return RecordConfig()
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"section 'record' must be a mapping, got {type(raw).__name__}")
+    raw = dict(raw)
+    neurons = {}
+    for name in ("spikes", "v"):
+        value = raw.pop(name, ())
+        if value == "all":
+            neurons[name] = tuple(range(net.n_rec))
+        elif value in ("none", None):
+            neurons[name] = ()
+        elif isinstance(value, (list, tuple)) and all(isinstance(i, int) and not isinstance(i, bool) for i in value):
+            bad = [i for i in value if not 0 <= i < net.n_rec]
+            if bad:
+                raise ConfigError(f"record.{name} names neuron(s) {bad[:5]}: the hidden neurons are 0..{net.n_rec - 1}")
+            neurons[name] = tuple(sorted(set(value)))
+        else:
+            raise ConfigError(f"record.{name} must be \"all\", \"none\" or a list of neuron ids, got {value!r}")
+    rest = _section(RecordConfig, "record", {k: v for k, v in raw.items()})  # the other keys, checked
+    return dataclasses.replace(rest, **neurons)
 
 
 def _dataset_section(raw: Any) -> DatasetConfig:

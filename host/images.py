@@ -16,6 +16,7 @@ from host.config import ExperimentConfig
 from host.errors import ConfigError
 from host.partition import ROLE_NEURON, CorePlan, Plan
 from host.routing import KEY_ERR, KEY_PARTIAL, KEY_SPIKE, key_offset
+from host.recording import RecordingPlan
 from host.streamer import InputRing, input_kind_code
 from host.weights import Weights
 
@@ -56,6 +57,7 @@ def core_config_fields(cfg: ExperimentConfig, plan: Plan, core: CorePlan, adam: 
         b1_pow0=float(adam.b1_pow) if adam is not None else tr.adam_b1,
         b2_pow0=float(adam.b2_pow) if adam is not None else tr.adam_b2,
         input_kind=input_kind_code(cfg.input.kind),
+        **(RecordingPlan(cfg, plan).config_fields(core) if cfg.record.active else {}),
     )
 
 

@@ -19,16 +19,19 @@ def _f32_bits(value: float) -> int:
 
 @dataclass(frozen=True)
 class SampleMsg:
-    """Runs the next sample: its id, label, whether to learn from it, and the ring slot of its frame 0."""
+    """Runs the next sample: its id, label, whether to learn from it, the ring slot of its frame 0, and
+    whether the cores record it (FW_SAMPLE_RECORD)."""
 
     sample_id: int
     label: int
     train: bool
     slot0: int
+    record: bool = False
 
     def pack(self) -> np.ndarray:
-        return np.array([abi().FW_MSG_SAMPLE, self.sample_id, self.label, int(self.train), self.slot0],
-                        dtype=np.uint32)
+        lib = abi()
+        flags = (lib.FW_SAMPLE_TRAIN if self.train else 0) | (lib.FW_SAMPLE_RECORD if self.record else 0)
+        return np.array([lib.FW_MSG_SAMPLE, self.sample_id, self.label, flags, self.slot0], dtype=np.uint32)
 
 
 @dataclass(frozen=True)

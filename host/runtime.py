@@ -19,6 +19,7 @@ from host.errors import ConfigError, DataError, TransportError
 from host.images import CoreImage, build_images, gather_matrices, training_state_bytes
 from host.messages import ScaleLrMsg
 from host.partition import Plan, plan_partition
+from host.recording import RecordingPlan, SampleRecord
 from host.reference.golden import AdamState, BatchResult, l2_loss, random_feedback
 from host.routing import routing_table
 from host.streamer import GRACE_TICKS, InputRing, SampleOutcome, SampleStreamer
@@ -66,6 +67,10 @@ class BoardTrainer:
         self.transport: Transport = transport or open_transport("emulator", self.plan.n_cores, backend)
         for img in self.images:
             self.transport.write_sram(img.plan.core_id, 0, img.data)
+        self.recording = RecordingPlan(cfg, self.plan) if cfg.record.active else None
+        if self.recording is not None:
+            self.recording.allocate(self.transport.write_sdram)
+        self._records: list[SampleRecord] = []
         self.routes = routing_table(self.net, self.plan)
         if copies == 1:
             self.transport.load_routes(self.routes)
@@ -88,11 +93,17 @@ class BoardTrainer:
         self.ticks_eval = 0        # ... and on inference
 
     # -- the trainer interface ---------------------------------------------------------------
-    def train_batch(self, x: np.ndarray, y: np.ndarray) -> BatchResult:
-        return self._run(x, y, train=True)
+    def train_batch(self, x: np.ndarray, y: np.ndarray, record: np.ndarray | None = None) -> BatchResult:
+        """`record`: per sample, whether the cores record it (cfg.record; taken with `recorded`)."""
+        return self._run(x, y, train=True, record=record)
 
-    def forward(self, x: np.ndarray, y: np.ndarray | None = None) -> BatchResult:
-        return self._run(x, y, train=False)
+    def forward(self, x: np.ndarray, y: np.ndarray | None = None, record: np.ndarray | None = None) -> BatchResult:
+        return self._run(x, y, train=False, record=record)
+
+    def recorded(self) -> list[SampleRecord]:
+        """The records of the samples marked since the last call, in order."""
+        out, self._records = self._records, []
+        return out
 
     def start_epoch(self, epoch: int) -> None:
         tr = self.cfg.train
@@ -157,10 +168,27 @@ class BoardTrainer:
             "neurons_per_core": self.cfg.partition.neurons_per_core,
             "sram_bytes_per_core": [img.layout.arena_bytes for img in self.images],
             "training_state_bytes_total": training_state_bytes(img.layout for img in self.images),
+            **({"recording": self.recording_costs()} if self.recording is not None else {}),
             "provenance": self.provenance(per_core),
             "provenance_per_core": {str(core): {k: v for k, v in c.items() if v} for core, c in per_core.items()
                                     if any(c.values())},
         }
+
+    def recording_costs(self) -> dict[str, Any]:
+        """What recording costs: record buffers in each core's SRAM, and the DMA writes per recorded sample
+        (bytes, and the time of one core's writes at the chip file's DMA latency and bandwidth)."""
+        from emulator.chip_config import load_chip
+
+        assert self.recording is not None
+        desc = load_chip(self.cfg.chip.file or None)
+        steps = self.net.n_steps
+        per_core_ps = {c.core_id: steps * sum(desc.dma_setup_latency_ps + 4e12 * w / desc.dma_bandwidth_bytes_per_s
+                                              for w in (c.neuron_words, c.readout_words) if w)
+                       for c in self.recording.cores.values()}
+        return {"sram_bytes_per_core": [int(img.layout.accounting["record_bytes"]) for img in self.images],
+                "dma_bytes_per_sample": self.recording.dma_bytes_per_sample(),
+                "dma_us_per_sample_worst_core": max(per_core_ps.values()) / 1e6,
+                "sdram_region_bytes_per_core": self.recording.stride}
 
     # -- reporting -----------------------------------------------------------------------------
     def core_state(self, core: int) -> dict[str, Any]:
@@ -201,11 +229,18 @@ class BoardTrainer:
     def _chip_losses(st: TransportStatus) -> dict[str, int]:
         return {"packets_dropped": st.packets_dropped, **st.losses}
 
-    def _run(self, x: np.ndarray, y: np.ndarray | None, train: bool) -> BatchResult:
+    def _run(self, x: np.ndarray, y: np.ndarray | None, train: bool, record: np.ndarray | None = None) -> BatchResult:
         x, labels = self.check_batch(x, y, train)
         acc = SampleResults(len(x), self.net.n_out, self._l2_term if train else 0.0)
         for b in range(len(x)):
-            self.account(self.streamer.run_sample(self.next_sample_id(), int(labels[b]), train, x[b]), train, acc, b)
+            rec = record is not None and bool(record[b])
+            if rec and self.recording is None:
+                raise ConfigError("a sample is marked for recording, but the config's record section names nothing")
+            sid = self.next_sample_id()
+            self.account(self.streamer.run_sample(sid, int(labels[b]), train, x[b], rec), train, acc, b)
+            if rec:
+                assert self.recording is not None
+                self._records.append(self.recording.read(self.transport.read_sdram, sid))
         return acc.result(labels_given=y is not None)
 
     def check_batch(self, x: np.ndarray, y: np.ndarray | None, train: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@ chip's clock, one tick at a time, as a host streaming live input would.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -87,17 +88,19 @@ class SampleStreamer:
         self.lookahead_ticks = lookahead_ticks
         self._next_slot = 0
 
-    def run_sample(self, sample_id: int, label: int, train: bool, frames: np.ndarray) -> SampleOutcome:
-        return run_samples([self], [(sample_id, label, train, frames)])[0]
+    def run_sample(self, sample_id: int, label: int, train: bool, frames: np.ndarray,
+                   record: bool = False) -> SampleOutcome:
+        return run_samples([self], [(sample_id, label, train, frames, record)])[0]
 
-    def begin(self, sample_id: int, label: int, train: bool, frames: np.ndarray) -> "_Pending":
-        """Write the sample's frames (all of them in prefetch mode) and announce it to every core."""
+    def begin(self, sample_id: int, label: int, train: bool, frames: np.ndarray, record: bool = False) -> "_Pending":
+        """Write the sample's frames (all of them in prefetch mode) and announce it to every core (`record`:
+        the cores write its records, host/recording.py)."""
         slot0 = self._next_slot
         self._next_slot = (slot0 + self.n_steps) % self.ring.n_slots
         slots = self.ring.slots(sample_id, frames)
         if self.mode == "prefetch":
             self._write(slot0, slots)
-        msg = SampleMsg(sample_id, label, train, slot0).pack()
+        msg = SampleMsg(sample_id, label, train, slot0, record).pack()
         for core in self.cores:
             self.transport.send(core, msg)
         return _Pending(self, SampleOutcome(sample_id, None), slot0, slots, 0 if self.mode == "realtime" else self.n_steps)
@@ -138,9 +141,9 @@ class _Pending:
     written: int  # frames in the ring so far
 
 
-def run_samples(streamers: list[SampleStreamer], items: list[tuple[int, int, bool, np.ndarray]]) -> list[SampleOutcome]:
+def run_samples(streamers: list[SampleStreamer], items: list[tuple[Any, ...]]) -> list[SampleOutcome]:
     """One sample on each streamer's cores at once, on one chip clock (copies of a network side by side:
-    each streamer owns its cores and input ring). Items are (sample id, label, train, frames)."""
+    each streamer owns its cores and input ring). Items are (sample id, label, train, frames[, record])."""
     if not streamers:
         return []
     transport, n_steps = streamers[0].transport, streamers[0].n_steps

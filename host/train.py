@@ -14,7 +14,7 @@ from typing import Any, Iterator, Protocol
 
 import numpy as np
 
-from host.config import ExperimentConfig, TrainConfig
+from host.config import ExperimentConfig, RecordConfig, TrainConfig
 from host.data.dataset import Dataset
 from host.data.encoders import input_stats
 from host.data.feature_masks import FeatureMasks, mask_features
@@ -22,6 +22,7 @@ from host.errors import ConfigError, DataError, HostError, TrainingInterrupted
 from host.figures import confusion_matrix, plot_confusion, plot_training
 from host.files import atomic_write, write_json
 from host.progress import progress_bar
+from host.recording import Recordings, SampleRecord
 from host.reference.golden import AdamState, BatchResult, GoldenModel
 from host.weights import Weights, init_weights, load_weights
 
@@ -31,8 +32,10 @@ MASK_STREAM = 0x6D61736B  # keeps the mask generator apart from the shuffle's (s
 
 
 class Trainer(Protocol):
-    def train_batch(self, x: np.ndarray, y: np.ndarray) -> BatchResult: ...
-    def forward(self, x: np.ndarray, y: np.ndarray | None = None) -> BatchResult: ...
+    # record: per sample, whether to record it (config `record`); its records come from `recorded`
+    def train_batch(self, x: np.ndarray, y: np.ndarray, record: np.ndarray | None = None) -> BatchResult: ...
+    def forward(self, x: np.ndarray, y: np.ndarray | None = None, record: np.ndarray | None = None) -> BatchResult: ...
+    def recorded(self) -> list[SampleRecord]: ...
     def start_epoch(self, epoch: int) -> None: ...
     @property
     def weights(self) -> Weights: ...
@@ -45,9 +48,36 @@ class Trainer(Protocol):
 
 
 class GoldenTrainer(GoldenModel):
-    """The golden model as a training target: no chip, so no chip time and nothing more to report."""
+    """The golden model as a training target: no chip, so no chip time and nothing more to report. It
+    records what the chip records (the forward pass of a marked sample with the weights it meets)."""
 
     chip_ms = (0, 0)
+
+    def __init__(self, *args: Any, record: RecordConfig | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.record_cfg = record or RecordConfig()
+        self._records: list[SampleRecord] = []
+
+    def train_batch(self, x: np.ndarray, y: np.ndarray, record: np.ndarray | None = None) -> BatchResult:
+        self._record(x, record)
+        return super().train_batch(x, y)
+
+    def forward(self, x: np.ndarray, y: np.ndarray | None = None, record: np.ndarray | None = None) -> BatchResult:
+        self._record(x, record)
+        return super().forward(x, y)
+
+    def recorded(self) -> list[SampleRecord]:
+        out, self._records = self._records, []
+        return out
+
+    def _record(self, x: np.ndarray, record: np.ndarray | None) -> None:
+        if record is None or not np.any(record):
+            return
+        steps = self.record(np.asarray(x)[np.asarray(record, dtype=bool)])
+        z_ids, v_ids = list(self.record_cfg.spikes), list(self.record_cfg.v)
+        for i in range(len(steps["z"])):
+            y = steps["y"][i] if self.record_cfg.readout else steps["y"][i, :, :0]
+            self._records.append(SampleRecord(steps["z"][i][:, z_ids], steps["v"][i][:, v_ids], y))
 
     def report(self) -> dict[str, Any]:
         return {}
@@ -113,7 +143,7 @@ def target_kind(target: str) -> str:
 def make_trainer(cfg: ExperimentConfig, target: str, weights: Weights, adam: AdamState | None,
                  backend: str = "c", key_file: str | None = None) -> Trainer:
     if target == "golden":
-        return GoldenTrainer(cfg.network, cfg.train, weights, adam)
+        return GoldenTrainer(cfg.network, cfg.train, weights, adam, record=cfg.record)
     if target not in TARGETS and not target.startswith("udp://"):
         raise ConfigError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)} or udp://HOST:PORT")
     from host.partition import plan_partition
@@ -148,10 +178,17 @@ def check_dataset(cfg: ExperimentConfig, data: Dataset) -> None:
                         f"{net.n_out} outputs (network.n_out)")
 
 
-def evaluate(trainer: Trainer, x: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, Any]:
+def evaluate(trainer: Trainer, x: np.ndarray, y: np.ndarray, n_classes: int, recordings: Recordings | None = None,
+             epoch: int = 0) -> dict[str, Any]:
+    """Test accuracy, loss and confusion; with `recordings`, the test samples it wants are recorded."""
     preds, losses = [], []
     for b0 in range(0, len(x), EVAL_BATCH):
-        r = trainer.forward(x[b0:b0 + EVAL_BATCH], y[b0:b0 + EVAL_BATCH])
+        b1 = min(b0 + EVAL_BATCH, len(x))
+        flags = None if recordings is None else np.array([recordings.wants("test", i) for i in range(b0, b1)])
+        r = trainer.forward(x[b0:b1], y[b0:b1], record=flags if flags is not None and flags.any() else None)
+        if flags is not None and flags.any():
+            for i, rec in zip(np.flatnonzero(flags), trainer.recorded()):
+                recordings.add("test", epoch, b0 + int(i), int(y[b0 + i]), int(r.pred[i]), x[b0 + i], rec)
         preds.append(r.pred)
         losses.append(r.loss)
     pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)
@@ -367,20 +404,22 @@ def _train(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Tr
                                    emulated_eval_ms=base_ticks[1] + ms_eval)
 
     has_test = data.x_test is not None and len(data.x_test) > 0  # an empty test split is none
+    recordings = (Recordings(cfg.record, np.array(cfg.record.spikes, np.int32), np.array(cfg.record.v, np.int32))
+                  if cfg.record.active else None)
     with _stop_on_signals() as asked:
         session_samples, last_eval = _epochs(cfg, data, opts, trainer, session, ckpt, snapshot, asked, has_test,
-                                             data_id)
+                                             data_id, recordings)
     if session_samples == 0 and opts.progress:
         print(f"nothing to train: the run already has {session.pos.epoch} of {tr.epochs} epochs "
               f"(raise --epochs to train more)")
     session = snapshot()
     wall_s = time.perf_counter() - t0
-    return _finish(cfg, data, opts, trainer, session, session_samples, last_eval, has_test, wall_s)
+    return _finish(cfg, data, opts, trainer, session, session_samples, last_eval, has_test, wall_s, recordings)
 
 
 def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Trainer, session: Session,
-            ckpt: Path, snapshot: Any, asked: dict[str, int], has_test: bool, data_id: str
-            ) -> tuple[int, dict[str, Any] | None]:
+            ckpt: Path, snapshot: Any, asked: dict[str, int], has_test: bool, data_id: str,
+            recordings: Recordings | None = None) -> tuple[int, dict[str, Any] | None]:
     """Train the remaining epochs; returns the samples trained and the last test evaluation."""
     tr = cfg.train
     n_train = len(data.x_train) if tr.max_samples is None else min(tr.max_samples, len(data.x_train))
@@ -404,12 +443,21 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
             if timing is not None:  # the per-tick record keeps the first and the last sample of each epoch
                 timing.record(b0 == 0 or b1 >= n_train)
             t_batch = time.perf_counter()
+            flags = None if recordings is None else np.array([recordings.wants("train", i) for i in range(b0, b1)])
+            if flags is not None and not flags.any():
+                flags = None
             try:
-                r = trainer.train_batch(xb, data.y_train[idx])
+                r = (trainer.train_batch(xb, data.y_train[idx]) if flags is None
+                     else trainer.train_batch(xb, data.y_train[idx], record=flags))
             except KeyboardInterrupt:  # inside a sample: its state is not a checkpoint's
                 raise TrainingInterrupted(f"interrupted during sample {b0} of epoch {epoch + 1}; {_resume_hint(ckpt, opts.argv)}") \
                     from None
             session.train_wall_s += time.perf_counter() - t_batch
+            if flags is not None:
+                assert recordings is not None
+                where = np.arange(b0, b1) if order is None else order[b0:b1]
+                for i, rec in zip(np.flatnonzero(flags), trainer.recorded()):
+                    recordings.add("train", epoch, int(where[i]), int(data.y_train[where[i]]), int(r.pred[i]), xb[i], rec)
             if timing is not None:
                 timing.record(False)
             kept = r.pred >= 0  # a sample the chip lost (on_loss: count) has no loss and counts as wrong
@@ -438,7 +486,9 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
         record: dict[str, Any] = {"epoch": epoch, "train_accuracy": session.correct / max(session.seen, 1),
                                   "loss": session.loss_sum / max(session.seen, 1), "samples": session.seen}
         if has_test:
-            last_eval = evaluate(trainer, data.x_test, data.y_test, len(data.labels))
+            last_eval = evaluate(trainer, data.x_test, data.y_test, len(data.labels),
+                                 recordings if epoch == tr.epochs - 1 and recordings and recordings.rec.test else None,
+                                 epoch)
             record["test_accuracy"] = last_eval["accuracy"]
         if opts.progress:
             print(f"epoch {epoch + 1}/{tr.epochs}: train accuracy (online) {100 * record['train_accuracy']:.1f} %, "
@@ -453,7 +503,8 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
 
 
 def _finish(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Trainer, session: Session,
-            session_samples: int, last_eval: dict[str, Any] | None, has_test: bool, wall_s: float) -> dict[str, Any]:
+            session_samples: int, last_eval: dict[str, Any] | None, has_test: bool, wall_s: float,
+            recordings: Recordings | None = None) -> dict[str, Any]:
     """Weights, report and figures of the run folder."""
     out = opts.out_dir
     trainer.weights.save(out / "weights.npz")
@@ -469,7 +520,8 @@ def _finish(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
     }
     figures = {}
     if has_test:
-        ev = last_eval or evaluate(trainer, data.x_test, data.y_test, len(data.labels))
+        ev = last_eval or evaluate(trainer, data.x_test, data.y_test, len(data.labels),
+                                   recordings if recordings and recordings.rec.test else None, session.pos.epoch - 1)
         report.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"], test_samples=ev["n"],
                       per_class_test_accuracy=dict(zip(data.labels, ev["per_class_accuracy"])),
                       confusion_matrix=ev["confusion"].tolist())
@@ -483,10 +535,19 @@ def _finish(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
         figures.update({k: v for k, v in timing_files.items() if k != "data"})
         if "data" in timing_files:
             report["files"]["timing"] = timing_files["data"]
+    if recordings is not None and recordings.rows:
+        from host.raster import plot_raster
+
+        report["files"]["recordings"] = recordings.save(out / "recordings.npz", tuple(data.labels)).name
+        figures["raster"] = plot_raster(out / "recordings.npz", out / "raster.png").name
     report["figures"] = figures
     target_report = trainer.report()
     if target_report:
         report.update(target_report, emulated_ms=session.emulated_ms, emulated_eval_ms=session.emulated_eval_ms)
+    if recordings is not None:
+        report["recording"] = {**report.get("recording", {}), "samples": len(recordings.rows),
+                               "records_missing": recordings.missing,
+                               "spike_neurons": len(recordings.z_neurons), "v_neurons": len(recordings.v_neurons)}
     write_json(out / "report.json", report)
     return report
 

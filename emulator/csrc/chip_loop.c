@@ -59,11 +59,11 @@ static void drain(run_t *r, uint32_t core)
                 chip->host_overflows++;
             }
             at += n + 1u;
-        } else if (tag == HAL_OUT_DMA) {
+        } else if (tag == HAL_OUT_DMA || tag == HAL_OUT_DMA_WRITE) {
             if (r->dma.tail < chip->dma_cap) {
                 emu_dma_t *d = chip->dma_buf + r->dma.tail++;
                 d->core = core; d->sdram_addr = box[at + 1]; d->sram_offset = box[at + 2];
-                d->n_bytes = box[at + 3]; d->tag = box[at + 4];
+                d->n_bytes = box[at + 3]; d->tag = box[at + 4]; d->write = tag == HAL_OUT_DMA_WRITE;
             } else {
                 chip->dma_overflows++;
             }
@@ -76,24 +76,36 @@ static void drain(run_t *r, uint32_t core)
     h->state.outbox_count = 0;
 }
 
-/* copy SDRAM -> SRAM; false for an address outside SDRAM or the core's SRAM (counted, no completion) */
+/* whether every SDRAM page of [addr, addr + n) has been written by the host (a core writes only there) */
+static int sdram_backed(const emu_chip_t *chip, uint32_t addr, uint32_t n)
+{
+    if (n == 0) return 1;
+    for (uint32_t p = addr >> chip->sdram_page_bits; p <= (addr + n - 1u) >> chip->sdram_page_bits; ++p)
+        if (!chip->sdram_pages[p]) return 0;
+    return 1;
+}
+
+/* copy SDRAM -> SRAM or SRAM -> SDRAM; false for an address outside SDRAM or the core's SRAM, or a write
+ * to SDRAM the host never wrote (counted, no completion) */
 int emu_dma_copy(emu_chip_t *chip, const emu_dma_t *d)
 {
     const uint64_t sdram_end = (uint64_t)chip->sdram_n_pages << chip->sdram_page_bits;
-    if ((uint64_t)d->sdram_addr + d->n_bytes > sdram_end || (uint64_t)d->sram_offset + d->n_bytes > chip->sram_bytes) {
+    if ((uint64_t)d->sdram_addr + d->n_bytes > sdram_end || (uint64_t)d->sram_offset + d->n_bytes > chip->sram_bytes
+        || (d->write && !sdram_backed(chip, d->sdram_addr, d->n_bytes))) {
         chip->dma_faults++;
         return 0;
     }
-    uint8_t *dst = chip->arenas[d->core] + d->sram_offset;
+    uint8_t *sram = chip->arenas[d->core] + d->sram_offset;
     uint32_t addr = d->sdram_addr, left = d->n_bytes;
     const uint32_t page_size = 1u << chip->sdram_page_bits;
     while (left) {
         const uint32_t page = addr >> chip->sdram_page_bits, off = addr & (page_size - 1u);
         const uint32_t n = left < page_size - off ? left : page_size - off;
-        const uint8_t *src = chip->sdram_pages[page];
-        if (src) memcpy(dst, src + off, n);
-        else memset(dst, 0, n);  /* never written: reads as zeros */
-        dst += n; addr += n; left -= n;
+        uint8_t *sdram = chip->sdram_pages[page];
+        if (d->write) memcpy(sdram + off, sram, n);
+        else if (sdram) memcpy(sram, sdram + off, n);
+        else memset(sram, 0, n);  /* never written: reads as zeros */
+        sram += n; addr += n; left -= n;
     }
     chip->dma_bytes += d->n_bytes;
     return 1;

@@ -2,8 +2,8 @@
  * build. Same firmware, tables and order of events as the Python path (emulator/chip.py), which is
  * the readable specification:
  *  - a tick: every core's timer handler in core order; after each handler its outbox is drained
- *    (packets into one FIFO, host messages out, DMA reads queued), and every queued DMA read is
- *    done at once, in order, each followed by its core's fw_on_dma_done (drained the same way);
+ *    (packets into one FIFO, host messages out, DMA transfers queued), and every queued DMA transfer
+ *    is done at once, in order, each followed by its core's fw_on_dma_done (drained the same way);
  *  - then the packets are delivered in FIFO order, each to its destination cores in core order,
  *    and whatever those handlers send joins the FIFO, until it is empty;
  *  - then the user events raised, in core order (each again followed by delivery), until none is left.
@@ -24,7 +24,8 @@ typedef struct {
     uint32_t dest[EMU_DEST_WORDS];
 } emu_route_t;
 
-typedef struct { uint32_t core, sdram_addr, sram_offset, n_bytes, tag; } emu_dma_t;
+/* a DMA transfer: SDRAM -> SRAM (write 0) or SRAM -> SDRAM (write 1) */
+typedef struct { uint32_t core, sdram_addr, sram_offset, n_bytes, tag, write; } emu_dma_t;
 
 typedef struct {
     uint32_t n_cores;
@@ -41,7 +42,7 @@ typedef struct {
     int32_t cache_route[EMU_ROUTE_CACHE];  /* entry index, -1: no route */
     uint32_t *pkt_buf;                /* FIFO of pending packets, 3 words each: src, key, payload */
     uint32_t pkt_cap;                 /* in packets */
-    emu_dma_t *dma_buf;               /* FIFO of DMA reads not yet done */
+    emu_dma_t *dma_buf;               /* FIFO of DMA transfers not yet done */
     uint32_t dma_cap;
     uint32_t *host_buf;               /* messages to the host: [core, n_words, words...] */
     uint32_t host_cap, host_len;      /* in words */

@@ -123,7 +123,7 @@ static void arrive(emu_chip_t *chip, emu_timed_t *t, const emu_event_t *ev)
         break;
     }
     case EV_DMA: {
-        const emu_dma_t d = {ev->core, ev->a, ev->b, ev->c, ev->d};
+        const emu_dma_t d = {ev->core, ev->a, ev->b, ev->c, ev->d, ev->e};
         if (!emu_dma_copy(chip, &d)) break;
         if (c->dma_len == EMU_SMALLQ) { c->small_q_overflows++; break; }
         c->dma_q[enqueue(c->dma_head, &c->dma_len)] = ev->d;
@@ -223,12 +223,13 @@ static void release(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t end
             const uint32_t words = box[at] >> 8;
             host_out(chip, t, core, end_ps, box + at + 1, words);
             at += words + 1u;
-        } else if (tag == HAL_OUT_DMA) {
+        } else if (tag == HAL_OUT_DMA || tag == HAL_OUT_DMA_WRITE) {  /* one engine per core, in order */
             const int64_t start = end_ps > c->dma_free_ps ? end_ps : c->dma_free_ps;
             c->dma_free_ps = start + t->dma_latency_ps + transfer_ps(box[at + 3], t->dma_bytes_per_s);
             c->cur_dma_wait_ps += c->dma_free_ps - end_ps;
             emu_event_t ev = event(c->dma_free_ps, CLS_ARRIVAL, EV_DMA, core);
             ev.a = box[at + 1]; ev.b = box[at + 2]; ev.c = box[at + 3]; ev.d = box[at + 4];
+            ev.e = tag == HAL_OUT_DMA_WRITE;
             push(t, ev);
             at += HAL_DMA_WORDS;
         } else {  /* HAL_OUT_USER: only this core sees it, and it is busy until end_ps */

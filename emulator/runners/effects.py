@@ -15,13 +15,15 @@ from emulator.fw_bridge import Firmware
 
 
 @dataclass(frozen=True)
-class DmaRead:
-    """SDRAM -> SRAM transfer a handler asked for; fw_on_dma_done(tag) follows its completion."""
+class DmaTransfer:
+    """SDRAM -> SRAM read (or, `write`, SRAM -> SDRAM) a handler asked for; fw_on_dma_done(tag) follows
+    its completion."""
 
     sdram_addr: int
     sram_offset: int   # from the arena's start (host offset 0)
     n_bytes: int
     tag: int
+    write: bool = False
 
 
 @dataclass
@@ -30,7 +32,7 @@ class Effects:
 
     packets: list[tuple[int, int]] = field(default_factory=list)   # (key, payload)
     host: list[np.ndarray] = field(default_factory=list)           # messages to the host, uint32 words
-    dma: list[DmaRead] = field(default_factory=list)
+    dma: list[DmaTransfer] = field(default_factory=list)
     user_event: bool = False
     counts: np.ndarray | None = None                                # work counts, fields of fw_counts_t
 
@@ -40,7 +42,8 @@ class OutboxReader:
 
     def __init__(self, firmware: Firmware) -> None:
         lib = firmware.lib
-        self._tags = (int(lib.HAL_OUT_MC), int(lib.HAL_OUT_HOST), int(lib.HAL_OUT_DMA), int(lib.HAL_OUT_USER))
+        self._tags = (int(lib.HAL_OUT_MC), int(lib.HAL_OUT_HOST), int(lib.HAL_OUT_DMA), int(lib.HAL_OUT_USER),
+                      int(lib.HAL_OUT_DMA_WRITE))
         self._dma_words = int(lib.HAL_DMA_WORDS)
 
     def drain(self, core: int, header: Any, arena: np.ndarray, counts: np.ndarray) -> Effects:
@@ -50,7 +53,7 @@ class OutboxReader:
             return out
         off = int(header.layout.outbox)
         box = arena[off:off + 4 * n].view(np.uint32)
-        mc, host, dma, user = self._tags
+        mc, host, dma, user, dma_write = self._tags
         at = 0
         while at < n:
             tag = int(box[at]) & 0xFF
@@ -61,8 +64,8 @@ class OutboxReader:
                 size = int(box[at]) >> 8
                 out.host.append(box[at + 1:at + 1 + size].copy())
                 at += size + 1
-            elif tag == dma:
-                out.dma.append(DmaRead(*(int(w) for w in box[at + 1:at + self._dma_words])))
+            elif tag == dma or tag == dma_write:
+                out.dma.append(DmaTransfer(*(int(w) for w in box[at + 1:at + self._dma_words]), write=tag == dma_write))
                 at += self._dma_words
             elif tag == user:
                 out.user_event = True

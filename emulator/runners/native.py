@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from emulator.fw_bridge import Firmware
-from emulator.runners.effects import DmaRead, Effects, OutboxReader
+from emulator.runners.effects import DmaTransfer, Effects, OutboxReader
 
-__all__ = ["DmaRead", "Effects", "NativeRunner"]
+__all__ = ["DmaTransfer", "Effects", "NativeRunner"]
 
 
 class NativeRunner:

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define FW_MAGIC 0x53324550u /* "S2EP" */
-#define FW_ABI_VERSION 3u
+#define FW_ABI_VERSION 4u
 #define FW_MAX_CORES 160u
 #define FW_MAX_REC 1024u
 #define FW_MAX_OUT 56u        /* a RESULT message (5 + n_out words) fits one host message */
@@ -28,9 +28,11 @@
 
 /* host -> core messages: word 0 is the type; none is longer than FW_MAX_HOST_WORDS */
 #define FW_MAX_HOST_WORDS 64u /* 256 B: SpiNNaker's SDP payload */
-/* [type, sample_id, label, train(0/1), slot0]: run the next sample; its frame k lies in input ring slot
- * (slot0 + k) % ring_slots */
+/* [type, sample_id, label, flags (FW_SAMPLE_*), slot0]: run the next sample; its frame k lies in input
+ * ring slot (slot0 + k) % ring_slots */
 #define FW_MSG_SAMPLE 1u
+#define FW_SAMPLE_TRAIN 1u   /* learn from it */
+#define FW_SAMPLE_RECORD 2u  /* write its records (below) */
 #define FW_MSG_SCALE_LR 3u  /* [type, factor(float)]: lr *= factor (learning-rate schedule) */
 /* core -> host messages */
 #define FW_MSG_RESULT 16u   /* readout: [type, sample_id, label, pred, loss(float), n_out floats of output mean] */
@@ -52,6 +54,22 @@
 #define FW_INPUT_ANALOG 0u
 #define FW_INPUT_SPIKES 1u
 #define FW_SPIKES_MAGIC 0x53504b53u /* "SPKS" */
+
+/* recording. For a sample marked FW_SAMPLE_RECORD a neuron core writes one record per step k into SDRAM
+ * by DMA, at rec_sdram + 4 k fw_record_words(cfg, FW_REC_NEURON): [FW_REC_MAGIC, sample_id, k, the
+ * spikes of the neurons set in rec_z_mask as a bitmap (bit r: the r-th set bit's neuron), then v after
+ * the step of the neurons set in rec_v_mask (float32, in local order)]. The readout role with rec_out
+ * writes [FW_REC_OUT_MAGIC, sample_id, k, y_k (n_out float32: the step's output, before the time mean)]
+ * at rec_sdram_out + 4 k fw_record_words(cfg, FW_REC_READOUT). Two SRAM buffers per stream, by step
+ * parity; a buffer whose DMA write of two steps before is not done yet loses its record (counted in
+ * record_overruns). The host allocates (writes) the SDRAM regions before it starts the cores: a DMA
+ * write to SDRAM never written is a DMA fault. */
+#define FW_REC_NEURON 0u
+#define FW_REC_READOUT 1u
+#define FW_REC_MAGIC 0x52454344u     /* "RECD" */
+#define FW_REC_OUT_MAGIC 0x5245434fu /* "RECO" */
+#define FW_REC_MASK_WORDS 8u       /* FW_MAX_LOCAL / 32 */
+#define FW_DMA_WRITE_TAG 0x80000000u /* tag of a record's DMA write: | stream << 1 | buffer */
 
 /* multicast keys: base (top byte: the kind, routed by the table) | tag << 16 | index. The tag is the
  * low byte of the sender's timer tick (spikes, partial sums) or of the sample id (output errors), so a
@@ -95,6 +113,9 @@ typedef struct {
     uint32_t adam_t0;
     float b1_pow0, b2_pow0;
     uint32_t input_kind;      /* FW_INPUT_*: what an input ring slot holds */
+    /* recording (see FW_REC_*): SDRAM regions, and which local neurons' spikes and voltages */
+    uint32_t rec_sdram, rec_sdram_out, rec_out;
+    uint32_t rec_z_mask[FW_REC_MASK_WORDS], rec_v_mask[FW_REC_MASK_WORDS];
 } fw_config_t;
 
 /* byte offsets of the arena regions (0 = absent) and the total size */
@@ -111,10 +132,12 @@ typedef struct {
     uint32_t partials, out_sum;                  /* readout: [2][n_src][n_out] by tag parity, [n_out] */
     uint32_t partial_seen;                       /* readout: [2][bitmap of n_src * n_out] by tag parity */
     uint32_t dma_buf;                            /* input slots: [2][fw_input_slot_words()] words */
+    uint32_t rec_buf, rec_out_buf;               /* records: [2][fw_record_words()] words per stream */
     uint32_t outbox;                             /* outbox ring [outbox_words] */
     uint32_t end;                                /* total arena bytes */
     /* byte counts for memory accounting */
     uint32_t weights_bytes, optimizer_bytes, trace_bytes, neuron_bytes, readout_bytes, buffer_bytes;
+    uint32_t record_bytes;
 } fw_layout_t;
 
 /* provenance counters: every loss the core can see, never silent (read by the host) */
@@ -128,6 +151,7 @@ typedef struct {
     uint32_t early_packets;       /* packets more than one step ahead */
     uint32_t duplicate_packets;   /* a second packet for the same step and index */
     uint32_t errors_missing;      /* a sample ended without all its output errors: no update */
+    uint32_t record_overruns;     /* a step's record lost: its buffer still in a DMA write, or the outbox full */
 } fw_counters_t;
 
 typedef struct {
@@ -143,6 +167,8 @@ typedef struct {
     float lr, b1_pow, b2_pow;
     fw_counters_t counters;
     fw_counters_t reported;   /* counters as of the last SAMPLE_DONE (what moved since) */
+    uint32_t record, pending_record; /* this sample's records are written; the next sample's */
+    uint32_t rec_busy;        /* record buffers in a DMA write: bit stream * 2 + parity */
 } fw_state_t;
 
 #define FW_PHASE_IDLE 0u
@@ -165,7 +191,7 @@ typedef struct {
     uint32_t exp_calls;        /* fw_expf / fw_logf evaluations */
     uint32_t adam_updates;     /* weights updated by Adam */
     uint32_t mc_sent, mc_received, host_words;
-    uint32_t dma_bytes;        /* bytes fetched by DMA */
+    uint32_t dma_bytes;        /* bytes moved by DMA: input fetched, records written */
     uint32_t words_cleared;    /* state words zeroed when a sample starts (traces, neuron state, spikes) */
     uint32_t partials_reduced; /* readout: partial sums added (or cleared unused) at a step */
     uint32_t w2_terms;         /* weights squared and summed for the L2 term at a sample's end */
@@ -175,6 +201,9 @@ typedef struct {
 
 /* words of one input ring slot (header included) for an input kind and n_in; 0 for an unknown kind */
 uint32_t fw_input_slot_words(uint32_t input_kind, uint32_t n_in);
+/* words of one record of a stream (FW_REC_NEURON or FW_REC_READOUT), header included; 0 if the core
+ * writes none (not its role, nothing selected) */
+uint32_t fw_record_words(const fw_config_t *cfg, uint32_t stream);
 /* layout of an arena for a config; returns total bytes (0 if the config is invalid) */
 uint32_t fw_layout(const fw_config_t *cfg, fw_layout_t *out);
 

@@ -8,7 +8,7 @@
 #define FW_SIZE(T, n) _Static_assert(sizeof(T) == (n), "sizeof(" #T ") is " #n " B in the ABI")
 #define FW_AT(T, f, n) _Static_assert(offsetof(T, f) == (n), #T "." #f " lies at byte " #n " in the ABI")
 
-FW_SIZE(fw_config_t, 160);
+FW_SIZE(fw_config_t, 236);
 FW_AT(fw_config_t, core_id, 0);
 FW_AT(fw_config_t, role, 4);
 FW_AT(fw_config_t, n_in, 8);
@@ -49,8 +49,13 @@ FW_AT(fw_config_t, adam_t0, 144);
 FW_AT(fw_config_t, b1_pow0, 148);
 FW_AT(fw_config_t, b2_pow0, 152);
 FW_AT(fw_config_t, input_kind, 156);
+FW_AT(fw_config_t, rec_sdram, 160);
+FW_AT(fw_config_t, rec_sdram_out, 164);
+FW_AT(fw_config_t, rec_out, 168);
+FW_AT(fw_config_t, rec_z_mask, 172);
+FW_AT(fw_config_t, rec_v_mask, 204);
 
-FW_SIZE(fw_layout_t, 156);
+FW_SIZE(fw_layout_t, 168);
 FW_AT(fw_layout_t, w_in, 0);
 FW_AT(fw_layout_t, w_rec, 4);
 FW_AT(fw_layout_t, w_out, 8);
@@ -82,16 +87,19 @@ FW_AT(fw_layout_t, partials, 108);
 FW_AT(fw_layout_t, out_sum, 112);
 FW_AT(fw_layout_t, partial_seen, 116);
 FW_AT(fw_layout_t, dma_buf, 120);
-FW_AT(fw_layout_t, outbox, 124);
-FW_AT(fw_layout_t, end, 128);
-FW_AT(fw_layout_t, weights_bytes, 132);
-FW_AT(fw_layout_t, optimizer_bytes, 136);
-FW_AT(fw_layout_t, trace_bytes, 140);
-FW_AT(fw_layout_t, neuron_bytes, 144);
-FW_AT(fw_layout_t, readout_bytes, 148);
-FW_AT(fw_layout_t, buffer_bytes, 152);
+FW_AT(fw_layout_t, rec_buf, 124);
+FW_AT(fw_layout_t, rec_out_buf, 128);
+FW_AT(fw_layout_t, outbox, 132);
+FW_AT(fw_layout_t, end, 136);
+FW_AT(fw_layout_t, weights_bytes, 140);
+FW_AT(fw_layout_t, optimizer_bytes, 144);
+FW_AT(fw_layout_t, trace_bytes, 148);
+FW_AT(fw_layout_t, neuron_bytes, 152);
+FW_AT(fw_layout_t, readout_bytes, 156);
+FW_AT(fw_layout_t, buffer_bytes, 160);
+FW_AT(fw_layout_t, record_bytes, 164);
 
-FW_SIZE(fw_counters_t, 36);
+FW_SIZE(fw_counters_t, 40);
 FW_AT(fw_counters_t, outbox_overflows, 0);
 FW_AT(fw_counters_t, input_underruns, 4);
 FW_AT(fw_counters_t, partials_incomplete, 8);
@@ -101,8 +109,9 @@ FW_AT(fw_counters_t, late_packets, 20);
 FW_AT(fw_counters_t, early_packets, 24);
 FW_AT(fw_counters_t, duplicate_packets, 28);
 FW_AT(fw_counters_t, errors_missing, 32);
+FW_AT(fw_counters_t, record_overruns, 36);
 
-FW_SIZE(fw_state_t, 168);
+FW_SIZE(fw_state_t, 188);
 FW_AT(fw_state_t, phase, 0);
 FW_AT(fw_state_t, step, 4);
 FW_AT(fw_state_t, tick, 8);
@@ -127,16 +136,19 @@ FW_AT(fw_state_t, lr, 84);
 FW_AT(fw_state_t, b1_pow, 88);
 FW_AT(fw_state_t, b2_pow, 92);
 FW_AT(fw_state_t, counters, 96);
-FW_AT(fw_state_t, reported, 132);
+FW_AT(fw_state_t, reported, 136);
+FW_AT(fw_state_t, record, 176);
+FW_AT(fw_state_t, pending_record, 180);
+FW_AT(fw_state_t, rec_busy, 184);
 
-FW_SIZE(fw_header_t, 500);
+FW_SIZE(fw_header_t, 608);
 FW_AT(fw_header_t, magic, 0);
 FW_AT(fw_header_t, abi_version, 4);
 FW_AT(fw_header_t, arena_bytes, 8);
 FW_AT(fw_header_t, status, 12);
 FW_AT(fw_header_t, config, 16);
-FW_AT(fw_header_t, layout, 176);
-FW_AT(fw_header_t, state, 332);
+FW_AT(fw_header_t, layout, 252);
+FW_AT(fw_header_t, state, 420);
 
 FW_SIZE(fw_counts_t, 56);
 FW_AT(fw_counts_t, neuron_updates, 0);

@@ -18,6 +18,35 @@ uint32_t fw_input_slot_words(uint32_t input_kind, uint32_t n_in)
     return 0u;
 }
 
+/* not inlined (nor masks_valid): one copy each keeps the ARM image small, so the arena room stays large */
+__attribute__((noinline)) uint32_t fw_record_words(const fw_config_t *c, uint32_t stream)
+{
+    if (stream == FW_REC_READOUT) return (c->role & FW_ROLE_READOUT) && c->rec_out ? FW_FRAME_HEAD_WORDS + c->n_out : 0u;
+    if (stream != FW_REC_NEURON || !(c->role & FW_ROLE_NEURON)) return 0u;
+    const uint32_t nz = fw_popcount(c->rec_z_mask, FW_REC_MASK_WORDS), nv = fw_popcount(c->rec_v_mask, FW_REC_MASK_WORDS);
+    return nz + nv ? FW_FRAME_HEAD_WORDS + fw_bitmap_words(nz) + nv : 0u;
+}
+
+_Static_assert(FW_REC_MASK_WORDS * 32u == FW_MAX_LOCAL, "a record mask has a bit per local neuron");
+
+/* a record region of n_steps records must not wrap the 32-bit address space */
+static int region_fits(uint32_t addr, uint32_t n_steps, uint32_t words)
+{
+    return (uint64_t)addr + (uint64_t)n_steps * 4u * words <= 0xffffffffu;
+}
+
+/* the masks name local neurons only: no bit at or past n_local (none on a core without neurons) */
+__attribute__((noinline)) static int masks_valid(const fw_config_t *c)
+{
+    const uint32_t nl = (c->role & FW_ROLE_NEURON) ? c->n_local : 0u;
+    for (uint32_t w = 0; w < FW_REC_MASK_WORDS; ++w) {
+        const uint32_t lo = 32u * w;
+        const uint32_t allowed = nl >= lo + 32u ? 0xffffffffu : nl > lo ? (1u << (nl - lo)) - 1u : 0u;
+        if ((c->rec_z_mask[w] | c->rec_v_mask[w]) & ~allowed) return 0;
+    }
+    return 1;
+}
+
 static int config_valid(const fw_config_t *c)
 {
     if (c->n_in == 0 || c->n_in > FW_MAX_IN || c->n_rec == 0 || c->n_rec > FW_MAX_REC) return 0;
@@ -44,6 +73,9 @@ static int config_valid(const fw_config_t *c)
         || (c->key_partial & FW_KEY_INDEX_MASK) + n_partials > FW_KEY_INDEX_MASK + 1u
         || (c->key_err & FW_KEY_INDEX_MASK) + (uint64_t)c->n_out > FW_KEY_INDEX_MASK + 1u) return 0;
     if (c->surrogate > FW_SURR_TRIANGLE || c->feedback > FW_FEEDBACK_RANDOM) return 0;
+    if (c->rec_out > 1u || !masks_valid(c)) return 0;
+    if (!region_fits(c->rec_sdram, c->n_steps, fw_record_words(c, FW_REC_NEURON))
+        || !region_fits(c->rec_sdram_out, c->n_steps, fw_record_words(c, FW_REC_READOUT))) return 0;
     return 1;
 }
 
@@ -105,6 +137,11 @@ uint32_t fw_layout(const fw_config_t *c, fw_layout_t *out)
     if (nl) L.dma_buf = take(&cur, 2u * fw_input_slot_words(c->input_kind, c->n_in));
     L.outbox = take(&cur, c->outbox_words);
     L.buffer_bytes = cur - mark;
+    mark = cur;
+    const uint32_t rec_words = fw_record_words(c, FW_REC_NEURON), rec_out_words = fw_record_words(c, FW_REC_READOUT);
+    if (rec_words) L.rec_buf = take(&cur, 2u * rec_words);
+    if (rec_out_words) L.rec_out_buf = take(&cur, 2u * rec_out_words);
+    L.record_bytes = cur - mark;
     L.end = cur;
     *out = L;
     return cur;

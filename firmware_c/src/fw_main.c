@@ -13,6 +13,8 @@
  *    another sample is counted and the step runs with zero input; one that has not arrived by the
  *    next tick is counted and its step skipped, so each core's step stays that of its timer.
  *  - timer, step n_steps: without training every core sends SAMPLE_DONE and is idle again.
+ *  - recording (a sample marked FW_SAMPLE_RECORD): a neuron core writes step k's record after the
+ *    step runs; the readout role writes step k's output when it reduces it (tick k + 1).
  *  - packets: spikes and partial sums are filed under their tag's step (the last tick handled or
  *    the next); others are counted as late or early. Output errors carry the sample's tag.
  *  - when the last output error is in and the steps are done, the user event (lowest priority)
@@ -24,6 +26,7 @@
 #include "hal.h"
 #include "neuron_model.h"
 #include "readout.h"
+#include "recording.h"
 
 _Static_assert(FW_MAX_OUT <= 64u, "err_seen holds 64 bits");
 _Static_assert(FW_RESULT_HEAD_WORDS + FW_MAX_OUT <= FW_MAX_HOST_WORDS, "a RESULT fits one host message");
@@ -72,6 +75,7 @@ static void start_sample(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
     s->sample_id = s->pending_id;
     s->label = s->pending_label;
     s->train = s->pending_train;
+    s->record = s->pending_record;
     s->slot0 = s->pending_slot0;
     s->pending_valid = 0;
     s->step = 0;
@@ -178,8 +182,13 @@ fw_counts_t fw_on_timer(uint8_t *arena, uint32_t tick)
     if (s->phase == FW_PHASE_IDLE && s->pending_valid) start_sample(h, arena, &c);
     const int reducing = s->phase == FW_PHASE_RUN && s->step >= 1u;
     if (cfg->role & FW_ROLE_READOUT) {
-        if (reducing) readout_reduce(h, arena, tick - 1u, &c);
-        else readout_discard(h, arena, tick - 1u, &c);
+        if (reducing) {
+            float y[FW_MAX_OUT];
+            readout_reduce(h, arena, tick - 1u, y, &c);
+            recording_readout_step(h, arena, s->step - 1u, y, &c);
+        } else {
+            readout_discard(h, arena, tick - 1u, &c);
+        }
     }
     if (s->phase != FW_PHASE_RUN) return c;
     const uint32_t k = s->step++;
@@ -198,7 +207,9 @@ fw_counts_t fw_on_dma_done(uint8_t *arena, uint32_t tag)
     const fw_config_t *cfg = &h->config;
     fw_state_t *s = &h->state;
     fw_counts_t c = no_counts();
-    if (h->status != FW_OK || !s->dma_busy || tag != s->dma_step || s->phase != FW_PHASE_RUN) return c;
+    if (h->status != FW_OK) return c;
+    if (tag & FW_DMA_WRITE_TAG) { recording_dma_done(h, tag); return c; }
+    if (!s->dma_busy || tag != s->dma_step || s->phase != FW_PHASE_RUN) return c;
     s->dma_busy = 0;
     const uint32_t k = tag;
     const int spiking = cfg->input_kind == FW_INPUT_SPIKES;
@@ -213,6 +224,7 @@ fw_counts_t fw_on_dma_done(uint8_t *arena, uint32_t tag)
     const uint32_t *input = frame + FW_FRAME_HEAD_WORDS;
     const uint32_t *z_prev = FW_U32(arena, h, z_prev);
     neuron_step(h, arena, input, z_prev, s->tick, &c);
+    recording_neuron_step(h, arena, k, &c);
     readout_send_partials(h, arena, s->tick, &c);
     if (s->train) eprop_trace_step(h, arena, input, z_prev, &c);
     return c;
@@ -275,11 +287,12 @@ fw_counts_t fw_on_host_msg(uint8_t *arena, const uint32_t *msg, uint32_t n_words
     if (h->status != FW_OK || n_words == 0 || n_words > FW_MAX_HOST_WORDS) { s->counters.bad_host_msgs++; return c; }
     switch (msg[0]) {
     case FW_MSG_SAMPLE:
-        if (n_words != 5u || s->pending_valid || msg[2] >= cfg->n_out
+        if (n_words != 5u || s->pending_valid || msg[2] >= cfg->n_out || msg[3] > (FW_SAMPLE_TRAIN | FW_SAMPLE_RECORD)
             || ((cfg->role & FW_ROLE_NEURON) && msg[4] >= cfg->ring_slots)) { s->counters.bad_host_msgs++; break; }
         s->pending_id = msg[1];
         s->pending_label = msg[2];
-        s->pending_train = msg[3] ? 1u : 0u;
+        s->pending_train = msg[3] & FW_SAMPLE_TRAIN;
+        s->pending_record = (msg[3] & FW_SAMPLE_RECORD) ? 1u : 0u;
         s->pending_slot0 = msg[4];
         s->pending_valid = 1u;
         break;

@@ -35,16 +35,27 @@ int hal_send_host(fw_header_t *h, const uint32_t *words, uint32_t n_words)
     return 1;
 }
 
-int hal_dma_read(fw_header_t *h, uint32_t sdram_addr, void *dst, uint32_t n_bytes, uint32_t tag)
+static int dma_request(fw_header_t *h, uint32_t kind, uint32_t sdram_addr, const void *sram, uint32_t n_bytes,
+                       uint32_t tag)
 {
     uint32_t *at = outbox_reserve(h, HAL_DMA_WORDS);
     if (!at) return 0;
-    at[0] = HAL_OUT_DMA;
+    at[0] = kind;
     at[1] = sdram_addr;
-    at[2] = (uint32_t)((uint8_t *)dst - (uint8_t *)h);
+    at[2] = (uint32_t)((const uint8_t *)sram - (const uint8_t *)h);
     at[3] = n_bytes;
     at[4] = tag;
     return 1;
+}
+
+int hal_dma_read(fw_header_t *h, uint32_t sdram_addr, void *dst, uint32_t n_bytes, uint32_t tag)
+{
+    return dma_request(h, HAL_OUT_DMA, sdram_addr, dst, n_bytes, tag);
+}
+
+int hal_dma_write(fw_header_t *h, uint32_t sdram_addr, const void *src, uint32_t n_bytes, uint32_t tag)
+{
+    return dma_request(h, HAL_OUT_DMA_WRITE, sdram_addr, src, n_bytes, tag);
 }
 
 int hal_user_event(fw_header_t *h)

@@ -69,7 +69,7 @@ void readout_discard(fw_header_t *h, uint8_t *arena, uint32_t tick, fw_counts_t 
     c->partials_reduced += n;
 }
 
-void readout_reduce(fw_header_t *h, uint8_t *arena, uint32_t tick, fw_counts_t *c)
+void readout_reduce(fw_header_t *h, uint8_t *arena, uint32_t tick, float *y, fw_counts_t *c)
 {
     const fw_config_t *cfg = &h->config;
     const uint32_t no = cfg->n_out, expected = cfg->n_src * no;
@@ -78,9 +78,10 @@ void readout_reduce(fw_header_t *h, uint8_t *arena, uint32_t tick, fw_counts_t *
     const float *partials = (const float *)partials_of(h, arena, tick);
     float *out = FW_F32(arena, h, out_sum);
     for (uint32_t k = 0; k < no; ++k) {
-        float y = 0.0f;
-        for (uint32_t src = 0; src < cfg->n_src; ++src) y += partials[src * no + k];
-        out[k] = out[k] + y;
+        float yk = 0.0f;
+        for (uint32_t src = 0; src < cfg->n_src; ++src) yk += partials[src * no + k];
+        out[k] = out[k] + yk;
+        y[k] = yk;
     }
     clear_step(h, arena, tick);
     c->partials_reduced += expected;

@@ -190,6 +190,7 @@ class _Run:
     zbar_sum: np.ndarray        # (B, n_rec) sum over time of zbar
     elig: np.ndarray | None     # (B, n_in + n_rec, n_rec) summed filtered eligibility E
     spikes: np.ndarray          # (B,)
+    steps: dict[str, np.ndarray] | None = None  # recorded: z, v (B, T, n_rec), y (B, T, n_out) per step
 
 
 class GoldenModel:
@@ -251,6 +252,14 @@ class GoldenModel:
                              l2_loss(self.weights, self.train.l2), run.spikes)
         return grads, result
 
+    def record(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-step activity with the current weights, as the chip records it: spikes z and membrane
+        voltage v after each step (B, n_steps, n_rec), and the readout's output of each step
+        y_t = zbar_t @ W_out (B, n_steps, n_out)."""
+        run = self._run(self._check_x(x), traces=False, record=True)
+        assert run.steps is not None
+        return run.steps
+
     def train_batch(self, x: np.ndarray, y: np.ndarray) -> BatchResult:
         """E-prop gradients + 2*l2*W on all weights, then one Adam step."""
         grads, result = self.gradients(x, y)
@@ -259,7 +268,7 @@ class GoldenModel:
 
     # -- per-step simulation -------------------------------------------------------------------
 
-    def _run(self, x: np.ndarray, traces: bool) -> _Run:
+    def _run(self, x: np.ndarray, traces: bool, record: bool = False) -> _Run:
         """Simulate a batch; the order of operations per step is the authors' (section 10)."""
         c, f, net = self.c, self.dtype, self.net
         w = self.weights
@@ -273,6 +282,8 @@ class GoldenModel:
             ev = np.zeros((b, n_pre), f)                       # eps_v, per presynaptic neuron
             ea, eb, elig, tmp = (np.zeros((b, n_pre, n_rec), f) for _ in range(4))
             diag = (slice(None), np.arange(n_in, n_pre), np.arange(n_rec))
+        steps = {"z": np.zeros((b, n_steps, n_rec), np.uint8), "v": np.zeros((b, n_steps, n_rec), f),
+                 "y": np.zeros((b, n_steps, net.n_out), f)} if record else None
         for t in range(n_steps):
             z_prev = z
             a = c.rho * a + c.one_rho * z_prev
@@ -283,8 +294,11 @@ class GoldenModel:
             z = (u > 0).astype(f)
             spikes += np.count_nonzero(z, axis=1)
             zbar = zbar * c.kappa + z
-            out = zbar @ w.w_out + out
+            y_t = zbar @ w.w_out
+            out = y_t + out
             zbar_sum += zbar
+            if steps is not None:
+                steps["z"][:, t], steps["v"][:, t], steps["y"][:, t] = z, v, y_t
             if traces:
                 psi = surrogate(u, net, f)
                 ev = c.alpha * ev + np.concatenate([x[:, t], z_prev], axis=1)
@@ -304,7 +318,7 @@ class GoldenModel:
                 if self.trace_round is not None:
                     for stored in (ea, eb, elig):
                         self.trace_round(stored)
-        return _Run(out / f(n_steps), zbar_sum, elig if traces else None, spikes)
+        return _Run(out / f(n_steps), zbar_sum, elig if traces else None, spikes, steps)
 
     def _check_x(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
