@@ -99,7 +99,11 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class PartitionConfig:
-    """How the network is split over cores: neurons per neuron core and where the readout lives."""
+    """How the network is split over cores: neurons per neuron core and where the readout lives.
+
+    `neurons_per_core: auto` in the YAML takes the most neurons per core whose arenas fit a core's arena
+    budget (host/memory.py: largest_neurons_per_core), resolved when the config is read; the default stays
+    the paper's 10 (12 cores for 120 neurons), which a network too large for it must change."""
 
     neurons_per_core: int = 10
     readout: str = "shared"  # "shared": core 0 also reduces the readout; "extra": one more core does
@@ -335,10 +339,29 @@ def config_from_dict(raw: Mapping[str, Any] | None) -> ExperimentConfig:
     if unknown:
         raise ConfigError(f"unknown top-level key(s): {', '.join(unknown)}; known: network, train, partition, "
                           f"dataset, chip, input, record")
+    auto = _pop_auto(raw)
     parts = {name: _section(cls, name, raw.get(name)) for name, cls in sections.items()}
     parts["dataset"] = _dataset_section(raw.get("dataset"))
     parts["record"] = _record_section(raw.get("record"), parts["network"])
-    return ExperimentConfig(**parts).validate()
+    cfg = ExperimentConfig(**parts).validate()
+    if not auto:
+        return cfg
+    from host.memory import largest_neurons_per_core  # host.memory builds on this module
+
+    npc = largest_neurons_per_core(cfg)
+    return dataclasses.replace(cfg, partition=dataclasses.replace(cfg.partition, neurons_per_core=npc)).validate()
+
+
+def _pop_auto(raw: dict[str, Any]) -> bool:
+    """Whether partition.neurons_per_core is `auto` (then taken out of `raw`, to be resolved once the rest
+    of the config is valid)."""
+    part = raw.get("partition")
+    if not isinstance(part, Mapping) or not isinstance(part.get("neurons_per_core"), str):
+        return False
+    if part["neurons_per_core"] != "auto":
+        raise ConfigError(f"partition.neurons_per_core must be an integer or auto, got {part['neurons_per_core']!r}")
+    raw["partition"] = {k: v for k, v in part.items() if k != "neurons_per_core"}
+    return True
 
 
 def _record_section(raw: Any, net: NetworkConfig) -> RecordConfig:

@@ -75,10 +75,13 @@ def build_images(fw: Firmware, cfg: ExperimentConfig, plan: Plan, weights: Weigh
         c = fw.new_config(core_config_fields(cfg, plan, core, adam, outbox_words))
         layout = fw.layout(c)
         if layout.arena_bytes > limit:
+            from host.memory import largest_neurons_per_core  # host.memory builds on this module
+
             raise ConfigError(
                 f"core {core.core_id} needs {layout.arena_bytes:,} B of SRAM for its arena, has {limit:,} B "
                 f"(the data part of its 128 KB left by code and stack): lower partition.neurons_per_core "
-                f"(now {cfg.partition.neurons_per_core})")
+                f"(now {cfg.partition.neurons_per_core}) to {largest_neurons_per_core(cfg, fw)} or less, "
+                f"or set it to auto")
         data = np.zeros(layout.arena_bytes, dtype=np.uint8)
         hdr = fw.ffi.new("fw_header_t *")
         hdr.magic = fw.lib.FW_MAGIC

@@ -1,15 +1,17 @@
-"""Host layer: the per-core byte map of a partitioned network (`s2eprop memory`), from the firmware's layout,
-and the stack use of the firmware's handlers against a core's stack budget (host/stack.py)."""
+"""Host layer: the per-core byte map of a partitioned network (`s2eprop memory`), from the firmware's layout;
+the most neurons per core whose arenas fit the arena budget (`partition.neurons_per_core: auto`); and the
+stack use of the firmware's handlers against a core's stack budget (host/stack.py)."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from emulator.fw_bridge import Firmware
+from emulator.fw_bridge import Firmware, Layout
 from host.arm_size import arena_budget
 from host.config import ExperimentConfig
 from host.images import core_config_fields, training_state_bytes
-from host.errors import HostError
-from host.partition import plan_partition
+from host.errors import ConfigError, HostError
+from host.partition import MAX_APP_CORES, Plan, cores_needed, plan_partition
 from host.stack import format_stack_report, handler_stack_usage, worst_nesting
 
 # stack of one core, as firmware_c/arm/link.ld sets it: the 4 KB of heap and stack at 0x1F000 of
@@ -33,15 +35,50 @@ def stack_map(budget_bytes: int = STACK_BUDGET_BYTES) -> dict[str, Any]:
             "lines": format_stack_report(report, budget_bytes)}
 
 
+def core_layouts(cfg: ExperimentConfig, plan: Plan, fw: Firmware) -> list[Layout]:
+    """The firmware's layout (fw_layout) of each core of `plan`, as the image builder lays them out."""
+    return [fw.layout(fw.new_config(core_config_fields(cfg, plan, core, None))) for core in plan.cores]
+
+
+def largest_neurons_per_core(cfg: ExperimentConfig, firmware: Firmware | None = None) -> int:
+    """The most neurons per neuron core (`partition.neurons_per_core: auto`) for which every core's arena,
+    training state included, fits the arena budget of the host's SRAM check (arm_size.arena_budget: the
+    ARM build's arena room, else partition.arena_limit_bytes); ConfigError where not even 1 fits."""
+    fw = firmware or Firmware()
+    net = cfg.network
+    limit, limit_from = arena_budget(cfg.partition.arena_limit_bytes)
+    need = 0
+    for npc in range(min(net.n_rec, int(fw.lib.FW_MAX_LOCAL)), 0, -1):
+        trial = dataclasses.replace(cfg, partition=dataclasses.replace(cfg.partition, neurons_per_core=npc))
+        if cores_needed(net, trial.partition) > MAX_APP_CORES:
+            raise ConfigError(
+                f"partition.neurons_per_core auto: {npc + 1} neurons per core need {need:,} B of arena on a core, "
+                f"more than its {limit:,} B ({limit_from}), and {npc} would need more than a chip's "
+                f"{MAX_APP_CORES} cores for {net.n_rec} neurons: fewer network.n_in, n_rec or n_out")
+        plan = plan_partition(net, trial.partition)
+        need = 0
+        for core in plan.cores:  # core 0 first, the largest with a shared readout: most candidates stop there
+            need = fw.layout(fw.new_config(core_config_fields(trial, plan, core, None))).arena_bytes
+            if need > limit:
+                break
+        else:
+            return npc
+    raise ConfigError(f"partition.neurons_per_core auto: even 1 neuron per core needs {need:,} B of arena on a core, "
+                      f"more than its {limit:,} B ({limit_from}): fewer network.n_in, n_rec or n_out"
+                      + ("; `make arm` measures the real arena room" if limit_from == "default" else ""))
+
+
 def memory_map(cfg: ExperimentConfig, firmware: Firmware | None = None, stack: bool = True) -> dict[str, Any]:
     fw = firmware or Firmware()
     plan = plan_partition(cfg.network, cfg.partition)
     limit, limit_from = arena_budget(cfg.partition.arena_limit_bytes)
+    try:
+        most: int | None = largest_neurons_per_core(cfg, fw)
+    except ConfigError:
+        most = None
     cores = []
-    layouts = []
-    for core in plan.cores:
-        layout = fw.layout(fw.new_config(core_config_fields(cfg, plan, core, None)))
-        layouts.append(layout)
+    layouts = core_layouts(cfg, plan, fw)
+    for core, layout in zip(plan.cores, layouts):
         present = sorted(((off, name) for name, off in layout.offsets.items() if off), key=lambda t: t[0])
         regions = []
         for i, (off, name) in enumerate(present):
@@ -52,7 +89,7 @@ def memory_map(cfg: ExperimentConfig, firmware: Firmware | None = None, stack: b
                       "accounting": dict(layout.accounting), "regions": regions,
                       "fits": layout.arena_bytes <= limit})
 
-    return {"cores": len(cores), "neurons_per_core": cfg.partition.neurons_per_core,
+    return {"cores": len(cores), "neurons_per_core": cfg.partition.neurons_per_core, "neurons_per_core_most": most,
             "arena_limit_bytes": limit, "arena_limit_from": limit_from,
             "training_state_bytes_total": training_state_bytes(layouts),
             "per_core": cores, **({"stack": stack_map()} if stack else {})}
@@ -63,7 +100,9 @@ def _role(role: int) -> str:
 
 
 def format_memory_map(m: dict[str, Any]) -> str:
-    lines = [f"{m['cores']} cores, {m['neurons_per_core']} neurons per neuron core, arena limit "
+    most = m["neurons_per_core_most"]
+    lines = [f"{m['cores']} cores, {m['neurons_per_core']} neurons per neuron core ("
+             + (f"at most {most} fit, what `auto` takes" if most else "not even 1 fits") + "), arena limit "
              f"{m['arena_limit_bytes']:,} B ({m['arena_limit_from']}); training state (weights, optimizer, traces, neuron, readout) "
              f"{m['training_state_bytes_total']:,} B in all"]
     for c in m["per_core"]:
