@@ -111,7 +111,8 @@ def format_memory_map(m: dict[str, Any]) -> str:
         lines.append(f"core {c['core']:3d} {c['role']:<15} neurons {c['neurons'][0]}-{c['neurons'][1] - 1}  "
                      f"arena {c['arena_bytes']:7,} B = header {c['header_bytes']} + weights {a['weights_bytes']:,} "
                      f"+ optimizer {a['optimizer_bytes']:,} + traces {a['trace_bytes']:,} + neuron {a['neuron_bytes']:,} "
-                     f"+ readout {a['readout_bytes']:,} + buffers {a['buffer_bytes']:,}{flag}")
+                     f"+ readout {a['readout_bytes']:,} + buffers {a['buffer_bytes']:,}"
+                     + (f" + records {a['record_bytes']:,}" if a.get("record_bytes") else "") + flag)
     first = m["per_core"][0]
     lines.append(f"byte map of core {first['core']}:")
     for r in first["regions"]:
