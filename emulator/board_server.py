@@ -53,7 +53,8 @@ class LinkCounters:
     bad_crc: int = 0          # own commands whose CRC32 does not match their data
     errors: int = 0           # commands refused with an error code
     ticks_behind: int = 0     # realtime: ticks run more than 100 ms after their wall-clock time
-    spikes_parts: int = 0     # spike datagrams (CMD_SPIKES) whose ids went into their slot's bitmap
+    spikes_posted: int = 0    # posted spike datagrams (CMD_SPIKES, no reply): each written, duplicate, late or refused
+    spikes_parts: int = 0     # spike datagrams (posted or acknowledged) whose ids went into their slot's bitmap
     spikes_steps: int = 0     # input slots completed from spike datagrams (all parts of the step in)
     spikes_duplicates: int = 0  # a part received twice: harmless, not written again
     spikes_late: int = 0      # a part of a step a core has already read its slot for: dropped
@@ -78,17 +79,17 @@ class _Client:
 
 @dataclass
 class _SpikeBuild:
-    """An input slot being built from spike datagrams: which step it is for, the parts in, its bits so far."""
+    """An input slot being built from spike datagrams: which step it is for and the parts in (its bits so far
+    are in the slot itself, in SDRAM)."""
 
     sample: int
     step: int
     n_in: int
     parts: int
     seen: set = field(default_factory=set)
-    bits: np.ndarray | None = None  # one uint8 0/1 per bit of the slot's bitmap words (None once complete)
 
 
-SPIKE_BUILDS = 1 << 16  # slots remembered (duplicates of a step are recognised while its slot is)
+SPIKE_BUILDS = 1 << 14  # slots remembered (duplicates of a step are recognised while its slot is)
 
 
 class BoardServer:
@@ -189,11 +190,12 @@ class BoardServer:
             self._stream_chunk(msg, client)
             return None
         if msg.cmd == sdp.CMD_SPIKES and msg.flags == sdp.FLAGS_NO_REPLY:  # posted live input: counted, no reply
+            self.link.spikes_posted += 1
             try:
                 self._spikes(msg)
-            except EmulatorError as exc:
+            except Exception as exc:  # noqa: BLE001 - a datagram must never take the board down; it is counted
                 self.link.spikes_errors += 1
-                self.last_spike_error = str(exc)
+                self.last_spike_error = str(exc) if isinstance(exc, EmulatorError) else f"{type(exc).__name__}: {exc}"
             return None
         key = (seq, zlib.crc32(raw))
         if client is not None and key in client.replies:
@@ -364,9 +366,9 @@ class BoardServer:
         build = self._spike_builds.get(addr)
         if build is None or (build.sample, build.step, build.n_in, build.parts) != (sample, part.step, part.n_in,
                                                                                      part.parts):
-            if build is not None and build.bits is not None:
+            if build is not None and len(build.seen) < build.parts:
                 self.link.spikes_incomplete += 1
-            build = _SpikeBuild(sample, part.step, part.n_in, part.parts, bits=np.zeros(32 * words, np.uint8))
+            build = _SpikeBuild(sample, part.step, part.n_in, part.parts)
             self._spike_builds[addr] = build
             self._spike_builds.move_to_end(addr)
             while len(self._spike_builds) > SPIKE_BUILDS:
@@ -374,19 +376,18 @@ class BoardServer:
         if part.part in build.seen:
             self.link.spikes_duplicates += 1
             return sdp.SPIKE_REPLY_DUPLICATE
-        bits = build.bits
-        assert bits is not None  # a build with all its parts in has seen every part
-        bits[part.ids] = 1
+        slot = np.zeros(head + words, dtype="<u4")
+        if build.seen:  # a later part: OR into the bits the earlier ones left in the slot
+            slot[head:] = np.frombuffer(self.chip.read_sdram(addr + 4 * head, 4 * words), dtype="<u4")
+        ids = part.ids
+        np.bitwise_or.at(slot, head + (ids >> 5), (np.uint32(1) << (ids & 31)).astype("<u4"))
         build.seen.add(part.part)
         complete = len(build.seen) == build.parts
-        slot = np.empty(head + words, dtype="<u4")
         slot[0] = lib.FW_SPIKES_MAGIC if complete else 0
         slot[1], slot[2] = sample, part.step
-        slot[head:] = np.packbits(bits.reshape(words, 4, 8), axis=-1, bitorder="little").reshape(-1).view("<u4")
         self.chip.write_sdram(addr, slot)
         self.link.spikes_parts += 1
         if complete:
-            build.bits = None
             self.link.spikes_steps += 1
         return sdp.SPIKE_REPLY_WRITTEN
 

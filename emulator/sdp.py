@@ -66,6 +66,7 @@ ROUTE_WORDS = 7      # key, mask, 5 words of destination bits
 # u8: no key prefix, no payload base, not timed, tag 0; bits 3:2 the type, KEY_16_BIT or KEY_32_BIT) and the keys
 SPIKES_HEAD = struct.Struct("<IIHHBB")
 EIEIO_KEY_16_BIT, EIEIO_KEY_32_BIT = 0, 2  # SpiNNMan EIEIOType
+MAX_SPIKE_INPUTS = 1 << 18  # n_in of a spike datagram: a 32 KiB bitmap slot (a core fetches two into its SRAM)
 SPIKE_REPLY_WRITTEN, SPIKE_REPLY_DUPLICATE, SPIKE_REPLY_LATE = 0, 1, 2  # arg1 of an acknowledged part's reply
 
 
@@ -217,6 +218,8 @@ def spike_id_bytes(n_in: int) -> int:
 def spike_parts(step: int, n_in: int, ids: "np.ndarray", limit: int = MAX_DATA_BYTES) -> list[bytes]:
     """The CMD_SPIKES data of one step's active ids, in as few parts as fit `limit` bytes each (at least one,
     an empty step too: the board writes its slot all the same)."""
+    if not 1 <= n_in <= MAX_SPIKE_INPUTS:
+        raise WireError(f"spike input of n_in {n_in:,}: spike datagrams carry 1..{MAX_SPIKE_INPUTS:,} inputs")
     width = spike_id_bytes(n_in)
     per = min((limit - SPIKES_HEAD.size) // width, 255)  # EIEIO's count is a byte
     if per < 1:
@@ -249,7 +252,8 @@ def unpack_spikes(data: bytes) -> SpikePart:
                         f"{8 * spike_id_bytes(n_in)}-bit ids")
     if len(data) != SPIKES_HEAD.size + width * count:
         raise WireError(f"spike datagram of {count} ids ({width} B each) carries {len(data) - SPIKES_HEAD.size} B")
-    if not (0 <= part < parts) or n_in < 1:
-        raise WireError(f"spike datagram part {part} of {parts}, n_in {n_in}: bad header")
+    if not (0 <= part < parts) or not 1 <= n_in <= MAX_SPIKE_INPUTS:
+        raise WireError(f"spike datagram part {part} of {parts}, n_in {n_in:,}: bad header (n_in is "
+                        f"1..{MAX_SPIKE_INPUTS:,})")
     ids = np.frombuffer(data, dtype="<u2" if width == 2 else "<u4", count=count, offset=SPIKES_HEAD.size)
     return SpikePart(step, n_in, part, parts, ids.astype(np.uint32))

@@ -208,3 +208,38 @@ def test_a_part_for_a_slot_already_read_is_late(serve) -> None:
     t.advance(100 - 30 + 1 + 8)
     assert sum(c["input_underruns"] for c in trainer.core_counters().values()) == 0
     trainer.close()
+
+
+def test_random_spike_datagrams_are_refused_or_counted() -> None:
+    """Rule: sealed spike datagrams of random content (random bytes, or a header of random fields before
+    random ids) never raise in the board: each acknowledged one is answered, each posted one counted."""
+    from emulator.board_server import BoardServer
+    from host.board_cli import build_board
+
+    chip, desc = build_board(None, "functional", None, 4)
+    server = BoardServer(chip, desc, port=0)
+    try:
+        addr = ("127.0.0.1", 9)
+        server.handle(sdp.pack(sdp.sealed(sdp.Scp(sdp.CMD_HELLO, 1, sdp.PROTOCOL_VERSION, data=b"12345678"))), addr)
+        rng = np.random.default_rng(15)
+        answered = 0
+        for i in range(3000):
+            if i % 2:
+                data = rng.integers(0, 256, int(rng.integers(0, 257)), dtype=np.uint8).tobytes()
+            else:
+                count = int(rng.integers(0, 20))
+                data = sdp.SPIKES_HEAD.pack(int(rng.integers(0, 4)), int(rng.choice([0, 80, 80, 80, 70_000, 1 << 31])),
+                                            int(rng.integers(0, 2)), int(rng.integers(1, 3)), count,
+                                            int(rng.choice([0, 0, 0, 8, 1, 4, 0x80]))) \
+                    + rng.integers(0, 81, count, dtype=np.uint16).tobytes()
+            a1 = int(rng.choice([0x100000, 0x100000, 0x100002, (1 << 30) - 8, 0xFFFFFFFF]))
+            flags = sdp.FLAGS_NO_REPLY if i % 3 else sdp.FLAGS_REPLY_EXPECTED
+            raw = sdp.pack(sdp.sealed(sdp.Scp(sdp.CMD_SPIKES, 2 + i, a1, i, 0, data[:sdp.MAX_DATA_BYTES], flags=flags)))
+            answered += server.handle(raw, addr) is not None
+        link = server.link
+        posted = sum(1 for i in range(3000) if i % 3)
+        assert answered == 3000 - posted
+        assert link.spikes_parts + link.spikes_duplicates + link.spikes_late + link.spikes_errors == 3000
+        assert link.spikes_posted == posted and link.spikes_errors > 1000 and link.spikes_parts > 30
+    finally:
+        server.sock.close()
