@@ -1,6 +1,7 @@
 """Emulator layer: the board's wire format (docs/protocol.md), written once for the board server and the
 host's UDP transport: SpiNNaker's SDP framing carrying SCP, the SC&MP commands VER, READ and WRITE,
-our own commands for what SpiNNaker has none for, and the optional HMAC-SHA256 trailer.
+our own commands for what SpiNNaker has none for (spike input as EIEIO-style lists of input ids among
+them), and the optional HMAC-SHA256 trailer.
 
 Datagram: 2 padding bytes | SDP header (8 B: flags, tag, dest port<<5|cpu, src port<<5|cpu, dest y,
 dest x, src y, src x) | SCP (cmd u16, seq u16, arg1..arg3 u32; little-endian) | data (<= 256 B)
