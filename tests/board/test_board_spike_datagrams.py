@@ -53,6 +53,25 @@ def test_spike_datagrams_write_the_bytes_bitmap_slots_write(serve) -> None:
     t.close()
 
 
+def test_spike_datagrams_carry_the_session_mac(serve) -> None:
+    """Rule: with a key, spike datagrams (acknowledged and posted) carry the session's MAC and are taken;
+    without the key they are dropped as unauthenticated."""
+    board = serve(key=b"spikes")
+    t = UdpTransport(board.target, key=b"spikes")
+    slots = spike_slots(2, _raster(8, 80, 0.2, 4))
+    t.write_spike_slots(INPUT_RING_ADDR, slots, 80)
+    t.write_spike_slots(INPUT_RING_ADDR + 0x1000, slots, 80, posted=True)
+    assert t.read_sdram(INPUT_RING_ADDR, slots.nbytes) == t.read_sdram(INPUT_RING_ADDR + 0x1000, slots.nbytes) \
+        == slots.tobytes()
+    bad_mac = board.server.link.bad_mac
+    t.key = b"another"
+    t.write_spike_slots(INPUT_RING_ADDR + 0x2000, slots, 80, posted=True)
+    t.key = b"spikes"
+    assert t.read_sdram(INPUT_RING_ADDR + 0x2000, 4) == bytes(4)
+    assert board.server.link.bad_mac == bad_mac + 8 and board.server.link.spikes_steps == 16
+    t.close()
+
+
 @pytest.mark.parametrize("n_in, p, limit, parts_min", [(700, 0.5, sdp.MAX_DATA_BYTES, 3), (700, 0.05, 40, 2),
                                                        (70_000, 0.002, sdp.MAX_DATA_BYTES, 3)])
 def test_a_step_that_does_not_fit_one_datagram_is_split(serve, n_in, p, limit, parts_min) -> None:
