@@ -1,6 +1,7 @@
 """Emulator layer: the board's wire format (docs/protocol.md), written once for the board server and the
 host's UDP transport: SpiNNaker's SDP framing carrying SCP, the SC&MP commands VER, READ and WRITE,
-our own commands for what SpiNNaker has none for, and the optional HMAC-SHA256 trailer.
+our own commands for what SpiNNaker has none for (spike input as EIEIO-style lists of input ids among
+them), and the optional HMAC-SHA256 trailer.
 
 Datagram: 2 padding bytes | SDP header (8 B: flags, tag, dest port<<5|cpu, src port<<5|cpu, dest y,
 dest x, src y, src x) | SCP (cmd u16, seq u16, arg1..arg3 u32; little-endian) | data (<= 256 B)
@@ -14,6 +15,8 @@ import hmac
 import struct
 import zlib
 from dataclasses import dataclass
+
+import numpy as np
 
 PROTOCOL_VERSION = 1
 DEFAULT_PORT = 17893
@@ -41,9 +44,12 @@ CMD_STATUS = 0x47      # arg1 page -> reply arg1 page, arg2 pages; data: JSON (t
 CMD_STREAM = 0x48      # no reply (flags 0x07): arg1 SDRAM address, arg2 stream << 16 | chunk; data: bytes
 CMD_STREAM_ACK = 0x49  # arg1 stream, arg2 chunks -> reply data: bitmap of the chunks the board holds
 CMD_MEM_READ = 0x4A    # as READ (arg1 address, arg2 bytes; a core's SRAM, or SDRAM at the monitor), CRC-sealed
+CMD_SPIKES = 0x4B      # one step's input spikes (or a part of them): arg1 the slot's SDRAM address, arg2 sample id;
+                       # data: SPIKES_HEAD, then an EIEIO data message of 16- or 32-bit keys (the input ids)
 CMD_NAMES = {CMD_VER: "VER", CMD_READ: "READ", CMD_WRITE: "WRITE", CMD_HELLO: "HELLO", CMD_ROUTES: "ROUTES",
              CMD_START: "START", CMD_STOP: "STOP", CMD_SEND: "SEND", CMD_POLL: "POLL", CMD_ADVANCE: "ADVANCE",
-             CMD_STATUS: "STATUS", CMD_STREAM: "STREAM", CMD_STREAM_ACK: "STREAM_ACK", CMD_MEM_READ: "MEM_READ"}
+             CMD_STATUS: "STATUS", CMD_STREAM: "STREAM", CMD_STREAM_ACK: "STREAM_ACK", CMD_MEM_READ: "MEM_READ",
+             CMD_SPIKES: "SPIKES"}
 MAX_STREAM_CHUNKS = 8 * MAX_DATA_BYTES  # chunks one STREAM_ACK bitmap can report
 OWN_COMMANDS = frozenset(c for c in CMD_NAMES if c >= CMD_HELLO)
 
@@ -55,6 +61,14 @@ RC_NAMES = {RC_OK: "RC_OK", RC_LEN: "RC_LEN", RC_SUM: "RC_SUM", RC_CMD: "RC_CMD"
 TYPE_BYTE, TYPE_SHORT, TYPE_WORD = 0, 1, 2
 MONITOR = (0, 0, 0)  # (x, y, cpu) of the board's monitor: VER, SDRAM reads and writes
 ROUTE_WORDS = 7      # key, mask, 5 words of destination bits
+
+
+# CMD_SPIKES data: step u32, n_in u32, part u16, parts u16, then SpiNNaker's EIEIO data header (count u8, flags
+# u8: no key prefix, no payload base, not timed, tag 0; bits 3:2 the type, KEY_16_BIT or KEY_32_BIT) and the keys
+SPIKES_HEAD = struct.Struct("<IIHHBB")
+EIEIO_KEY_16_BIT, EIEIO_KEY_32_BIT = 0, 2  # SpiNNMan EIEIOType
+MAX_SPIKE_INPUTS = 1 << 18  # n_in of a spike datagram: a 32 KiB bitmap slot (a core fetches two into its SRAM)
+SPIKE_REPLY_WRITTEN, SPIKE_REPLY_DUPLICATE, SPIKE_REPLY_LATE = 0, 1, 2  # arg1 of an acknowledged part's reply
 
 
 class WireError(ValueError):
@@ -184,3 +198,63 @@ def unpack_messages(data: bytes, count: int) -> list[tuple[int, list[int]]]:
         out.append((core, list(struct.unpack_from(f"<{n}I", data, at + 8))))
         at += 8 + 4 * n
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class SpikePart:
+    """One CMD_SPIKES datagram's content: part `part` of `parts` of step `step`'s active input ids (< n_in)."""
+
+    step: int
+    n_in: int
+    part: int
+    parts: int
+    ids: "np.ndarray"  # uint32
+
+
+def spike_id_bytes(n_in: int) -> int:
+    """Bytes per input id on the wire: 2 (EIEIO KEY_16_BIT) while every id fits 16 bits, else 4."""
+    return 2 if n_in <= 1 << 16 else 4
+
+
+def spike_parts(step: int, n_in: int, ids: "np.ndarray", limit: int = MAX_DATA_BYTES) -> list[bytes]:
+    """The CMD_SPIKES data of one step's active ids, in as few parts as fit `limit` bytes each (at least one,
+    an empty step too: the board writes its slot all the same)."""
+    if not 1 <= n_in <= MAX_SPIKE_INPUTS:
+        raise WireError(f"spike input of n_in {n_in:,}: spike datagrams carry 1..{MAX_SPIKE_INPUTS:,} inputs")
+    width = spike_id_bytes(n_in)
+    per = min((limit - SPIKES_HEAD.size) // width, 255)  # EIEIO's count is a byte
+    if per < 1:
+        raise WireError(f"a spike datagram of at most {limit} B holds no id ({SPIKES_HEAD.size} B of header)")
+    ids = np.ascontiguousarray(ids, dtype="<u2" if width == 2 else "<u4")
+    n_parts = max(1, -(-len(ids) // per))
+    if n_parts > 0xFFFF:
+        raise WireError(f"step {step}: {len(ids):,} active inputs need {n_parts:,} spike datagrams, at most 65,535")
+    eieio_type = EIEIO_KEY_16_BIT if width == 2 else EIEIO_KEY_32_BIT
+    out = []
+    for p in range(n_parts):
+        chunk = ids[p * per:(p + 1) * per]
+        out.append(SPIKES_HEAD.pack(step & 0xFFFFFFFF, n_in, p, n_parts, len(chunk), eieio_type << 2) + chunk.tobytes())
+    return out
+
+
+def unpack_spikes(data: bytes) -> SpikePart:
+    """The content of a CMD_SPIKES datagram; WireError when it is not well formed (ids are checked against
+    n_in by the board, which says which)."""
+    if len(data) < SPIKES_HEAD.size:
+        raise WireError(f"spike datagram of {len(data)} B: shorter than its {SPIKES_HEAD.size} B header")
+    step, n_in, part, parts, count, flags = SPIKES_HEAD.unpack_from(data)
+    eieio_type = (flags >> 2) & 3
+    if flags & ~0x0C or eieio_type not in (EIEIO_KEY_16_BIT, EIEIO_KEY_32_BIT):
+        raise WireError(f"spike datagram EIEIO flags 0x{flags:02x}: only 16- or 32-bit keys without prefix, "
+                        f"payload or tag")
+    width = 2 if eieio_type == EIEIO_KEY_16_BIT else 4
+    if width != spike_id_bytes(n_in):
+        raise WireError(f"spike datagram of {8 * width}-bit ids for n_in {n_in:,}: expected "
+                        f"{8 * spike_id_bytes(n_in)}-bit ids")
+    if len(data) != SPIKES_HEAD.size + width * count:
+        raise WireError(f"spike datagram of {count} ids ({width} B each) carries {len(data) - SPIKES_HEAD.size} B")
+    if not (0 <= part < parts) or not 1 <= n_in <= MAX_SPIKE_INPUTS:
+        raise WireError(f"spike datagram part {part} of {parts}, n_in {n_in:,}: bad header (n_in is "
+                        f"1..{MAX_SPIKE_INPUTS:,})")
+    ids = np.frombuffer(data, dtype="<u2" if width == 2 else "<u4", count=count, offset=SPIKES_HEAD.size)
+    return SpikePart(step, n_in, part, parts, ids.astype(np.uint32))

@@ -82,6 +82,22 @@ def spike_slots(sample_id: int, spikes: np.ndarray) -> np.ndarray:
     return slots
 
 
+def spike_slot_ids(slots: np.ndarray, n_in: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """The inverse of spike_slots: (sample ids, steps, each slot's active input ids, ascending) of spike slots
+    (rows [FW_SPIKES_MAGIC, id, step, bitmap], the layout read from fw_abi.h as spike_slots writes it)."""
+    slots = np.ascontiguousarray(slots, dtype=np.uint32)
+    lib = abi()
+    head, words = int(lib.FW_FRAME_HEAD_WORDS), -(-n_in // 32)
+    if slots.ndim != 2 or slots.shape[1] != head + words:
+        raise TransportError(f"spike slots of n_in {n_in} are (n, {head + words}) words, got shape {slots.shape}")
+    if len(slots) and (slots[:, 0] != lib.FW_SPIKES_MAGIC).any():
+        raise TransportError("not spike slots: a slot lacks FW_SPIKES_MAGIC")
+    bits = np.unpackbits(np.ascontiguousarray(slots[:, head:], dtype="<u4").view(np.uint8), axis=1, bitorder="little")[:, :n_in]
+    rows, ids = np.nonzero(bits)
+    cuts = np.searchsorted(rows, np.arange(1, len(slots)))
+    return slots[:, 1].copy(), slots[:, 2].copy(), np.split(ids.astype(np.uint32), cuts)
+
+
 @dataclass(frozen=True)
 class ResultMsg:
     """What the readout core reports at the end of a sample (before the weight update)."""

@@ -12,6 +12,7 @@ chip's clock, one tick at a time, as a host streaming live input would.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,7 @@ class InputRing:
     n_slots: int
     slot_words: int
     kind: str = "analog"  # input.kind: analog frames or spike bitmaps (fw_abi.h FW_INPUT_*)
+    n_in: int = 0         # inputs (the bits of a spike bitmap that are inputs)
 
     @classmethod
     def for_network(cls, n_in: int, n_steps: int, copy: int = 0, kind: str = "analog") -> "InputRing":
@@ -46,7 +48,7 @@ class InputRing:
         slot_words = int(abi().fw_input_slot_words(input_kind_code(kind), n_in))
         frame_words = int(abi().fw_input_slot_words(abi().FW_INPUT_ANALOG, n_in))
         stride = -(-4 * n_slots * frame_words // RING_ALIGN_BYTES) * RING_ALIGN_BYTES
-        return cls(INPUT_RING_ADDR + copy * stride, n_slots, slot_words, kind)
+        return cls(INPUT_RING_ADDR + copy * stride, n_slots, slot_words, kind, n_in)
 
     def slots(self, sample_id: int, inputs: np.ndarray) -> np.ndarray:
         """A sample's ring slots: its analog frames, or its spikes (0/1, (n_steps, n_in)) as bitmaps."""
@@ -110,8 +112,12 @@ class SampleStreamer:
         to a board whose clock runs on its own go without waiting for an acknowledgement (post_sdram):
         one lost is a frame missing at its tick, which the firmware counts."""
         write = self.transport.write_sdram
-        if live and getattr(self.transport, "realtime", False):
+        posted = live and getattr(self.transport, "realtime", False)
+        if posted:
             write = getattr(self.transport, "post_sdram", write)
+        spikes = getattr(self.transport, "write_spike_slots", None)  # a board link: spike datagrams, not bitmaps
+        if self.ring.kind == "spikes" and spikes is not None:
+            write = functools.partial(spikes, n_in=self.ring.n_in, posted=posted)
         ring, done = self.ring, 0
         while done < len(slots):
             at = (slot + done) % ring.n_slots

@@ -40,6 +40,9 @@ class ClientLinkCounters:
     host_ticks_waited: int = 0  # realtime board: one-tick advances, and the jitter of their wall-clock spacing
     host_jitter_max_us: int = 0
     posted: int = 0            # SDRAM chunks sent without acknowledgement (live frames to a realtime board)
+    spike_datagrams: int = 0   # CMD_SPIKES datagrams sent (acknowledged or posted; not counting retransmissions)
+    spikes_posted: int = 0     # of those, posted (live spike input to a realtime board)
+    spikes_late: int = 0       # acknowledged parts the board dropped: a core had read their slot already
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -74,13 +77,14 @@ class UdpTransport:
     protocol_version = sdp.PROTOCOL_VERSION  # what this host speaks (HELLO); a board refuses another
 
     def __init__(self, target: str, key: bytes | None = None, timeout_s: float = 0.25, retries: int = 8,
-                 window: int = 32) -> None:
+                 window: int = 32, spike_limit_bytes: int = sdp.MAX_DATA_BYTES) -> None:
         self.target = target
         self.address = parse_target(target)
         self.key = key
         self.timeout_s = timeout_s
         self.retries = retries
         self.window = window
+        self.spike_limit_bytes = spike_limit_bytes  # a spike datagram's data (a step's ids are split to fit)
         self.link = ClientLinkCounters()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
@@ -237,6 +241,37 @@ class UdpTransport:
         is a frame missing at its tick, counted by the firmware as an input underrun)."""
         raw = bytes(memoryview(data).cast("B")) if not isinstance(data, bytes) else data
         self._stream(sdp.MONITOR, addr, raw, None, acknowledged=False)
+
+    def write_spike_slots(self, addr: int, slots: np.ndarray, n_in: int, posted: bool = False,
+                          timeout_s: float | None = None) -> None:
+        """Write spike-input ring slots (host.messages.spike_slots rows, consecutive from `addr`) as spike
+        datagrams: one per step, its active input ids (split when they do not fit one), from which the board
+        builds the same slot. Acknowledged (each part answered, sent again until it is), or `posted` for live
+        input to a realtime board: a part lost is a step whose slot never completes, which the firmware counts
+        as an input underrun."""
+        from host.messages import spike_slot_ids
+
+        slots = np.asarray(slots, dtype=np.uint32)
+        samples, steps, ids = spike_slot_ids(slots, n_in)
+        stride = 4 * slots.shape[1]
+        msgs = [(addr + i * stride, int(samples[i]), data) for i in range(len(slots))
+                for data in sdp.spike_parts(int(steps[i]), n_in, ids[i], self.spike_limit_bytes)]
+        self.link.spike_datagrams += len(msgs)
+        if not posted:
+            replies = self._many([sdp.Scp(sdp.CMD_SPIKES, 0, a, s, 0, d, *sdp.MONITOR) for a, s, d in msgs],
+                                 timeout_s=timeout_s)
+            self.link.spikes_late += sum(r.arg1 == sdp.SPIKE_REPLY_LATE for r in replies)
+            return
+        if self._queued:
+            self.flush(timeout_s)
+        head = sdp.sdp_header(sdp.FLAGS_NO_REPLY, *sdp.MONITOR)
+        for a1, a2, data in msgs:
+            seq = self._next_seq()
+            body = head + sdp.SCP_HEADER.pack(sdp.CMD_SPIKES, seq, a1, a2,
+                                              sdp.fields_crc(*sdp.MONITOR, sdp.CMD_SPIKES, seq, a1, a2, data)) + data
+            self.sock.send(body + sdp.mac(self.key, self._nonce, body) if self.key is not None else body)
+        self.link.sent += len(msgs)
+        self.link.spikes_posted += len(msgs)
 
     def _stream(self, at: tuple[int, int, int], addr: int, raw: bytes, timeout_s: float | None,
                 acknowledged: bool = True) -> None:
