@@ -262,3 +262,30 @@ def test_random_spike_datagrams_are_refused_or_counted() -> None:
         assert link.spikes_posted == posted and link.spikes_errors > 1000 and link.spikes_parts > 30
     finally:
         server.sock.close()
+
+
+def test_recordings_read_over_udp_equal_the_in_process_chips(serve) -> None:
+    """Rule: with a `record` section, a board over UDP (the host allocates the record regions with SDRAM
+    writes and reads them back with MEM_READ) gives the in-process chip's records bit for bit, on delta
+    spike input; an unmarked sample is not recorded."""
+    from host.config import RecordConfig
+
+    cfg = dataclasses.replace(_config(), record=RecordConfig(spikes=tuple(range(120)), v=(0, 57, 119),
+                                                             train_every=1)).validate()
+    w0 = init_weights(cfg.network, seed=3)
+    w0 = dataclasses.replace(w0, w_in=(6 * w0.w_in).astype(np.float32))
+    x, y = _delta_samples(cfg, 3)
+    board = serve()
+    over_udp, local = BoardTrainer(cfg, w0, transport=UdpTransport(board.target)), BoardTrainer(cfg, w0)
+    marks = [True, False, True]
+    for i in range(3):
+        for t in (over_udp, local):
+            t.train_batch(x[i], y[i:i + 1], record=np.array([marks[i]]))
+    a, b = over_udp.recorded(), local.recorded()
+    assert len(a) == len(b) == 2
+    for ra, rb in zip(a, b):
+        assert ra.missing == 0 and ra.spikes.sum() > 0
+        for name in ("spikes", "v", "y"):
+            assert np.array_equal(getattr(ra, name), getattr(rb, name)), name
+    assert not any(over_udp.provenance().values())
+    over_udp.close()
