@@ -26,6 +26,7 @@ from emulator.chip import FunctionalChip
 from emulator.chip_config import ChipDescription
 from emulator.errors import EmulatorError
 from emulator.router import RouteEntry
+from emulator.spike_injector import SpikeInjector
 
 REPLY_CACHE = 1024   # replies kept per client (retransmissions are answered from here)
 SEQ_WINDOW = 4096    # a sequence number this far behind the newest is a replay: dropped
@@ -77,21 +78,6 @@ class _Client:
     stream_errors: dict = field(default_factory=dict)          # stream -> why a chunk could not be written
 
 
-@dataclass
-class _SpikeBuild:
-    """An input slot being built from spike datagrams: which step it is for and the parts in (its bits so far
-    are in the slot itself, in SDRAM)."""
-
-    sample: int
-    step: int
-    n_in: int
-    parts: int
-    seen: set = field(default_factory=set)
-
-
-SPIKE_BUILDS = 1 << 14  # slots remembered (duplicates of a step are recognised while its slot is)
-
-
 class BoardServer:
     def __init__(self, chip: FunctionalChip, desc: ChipDescription, bind: str = "127.0.0.1",
                  port: int = sdp.DEFAULT_PORT, key: bytes | None = None, mode: str = "functional") -> None:
@@ -116,9 +102,7 @@ class BoardServer:
         self._status_pages: list[bytes] = []
         self._stop = False
         self._next_tick_s: float | None = None
-        self._spike_builds: OrderedDict[int, _SpikeBuild] = OrderedDict()  # slot SDRAM address -> its build
-        self._rings: list[tuple[int, int, int, int]] | None = None  # (core, ring address, slots, slot bytes)
-        self.last_spike_error = ""
+        self.spikes = SpikeInjector(chip, self.link)
 
     # -- the loop -----------------------------------------------------------------------------------
     def serve_forever(self) -> None:
@@ -192,10 +176,9 @@ class BoardServer:
         if msg.cmd == sdp.CMD_SPIKES and msg.flags == sdp.FLAGS_NO_REPLY:  # posted live input: counted, no reply
             self.link.spikes_posted += 1
             try:
-                self._spikes(msg)
+                self.spikes.put(msg)
             except Exception as exc:  # noqa: BLE001 - a datagram must never take the board down; it is counted
-                self.link.spikes_errors += 1
-                self.last_spike_error = str(exc) if isinstance(exc, EmulatorError) else f"{type(exc).__name__}: {exc}"
+                self.spikes.refused(exc)
             return None
         key = (seq, zlib.crc32(raw))
         if client is not None and key in client.replies:
@@ -281,17 +264,16 @@ class BoardServer:
             return self._stream_ack(msg, client)
         if msg.cmd == sdp.CMD_SPIKES:
             try:
-                return self._ok(msg, self._spikes(msg))
+                return self._ok(msg, self.spikes.put(msg))
             except EmulatorError as exc:
-                self.link.spikes_errors += 1
-                self.last_spike_error = str(exc)
+                self.spikes.refused(exc)
                 raise
         if msg.cmd in (sdp.CMD_START, sdp.CMD_STOP, sdp.CMD_SEND):
             if core is None:
                 return self._error(msg, sdp.RC_CPU, f"no core at (x {msg.x}, y {msg.y}, cpu {msg.cpu})")
             if msg.cmd == sdp.CMD_START:
                 status = self.chip.init_core(core, msg.arg1)
-                self._rings = None  # the cores' input rings are read again at the next spike datagram
+                self.spikes.cores_changed()
                 if self.mode == "realtime" and self._next_tick_s is None:
                     self._next_tick_s = time.perf_counter()
                 return self._ok(msg, status)
@@ -337,92 +319,6 @@ class BoardServer:
             client.streams.pop(next(iter(client.streams)))
         while len(client.stream_errors) > 16:
             client.stream_errors.pop(next(iter(client.stream_errors)))
-
-    # -- spike input (CMD_SPIKES) ---------------------------------------------------------------------
-    def _spikes(self, msg: sdp.Scp) -> int:
-        """Put one spike datagram's ids into its input slot [FW_SPIKES_MAGIC, sample, step, bitmap] (fw_abi.h):
-        the first part of a step clears the slot's bits, every part ORs its ids in, and the slot gets its magic
-        word only once all parts are in (until then a core reading it finds no frame: an input underrun).
-        Returns sdp.SPIKE_REPLY_*; EmulatorError for a datagram that is refused."""
-        try:
-            part = sdp.unpack_spikes(msg.data)
-        except sdp.WireError as exc:
-            raise EmulatorError(str(exc)) from None
-        addr, sample, lib = msg.arg1, msg.arg2, self.chip.fw.lib
-        if (msg.x, msg.y, msg.cpu) != sdp.MONITOR:
-            raise EmulatorError(f"spike datagrams go to the monitor (0, 0, 0), which writes SDRAM; got "
-                                f"({msg.x}, {msg.y}, {msg.cpu})")
-        if part.ids.size and int(part.ids.max()) >= part.n_in:
-            bad = int(part.ids[np.argmax(part.ids >= part.n_in)])
-            raise EmulatorError(f"spike datagram of sample {sample}, step {part.step} (part {part.part + 1} of "
-                                f"{part.parts}): input id {bad:,} >= n_in {part.n_in:,}; refused")
-        head, words = int(lib.FW_FRAME_HEAD_WORDS), -(-part.n_in // 32)
-        if addr % 4 or addr + 4 * (head + words) > self.chip.sdram.size_bytes:
-            raise EmulatorError(f"spike slot at 0x{addr:08x} ({4 * (head + words)} B): not a word-aligned address "
-                                f"inside the chip's {self.chip.sdram.size_bytes:,} B of SDRAM")
-        if self._slot_read(addr, sample, part.step):
-            self.link.spikes_late += 1
-            return sdp.SPIKE_REPLY_LATE
-        build = self._spike_builds.get(addr)
-        if build is None or (build.sample, build.step, build.n_in, build.parts) != (sample, part.step, part.n_in,
-                                                                                     part.parts):
-            if build is not None and len(build.seen) < build.parts:
-                self.link.spikes_incomplete += 1
-            build = _SpikeBuild(sample, part.step, part.n_in, part.parts)
-            self._spike_builds[addr] = build
-            self._spike_builds.move_to_end(addr)
-            while len(self._spike_builds) > SPIKE_BUILDS:
-                self._spike_builds.popitem(last=False)
-        if part.part in build.seen:
-            self.link.spikes_duplicates += 1
-            return sdp.SPIKE_REPLY_DUPLICATE
-        slot = np.zeros(head + words, dtype="<u4")
-        if build.seen:  # a later part: OR into the bits the earlier ones left in the slot
-            slot[head:] = np.frombuffer(self.chip.read_sdram(addr + 4 * head, 4 * words), dtype="<u4")
-        ids = part.ids
-        np.bitwise_or.at(slot, head + (ids >> 5), (np.uint32(1) << (ids & 31)).astype("<u4"))
-        build.seen.add(part.part)
-        complete = len(build.seen) == build.parts
-        slot[0] = lib.FW_SPIKES_MAGIC if complete else 0
-        slot[1], slot[2] = sample, part.step
-        self.chip.write_sdram(addr, slot)
-        self.link.spikes_parts += 1
-        if complete:
-            self.link.spikes_steps += 1
-        return sdp.SPIKE_REPLY_WRITTEN
-
-    def _slot_read(self, addr: int, sample: int, step: int) -> bool:
-        """Whether a neuron core has already fetched this slot as step `step` of sample `sample`: it is running
-        that sample (not idle), the slot is its ring's slot for the step, and its step counter has passed it
-        (the firmware starts the slot's DMA as it counts the step)."""
-        if self._rings is None:
-            self._rings = self._input_rings()
-        if not self._rings:
-            return False
-        ffi = self.chip.fw.ffi
-        at = ffi.offsetof("fw_header_t", "state")
-        for core, ring, n_slots, slot_bytes in self._rings:
-            if not ring <= addr < ring + n_slots * slot_bytes or (addr - ring) % slot_bytes:
-                continue
-            phase, k, _tick, sid, _label, _train, slot0 = struct.unpack_from(
-                "<7I", self.chip.read_sram(core, at, 28))
-            if phase != int(self.chip.fw.lib.FW_PHASE_IDLE) and sid == sample and k > step \
-                    and (slot0 + step) % n_slots == (addr - ring) // slot_bytes:
-                return True
-        return False
-
-    def _input_rings(self) -> list[tuple[int, int, int, int]]:
-        """(core, ring SDRAM address, slots, slot bytes) of every started neuron core with spike input."""
-        fw, out = self.chip.fw, []
-        ffi, lib = fw.ffi, fw.lib
-        size = ffi.sizeof("fw_header_t")
-        for core in range(self.chip.n_cores):
-            h = ffi.from_buffer("fw_header_t *", bytearray(self.chip.read_sram(core, 0, size)))
-            cfg = h.config
-            if h.status == lib.FW_RUNNING and cfg.role & lib.FW_ROLE_NEURON and cfg.input_kind == lib.FW_INPUT_SPIKES:
-                out.append((core, int(cfg.sdram_ring), int(cfg.ring_slots),
-                            4 * int(lib.fw_input_slot_words(cfg.input_kind, cfg.n_in))))
-        return out
 
     def _stream_ack(self, msg: sdp.Scp, client: _Client) -> sdp.Scp:
         stream, n = msg.arg1 & 0xFFFF, msg.arg2
@@ -498,7 +394,7 @@ class BoardServer:
         return {"ticks": self.chip.tick_count, "delivered": st.delivered, "dropped": st.dropped,
                 "last_drop": list(st.last_drop) if st.last_drop else None, "losses": losses,
                 "link": self.link.as_dict(), "mode": self.mode, "cores": self.chip.n_cores,
-                "last_spike_error": self.last_spike_error}
+                "last_spike_error": self.spikes.last_error}
 
     def _status(self, msg: sdp.Scp) -> sdp.Scp:
         if msg.arg1 == 0 or not self._status_pages:  # page 0 takes a new snapshot
