@@ -61,6 +61,7 @@ class LinkCounters:
     spikes_late: int = 0      # a part of a step a core has already read its slot for: dropped
     spikes_incomplete: int = 0  # a step's slot taken over by another step before all its parts came
     spikes_errors: int = 0    # spike datagrams refused: malformed, an id >= n_in, a slot outside SDRAM
+    stale_messages: int = 0   # messages a core queued for the host before it was started again: dropped
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -272,6 +273,7 @@ class BoardServer:
             if core is None:
                 return self._error(msg, sdp.RC_CPU, f"no core at (x {msg.x}, y {msg.y}, cpu {msg.cpu})")
             if msg.cmd == sdp.CMD_START:
+                self._drop_messages_of(core)
                 status = self.chip.init_core(core, msg.arg1)
                 self.spikes.cores_changed()
                 if self.mode == "realtime" and self._next_tick_s is None:
@@ -379,6 +381,14 @@ class BoardServer:
         if len(self._routes) == total:
             self.chip.load_routes([self._routes[i] for i in range(total)])
         return self._ok(msg, len(self._routes), total)
+
+    def _drop_messages_of(self, core: int) -> None:
+        """A core started again: what it queued for the host before (a host killed mid-sample never polled
+        it) belongs to no run now, and would reach the new host as messages of no sample: dropped, counted."""
+        self._outbox.extend((c, w.tolist()) for c, w in self.chip.take_host_messages())
+        kept = [(c, w) for c, w in self._outbox if c != core]
+        self.link.stale_messages += len(self._outbox) - len(kept)
+        self._outbox = kept
 
     def _poll(self, msg: sdp.Scp) -> sdp.Scp:
         self._outbox.extend((c, w.tolist()) for c, w in self.chip.take_host_messages())

@@ -63,3 +63,26 @@ def test_a_realtime_board_keeps_its_own_clock(serve) -> None:
     link = trainer.report()["link"]
     assert "host_late_ticks" in link["host"] and link["board"]["ticks_behind"] == 0
     trainer.close()
+
+
+def test_a_new_host_does_not_get_the_messages_of_a_killed_ones_sample(serve) -> None:
+    """Rule: a host that dies mid-sample leaves its cores' RESULT and SAMPLE_DONE unpolled on the board; a
+    new host loading and starting the cores again gets none of them (they are dropped and counted as
+    stale_messages), so its first sample sees no stray message, and it learns what a fresh board learns."""
+    cfg = ExperimentConfig().validate()
+    w0 = init_weights(cfg.network, seed=3)
+    x, y = _samples(2)
+    board = serve()
+    first = BoardTrainer(cfg, w0, transport=UdpTransport(board.target))
+    first.train_batch(x[:1], y[:1])
+    # the host sends the next sample and the board runs it, but the host dies before it polls
+    first.streamer.begin(first.next_sample_id(), int(y[1]), True, x[1])
+    first.transport.advance(cfg.network.n_steps + 1 + 16)
+    queued = board.server.link.as_dict()["stale_messages"]
+    again = BoardTrainer(cfg, w0, transport=UdpTransport(board.target))
+    r = again.train_batch(x[:1], y[:1])  # on_loss stop: a stray message would be an error
+    assert board.server.link.as_dict()["stale_messages"] - queued == 13  # 12 SAMPLE_DONE and the RESULT
+    fresh = BoardTrainer(cfg, w0)
+    assert r.loss[0] == fresh.train_batch(x[:1], y[:1]).loss[0]
+    assert not any(again.provenance().values())
+    again.close()
