@@ -32,7 +32,11 @@ class CoreImage:
 
 
 def core_config_fields(cfg: ExperimentConfig, plan: Plan, core: CorePlan, adam: Any | None,
-                       outbox_words: int = OUTBOX_WORDS) -> dict[str, Any]:
+                       outbox_words: int = OUTBOX_WORDS, recording: RecordingPlan | None = None) -> dict[str, Any]:
+    """A core's fw_config_t fields; `recording`: the plan's record regions (made here from cfg.record when
+    it is active and none is given: callers looping over the cores pass one made once)."""
+    if recording is None and cfg.record.active:
+        recording = RecordingPlan(cfg, plan)
     net, tr = cfg.network, cfg.train
     ring = InputRing.for_network(net.n_in, net.n_steps, plan.copy, cfg.input.kind)
     off = key_offset(plan)
@@ -57,7 +61,7 @@ def core_config_fields(cfg: ExperimentConfig, plan: Plan, core: CorePlan, adam: 
         b1_pow0=float(adam.b1_pow) if adam is not None else tr.adam_b1,
         b2_pow0=float(adam.b2_pow) if adam is not None else tr.adam_b2,
         input_kind=input_kind_code(cfg.input.kind),
-        **(RecordingPlan(cfg, plan).config_fields(core) if cfg.record.active else {}),
+        **(recording.config_fields(core) if recording is not None else {}),
     )
 
 
@@ -68,11 +72,14 @@ def _core_blocks(core: CorePlan, mats: dict[str, np.ndarray]) -> dict[str, np.nd
 
 
 def build_images(fw: Firmware, cfg: ExperimentConfig, plan: Plan, weights: Weights, adam: Any | None = None,
-                 feedback: np.ndarray | None = None, outbox_words: int = OUTBOX_WORDS) -> list[CoreImage]:
+                 feedback: np.ndarray | None = None, outbox_words: int = OUTBOX_WORDS,
+                 recording: RecordingPlan | None = None) -> list[CoreImage]:
     images = []
+    if recording is None and cfg.record.active:
+        recording = RecordingPlan(cfg, plan)
     limit = arena_budget(cfg.partition.arena_limit_bytes)[0]
     for core in plan.cores:
-        c = fw.new_config(core_config_fields(cfg, plan, core, adam, outbox_words))
+        c = fw.new_config(core_config_fields(cfg, plan, core, adam, outbox_words, recording))
         layout = fw.layout(c)
         if layout.arena_bytes > limit:
             from host.memory import largest_neurons_per_core  # host.memory builds on this module

@@ -12,6 +12,7 @@ from host.config import ExperimentConfig
 from host.images import core_config_fields, training_state_bytes
 from host.errors import ConfigError, HostError
 from host.partition import MAX_APP_CORES, Plan, cores_needed, plan_partition
+from host.recording import RecordingPlan
 from host.stack import format_stack_report, handler_stack_usage, worst_nesting
 
 # stack of one core, as firmware_c/arm/link.ld sets it: the 4 KB of heap and stack at 0x1F000 of
@@ -37,7 +38,8 @@ def stack_map(budget_bytes: int = STACK_BUDGET_BYTES) -> dict[str, Any]:
 
 def core_layouts(cfg: ExperimentConfig, plan: Plan, fw: Firmware) -> list[Layout]:
     """The firmware's layout (fw_layout) of each core of `plan`, as the image builder lays them out."""
-    return [fw.layout(fw.new_config(core_config_fields(cfg, plan, core, None))) for core in plan.cores]
+    rec = RecordingPlan(cfg, plan) if cfg.record.active else None
+    return [fw.layout(fw.new_config(core_config_fields(cfg, plan, core, None, recording=rec))) for core in plan.cores]
 
 
 def largest_neurons_per_core(cfg: ExperimentConfig, firmware: Firmware | None = None) -> int:
@@ -56,9 +58,10 @@ def largest_neurons_per_core(cfg: ExperimentConfig, firmware: Firmware | None = 
                 f"more than its {limit:,} B ({limit_from}), and {npc} would need more than a chip's "
                 f"{MAX_APP_CORES} cores for {net.n_rec} neurons: fewer network.n_in, n_rec or n_out")
         plan = plan_partition(net, trial.partition)
+        rec = RecordingPlan(trial, plan) if trial.record.active else None
         need = 0
         for core in plan.cores:  # core 0 first, the largest with a shared readout: most candidates stop there
-            need = fw.layout(fw.new_config(core_config_fields(trial, plan, core, None))).arena_bytes
+            need = fw.layout(fw.new_config(core_config_fields(trial, plan, core, None, recording=rec))).arena_bytes
             if need > limit:
                 break
         else:

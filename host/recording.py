@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from emulator.fw_bridge import abi
-from host.config import ExperimentConfig, NetworkConfig, RecordConfig
+from emulator.fw_bridge import Firmware, abi
+from host.config import ExperimentConfig, RecordConfig
 from host.errors import DataError
 from host.files import atomic_write
 from host.partition import ROLE_NEURON, ROLE_READOUT, CorePlan, Plan
@@ -57,12 +57,10 @@ def _mask(local: list[int]) -> list[int]:
     return words
 
 
-def record_words(net: NetworkConfig, n_z: int, n_v: int, readout: bool) -> tuple[int, int]:
-    """Words of a neuron record with n_z spikes and n_v voltages, and of a readout record (fw_record_words)."""
-    lib = abi()
-    head = int(lib.FW_FRAME_HEAD_WORDS)
-    neuron = head + -(-n_z // 32) + n_v if n_z + n_v else 0
-    return neuron, head + net.n_out if readout else 0
+def _fields(core: CorePlan, z: tuple[int, ...], v: tuple[int, ...], readout: bool) -> dict[str, Any]:
+    """fw_config_t recording fields of a core that records neurons z (spikes) and v (global ids)."""
+    lo = core.neuron_lo
+    return dict(rec_out=int(readout), rec_z_mask=_mask([i - lo for i in z]), rec_v_mask=_mask([i - lo for i in v]))
 
 
 class RecordingPlan:
@@ -71,30 +69,33 @@ class RecordingPlan:
     def __init__(self, cfg: ExperimentConfig, plan: Plan) -> None:
         rec, net = cfg.record, cfg.network
         self.net, self.rec = net, rec
+        fw = Firmware()
         z_all, v_all = set(rec.spikes), set(rec.v)
         sizes = []
         for core in plan.cores:
             ids = range(core.neuron_lo, core.neuron_lo + core.n_local) if core.role & ROLE_NEURON else range(0)
             z, v = tuple(i for i in ids if i in z_all), tuple(i for i in ids if i in v_all)
-            sizes.append((core, z, v, *record_words(net, len(z), len(v), bool(core.role & ROLE_READOUT) and rec.readout)))
+            readout = bool(core.role & ROLE_READOUT) and rec.readout
+            # the record sizes as the firmware computes them (fw_record_words), from the fields it reads
+            c = fw.new_config(dict(role=core.role, n_local=core.n_local, n_out=net.n_out, **_fields(core, z, v, readout)))
+            sizes.append((core, z, v, readout, int(fw.lib.fw_record_words(c, fw.lib.FW_REC_NEURON)),
+                          int(fw.lib.fw_record_words(c, fw.lib.FW_REC_READOUT))))
         # every core gets the same stride (the largest), so the regions of copy k lie where they always lie
-        per_core = max(4 * net.n_steps * (nw + rw) for _, _, _, nw, rw in sizes)
-        stride = -(-max(per_core, 1) // RECORD_ALIGN_BYTES) * RECORD_ALIGN_BYTES
+        per_core = max(4 * net.n_steps * (nw + rw) for *_, nw, rw in sizes)
+        self.stride = -(-max(per_core, 1) // RECORD_ALIGN_BYTES) * RECORD_ALIGN_BYTES
         self.cores: dict[int, CoreRecords] = {}
-        for core, z, v, nw, rw in sizes:
-            base = RECORD_ADDR + core.core_id * stride
+        self._fields: dict[int, dict[str, Any]] = {}
+        for core, z, v, readout, nw, rw in sizes:
+            base = RECORD_ADDR + core.core_id * self.stride
             self.cores[core.core_id] = CoreRecords(core.core_id, z, v, base, nw, base + 4 * net.n_steps * nw, rw)
-        self.readout_core = plan.readout_core
+            self._fields[core.core_id] = dict(rec_sdram=base, rec_sdram_out=base + 4 * net.n_steps * nw,
+                                              **_fields(core, z, v, readout))
         self.z_neurons = np.array([i for c in self.cores.values() for i in c.z_neurons], dtype=np.int32)
         self.v_neurons = np.array([i for c in self.cores.values() for i in c.v_neurons], dtype=np.int32)
-        self.stride = stride
 
     def config_fields(self, core: CorePlan) -> dict[str, Any]:
         """The fw_config_t recording fields of one core."""
-        c = self.cores[core.core_id]
-        lo = core.neuron_lo
-        return dict(rec_sdram=c.neuron_addr, rec_sdram_out=c.readout_addr, rec_out=int(c.readout_words > 0),
-                    rec_z_mask=_mask([i - lo for i in c.z_neurons]), rec_v_mask=_mask([i - lo for i in c.v_neurons]))
+        return self._fields[core.core_id]
 
     def regions(self) -> list[tuple[int, int]]:
         """(SDRAM address, bytes) of every record region."""
@@ -142,10 +143,6 @@ class RecordingPlan:
              (raw[:, 2] == np.arange(steps, dtype=np.uint32))
         return raw, ok
 
-    def sram_bytes(self, layouts: dict[int, Any]) -> dict[int, int]:
-        """Record buffer bytes of each core's arena (fw_layout_t.record_bytes)."""
-        return {core: int(layouts[core].accounting["record_bytes"]) for core in self.cores}
-
 
 @dataclass
 class Recordings:
@@ -161,9 +158,17 @@ class Recordings:
             return self.rec.train_every > 0 and index % self.rec.train_every == 0
         return self.rec.test == -1 or index < self.rec.test
 
-    def add(self, split: str, epoch: int, index: int, label: int, pred: int, x: np.ndarray, r: SampleRecord) -> None:
-        self.rows.append(dict(split=split, epoch=epoch, index=index, label=label, pred=pred, input=x,
-                              spikes=r.spikes, v=r.v, y=r.y, missing=r.missing))
+    def flags(self, split: str, positions: range) -> np.ndarray | None:
+        """Which samples of a batch (their places in the epoch or the split) to record; None if none."""
+        marks = np.array([self.wants(split, i) for i in positions], dtype=bool)
+        return marks if marks.any() else None
+
+    def collect(self, records: list[SampleRecord], split: str, epoch: int, flags: np.ndarray, index: np.ndarray,
+                labels: np.ndarray, pred: np.ndarray, x: np.ndarray) -> None:
+        """Keep a batch's records (one per flagged sample, in order); index, labels, pred and x per sample."""
+        for i, r in zip(np.flatnonzero(flags), records):
+            self.rows.append(dict(split=split, epoch=epoch, index=int(index[i]), label=int(labels[i]),
+                                  pred=int(pred[i]), input=x[i], spikes=r.spikes, v=r.v, y=r.y, missing=r.missing))
 
     @property
     def missing(self) -> int:

@@ -63,11 +63,12 @@ class BoardTrainer:
         weights = weights.check(self.net)
         feedback = random_feedback(self.net, cfg.train.seed) if cfg.train.feedback == "random" else None
         extra = {} if outbox_words is None else {"outbox_words": outbox_words}
-        self.images: list[CoreImage] = build_images(self.fw, cfg, self.plan, weights, adam, feedback, **extra)
+        self.recording = RecordingPlan(cfg, self.plan) if cfg.record.active else None
+        self.images: list[CoreImage] = build_images(self.fw, cfg, self.plan, weights, adam, feedback,
+                                                    recording=self.recording, **extra)
         self.transport: Transport = transport or open_transport("emulator", self.plan.n_cores, backend)
         for img in self.images:
             self.transport.write_sram(img.plan.core_id, 0, img.data)
-        self.recording = RecordingPlan(cfg, self.plan) if cfg.record.active else None
         if self.recording is not None:
             self.recording.allocate(self.transport.write_sdram)
         self._records: list[SampleRecord] = []

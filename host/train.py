@@ -184,11 +184,13 @@ def evaluate(trainer: Trainer, x: np.ndarray, y: np.ndarray, n_classes: int, rec
     preds, losses = [], []
     for b0 in range(0, len(x), EVAL_BATCH):
         b1 = min(b0 + EVAL_BATCH, len(x))
-        flags = None if recordings is None else np.array([recordings.wants("test", i) for i in range(b0, b1)])
-        r = trainer.forward(x[b0:b1], y[b0:b1], record=flags if flags is not None and flags.any() else None)
-        if flags is not None and flags.any():
-            for i, rec in zip(np.flatnonzero(flags), trainer.recorded()):
-                recordings.add("test", epoch, b0 + int(i), int(y[b0 + i]), int(r.pred[i]), x[b0 + i], rec)
+        flags = None if recordings is None else recordings.flags("test", range(b0, b1))
+        if flags is None:
+            r = trainer.forward(x[b0:b1], y[b0:b1])
+        else:
+            assert recordings is not None
+            r = trainer.forward(x[b0:b1], y[b0:b1], record=flags)
+            recordings.collect(trainer.recorded(), "test", epoch, flags, np.arange(b0, b1), y[b0:b1], r.pred, x[b0:b1])
         preds.append(r.pred)
         losses.append(r.loss)
     pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)
@@ -443,9 +445,7 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
             if timing is not None:  # the per-tick record keeps the first and the last sample of each epoch
                 timing.record(b0 == 0 or b1 >= n_train)
             t_batch = time.perf_counter()
-            flags = None if recordings is None else np.array([recordings.wants("train", i) for i in range(b0, b1)])
-            if flags is not None and not flags.any():
-                flags = None
+            flags = None if recordings is None else recordings.flags("train", range(b0, b1))
             try:
                 r = (trainer.train_batch(xb, data.y_train[idx]) if flags is None
                      else trainer.train_batch(xb, data.y_train[idx], record=flags))
@@ -456,8 +456,7 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
             if flags is not None:
                 assert recordings is not None
                 where = np.arange(b0, b1) if order is None else order[b0:b1]
-                for i, rec in zip(np.flatnonzero(flags), trainer.recorded()):
-                    recordings.add("train", epoch, int(where[i]), int(data.y_train[where[i]]), int(r.pred[i]), xb[i], rec)
+                recordings.collect(trainer.recorded(), "train", epoch, flags, where, data.y_train[where], r.pred, xb)
             if timing is not None:
                 timing.record(False)
             kept = r.pred >= 0  # a sample the chip lost (on_loss: count) has no loss and counts as wrong
