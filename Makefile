@@ -16,7 +16,7 @@ test: setup firmware arm
 
 setup: system-deps $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml setup.py $(wildcard firmware_c/src/*.c firmware_c/src/*.h firmware_c/include/*.h emulator/csrc/*)
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard firmware_c/src/*.c firmware_c/src/*.h firmware_c/include/*.h emulator/chip/csrc/* firmware_c/contract/build.py)
 	test -x $(BIN)/pip || $(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test]"
@@ -46,11 +46,11 @@ firmware:
 	@for f in firmware_c/src/*.c; do cc $(CFLAGS_FW) -c $$f -o build/firmware/$$(basename $$f .c).o || exit 1; done
 	@echo "firmware: $$(ls build/firmware/*.o | wc -l) objects built with -Werror"
 
-# the Cortex-M4F build (flags in emulator/arm_build.py: -mcpu=cortex-m4 -mthumb -mfloat-abi=hard
+# the Cortex-M4F build (flags in firmware_c/contract/arm_build.py: -mcpu=cortex-m4 -mthumb -mfloat-abi=hard
 # -mfpu=fpv4-sp-d16 -O2 -ffp-contract=off -ffreestanding, C11, -Werror) and its size report
 # build/arm/size.json; fails when the image does not fit a core's 128 KiB
 arm: setup arm-deps
-	$(BIN)/python -m host.arm_size --out build/arm
+	$(BIN)/python -m s2eprop.firmware.arm_size --out build/arm
 
 # the ARM cross compiler (and newlib's headers for <stdint.h>, <stddef.h>), with apt-get when we are root
 arm-deps:
@@ -64,4 +64,4 @@ arm-deps:
 	fi
 
 clean:
-	rm -rf build $(VENV) emulator/_fw*.so emulator/_fw*.c *.egg-info
+	rm -rf build $(VENV) firmware_c/contract/_fw*.so firmware_c/contract/_fw*.c *.egg-info

@@ -24,18 +24,18 @@ from pathlib import Path
 
 import numpy as np
 
-from host.config import NetworkConfig, TrainConfig
-from host.data.augment import colored_noise
-from host.data.dataset import KWS_LABELS
-from host.data.features import REFERENCE_PARAMS, features_from_waves
-from host.data import flite
-from host.data.flite import TRAIN_FLITE_VOICES, speak_flite
-from host.data.synth import UNKNOWN_WORDS, resample_to_16k, trim_silence
-from host.errors import DataError
-from host.figures import pyplot
-from host.files import write_json
-from host.reference.golden import GoldenModel
-from host.weights import load_weights
+from s2eprop.host.config import NetworkConfig, TrainConfig
+from s2eprop.host.data.augment import colored_noise
+from s2eprop.host.data.dataset import KWS_LABELS
+from s2eprop.host.data.features import REFERENCE_PARAMS, features_from_waves
+from s2eprop.host.data import flite
+from s2eprop.host.data.flite import TRAIN_FLITE_VOICES, speak_flite
+from s2eprop.host.data.synth import UNKNOWN_WORDS, resample_to_16k, trim_silence
+from s2eprop.host.errors import DataError
+from s2eprop.host.plots.figures import pyplot
+from s2eprop.host.files import write_json
+from s2eprop.host.reference.golden import GoldenModel
+from s2eprop.host.weights import load_weights
 
 SR_HZ = REFERENCE_PARAMS.sample_rate_hz
 N_SAMPLES = REFERENCE_PARAMS.n_samples

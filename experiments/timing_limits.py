@@ -20,13 +20,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from emulator.chip_config import DEFAULT_CHIP  # noqa: E402
-from host.config import ChipConfig, ExperimentConfig  # noqa: E402
-from host.files import write_json  # noqa: E402
-from host.weights import init_weights  # noqa: E402
+from s2eprop.emulator.chip.description import DEFAULT_CHIP
+from s2eprop.host.config import ChipConfig, ExperimentConfig
+from s2eprop.host.files import write_json
+from s2eprop.host.weights import init_weights
 
 # (name, neurons per core, clock MHz, SRAM per core in KiB or None for the real chip)
 CASES = [("paper, 300 MHz", 10, 300, None), ("paper, 150 MHz", 10, 150, None),
@@ -60,7 +58,7 @@ def run_case(npc: int, clock_mhz: int, chip_file: Path | None, n_samples: int, s
     x = (3 * rng.standard_normal((n_samples, net.n_steps, net.n_in))).astype(np.float32)
     y = rng.integers(0, net.n_out, n_samples)
     w0 = init_weights(net, seed=7)
-    from host.train import make_trainer
+    from s2eprop.host.session.train import make_trainer
 
     functional = make_trainer(functional_cfg, "emulator", w0, None)
     timed = make_trainer(timed_cfg, "emulator", w0, None)

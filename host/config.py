@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from host.errors import ConfigError
+from s2eprop.host.errors import ConfigError
 
 SURROGATES = ("multi_gaussian", "triangle")
 FEEDBACKS = ("symmetric", "random")
@@ -84,7 +84,7 @@ class TrainConfig:
     max_samples: int | None = None
     checkpoint_every_samples: int = 1000  # also at every epoch end and on Ctrl-C / SIGTERM; 0: only those
     shuffle: bool = False  # a new order of the training samples every epoch, seeded by (seed, epoch)
-    # SpecAugment-style masks on every training sample (host.data.feature_masks); 0 = none
+    # SpecAugment-style masks on every training sample (s2eprop.host.data.feature_masks); 0 = none
     freq_masks: int = 0
     freq_mask_max_bands: int = 0
     time_masks: int = 0
@@ -102,7 +102,7 @@ class PartitionConfig:
     """How the network is split over cores: neurons per neuron core and where the readout lives.
 
     `neurons_per_core: auto` in the YAML takes the most neurons per core whose arenas fit a core's arena
-    budget (host/memory.py: largest_neurons_per_core), resolved when the config is read; the default stays
+    budget (host/mapping/memory.py: largest_neurons_per_core), resolved when the config is read; the default stays
     the paper's 10 (12 cores for 120 neurons), which a network too large for it must change."""
 
     neurons_per_core: int = 10
@@ -117,7 +117,7 @@ class ChipConfig:
     wall clock). Timed modes count losses and go on (train.on_loss is taken as count)."""
 
     mode: str = "functional"
-    file: str = ""          # chip description YAML; "" = emulator/configs/spinnaker2.yaml
+    file: str = ""          # chip description YAML; "" = emulator/chip/configs/spinnaker2.yaml
     clock_mhz: float = 0.0  # one of the chip file's clock levels; 0 = the file's clock_hz
     cpu: str = "native"     # core runner: native (the firmware built for this machine) or iss (the ARM
                             # build in the instruction-set simulator: same bits, ~1,000x slower; functional)
@@ -141,7 +141,7 @@ class InputConfig:
 
 @dataclass(frozen=True)
 class RecordConfig:
-    """What the chip records, per step, of chosen samples (host/recording.py): the spikes and the membrane
+    """What the chip records, per step, of chosen samples (host/mapping/recording.py): the spikes and the membrane
     voltage v of the hidden neurons named (global ids, or "all"), and the readout's output y_t; for
     every `train_every`-th training sample of each epoch (index in the epoch % train_every == 0) and the
     first `test` samples of the test split at the last evaluation (-1: all of them)."""
@@ -182,8 +182,8 @@ class ExperimentConfig:
             if getattr(n, name) < 1:
                 raise ConfigError(f"network.{name} must be >= 1, got {getattr(n, name)}")
         # limits of the firmware (fw_abi.h FW_MAX_*): checked here so that the error names the key
-        from emulator.fw_bridge import abi
-        from host.streamer import INPUT_RING_SAMPLES
+        from s2eprop.firmware.abi import abi
+        from s2eprop.host.session.streamer import INPUT_RING_SAMPLES
 
         lib = abi()
         for name, most in (("n_in", lib.FW_MAX_IN), ("n_rec", lib.FW_MAX_REC), ("n_out", lib.FW_MAX_OUT),
@@ -346,7 +346,7 @@ def config_from_dict(raw: Mapping[str, Any] | None) -> ExperimentConfig:
     cfg = ExperimentConfig(**parts).validate()
     if not auto:
         return cfg
-    from host.memory import largest_neurons_per_core  # host.memory builds on this module
+    from s2eprop.host.mapping.memory import largest_neurons_per_core  # s2eprop.host.mapping.memory builds on this module
 
     npc = largest_neurons_per_core(cfg)
     return dataclasses.replace(cfg, partition=dataclasses.replace(cfg.partition, neurons_per_core=npc)).validate()

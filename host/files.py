@@ -35,7 +35,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> Path:
 
 def check_writable_file(path: Path, flag: str) -> None:
     """That `path` can be written as a file (its folder made if missing), checked before long work."""
-    from host.errors import HostError
+    from s2eprop.host.errors import HostError
 
     if path.is_dir():
         raise HostError(f"{flag} {path} is a folder: give a file name")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from host.config import NetworkConfig
-from host.errors import DataError
-from host.files import atomic_write
+from s2eprop.host.config import NetworkConfig
+from s2eprop.host.errors import DataError
+from s2eprop.host.files import atomic_write
 
 
 @dataclass

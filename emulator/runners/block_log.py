@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from emulator.errors import EmulatorError
+from s2eprop.emulator.errors import EmulatorError
 
 CDEF = """
 typedef struct { uint64_t *keys; uint64_t n, cap, overflow; } s2e_block_log_t;
@@ -36,8 +36,8 @@ SIZE_BITS = 12  # a translation block is shorter than 4 KiB
 
 @lru_cache(maxsize=None)
 def _module() -> ModuleType:
-    from emulator.fw_bridge import cache_dir
-    from emulator.fw_build import compile_module
+    from s2eprop.firmware.abi import cache_dir
+    from s2eprop.firmware.build import compile_module
 
     tag = hashlib.sha256((CDEF + SOURCE).encode()).hexdigest()[:16]
     return compile_module(f"_s2e_block_log_{tag}", cache_dir() / "block_log" / tag, CDEF, SOURCE,

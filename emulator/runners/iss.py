@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from emulator.arm_image import ArmImage, load_image
-from emulator.errors import EmulatorError
-from emulator.fw_bridge import Firmware
-from emulator.runners.block_log import BlockLog
-from emulator.runners.effects import Effects, OutboxReader
-from emulator.runners.iss_cost import BlockPricer
-from emulator.runners.m4_timing import CORTEX_M4F, BlockTimer, TimingTable
+from s2eprop.firmware.arm_image import ArmImage, load_image
+from s2eprop.emulator.errors import EmulatorError
+from s2eprop.firmware.abi import Firmware
+from s2eprop.emulator.runners.block_log import BlockLog
+from s2eprop.firmware.outbox import Effects, OutboxReader
+from s2eprop.emulator.runners.iss_cost import BlockPricer
+from s2eprop.emulator.runners.m4_timing import CORTEX_M4F, BlockTimer, TimingTable
 
 HANDLERS = ("init", "timer", "mc_packet", "dma_done", "host_msg", "user_event")
 SCS_BASE, SCS_BYTES = 0xE000E000, 0x1000   # system control space: only CPACR is modelled
@@ -59,7 +59,7 @@ class IssRunner:
         import unicorn as uc_mod
         import unicorn.arm_const as arm
 
-        from emulator import arm_build
+        from s2eprop.firmware import arm_build
 
         self.fw = firmware or Firmware()
         self.n_cores = n_cores

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emulator.arm_image import ArmImage
-from emulator.runners.block_log import SIZE_BITS
-from emulator.runners.m4_timing import CLASSES, BlockTimer
+from s2eprop.firmware.arm_image import ArmImage
+from s2eprop.emulator.runners.block_log import SIZE_BITS
+from s2eprop.emulator.runners.m4_timing import CLASSES, BlockTimer
 
 MEMO_MAX_BLOCKS = 256      # logs up to this long are memoised
 MEMO_MAX_ENTRIES = 100_000

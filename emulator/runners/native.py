@@ -1,14 +1,14 @@
 """Emulator layer: the core runner over the native (cffi) build of the firmware.
 
 Each core's SRAM is a NumPy array; a handler runs on it in place, and what it queued in its outbox
-(hal.h: HAL_OUT_*) is parsed into `Effects` (emulator/runners/effects.py) and the outbox emptied.
+(hal.h: HAL_OUT_*) is parsed into `Effects` (firmware_c/contract/outbox.py) and the outbox emptied.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from emulator.fw_bridge import Firmware
-from emulator.runners.effects import DmaTransfer, Effects, OutboxReader
+from s2eprop.firmware.abi import Firmware
+from s2eprop.firmware.outbox import DmaTransfer, Effects, OutboxReader
 
 __all__ = ["DmaTransfer", "Effects", "NativeRunner"]
 

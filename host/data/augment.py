@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from host.data.features import REFERENCE_PARAMS
+from s2eprop.host.data.features import REFERENCE_PARAMS
 
 SR_HZ = REFERENCE_PARAMS.sample_rate_hz
 N_SAMPLES = REFERENCE_PARAMS.n_samples

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from host.errors import DataError
+from s2eprop.host.errors import DataError
 
 CACHE_ENV = "S2EPROP_CACHE"
 META_FILE = "meta.json"

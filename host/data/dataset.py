@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from host.errors import DataError
+from s2eprop.host.errors import DataError
 
 # One label order everywhere (features files, weights files, reports): the 10 keywords of the
 # 12-class GSC task, then "unknown" (any other word) and "silence" (background noise).
@@ -53,7 +53,7 @@ class Dataset:
 
     def save_npz(self, path: str | Path) -> Path:
         """Write the features `.npz` of the CLI, atomically."""
-        from host.files import atomic_write
+        from s2eprop.host.files import atomic_write
 
         arrays = {"x": self.x_train, "y": self.y_train, "labels": np.asarray(self.labels)}
         if self.x_test is not None:

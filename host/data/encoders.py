@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from host.config import InputConfig, NetworkConfig
-from host.data.dataset import Dataset
-from host.errors import DataError
+from s2eprop.host.config import InputConfig, NetworkConfig
+from s2eprop.host.data.dataset import Dataset
+from s2eprop.host.errors import DataError
 
 
 def delta_encode(x: np.ndarray, threshold: float) -> np.ndarray:

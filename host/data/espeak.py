@@ -1,5 +1,5 @@
 """Host layer: espeak-ng, the main speech synthesiser of the built-in keyword set: finding it, its voices
-(base accents and variants, split between training and test: `host.data.voices`), generated random
+(base accents and variants, split between training and test: `s2eprop.host.data.voices`), generated random
 voices, and speaking one word into a 16 kHz-ready waveform (22,050 Hz as espeak-ng gives it)."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from host.data.programs import require_program, run_program
-from host.errors import DataError
+from s2eprop.host.data.programs import require_program, run_program
+from s2eprop.host.errors import DataError
 
 ESPEAK = "espeak-ng"
 ESPEAK_SR_HZ = 22050

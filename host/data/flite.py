@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from host.data.programs import require_program, run_program
-from host.errors import DataError
+from s2eprop.host.data.programs import require_program, run_program
+from s2eprop.host.errors import DataError
 
 FLITE = "flite"
 # kal and kal16 are one diphone speaker (8 and 16 kHz); rms, slt and awb are CMU ARCTIC speakers

@@ -36,10 +36,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from host.data.cache import CacheEntry, cache_key
-from host.data.dataset import KWS_LABELS, Dataset, known_options
-from host.data.features import REFERENCE_PARAMS, FeatureParams, features_from_waves, prepare_clip
-from host.errors import DataError
+from s2eprop.host.data.cache import CacheEntry, cache_key
+from s2eprop.host.data.dataset import KWS_LABELS, Dataset, known_options
+from s2eprop.host.data.features import REFERENCE_PARAMS, FeatureParams, features_from_waves, prepare_clip
+from s2eprop.host.errors import DataError
 
 BACKGROUND_DIR = "_background_noise_"
 OFFICIAL_TEST_DIRS = ("_silence_", "_unknown_")
@@ -115,7 +115,7 @@ def check_gsc_root(root: str | Path) -> Path:
     if is_official_test_layout(root):
         raise DataError(
             f"{root} is the official GSC test set (it has _silence_/_unknown_ folders): it holds test data only; "
-            "pass it as a test set (s2eprop eval, host.data.gsc.load_gsc_official_test) and train on the "
+            "pass it as a test set (s2eprop eval, s2eprop.host.data.gsc.load_gsc_official_test) and train on the "
             "training archive, which has the list files")
     words = [d.name for d in _wav_dirs(root) if d.name != BACKGROUND_DIR]
     if not any(w in KEYWORDS for w in words):
@@ -252,7 +252,7 @@ def clip_features(clips: Sequence[Clip], root: Path, tag: str, cache_dir: Path |
     cached = entry.load()
     if cached is not None:
         return cached["x"], cached["y"]
-    from host.progress import progress_bar
+    from s2eprop.host.progress import progress_bar
 
     y = np.array([c.label for c in clips], dtype=np.int64)
     resampled: list[str] = []

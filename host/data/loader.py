@@ -2,12 +2,12 @@
 
 Four kinds:
 
-- ``synth``: the built-in spoken keyword set (`host.data.synth`), options n_train, n_test, seed, ...
-- ``gsc``: a Google Speech Commands folder (`host.data.gsc`); x_test is the testing_list split.
-- ``npz``: a features file in the CLI's format (`host.data.dataset.load_npz_dataset`), or a spike file
-  of per-sample event lists (`host.data.spike_format`), binned into steps (options n_steps, dt_ms;
+- ``synth``: the built-in spoken keyword set (`s2eprop.host.data.synth`), options n_train, n_test, seed, ...
+- ``gsc``: a Google Speech Commands folder (`s2eprop.host.data.gsc`); x_test is the testing_list split.
+- ``npz``: a features file in the CLI's format (`s2eprop.host.data.dataset.load_npz_dataset`), or a spike file
+  of per-sample event lists (`s2eprop.host.data.spike_format`), binned into steps (options n_steps, dt_ms;
   train it with `input: {kind: spikes, encoder: none}`).
-- ``shd``: a Spiking Heidelberg Digits HDF5 file (`host.data.shd`), options test_path, n_steps, window_ms.
+- ``shd``: a Spiking Heidelberg Digits HDF5 file (`s2eprop.host.data.shd`), options test_path, n_steps, window_ms.
 
 Features of synth and GSC are cached under `cache_dir`, else ``$S2EPROP_CACHE``, else
 ``~/.cache/s2eprop``.
@@ -17,10 +17,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from host.config import DATASET_KINDS, DatasetConfig
-from host.data.cache import default_cache_dir
-from host.data.dataset import Dataset, load_npz_dataset
-from host.errors import DataError
+from s2eprop.host.config import DATASET_KINDS, DatasetConfig
+from s2eprop.host.data.cache import default_cache_dir
+from s2eprop.host.data.dataset import Dataset, load_npz_dataset
+from s2eprop.host.errors import DataError
 
 ACCEPTED_FORMS = "a folder in Google Speech Commands layout, a features .npz file, or the word 'synth'"
 
@@ -54,7 +54,7 @@ def load_dataset(cfg: DatasetConfig, cache_dir: Path | None = None, progress: bo
         raise DataError(f"dataset kind {cfg.kind!r} unknown; choose one of {', '.join(DATASET_KINDS)}")
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     if cfg.kind == "synth":
-        from host.data.synth import load_synth_dataset
+        from s2eprop.host.data.synth import load_synth_dataset
 
         if cfg.path:
             raise DataError(f"dataset kind 'synth' takes no path (got {cfg.path!r}); "
@@ -63,7 +63,7 @@ def load_dataset(cfg: DatasetConfig, cache_dir: Path | None = None, progress: bo
     if not cfg.path:
         raise DataError(f"dataset kind {cfg.kind!r} needs a path")
     if cfg.kind == "npz":
-        from host.data.spike_format import is_spike_npz, spike_dataset
+        from s2eprop.host.data.spike_format import is_spike_npz, spike_dataset
 
         path = Path(cfg.path).expanduser()
         if path.is_file() and is_spike_npz(path):  # event lists: binned into steps (options n_steps, dt_ms)
@@ -71,10 +71,10 @@ def load_dataset(cfg: DatasetConfig, cache_dir: Path | None = None, progress: bo
         if cfg.options:
             raise DataError(f"dataset kind 'npz' takes no options, got {', '.join(sorted(cfg.options))}")
         return load_npz_dataset(path)
-    from host.data.gsc import is_official_test_layout, load_gsc_dataset, official_test_dataset
+    from s2eprop.host.data.gsc import is_official_test_layout, load_gsc_dataset, official_test_dataset
 
     if cfg.kind == "shd":
-        from host.data.shd import load_shd_dataset
+        from s2eprop.host.data.shd import load_shd_dataset
 
         return load_shd_dataset(Path(cfg.path).expanduser(), cfg.options)
     if test_sets and is_official_test_layout(Path(cfg.path).expanduser()):

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from typing import Sequence
 
-from host.errors import DataError
+from s2eprop.host.errors import DataError
 
 
 def require_program(program: str, needed_for: str) -> str:

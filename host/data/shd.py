@@ -18,9 +18,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from host.data.dataset import Dataset
-from host.data.spike_format import SpikeSet
-from host.errors import DataError
+from s2eprop.host.data.dataset import Dataset
+from s2eprop.host.data.spike_format import SpikeSet
+from s2eprop.host.errors import DataError
 
 SHD_UNITS = 700
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from host.data.dataset import Dataset
-from host.errors import DataError
+from s2eprop.host.data.dataset import Dataset
+from s2eprop.host.errors import DataError
 
 SPIKE_KEYS = ("times_ms", "units", "sample_offsets", "y")
 
@@ -75,7 +75,7 @@ class SpikeSet:
 
 def save_spike_npz(path: str | Path, train: SpikeSet, labels: tuple[str, ...], test: SpikeSet | None = None) -> Path:
     """Write a spike file, atomically."""
-    from host.files import atomic_write
+    from s2eprop.host.files import atomic_write
 
     arrays: dict[str, np.ndarray] = {"labels": np.asarray(labels), "n_units": np.asarray(train.n_units)}
     for suffix, split in (("", train), ("_test", test)):

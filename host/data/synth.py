@@ -12,8 +12,8 @@ training voice with a random duration stretch and pitch; then a speed/formant pe
 words), a noise floor, a random gain, sometimes clipping, and 16-bit quantisation.
 
 Split by voice: the test split uses base voices and variants that the training split never uses
-(`host.data.espeak.TEST_BASE_VOICES`, `TEST_VARIANTS`); it is spoken by espeak-ng only. flite's
-held-out voices (`host.data.flite.TEST_FLITE_VOICES`) are never used by the set. Clip i of a split depends only on (seed, split, i), so the
+(`s2eprop.host.data.espeak.TEST_BASE_VOICES`, `TEST_VARIANTS`); it is spoken by espeak-ng only. flite's
+held-out voices (`s2eprop.host.data.flite.TEST_FLITE_VOICES`) are never used by the set. Clip i of a split depends only on (seed, split, i), so the
 set is the same for any number of worker processes, and it is cached on disk with its features.
 
 Options (``dataset: {kind: synth, <option>: ...}``): n_train (8000), n_test (600), seed (0),
@@ -38,14 +38,14 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from host.data.augment import background, colored_noise, random_channel, reverb
-from host.data.cache import CacheEntry
-from host.data.dataset import KWS_LABELS, Dataset, known_options
-from host.data.espeak import ESPEAK_SR_HZ, espeak_version, make_voice_workspace, random_voice, speak, variant_file_text
-from host.data.features import REFERENCE_PARAMS, features_from_waves
-from host.data.flite import flite_version, speak_flite
-from host.data.voices import VoicePools, voice_pools
-from host.errors import DataError
+from s2eprop.host.data.augment import background, colored_noise, random_channel, reverb
+from s2eprop.host.data.cache import CacheEntry
+from s2eprop.host.data.dataset import KWS_LABELS, Dataset, known_options
+from s2eprop.host.data.espeak import ESPEAK_SR_HZ, espeak_version, make_voice_workspace, random_voice, speak, variant_file_text
+from s2eprop.host.data.features import REFERENCE_PARAMS, features_from_waves
+from s2eprop.host.data.flite import flite_version, speak_flite
+from s2eprop.host.data.voices import VoicePools, voice_pools
+from s2eprop.host.errors import DataError
 
 SYNTH_VERSION = 4  # 3: "up" as /0p/, "off" as /Vf/ in the accent lexicon; 4: words spoken by flite
 SR_HZ = REFERENCE_PARAMS.sample_rate_hz
@@ -320,7 +320,7 @@ def generate_synth(options: Mapping[str, Any] | SynthOptions | None = None, prog
     """Synthesise the set: {x, y, x_test, y_test, recipes, [waves, waves_test]} (no cache)."""
     opts = options if isinstance(options, SynthOptions) else SynthOptions.from_mapping(options)
     pools = voice_pools()
-    from host.progress import progress_bar
+    from s2eprop.host.progress import progress_bar
 
     out: dict[str, Any] = {"recipes": []}
     parts: dict[str, list] = {"train": [], "test": []}

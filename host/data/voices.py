@@ -5,17 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from host.data.espeak import (
-    NO_VARIANT, TEST_BASE_VOICES, TEST_VARIANTS, TRAIN_BASE_VOICES, english_voices, espeak_version,
-)
-from host.data.flite import flite_voices
-from host.errors import DataError
+from s2eprop.host.data.espeak import (NO_VARIANT, TEST_BASE_VOICES, TEST_VARIANTS, TRAIN_BASE_VOICES, english_voices, espeak_version)
+from s2eprop.host.data.flite import flite_voices
+from s2eprop.host.errors import DataError
 
 
 @dataclass(frozen=True)
 class VoicePools:
     """Base voices and variants of each split, restricted to what the installed espeak-ng has, and
-    the split's flite voices (`host.data.flite`)."""
+    the split's flite voices (`s2eprop.host.data.flite`)."""
 
     train_bases: tuple[str, ...]
     test_bases: tuple[str, ...]

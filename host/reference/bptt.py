@@ -1,6 +1,6 @@
 """Reference models layer: exact backpropagation through time (BPTT) for the golden model's network.
 
-Same ALIF network, readout and loss as `host.reference.golden` (cross-entropy on the time-mean
+Same ALIF network, readout and loss as `s2eprop.host.reference.golden` (cross-entropy on the time-mean
 readout, no L2 in the gradients), differentiated exactly with a hand-written backward pass:
 
 * the spike non-linearity z = H(u) has the pseudo-derivative dz/du = psi(u) (the golden model's
@@ -19,11 +19,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from host.config import NetworkConfig, TrainConfig
-from host.errors import DataError
-from host.reference.golden import (AdamState, BatchResult, Constants, apply_schedule, apply_update, float_type,
-                                   l2_loss, softmax_cross_entropy, surrogate)
-from host.weights import Weights
+from s2eprop.host.config import NetworkConfig, TrainConfig
+from s2eprop.host.errors import DataError
+from s2eprop.host.reference.golden import (AdamState, BatchResult, Constants, apply_schedule, apply_update, float_type, l2_loss, softmax_cross_entropy, surrogate)
+from s2eprop.host.weights import Weights
 
 SpikeFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 """u -> (z, dz/du). Default: (Heaviside(u), psi(u)); tests pass a smooth pair to check the algebra."""

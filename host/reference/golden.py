@@ -21,9 +21,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from host.config import NetworkConfig, TrainConfig
-from host.errors import DataError
-from host.weights import Weights
+from s2eprop.host.config import NetworkConfig, TrainConfig
+from s2eprop.host.errors import DataError
+from s2eprop.host.weights import Weights
 
 WEIGHT_KEYS = ("w_in", "w_rec", "w_out")
 _SQRT_2PI_F = 2.5066282746  # the authors' SQRT_2PI_F, a float literal (float32 mode rounds it)

@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from host.errors import HostError
-from host.files import write_json
+from s2eprop.host.errors import HostError
+from s2eprop.host.files import write_json
 
 
 def study_folder(out_dir: Path, study: str) -> Path:

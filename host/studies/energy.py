@@ -15,10 +15,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import yaml
 
-from host.config import ExperimentConfig
-from host.errors import ConfigError
-from host.studies import time_profile
-from host.studies.common import save_figure, study_folder, write_result
+from s2eprop.host.config import ExperimentConfig
+from s2eprop.host.errors import ConfigError
+from s2eprop.host.studies import time_profile
+from s2eprop.host.studies.common import save_figure, study_folder, write_result
 
 CONSTANTS_FILE = Path(__file__).resolve().parent / "energy_constants.yaml"
 _CHIP_KEYS = ("static_power_w", "all_pes_active_power_w", "pes_measured", "measured_clock_hz",
@@ -88,7 +88,7 @@ def chip_sample_energy(prof: dict[str, Any], power: ChipPower, tick_s: float, sa
 
 def plot(result: dict[str, Any], path: Path) -> Path:
     """Left: the chip's energy per sample by part (linear); right: chip and V100 totals (log)."""
-    from host.figures import pyplot
+    from s2eprop.host.plots.figures import pyplot
 
     plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [1, 1.2]})
@@ -119,7 +119,7 @@ def run(out_dir: Path, cfg: ExperimentConfig | None = None, n_samples: int = 10,
         clocks_mhz: Sequence[float] = time_profile.DEFAULT_CLOCKS_MHZ, gpu: bool = True,
         constants: Path = CONSTANTS_FILE, seed: int = 1234) -> dict[str, Any]:
     """The energy study into `out_dir` (result.json, energy.png)."""
-    from host.errors import HostError
+    from s2eprop.host.errors import HostError
 
     if n_samples < 1:
         raise HostError(f"study energy: --samples must be >= 1, got {n_samples}")
@@ -147,8 +147,8 @@ def run(out_dir: Path, cfg: ExperimentConfig | None = None, n_samples: int = 10,
 
 def gpu_part(cfg: ExperimentConfig, const: dict[str, Any]) -> dict[str, Any]:
     """The V100 estimate, or why there is none (no PyTorch)."""
-    from host.errors import HostError
-    from host.studies import gpu_estimate
+    from s2eprop.host.errors import HostError
+    from s2eprop.host.studies import gpu_estimate
 
     batch = int(const["gpu"]["batch_size"])
     try:

@@ -11,9 +11,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from host.config import NetworkConfig, TrainConfig
-from host.studies.torch_eprop import TorchEprop, require_torch
-from host.weights import init_weights
+from s2eprop.host.config import NetworkConfig, TrainConfig
+from s2eprop.host.studies.torch_eprop import TorchEprop, require_torch
+from s2eprop.host.weights import init_weights
 
 # ATen operations that make views or metadata only: no kernel on a GPU
 _NO_KERNEL = {"view", "_unsafe_view", "t", "transpose", "select", "slice", "expand", "unsqueeze", "squeeze",

@@ -11,16 +11,16 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from host.config import ExperimentConfig
-from host.errors import HostError
-from host.studies.common import save_figure, study_folder, write_result
-from host.weights import init_weights
+from s2eprop.host.config import ExperimentConfig
+from s2eprop.host.errors import HostError
+from s2eprop.host.studies.common import save_figure, study_folder, write_result
+from s2eprop.host.weights import init_weights
 
 TARGETS = ("emulator", "golden")
 
 def curve(cfg: ExperimentConfig, data: Any, target: str, epochs: int, n_train: int) -> list[dict[str, Any]]:
     """Per epoch: online train accuracy and loss (before each update), test accuracy and loss."""
-    from host.train import evaluate, make_trainer
+    from s2eprop.host.session.train import evaluate, make_trainer
 
     trainer = make_trainer(cfg, target, init_weights(cfg.network, cfg.train.seed, tuple(data.labels)), None)
     rows = []
@@ -42,7 +42,7 @@ def curve(cfg: ExperimentConfig, data: Any, target: str, epochs: int, n_train: i
     return rows
 
 def plot(curves: dict[str, list[dict[str, Any]]], path: Path, title: str) -> Path:
-    from host.figures import pyplot
+    from s2eprop.host.plots.figures import pyplot
 
     plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -74,7 +74,7 @@ def run(out_dir: Path, cfg: ExperimentConfig | None = None, epochs: int = 3, max
     cfg = cfg or ExperimentConfig()
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=1)).validate()
     if data is None:
-        from host.data.loader import load_dataset
+        from s2eprop.host.data.loader import load_dataset
 
         data = load_dataset(cfg.dataset, progress=False)
     if data.x_test is None or not len(data.x_test):

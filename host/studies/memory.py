@@ -12,11 +12,11 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from host.arm_size import SIZE_JSON
-from host.config import ExperimentConfig
-from host.memory import memory_map
-from host.studies import memory_scaling
-from host.studies.common import save_figure, study_folder, write_result
+from s2eprop.firmware.arm_size import SIZE_JSON
+from s2eprop.host.config import ExperimentConfig
+from s2eprop.host.mapping.memory import memory_map
+from s2eprop.host.studies import memory_scaling
+from s2eprop.host.studies.common import save_figure, study_folder, write_result
 
 PAPER_TRAINING_BYTES = 680 * 1024  # "680 KB memory for training" (abstract); read as KiB, as 25 K weights is
 # the paper's reconstruction (reference notes 3.2): 7 floats per input/recurrent synapse, 4 per readout synapse
@@ -59,7 +59,7 @@ def firmware_memory(cfg: ExperimentConfig, report_path: Path = SIZE_JSON) -> dic
     """The byte map of every core and the totals, from the firmware's layout and the ARM size report."""
     m = memory_map(cfg, stack=False)
     image = arm_image_sizes(report_path)
-    from emulator.fw_bridge import Firmware
+    from s2eprop.firmware.abi import Firmware
 
     header = Firmware().header_bytes
     per_core = []
@@ -81,7 +81,7 @@ def firmware_memory(cfg: ExperimentConfig, report_path: Path = SIZE_JSON) -> dic
 
 
 def plot_per_core(fm: dict[str, Any], path: Path) -> Path:
-    from host.figures import pyplot
+    from s2eprop.host.plots.figures import pyplot
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.2))

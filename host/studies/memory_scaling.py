@@ -23,10 +23,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from host.config import NetworkConfig, TrainConfig
-from host.reference import bptt, golden
-from host.studies.common import save_figure
-from host.weights import init_weights
+from s2eprop.host.config import NetworkConfig, TrainConfig
+from s2eprop.host.reference import bptt
+from s2eprop.host.reference import golden
+from s2eprop.host.studies.common import save_figure
+from s2eprop.host.weights import init_weights
 
 DEFAULT_STEPS = (25, 50, 100, 200, 500, 1000, 2000)
 DEFAULT_SIZES = (30, 60, 120, 240, 480)
@@ -145,7 +146,7 @@ def study(net: NetworkConfig, steps: Sequence[int] = DEFAULT_STEPS, sizes: Seque
 
 
 def plot(s: dict[str, Any], path: Any) -> Any:
-    from host.figures import pyplot
+    from s2eprop.host.plots.figures import pyplot
 
     plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))

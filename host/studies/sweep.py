@@ -18,10 +18,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from host.config import ChipConfig, ExperimentConfig
-from host.errors import HostError
-from host.files import write_json
-from host.studies.common import save_figure, study_folder, write_result
+from s2eprop.host.config import ChipConfig, ExperimentConfig
+from s2eprop.host.errors import HostError
+from s2eprop.host.files import write_json
+from s2eprop.host.studies.common import save_figure, study_folder, write_result
 
 PARAMS = {"seed": int, "lr": float, "neurons_per_core": int, "clock_mhz": float}
 RAY_HINT = "the sweep runs on Ray: pip install 'ray==2.60.0' (or pip install .[sweep])"
@@ -64,8 +64,8 @@ def point_config(base: ExperimentConfig, point: Mapping[str, Any]) -> Experiment
 def train_point(base: ExperimentConfig, point: dict[str, Any], n_samples: int, data_seed: int) -> dict[str, Any]:
     """One run on the emulated chip: n_samples of seeded random frames (3 N(0, 1)) trained, then the mean loss
     of a second pass over them (the functional chip; timed, with its compliance, when clock_mhz is swept)."""
-    from host.train import make_trainer
-    from host.weights import init_weights
+    from s2eprop.host.session.train import make_trainer
+    from s2eprop.host.weights import init_weights
 
     cfg = point_config(base, point)
     rng = np.random.default_rng(data_seed)
@@ -143,7 +143,7 @@ def run(out_dir: Path, cfg: ExperimentConfig | None = None, grid: Mapping[str, S
 
 
 def plot(rows: list[dict[str, Any]], grid: Mapping[str, Sequence[Any]], path: Path) -> Path:
-    from host.figures import pyplot
+    from s2eprop.host.plots.figures import pyplot
 
     plt = pyplot()
     names = list(grid)

@@ -1,5 +1,5 @@
 """Studies layer: the time study. Cycles per tick and per sample by phase, per core, from the timed chip
-(the firmware's work counts x the calibrated cycle costs of emulator/configs/cycle_costs.yaml), against
+(the firmware's work counts x the calibrated cycle costs of emulator/chip/configs/cycle_costs.yaml), against
 the 1 ms tick at each clock level (150 and 300 MHz), with the dominant phase named.
 
 Inputs are seeded random frames (3 N(0, 1), the emulator tests' recipe): the cycles depend on the spike
@@ -16,11 +16,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from emulator.chip_config import PHASES
-from host.config import ExperimentConfig
-from host.errors import HostError
-from host.studies.common import save_figure, study_folder, write_result
-from host.weights import init_weights
+from s2eprop.emulator.chip.description import PHASES
+from s2eprop.host.config import ExperimentConfig
+from s2eprop.host.errors import HostError
+from s2eprop.host.studies.common import save_figure, study_folder, write_result
+from s2eprop.host.weights import init_weights
 
 DEFAULT_CLOCKS_MHZ = (150, 300)
 DEFAULT_SAMPLES = 10
@@ -40,7 +40,7 @@ def random_samples(cfg: ExperimentConfig, n_samples: int, seed: int) -> tuple[np
 def profile_clock(cfg: ExperimentConfig, clock_mhz: float, x: np.ndarray, y: np.ndarray,
                   weights_seed: int = 7) -> dict[str, Any]:
     """Train the samples on the timed chip at one clock; cycles by phase per core, tick utilisation."""
-    from host.train import make_trainer
+    from s2eprop.host.session.train import make_trainer
 
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, on_loss="count"),
                               chip=dataclasses.replace(cfg.chip, mode="timed", clock_mhz=float(clock_mhz))).validate()
@@ -96,7 +96,7 @@ def profile_from_arrays(arrays: dict[str, np.ndarray], window: np.ndarray, budge
 
 
 def plot_phases(prof: dict[str, Any], path: Path) -> Path:
-    from host.figures import pyplot
+    from s2eprop.host.plots.figures import pyplot
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -117,7 +117,7 @@ def plot_phases(prof: dict[str, Any], path: Path) -> Path:
 
 def plot_ticks(profiles: dict[str, dict[str, Any]], path: Path) -> Path:
     """Utilisation of every tick of the first sample, core 0 and core 1, at each clock."""
-    from host.figures import pyplot
+    from s2eprop.host.plots.figures import pyplot
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))

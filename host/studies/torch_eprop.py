@@ -11,16 +11,16 @@ from typing import Any
 
 import numpy as np
 
-from host.config import NetworkConfig, TrainConfig
-from host.reference.golden import Constants, _SQRT_2PI_F
-from host.weights import Weights
+from s2eprop.host.config import NetworkConfig, TrainConfig
+from s2eprop.host.reference.golden import Constants, _SQRT_2PI_F
+from s2eprop.host.weights import Weights
 
 
 def require_torch() -> Any:
     try:
         import torch
     except ImportError:
-        from host.errors import HostError
+        from s2eprop.host.errors import HostError
 
         raise HostError("the GPU side of the energy study needs PyTorch: pip install 'torch==2.13.0' "
                         "(a CPU build; or pip install .[torch])") from None

@@ -6,9 +6,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from host.config import ExperimentConfig
-from host.reference.golden import GoldenModel
-from host.weights import init_weights
+from s2eprop.host.config import ExperimentConfig
+from s2eprop.host.reference.golden import GoldenModel
+from s2eprop.host.weights import init_weights
 
 
 _HALF_MIN_NORMAL = np.float32(2.0 ** -14)

@@ -12,12 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from host.config import ExperimentConfig
-from host.errors import HostError
-from host.memory import memory_map
-from host.studies import energy, time_profile, trace_rounding
-from host.studies.common import save_figure, study_folder, write_result
-from host.studies.whatif_cases import CASES_FILE, Case, case_config, load_cases, projected_training_bytes, write_chip
+from s2eprop.host.config import ExperimentConfig
+from s2eprop.host.errors import HostError
+from s2eprop.host.mapping.memory import memory_map
+from s2eprop.host.studies import energy
+from s2eprop.host.studies import time_profile
+from s2eprop.host.studies import trace_rounding
+from s2eprop.host.studies.common import save_figure, study_folder, write_result
+from s2eprop.host.studies.whatif_cases import CASES_FILE, Case, case_config, load_cases, projected_training_bytes, write_chip
 
 
 def run_case(base: ExperimentConfig, case: Case, chips: Path, x: Any, y: Any, const: dict[str, Any]) -> dict[str, Any]:
@@ -41,7 +43,7 @@ def run_case(base: ExperimentConfig, case: Case, chips: Path, x: Any, y: Any, co
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> Path:
-    from host.figures import pyplot
+    from s2eprop.host.plots.figures import pyplot
 
     plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
@@ -76,7 +78,7 @@ def run(out_dir: Path, cfg: ExperimentConfig | None = None, n_samples: int = 10,
     formats = sorted({c.trace_format for c in cases if c.changes_arithmetic})
     if accuracy_samples and formats:
         if data is None:
-            from host.data.loader import load_dataset
+            from s2eprop.host.data.loader import load_dataset
 
             data = load_dataset(cfg.dataset, progress=False)
         accuracy = {"dataset": getattr(data, "name", ""), "baseline": trace_rounding.train_and_test(

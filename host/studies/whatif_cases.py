@@ -11,9 +11,9 @@ from typing import Any, Mapping
 
 import yaml
 
-from emulator.chip_config import DEFAULT_CHIP
-from host.config import ChipConfig, ExperimentConfig
-from host.errors import ConfigError
+from s2eprop.emulator.chip.description import DEFAULT_CHIP
+from s2eprop.host.config import ChipConfig, ExperimentConfig
+from s2eprop.host.errors import ConfigError
 
 CASES_FILE = Path(__file__).resolve().parent / "whatif_cases.yaml"
 TRACE_FORMATS = ("float16", "bfloat16")

@@ -3,10 +3,10 @@
 `open_transport(target, ...)` picks one from the target named on the command line."""
 from __future__ import annotations
 
-from host.config import ChipConfig
-from host.errors import ConfigError
-from host.transport.base import FW_STATUS, Transport, TransportStatus
-from host.transport.inproc import EmulatorTransport
+from s2eprop.host.config import ChipConfig
+from s2eprop.host.errors import ConfigError
+from s2eprop.host.transport.base import FW_STATUS, Transport, TransportStatus
+from s2eprop.host.transport.inproc import EmulatorTransport
 
 __all__ = ["FW_STATUS", "EmulatorTransport", "Transport", "TransportStatus", "open_transport"]
 
@@ -18,15 +18,15 @@ def open_transport(target: str, n_cores: int, backend: str = "c", chip: ChipConf
     if target == "emulator":
         if chip is None or (chip.mode == "functional" and not chip.file and chip.cpu == "native"):
             return EmulatorTransport(n_cores, backend=backend)
-        from emulator.chip_config import load_chip
+        from s2eprop.emulator.chip.description import load_chip
 
         desc = load_chip(chip.file or None)
         if chip.mode == "functional":  # a chip file gives the functional chip its memory sizes
-            from emulator.chip import FunctionalChip
+            from s2eprop.emulator.chip.functional import FunctionalChip
 
             runner = None
             if chip.cpu == "iss":
-                from emulator.runners.iss import IssRunner
+                from s2eprop.emulator.runners.iss import IssRunner
 
                 backend, runner = "python", IssRunner(None, n_cores, desc.sram_bytes_per_core)
             return EmulatorTransport(n_cores, chip=FunctionalChip(n_cores, sram_bytes=desc.sram_bytes_per_core,
@@ -34,13 +34,13 @@ def open_transport(target: str, n_cores: int, backend: str = "c", chip: ChipConf
                                                                   runner=runner))
         if backend != "c":
             raise ConfigError(f"chip mode {chip.mode} runs on the C event loop only; drop --backend {backend}")
-        from emulator.timed import TimedChip
+        from s2eprop.emulator.chip.timed import TimedChip
 
         if chip.clock_mhz:
             desc = desc.with_clock(round(chip.clock_mhz * 1e6))
         return EmulatorTransport(n_cores, chip=TimedChip(n_cores, desc, chip.mode))
     if target.startswith("udp://"):
-        from host.transport.udp import UdpTransport, read_key
+        from s2eprop.host.transport.udp import UdpTransport, read_key
 
         if chip is not None and (chip.mode != "functional" or chip.file or chip.clock_mhz or chip.cpu != "native"):
             raise ConfigError(f"target {target}: the board's chip and mode are the server's (s2eprop serve --mode, "

@@ -3,7 +3,7 @@
 Every call takes a timeout (seconds; None: the transport's default) and raises TransportError when
 the board does not answer in time or refuses. The per-sample and per-tick policy (what to write
 where, when to advance, which messages to wait for) is not here: it is written once, above every
-transport, in host/streamer.py and host/runtime.py.
+transport, in host/session/streamer.py and host/session/runtime.py.
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Protocol
 
 import numpy as np
 
-from emulator.fw_bridge import abi
-from emulator.router import RouteEntry
+from s2eprop.firmware.abi import abi
+from s2eprop.firmware.routes import RouteEntry
 
 # fw_init's refusals (fw_abi.h FW_ERR_*), for the message of a core that does not start
 FW_STATUS = {int(abi().FW_ERR_MAGIC): "bad magic", int(abi().FW_ERR_VERSION): "ABI version mismatch",

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from emulator.chip import FunctionalChip
-from emulator.errors import EmulatorError
-from emulator.router import RouteEntry
-from emulator.timed import TimedChip
-from host.errors import TransportError
-from host.transport.base import FW_STATUS, TransportStatus
+from s2eprop.emulator.chip.functional import FunctionalChip
+from s2eprop.emulator.errors import EmulatorError
+from s2eprop.firmware.routes import RouteEntry
+from s2eprop.emulator.chip.timed import TimedChip
+from s2eprop.host.errors import TransportError
+from s2eprop.host.transport.base import FW_STATUS, TransportStatus
 
 
 class EmulatorTransport:

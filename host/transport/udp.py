@@ -1,4 +1,4 @@
-"""Host layer: the transport to a board over UDP (docs/protocol.md; the wire format is emulator/sdp.py).
+"""Host layer: the transport to a board over UDP (docs/protocol.md; the wire format is emulator/board/protocol.py).
 
 Every command is acknowledged; one without a reply in time is sent again with the same sequence
 number (the board answers a repeat from its reply cache, without executing it twice). Bulk reads and
@@ -18,10 +18,10 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from emulator import sdp
-from emulator.router import RouteEntry
-from host.errors import ConfigError, TransportError
-from host.transport.base import TransportStatus
+from s2eprop.emulator.board import protocol as sdp
+from s2eprop.firmware.routes import RouteEntry
+from s2eprop.host.errors import ConfigError, TransportError
+from s2eprop.host.transport.base import TransportStatus
 
 KEY_ENV = "S2EPROP_BOARD_KEY"
 
@@ -244,12 +244,12 @@ class UdpTransport:
 
     def write_spike_slots(self, addr: int, slots: np.ndarray, n_in: int, posted: bool = False,
                           timeout_s: float | None = None) -> None:
-        """Write spike-input ring slots (host.messages.spike_slots rows, consecutive from `addr`) as spike
+        """Write spike-input ring slots (s2eprop.firmware.messages.spike_slots rows, consecutive from `addr`) as spike
         datagrams: one per step, its active input ids (split when they do not fit one), from which the board
         builds the same slot. Acknowledged (each part answered, sent again until it is), or `posted` for live
         input to a realtime board: a part lost is a step whose slot never completes, which the firmware counts
         as an input underrun."""
-        from host.messages import spike_slot_ids
+        from s2eprop.firmware.messages import spike_slot_ids
 
         slots = np.asarray(slots, dtype=np.uint32)
         samples, steps, ids = spike_slot_ids(slots, n_in)
@@ -320,8 +320,8 @@ class UdpTransport:
         self._many(msgs[1:], timeout_s=timeout_s)
 
     def start(self, core: int, arena_bytes: int, timeout_s: float | None = None) -> None:
-        from host.transport.base import FW_STATUS
-        from emulator.fw_bridge import abi
+        from s2eprop.host.transport.base import FW_STATUS
+        from s2eprop.firmware.abi import abi
 
         r = self._call(sdp.Scp(sdp.CMD_START, 0, arena_bytes, 0, 0, b"", *self._core_at(core)), timeout_s=timeout_s)
         if r.arg1 != int(abi().FW_RUNNING):

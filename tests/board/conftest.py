@@ -6,8 +6,8 @@ from typing import Iterator
 
 import pytest
 
-from emulator.board_server import BoardServer
-from host.board_cli import build_board
+from s2eprop.emulator.board.server import BoardServer
+from s2eprop.host.cli.board import build_board
 
 
 class Served:

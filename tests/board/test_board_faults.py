@@ -10,10 +10,10 @@ import threading
 
 import numpy as np
 
-from host.config import ExperimentConfig
-from host.runtime import BoardTrainer
-from host.transport.udp import UdpTransport
-from host.weights import init_weights
+from s2eprop.host.config import ExperimentConfig
+from s2eprop.host.session.runtime import BoardTrainer
+from s2eprop.host.transport.udp import UdpTransport
+from s2eprop.host.weights import init_weights
 
 
 class FaultyLink:

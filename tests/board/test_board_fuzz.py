@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from emulator import sdp
-from emulator.board_server import BoardServer
-from host.board_cli import build_board
-from host.transport.udp import UdpTransport
+from s2eprop.emulator.board import protocol as sdp
+from s2eprop.emulator.board.server import BoardServer
+from s2eprop.host.cli.board import build_board
+from s2eprop.host.transport.udp import UdpTransport
 
 
 def _valid_datagrams(server: BoardServer) -> list[bytes]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-S2EPROP = [sys.executable, "-m", "host.cli"]
+S2EPROP = [sys.executable, "-m", "s2eprop.host.cli.main"]
 ROOT = Path(__file__).resolve().parents[2]
 
 

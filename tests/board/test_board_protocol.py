@@ -8,8 +8,8 @@ import struct
 import numpy as np
 import pytest
 
-from host.errors import TransportError
-from host.transport.udp import UdpTransport
+from s2eprop.host.errors import TransportError
+from s2eprop.host.transport.udp import UdpTransport
 
 
 def _raw(board, cmd: int, seq: int, args: tuple[int, int, int], data: bytes = b"", x=0, y=0, cpu=0) -> bytes:

@@ -1,6 +1,6 @@
 """Spike datagrams (CMD_SPIKES, docs/protocol.md): over UDP a step's input spikes travel as its active input
 ids, EIEIO-style, split when they do not fit one datagram, and the board builds from them the ring slot the
-host's bitmap (host.messages.spike_slots) would be; late, repeated, lost and bad ones are counted."""
+host's bitmap (s2eprop.firmware.messages.spike_slots) would be; late, repeated, lost and bad ones are counted."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,16 +9,16 @@ import socket
 import numpy as np
 import pytest
 
-from emulator import sdp
-from host.config import ExperimentConfig, InputConfig
-from host.data.encoders import encode
-from host.errors import TransportError
-from host.messages import spike_slot_ids, spike_slots
-from host.runtime import BoardTrainer
-from host.streamer import INPUT_RING_ADDR
-from host.transport.inproc import EmulatorTransport
-from host.transport.udp import UdpTransport
-from host.weights import init_weights
+from s2eprop.emulator.board import protocol as sdp
+from s2eprop.host.config import ExperimentConfig, InputConfig
+from s2eprop.host.data.encoders import encode
+from s2eprop.host.errors import TransportError
+from s2eprop.firmware.messages import spike_slot_ids, spike_slots
+from s2eprop.host.session.runtime import BoardTrainer
+from s2eprop.host.session.streamer import INPUT_RING_ADDR
+from s2eprop.host.transport.inproc import EmulatorTransport
+from s2eprop.host.transport.udp import UdpTransport
+from s2eprop.host.weights import init_weights
 from test_board_faults import FaultyLink
 
 
@@ -232,8 +232,8 @@ def test_a_part_for_a_slot_already_read_is_late(serve) -> None:
 def test_random_spike_datagrams_are_refused_or_counted() -> None:
     """Rule: sealed spike datagrams of random content (random bytes, or a header of random fields before
     random ids) never raise in the board: each acknowledged one is answered, each posted one counted."""
-    from emulator.board_server import BoardServer
-    from host.board_cli import build_board
+    from s2eprop.emulator.board.server import BoardServer
+    from s2eprop.host.cli.board import build_board
 
     chip, desc = build_board(None, "functional", None, 4)
     server = BoardServer(chip, desc, port=0)
@@ -268,7 +268,7 @@ def test_recordings_read_over_udp_equal_the_in_process_chips(serve) -> None:
     """Rule: with a `record` section, a board over UDP (the host allocates the record regions with SDRAM
     writes and reads them back with MEM_READ) gives the in-process chip's records bit for bit, on delta
     spike input; an unmarked sample is not recorded."""
-    from host.config import RecordConfig
+    from s2eprop.host.config import RecordConfig
 
     cfg = dataclasses.replace(_config(), record=RecordConfig(spikes=tuple(range(120)), v=(0, 57, 119),
                                                              train_every=1)).validate()

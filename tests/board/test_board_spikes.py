@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from host.config import ExperimentConfig, InputConfig
-from host.runtime import BoardTrainer
-from host.transport.udp import UdpTransport
-from host.weights import init_weights
+from s2eprop.host.config import ExperimentConfig, InputConfig
+from s2eprop.host.session.runtime import BoardTrainer
+from s2eprop.host.transport.udp import UdpTransport
+from s2eprop.host.weights import init_weights
 
 
 @pytest.mark.parametrize("input_mode", ["prefetch", "realtime"])

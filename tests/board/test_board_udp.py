@@ -6,11 +6,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from host.config import ExperimentConfig
-from host.runtime import BoardTrainer
-from host.transport.inproc import EmulatorTransport
-from host.transport.udp import UdpTransport
-from host.weights import init_weights
+from s2eprop.host.config import ExperimentConfig
+from s2eprop.host.session.runtime import BoardTrainer
+from s2eprop.host.transport.inproc import EmulatorTransport
+from s2eprop.host.transport.udp import UdpTransport
+from s2eprop.host.weights import init_weights
 
 
 def _samples(n: int, seed: int = 5):
@@ -27,7 +27,7 @@ def test_training_over_udp_gives_the_same_bits(serve, mode) -> None:
     board = serve(mode=mode)
     over_udp = BoardTrainer(cfg, w0, transport=UdpTransport(board.target))
     if mode == "timed":
-        from emulator.timed import TimedChip
+        from s2eprop.emulator.chip.timed import TimedChip
 
         local = BoardTrainer(cfg, w0, transport=EmulatorTransport(12, chip=TimedChip(12)))
     else:

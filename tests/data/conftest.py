@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from host.data.dataset import KWS_LABELS
+from s2eprop.host.data.dataset import KWS_LABELS
 
 SR = 16000
 WORDS = list(KWS_LABELS[:10]) + ["bed", "cat"]

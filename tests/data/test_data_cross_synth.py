@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from host.data.dataset import KWS_LABELS
+from s2eprop.host.data.dataset import KWS_LABELS
 
 _spec = importlib.util.spec_from_file_location("cross_synth", Path(__file__).parents[2] / "experiments" / "cross_synth.py")
 cross_synth = importlib.util.module_from_spec(_spec)

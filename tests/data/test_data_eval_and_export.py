@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from host.cli import main
-from host.config import NetworkConfig
-from host.data.gsc import load_gsc_official_test
-from host.reference.golden import GoldenModel
-from host.config import TrainConfig
-from host.weights import init_weights
+from s2eprop.host.cli.main import main
+from s2eprop.host.config import NetworkConfig
+from s2eprop.host.data.gsc import load_gsc_official_test
+from s2eprop.host.reference.golden import GoldenModel
+from s2eprop.host.config import TrainConfig
+from s2eprop.host.weights import init_weights
 
 
 def _one_line(capsys, *needles: str) -> None:

@@ -7,9 +7,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from host.data.features import (
-    CLIP_SAMPLES, REFERENCE_PARAMS, FeatureParams, features_from_waves, fit_length, prepare_clip,
-)
+from s2eprop.host.data.features import (CLIP_SAMPLES, REFERENCE_PARAMS, FeatureParams, features_from_waves, fit_length, prepare_clip)
 
 SR = 16000
 

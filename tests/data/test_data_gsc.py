@@ -7,14 +7,12 @@ import warnings
 import numpy as np
 import pytest
 
-import host.data.gsc as gsc
-from host.config import DatasetConfig
-from host.data.dataset import KWS_LABELS
-from host.data.gsc import (
-    GscOptions, gsc_split_clips, load_gsc_official_test, load_gsc_split, silence_crops, format_balance,
-)
-from host.data.loader import load_dataset
-from host.errors import DataError
+import s2eprop.host.data.gsc as gsc
+from s2eprop.host.config import DatasetConfig
+from s2eprop.host.data.dataset import KWS_LABELS
+from s2eprop.host.data.gsc import (GscOptions, gsc_split_clips, load_gsc_official_test, load_gsc_split, silence_crops, format_balance)
+from s2eprop.host.data.loader import load_dataset
+from s2eprop.host.errors import DataError
 
 N_WORDS = 12  # conftest: the 10 keywords + bed, cat
 

@@ -9,11 +9,11 @@ import warnings
 import numpy as np
 import pytest
 
-from host.config import DatasetConfig
-from host.data.cli import add_data_commands
-from host.data.dataset import KWS_LABELS, Dataset, load_npz_dataset
-from host.data.loader import dataset_config_from_arg, load_dataset
-from host.errors import DataError
+from s2eprop.host.config import DatasetConfig
+from s2eprop.host.cli.data import add_data_commands
+from s2eprop.host.data.dataset import KWS_LABELS, Dataset, load_npz_dataset
+from s2eprop.host.data.loader import dataset_config_from_arg, load_dataset
+from s2eprop.host.errors import DataError
 
 
 def _parse(argv):

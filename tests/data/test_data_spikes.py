@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from host.config import ConfigError, InputConfig, NetworkConfig, config_from_dict
-from host.data.encoders import delta_encode, encode_dataset, input_stats, poisson_encode
-from host.data.dataset import Dataset
-from host.data.spike_format import SpikeSet, load_spike_npz, save_spike_npz
-from host.errors import DataError
+from s2eprop.host.config import ConfigError, InputConfig, NetworkConfig, config_from_dict
+from s2eprop.host.data.encoders import delta_encode, encode_dataset, input_stats, poisson_encode
+from s2eprop.host.data.dataset import Dataset
+from s2eprop.host.data.spike_format import SpikeSet, load_spike_npz, save_spike_npz
+from s2eprop.host.errors import DataError
 
 
 def _events() -> SpikeSet:
@@ -103,8 +103,8 @@ def test_input_section_and_rate_report() -> None:
 def test_spike_file_loads_as_a_binned_dataset(tmp_path) -> None:
     """Rule: `dataset: {kind: npz, path: SPIKES.npz, n_steps: 4}` gives the binned 0/1 rasters of both
     splits, their labels and class names; a features-file option is refused naming it."""
-    from host.config import DatasetConfig
-    from host.data.loader import load_dataset
+    from s2eprop.host.config import DatasetConfig
+    from s2eprop.host.data.loader import load_dataset
 
     test = SpikeSet.from_lists([(np.array([2.5]), np.array([1]))], y=np.array([1]), n_units=4)
     path = save_spike_npz(tmp_path / "s.npz", _events(), ("a", "b"), test)
@@ -135,8 +135,8 @@ def test_shd_layout_loader(tmp_path) -> None:
     0/1 rasters by the documented rule: the first window_ms in n_steps bins, an event at t in bin
     floor(t / (window_ms / n_steps)), events of a channel in one bin one spike, later events dropped;
     labels and class names come through, and the test file is the test split."""
-    from host.config import DatasetConfig
-    from host.data.loader import load_dataset
+    from s2eprop.host.config import DatasetConfig
+    from s2eprop.host.data.loader import load_dataset
 
     keys = [f"digit-{k}" for k in range(20)]
     _write_shd(tmp_path / "train.h5", [[0.0, 0.004, 0.0125, 0.999, 1.2], [0.5]], [[699, 699, 3, 10, 11], [0]],
@@ -168,9 +168,9 @@ def test_shd_config_fits_the_chip() -> None:
     24 cores of 5 neurons, 112,072 B the largest arena (before `make arm` the 96 KiB default takes fewer)."""
     from pathlib import Path
 
-    from host.arm_size import arena_budget
-    from host.config import load_config
-    from host.memory import memory_map
+    from s2eprop.firmware.arm_size import arena_budget
+    from s2eprop.host.config import load_config
+    from s2eprop.host.mapping.memory import memory_map
 
     cfg = load_config(Path(__file__).resolve().parents[2] / "experiments" / "configs" / "shd.yaml")
     m = memory_map(cfg, stack=False)

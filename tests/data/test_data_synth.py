@@ -7,15 +7,13 @@ import subprocess
 import numpy as np
 import pytest
 
-import host.data.espeak as espeak
-import host.data.flite as flite
-import host.data.programs as programs
-import host.data.synth as synth
-from host.data.dataset import KWS_LABELS
-from host.data.synth import (
-    KEYWORD_PRONUNCIATIONS, UNKNOWN_WORDS, SynthOptions, clip_recipe, generate_synth, load_synth_dataset, split_labels, voice_pools,
-)
-from host.errors import DataError
+import s2eprop.host.data.espeak as espeak
+import s2eprop.host.data.flite as flite
+import s2eprop.host.data.programs as programs
+import s2eprop.host.data.synth as synth
+from s2eprop.host.data.dataset import KWS_LABELS
+from s2eprop.host.data.synth import (KEYWORD_PRONUNCIATIONS, UNKNOWN_WORDS, SynthOptions, clip_recipe, generate_synth, load_synth_dataset, split_labels, voice_pools)
+from s2eprop.host.errors import DataError
 
 needs_synths = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("flite") is None,
                                   reason="espeak-ng or flite not installed")

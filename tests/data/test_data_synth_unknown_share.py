@@ -6,9 +6,9 @@ import shutil
 import numpy as np
 import pytest
 
-from host.data.dataset import KWS_LABELS
-from host.data.synth import SynthOptions, generate_synth, split_labels
-from host.errors import DataError
+from s2eprop.host.data.dataset import KWS_LABELS
+from s2eprop.host.data.synth import SynthOptions, generate_synth, split_labels
+from s2eprop.host.errors import DataError
 
 needs_synths = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("flite") is None,
                                   reason="espeak-ng or flite not installed")
@@ -63,8 +63,8 @@ def test_unknown_share_changes_training_split_only():
 def test_data_synth_command_takes_the_share(tmp_path):
     """`s2eprop data synth --unknown-share 0.5` writes a training split that is half 'unknown'; a share
     outside (0, 1) is refused naming the option."""
-    from host.cli import main
-    from host.data.dataset import load_npz_dataset
+    from s2eprop.host.cli.main import main
+    from s2eprop.host.data.dataset import load_npz_dataset
 
     out = tmp_path / "o"
     assert main(["data", "synth", "--out", str(out), "--n-train", "12", "--n-test", "0", "--workers", "1",

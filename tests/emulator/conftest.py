@@ -8,8 +8,8 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from host.config import ExperimentConfig
-from host.weights import Weights, init_weights
+from s2eprop.host.config import ExperimentConfig
+from s2eprop.host.weights import Weights, init_weights
 
 MATRICES = ("w_in", "w_rec", "w_out")
 
@@ -94,7 +94,7 @@ def sample_maker() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
 def arm_elf():
     """The ARM build of the current sources (build/arm's when up to date, else built into the cache);
     skips without arm-none-eabi-gcc or the ISS packages (CI has both: `make test` runs `make arm`)."""
-    from emulator import arm_build
+    from s2eprop.firmware import arm_build
 
     for module in ("unicorn", "capstone", "elftools"):
         pytest.importorskip(module, reason=f"the ISS runner needs {module} (pip install -e .)")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from emulator.fw_bridge import Firmware
-from host.arm_size import DEFAULT_ARENA_BYTES, arena_budget, size_report
+from s2eprop.firmware.abi import Firmware
+from s2eprop.firmware.arm_size import DEFAULT_ARENA_BYTES, arena_budget, size_report
 
 ABI_CHECK = Path(__file__).resolve().parents[2] / "firmware_c" / "src" / "fw_abi_check.c"
 ABI_STRUCTS = ("fw_config_t", "fw_layout_t", "fw_counters_t", "fw_state_t", "fw_header_t", "fw_counts_t")

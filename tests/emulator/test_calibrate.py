@@ -1,4 +1,4 @@
-"""Calibration (host/calibrate.py): the cost model fitted to the ISS predicts held-out handler calls."""
+"""Calibration (host/cli/calibrate.py): the cost model fitted to the ISS predicts held-out handler calls."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from host import calibrate as cal
+from s2eprop.host.cli import calibrate as cal
 
 
 def test_nnls_keeps_coefficients_non_negative() -> None:
@@ -45,7 +45,7 @@ def test_model_predicts_held_out_calls(quick) -> None:
 
 def test_cost_file_is_what_the_timed_chip_reads(quick, tmp_path) -> None:
     """Rule: the written cycle_costs.yaml loads with the chip's own loader, with the fitted numbers."""
-    from emulator.chip_config import load_costs
+    from s2eprop.emulator.chip.description import load_costs
 
     path = cal.write_cost_file(quick["model"], quick, tmp_path / "cycle_costs.yaml")
     costs = load_costs(path)
@@ -57,12 +57,12 @@ def test_cost_file_is_what_the_timed_chip_reads(quick, tmp_path) -> None:
 def test_cli_writes_calibration_and_costs(arm_elf, tmp_path, monkeypatch) -> None:
     """Rule: `s2eprop calibrate --out DIR --quick --write-costs` writes calibration.json, residuals.png
     and the cost file (here redirected into tmp_path), exit 0."""
-    from host.cli import main
+    from s2eprop.host.cli.main import main
 
     monkeypatch.setattr(cal, "COST_FILE", tmp_path / "costs.yaml")
     assert main(["calibrate", "--out", str(tmp_path / "cal"), "--quick", "--write-costs"]) == 0
     summary = json.loads((tmp_path / "cal" / "calibration.json").read_text())
-    from emulator.fw_bridge import Firmware
+    from s2eprop.firmware.abi import Firmware
 
     assert sorted(summary["per_count_cycles"]) == sorted(Firmware().count_fields)  # JSON keys sorted
     assert summary["held_out_residuals"]["calls"] > 0 and summary["iss"]["instructions_per_s"] > 0

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from host.cli import main
-from host.reference.golden import GoldenModel
-from host.runtime import BoardTrainer
-from host.weights import Weights
+from s2eprop.host.cli.main import main
+from s2eprop.host.reference.golden import GoldenModel
+from s2eprop.host.session.runtime import BoardTrainer
+from s2eprop.host.weights import Weights
 
 TOL = 1e-5
 MATRICES = ("w_in", "w_rec", "w_out")

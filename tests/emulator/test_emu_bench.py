@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from host.bench import bench_emulator
-from host.config import ExperimentConfig
-from host.runtime import BoardTrainer
-from host.weights import init_weights
+from s2eprop.host.cli.bench import bench_emulator
+from s2eprop.host.config import ExperimentConfig
+from s2eprop.host.session.runtime import BoardTrainer
+from s2eprop.host.weights import init_weights
 
 
 def test_bench_emulator_structure() -> None:

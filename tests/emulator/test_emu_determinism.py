@@ -9,10 +9,10 @@ import sysconfig
 import numpy as np
 import pytest
 
-from emulator.chip import FunctionalChip
-from emulator.fw_bridge import Firmware, firmware_module
-from host.runtime import BoardTrainer
-from host.transport import EmulatorTransport
+from s2eprop.emulator.chip.functional import FunctionalChip
+from s2eprop.firmware.abi import Firmware, firmware_module
+from s2eprop.host.session.runtime import BoardTrainer
+from s2eprop.host.transport import EmulatorTransport
 
 MATRICES = ("w_in", "w_rec", "w_out")
 

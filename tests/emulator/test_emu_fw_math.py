@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emulator.fw_bridge import Firmware
+from s2eprop.firmware.abi import Firmware
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emulator.chip import FunctionalChip
-from emulator.errors import EmulatorError
-from host.config import ExperimentConfig
-from host.errors import DataError, TransportError
-from host.messages import SampleMsg, frame_slots
-from host.routing import KEY_ERR, KEY_PARTIAL, KEY_SPIKE
-from host.runtime import BoardTrainer
-from host.weights import init_weights
+from s2eprop.emulator.chip.functional import FunctionalChip
+from s2eprop.emulator.errors import EmulatorError
+from s2eprop.host.config import ExperimentConfig
+from s2eprop.host.errors import DataError, TransportError
+from s2eprop.firmware.messages import SampleMsg, frame_slots
+from s2eprop.host.mapping.routing import KEY_ERR, KEY_PARTIAL, KEY_SPIKE
+from s2eprop.host.session.runtime import BoardTrainer
+from s2eprop.host.weights import init_weights
 
 
 def _board() -> BoardTrainer:
@@ -42,7 +42,7 @@ def test_oversized_buffers_are_rejected(field, value) -> None:
     tag field or an index offset that leaves no room for its n_rec (or n_out) indices."""
     board = _board()
     fields = {name: getattr(board.fw.new_config({}), name) for name, _ in board.fw.ffi.typeof("fw_config_t").fields}
-    from host.images import core_config_fields
+    from s2eprop.host.mapping.images import core_config_fields
     fields.update(core_config_fields(board.cfg, board.plan, board.plan.cores[1], None))
     fields[field] = value
     with pytest.raises(EmulatorError, match="rejects"):

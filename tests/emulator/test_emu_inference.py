@@ -8,11 +8,11 @@ import re
 import numpy as np
 import pytest
 
-from host.cli import main
-from host.data.dataset import KWS_LABELS
-from host.reference.golden import GoldenModel
-from host.runtime import BoardTrainer
-from host.weights import Weights
+from s2eprop.host.cli.main import main
+from s2eprop.host.data.dataset import KWS_LABELS
+from s2eprop.host.reference.golden import GoldenModel
+from s2eprop.host.session.runtime import BoardTrainer
+from s2eprop.host.weights import Weights
 
 N_EVAL = 8
 N_RIGHT = 5  # of the 8 test labels, this many are set to the golden model's prediction

@@ -8,13 +8,13 @@ import re
 import numpy as np
 import pytest
 
-from emulator.chip import FunctionalChip, PacketFault
-from emulator.router import RouteEntry
-from host.errors import TransportError
-from host.messages import frame_slots
-from host.routing import FIELD_MASK, KEY_PARTIAL, KEY_SPIKE, routing_table
-from host.runtime import BoardTrainer
-from host.transport import EmulatorTransport
+from s2eprop.emulator.chip.functional import FunctionalChip, PacketFault
+from s2eprop.firmware.routes import RouteEntry
+from s2eprop.host.errors import TransportError
+from s2eprop.firmware.messages import frame_slots
+from s2eprop.host.mapping.routing import FIELD_MASK, KEY_PARTIAL, KEY_SPIKE, routing_table
+from s2eprop.host.session.runtime import BoardTrainer
+from s2eprop.host.transport import EmulatorTransport
 
 N_STEPS = 100
 TAG_SHIFT = 16

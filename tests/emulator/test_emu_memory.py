@@ -8,11 +8,11 @@ import re
 
 import pytest
 
-from host.arm_size import DEFAULT_ARENA_BYTES, arena_budget
-from host.cli import main
-from host.errors import ConfigError
-from host.memory import memory_map
-from host.runtime import BoardTrainer
+from s2eprop.firmware.arm_size import DEFAULT_ARENA_BYTES, arena_budget
+from s2eprop.host.cli.main import main
+from s2eprop.host.errors import ConfigError
+from s2eprop.host.mapping.memory import memory_map
+from s2eprop.host.session.runtime import BoardTrainer
 
 ARENA_LIMIT = arena_budget(DEFAULT_ARENA_BYTES)[0]
 PAPER_STATE_BYTES = 612_000
@@ -67,7 +67,7 @@ def test_handlers_fit_the_stack_budget_nested() -> None:
     """Rule: the deepest handler with the packet interrupt nested over it (and two exception frames)
     fits a core's 4 KiB stack; every handler's figure is at least its own worst callee path's frames
     (fw_on_dma_done runs the neuron step, so it is deeper than the packet handler)."""
-    from host.memory import stack_map
+    from s2eprop.host.mapping.memory import stack_map
 
     st = stack_map()
     if "error" in st:

@@ -1,4 +1,4 @@
-"""Recording (config `record:`, host/recording.py, firmware recording.c): the spikes, membrane voltages
+"""Recording (config `record:`, host/mapping/recording.py, firmware recording.c): the spikes, membrane voltages
 and readout outputs the cores write into SDRAM by DMA equal the golden model's for the same samples,
 on analog and spike input, on the functional, timed and ISS chips; only marked samples are recorded,
 and a record that never reached SDRAM is counted, never taken."""
@@ -10,13 +10,13 @@ import re
 import numpy as np
 import pytest
 
-from host.config import ChipConfig, ExperimentConfig, InputConfig, config_from_dict
-from host.errors import ConfigError
-from host.recording import RecordingPlan
-from host.reference.golden import GoldenModel
-from host.runtime import BoardTrainer
-from host.transport import open_transport
-from host.weights import Weights, init_weights
+from s2eprop.host.config import ChipConfig, ExperimentConfig, InputConfig, config_from_dict
+from s2eprop.host.errors import ConfigError
+from s2eprop.host.mapping.recording import RecordingPlan
+from s2eprop.host.reference.golden import GoldenModel
+from s2eprop.host.session.runtime import BoardTrainer
+from s2eprop.host.transport import open_transport
+from s2eprop.host.weights import Weights, init_weights
 
 V_TOL = 2e-5  # of max|v|: the firmware's and the golden model's float32 sums differ in order only
 

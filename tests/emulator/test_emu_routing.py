@@ -6,11 +6,11 @@ import re
 
 import pytest
 
-from emulator.errors import EmulatorError
-from emulator.router import RouteEntry
-from host.errors import TransportError
-from host.routing import FIELD_MASK, KEY_ERR, KEY_PARTIAL, KEY_SPIKE
-from host.runtime import BoardTrainer
+from s2eprop.emulator.errors import EmulatorError
+from s2eprop.firmware.routes import RouteEntry
+from s2eprop.host.errors import TransportError
+from s2eprop.host.mapping.routing import FIELD_MASK, KEY_ERR, KEY_PARTIAL, KEY_SPIKE
+from s2eprop.host.session.runtime import BoardTrainer
 
 N_OUT = 12
 N_STEPS = 100
@@ -112,8 +112,8 @@ def test_a_new_table_replaces_the_cached_routes_of_the_old(cfg, init_w, chip_kin
     """The C router caches lookups; loading a table must forget them (and a key the new table does
     not route is dropped, not sent where the old one said). Kind 0x05 is no key of the firmware's:
     each core that receives one counts it in unknown_keys."""
-    from emulator.timed import TimedChip
-    from host.transport.inproc import EmulatorTransport
+    from s2eprop.emulator.chip.timed import TimedChip
+    from s2eprop.host.transport.inproc import EmulatorTransport
 
     transport = EmulatorTransport(12, chip=TimedChip(12)) if chip_kind == "timed" else None
     board = BoardTrainer(cfg, init_w.copy(), transport=transport)

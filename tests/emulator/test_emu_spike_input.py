@@ -8,11 +8,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from host.config import ExperimentConfig, InputConfig, NetworkConfig, PartitionConfig
-from host.messages import SampleMsg, spike_slots
-from host.reference.golden import GoldenModel
-from host.runtime import BoardTrainer
-from host.weights import Weights
+from s2eprop.host.config import ExperimentConfig, InputConfig, NetworkConfig, PartitionConfig
+from s2eprop.firmware.messages import SampleMsg, spike_slots
+from s2eprop.host.reference.golden import GoldenModel
+from s2eprop.host.session.runtime import BoardTrainer
+from s2eprop.host.weights import Weights
 
 # the tolerances of tests/emulator/test_emu_vs_golden.py (analog input)
 TOL_STEP = 1e-6
@@ -196,7 +196,7 @@ def test_iss_matches_native_on_spike_input(arm_elf, cfg, with_options) -> None:
     """Rule: on a 3-core network with spike input, 3 training samples and 1 inference sample give the
     same handler calls, effects, counts, SRAM bytes, weights and results on the ISS (the ARM build) as
     natively."""
-    from host.weights import init_weights
+    from s2eprop.host.weights import init_weights
     from test_iss_parity import assert_same_bits  # tests/emulator is on sys.path (pytest prepend mode)
 
     c = with_options(cfg, network={"n_in": 40, "n_rec": 24, "n_out": 4, "n_steps": 30},

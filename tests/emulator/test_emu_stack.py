@@ -1,4 +1,4 @@
-"""Stack use of the firmware handlers from GCC's call graph (host/stack.py)."""
+"""Stack use of the firmware handlers from GCC's call graph (firmware_c/contract/stack.py)."""
 from __future__ import annotations
 
 import re
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from host.errors import HostError
-from host.stack import format_stack_report, handler_stack_usage, worst_nesting
+from s2eprop.host.errors import HostError
+from s2eprop.firmware.stack import format_stack_report, handler_stack_usage, worst_nesting
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler (gcc >= 10)")
 

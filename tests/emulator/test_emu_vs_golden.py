@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from host.reference.golden import GoldenModel
-from host.runtime import BoardTrainer
+from s2eprop.host.reference.golden import GoldenModel
+from s2eprop.host.session.runtime import BoardTrainer
 
 # one update from the same state, relative to max|w| per matrix: the README's 1e-6 (measured: at most
 # 8.7e-7 for the weight updates, at sample 0; 7.1e-7 for the Adam moments)

@@ -8,13 +8,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from emulator.chip import FunctionalChip
-from emulator.fw_bridge import Firmware
-from emulator.runners.effects import Effects
-from emulator.runners.native import NativeRunner
-from host.partition import plan_partition
-from host.runtime import BoardTrainer
-from host.transport.inproc import EmulatorTransport
+from s2eprop.emulator.chip.functional import FunctionalChip
+from s2eprop.firmware.abi import Firmware
+from s2eprop.firmware.outbox import Effects
+from s2eprop.emulator.runners.native import NativeRunner
+from s2eprop.host.mapping.partition import plan_partition
+from s2eprop.host.session.runtime import BoardTrainer
+from s2eprop.host.transport.inproc import EmulatorTransport
 
 SRAM_BYTES = 128 * 1024
 
@@ -53,7 +53,7 @@ class Recorder:
 
 
 def run_board(cfg, weights, x, y, runner_kind: str, elf=None, n_train: int | None = None):
-    from emulator.runners.iss import IssRunner
+    from s2eprop.emulator.runners.iss import IssRunner
 
     fw = Firmware()
     n = plan_partition(cfg.network, cfg.partition).n_cores
@@ -95,7 +95,7 @@ def small_cfg(cfg, with_options):
 def test_iss_matches_native_small(arm_elf, small_cfg, sample_maker) -> None:
     """Rule: on a 3-core network, 3 training samples and 1 inference sample give the same handler calls
     with the same effects and counts, the same SRAM bytes, weights and results on the ISS as natively."""
-    from host.weights import init_weights
+    from s2eprop.host.weights import init_weights
 
     x, y = sample_maker(4, seed=5, n_steps=30, n_in=16, n_out=4)
     assert_same_bits(small_cfg, init_weights(small_cfg.network, seed=3), x, y, arm_elf, n_train=3)
@@ -104,8 +104,8 @@ def test_iss_matches_native_small(arm_elf, small_cfg, sample_maker) -> None:
 def test_iss_records_cycles_per_call_and_function(arm_elf, small_cfg) -> None:
     """Rule: each handler call leaves its instruction and cycle figures; a timer tick of an idle core is
     short (the median one), the neuron step's dma_done calls long, and its cycles lie in the firmware's functions."""
-    from emulator.runners.iss import IssRunner
-    from host.weights import init_weights
+    from s2eprop.emulator.runners.iss import IssRunner
+    from s2eprop.host.weights import init_weights
 
     record: list = []
     fw = Firmware()

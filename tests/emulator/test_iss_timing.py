@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("capstone", reason="the block timer needs capstone (pip install -e .)")
 
-from emulator.runners.m4_timing import CLASSES, CORTEX_M4F, BlockTimer  # noqa: E402
+from s2eprop.emulator.runners.m4_timing import CLASSES, CORTEX_M4F, BlockTimer  # noqa: E402
 
 # Thumb-2 encodings (halfwords little-endian): vdiv.f32 s15, s0, s1; vadd.f32 s0, s15, s0; bx lr
 VDIV_VADD_BX = bytes.fromhex("c0ee207a" "37ee800a" "7047")

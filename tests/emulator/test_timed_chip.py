@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import yaml
 
-from emulator.chip_config import DEFAULT_CHIP, load_chip
-from emulator.errors import EmulatorError
-from emulator.fw_bridge import Firmware
-from emulator.router import RouteEntry
-from emulator.timed import TimedChip
+from s2eprop.emulator.chip.description import DEFAULT_CHIP, load_chip
+from s2eprop.emulator.errors import EmulatorError
+from s2eprop.firmware.abi import Firmware
+from s2eprop.firmware.routes import RouteEntry
+from s2eprop.emulator.chip.timed import TimedChip
 
 CYCLE_PS = 3333          # 300 MHz
 IRQ = 12 + 10            # interrupt entry + exit cycles of the default chip file
@@ -228,8 +228,8 @@ def test_timer_skew_shifts_each_core(tmp_path) -> None:
 
 
 def test_functional_and_timed_training_give_the_same_bits(cfg, init_w, samples20, weights_identical) -> None:
-    from host.runtime import BoardTrainer
-    from host.transport.inproc import EmulatorTransport
+    from s2eprop.host.session.runtime import BoardTrainer
+    from s2eprop.host.transport.inproc import EmulatorTransport
 
     x, y = samples20
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, on_loss="count"))
@@ -247,8 +247,8 @@ def test_functional_and_timed_training_give_the_same_bits(cfg, init_w, samples20
 
 
 def _timed_board(cfg, init_w, chip_path):
-    from host.runtime import BoardTrainer
-    from host.transport.inproc import EmulatorTransport
+    from s2eprop.host.session.runtime import BoardTrainer
+    from s2eprop.host.transport.inproc import EmulatorTransport
 
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, on_loss="count"))
     chip = TimedChip(12, load_chip(chip_path))
@@ -268,7 +268,7 @@ def test_a_frame_that_comes_after_the_next_tick_is_counted_and_its_step_skipped(
 
 
 def test_overruns_bring_late_packets_and_move_the_weights(cfg, init_w, samples20, tmp_path) -> None:
-    from host.runtime import BoardTrainer
+    from s2eprop.host.session.runtime import BoardTrainer
 
     x, y = samples20
     slow = chip_file(tmp_path, clock_levels_hz=[20_000_000], clock_hz=20_000_000)

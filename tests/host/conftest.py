@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from host.config import NetworkConfig
-from host.weights import init_weights
+from s2eprop.host.config import NetworkConfig
+from s2eprop.host.weights import init_weights
 
 
 @pytest.fixture(scope="session")

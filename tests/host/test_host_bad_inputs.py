@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from host.cli import main
+from s2eprop.host.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 

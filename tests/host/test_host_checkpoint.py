@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import host.runtime
-from host.cli import main
-from host.reference.golden import GoldenModel
+import s2eprop.host.session.runtime
+from s2eprop.host.cli.main import main
+from s2eprop.host.reference.golden import GoldenModel
 
 MATRICES = ("w_in", "w_rec", "w_out")
 CKPT_KEYS = (*MATRICES, *(f"adam_{m}_{k}" for m in "mv" for k in MATRICES),
@@ -63,8 +63,8 @@ def test_checkpoint_holds_weights_adam_and_position(full_run, features_npz, weig
     report = json.loads((out / "report.json").read_text())
     assert report["samples_trained"] == N * EPOCHS and report["target"] == target
     if target == "golden":
-        from host.config import ExperimentConfig
-        from host.weights import load_weights
+        from s2eprop.host.config import ExperimentConfig
+        from s2eprop.host.weights import load_weights
 
         cfg = ExperimentConfig().validate()
         data = _load(features_npz)
@@ -97,7 +97,7 @@ def test_resume_mid_epoch_reproduces_the_run(full_run, tmp_path, features_npz, w
     """Rule: a run interrupted (Ctrl-C, exit 130) during sample 7 keeps the --checkpoint-every 2 checkpoint
     taken after sample 6 (epoch 1, index 2); resuming from it ends with the bits of the uninterrupted run."""
     target, full = full_run
-    cls = GoldenModel if target == "golden" else host.runtime.BoardTrainer
+    cls = GoldenModel if target == "golden" else s2eprop.host.session.runtime.BoardTrainer
     restore = interrupt_training(cls, 7)
     part = tmp_path / "part"
     assert _train(part, features_npz, target, "--init-weights", str(weights_npz), "--epochs", str(EPOCHS),

@@ -1,4 +1,4 @@
-"""User errors on the command line (host/cli.py): exit code 2 and one line on stderr that names the
+"""User errors on the command line (host/cli/main.py): exit code 2 and one line on stderr that names the
 offending thing, never a traceback."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from host.cli import main
+from s2eprop.host.cli.main import main
 
 
 def _train(tmp_path: Path, *extra: str, data: Path | str | None = None) -> list[str]:

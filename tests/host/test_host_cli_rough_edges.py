@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from host.bench import bench_golden
-from host.cli import build_parser, main
-from host.config import config_from_dict
-from host.errors import ConfigError
-from host.files import write_json
+from s2eprop.host.cli.bench import bench_golden
+from s2eprop.host.cli.main import build_parser, main
+from s2eprop.host.config import config_from_dict
+from s2eprop.host.errors import ConfigError
+from s2eprop.host.files import write_json
 
 
 def test_version(capsys) -> None:

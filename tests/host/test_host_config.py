@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from host.config import config_from_dict
-from host.errors import ConfigError
+from s2eprop.host.config import config_from_dict
+from s2eprop.host.errors import ConfigError
 
 
 @pytest.mark.parametrize("raw, key", [
@@ -42,8 +42,8 @@ CONFIGS = sorted((Path(__file__).resolve().parents[2] / "experiments" / "configs
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_shipped_experiment_configs_load(path) -> None:
     """Every config in experiments/configs validates, and its synth dataset options are known ones."""
-    from host.config import load_config
-    from host.data.synth import SynthOptions
+    from s2eprop.host.config import load_config
+    from s2eprop.host.data.synth import SynthOptions
 
     cfg = load_config(path)
     if cfg.dataset.kind == "synth":

@@ -6,12 +6,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from host.config import ChipConfig, ExperimentConfig
-from host.copies import ChipCopies
-from host.errors import ConfigError
-from host.routing import routing_table
-from host.runtime import BoardTrainer
-from host.weights import init_weights
+from s2eprop.host.config import ChipConfig, ExperimentConfig
+from s2eprop.host.session.copies import ChipCopies
+from s2eprop.host.errors import ConfigError
+from s2eprop.host.mapping.routing import routing_table
+from s2eprop.host.session.runtime import BoardTrainer
+from s2eprop.host.weights import init_weights
 
 
 def _samples(n: int, seed: int):
@@ -44,7 +44,7 @@ def test_each_copy_learns_what_it_learns_alone(mode) -> None:
 
 def test_copies_keep_their_packets_apart() -> None:
     cfg = ExperimentConfig()
-    from host.partition import plan_partition
+    from s2eprop.host.mapping.partition import plan_partition
 
     tables = [routing_table(cfg.network, plan_partition(cfg.network, cfg.partition, i, 3)) for i in range(3)]
     for i, table in enumerate(tables):

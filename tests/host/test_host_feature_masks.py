@@ -1,4 +1,4 @@
-"""SpecAugment-style feature masks (host.data.feature_masks, train.freq_masks / time_masks): what a mask
+"""SpecAugment-style feature masks (s2eprop.host.data.feature_masks, train.freq_masks / time_masks): what a mask
 zeroes, how wide masks are, and that the trainer masks every training batch reproducibly."""
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from host.cli import main
-from host.config import config_from_dict
-from host.data.feature_masks import FeatureMasks, mask_features
-from host.errors import ConfigError
-from host.reference.golden import GoldenModel
+from s2eprop.host.cli.main import main
+from s2eprop.host.config import config_from_dict
+from s2eprop.host.data.feature_masks import FeatureMasks, mask_features
+from s2eprop.host.errors import ConfigError
+from s2eprop.host.reference.golden import GoldenModel
 
 N_MELS, STEPS = 40, 100
 

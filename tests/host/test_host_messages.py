@@ -1,5 +1,5 @@
 """Host <-> core messages and input-frame slots: the word layouts documented in fw_abi.h, built by hand
-here (struct), against host/messages.py."""
+here (struct), against firmware_c/contract/messages.py."""
 from __future__ import annotations
 
 import struct
@@ -7,8 +7,8 @@ import struct
 import numpy as np
 import pytest
 
-from host import messages as m
-from host.errors import TransportError
+from s2eprop.firmware import messages as m
+from s2eprop.host.errors import TransportError
 
 
 def _words(fmt: str, *values) -> np.ndarray:
@@ -55,10 +55,10 @@ def test_the_firmware_writes_these_layouts() -> None:
     """Rule: the words the cores send for one inference sample, read with struct by the layouts above,
     are one RESULT from the readout core whose id, label, prediction, loss and output means are the
     golden model's, and one SAMPLE_DONE per core (12) whose spike counts add up to the golden model's."""
-    from host.config import ExperimentConfig
-    from host.reference.golden import GoldenModel
-    from host.runtime import BoardTrainer
-    from host.weights import init_weights
+    from s2eprop.host.config import ExperimentConfig
+    from s2eprop.host.reference.golden import GoldenModel
+    from s2eprop.host.session.runtime import BoardTrainer
+    from s2eprop.host.weights import init_weights
 
     cfg = ExperimentConfig().validate()
     w = init_weights(cfg.network, seed=11)

@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from emulator.fw_bridge import Firmware
-from host.arm_size import arena_budget
-from host.cli import main
-from host.config import ExperimentConfig, config_from_dict
-from host.errors import ConfigError
-from host.images import core_config_fields
-from host.partition import plan_partition
-from host.runtime import BoardTrainer
-from host.weights import init_weights
+from s2eprop.firmware.abi import Firmware
+from s2eprop.firmware.arm_size import arena_budget
+from s2eprop.host.cli.main import main
+from s2eprop.host.config import ExperimentConfig, config_from_dict
+from s2eprop.host.errors import ConfigError
+from s2eprop.host.mapping.images import core_config_fields
+from s2eprop.host.mapping.partition import plan_partition
+from s2eprop.host.session.runtime import BoardTrainer
+from s2eprop.host.weights import init_weights
 
 SHD_NET = {"n_in": 700, "n_rec": 120, "n_out": 20, "n_steps": 100}
 SPIKES = {"kind": "spikes", "encoder": "none"}

@@ -12,8 +12,8 @@ import signal
 import numpy as np
 import pytest
 
-from host.cli import main
-from host.reference.golden import GoldenModel
+from s2eprop.host.cli.main import main
+from s2eprop.host.reference.golden import GoldenModel
 
 MATRICES = ("w_in", "w_rec", "w_out")
 

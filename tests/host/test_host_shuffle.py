@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import host.runtime
-from host.cli import main
-from host.config import ExperimentConfig, TrainConfig, config_from_dict
-from host.errors import ConfigError
-from host.reference.golden import GoldenModel
+import s2eprop.host.session.runtime
+from s2eprop.host.cli.main import main
+from s2eprop.host.config import ExperimentConfig, TrainConfig, config_from_dict
+from s2eprop.host.errors import ConfigError
+from s2eprop.host.reference.golden import GoldenModel
 
 EPOCHS = 3
 LABELS = [3, 11, 0, 7]  # the labels of the 4 samples of features_npz: each names its sample
@@ -65,7 +65,7 @@ def test_shuffled_run_resumed_mid_epoch_gives_the_same_bits(target, interrupt_tr
     config = _config(tmp_path, True)
     full = tmp_path / "full"
     assert _train(full, features_npz, target, config, "--init-weights", str(weights_npz)) == 0
-    cls = GoldenModel if target == "golden" else host.runtime.BoardTrainer
+    cls = GoldenModel if target == "golden" else s2eprop.host.session.runtime.BoardTrainer
     restore = interrupt_training(cls, 7)
     part = tmp_path / "part"
     assert _train(part, features_npz, target, config, "--init-weights", str(weights_npz),

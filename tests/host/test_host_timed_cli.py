@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from host.cli import main
+from s2eprop.host.cli.main import main
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +59,9 @@ def test_bad_timing_options_are_one_line(features_npz, tmp_path, capsys, args, s
 
 def test_cpu_iss_puts_the_arm_build_behind_the_chip() -> None:
     pytest.importorskip("unicorn")
-    from emulator.runners.iss import IssRunner
-    from host.config import ChipConfig
-    from host.transport import open_transport
+    from s2eprop.emulator.runners.iss import IssRunner
+    from s2eprop.host.config import ChipConfig
+    from s2eprop.host.transport import open_transport
 
     try:
         t = open_transport("emulator", 2, chip=ChipConfig(cpu="iss"))

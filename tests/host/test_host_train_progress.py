@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from host.cli import main
+from s2eprop.host.cli.main import main
 
 
 def test_each_epoch_prints_its_accuracies_and_loss(tmp_path, capsys, weights_npz) -> None:

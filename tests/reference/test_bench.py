@@ -5,11 +5,11 @@ import dataclasses
 
 import numpy as np
 
-from host.bench import bench_golden
-from host.config import NetworkConfig, TrainConfig
-from host.reference.bptt import BPTTModel
-from host.reference.golden import GoldenModel
-from host.weights import init_weights
+from s2eprop.host.cli.bench import bench_golden
+from s2eprop.host.config import NetworkConfig, TrainConfig
+from s2eprop.host.reference.bptt import BPTTModel
+from s2eprop.host.reference.golden import GoldenModel
+from s2eprop.host.weights import init_weights
 
 
 def test_bench_golden(benchmark) -> None:

@@ -6,10 +6,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from host.config import NetworkConfig, TrainConfig
-from host.reference.bptt import BPTTModel, bptt_gradients, bptt_state_bytes
-from host.reference.golden import Constants, GoldenModel
-from host.weights import Weights, init_weights
+from s2eprop.host.config import NetworkConfig, TrainConfig
+from s2eprop.host.reference.bptt import BPTTModel, bptt_gradients, bptt_state_bytes
+from s2eprop.host.reference.golden import Constants, GoldenModel
+from s2eprop.host.weights import Weights, init_weights
 
 TINY = NetworkConfig(n_in=3, n_rec=4, n_out=2, n_steps=8, beta=1.0)
 SMALL = NetworkConfig(n_in=20, n_rec=30, n_out=5, n_steps=50)

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from host.config import NetworkConfig, TrainConfig
-from host.errors import DataError
-from host.reference.golden import AdamState, GoldenModel, random_feedback, surrogate
-from host.weights import Weights, init_weights
+from s2eprop.host.config import NetworkConfig, TrainConfig
+from s2eprop.host.errors import DataError
+from s2eprop.host.reference.golden import AdamState, GoldenModel, random_feedback, surrogate
+from s2eprop.host.weights import Weights, init_weights
 
 NET = NetworkConfig()
 TRAIN = TrainConfig()

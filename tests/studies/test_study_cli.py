@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from host.cli import main
+from s2eprop.host.cli.main import main
 
 
 def test_study_time_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

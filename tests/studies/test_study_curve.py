@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from host.config import ExperimentConfig
-from host.data.dataset import Dataset
-from host.errors import HostError
-from host.reference.golden import GoldenModel
-from host.studies import learning_curve
-from host.weights import init_weights
+from s2eprop.host.config import ExperimentConfig
+from s2eprop.host.data.dataset import Dataset
+from s2eprop.host.errors import HostError
+from s2eprop.host.reference.golden import GoldenModel
+from s2eprop.host.studies import learning_curve
+from s2eprop.host.weights import init_weights
 
 
 def _tiny() -> Dataset:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from host.config import NetworkConfig
-from host.errors import ConfigError
-from host.studies import energy, gpu_estimate
+from s2eprop.host.config import NetworkConfig
+from s2eprop.host.errors import ConfigError
+from s2eprop.host.studies import energy
+from s2eprop.host.studies import gpu_estimate
 
 E_CYCLE_300 = (1.248 - 0.075) / 152 / 300e6  # J per PE cycle at 0.8 V, from the chip's published powers
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from emulator.fw_bridge import Firmware
-from host.config import ExperimentConfig, NetworkConfig
-from host.studies import memory, memory_scaling
+from s2eprop.firmware.abi import Firmware
+from s2eprop.host.config import ExperimentConfig, NetworkConfig
+from s2eprop.host.studies import memory
+from s2eprop.host.studies import memory_scaling
 
 F = 4  # bytes per float32
 
@@ -56,7 +57,7 @@ def test_code_and_stack_from_the_arm_image() -> None:
     if not memory.SIZE_JSON.is_file():
         assert memory.arm_image_sizes() is None
         pytest.skip("no ARM build (make arm)")
-    from emulator.arm_image import load_image
+    from s2eprop.firmware.arm_image import load_image
 
     rep = load_image(Path(json.loads(memory.SIZE_JSON.read_text())["elf"])).size_report()
     img = memory.arm_image_sizes()

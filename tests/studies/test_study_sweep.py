@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from host.config import ExperimentConfig
-from host.errors import HostError
-from host.files import write_json
-from host.studies import sweep
+from s2eprop.host.config import ExperimentConfig
+from s2eprop.host.errors import HostError
+from s2eprop.host.files import write_json
+from s2eprop.host.studies import sweep
 
 
 def test_grid_parsing() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emulator.chip_config import PHASES
-from host.studies import time_profile
+from s2eprop.emulator.chip.description import PHASES
+from s2eprop.host.studies import time_profile
 
 
 def _window(cycles: list[tuple[int, int, int]]) -> np.ndarray:

@@ -9,14 +9,16 @@ import numpy as np
 import pytest
 import yaml
 
-from emulator.chip_config import load_chip
-from host.config import ExperimentConfig, NetworkConfig, TrainConfig
-from host.data.dataset import Dataset
-from host.errors import ConfigError
-from host.reference.golden import GoldenModel
-from host.studies import memory, trace_rounding, whatif
-from host.studies.whatif_cases import Case, load_cases, projected_training_bytes, write_chip
-from host.weights import init_weights
+from s2eprop.emulator.chip.description import load_chip
+from s2eprop.host.config import ExperimentConfig, NetworkConfig, TrainConfig
+from s2eprop.host.data.dataset import Dataset
+from s2eprop.host.errors import ConfigError
+from s2eprop.host.reference.golden import GoldenModel
+from s2eprop.host.studies import memory
+from s2eprop.host.studies import trace_rounding
+from s2eprop.host.studies import whatif
+from s2eprop.host.studies.whatif_cases import Case, load_cases, projected_training_bytes, write_chip
+from s2eprop.host.weights import init_weights
 
 
 def test_case_chip_loads_with_its_costs(tmp_path: Path) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from host.config import NetworkConfig, TrainConfig
-from host.reference.golden import GoldenModel
-from host.weights import init_weights
+from s2eprop.host.config import NetworkConfig, TrainConfig
+from s2eprop.host.reference.golden import GoldenModel
+from s2eprop.host.weights import init_weights
 
 torch = pytest.importorskip("torch")
 
@@ -14,7 +14,7 @@ NET = NetworkConfig(n_in=10, n_rec=12, n_out=4, n_steps=30)
 
 
 def _run(np_dtype, torch_dtype):
-    from host.studies.torch_eprop import TorchEprop
+    from s2eprop.host.studies.torch_eprop import TorchEprop
 
     w = init_weights(NET, 3)
     rng = np.random.default_rng(0)

@@ -1,0 +1,417 @@
+"""Emulator layer: the emulated board behind SpiNNaker's host protocol (docs/protocol.md, emulator/board/protocol.py).
+
+One UDP socket, one thread: every datagram is parsed, executed and answered, or dropped and counted;
+none can crash or stall the server. Replies are kept per client and sequence number, so that a
+retransmitted command is answered again, not executed twice. In functional and timed modes the
+board's clock moves only on ADVANCE; in realtime mode it runs on its own, one tick per millisecond of
+wall time, between datagrams.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import struct
+import time
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from s2eprop.emulator.board import protocol as sdp
+from s2eprop.emulator.chip.functional import FunctionalChip
+from s2eprop.emulator.chip.description import ChipDescription
+from s2eprop.emulator.errors import EmulatorError
+from s2eprop.firmware.routes import RouteEntry
+from s2eprop.emulator.board.spike_injector import SpikeInjector
+
+REPLY_CACHE = 1024   # replies kept per client (retransmissions are answered from here)
+SEQ_WINDOW = 4096    # a sequence number this far behind the newest is a replay: dropped
+MAX_CLIENTS = 64
+# a chunk of a stream acknowledged complete less than this long ago is a late copy (stream ids are 16 bits:
+# a host posting a stream a tick wraps them in about a minute, so an older id is a new stream)
+STREAM_LATE_S = 10.0
+MAX_ADVANCE_TICKS = 100_000  # per ADVANCE: the server answers other hosts again within a minute or so
+VERSION_NAME = b"s2eprop-board/SpiNNaker2-emulated\x00"
+
+
+@dataclass
+class LinkCounters:
+    datagrams: int = 0
+    replies: int = 0
+    malformed: int = 0        # not SDP/SCP, or a bad length
+    bad_mac: int = 0          # unauthenticated (no key, wrong key, another session's nonce)
+    stale: int = 0            # sequence number far behind the session's newest: a replay
+    stream_chunks: int = 0    # SDRAM stream chunks written
+    stream_duplicates: int = 0  # chunks received twice (a retransmission the first copy made needless)
+    stream_late: int = 0      # chunks of a stream already acknowledged complete: dropped
+    stream_errors: int = 0    # chunks that could not be written (outside memory): STREAM_ACK says why
+    stream_reordered: int = 0  # chunks that came after a later chunk of their stream
+    duplicates: int = 0       # retransmissions answered from the reply cache
+    bad_crc: int = 0          # own commands whose CRC32 does not match their data
+    errors: int = 0           # commands refused with an error code
+    ticks_behind: int = 0     # realtime: ticks run more than 100 ms after their wall-clock time
+    spikes_posted: int = 0    # posted spike datagrams (CMD_SPIKES, no reply): each written, duplicate, late or refused
+    spikes_parts: int = 0     # spike datagrams (posted or acknowledged) whose ids went into their slot's bitmap
+    spikes_steps: int = 0     # input slots completed from spike datagrams (all parts of the step in)
+    spikes_duplicates: int = 0  # a part received twice: harmless, not written again
+    spikes_late: int = 0      # a part of a step a core has already read its slot for: dropped
+    spikes_incomplete: int = 0  # a step's slot taken over by another step before all its parts came
+    spikes_errors: int = 0    # spike datagrams refused: malformed, an id >= n_in, a slot outside SDRAM
+    stale_messages: int = 0   # messages a core queued for the host before it was started again: dropped
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Client:
+    nonce: bytes = b""
+    newest: int | None = None
+    # (seq, CRC32 of the whole request) -> reply datagram: only a byte-identical repeat is a duplicate, so a
+    # request damaged into another command cannot answer for the real one
+    replies: OrderedDict = field(default_factory=OrderedDict)
+    streams: dict = field(default_factory=dict)                # open stream -> chunks received
+    closed_streams: dict = field(default_factory=dict)         # stream acknowledged complete -> when
+    stream_errors: dict = field(default_factory=dict)          # stream -> why a chunk could not be written
+
+
+class BoardServer:
+    def __init__(self, chip: FunctionalChip, desc: ChipDescription, bind: str = "127.0.0.1",
+                 port: int = sdp.DEFAULT_PORT, key: bytes | None = None, mode: str = "functional") -> None:
+        self.chip = chip
+        self.desc = desc
+        self.key = key
+        self.mode = mode
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        try:
+            self.sock.bind((bind, port))
+        except OSError as exc:
+            self.sock.close()
+            raise EmulatorError(f"cannot serve on {bind}:{port} ({exc.strerror}): choose another --port or --bind") from None
+        self.address = self.sock.getsockname()
+        self.link = LinkCounters()
+        self._clients: OrderedDict[tuple[str, int], _Client] = OrderedDict()
+        self._where = {desc.placement(c): c for c in range(chip.n_cores)}
+        self._routes: dict[int, RouteEntry] = {}
+        self._routes_total = 0
+        self._outbox: list[tuple[int, list[int]]] = []
+        self._status_pages: list[bytes] = []
+        self._stop = False
+        self._next_tick_s: float | None = None
+        self.spikes = SpikeInjector(chip, self.link)
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def serve_forever(self) -> None:
+        try:
+            while not self._stop:
+                self.serve_once(timeout_s=0.2)
+        finally:
+            self.sock.close()
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def serve_once(self, timeout_s: float) -> None:
+        """Answer what has arrived within timeout_s (in realtime mode, run the ticks that fall due)."""
+        if self.mode == "realtime" and self._next_tick_s is not None:
+            now = time.perf_counter()
+            while now >= self._next_tick_s:
+                self.chip.run(1)
+                self._outbox.extend((c, w.tolist()) for c, w in self.chip.take_host_messages())
+                self._next_tick_s += self.desc.tick_us * 1e-6
+                if time.perf_counter() - self._next_tick_s > 0.1:  # far behind the wall clock: counted, not caught up
+                    self.link.ticks_behind += 1
+            timeout_s = max(0.0, min(timeout_s, self._next_tick_s - now))
+        ready, _, _ = select.select([self.sock], [], [], timeout_s)
+        if not ready:
+            return
+        self.sock.setblocking(False)
+        try:
+            for _ in range(256):  # a burst, without starving the clock
+                try:
+                    raw, addr = self.sock.recvfrom(2048)
+                except BlockingIOError:
+                    break
+                reply = self.handle(raw, addr)
+                if reply is not None:
+                    try:
+                        self.sock.sendto(reply, addr)
+                    except BlockingIOError:  # the send buffer is full: the client will ask again
+                        continue
+                    self.link.replies += 1
+        finally:
+            self.sock.setblocking(True)
+
+    # -- one datagram ---------------------------------------------------------------------------------
+    def handle(self, raw: bytes, addr: tuple[str, int]) -> bytes | None:
+        """The reply to one datagram, or None (dropped and counted). Never raises for bad input."""
+        self.link.datagrams += 1
+        client = self._clients.get(addr)
+        cmd = sdp.peek_cmd(raw)
+        nonce = b"" if cmd == sdp.CMD_HELLO or client is None else client.nonce
+        try:
+            msg = sdp.unpack(raw, self.key, nonce)
+        except sdp.WireError as exc:
+            if "MAC" in str(exc):
+                self.link.bad_mac += 1
+            else:
+                self.link.malformed += 1
+            return None
+        seq = msg.seq
+        own = msg.cmd in sdp.OWN_COMMANDS
+        if own and msg.arg3 != sdp.msg_crc(msg):  # damaged on the way: as if lost (the host sends it again)
+            self.link.bad_crc += 1
+            return None
+        if own and msg.cmd != sdp.CMD_HELLO and client is None:
+            return self._seal(self._error(msg, sdp.RC_PORT, "no session: this board has not been greeted by this "
+                                                            "host (it was restarted?); start the host again, with "
+                                                            "--resume to continue a run"), msg, b"")
+        if msg.cmd == sdp.CMD_STREAM:
+            self._stream_chunk(msg, client)
+            return None
+        if msg.cmd == sdp.CMD_SPIKES and msg.flags == sdp.FLAGS_NO_REPLY:  # posted live input: counted, no reply
+            self.link.spikes_posted += 1
+            try:
+                self.spikes.put(msg)
+            except Exception as exc:  # noqa: BLE001 - a datagram must never take the board down; it is counted
+                self.spikes.refused(exc)
+            return None
+        key = (seq, zlib.crc32(raw))
+        if client is not None and key in client.replies:
+            self.link.duplicates += 1
+            return client.replies[key]
+        if msg.cmd == sdp.CMD_HELLO or client is None:  # HELLO opens a new session (nonce set in its answer)
+            client = self._new_client(addr, b"")
+        if client.newest is not None and ((client.newest - seq) & 0xFFFF) < 0x8000 \
+                and ((client.newest - seq) & 0xFFFF) > SEQ_WINDOW:
+            self.link.stale += 1
+            return None
+        try:
+            reply = self._execute(msg, client)
+        except EmulatorError as exc:
+            reply = self._error(msg, sdp.RC_ARG, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a datagram must never take the board down; it is answered
+            reply = self._error(msg, sdp.RC_ARG, f"{type(exc).__name__}: {exc}")
+        out = self._seal(reply, msg, b"" if msg.cmd == sdp.CMD_HELLO else client.nonce)
+        client.replies[key] = out
+        while len(client.replies) > REPLY_CACHE:
+            client.replies.popitem(last=False)
+        client.newest = seq if client.newest is None or ((seq - client.newest) & 0xFFFF) < 0x8000 else client.newest
+        return out
+
+    def _seal(self, reply: sdp.Scp, msg: sdp.Scp, nonce: bytes) -> bytes:
+        """The reply's datagram: CRC-sealed when it answers an own command, with its MAC when keyed."""
+        if msg.cmd in sdp.OWN_COMMANDS:
+            sdp.sealed(reply)
+        return sdp.pack(reply, src=(msg.x, msg.y, msg.cpu), mac_key=self.key, nonce=nonce)
+
+    def _new_client(self, addr: tuple[str, int], nonce: bytes) -> _Client:
+        client = _Client(nonce=nonce)
+        self._clients[addr] = client
+        while len(self._clients) > MAX_CLIENTS:
+            self._clients.popitem(last=False)
+        return client
+
+    def _error(self, msg: sdp.Scp, rc: int, text: str) -> sdp.Scp:
+        self.link.errors += 1
+        data = text.encode("utf-8", "replace")[:sdp.MAX_DATA_BYTES]
+        return sdp.Scp(rc, msg.seq, data=data, x=msg.x, y=msg.y, cpu=msg.cpu)
+
+    def _ok(self, msg: sdp.Scp, arg1: int = 0, arg2: int = 0, data: bytes = b"") -> sdp.Scp:
+        return sdp.Scp(sdp.RC_OK, msg.seq, arg1, arg2, 0, data, x=msg.x, y=msg.y, cpu=msg.cpu)
+
+    def _core(self, msg: sdp.Scp) -> int | None:
+        return self._where.get((msg.x, msg.y, msg.cpu))
+
+    def _execute(self, msg: sdp.Scp, client: _Client) -> sdp.Scp:
+        at = (msg.x, msg.y, msg.cpu)
+        core = self._core(msg)
+        if msg.cmd == sdp.CMD_VER:
+            return self._version(msg)
+        if msg.cmd in (sdp.CMD_READ, sdp.CMD_WRITE, sdp.CMD_MEM_READ):
+            return self._memory(msg, core, at)
+        if msg.cmd == sdp.CMD_HELLO:
+            if msg.arg1 != sdp.PROTOCOL_VERSION:
+                return self._error(msg, sdp.RC_ARG, f"protocol version {msg.arg1}: this board speaks version "
+                                                    f"{sdp.PROTOCOL_VERSION}")
+            client.nonce = os.urandom(8) + msg.data[:8]
+            qpes = bytes(v for q in self.desc.qpes for v in q)
+            info = json.dumps({"mode": self.mode, "chip": self.desc.name, "tick_us": self.desc.tick_us}).encode()
+            data = client.nonce[:8] + struct.pack("<BB", self.desc.cores_per_qpe, len(self.desc.qpes)) + qpes + info
+            return self._ok(msg, sdp.PROTOCOL_VERSION, self.chip.n_cores, data[:sdp.MAX_DATA_BYTES])
+        if msg.cmd == sdp.CMD_ROUTES:
+            return self._load_routes(msg)
+        if msg.cmd == sdp.CMD_POLL:
+            return self._poll(msg)
+        if msg.cmd == sdp.CMD_ADVANCE:
+            if self.mode == "realtime":  # the clock runs on its own: the answer is where it is now
+                t = self.chip.tick_count
+                return self._ok(msg, t & 0xFFFFFFFF, t >> 32)
+            if msg.arg1 > MAX_ADVANCE_TICKS:
+                return self._error(msg, sdp.RC_ARG, f"ADVANCE of {msg.arg1:,} ticks: at most {MAX_ADVANCE_TICKS:,} "
+                                                    f"per command")
+            self.chip.run(msg.arg1)
+            self._outbox.extend((c, w.tolist()) for c, w in self.chip.take_host_messages())
+            t = self.chip.tick_count
+            return self._ok(msg, t & 0xFFFFFFFF, t >> 32)
+        if msg.cmd == sdp.CMD_STATUS:
+            return self._status(msg)
+        if msg.cmd == sdp.CMD_STREAM_ACK:
+            return self._stream_ack(msg, client)
+        if msg.cmd == sdp.CMD_SPIKES:
+            try:
+                return self._ok(msg, self.spikes.put(msg))
+            except EmulatorError as exc:
+                self.spikes.refused(exc)
+                raise
+        if msg.cmd in (sdp.CMD_START, sdp.CMD_STOP, sdp.CMD_SEND):
+            if core is None:
+                return self._error(msg, sdp.RC_CPU, f"no core at (x {msg.x}, y {msg.y}, cpu {msg.cpu})")
+            if msg.cmd == sdp.CMD_START:
+                self._drop_messages_of(core)
+                status = self.chip.init_core(core, msg.arg1)
+                self.spikes.cores_changed()
+                if self.mode == "realtime" and self._next_tick_s is None:
+                    self._next_tick_s = time.perf_counter()
+                return self._ok(msg, status)
+            if msg.cmd == sdp.CMD_STOP:
+                self.chip.write_sram(core, self.chip.fw.ffi.offsetof("fw_header_t", "status"), np.zeros(1, np.uint32))
+                return self._ok(msg)
+            if len(msg.data) % 4:
+                return self._error(msg, sdp.RC_LEN, f"a host message is whole 32-bit words, got {len(msg.data)} B")
+            self.chip.host_send(core, np.frombuffer(msg.data, dtype="<u4"))
+            return self._ok(msg)
+        return self._error(msg, sdp.RC_CMD, f"unknown command {msg.cmd}")
+
+    def _stream_chunk(self, msg: sdp.Scp, client: _Client) -> None:
+        """One chunk of an SDRAM stream (no reply: STREAM_ACK reports what arrived)."""
+        stream, chunk = msg.arg2 >> 16, msg.arg2 & 0xFFFF
+        closed = client.closed_streams.get(stream)
+        if closed is not None:
+            if time.monotonic() - closed < STREAM_LATE_S:  # done: a late copy
+                self.link.stream_late += 1
+                return
+            del client.closed_streams[stream]
+        got = client.streams.setdefault(stream, set())
+        if chunk in got:
+            self.link.stream_duplicates += 1
+            return
+        core = self._core(msg)
+        try:
+            if (msg.x, msg.y, msg.cpu) == sdp.MONITOR:
+                self.chip.write_sdram(msg.arg1, msg.data)
+            elif core is not None:
+                self.chip.write_sram(core, msg.arg1, msg.data)
+            else:
+                raise EmulatorError(f"no core at ({msg.x}, {msg.y}, {msg.cpu})")
+        except EmulatorError as exc:
+            client.stream_errors[stream] = str(exc)
+            self.link.stream_errors += 1  # reported by the stream's STREAM_ACK
+            return
+        if got and chunk < max(got):
+            self.link.stream_reordered += 1
+        got.add(chunk)
+        self.link.stream_chunks += 1
+        while len(client.streams) > 16:  # streams a client abandoned
+            client.streams.pop(next(iter(client.streams)))
+        while len(client.stream_errors) > 16:
+            client.stream_errors.pop(next(iter(client.stream_errors)))
+
+    def _stream_ack(self, msg: sdp.Scp, client: _Client) -> sdp.Scp:
+        stream, n = msg.arg1 & 0xFFFF, msg.arg2
+        if n > sdp.MAX_STREAM_CHUNKS:
+            return self._error(msg, sdp.RC_ARG, f"a stream has at most {sdp.MAX_STREAM_CHUNKS} chunks, got {n}")
+        if stream in client.stream_errors:
+            return self._error(msg, sdp.RC_ARG, client.stream_errors.pop(stream))
+        got = client.streams.get(stream, set())
+        bits = np.zeros((n + 7) // 8, dtype=np.uint8)
+        for c in got:
+            if c < n:
+                bits[c >> 3] |= 1 << (c & 7)
+        if len(got) >= n:
+            client.streams.pop(stream, None)
+            client.closed_streams[stream] = time.monotonic()
+            while len(client.closed_streams) > 4096:
+                client.closed_streams.pop(next(iter(client.closed_streams)))
+        return self._ok(msg, len(got), n, bits.tobytes())
+
+    def _version(self, msg: sdp.Scp) -> sdp.Scp:
+        p2p = (msg.x << 8) | msg.y
+        data = VERSION_NAME + b"0.1.0\x00"
+        return sdp.Scp(sdp.RC_OK, msg.seq, (p2p << 16) | (msg.cpu << 8) | msg.cpu,
+                       (sdp.PROTOCOL_VERSION << 16) | sdp.MAX_DATA_BYTES, int(time.time()) & 0xFFFFFFFF, data,
+                       x=msg.x, y=msg.y, cpu=msg.cpu)
+
+    def _memory(self, msg: sdp.Scp, core: int | None, at: tuple[int, int, int]) -> sdp.Scp:
+        addr, size = msg.arg1, msg.arg2
+        if at != sdp.MONITOR and core is None:
+            return self._error(msg, sdp.RC_CPU, f"no core at (x {msg.x}, y {msg.y}, cpu {msg.cpu})")
+        if size > sdp.MAX_DATA_BYTES:
+            return self._error(msg, sdp.RC_LEN, f"{size} B: at most {sdp.MAX_DATA_BYTES} B per READ or WRITE")
+        if msg.cmd == sdp.CMD_WRITE:
+            if len(msg.data) != size:
+                return self._error(msg, sdp.RC_LEN, f"WRITE of {size} B carries {len(msg.data)} B")
+            if at == sdp.MONITOR:
+                self.chip.write_sdram(addr, msg.data)
+            else:
+                self.chip.write_sram(core, addr, msg.data)
+            return sdp.Scp(sdp.RC_OK, msg.seq, has_args=False, x=msg.x, y=msg.y, cpu=msg.cpu)
+        data = self.chip.read_sdram(addr, size) if at == sdp.MONITOR else self.chip.read_sram(core, addr, size)
+        if msg.cmd == sdp.CMD_MEM_READ:
+            return self._ok(msg, addr, size, data)
+        return sdp.Scp(sdp.RC_OK, msg.seq, data=data, has_args=False, x=msg.x, y=msg.y, cpu=msg.cpu)
+
+    def _load_routes(self, msg: sdp.Scp) -> sdp.Scp:
+        first, total = msg.arg1, msg.arg2
+        words = len(msg.data) // 4
+        if len(msg.data) % (4 * sdp.ROUTE_WORDS) or total > self.desc.router_entries or first + words // sdp.ROUTE_WORDS > total:
+            return self._error(msg, sdp.RC_ARG, f"route entries {first}.. of {total}: bad chunk (the router holds "
+                                                f"{self.desc.router_entries:,})")
+        if first == 0 or total != self._routes_total:
+            self._routes, self._routes_total = {}, total
+        vals = np.frombuffer(msg.data, dtype="<u4").reshape(-1, sdp.ROUTE_WORDS)
+        for i, row in enumerate(vals):
+            cores = tuple(c for c in range(self.chip.n_cores) if (int(row[2 + (c >> 5)]) >> (c & 31)) & 1)
+            self._routes[first + i] = RouteEntry(int(row[0]), int(row[1]), cores)
+        if len(self._routes) == total:
+            self.chip.load_routes([self._routes[i] for i in range(total)])
+        return self._ok(msg, len(self._routes), total)
+
+    def _drop_messages_of(self, core: int) -> None:
+        """A core started again: what it queued for the host before (a host killed mid-sample never polled
+        it) belongs to no run now, and would reach the new host as messages of no sample: dropped, counted."""
+        self._outbox.extend((c, w.tolist()) for c, w in self.chip.take_host_messages())
+        kept = [(c, w) for c, w in self._outbox if c != core]
+        self.link.stale_messages += len(self._outbox) - len(kept)
+        self._outbox = kept
+
+    def _poll(self, msg: sdp.Scp) -> sdp.Scp:
+        self._outbox.extend((c, w.tolist()) for c, w in self.chip.take_host_messages())
+        data, n = sdp.pack_messages(self._outbox)
+        del self._outbox[:n]
+        return self._ok(msg, n, len(self._outbox), data)
+
+    def status(self) -> dict[str, Any]:
+        st = self.chip.stats()
+        losses = {"queue_overflows": st.queue_overflows, "dma_faults": st.dma_faults}
+        if hasattr(self.chip, "compliance"):
+            losses["rx_queue_overflows"] = st.rx_queue_overflows
+        return {"ticks": self.chip.tick_count, "delivered": st.delivered, "dropped": st.dropped,
+                "last_drop": list(st.last_drop) if st.last_drop else None, "losses": losses,
+                "link": self.link.as_dict(), "mode": self.mode, "cores": self.chip.n_cores,
+                "last_spike_error": self.spikes.last_error}
+
+    def _status(self, msg: sdp.Scp) -> sdp.Scp:
+        if msg.arg1 == 0 or not self._status_pages:  # page 0 takes a new snapshot
+            text = json.dumps(self.status(), separators=(",", ":")).encode()
+            step = sdp.MAX_DATA_BYTES
+            self._status_pages = [text[i:i + step] for i in range(0, len(text), step)] or [b""]
+        page = msg.arg1
+        if page >= len(self._status_pages):
+            return self._error(msg, sdp.RC_ARG, f"status page {page} of {len(self._status_pages)}")
+        return self._ok(msg, page, len(self._status_pages), self._status_pages[page])

@@ -1,0 +1,63 @@
+/* Fast path of the functional emulator: the event loop of a chip in C, over the native firmware
+ * build. Same firmware, tables and order of events as the Python path (emulator/chip/functional.py), which is
+ * the readable specification:
+ *  - a tick: every core's timer handler in core order; after each handler its outbox is drained
+ *    (packets into one FIFO, host messages out, DMA transfers queued), and every queued DMA transfer
+ *    is done at once, in order, each followed by its core's fw_on_dma_done (drained the same way);
+ *  - then the packets are delivered in FIFO order, each to its destination cores in core order,
+ *    and whatever those handlers send joins the FIFO, until it is empty;
+ *  - then the user events raised, in core order (each again followed by delivery), until none is left.
+ * The chip knows nothing of samples or frames: it routes packets, moves DMA data and keeps time. */
+#ifndef CHIP_LOOP_H
+#define CHIP_LOOP_H
+
+#include <stdint.h>
+#include "fw_abi.h"
+
+#define EMU_DEST_WORDS 5u  /* route destinations: bitmask over up to 160 cores */
+#define EMU_SRC_EXTERNAL 0xffffffffu  /* source of an injected packet (a chip link, a test) */
+#define EMU_DROP_SOURCES 161u  /* FW_MAX_CORES cores, then injected packets */
+#define EMU_ROUTE_CACHE 1024u  /* direct-mapped cache of route lookups */
+
+typedef struct {
+    uint32_t key, mask;
+    uint32_t dest[EMU_DEST_WORDS];
+} emu_route_t;
+
+/* a DMA transfer: SDRAM -> SRAM (write 0) or SRAM -> SDRAM (write 1) */
+typedef struct { uint32_t core, sdram_addr, sram_offset, n_bytes, tag, write; } emu_dma_t;
+
+typedef struct {
+    uint32_t n_cores;
+    uint8_t *arenas[FW_MAX_CORES];
+    uint32_t sram_bytes;              /* per core */
+    uint8_t **sdram_pages;            /* sparse SDRAM: page p holds [p << page_bits, (p + 1) << page_bits) */
+    uint32_t sdram_page_bits, sdram_n_pages;
+    const emu_route_t *routes;
+    uint32_t n_routes;
+    /* a lookup depends only on the key bits some entry's mask looks at (route_care, the OR of all
+     * masks): results are cached under those bits; load_routes sets route_care and bumps route_epoch */
+    uint32_t route_care, route_epoch;
+    uint32_t cache_key[EMU_ROUTE_CACHE], cache_epoch[EMU_ROUTE_CACHE];
+    int32_t cache_route[EMU_ROUTE_CACHE];  /* entry index, -1: no route */
+    uint32_t *pkt_buf;                /* FIFO of pending packets, 3 words each: src, key, payload */
+    uint32_t pkt_cap;                 /* in packets */
+    emu_dma_t *dma_buf;               /* FIFO of DMA transfers not yet done */
+    uint32_t dma_cap;
+    uint32_t *host_buf;               /* messages to the host: [core, n_words, words...] */
+    uint32_t host_cap, host_len;      /* in words */
+    uint8_t user_pending[FW_MAX_CORES];
+    uint64_t delivered, dropped, pkt_overflows, host_overflows, dma_overflows, dma_faults, dma_bytes;
+    uint32_t last_drop_src, last_drop_key;
+    uint64_t dropped_from[EMU_DROP_SOURCES];
+    fw_counts_t counts[FW_MAX_CORES];  /* accumulated work per core (cost model input) */
+} emu_chip_t;
+
+/* ticks first_tick .. first_tick + n_ticks - 1 on every core */
+void emu_run(emu_chip_t *chip, uint32_t first_tick, uint32_t n_ticks);
+/* a host message to one core, then everything it causes; -1 if there is no such core */
+int32_t emu_host_msg(emu_chip_t *chip, uint32_t core, const uint32_t *msg, uint32_t n_words);
+/* a packet entering the router from outside the cores, then everything it causes */
+void emu_inject(emu_chip_t *chip, uint32_t key, uint32_t payload);
+
+#endif

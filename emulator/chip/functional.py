@@ -1,0 +1,316 @@
+"""Emulator layer: a functional SpiNNaker 2 chip: cores (each an SRAM running the firmware through a
+core runner), a shared SDRAM, per-core DMA engines and the multicast router. Handlers are called in a
+fixed order with no notion of time; the chip knows nothing of samples, frames or host messages'
+meaning: it routes packets, moves DMA data and counts ticks.
+
+Two event loops with the same order of events and the same bits: `backend="c"`
+(emulator/chip/csrc/chip_loop.c, fast, calls the native build directly) and `backend="python"` (this
+file, the readable specification, over any core runner). Order of events per tick:
+  1. every core's timer handler, in core order; after each handler its side effects are taken:
+     packets join one FIFO, host messages go out, DMA reads are done at once, in order, each followed
+     by its core's fw_on_dma_done (whose side effects are taken the same way);
+  2. the packets are delivered in FIFO order, each to its destination cores in core order, and what
+     those handlers send joins the FIFO, until it is empty;
+  3. the user events raised, in core order, each followed by 2., until none is left.
+The Python loop can also model faults and other schedules for tests of the firmware's loss rules:
+`PacketFault` holds matching packets for whole ticks or delivers them twice; `schedule="eager"`
+delivers each core's packets right after its own timer (so that later cores see them a tick early).
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from s2eprop.emulator.errors import EmulatorError
+from s2eprop.firmware.abi import Firmware, abi
+from s2eprop.firmware.routes import RouteEntry, check_table, lookup
+from s2eprop.emulator.runners.native import DmaTransfer, Effects, NativeRunner
+from s2eprop.emulator.chip.sdram import SDRAM_BYTES, Sdram
+
+SRAM_BYTES = 128 * 1024
+SRC_EXTERNAL = int(abi().EMU_SRC_EXTERNAL)  # source of an injected packet
+SCHEDULES = ("batched", "eager")
+
+
+@dataclass(frozen=True)
+class PacketFault:
+    """Fault model (Python loop): packets from core `src` whose key matches key/mask are delivered
+    `delay_ticks` ticks late (after that later tick's timers), and twice if `duplicate`."""
+
+    src: int
+    key: int
+    mask: int
+    delay_ticks: int = 0
+    duplicate: bool = False
+
+    def matches(self, src: int, key: int) -> bool:
+        return src == self.src and (key & self.mask) == self.key
+
+
+@dataclass
+class ChipStats:
+    delivered: int = 0
+    dropped: int = 0
+    dropped_from: dict[int, int] = field(default_factory=dict)  # source core (SRC_EXTERNAL: injected) -> drops
+    last_drop: tuple[int, int] | None = None  # (source, key)
+    queue_overflows: int = 0  # packets, DMA reads or host messages lost because the loop's buffers were full
+    dma_faults: int = 0       # DMA reads outside SDRAM or the core's SRAM (not done, no completion)
+    dma_bytes: int = 0
+    rx_queue_overflows: int = 0  # timed chip: packets lost because a core's receive queue was full
+
+
+class FunctionalChip:
+    """Cores + SDRAM + router; handlers are called in event order with no notion of time."""
+
+    def __init__(self, n_cores: int, sram_bytes: int = SRAM_BYTES, backend: str = "c",
+                 firmware: Firmware | None = None, sdram_bytes: int = SDRAM_BYTES,
+                 packet_capacity: int = 65536, host_capacity_words: int = 1 << 20,
+                 faults: tuple[PacketFault, ...] = (), schedule: str = "batched", runner=None) -> None:
+        if backend not in ("c", "python"):
+            raise EmulatorError(f"backend must be 'c' or 'python', got {backend!r}")
+        if schedule not in SCHEDULES:
+            raise EmulatorError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+        if backend == "c" and (faults or schedule != "batched"):
+            raise EmulatorError("packet faults and the eager schedule exist in the Python loop only: use backend='python'")
+        if backend == "c" and runner is not None:
+            raise EmulatorError("the C loop calls the native build itself: another core runner needs backend='python'")
+        self.fw = firmware or Firmware()
+        if not 0 < n_cores <= int(self.fw.lib.FW_MAX_CORES):
+            raise EmulatorError(f"a chip of {n_cores} cores: the emulator takes 1..{int(self.fw.lib.FW_MAX_CORES)}")
+        self.n_cores = n_cores
+        self.sram_bytes = sram_bytes
+        self.backend = backend
+        # any core runner with NativeRunner's interface (init, on_* -> Effects, sram arrays)
+        self.runner = runner if runner is not None else NativeRunner(self.fw, n_cores, sram_bytes)
+        ffi = self.fw.ffi
+        self.sdram = Sdram(sdram_bytes, ffi if backend == "c" else None)
+        self.routes: list[RouteEntry] = []
+        self.tick_count = 0
+        self.max_host_words = int(self.fw.lib.FW_MAX_HOST_WORDS)
+        self._stats = ChipStats()
+        self._counts = np.zeros((n_cores, len(self.fw.count_fields)), dtype=np.uint64)
+        self._host_out: list[tuple[int, np.ndarray]] = []
+        self._faults = tuple(faults)
+        self._held: dict[int, list[tuple[int, int, int]]] = {}
+        self._schedule = schedule
+        self._user: set[int] = set()
+        if backend == "c":
+            self._chip = ffi.new("emu_chip_t *")
+            self._chip.n_cores = n_cores
+            self._chip.sram_bytes = sram_bytes
+            self._chip.route_epoch = 1  # cache entries of epoch 0 (all of them, zeroed) are never valid
+            for i, p in enumerate(self.runner.arena_ptrs):
+                self._chip.arenas[i] = p
+            self._chip.sdram_pages = self.sdram.c_pages
+            self._chip.sdram_page_bits = self.sdram.page_bits
+            self._chip.sdram_n_pages = self.sdram.n_pages
+            self._pkt = ffi.new("uint32_t[]", 3 * packet_capacity)
+            self._chip.pkt_buf, self._chip.pkt_cap = self._pkt, packet_capacity
+            self._dma = ffi.new("emu_dma_t[]", 4 * n_cores)
+            self._chip.dma_buf, self._chip.dma_cap = self._dma, 4 * n_cores
+            self._host = np.zeros(host_capacity_words, dtype=np.uint32)
+            self._chip.host_buf = ffi.cast("uint32_t *", ffi.from_buffer(self._host))
+            self._chip.host_cap = host_capacity_words
+            self._route_buf = None
+
+    # -- memory and tables ------------------------------------------------------------------
+    def write_sram(self, core: int, offset: int, data: bytes | np.ndarray) -> None:
+        raw = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
+        self._check_range(core, offset, raw.size)
+        self.runner.sram[core][offset:offset + raw.size] = raw
+
+    def read_sram(self, core: int, offset: int, n_bytes: int) -> bytes:
+        self._check_range(core, offset, n_bytes)
+        return self.runner.sram[core][offset:offset + n_bytes].tobytes()
+
+    def write_sdram(self, addr: int, data: bytes | np.ndarray) -> None:
+        self.sdram.write(addr, data)
+
+    def read_sdram(self, addr: int, n_bytes: int) -> bytes:
+        return self.sdram.read(addr, n_bytes)
+
+    def _check_core(self, core: int) -> None:
+        if not 0 <= core < self.n_cores:
+            raise EmulatorError(f"core {core} does not exist (chip has {self.n_cores})")
+
+    def _check_range(self, core: int, offset: int, n_bytes: int) -> None:
+        self._check_core(core)
+        if offset < 0 or n_bytes < 0 or offset + n_bytes > self.sram_bytes:
+            raise EmulatorError(
+                f"core {core}: access [{offset}, {offset + n_bytes}) outside its {self.sram_bytes:,} B of SRAM")
+
+    def load_routes(self, entries: list[RouteEntry]) -> None:
+        check_table(entries, self.n_cores)
+        self.routes = list(entries)
+        if self.backend == "c":
+            buf = self.fw.ffi.new("emu_route_t[]", max(1, len(entries)))
+            for i, e in enumerate(entries):
+                buf[i].key, buf[i].mask = e.key, e.mask
+                for c in e.cores:
+                    buf[i].dest[c >> 5] |= 1 << (c & 31)
+            self._route_buf = buf
+            self._chip.routes = buf
+            self._chip.n_routes = len(entries)
+            care = 0
+            for e in entries:
+                care |= e.mask
+            self._chip.route_care = care
+            self._chip.route_epoch += 1  # forget the cached lookups of the old table
+
+    def init_core(self, core: int, arena_bytes: int) -> int:
+        """fw_init on a core whose image is in its SRAM; returns the firmware's status word."""
+        self._check_core(core)
+        if not 0 < arena_bytes <= self.sram_bytes:
+            raise EmulatorError(f"core {core}: arena of {arena_bytes:,} B does not fit its {self.sram_bytes:,} B of SRAM")
+        return self.runner.init(core, arena_bytes)
+
+    # -- running ------------------------------------------------------------------------------
+    def _host_words(self, core: int, words: np.ndarray) -> np.ndarray:
+        """A host message's words, checked: an existing core, at most FW_MAX_HOST_WORDS."""
+        self._check_core(core)
+        words = np.ascontiguousarray(words, dtype=np.uint32)
+        if words.size > self.max_host_words:
+            raise EmulatorError(f"host message of {words.size} words to core {core}: at most {self.max_host_words} "
+                                f"({4 * self.max_host_words} B, an SDP payload) fit one message")
+        return words
+
+    def host_send(self, core: int, words: np.ndarray) -> None:
+        """A host message to one core, and everything it causes."""
+        words = self._host_words(core, words)
+        if self.backend == "c":
+            ffi = self.fw.ffi
+            self.fw.lib.emu_host_msg(self._chip, core, ffi.cast("uint32_t *", ffi.from_buffer(words)), words.size)
+            return
+        fifo: deque[tuple[int, int, int]] = deque()
+        self._take(core, self.runner.on_host_msg(core, words), fifo)
+        self._settle(fifo)
+
+    def inject(self, key: int, payload: int = 0) -> None:
+        """A multicast packet entering the router from outside the cores (a chip link, a test)."""
+        if self.backend == "c":
+            self.fw.lib.emu_inject(self._chip, key & 0xFFFFFFFF, payload & 0xFFFFFFFF)
+            return
+        self._settle(deque([(SRC_EXTERNAL, key & 0xFFFFFFFF, payload & 0xFFFFFFFF)]))
+
+    def run(self, n_ticks: int) -> None:
+        """Advance every core by n_ticks timer ticks."""
+        if n_ticks < 0:
+            raise EmulatorError(f"cannot run a negative number of ticks ({n_ticks})")
+        if self.backend == "c":
+            self.fw.lib.emu_run(self._chip, self.tick_count & 0xFFFFFFFF, n_ticks)
+            self.tick_count += n_ticks
+            return
+        for _ in range(n_ticks):
+            self._tick()
+
+    def take_host_messages(self) -> list[tuple[int, np.ndarray]]:
+        """Messages the cores sent to the host since the last call: (core, words)."""
+        if self.backend == "python":
+            out, self._host_out = self._host_out, []
+            return out
+        n = int(self._chip.host_len)
+        buf = self._host[:n].copy()
+        self._chip.host_len = 0
+        out, at = [], 0
+        while at < n:
+            core, size = int(buf[at]), int(buf[at + 1])
+            out.append((core, buf[at + 2:at + 2 + size]))
+            at += size + 2
+        return out
+
+    def stats(self) -> ChipStats:
+        if self.backend == "python":
+            return self._stats
+        ch = self._chip
+        externals = int(ch.dropped_from[int(self.fw.lib.FW_MAX_CORES)])
+        dropped_from = {c: int(ch.dropped_from[c]) for c in range(self.n_cores) if ch.dropped_from[c]}
+        if externals:
+            dropped_from[SRC_EXTERNAL] = externals
+        return ChipStats(
+            delivered=int(ch.delivered), dropped=int(ch.dropped), dropped_from=dropped_from,
+            last_drop=(int(ch.last_drop_src), int(ch.last_drop_key)) if ch.dropped else None,
+            queue_overflows=int(ch.pkt_overflows) + int(ch.host_overflows) + int(ch.dma_overflows),
+            dma_faults=int(ch.dma_faults), dma_bytes=int(ch.dma_bytes))
+
+    def work_counts(self) -> dict[str, np.ndarray]:
+        """Accumulated handler work per core (input of the timing model)."""
+        if self.backend == "c":
+            return {f: np.array([getattr(self._chip.counts[c], f) for c in range(self.n_cores)], dtype=np.uint64)
+                    for f in self.fw.count_fields}
+        return {f: self._counts[:, i].copy() for i, f in enumerate(self.fw.count_fields)}
+
+    # -- the Python loop ------------------------------------------------------------------------
+    def _tick(self) -> None:
+        tick = self.tick_count
+        fifo: deque[tuple[int, int, int]] = deque(self._held.pop(tick, []))
+        for core in range(self.n_cores):
+            self._take(core, self.runner.on_timer(core, tick), fifo)
+            if self._schedule == "eager":
+                self._settle(fifo)
+        self._settle(fifo)
+        self.tick_count += 1
+
+    def _take(self, core: int, effects: Effects, fifo: deque) -> None:
+        """Take a handler's side effects; do its DMA transfers (and their completions) at once, in order."""
+        dma: deque[tuple[int, DmaTransfer]] = deque()
+        self._absorb(core, effects, fifo, dma)
+        while dma:
+            c, d = dma.popleft()
+            if self._dma_copy(c, d):
+                self._absorb(c, self.runner.on_dma_done(c, d.tag), fifo, dma)
+
+    def _absorb(self, core: int, effects: Effects, fifo: deque, dma: deque) -> None:
+        self._counts[core] += effects.counts
+        fifo.extend((core, key, payload) for key, payload in effects.packets)
+        self._host_out.extend((core, words) for words in effects.host)
+        dma.extend((core, d) for d in effects.dma)
+        if effects.user_event:
+            self._user.add(core)
+
+    def _dma_copy(self, core: int, d: DmaTransfer) -> bool:
+        """As emu_dma_copy: a write only to SDRAM the host has written (allocated)."""
+        if d.sdram_addr + d.n_bytes > self.sdram.size_bytes or d.sram_offset + d.n_bytes > self.sram_bytes \
+                or (d.write and not self.sdram.backed(d.sdram_addr, d.n_bytes)):
+            self._stats.dma_faults += 1
+            return False
+        sram = self.runner.sram[core]
+        if d.write:
+            self.sdram.write(d.sdram_addr, sram[d.sram_offset:d.sram_offset + d.n_bytes])
+        else:
+            sram[d.sram_offset:d.sram_offset + d.n_bytes] = np.frombuffer(
+                self.sdram.read(d.sdram_addr, d.n_bytes), dtype=np.uint8)
+        self._stats.dma_bytes += d.n_bytes
+        return True
+
+    def _settle(self, fifo: deque) -> None:
+        """Deliver every packet, then the user events in core order, until nothing is left."""
+        while True:
+            self._deliver_all(fifo)
+            if not self._user:
+                return
+            core = min(self._user)
+            self._user.discard(core)
+            self._take(core, self.runner.on_user_event(core), fifo)
+
+    def _deliver_all(self, fifo: deque) -> None:
+        while fifo:
+            src, key, payload = fifo.popleft()
+            fault = next((f for f in self._faults if f.matches(src, key)), None)
+            if fault is not None:  # re-enters as an external packet, so the fault applies once
+                if fault.delay_ticks > 0:
+                    self._held.setdefault(self.tick_count + fault.delay_ticks, []).append((SRC_EXTERNAL, key, payload))
+                    continue
+                if fault.duplicate:
+                    fifo.appendleft((SRC_EXTERNAL, key, payload))
+            entry = lookup(self.routes, key)
+            if entry is None:
+                st = self._stats
+                st.dropped += 1
+                st.dropped_from[src] = st.dropped_from.get(src, 0) + 1
+                st.last_drop = (src, key)
+                continue
+            for core in sorted(entry.cores):
+                self._take(core, self.runner.on_mc_packet(core, key, payload), fifo)
+                self._stats.delivered += 1

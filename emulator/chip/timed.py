@@ -1,0 +1,214 @@
+"""Emulator layer: the timed SpiNNaker 2 chip: the same cores, SDRAM, DMA engines and router as the
+functional chip, in virtual time (integer picoseconds) with the chip file's cycle costs and latencies.
+
+SimPy owns the clock: one process per `run` advances it a tick at a time, and each tick's window
+of events (handlers, packet bursts, DMA completions, host messages) is computed in C under it
+(emulator/chip/csrc/timed_loop.c: no SimPy event per handler or packet, so that a 12-core chip runs
+many times faster than real time). In `realtime` mode the environment is SimPy's
+RealtimeEnvironment (strict off), so each tick is paced to the wall clock, and the lag is recorded.
+The rules of the model are in timed_loop.h and docs/timing.md.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+import simpy.rt
+
+from s2eprop.emulator.chip.functional import ChipStats, FunctionalChip
+from s2eprop.emulator.chip.description import C_KIND_OF_HANDLER, HANDLERS, PHASE_OF_COUNT, PHASE_OF_HANDLER, PHASES, ChipDescription, load_chip
+from s2eprop.emulator.chip.compliance import Compliance
+from s2eprop.emulator.errors import EmulatorError
+from s2eprop.firmware.abi import Firmware
+from s2eprop.firmware.routes import RouteEntry
+
+TIMED_MODES = ("timed", "realtime")
+
+
+@dataclass(frozen=True)
+class Lag:
+    """Realtime mode: how far the wall clock ran ahead of the emulated one at the start of a tick."""
+
+    ticks: int = 0
+    max_s: float = 0.0
+    ticks_behind: int = 0  # ticks that started more than one tick late
+
+
+class TimedChip(FunctionalChip):
+    def __init__(self, n_cores: int, chip: ChipDescription | None = None, mode: str = "timed",
+                 firmware: Firmware | None = None, heap_events: int = 1 << 16, pool_words: int = 1 << 22,
+                 host_capacity_words: int = 1 << 20) -> None:
+        if mode not in TIMED_MODES:
+            raise EmulatorError(f"timed chip mode must be one of {', '.join(TIMED_MODES)}, got {mode!r}")
+        desc = chip or load_chip()
+        if n_cores > desc.n_cores:
+            raise EmulatorError(f"{n_cores} cores do not fit {desc.name} ({desc.n_cores} cores in {desc.path})")
+        super().__init__(n_cores, sram_bytes=desc.sram_bytes_per_core, backend="c", firmware=firmware,
+                         sdram_bytes=desc.sdram_bytes, host_capacity_words=host_capacity_words)
+        self.desc = desc
+        self.mode = mode
+        ffi, lib = self.fw.ffi, self.fw.lib
+        t = ffi.new("emu_timed_t *")
+        self._t = t
+        t.tick_ps = desc.tick_ps
+        t.router_latency_ps = desc.router_latency_ps
+        t.hop_latency_ps = desc.noc_hop_latency_ps
+        t.packet_interval_ps = desc.packet_interval_ps
+        t.dma_latency_ps = desc.dma_setup_latency_ps
+        t.host_latency_ps = desc.host_link_latency_ps
+        t.dma_bytes_per_s = desc.dma_bandwidth_bytes_per_s
+        t.host_bytes_per_s = desc.host_link_bandwidth_bytes_per_s
+        t.irq_cycles = desc.interrupt_entry_cycles + desc.interrupt_exit_cycles
+        for c in range(n_cores):
+            t.cycle_ps[c] = desc.cycle_ps()
+            t.skew_ps[c] = desc.skew_ps(c)
+        for h in HANDLERS:
+            k = int(getattr(lib, C_KIND_OF_HANDLER[h]))
+            t.base_cycles[k] = desc.costs.handler_base_cycles[h]
+            t.phase_of_base[k] = PHASES.index(PHASE_OF_HANDLER[h])
+        for i, f in enumerate(self.fw.count_fields):
+            t.count_cycles[i] = desc.costs.per_count_cycles[f]
+            t.phase_of_count[i] = PHASES.index(PHASE_OF_COUNT[f])
+        self.hops = desc.hop_table(n_cores)
+        t.hops = ffi.cast("uint8_t *", ffi.from_buffer(self.hops))
+        depth = desc.receive_queue_packets
+        self._rx = np.zeros((2, n_cores, depth), dtype=np.uint32)
+        t.rx_depth = depth
+        t.rx_keys = ffi.cast("uint32_t *", ffi.from_buffer(self._rx[0]))
+        t.rx_payloads = ffi.cast("uint32_t *", ffi.from_buffer(self._rx[1]))
+        self._heap = ffi.new("emu_event_t[]", heap_events)
+        t.heap, t.heap_cap = self._heap, heap_events
+        self._pool = np.zeros(pool_words, dtype=np.uint32)
+        t.pool, t.pool_cap = ffi.cast("uint32_t *", ffi.from_buffer(self._pool)), pool_words
+        self._recs = self._logs = None
+        self._pending_host: list[tuple[int, int, np.ndarray]] = []  # (arrival_ps, core, words)
+        self.env = simpy.rt.RealtimeEnvironment(factor=1e-12, strict=False) if mode == "realtime" \
+            else simpy.Environment()
+        self.compliance = Compliance(self.fw, desc, n_cores, self.hops)
+        self._lag = Lag()
+
+    # -- the clock ------------------------------------------------------------------------------
+    @property
+    def now_ps(self) -> int:
+        return int(self._t.now_ps)
+
+    def run(self, n_ticks: int) -> None:
+        """Advance the chip by n_ticks x 1 ms of virtual time (paced to the wall clock in realtime mode)."""
+        if n_ticks < 0:
+            raise EmulatorError(f"cannot run a negative number of ticks ({n_ticks})")
+        if n_ticks == 0:
+            return
+        self._ensure_buffers(n_ticks)
+        if isinstance(self.env, simpy.rt.RealtimeEnvironment):
+            self.env.sync()  # the host's time between advances is not the chip's lag
+        self.env.run(until=self.env.process(self._clock(n_ticks)))
+        self.tick_count += n_ticks
+        self._drain_records()
+
+    def _clock(self, n_ticks: int):
+        lib, t, tick_ps = self.fw.lib, self._t, self.desc.tick_ps
+        wall0, sim0 = time.perf_counter(), self.env.now
+        realtime = self.mode == "realtime"
+        for _ in range(n_ticks):
+            if realtime:
+                self._note_lag(time.perf_counter() - wall0 - (self.env.now - sim0) * 1e-12)
+            lib.emu_timed_run(self._chip, t, self.env.now + tick_ps)
+            yield self.env.timeout(tick_ps)
+
+    def _note_lag(self, lag_s: float) -> None:
+        lag = self._lag
+        self._lag = Lag(lag.ticks + 1, max(lag.max_s, lag_s),
+                        lag.ticks_behind + (lag_s > self.desc.tick_us * 1e-6))
+
+    def record(self, on: bool) -> None:
+        """Keep the per-tick records of every core from the next tick on (True) or stop (False)."""
+        self.compliance.record(on, self.tick_count)
+
+    @property
+    def lag(self) -> Lag:
+        return self._lag
+
+    def _ensure_buffers(self, n_ticks: int) -> None:
+        ffi, t = self.fw.ffi, self._t
+        recs = (n_ticks + 2) * self.n_cores
+        if self._recs is None or len(self._recs) < recs:
+            self._recs = ffi.new("emu_tickrec_t[]", recs)
+            t.recs, t.rec_cap = self._recs, recs
+        logs = max(recs * 64, int(t.log_dropped and 2 * t.log_cap))
+        if self._logs is None or len(self._logs) < logs:
+            self._logs = ffi.new("emu_hlog_t[]", logs)
+            t.log, t.log_cap = self._logs, logs
+        t.rec_len = t.log_len = 0
+
+    def _drain_records(self) -> None:
+        ffi, t = self.fw.ffi, self._t
+        recs = np.frombuffer(ffi.buffer(self._recs, t.rec_len * ffi.sizeof("emu_tickrec_t")),
+                             dtype=self.compliance.tick_dtype).copy()
+        logs = np.frombuffer(ffi.buffer(self._logs, t.log_len * ffi.sizeof("emu_hlog_t")),
+                             dtype=self.compliance.log_dtype).copy()
+        t.rec_len = t.log_len = 0
+        self.compliance.add(recs, logs)
+
+    # -- the host's side -------------------------------------------------------------------------
+    def host_send(self, core: int, words: np.ndarray) -> None:
+        """A host message to one core: it leaves now over the host link and arrives after its latency."""
+        words = self._host_words(core, words)
+        ffi = self.fw.ffi
+        self.fw.lib.emu_timed_host_msg(self._chip, self._t, core, ffi.cast("uint32_t *", ffi.from_buffer(words)),
+                                       words.size)
+
+    def inject(self, key: int, payload: int = 0) -> None:
+        self.fw.lib.emu_timed_inject(self._chip, self._t, key & 0xFFFFFFFF, payload & 0xFFFFFFFF)
+
+    def init_core(self, core: int, arena_bytes: int) -> int:
+        """fw_init, and the core's timer runs from the next tick on (a core never started has none)."""
+        status = super().init_core(core, arena_bytes)
+        self.fw.lib.emu_timed_enable(self._chip, self._t, core)
+        return status
+
+    def enable_timer(self, core: int) -> None:
+        """Run a core's timer without starting its firmware (tests of the chip alone)."""
+        self._check_core(core)
+        self.fw.lib.emu_timed_enable(self._chip, self._t, core)
+
+    def load_routes(self, entries: list[RouteEntry]) -> None:
+        if len(entries) > self.desc.router_entries:
+            raise EmulatorError(f"routing table has {len(entries):,} entries; the router of {self.desc.name} "
+                                f"holds {self.desc.router_entries:,} ({self.desc.path})")
+        super().load_routes(entries)
+
+    def take_host_messages(self) -> list[tuple[int, np.ndarray]]:
+        """Messages that have reached the host by now: (core, words), in order of arrival."""
+        n = int(self._chip.host_len)
+        buf = self._host[:n].copy()
+        self._chip.host_len = 0
+        at = 0
+        while at < n:
+            core, size = int(buf[at]), int(buf[at + 1])
+            arrival = int(buf[at + 2]) | int(buf[at + 3]) << 32
+            self._pending_host.append((arrival, core, buf[at + 4:at + 4 + size]))
+            at += size + 4
+        now = self.now_ps
+        self._pending_host.sort(key=lambda m: m[0])
+        ready = [m for m in self._pending_host if m[0] <= now]
+        self._pending_host = self._pending_host[len(ready):]
+        return [(core, words) for _, core, words in ready]
+
+    def stats(self) -> ChipStats:
+        st = super().stats()
+        t = self._t
+        cores = [t.cores[c] for c in range(self.n_cores)]
+        st.rx_queue_overflows = sum(int(c.rx_overflows) for c in cores)
+        st.queue_overflows += sum(int(c.small_q_overflows) for c in cores) + int(t.heap_overflows) \
+            + int(t.pool_overwrites) + int(t.stage_overflows)
+        return st
+
+    def timing_arrays(self) -> dict[str, np.ndarray]:
+        return self.compliance.per_core([self._t.cores[c] for c in range(self.n_cores)])
+
+    def core_timing(self, core: int):
+        """The C record of one core's whole run (emu_tcore_t)."""
+        self._check_core(core)
+        return self._t.cores[core]

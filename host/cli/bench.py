@@ -1,0 +1,120 @@
+"""Host layer: speed benchmarks: golden E-prop model (training time per sample, per batch size) and
+functional emulation of the chip (12 cores running the C firmware, through the training session).
+
+Pure functions; the `s2eprop bench` command prints what they return.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from s2eprop.host.config import NetworkConfig, TrainConfig
+from s2eprop.host.reference.golden import GoldenModel
+from s2eprop.host.weights import init_weights
+
+
+def bench_golden(batch_sizes: Sequence[int] = (1, 32), n_samples: int = 64, seed: int = 0,
+                 net: NetworkConfig | None = None) -> dict[str, Any]:
+    """Time golden-model training (forward, e-prop traces, Adam) on random inputs 3*N(0, 1).
+
+    For each batch size, `n_samples` samples (rounded up to whole batches, wrapping around the
+    data) are trained after one untimed warm-up batch. Returns milliseconds of wall time per sample
+    under "golden_ms_per_sample", keyed by the batch size as a string, plus the setup measured.
+    """
+    net = net or NetworkConfig()
+    rng = np.random.default_rng(seed)
+    x = (3 * rng.standard_normal((n_samples, net.n_steps, net.n_in))).astype(np.float32)
+    y = rng.integers(0, net.n_out, n_samples)
+    ms_per_sample: dict[str, float] = {}
+    trained: dict[str, int] = {}
+    spikes: list[float] = []
+    for batch in batch_sizes:
+        train = dataclasses.replace(TrainConfig(), batch_size=batch, seed=seed)
+        model = GoldenModel(net, train, init_weights(net, seed))
+        n_batches = -(-n_samples // batch)
+        batches = [np.arange(i * batch, (i + 1) * batch) % n_samples for i in range(n_batches)]
+        model.train_batch(x[batches[0]], y[batches[0]])  # warm-up: allocations, BLAS threads
+        start = time.perf_counter()
+        for idx in batches:
+            spikes.extend(model.train_batch(x[idx], y[idx]).spikes.tolist())
+        ms_per_sample[str(batch)] = (time.perf_counter() - start) * 1e3 / (n_batches * batch)
+        trained[str(batch)] = n_batches * batch
+    return {
+        "golden_ms_per_sample": ms_per_sample,
+        "network": f"{net.n_in}-{net.n_rec}-{net.n_out}",
+        "n_steps": net.n_steps,
+        "n_samples": n_samples,
+        "golden_samples_timed": trained,  # per batch size: n_samples rounded up to whole batches
+        "mean_spikes_per_sample": float(np.mean(spikes)) if spikes else 0.0,
+    }
+
+
+def bench_emulator(n_samples: int = 64, seed: int = 0, backend: str = "c", mode: str = "functional") -> dict[str, Any]:
+    """Time on-chip training through the path `s2eprop train --target emulator` runs (run_training:
+    trainer, transport, streamer, the chip's event loop, per-sample checks, checkpoint at the end) on
+    the paper's 12-core partition, on random inputs 3*N(0, 1) with no test split. One untimed warm-up
+    sample builds the firmware module and the caches first."""
+    import tempfile
+    from pathlib import Path
+
+    from s2eprop.host.config import ChipConfig, ExperimentConfig
+    from s2eprop.host.data.dataset import KWS_LABELS, Dataset
+    from s2eprop.host.session.train import TrainOptions, run_training
+
+    cfg = dataclasses.replace(ExperimentConfig(), chip=ChipConfig(mode=mode)).validate()
+    net = cfg.network
+    rng = np.random.default_rng(seed)
+    x = (3 * rng.standard_normal((n_samples, net.n_steps, net.n_in))).astype(np.float32)
+    y = rng.integers(0, net.n_out, n_samples)
+    data = Dataset(x, y, KWS_LABELS, name="bench")
+    with tempfile.TemporaryDirectory(prefix="s2eprop-bench-") as tmp:
+        opts = TrainOptions(target="emulator", out_dir=Path(tmp) / "warmup", backend=backend, progress=False)
+        run_training(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_samples=1)), data, opts)
+        report = run_training(cfg, data, dataclasses.replace(opts, out_dir=Path(tmp) / "run"))
+    ms = report["ms_per_training_sample"]
+    return {
+        "emulator_ms_per_sample": ms,
+        "emulator_realtime_factor": report["emulated_ms"] / report["samples_trained"] / ms,
+        "emulator_cores": report["cores"],
+        "emulator_backend": backend,
+        "emulator_mode": mode,
+    }
+
+
+def bench_copies(copies: Sequence[int] = (1, 2, 4, 8, 12), modes: Sequence[str] = ("functional", "timed"),
+                 n_samples: int = 8, seed: int = 0) -> dict[str, Any]:
+    """Wall time of training n copies of the paper's 12-core network side by side on one chip
+    (host/session/copies.py: one sample on every copy per step), per mode, after one untimed warm-up step;
+    with the log-log slope of wall time against cores from the smallest to the largest chip."""
+    from s2eprop.host.config import ChipConfig, ExperimentConfig
+    from s2eprop.host.session.copies import ChipCopies
+
+    out: dict[str, Any] = {"copies": list(copies), "samples_per_copy": n_samples}
+    base = ExperimentConfig()
+    net = base.network
+    rng = np.random.default_rng(seed)
+    x = (3 * rng.standard_normal((n_samples + 1, net.n_steps, net.n_in))).astype(np.float32)
+    y = rng.integers(0, net.n_out, n_samples + 1)
+    for mode in modes:
+        cfg = dataclasses.replace(base, chip=ChipConfig(mode=mode),
+                                  train=dataclasses.replace(base.train, on_loss="count")).validate()
+        walls, factors = [], []
+        for n in copies:
+            chip = ChipCopies([cfg] * n, [init_weights(net, seed + i) for i in range(n)])
+            chip.train_step([x[0]] * n, [int(y[0])] * n)  # warm-up
+            t0 = time.perf_counter()
+            for k in range(1, n_samples + 1):
+                chip.train_step([x[k]] * n, [int(y[k])] * n)
+            wall = time.perf_counter() - t0
+            ticks = chip.trainers[0].ticks_train - chip.trainers[0].ticks_train // (n_samples + 1)
+            chip.close()
+            walls.append(wall)
+            factors.append(ticks / (wall * 1e3))
+        cores = [12 * n for n in copies]
+        slope = float(np.log(walls[-1] / walls[0]) / np.log(cores[-1] / cores[0])) if len(copies) > 1 else None
+        out[mode] = {"cores": cores, "wall_s": [round(w, 3) for w in walls],
+                     "emulated_ms_per_wall_ms": [round(f, 2) for f in factors], "loglog_slope": slope}
+    return out

@@ -1,0 +1,144 @@
+"""Host layer: per-core memory images packed from the firmware's own layout, and their read-back.
+
+Offsets come from `fw_layout` in the C code (through cffi); each neuron core gets its columns of W_in
+and W_rec, its rows of W_out (and of a random feedback matrix), and the matching Adam moments.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+
+from s2eprop.firmware.abi import Firmware, Layout
+from s2eprop.firmware.arm_size import arena_budget
+from s2eprop.host.config import ExperimentConfig
+from s2eprop.host.errors import ConfigError
+from s2eprop.host.mapping.partition import ROLE_NEURON, CorePlan, Plan
+from s2eprop.host.mapping.routing import KEY_ERR, KEY_PARTIAL, KEY_SPIKE, key_offset
+from s2eprop.host.mapping.recording import RecordingPlan
+from s2eprop.host.session.streamer import InputRing, input_kind_code
+from s2eprop.host.weights import Weights
+
+OUTBOX_WORDS = 1024
+MATRICES = ("w_in", "w_rec", "w_out")
+
+
+@dataclass
+class CoreImage:
+    plan: CorePlan
+    layout: Layout
+    data: np.ndarray  # uint8, layout.arena_bytes long
+
+
+def core_config_fields(cfg: ExperimentConfig, plan: Plan, core: CorePlan, adam: Any | None,
+                       outbox_words: int = OUTBOX_WORDS, recording: RecordingPlan | None = None) -> dict[str, Any]:
+    """A core's fw_config_t fields; `recording`: the plan's record regions (made here from cfg.record when
+    it is active and none is given: callers looping over the cores pass one made once)."""
+    if recording is None and cfg.record.active:
+        recording = RecordingPlan(cfg, plan)
+    net, tr = cfg.network, cfg.train
+    ring = InputRing.for_network(net.n_in, net.n_steps, plan.copy, cfg.input.kind)
+    off = key_offset(plan)
+    alpha, rho, kappa = net.decays()
+    f32 = np.float32
+    one_alpha, one_rho = float(f32(1) - f32(alpha)), float(f32(1) - f32(rho))
+    return dict(
+        core_id=core.core_id, role=core.role, n_in=net.n_in, n_rec=net.n_rec, n_out=net.n_out,
+        n_steps=net.n_steps, neuron_lo=core.neuron_lo, n_local=core.n_local, src_index=core.src_index,
+        n_src=len(plan.neuron_cores), key_spike=KEY_SPIKE + off, key_partial=KEY_PARTIAL + off,
+        key_err=KEY_ERR + off,
+        sdram_ring=ring.sdram_addr, ring_slots=ring.n_slots, outbox_words=outbox_words,
+        surrogate=0 if net.surrogate == "multi_gaussian" else 1,
+        feedback=0 if tr.feedback == "symmetric" else 1,
+        alpha=alpha, one_alpha=one_alpha, rho=rho, one_rho=one_rho,
+        one_alpha_x_one_rho=float(f32(one_alpha) * f32(one_rho)), kappa=kappa,
+        v_th=net.v_th, beta=net.beta, mg_gamma=net.mg_gamma, mg_sigma=net.mg_sigma, mg_scale=net.mg_scale,
+        mg_height=net.mg_height, tri_gamma=net.triangle_gamma,
+        lr=float(adam.lr) if adam is not None else tr.lr, adam_b1=tr.adam_b1, adam_b2=tr.adam_b2,
+        adam_eps=tr.adam_eps, l2x2=2.0 * tr.l2,
+        adam_t0=int(adam.t) if adam is not None else 0,
+        b1_pow0=float(adam.b1_pow) if adam is not None else tr.adam_b1,
+        b2_pow0=float(adam.b2_pow) if adam is not None else tr.adam_b2,
+        input_kind=input_kind_code(cfg.input.kind),
+        **(recording.config_fields(core) if recording is not None else {}),
+    )
+
+
+def _core_blocks(core: CorePlan, mats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """This core's slice of each full matrix ([pre][post] for inputs, [neuron][out] for readout)."""
+    lo, hi = core.neuron_lo, core.neuron_lo + core.n_local
+    return {"w_in": mats["w_in"][:, lo:hi], "w_rec": mats["w_rec"][:, lo:hi], "w_out": mats["w_out"][lo:hi, :]}
+
+
+def build_images(fw: Firmware, cfg: ExperimentConfig, plan: Plan, weights: Weights, adam: Any | None = None,
+                 feedback: np.ndarray | None = None, outbox_words: int = OUTBOX_WORDS,
+                 recording: RecordingPlan | None = None) -> list[CoreImage]:
+    images = []
+    if recording is None and cfg.record.active:
+        recording = RecordingPlan(cfg, plan)
+    limit = arena_budget(cfg.partition.arena_limit_bytes)[0]
+    for core in plan.cores:
+        c = fw.new_config(core_config_fields(cfg, plan, core, adam, outbox_words, recording))
+        layout = fw.layout(c)
+        if layout.arena_bytes > limit:
+            from s2eprop.host.mapping.memory import largest_neurons_per_core  # s2eprop.host.mapping.memory builds on this module
+
+            raise ConfigError(
+                f"core {core.core_id} needs {layout.arena_bytes:,} B of SRAM for its arena, has {limit:,} B "
+                f"(the data part of its 128 KB left by code and stack): lower partition.neurons_per_core "
+                f"(now {cfg.partition.neurons_per_core}) to {largest_neurons_per_core(cfg, fw)} or less, "
+                f"or set it to auto")
+        data = np.zeros(layout.arena_bytes, dtype=np.uint8)
+        hdr = fw.ffi.new("fw_header_t *")
+        hdr.magic = fw.lib.FW_MAGIC
+        hdr.abi_version = fw.lib.FW_ABI_VERSION
+        hdr.arena_bytes = layout.arena_bytes
+        hdr.config = c[0]
+        hdr.layout = layout.raw[0]
+        data[:fw.header_bytes] = np.frombuffer(fw.ffi.buffer(hdr), dtype=np.uint8)
+        if core.role & ROLE_NEURON:
+            regions = _core_blocks(core, weights.as_dict())
+            if adam is not None:
+                m_blocks, v_blocks = _core_blocks(core, adam.m), _core_blocks(core, adam.v)
+                for name in MATRICES:
+                    suffix = name[1:]  # "_in", "_rec", "_out"
+                    regions["m" + suffix] = m_blocks[name]
+                    regions["v" + suffix] = v_blocks[name]
+            if feedback is not None:
+                regions["fb"] = feedback[core.neuron_lo:core.neuron_lo + core.n_local, :]
+            for name, arr in regions.items():
+                raw = np.ascontiguousarray(arr, dtype=np.float32).view(np.uint8).ravel()
+                off = layout.region(name)
+                data[off:off + raw.size] = raw
+        images.append(CoreImage(plan=core, layout=layout, data=data))
+    return images
+
+
+def gather_matrices(images: list[CoreImage], read: Any, prefix: str, shapes: dict[str, tuple[int, int]]
+                    ) -> dict[str, np.ndarray]:
+    """Reassemble full matrices from the cores: prefix "w" (weights), "m" or "v" (Adam moments).
+    `read(core_id, offset, n_bytes) -> bytes` reads a core's memory."""
+    full = {name: np.zeros(shape, dtype=np.float32) for name, shape in shapes.items()}
+    for img in images:
+        core = img.plan
+        if not core.role & ROLE_NEURON:
+            continue
+        lo, nl = core.neuron_lo, core.n_local
+        for name, (rows, cols) in shapes.items():
+            region = prefix + name[1:]
+            block_shape = (rows, nl) if name != "w_out" else (nl, cols)
+            n = block_shape[0] * block_shape[1]
+            block = np.frombuffer(read(core.core_id, img.layout.region(region), 4 * n), dtype=np.float32)
+            block = block.reshape(block_shape)
+            if name == "w_out":
+                full[name][lo:lo + nl, :] = block
+            else:
+                full[name][:, lo:lo + nl] = block
+    return full
+
+
+def training_state_bytes(layouts: Iterable[Layout]) -> int:
+    """Weights, optimizer state, traces, neuron and readout state over all cores (buffers, config excluded)."""
+    keys = ("weights_bytes", "optimizer_bytes", "trace_bytes", "neuron_bytes", "readout_bytes")
+    return sum(layout.accounting[k] for layout in layouts for k in keys)

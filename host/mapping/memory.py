@@ -1,0 +1,127 @@
+"""Host layer: the per-core byte map of a partitioned network (`s2eprop memory`), from the firmware's layout;
+the most neurons per core whose arenas fit the arena budget (`partition.neurons_per_core: auto`); and the
+stack use of the firmware's handlers against a core's stack budget (firmware_c/contract/stack.py)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from s2eprop.firmware.abi import Firmware, Layout
+from s2eprop.firmware.arm_size import arena_budget
+from s2eprop.host.config import ExperimentConfig
+from s2eprop.host.mapping.images import core_config_fields, training_state_bytes
+from s2eprop.host.errors import ConfigError, HostError
+from s2eprop.host.mapping.partition import MAX_APP_CORES, Plan, cores_needed, plan_partition
+from s2eprop.host.mapping.recording import RecordingPlan
+from s2eprop.firmware.stack import format_stack_report, handler_stack_usage, worst_nesting
+
+# stack of one core, as firmware_c/arm/link.ld sets it: the 4 KB of heap and stack at 0x1F000 of
+# SpiNNaker 2's PE memory (reference notes, spinnaker2_hardware.md section 1, secondary)
+STACK_BUDGET_BYTES = 4096
+
+
+def stack_map(budget_bytes: int = STACK_BUDGET_BYTES) -> dict[str, Any]:
+    """Worst-case stack of each handler and of the worst nesting (a packet over the deepest other one)."""
+    try:
+        import platform
+
+        red_zone = ("-mno-red-zone",) if platform.machine() in ("x86_64", "AMD64") else ()  # as on ARM
+        report = handler_stack_usage(extra_flags=red_zone)
+    except HostError as exc:
+        return {"error": str(exc)}
+    total, what = worst_nesting(report)
+    return {"handlers": dict(report.handlers), "worst_nesting_bytes": total, "worst_nesting": what,
+            "budget_bytes": budget_bytes, "fits": total <= budget_bytes, "exact": report.exact,
+            "compiler": report.compiler, "target": report.target,
+            "lines": format_stack_report(report, budget_bytes)}
+
+
+def core_layouts(cfg: ExperimentConfig, plan: Plan, fw: Firmware) -> list[Layout]:
+    """The firmware's layout (fw_layout) of each core of `plan`, as the image builder lays them out."""
+    rec = RecordingPlan(cfg, plan) if cfg.record.active else None
+    return [fw.layout(fw.new_config(core_config_fields(cfg, plan, core, None, recording=rec))) for core in plan.cores]
+
+
+def largest_neurons_per_core(cfg: ExperimentConfig, firmware: Firmware | None = None) -> int:
+    """The most neurons per neuron core (`partition.neurons_per_core: auto`) for which every core's arena,
+    training state included, fits the arena budget of the host's SRAM check (arm_size.arena_budget: the
+    ARM build's arena room, else partition.arena_limit_bytes); ConfigError where not even 1 fits."""
+    fw = firmware or Firmware()
+    net = cfg.network
+    limit, limit_from = arena_budget(cfg.partition.arena_limit_bytes)
+    need = 0
+    for npc in range(min(net.n_rec, int(fw.lib.FW_MAX_LOCAL)), 0, -1):
+        trial = dataclasses.replace(cfg, partition=dataclasses.replace(cfg.partition, neurons_per_core=npc))
+        if cores_needed(net, trial.partition) > MAX_APP_CORES:
+            raise ConfigError(
+                f"partition.neurons_per_core auto: {npc + 1} neurons per core need {need:,} B of arena on a core, "
+                f"more than its {limit:,} B ({limit_from}), and {npc} would need more than a chip's "
+                f"{MAX_APP_CORES} cores for {net.n_rec} neurons: fewer network.n_in, n_rec or n_out")
+        plan = plan_partition(net, trial.partition)
+        rec = RecordingPlan(trial, plan) if trial.record.active else None
+        need = 0
+        for core in plan.cores:  # core 0 first, the largest with a shared readout: most candidates stop there
+            need = fw.layout(fw.new_config(core_config_fields(trial, plan, core, None, recording=rec))).arena_bytes
+            if need > limit:
+                break
+        else:
+            return npc
+    raise ConfigError(f"partition.neurons_per_core auto: even 1 neuron per core needs {need:,} B of arena on a core, "
+                      f"more than its {limit:,} B ({limit_from}): fewer network.n_in, n_rec or n_out"
+                      + ("; `make arm` measures the real arena room" if limit_from == "default" else ""))
+
+
+def memory_map(cfg: ExperimentConfig, firmware: Firmware | None = None, stack: bool = True) -> dict[str, Any]:
+    fw = firmware or Firmware()
+    plan = plan_partition(cfg.network, cfg.partition)
+    limit, limit_from = arena_budget(cfg.partition.arena_limit_bytes)
+    try:
+        most: int | None = largest_neurons_per_core(cfg, fw)
+    except ConfigError:
+        most = None
+    cores = []
+    layouts = core_layouts(cfg, plan, fw)
+    for core, layout in zip(plan.cores, layouts):
+        present = sorted(((off, name) for name, off in layout.offsets.items() if off), key=lambda t: t[0])
+        regions = []
+        for i, (off, name) in enumerate(present):
+            end = present[i + 1][0] if i + 1 < len(present) else layout.arena_bytes
+            regions.append({"region": name, "offset": off, "bytes": end - off})
+        cores.append({"core": core.core_id, "role": _role(core.role), "neurons": [core.neuron_lo, core.neuron_lo + core.n_local],
+                      "arena_bytes": layout.arena_bytes, "header_bytes": fw.header_bytes,
+                      "accounting": dict(layout.accounting), "regions": regions,
+                      "fits": layout.arena_bytes <= limit})
+
+    return {"cores": len(cores), "neurons_per_core": cfg.partition.neurons_per_core, "neurons_per_core_most": most,
+            "arena_limit_bytes": limit, "arena_limit_from": limit_from,
+            "training_state_bytes_total": training_state_bytes(layouts),
+            "per_core": cores, **({"stack": stack_map()} if stack else {})}
+
+
+def _role(role: int) -> str:
+    return "+".join(n for bit, n in ((1, "neuron"), (2, "readout")) if role & bit)
+
+
+def format_memory_map(m: dict[str, Any]) -> str:
+    most = m["neurons_per_core_most"]
+    lines = [f"{m['cores']} cores, {m['neurons_per_core']} neurons per neuron core ("
+             + (f"at most {most} fit, what `auto` takes" if most else "not even 1 fits") + "), arena limit "
+             f"{m['arena_limit_bytes']:,} B ({m['arena_limit_from']}); training state (weights, optimizer, traces, neuron, readout) "
+             f"{m['training_state_bytes_total']:,} B in all"]
+    for c in m["per_core"]:
+        a = c["accounting"]
+        flag = "" if c["fits"] else "  DOES NOT FIT"
+        lines.append(f"core {c['core']:3d} {c['role']:<15} neurons {c['neurons'][0]}-{c['neurons'][1] - 1}  "
+                     f"arena {c['arena_bytes']:7,} B = header {c['header_bytes']} + weights {a['weights_bytes']:,} "
+                     f"+ optimizer {a['optimizer_bytes']:,} + traces {a['trace_bytes']:,} + neuron {a['neuron_bytes']:,} "
+                     f"+ readout {a['readout_bytes']:,} + buffers {a['buffer_bytes']:,}"
+                     + (f" + records {a['record_bytes']:,}" if a.get("record_bytes") else "") + flag)
+    first = m["per_core"][0]
+    lines.append(f"byte map of core {first['core']}:")
+    for r in first["regions"]:
+        lines.append(f"  0x{r['offset']:05x}  {r['bytes']:7,} B  {r['region']}")
+    st = m.get("stack")
+    if st is not None:
+        lines.append("stack use per handler (worst call path):")
+        lines.extend(st["lines"] if "lines" in st else [f"  not measured: {st['error']}"])
+    return "\n".join(lines)

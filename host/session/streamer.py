@@ -1,0 +1,190 @@
+"""Host layer: the per-sample streaming policy, written once for every transport.
+
+Input frames live in the chip's SDRAM, in one ring of frame slots shared by the neuron cores (each
+slot: FW_FRAME_MAGIC, sample id, step, then the frame; with spike input (`input.kind: spikes`)
+FW_SPIKES_MAGIC, sample id, step, then the bitmap of the inputs that spiked at that step). For each sample the host writes its frames
+into the ring, sends every core a SAMPLE message naming the ring slot of frame 0, advances the
+chip's clock and collects the readout core's RESULT and every core's SAMPLE_DONE.
+
+Two input modes write the same ring: `prefetch` (default) writes the whole sample before it starts,
+then advances n_steps + 1 ticks at once; `realtime` keeps only `lookahead_ticks` frames ahead of the
+chip's clock, one tick at a time, as a host streaming live input would.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from s2eprop.firmware.abi import abi
+from s2eprop.host.config import INPUT_KINDS, INPUT_MODES
+from s2eprop.host.errors import ConfigError
+from s2eprop.firmware.messages import ResultMsg, SampleDoneMsg, SampleMsg, frame_slots, spike_slots
+from s2eprop.host.transport.base import Transport
+
+# The input ring's SDRAM region: 1 MiB into SDRAM (below it: reserved for the board's own use),
+# room for this many samples' frames, so that a sample's slots are not rewritten while it may run.
+INPUT_RING_ADDR = 0x0010_0000
+INPUT_RING_SAMPLES = 4
+GRACE_TICKS = 16  # ticks past a sample's n_steps + 1 to wait for late messages before giving up
+RING_ALIGN_BYTES = 1 << 16
+
+
+@dataclass(frozen=True)
+class InputRing:
+    sdram_addr: int
+    n_slots: int
+    slot_words: int
+    kind: str = "analog"  # input.kind: analog frames or spike bitmaps (fw_abi.h FW_INPUT_*)
+    n_in: int = 0         # inputs (the bits of a spike bitmap that are inputs)
+
+    @classmethod
+    def for_network(cls, n_in: int, n_steps: int, copy: int = 0, kind: str = "analog") -> "InputRing":
+        """The ring of copy `copy` of the network on a chip (copies side by side, 64 KiB aligned; the
+        stride of analog frames also for spike input, so that copies lie where they always lie)."""
+        n_slots = INPUT_RING_SAMPLES * n_steps
+        slot_words = int(abi().fw_input_slot_words(input_kind_code(kind), n_in))
+        frame_words = int(abi().fw_input_slot_words(abi().FW_INPUT_ANALOG, n_in))
+        stride = -(-4 * n_slots * frame_words // RING_ALIGN_BYTES) * RING_ALIGN_BYTES
+        return cls(INPUT_RING_ADDR + copy * stride, n_slots, slot_words, kind, n_in)
+
+    def slots(self, sample_id: int, inputs: np.ndarray) -> np.ndarray:
+        """A sample's ring slots: its analog frames, or its spikes (0/1, (n_steps, n_in)) as bitmaps."""
+        return frame_slots(sample_id, inputs) if self.kind == "analog" else spike_slots(sample_id, inputs)
+
+
+def input_kind_code(kind: str) -> int:
+    """fw_config_t.input_kind of an input.kind ("analog" or "spikes")."""
+    if kind not in INPUT_KINDS:
+        raise ConfigError(f"input kind is {kind!r}; choose one of {', '.join(INPUT_KINDS)}")
+    return int(abi().FW_INPUT_ANALOG if kind == "analog" else abi().FW_INPUT_SPIKES)
+
+
+@dataclass
+class SampleOutcome:
+    """What came back for one sample: the readout's result (None if it never came), each core's
+    SAMPLE_DONE, ticks advanced, and messages that belonged to no sample being waited for."""
+
+    sample_id: int
+    result: ResultMsg | None
+    done: dict[int, SampleDoneMsg] = field(default_factory=dict)
+    ticks: int = 0
+    stray_messages: int = 0
+
+
+class SampleStreamer:
+    def __init__(self, transport: Transport, ring: InputRing, cores: tuple[int, ...], readout_core: int,
+                 n_steps: int, mode: str = "prefetch", lookahead_ticks: int = 4) -> None:
+        if mode not in INPUT_MODES:
+            raise ConfigError(f"input mode is {mode!r}; choose one of {', '.join(INPUT_MODES)}")
+        if lookahead_ticks < 1:
+            raise ConfigError(f"the input lookahead must be >= 1 tick, got {lookahead_ticks}")
+        self.transport = transport
+        self.ring = ring
+        self.cores = cores
+        self.readout_core = readout_core
+        self.n_steps = n_steps
+        self.mode = mode
+        self.lookahead_ticks = lookahead_ticks
+        self._next_slot = 0
+
+    def run_sample(self, sample_id: int, label: int, train: bool, frames: np.ndarray,
+                   record: bool = False) -> SampleOutcome:
+        return run_samples([self], [(sample_id, label, train, frames, record)])[0]
+
+    def begin(self, sample_id: int, label: int, train: bool, frames: np.ndarray, record: bool = False) -> "_Pending":
+        """Write the sample's frames (all of them in prefetch mode) and announce it to every core (`record`:
+        the cores write its records, host/mapping/recording.py)."""
+        slot0 = self._next_slot
+        self._next_slot = (slot0 + self.n_steps) % self.ring.n_slots
+        slots = self.ring.slots(sample_id, frames)
+        if self.mode == "prefetch":
+            self._write(slot0, slots)
+        msg = SampleMsg(sample_id, label, train, slot0, record).pack()
+        for core in self.cores:
+            self.transport.send(core, msg)
+        return _Pending(self, SampleOutcome(sample_id, None), slot0, slots, 0 if self.mode == "realtime" else self.n_steps)
+
+    def _write(self, slot: int, slots: np.ndarray, live: bool = False) -> None:
+        """Write consecutive slots from ring slot `slot` on, wrapping around the ring's end. `live` frames
+        to a board whose clock runs on its own go without waiting for an acknowledgement (post_sdram):
+        one lost is a frame missing at its tick, which the firmware counts."""
+        write = self.transport.write_sdram
+        posted = live and getattr(self.transport, "realtime", False)
+        if posted:
+            write = getattr(self.transport, "post_sdram", write)
+        spikes = getattr(self.transport, "write_spike_slots", None)  # a board link: spike datagrams, not bitmaps
+        if self.ring.kind == "spikes" and spikes is not None:
+            write = functools.partial(spikes, n_in=self.ring.n_in, posted=posted)
+        ring, done = self.ring, 0
+        while done < len(slots):
+            at = (slot + done) % ring.n_slots
+            n = min(len(slots) - done, ring.n_slots - at)
+            write(ring.sdram_addr + 4 * ring.slot_words * at, slots[done:done + n])
+            done += n
+
+    def _take(self, out: SampleOutcome, core: int, words: np.ndarray) -> None:
+        if ResultMsg.is_result(words) and core == self.readout_core and int(words[1]) == out.sample_id \
+                and out.result is None:
+            out.result = ResultMsg.unpack(words)
+        elif SampleDoneMsg.is_done(words) and int(words[1]) == out.sample_id and core not in out.done:
+            out.done[core] = SampleDoneMsg.unpack(words)
+        else:
+            out.stray_messages += 1
+
+    def _complete(self, out: SampleOutcome) -> bool:
+        return out.result is not None and len(out.done) == len(self.cores)
+
+
+@dataclass
+class _Pending:
+    streamer: SampleStreamer
+    out: SampleOutcome
+    slot0: int
+    slots: np.ndarray
+    written: int  # frames in the ring so far
+
+
+def run_samples(streamers: list[SampleStreamer], items: list[tuple[Any, ...]]) -> list[SampleOutcome]:
+    """One sample on each streamer's cores at once, on one chip clock (copies of a network side by side:
+    each streamer owns its cores and input ring). Items are (sample id, label, train, frames[, record])."""
+    if not streamers:
+        return []
+    transport, n_steps = streamers[0].transport, streamers[0].n_steps
+    if any(s.transport is not transport or s.n_steps != n_steps or s.mode != streamers[0].mode for s in streamers):
+        raise ConfigError("samples run at once need one transport, one sample length and one input mode")
+    owner = {core: i for i, s in enumerate(streamers) for core in s.cores}
+    pending = [s.begin(*item) for s, item in zip(streamers, items)]
+    if streamers[0].mode == "prefetch":
+        transport.advance(n_steps + 1)
+    else:
+        # driven by the chip's clock: a board whose clock runs on its own may be further on than the host
+        # (then the frames it skipped come late, and the firmware counts them)
+        tick0, k = transport.advance(0), 0
+        while k < n_steps + 1:
+            for p in pending:
+                ahead = min(n_steps, k + p.streamer.lookahead_ticks)
+                if ahead > p.written:
+                    p.streamer._write(p.slot0 + p.written, p.slots[p.written:ahead], live=True)
+                    p.written = ahead
+            k = transport.advance(1) - tick0
+    ticks = n_steps + 1
+
+    def collect() -> None:
+        for core, words in transport.poll():
+            i = owner.get(core)
+            if i is None:
+                pending[0].out.stray_messages += 1  # from a core of no network here
+            else:
+                streamers[i]._take(pending[i].out, core, words)
+
+    collect()
+    while not all(p.streamer._complete(p.out) for p in pending) and ticks < n_steps + 1 + GRACE_TICKS:
+        transport.advance(1)
+        ticks += 1
+        collect()
+    for p in pending:
+        p.out.ticks = ticks
+    return [p.out for p in pending]
