@@ -4,7 +4,7 @@
 """
 import sys
 
-from s2eprop.host.cli.studies import main_for
+from s2eprop.host.cli.main import main
 
 if __name__ == "__main__":
-    sys.exit(main_for("sweep"))
+    sys.exit(main(["study", "sweep", *sys.argv[1:]]))

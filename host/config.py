@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from s2eprop.firmware.sdram_map import INPUT_KINDS, INPUT_RING_SAMPLES
 from s2eprop.host.errors import ConfigError
 
 SURROGATES = ("multi_gaussian", "triangle")
@@ -23,7 +24,6 @@ ON_LOSS = ("stop", "count")
 INPUT_MODES = ("prefetch", "realtime")
 CHIP_MODES = ("functional", "timed", "realtime")
 CPUS = ("native", "iss")
-INPUT_KINDS = ("analog", "spikes")
 ENCODERS = ("delta", "poisson", "none")  # none: the dataset already holds spikes (0/1)
 CORE_SRAM_BYTES = 128 * 1024
 MAX_ARENA_BYTES = 16 << 20  # what-if chips with more SRAM per core; the chip's own SRAM is checked at load
@@ -183,7 +183,6 @@ class ExperimentConfig:
                 raise ConfigError(f"network.{name} must be >= 1, got {getattr(n, name)}")
         # limits of the firmware (fw_abi.h FW_MAX_*): checked here so that the error names the key
         from s2eprop.firmware.abi import abi
-        from s2eprop.host.session.streamer import INPUT_RING_SAMPLES
 
         lib = abi()
         for name, most in (("n_in", lib.FW_MAX_IN), ("n_rec", lib.FW_MAX_REC), ("n_out", lib.FW_MAX_OUT),
@@ -331,7 +330,9 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
     return value
 
 
-def config_from_dict(raw: Mapping[str, Any] | None) -> ExperimentConfig:
+def parse_config(raw: Mapping[str, Any] | None) -> tuple[ExperimentConfig, bool]:
+    """The validated config of a mapping (a YAML file's content), and whether partition.neurons_per_core
+    is `auto` (then it holds its default until the mapping layer resolves it: s2eprop.host.mapping.resolve)."""
     raw = dict(raw or {})
     sections = {"network": NetworkConfig, "train": TrainConfig, "partition": PartitionConfig, "chip": ChipConfig,
                 "input": InputConfig}
@@ -343,13 +344,7 @@ def config_from_dict(raw: Mapping[str, Any] | None) -> ExperimentConfig:
     parts = {name: _section(cls, name, raw.get(name)) for name, cls in sections.items()}
     parts["dataset"] = _dataset_section(raw.get("dataset"))
     parts["record"] = _record_section(raw.get("record"), parts["network"])
-    cfg = ExperimentConfig(**parts).validate()
-    if not auto:
-        return cfg
-    from s2eprop.host.mapping.memory import largest_neurons_per_core  # s2eprop.host.mapping.memory builds on this module
-
-    npc = largest_neurons_per_core(cfg)
-    return dataclasses.replace(cfg, partition=dataclasses.replace(cfg.partition, neurons_per_core=npc)).validate()
+    return ExperimentConfig(**parts).validate(), auto
 
 
 def _pop_auto(raw: dict[str, Any]) -> bool:
@@ -417,10 +412,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_config(path: str | Path | None) -> ExperimentConfig:
-    """Read and validate an experiment YAML; `None` gives the reference defaults."""
-    if path is None:
-        return ExperimentConfig().validate()
+def read_config_file(path: str | Path) -> Mapping[str, Any] | None:
+    """The content of an experiment YAML (a mapping, or None for an empty file), with clear errors."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"config file {path} is a folder: give a YAML file (e.g. experiments/configs/paper.yaml)")
@@ -440,7 +433,7 @@ def load_config(path: str | Path | None) -> ExperimentConfig:
         raise ConfigError(f"config file {path} is not valid YAML{where}: {what}") from None
     if raw is not None and not isinstance(raw, Mapping):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    return config_from_dict(raw)
+    return raw
 
 
 def with_overrides(cfg: ExperimentConfig, chip: Mapping[str, Any] | None = None,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from s2eprop.emulator.errors import EmulatorError
+from s2eprop.host.cli.common import config_from_args
 from s2eprop.host.errors import HostError, TrainingInterrupted
 
 
@@ -24,20 +25,6 @@ def _target(value: str) -> str:
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="experiment YAML (network, train, partition, dataset)")
     p.add_argument("--data", help="a GSC folder, a features .npz, or 'synth' (overrides the config's dataset)")
-
-
-def _load(args: argparse.Namespace):
-    from s2eprop.host.config import load_config
-
-    cfg = load_config(args.config)
-    if args.data is not None:
-        from s2eprop.host.data.loader import dataset_config_from_arg
-
-        given = dataset_config_from_arg(args.data)
-        # the config's dataset options belong to its dataset kind: kept for the same kind, not another
-        options = cfg.dataset.options if given.kind == cfg.dataset.kind else {}
-        cfg = dataclasses.replace(cfg, dataset=dataclasses.replace(given, options=options)).validate()
-    return cfg
 
 
 def _dataset(cfg, progress: bool, test_sets: bool = False):
@@ -54,7 +41,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     chip = {"mode": args.mode, "file": None if args.chip is None else str(args.chip), "clock_mhz": args.clock_mhz,
             "cpu": args.cpu}
-    cfg = with_overrides(_load(args), chip=chip, epochs=args.epochs, max_samples=args.max_samples,
+    cfg = with_overrides(config_from_args(args), chip=chip, epochs=args.epochs, max_samples=args.max_samples,
                          batch_size=args.batch_size, seed=args.seed, checkpoint_every_samples=args.checkpoint_every)
     if args.target == "golden" and cfg.chip.mode != "functional":
         raise HostError(f"--mode {cfg.chip.mode} times the emulated chip: it needs --target emulator")
@@ -105,7 +92,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from s2eprop.host.session.train import evaluate, make_trainer
     from s2eprop.host.weights import load_weights
 
-    cfg = _load(args)
+    cfg = config_from_args(args)
     data = _dataset(cfg, progress=not args.quiet, test_sets=True)
     weights = load_weights(args.weights, cfg.network)
     if weights.labels and tuple(weights.labels) != tuple(data.labels):
@@ -156,7 +143,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_memory(args: argparse.Namespace) -> int:
     from s2eprop.host.mapping.memory import memory_map, format_memory_map
 
-    cfg = _load(args)
+    cfg = config_from_args(args)
     m = memory_map(cfg)
     print(json.dumps(m, indent=2) if args.json else format_memory_map(m))
     return 0

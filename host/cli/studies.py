@@ -35,9 +35,9 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from s2eprop.host.cli.main import _load
+    from s2eprop.host.cli.common import config_from_args
 
-    cfg = _load(args)  # --config, then --data over its dataset
+    cfg = config_from_args(args)  # --config, then --data over its dataset
     module = importlib.import_module(f"s2eprop.host.studies.{STUDIES[args.name]}")
     result = module.run(args.out, cfg, **_options(args))
     print("\n".join(module.summary_lines(result)))
@@ -66,12 +66,3 @@ def add_study_command(sub: Any) -> None:
     s.add_argument("--ray-address", help="sweep: a Ray cluster (default: local worker processes)")
     s.add_argument("--no-gpu", action="store_true", help="energy: leave out the V100 estimate (it needs PyTorch)")
     s.set_defaults(func=_run)
-
-
-def main_for(name: str) -> int:
-    """`python experiments/study_NAME.py ARGS` = `s2eprop study NAME ARGS`."""
-    import sys
-
-    from s2eprop.host.cli.main import main
-
-    return main(["study", name, *sys.argv[1:]])

@@ -5,6 +5,7 @@ and W_rec, its rows of W_out (and of a random feedback matrix), and the matching
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -14,10 +15,10 @@ from s2eprop.firmware.abi import Firmware, Layout
 from s2eprop.firmware.arm_size import arena_budget
 from s2eprop.host.config import ExperimentConfig
 from s2eprop.host.errors import ConfigError
-from s2eprop.host.mapping.partition import ROLE_NEURON, CorePlan, Plan
+from s2eprop.host.mapping.partition import MAX_APP_CORES, ROLE_NEURON, CorePlan, Plan, cores_needed, plan_partition
 from s2eprop.host.mapping.routing import KEY_ERR, KEY_PARTIAL, KEY_SPIKE, key_offset
 from s2eprop.host.mapping.recording import RecordingPlan
-from s2eprop.host.session.streamer import InputRing, input_kind_code
+from s2eprop.firmware.sdram_map import InputRing, input_kind_code
 from s2eprop.host.weights import Weights
 
 OUTBOX_WORDS = 1024
@@ -82,8 +83,6 @@ def build_images(fw: Firmware, cfg: ExperimentConfig, plan: Plan, weights: Weigh
         c = fw.new_config(core_config_fields(cfg, plan, core, adam, outbox_words, recording))
         layout = fw.layout(c)
         if layout.arena_bytes > limit:
-            from s2eprop.host.mapping.memory import largest_neurons_per_core  # s2eprop.host.mapping.memory builds on this module
-
             raise ConfigError(
                 f"core {core.core_id} needs {layout.arena_bytes:,} B of SRAM for its arena, has {limit:,} B "
                 f"(the data part of its 128 KB left by code and stack): lower partition.neurons_per_core "
@@ -142,3 +141,38 @@ def training_state_bytes(layouts: Iterable[Layout]) -> int:
     """Weights, optimizer state, traces, neuron and readout state over all cores (buffers, config excluded)."""
     keys = ("weights_bytes", "optimizer_bytes", "trace_bytes", "neuron_bytes", "readout_bytes")
     return sum(layout.accounting[k] for layout in layouts for k in keys)
+
+
+def core_layouts(cfg: ExperimentConfig, plan: Plan, fw: Firmware) -> list[Layout]:
+    """The firmware's layout (fw_layout) of each core of `plan`, as the image builder lays them out."""
+    rec = RecordingPlan(cfg, plan) if cfg.record.active else None
+    return [fw.layout(fw.new_config(core_config_fields(cfg, plan, core, None, recording=rec))) for core in plan.cores]
+
+
+def largest_neurons_per_core(cfg: ExperimentConfig, firmware: Firmware | None = None) -> int:
+    """The most neurons per neuron core (`partition.neurons_per_core: auto`) for which every core's arena,
+    training state included, fits the arena budget of the host's SRAM check (arm_size.arena_budget: the
+    ARM build's arena room, else partition.arena_limit_bytes); ConfigError where not even 1 fits."""
+    fw = firmware or Firmware()
+    net = cfg.network
+    limit, limit_from = arena_budget(cfg.partition.arena_limit_bytes)
+    need = 0
+    for npc in range(min(net.n_rec, int(fw.lib.FW_MAX_LOCAL)), 0, -1):
+        trial = dataclasses.replace(cfg, partition=dataclasses.replace(cfg.partition, neurons_per_core=npc))
+        if cores_needed(net, trial.partition) > MAX_APP_CORES:
+            raise ConfigError(
+                f"partition.neurons_per_core auto: {npc + 1} neurons per core need {need:,} B of arena on a core, "
+                f"more than its {limit:,} B ({limit_from}), and {npc} would need more than a chip's "
+                f"{MAX_APP_CORES} cores for {net.n_rec} neurons: fewer network.n_in, n_rec or n_out")
+        plan = plan_partition(net, trial.partition)
+        rec = RecordingPlan(trial, plan) if trial.record.active else None
+        need = 0
+        for core in plan.cores:  # core 0 first, the largest with a shared readout: most candidates stop there
+            need = fw.layout(fw.new_config(core_config_fields(trial, plan, core, None, recording=rec))).arena_bytes
+            if need > limit:
+                break
+        else:
+            return npc
+    raise ConfigError(f"partition.neurons_per_core auto: even 1 neuron per core needs {need:,} B of arena on a core, "
+                      f"more than its {limit:,} B ({limit_from}): fewer network.n_in, n_rec or n_out"
+                      + ("; `make arm` measures the real arena room" if limit_from == "default" else ""))

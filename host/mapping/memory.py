@@ -3,16 +3,14 @@ the most neurons per core whose arenas fit the arena budget (`partition.neurons_
 stack use of the firmware's handlers against a core's stack budget (firmware_c/contract/stack.py)."""
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-from s2eprop.firmware.abi import Firmware, Layout
+from s2eprop.firmware.abi import Firmware
 from s2eprop.firmware.arm_size import arena_budget
 from s2eprop.host.config import ExperimentConfig
-from s2eprop.host.mapping.images import core_config_fields, training_state_bytes
+from s2eprop.host.mapping.images import core_layouts, largest_neurons_per_core, training_state_bytes
 from s2eprop.host.errors import ConfigError, HostError
-from s2eprop.host.mapping.partition import MAX_APP_CORES, Plan, cores_needed, plan_partition
-from s2eprop.host.mapping.recording import RecordingPlan
+from s2eprop.host.mapping.partition import plan_partition
 from s2eprop.firmware.stack import format_stack_report, handler_stack_usage, worst_nesting
 
 # stack of one core, as firmware_c/arm/link.ld sets it: the 4 KB of heap and stack at 0x1F000 of
@@ -34,41 +32,6 @@ def stack_map(budget_bytes: int = STACK_BUDGET_BYTES) -> dict[str, Any]:
             "budget_bytes": budget_bytes, "fits": total <= budget_bytes, "exact": report.exact,
             "compiler": report.compiler, "target": report.target,
             "lines": format_stack_report(report, budget_bytes)}
-
-
-def core_layouts(cfg: ExperimentConfig, plan: Plan, fw: Firmware) -> list[Layout]:
-    """The firmware's layout (fw_layout) of each core of `plan`, as the image builder lays them out."""
-    rec = RecordingPlan(cfg, plan) if cfg.record.active else None
-    return [fw.layout(fw.new_config(core_config_fields(cfg, plan, core, None, recording=rec))) for core in plan.cores]
-
-
-def largest_neurons_per_core(cfg: ExperimentConfig, firmware: Firmware | None = None) -> int:
-    """The most neurons per neuron core (`partition.neurons_per_core: auto`) for which every core's arena,
-    training state included, fits the arena budget of the host's SRAM check (arm_size.arena_budget: the
-    ARM build's arena room, else partition.arena_limit_bytes); ConfigError where not even 1 fits."""
-    fw = firmware or Firmware()
-    net = cfg.network
-    limit, limit_from = arena_budget(cfg.partition.arena_limit_bytes)
-    need = 0
-    for npc in range(min(net.n_rec, int(fw.lib.FW_MAX_LOCAL)), 0, -1):
-        trial = dataclasses.replace(cfg, partition=dataclasses.replace(cfg.partition, neurons_per_core=npc))
-        if cores_needed(net, trial.partition) > MAX_APP_CORES:
-            raise ConfigError(
-                f"partition.neurons_per_core auto: {npc + 1} neurons per core need {need:,} B of arena on a core, "
-                f"more than its {limit:,} B ({limit_from}), and {npc} would need more than a chip's "
-                f"{MAX_APP_CORES} cores for {net.n_rec} neurons: fewer network.n_in, n_rec or n_out")
-        plan = plan_partition(net, trial.partition)
-        rec = RecordingPlan(trial, plan) if trial.record.active else None
-        need = 0
-        for core in plan.cores:  # core 0 first, the largest with a shared readout: most candidates stop there
-            need = fw.layout(fw.new_config(core_config_fields(trial, plan, core, None, recording=rec))).arena_bytes
-            if need > limit:
-                break
-        else:
-            return npc
-    raise ConfigError(f"partition.neurons_per_core auto: even 1 neuron per core needs {need:,} B of arena on a core, "
-                      f"more than its {limit:,} B ({limit_from}): fewer network.n_in, n_rec or n_out"
-                      + ("; `make arm` measures the real arena room" if limit_from == "default" else ""))
 
 
 def memory_map(cfg: ExperimentConfig, firmware: Firmware | None = None, stack: bool = True) -> dict[str, Any]:

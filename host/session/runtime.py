@@ -22,7 +22,8 @@ from s2eprop.host.mapping.partition import Plan, plan_partition
 from s2eprop.host.mapping.recording import RecordingPlan, SampleRecord
 from s2eprop.host.reference.golden import AdamState, BatchResult, l2_loss, random_feedback
 from s2eprop.host.mapping.routing import routing_table
-from s2eprop.host.session.streamer import GRACE_TICKS, InputRing, SampleOutcome, SampleStreamer
+from s2eprop.firmware.sdram_map import InputRing
+from s2eprop.host.session.streamer import GRACE_TICKS, SampleOutcome, SampleStreamer
 from s2eprop.host.transport import Transport, TransportStatus, open_transport
 from s2eprop.host.weights import Weights
 

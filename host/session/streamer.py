@@ -18,48 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from s2eprop.firmware.abi import abi
-from s2eprop.host.config import INPUT_KINDS, INPUT_MODES
+from s2eprop.host.config import INPUT_MODES
 from s2eprop.host.errors import ConfigError
-from s2eprop.firmware.messages import ResultMsg, SampleDoneMsg, SampleMsg, frame_slots, spike_slots
+from s2eprop.firmware.messages import ResultMsg, SampleDoneMsg, SampleMsg
 from s2eprop.host.transport.base import Transport
+from s2eprop.firmware.sdram_map import InputRing
 
-# The input ring's SDRAM region: 1 MiB into SDRAM (below it: reserved for the board's own use),
-# room for this many samples' frames, so that a sample's slots are not rewritten while it may run.
-INPUT_RING_ADDR = 0x0010_0000
-INPUT_RING_SAMPLES = 4
 GRACE_TICKS = 16  # ticks past a sample's n_steps + 1 to wait for late messages before giving up
-RING_ALIGN_BYTES = 1 << 16
-
-
-@dataclass(frozen=True)
-class InputRing:
-    sdram_addr: int
-    n_slots: int
-    slot_words: int
-    kind: str = "analog"  # input.kind: analog frames or spike bitmaps (fw_abi.h FW_INPUT_*)
-    n_in: int = 0         # inputs (the bits of a spike bitmap that are inputs)
-
-    @classmethod
-    def for_network(cls, n_in: int, n_steps: int, copy: int = 0, kind: str = "analog") -> "InputRing":
-        """The ring of copy `copy` of the network on a chip (copies side by side, 64 KiB aligned; the
-        stride of analog frames also for spike input, so that copies lie where they always lie)."""
-        n_slots = INPUT_RING_SAMPLES * n_steps
-        slot_words = int(abi().fw_input_slot_words(input_kind_code(kind), n_in))
-        frame_words = int(abi().fw_input_slot_words(abi().FW_INPUT_ANALOG, n_in))
-        stride = -(-4 * n_slots * frame_words // RING_ALIGN_BYTES) * RING_ALIGN_BYTES
-        return cls(INPUT_RING_ADDR + copy * stride, n_slots, slot_words, kind, n_in)
-
-    def slots(self, sample_id: int, inputs: np.ndarray) -> np.ndarray:
-        """A sample's ring slots: its analog frames, or its spikes (0/1, (n_steps, n_in)) as bitmaps."""
-        return frame_slots(sample_id, inputs) if self.kind == "analog" else spike_slots(sample_id, inputs)
-
-
-def input_kind_code(kind: str) -> int:
-    """fw_config_t.input_kind of an input.kind ("analog" or "spikes")."""
-    if kind not in INPUT_KINDS:
-        raise ConfigError(f"input kind is {kind!r}; choose one of {', '.join(INPUT_KINDS)}")
-    return int(abi().FW_INPUT_ANALOG if kind == "analog" else abi().FW_INPUT_SPIKES)
 
 
 @dataclass

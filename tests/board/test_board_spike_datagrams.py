@@ -15,7 +15,7 @@ from s2eprop.host.data.encoders import encode
 from s2eprop.host.errors import TransportError
 from s2eprop.firmware.messages import spike_slot_ids, spike_slots
 from s2eprop.host.session.runtime import BoardTrainer
-from s2eprop.host.session.streamer import INPUT_RING_ADDR
+from s2eprop.firmware.sdram_map import INPUT_RING_ADDR
 from s2eprop.host.transport.inproc import EmulatorTransport
 from s2eprop.host.transport.udp import UdpTransport
 from s2eprop.host.weights import init_weights

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from s2eprop.host.config import ConfigError, InputConfig, NetworkConfig, config_from_dict
+from s2eprop.host.config import ConfigError, InputConfig, NetworkConfig
+from s2eprop.host.mapping.resolve import config_from_dict
 from s2eprop.host.data.encoders import delta_encode, encode_dataset, input_stats, poisson_encode
 from s2eprop.host.data.dataset import Dataset
 from s2eprop.host.data.spike_format import SpikeSet, load_spike_npz, save_spike_npz
@@ -169,7 +170,7 @@ def test_shd_config_fits_the_chip() -> None:
     from pathlib import Path
 
     from s2eprop.firmware.arm_size import arena_budget
-    from s2eprop.host.config import load_config
+    from s2eprop.host.mapping.resolve import load_config
     from s2eprop.host.mapping.memory import memory_map
 
     cfg = load_config(Path(__file__).resolve().parents[2] / "experiments" / "configs" / "shd.yaml")

@@ -10,7 +10,8 @@ import re
 import numpy as np
 import pytest
 
-from s2eprop.host.config import ChipConfig, ExperimentConfig, InputConfig, config_from_dict
+from s2eprop.host.config import ChipConfig, ExperimentConfig, InputConfig
+from s2eprop.host.mapping.resolve import config_from_dict
 from s2eprop.host.errors import ConfigError
 from s2eprop.host.mapping.recording import RecordingPlan
 from s2eprop.host.reference.golden import GoldenModel

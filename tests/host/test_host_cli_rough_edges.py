@@ -11,7 +11,7 @@ import pytest
 
 from s2eprop.host.cli.bench import bench_golden
 from s2eprop.host.cli.main import build_parser, main
-from s2eprop.host.config import config_from_dict
+from s2eprop.host.mapping.resolve import config_from_dict
 from s2eprop.host.errors import ConfigError
 from s2eprop.host.files import write_json
 

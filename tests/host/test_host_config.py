@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from s2eprop.host.config import config_from_dict
+from s2eprop.host.mapping.resolve import config_from_dict
 from s2eprop.host.errors import ConfigError
 
 
@@ -42,7 +42,7 @@ CONFIGS = sorted((Path(__file__).resolve().parents[2] / "experiments" / "configs
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_shipped_experiment_configs_load(path) -> None:
     """Every config in experiments/configs validates, and its synth dataset options are known ones."""
-    from s2eprop.host.config import load_config
+    from s2eprop.host.mapping.resolve import load_config
     from s2eprop.host.data.synth import SynthOptions
 
     cfg = load_config(path)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from s2eprop.host.cli.main import main
-from s2eprop.host.config import config_from_dict
+from s2eprop.host.mapping.resolve import config_from_dict
 from s2eprop.host.data.feature_masks import FeatureMasks, mask_features
 from s2eprop.host.errors import ConfigError
 from s2eprop.host.reference.golden import GoldenModel

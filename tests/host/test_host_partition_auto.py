@@ -11,7 +11,8 @@ import pytest
 from s2eprop.firmware.abi import Firmware
 from s2eprop.firmware.arm_size import arena_budget
 from s2eprop.host.cli.main import main
-from s2eprop.host.config import ExperimentConfig, config_from_dict
+from s2eprop.host.config import ExperimentConfig
+from s2eprop.host.mapping.resolve import config_from_dict
 from s2eprop.host.errors import ConfigError
 from s2eprop.host.mapping.images import core_config_fields
 from s2eprop.host.mapping.partition import plan_partition

@@ -8,7 +8,8 @@ import pytest
 
 import s2eprop.host.session.runtime
 from s2eprop.host.cli.main import main
-from s2eprop.host.config import ExperimentConfig, TrainConfig, config_from_dict
+from s2eprop.host.config import ExperimentConfig, TrainConfig
+from s2eprop.host.mapping.resolve import config_from_dict
 from s2eprop.host.errors import ConfigError
 from s2eprop.host.reference.golden import GoldenModel
 
