@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from s2eprop.emulator.chip.description import default_chip
 from s2eprop.firmware.sdram_map import INPUT_KINDS, INPUT_RING_SAMPLES
 from s2eprop.host.errors import ConfigError
 
@@ -25,7 +26,6 @@ INPUT_MODES = ("prefetch", "realtime")
 CHIP_MODES = ("functional", "timed", "realtime")
 CPUS = ("native", "iss")
 ENCODERS = ("delta", "poisson", "none")  # none: the dataset already holds spikes (0/1)
-CORE_SRAM_BYTES = 128 * 1024
 MAX_ARENA_BYTES = 16 << 20  # what-if chips with more SRAM per core; the chip's own SRAM is checked at load
 
 
@@ -192,7 +192,7 @@ class ExperimentConfig:
         if p.neurons_per_core > lib.FW_MAX_LOCAL:
             raise ConfigError(f"partition.neurons_per_core is {p.neurons_per_core}, the firmware supports at most "
                               f"{lib.FW_MAX_LOCAL}")
-        most = MAX_ARENA_BYTES if self.chip.file else CORE_SRAM_BYTES
+        most = MAX_ARENA_BYTES if self.chip.file else default_chip().sram_bytes_per_core
         if not 0 < p.arena_limit_bytes <= most:
             raise ConfigError(f"partition.arena_limit_bytes must be in 1..{most:,}, got {p.arena_limit_bytes:,}"
                               + ("" if self.chip.file else " (a core's SRAM; a what-if chip with more SRAM per core "
@@ -241,9 +241,6 @@ class ExperimentConfig:
         _choice("partition.readout", p.readout, READOUT_PLACEMENTS)
         _choice("chip.mode", self.chip.mode, CHIP_MODES)
         _choice("chip.cpu", self.chip.cpu, CPUS)
-        if self.chip.cpu == "iss" and self.chip.mode != "functional":
-            raise ConfigError(f"chip.cpu iss runs the functional chip (the ISS counts its own cycles); chip.mode is "
-                              f"{self.chip.mode}: use functional")
         if self.chip.clock_mhz < 0:
             raise ConfigError(f"chip.clock_mhz must be > 0 (or 0 for the chip file's clock), got {self.chip.clock_mhz}")
         _choice("dataset.kind", d.kind, DATASET_KINDS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -172,6 +173,13 @@ def load_costs(path: Path) -> CycleCosts:
     if not isinstance(prov, dict):
         raise _fail(path, "provenance", "must be a mapping")
     return CycleCosts(out["handler_base_cycles"], out["per_count_cycles"], prov, str(path))
+
+
+@lru_cache(maxsize=1)
+def default_chip() -> ChipDescription:
+    """The default chip file, read once: where a number of cores, SRAM or SDRAM is needed without a chip
+    file, it comes from here."""
+    return load_chip(None)
 
 
 def load_chip(path: Path | str | None = None) -> ChipDescription:

@@ -27,9 +27,9 @@ from s2eprop.emulator.errors import EmulatorError
 from s2eprop.firmware.abi import Firmware, abi
 from s2eprop.firmware.routes import RouteEntry, check_table, lookup
 from s2eprop.emulator.runners.native import DmaTransfer, Effects, NativeRunner
-from s2eprop.emulator.chip.sdram import SDRAM_BYTES, Sdram
+from s2eprop.emulator.chip.description import default_chip
+from s2eprop.emulator.chip.sdram import Sdram
 
-SRAM_BYTES = 128 * 1024
 SRC_EXTERNAL = int(abi().EMU_SRC_EXTERNAL)  # source of an injected packet
 SCHEDULES = ("batched", "eager")
 
@@ -64,8 +64,8 @@ class ChipStats:
 class FunctionalChip:
     """Cores + SDRAM + router; handlers are called in event order with no notion of time."""
 
-    def __init__(self, n_cores: int, sram_bytes: int = SRAM_BYTES, backend: str = "c",
-                 firmware: Firmware | None = None, sdram_bytes: int = SDRAM_BYTES,
+    def __init__(self, n_cores: int, sram_bytes: int | None = None, backend: str = "c",
+                 firmware: Firmware | None = None, sdram_bytes: int | None = None,
                  packet_capacity: int = 65536, host_capacity_words: int = 1 << 20,
                  faults: tuple[PacketFault, ...] = (), schedule: str = "batched", runner=None) -> None:
         if backend not in ("c", "python"):
@@ -80,6 +80,9 @@ class FunctionalChip:
         if not 0 < n_cores <= int(self.fw.lib.FW_MAX_CORES):
             raise EmulatorError(f"a chip of {n_cores} cores: the emulator takes 1..{int(self.fw.lib.FW_MAX_CORES)}")
         self.n_cores = n_cores
+        chip = default_chip()  # sizes not given are the chip file's
+        sram_bytes = chip.sram_bytes_per_core if sram_bytes is None else sram_bytes
+        sdram_bytes = chip.sdram_bytes if sdram_bytes is None else sdram_bytes
         self.sram_bytes = sram_bytes
         self.backend = backend
         # any core runner with NativeRunner's interface (init, on_* -> Effects, sram arrays)

@@ -9,12 +9,11 @@ import numpy as np
 
 from s2eprop.emulator.errors import EmulatorError
 
-SDRAM_BYTES = 1 << 30  # 1 GiB: SpiNNMachine's max_sdram_per_chip for SpiNNaker 2
 PAGE_BITS = 16
 
 
 class Sdram:
-    def __init__(self, size_bytes: int = SDRAM_BYTES, ffi: Any | None = None) -> None:
+    def __init__(self, size_bytes: int, ffi: Any | None = None) -> None:
         if size_bytes <= 0 or size_bytes % (1 << PAGE_BITS) or size_bytes > 1 << 32:
             raise EmulatorError(f"SDRAM size must be a positive multiple of {1 << PAGE_BITS:,} B up to 4 GiB, "
                                 f"got {size_bytes:,} B")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from s2eprop.firmware import arm_build
+from s2eprop.firmware.arm_image import SRAM_BYTES  # the SRAM link.ld lays out
 from s2eprop.emulator.errors import EmulatorError
 from s2eprop.host.errors import HostError
 from s2eprop.host.files import write_json
@@ -22,7 +23,6 @@ from s2eprop.host.files import write_json
 SIZE_JSON = arm_build.BUILD_DIR / "size.json"
 DEFAULT_ARENA_BYTES = 96 * 1024  # before the ARM build exists: 128 KiB less a guess of code and stack
 MIN_ARENA_BYTES = 16 * 1024      # as link.ld's __arena_min_bytes
-CORE_SRAM_BYTES = 128 * 1024     # the SRAM link.ld lays out
 
 
 def size_report(elf: Path, stack: bool = True) -> dict[str, Any]:
@@ -54,7 +54,7 @@ def arena_budget(configured: int, report_path: Path = SIZE_JSON) -> tuple[int, s
     than its 96 KiB default), else the configured limit; a configured limit past a real core's 128 KiB
     is a hypothetical chip's and is taken as it is."""
     room = arena_room_bytes(report_path)
-    if configured > CORE_SRAM_BYTES:  # a hypothetical chip with more SRAM per core (its chip file says so)
+    if configured > SRAM_BYTES:  # a hypothetical chip with more SRAM per core (its chip file says so)
         return configured, "partition.arena_limit_bytes"
     if room is None:
         return configured, "partition.arena_limit_bytes" if configured != DEFAULT_ARENA_BYTES else "default"

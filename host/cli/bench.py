@@ -62,7 +62,8 @@ def bench_emulator(n_samples: int = 64, seed: int = 0, backend: str = "c", mode:
 
     from s2eprop.host.config import ChipConfig, ExperimentConfig
     from s2eprop.host.data.dataset import KWS_LABELS, Dataset
-    from s2eprop.host.session.train import TrainOptions, run_training
+    from s2eprop.host.session.api import run_training
+    from s2eprop.host.session.train import TrainOptions
 
     cfg = dataclasses.replace(ExperimentConfig(), chip=ChipConfig(mode=mode)).validate()
     net = cfg.network

@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from s2eprop.emulator.chip.description import DEFAULT_CHIP
+from s2eprop.firmware.arm_image import SRAM_BYTES
 from s2eprop.host.config import ExperimentConfig
 
 HANDLERS = ("timer", "mc_packet", "dma_done", "host_msg", "user_event")
@@ -106,7 +107,7 @@ def run_shape(s: Shape, n_samples: int, seed: int, elf: Path | None = None, inde
     fw = Firmware()
     n = plan_partition(cfg.network, cfg.partition).n_cores
     record: list = []
-    chip = FunctionalChip(n, backend="python", firmware=fw, runner=IssRunner(fw, n, 128 * 1024, elf_path=elf,
+    chip = FunctionalChip(n, backend="python", firmware=fw, runner=IssRunner(fw, n, SRAM_BYTES, elf_path=elf,
                                                                              record=record))
     weights = init_weights(cfg.network, seed=seed)
     if s.spike_p > 0:  # 0/1 inputs: W_in x input_scale drives the network as the analog scale does

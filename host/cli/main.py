@@ -28,28 +28,25 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _dataset(cfg, progress: bool, test_sets: bool = False):
-    """The dataset as the chip's input layer receives it: features, or spikes (input.kind spikes)."""
-    from s2eprop.host.data.encoders import encode_dataset
+    """The config's dataset as stored (the session encodes it for the config's input)."""
     from s2eprop.host.data.loader import load_dataset
 
-    return encode_dataset(load_dataset(cfg.dataset, progress=progress, test_sets=test_sets), cfg.input, cfg.network)
+    return load_dataset(cfg.dataset, progress=progress, test_sets=test_sets)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from s2eprop.host.config import with_overrides
-    from s2eprop.host.session.train import TrainOptions, prepare_run_folder, run_training
+    from s2eprop.host.engines import check_engine, engine_of
+    from s2eprop.host.session.api import run_training
+    from s2eprop.host.session.train import TrainOptions, prepare_run_folder
 
     chip = {"mode": args.mode, "file": None if args.chip is None else str(args.chip), "clock_mhz": args.clock_mhz,
             "cpu": args.cpu}
     cfg = with_overrides(config_from_args(args), chip=chip, epochs=args.epochs, max_samples=args.max_samples,
                          batch_size=args.batch_size, seed=args.seed, checkpoint_every_samples=args.checkpoint_every)
-    if args.target == "golden" and cfg.chip.mode != "functional":
-        raise HostError(f"--mode {cfg.chip.mode} times the emulated chip: it needs --target emulator")
+    check_engine(engine_of(cfg, args.target, args.backend, args.key_file))  # before the data: it may take long
     if args.chip is not None and not args.chip.is_file():
         raise HostError(f"--chip {args.chip}: no such file")
-    if args.target != "golden" and cfg.train.batch_size != 1:
-        raise HostError(f"--target emulator learns online (batch size 1), got batch size {cfg.train.batch_size}; "
-                        f"use --target golden for mini-batches")
     for flag, path in (("--init-weights", args.init_weights), ("--resume", args.resume)):
         if path is not None and not path.is_file():
             raise HostError(f"{flag} {path}: no such file")
@@ -89,31 +86,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from s2eprop.host.session.train import evaluate, make_trainer
-    from s2eprop.host.weights import load_weights
+    from s2eprop.host.engines import check_engine, engine_of
+    from s2eprop.host.session.api import Session
 
     cfg = config_from_args(args)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=1))
+    check_engine(engine_of(cfg, args.target, args.backend, args.key_file))  # before the data: it may take long
     data = _dataset(cfg, progress=not args.quiet, test_sets=True)
-    weights = load_weights(args.weights, cfg.network)
-    if weights.labels and tuple(weights.labels) != tuple(data.labels):
-        raise HostError(f"weights were trained on labels {list(weights.labels)}, the dataset has {list(data.labels)}")
-    trainer = make_trainer(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=1)),
-                           args.target, weights, None, args.backend, args.key_file)
-    if args.train_split or data.x_test is None:
-        split, x, y = "train", data.x_train, data.y_train
-        if not args.train_split:
-            print(f"note: dataset {data.name} has no test split; evaluating its training split", file=sys.stderr)
-    else:
-        split, x, y = "test", data.x_test, data.y_test
-    if len(x) == 0:
-        raise HostError(f"the {split} split of dataset {data.name} has no samples: nothing to evaluate"
-                        + ("" if args.train_split else " (--train-split evaluates the training split)"))
-    try:
-        ev = evaluate(trainer, x, y, len(data.labels))
-    finally:
-        trainer.close()
+    split = "train" if args.train_split or data.x_test is None else "test"
+    if split == "train" and not args.train_split:
+        print(f"note: dataset {data.name} has no test split; evaluating its training split", file=sys.stderr)
+    with Session(cfg, args.target, init_weights=args.weights, backend=args.backend, key_file=args.key_file,
+                 labels=tuple(data.labels)) as s:
+        ev = s.evaluate(data, split)
+    y = data.y_train if split == "train" else data.y_test
     out = {"split": split, "accuracy": ev["accuracy"], "loss": ev["loss"], "samples": ev["n"],
-           "per_class_accuracy": dict(zip(data.labels, ev["per_class_accuracy"]))}
+           "per_class_accuracy": ev["per_class_accuracy"]}
     if args.json:
         print(json.dumps(out, indent=2))
         return 0

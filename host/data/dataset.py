@@ -83,8 +83,21 @@ def _check_split(split: str, x: np.ndarray, y: np.ndarray | None, n_labels: int)
         raise DataError(f"{split} labels must be integers, got {y.dtype}")
     if len(y) and (y.min() < 0 or y.max() >= n_labels):
         raise DataError(f"{split} labels must lie in 0..{n_labels - 1}, got {y.min()}..{y.max()}")
-    if not np.all(np.isfinite(x)):
-        raise DataError(f"{split} features contain NaN or infinity")
+    check_finite(x, f"{split} split")
+
+
+def check_finite(x: np.ndarray, what: str) -> None:
+    """DataError naming the first sample, step and input of `x` (N, steps, inputs) that is NaN or infinite:
+    one such value would make every weight NaN."""
+    finite = np.isfinite(x)
+    if finite.all():
+        return
+    if x.ndim == 2:  # one sample
+        x, finite = x[None], finite[None]
+    n, step, unit = (int(i) for i in np.argwhere(~finite)[0])
+    bad = int(np.sum(~finite.reshape(len(x), -1).all(axis=1)))
+    raise DataError(f"{what}: sample {n} holds {x[n, step, unit]} at step {step}, input {unit} "
+                    f"({bad} sample(s) hold NaN or infinity): fix or drop them before training")
 
 
 def load_npz_dataset(path: str | Path) -> Dataset:

@@ -15,7 +15,8 @@ from s2eprop.firmware.abi import Firmware, Layout
 from s2eprop.firmware.arm_size import arena_budget
 from s2eprop.host.config import ExperimentConfig
 from s2eprop.host.errors import ConfigError
-from s2eprop.host.mapping.partition import MAX_APP_CORES, ROLE_NEURON, CorePlan, Plan, cores_needed, plan_partition
+from s2eprop.emulator.chip.description import default_chip
+from s2eprop.host.mapping.partition import ROLE_NEURON, CorePlan, Plan, cores_needed, plan_partition
 from s2eprop.host.mapping.routing import KEY_ERR, KEY_PARTIAL, KEY_SPIKE, key_offset
 from s2eprop.host.mapping.recording import RecordingPlan
 from s2eprop.firmware.sdram_map import InputRing, input_kind_code
@@ -159,11 +160,11 @@ def largest_neurons_per_core(cfg: ExperimentConfig, firmware: Firmware | None = 
     need = 0
     for npc in range(min(net.n_rec, int(fw.lib.FW_MAX_LOCAL)), 0, -1):
         trial = dataclasses.replace(cfg, partition=dataclasses.replace(cfg.partition, neurons_per_core=npc))
-        if cores_needed(net, trial.partition) > MAX_APP_CORES:
+        if cores_needed(net, trial.partition) > default_chip().n_cores:
             raise ConfigError(
                 f"partition.neurons_per_core auto: {npc + 1} neurons per core need {need:,} B of arena on a core, "
                 f"more than its {limit:,} B ({limit_from}), and {npc} would need more than a chip's "
-                f"{MAX_APP_CORES} cores for {net.n_rec} neurons: fewer network.n_in, n_rec or n_out")
+                f"{default_chip().n_cores} cores for {net.n_rec} neurons: fewer network.n_in, n_rec or n_out")
         plan = plan_partition(net, trial.partition)
         rec = RecordingPlan(trial, plan) if trial.record.active else None
         need = 0

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from s2eprop.emulator.chip.description import default_chip
 from s2eprop.firmware.abi import abi
 from s2eprop.host.config import NetworkConfig, PartitionConfig
 from s2eprop.host.errors import ConfigError
 
 ROLE_NEURON = int(abi().FW_ROLE_NEURON)
 ROLE_READOUT = int(abi().FW_ROLE_READOUT)
-MAX_APP_CORES = 152
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,10 @@ def plan_partition(net: NetworkConfig, part: PartitionConfig, copy: int = 0, cop
     extra = part.readout == "extra"
     per_copy = cores_needed(net, part)
     first = copy * per_copy
-    if per_copy * copies > MAX_APP_CORES:
+    if per_copy * copies > default_chip().n_cores:
         what = f"{copies} copies of " if copies > 1 else ""
         raise ConfigError(
-            f"{what}{net.n_rec} neurons at {npc} per core need {per_copy * copies} cores, a chip has {MAX_APP_CORES}: "
+            f"{what}{net.n_rec} neurons at {npc} per core need {per_copy * copies} cores, a chip has {default_chip().n_cores}: "
             f"raise partition.neurons_per_core" + (" or place fewer copies" if copies > 1 else ""))
     cores = []
     for c in range(n_neuron_cores):

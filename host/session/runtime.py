@@ -15,6 +15,8 @@ import numpy as np
 
 from s2eprop.firmware.abi import Firmware
 from s2eprop.host.config import ExperimentConfig
+from s2eprop.host.data.dataset import check_finite
+from s2eprop.host.engines import check_engine, engine_of
 from s2eprop.host.errors import ConfigError, DataError, TransportError
 from s2eprop.host.mapping.images import CoreImage, build_images, gather_matrices, training_state_bytes
 from s2eprop.firmware.messages import ScaleLrMsg
@@ -24,6 +26,7 @@ from s2eprop.host.reference.golden import AdamState, BatchResult, l2_loss, rando
 from s2eprop.host.mapping.routing import routing_table
 from s2eprop.firmware.sdram_map import InputRing
 from s2eprop.host.session.streamer import GRACE_TICKS, SampleOutcome, SampleStreamer
+from s2eprop.host.transport.base import TimingRecord
 from s2eprop.host.transport import Transport, TransportStatus, open_transport
 from s2eprop.host.weights import Weights
 
@@ -52,10 +55,7 @@ class BoardTrainer:
                  outbox_words: int | None = None, copy: int = 0, copies: int = 1) -> None:
         """`copy` of `copies`: this network's place among identical ones sharing the chip (host/session/copies.py
         loads their routing table; a network alone loads its own)."""
-        if cfg.train.batch_size != 1:
-            raise ConfigError(
-                f"the emulated chip learns online, one sample per update: batch size must be 1, "
-                f"got {cfg.train.batch_size} (use --target golden for mini-batches)")
+        check_engine(engine_of(cfg, "emulator", backend))
         self.cfg = cfg
         self.net = cfg.network
         self.fw = firmware or Firmware()
@@ -134,8 +134,8 @@ class BoardTrainer:
         return self.ticks_train, self.ticks_eval
 
     @property
-    def timing(self) -> Any:
-        """The timed chip behind the transport (None for a functional one)."""
+    def timing(self) -> TimingRecord | None:
+        """The compliance record of the timed chip behind the transport (None for a functional one)."""
         get = getattr(self.transport, "timing", None)
         return get() if get is not None else None
 
@@ -145,7 +145,7 @@ class BoardTrainer:
             return None
         per_core = self.core_counters() if per_core is None else per_core
         late = sum(c["late_packets"] for c in per_core.values())
-        out = chip.compliance.summary(chip.timing_arrays(), late, chip.mode, chip.lag)
+        out = chip.summary(late)
         out["on_loss"] = "count (timed modes measure losses)"
         return out
 
@@ -156,7 +156,7 @@ class BoardTrainer:
             return {}
         from s2eprop.host.plots.timing import plot_timing_files
 
-        chip.compliance.save(out_dir / "timing.npz", chip.timing_arrays())
+        chip.save(out_dir / "timing.npz")
         return plot_timing_files(out_dir / "timing.npz", out_dir)
 
     def report(self) -> dict[str, Any]:
@@ -251,6 +251,7 @@ class BoardTrainer:
             x = x[None]
         if x.shape[1:] != (self.net.n_steps, self.net.n_in):
             raise ConfigError(f"input must have shape (B, {self.net.n_steps}, {self.net.n_in}), got {x.shape}")
+        check_finite(x, "the batch's input")
         labels = np.zeros(len(x), dtype=np.int64) if y is None else np.asarray(y, dtype=np.int64).reshape(-1)
         if train and y is None:
             raise ConfigError("training needs labels")

@@ -10,23 +10,23 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 
 from s2eprop.host.config import ExperimentConfig, RecordConfig, TrainConfig
-from s2eprop.host.data.dataset import Dataset
+from s2eprop.host.data.dataset import Dataset, check_finite
 from s2eprop.host.data.encoders import input_stats
 from s2eprop.host.data.feature_masks import FeatureMasks, mask_features
-from s2eprop.host.errors import ConfigError, DataError, HostError, TrainingInterrupted
+from s2eprop.host.engines import check_engine, engine_of
+from s2eprop.host.errors import DataError, HostError, TrainingInterrupted
 from s2eprop.host.plots.figures import confusion_matrix, plot_confusion, plot_training
 from s2eprop.host.files import atomic_write, write_json
 from s2eprop.host.progress import progress_bar
 from s2eprop.host.mapping.recording import Recordings, SampleRecord
 from s2eprop.host.reference.golden import AdamState, BatchResult, GoldenModel
-from s2eprop.host.weights import Weights, init_weights, load_weights
+from s2eprop.host.weights import Weights, load_weights
 
-TARGETS = ("golden", "emulator")
 EVAL_BATCH = 256
 MASK_STREAM = 0x6D61736B  # keeps the mask generator apart from the shuffle's (seed, epoch)
 
@@ -59,10 +59,12 @@ class GoldenTrainer(GoldenModel):
         self._records: list[SampleRecord] = []
 
     def train_batch(self, x: np.ndarray, y: np.ndarray, record: np.ndarray | None = None) -> BatchResult:
+        check_finite(np.asarray(x), "the batch's input")
         self._record(x, record)
         return super().train_batch(x, y)
 
     def forward(self, x: np.ndarray, y: np.ndarray | None = None, record: np.ndarray | None = None) -> BatchResult:
+        check_finite(np.asarray(x), "the batch's input")
         self._record(x, record)
         return super().forward(x, y)
 
@@ -89,7 +91,7 @@ class GoldenTrainer(GoldenModel):
 @dataclass(frozen=True)
 class TrainOptions:
     target: str
-    out_dir: Path
+    out_dir: Path | None  # the run folder (checkpoints, report, figures); None: nothing is written
     init_weights: Path | None = None
     resume: Path | None = None
     backend: str = "c"
@@ -107,7 +109,7 @@ class Position:
 
 
 @dataclass
-class Session:
+class RunState:
     """Everything a resumed run needs besides weights and Adam state: where it stands, the records of
     finished epochs, the running counters of the current epoch, and the time spent so far."""
 
@@ -124,7 +126,7 @@ class Session:
         return json.dumps(dataclasses.asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "Session":
+    def from_json(cls, text: str) -> "RunState":
         d = json.loads(text)
         return cls(**{**d, "pos": Position(**d["pos"])})
 
@@ -134,7 +136,7 @@ RESUMABLE_CHANGES = ("epochs", "max_samples", "checkpoint_every_samples", "on_lo
                      "input_lookahead_ticks")
 
 
-def target_kind(target: str) -> str:
+def learner_kind(target: str) -> str:
     """"golden", or "chip" for the firmware on a chip (the in-process emulator or a board over UDP:
     the same bits, so a checkpoint of one resumes on the other)."""
     return "golden" if target == "golden" else "chip"
@@ -142,10 +144,9 @@ def target_kind(target: str) -> str:
 
 def make_trainer(cfg: ExperimentConfig, target: str, weights: Weights, adam: AdamState | None,
                  backend: str = "c", key_file: str | None = None) -> Trainer:
+    check_engine(engine_of(cfg, target, backend, key_file))
     if target == "golden":
         return GoldenTrainer(cfg.network, cfg.train, weights, adam, record=cfg.record)
-    if target not in TARGETS and not target.startswith("udp://"):
-        raise ConfigError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)} or udp://HOST:PORT")
     from s2eprop.host.mapping.partition import plan_partition
     from s2eprop.host.session.runtime import BoardTrainer
     from s2eprop.host.transport import open_transport
@@ -212,7 +213,7 @@ def data_fingerprint(data: Dataset) -> str:
     return h.hexdigest()[:16]
 
 
-def save_checkpoint(path: Path, trainer: Trainer, session: Session, cfg: ExperimentConfig, target: str,
+def save_checkpoint(path: Path, trainer: Trainer, session: RunState, cfg: ExperimentConfig, target: str,
                     data_id: str = "") -> Path:
     w, adam = trainer.weights, trainer.adam
     arrays: dict[str, Any] = dict(w.as_dict(), labels=np.asarray(w.labels))
@@ -226,7 +227,7 @@ def save_checkpoint(path: Path, trainer: Trainer, session: Session, cfg: Experim
     return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def load_checkpoint(path: Path, cfg: ExperimentConfig) -> tuple[Weights, AdamState, Session]:
+def load_checkpoint(path: Path, cfg: ExperimentConfig) -> tuple[Weights, AdamState, RunState]:
     weights = load_weights(path, cfg.network)
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -234,7 +235,7 @@ def load_checkpoint(path: Path, cfg: ExperimentConfig) -> tuple[Weights, AdamSta
                              v={k: f[f"adam_v_{k}"] for k in ("w_in", "w_rec", "w_out")},
                              t=int(f["adam_t"]), lr=np.float32(f["adam_lr"]), b1_pow=np.float32(f["adam_b1_pow"]),
                              b2_pow=np.float32(f["adam_b2_pow"]))
-            session = Session.from_json(str(f["session"]))
+            session = RunState.from_json(str(f["session"]))
             saved = json.loads(str(f["config"]))
     except KeyError as exc:
         raise DataError(f"checkpoint {path} lacks {exc}: it is a weights file, not a checkpoint "
@@ -256,7 +257,7 @@ def load_checkpoint(path: Path, cfg: ExperimentConfig) -> tuple[Weights, AdamSta
     return weights, adam, session
 
 
-def _check_adam(path: Path, adam: AdamState, weights: Weights, session: Session) -> None:
+def _check_adam(path: Path, adam: AdamState, weights: Weights, session: RunState) -> None:
     """A checkpoint's optimizer state must fit its weights: moments of the weights' shapes, t >= 0,
     lr > 0 and the beta powers in (0, 1]."""
     for k, w in weights.as_dict().items():
@@ -338,9 +339,11 @@ def _stop_on_signals() -> Iterator[dict[str, int]]:
             signal.signal(s, handler)
 
 
-def _resume_hint(ckpt: Path, command_line: tuple[str, ...] | None) -> str:
+def _resume_hint(ckpt: Path | None, command_line: tuple[str, ...] | None) -> str:
     """Where the checkpoint is and the command that resumes from it: the run's own command line with
     --resume in place of --init-weights / --resume / --overwrite."""
+    if ckpt is None:
+        return "no run folder, so no checkpoint (the session's weights are what was trained)"
     if not ckpt.exists():
         return "no checkpoint was written yet: nothing to resume"
     if command_line is None:
@@ -359,47 +362,20 @@ def _resume_hint(ckpt: Path, command_line: tuple[str, ...] | None) -> str:
     return f"checkpoint: {ckpt}; resume with: {cmd}"
 
 
-def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> dict[str, Any]:
-    check_dataset(cfg, data)
-    session, adam = Session(), None
-    data_id = data_fingerprint(data)  # stored in every checkpoint: a resume with other data is refused
-    if opts.resume is not None:
-        weights, adam, session = load_checkpoint(opts.resume, cfg)
-        made_on, made_with = checkpoint_origin(opts.resume)
-        if made_on and target_kind(made_on) != target_kind(opts.target):
-            raise DataError(f"checkpoint {opts.resume} was made on target {made_on}, this run is on {opts.target}: "
-                            f"resume with --target {made_on}, or start from its weights with --init-weights "
-                            f"{opts.resume} (a new optimizer)")
-        if made_with and made_with != data_id:
-            raise DataError(f"checkpoint {opts.resume} was trained on other data than {data.name}: resume with "
-                            f"the same dataset, or start from its weights with --init-weights {opts.resume}")
-    elif opts.init_weights is not None:
-        weights = load_weights(opts.init_weights, cfg.network)
-    else:
-        weights = init_weights(cfg.network, cfg.train.seed, data.labels)
-    if weights.labels and tuple(weights.labels) != tuple(data.labels):
-        raise DataError(f"weights were trained on labels {list(weights.labels)}, the dataset has {list(data.labels)}")
-    weights = dataclasses.replace(weights, labels=tuple(data.labels))
-    prepare_run_folder(opts.out_dir, opts.resume, opts.overwrite)
-    trainer = make_trainer(cfg, opts.target, weights, adam, opts.backend, opts.key_file)
-    try:
-        return _train(cfg, data, opts, trainer, session, data_id)
-    finally:
-        trainer.close()
-
-
-def _train(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Trainer,
-           session: Session, data_id: str) -> dict[str, Any]:
-    """The epochs of a run on a trainer set up by run_training, its report and figures."""
+def train_epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Trainer,
+                 session: RunState, data_id: str, on_sample: Callable[[dict[str, Any]], None] | None = None
+                 ) -> dict[str, Any]:
+    """The remaining epochs of a run on `trainer` (the session API sets it up), its report and, with
+    opts.out_dir, its run folder. The report also holds `_last_eval` and `_recordings` for the caller."""
     tr = cfg.train
     n_train = len(data.x_train) if tr.max_samples is None else min(tr.max_samples, len(data.x_train))
     if n_train == 0:
         raise DataError(f"dataset {data.name} has no training samples")
     t0 = time.perf_counter()
-    ckpt = opts.out_dir / "checkpoint.npz"
+    ckpt = None if opts.out_dir is None else opts.out_dir / "checkpoint.npz"
     base_ticks = (session.emulated_ms, session.emulated_eval_ms)
 
-    def snapshot() -> Session:
+    def snapshot() -> RunState:
         """The session with this trainer's chip time added to that of earlier sessions."""
         ms_train, ms_eval = trainer.chip_ms
         return dataclasses.replace(session, emulated_ms=base_ticks[0] + ms_train,
@@ -410,18 +386,20 @@ def _train(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Tr
                   if cfg.record.active else None)
     with _stop_on_signals() as asked:
         session_samples, last_eval = _epochs(cfg, data, opts, trainer, session, ckpt, snapshot, asked, has_test,
-                                             data_id, recordings)
+                                             data_id, recordings, on_sample)
     if session_samples == 0 and opts.progress:
         print(f"nothing to train: the run already has {session.pos.epoch} of {tr.epochs} epochs "
               f"(raise --epochs to train more)")
     session = snapshot()
     wall_s = time.perf_counter() - t0
-    return _finish(cfg, data, opts, trainer, session, session_samples, last_eval, has_test, wall_s, recordings)
+    report = finish_run(cfg, data, opts, trainer, session, session_samples, last_eval, has_test, wall_s, recordings)
+    return {**report, "_last_eval": last_eval, "_recordings": recordings}
 
 
-def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Trainer, session: Session,
-            ckpt: Path, snapshot: Any, asked: dict[str, int], has_test: bool, data_id: str,
-            recordings: Recordings | None = None) -> tuple[int, dict[str, Any] | None]:
+def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Trainer, session: RunState,
+            ckpt: Path | None, snapshot: Any, asked: dict[str, int], has_test: bool, data_id: str,
+            recordings: Recordings | None = None, on_sample: Callable[[dict[str, Any]], None] | None = None
+            ) -> tuple[int, dict[str, Any] | None]:
     """Train the remaining epochs; returns the samples trained and the last test evaluation."""
     tr = cfg.train
     n_train = len(data.x_train) if tr.max_samples is None else min(tr.max_samples, len(data.x_train))
@@ -469,13 +447,16 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
             session.seen += b1 - b0
             session_samples += b1 - b0
             session.pos = Position(epoch, b1, session.pos.samples_trained + (b1 - b0))
+            if on_sample is not None:
+                on_sample({"epoch": epoch, "index": b0, "labels": data.y_train[idx], "predictions": r.pred,
+                           "losses": r.loss, "samples_trained": session.pos.samples_trained})
             bar.update(b1 - b0)
-            extra = {} if timing is None else {"overruns": timing.compliance.overruns_seen}
+            extra = {} if timing is None else {"overruns": timing.overruns_seen}
             bar.set_postfix(acc=f"{session.correct / session.seen:.3f}", loss=f"{session.loss_sum / session.seen:.3f}",
                             **extra, refresh=False)  # shown at the bar's next timed refresh, not once per sample
             every = tr.checkpoint_every_samples
             done = session.pos.samples_trained
-            if asked or (every and done // every != (done - (b1 - b0)) // every):
+            if ckpt is not None and (asked or (every and done // every != (done - (b1 - b0)) // every)):
                 save_checkpoint(ckpt, trainer, snapshot(), cfg, opts.target, data_id)
             if asked:
                 bar.close()
@@ -497,16 +478,18 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
         session.epochs.append(record)
         session.pos = Position(epoch + 1, 0, session.pos.samples_trained)
         session.correct, session.loss_sum, session.seen = 0, 0.0, 0
-        save_checkpoint(ckpt, trainer, snapshot(), cfg, opts.target, data_id)
+        if ckpt is not None:
+            save_checkpoint(ckpt, trainer, snapshot(), cfg, opts.target, data_id)
     return session_samples, last_eval
 
 
-def _finish(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Trainer, session: Session,
+def finish_run(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Trainer, session: RunState,
             session_samples: int, last_eval: dict[str, Any] | None, has_test: bool, wall_s: float,
             recordings: Recordings | None = None) -> dict[str, Any]:
-    """Weights, report and figures of the run folder."""
+    """The run's report; with opts.out_dir also its run folder (weights, report, figures)."""
     out = opts.out_dir
-    trainer.weights.save(out / "weights.npz")
+    if out is not None:
+        trainer.weights.save(out / "weights.npz")
     epochs = session.epochs
     report: dict[str, Any] = {
         "target": opts.target, "dataset": data.name, "labels": list(data.labels),
@@ -524,17 +507,18 @@ def _finish(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
         report.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"], test_samples=ev["n"],
                       per_class_test_accuracy=dict(zip(data.labels, ev["per_class_accuracy"])),
                       confusion_matrix=ev["confusion"].tolist())
-        figures["confusion"] = plot_confusion(ev["confusion"], tuple(data.labels), out / "confusion.png",
-                                              f"test accuracy {100 * ev['accuracy']:.1f} % ({opts.target})").name
-    if epochs:
+        if out is not None:
+            figures["confusion"] = plot_confusion(ev["confusion"], tuple(data.labels), out / "confusion.png",
+                                                  f"test accuracy {100 * ev['accuracy']:.1f} % ({opts.target})").name
+    if epochs and out is not None:
         figures["training"] = plot_training(epochs, out / "training.png").name
     save_timing = getattr(trainer, "save_timing", None)
-    if save_timing is not None:
+    if save_timing is not None and out is not None:
         timing_files = save_timing(out)
         figures.update({k: v for k, v in timing_files.items() if k != "data"})
         if "data" in timing_files:
             report["files"]["timing"] = timing_files["data"]
-    if recordings is not None and recordings.rows:
+    if recordings is not None and recordings.rows and out is not None:
         from s2eprop.host.plots.raster import plot_raster
 
         report["files"]["recordings"] = recordings.save(out / "recordings.npz", tuple(data.labels)).name
@@ -547,7 +531,10 @@ def _finish(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
         report["recording"] = {**report.get("recording", {}), "samples": len(recordings.rows),
                                "records_missing": recordings.missing,
                                "spike_neurons": len(recordings.z_neurons), "v_neurons": len(recordings.v_neurons)}
-    write_json(out / "report.json", report)
+    if out is None:
+        report["files"], report["figures"] = {}, {}
+    else:
+        write_json(out / "report.json", report)
     return report
 
 

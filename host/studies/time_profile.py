@@ -51,9 +51,9 @@ def profile_clock(cfg: ExperimentConfig, clock_mhz: float, x: np.ndarray, y: np.
         for i in range(len(x)):
             trainer.train_batch(x[i], y[i:i + 1])
         summary = trainer.timing_summary()
-        arrays = chip.timing_arrays()
-        window = chip.compliance.window()
-        budget = float(chip.compliance.budget_cycles)
+        arrays = chip.arrays()
+        window = chip.window()
+        budget = chip.budget_cycles
         roles = [c.role for c in trainer.plan.cores]
     finally:
         trainer.close()

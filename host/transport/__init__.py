@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from s2eprop.host.config import ChipConfig
+from s2eprop.host.engines import Engine, check_engine, target_kind
 from s2eprop.host.errors import ConfigError
 from s2eprop.host.transport.base import FW_STATUS, Transport, TransportStatus
 from s2eprop.host.transport.inproc import EmulatorTransport
@@ -14,7 +15,11 @@ __all__ = ["FW_STATUS", "EmulatorTransport", "Transport", "TransportStatus", "op
 def open_transport(target: str, n_cores: int, backend: str = "c", chip: ChipConfig | None = None,
                    key_file: str | None = None) -> Transport:
     """The transport to `target`: "emulator" (the in-process chip: functional, or timed as `chip` says)
-    or "udp://HOST:PORT" (a board, or `s2eprop serve`; its own chip file and mode apply)."""
+    or "udp://HOST:PORT" (a board, or `s2eprop serve`; its own chip file and mode apply). A combination
+    that cannot run is refused first, by the one table of s2eprop.host.engines."""
+    chip_cfg = chip or ChipConfig()
+    check_engine(Engine(target_kind(target), chip_cfg.mode, chip_cfg.cpu, backend, 1, bool(key_file),
+                        bool(chip_cfg.file), bool(chip_cfg.clock_mhz)))
     if target == "emulator":
         if chip is None or (chip.mode == "functional" and not chip.file and chip.cpu == "native"):
             return EmulatorTransport(n_cores, backend=backend)
@@ -32,8 +37,6 @@ def open_transport(target: str, n_cores: int, backend: str = "c", chip: ChipConf
             return EmulatorTransport(n_cores, chip=FunctionalChip(n_cores, sram_bytes=desc.sram_bytes_per_core,
                                                                   sdram_bytes=desc.sdram_bytes, backend=backend,
                                                                   runner=runner))
-        if backend != "c":
-            raise ConfigError(f"chip mode {chip.mode} runs on the C event loop only; drop --backend {backend}")
         from s2eprop.emulator.chip.timed import TimedChip
 
         if chip.clock_mhz:
@@ -42,11 +45,6 @@ def open_transport(target: str, n_cores: int, backend: str = "c", chip: ChipConf
     if target.startswith("udp://"):
         from s2eprop.host.transport.udp import UdpTransport, read_key
 
-        if chip is not None and (chip.mode != "functional" or chip.file or chip.clock_mhz or chip.cpu != "native"):
-            raise ConfigError(f"target {target}: the board's chip and mode are the server's (s2eprop serve --mode, "
-                              f"--chip, --clock-mhz); drop them from this command and the config's chip section")
-        if backend != "c":
-            raise ConfigError(f"target {target}: --backend picks the in-process emulator's loop; drop it")
         transport = UdpTransport(target, key=read_key(key_file))
         if transport.n_cores < n_cores:
             transport.close()

@@ -8,7 +8,8 @@ transport, in host/session/streamer.py and host/session/runtime.py.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -19,6 +20,20 @@ from s2eprop.firmware.routes import RouteEntry
 FW_STATUS = {int(abi().FW_ERR_MAGIC): "bad magic", int(abi().FW_ERR_VERSION): "ABI version mismatch",
              int(abi().FW_ERR_SIZE): "arena size mismatch", int(abi().FW_ERR_LAYOUT): "layout mismatch",
              int(abi().FW_ERR_CONFIG): "config rejected"}
+
+
+class TimingRecord(Protocol):
+    """A timed chip's real-time compliance record (docs/timing.md), as a transport hands it to the host:
+    the host reads time only through this, never through the chip model."""
+
+    budget_cycles: float   # cycles of one core in one tick
+    overruns_seen: int     # ticks that overran, so far
+
+    def record(self, keep: bool) -> None: ...                         # keep the next ticks' per-tick records
+    def arrays(self) -> dict[str, np.ndarray]: ...                    # whole-run arrays per core
+    def window(self) -> np.ndarray: ...                               # the per-tick records kept
+    def summary(self, late_packets: int) -> dict[str, Any]: ...       # report.json `timing`
+    def save(self, path: Path) -> None: ...                           # timing.npz
 
 
 @dataclass(frozen=True)

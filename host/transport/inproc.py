@@ -3,6 +3,9 @@
 Calls finish at once, so their timeouts never expire; the chip's clock moves only on `advance`."""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
 from s2eprop.emulator.chip.functional import FunctionalChip
@@ -73,9 +76,39 @@ class EmulatorTransport:
         return TransportStatus(ticks=chip.tick_count, packets_delivered=st.delivered, packets_dropped=st.dropped,
                                dropped_from=dict(st.dropped_from), last_drop=st.last_drop, losses=losses)
 
-    def timing(self) -> TimedChip | None:
-        """The timed chip, for its compliance record (None when the chip is functional)."""
-        return self.chip if isinstance(self.chip, TimedChip) else None
+    def timing(self) -> "ChipTiming | None":
+        """The timed chip's compliance record (None when the chip is functional)."""
+        return ChipTiming(self.chip) if isinstance(self.chip, TimedChip) else None
 
     def close(self) -> None:
         self._closed = True
+
+
+class ChipTiming:
+    """The in-process timed chip's compliance record, as a TimingRecord (transport/base.py)."""
+
+    def __init__(self, chip: TimedChip) -> None:
+        self._chip = chip
+
+    @property
+    def budget_cycles(self) -> float:
+        return float(self._chip.compliance.budget_cycles)
+
+    @property
+    def overruns_seen(self) -> int:
+        return int(self._chip.compliance.overruns_seen)
+
+    def record(self, keep: bool) -> None:
+        self._chip.record(keep)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return self._chip.timing_arrays()
+
+    def window(self) -> np.ndarray:
+        return self._chip.compliance.window()
+
+    def summary(self, late_packets: int) -> dict[str, Any]:
+        return self._chip.compliance.summary(self.arrays(), late_packets, self._chip.mode, self._chip.lag)
+
+    def save(self, path: Path) -> None:
+        self._chip.compliance.save(path, self.arrays())

@@ -10,13 +10,13 @@ import pytest
 
 from s2eprop.emulator.chip.functional import FunctionalChip
 from s2eprop.firmware.abi import Firmware
+from s2eprop.firmware.arm_image import SRAM_BYTES
 from s2eprop.firmware.outbox import Effects
 from s2eprop.emulator.runners.native import NativeRunner
 from s2eprop.host.mapping.partition import plan_partition
 from s2eprop.host.session.runtime import BoardTrainer
 from s2eprop.host.transport.inproc import EmulatorTransport
 
-SRAM_BYTES = 128 * 1024
 
 
 class Recorder:

@@ -46,7 +46,7 @@ def test_plot_timing_redraws_the_figures(timed_run, capsys) -> None:
 
 
 @pytest.mark.parametrize("args, says", [
-    (["--mode", "timed", "--target", "golden"], "needs --target emulator"),
+    (["--mode", "timed", "--target", "golden"], "the golden model has no chip: use target emulator"),
     (["--mode", "timed", "--clock-mhz", "200"], "200 MHz is not one of the chip's levels (150, 300 MHz)"),
     (["--mode", "timed", "--chip", "no/such/chip.yaml"], "--chip no/such/chip.yaml: no such file"),
     (["--mode", "timed", "--backend", "python"], "runs on the C event loop only"),
