@@ -22,13 +22,15 @@ from s2eprop.host.data.cache import default_cache_dir
 from s2eprop.host.data.dataset import Dataset, load_npz_dataset
 from s2eprop.host.errors import DataError
 
-ACCEPTED_FORMS = "a folder in Google Speech Commands layout, a features .npz file, or the word 'synth'"
+ACCEPTED_FORMS = ("a folder in Google Speech Commands layout, a features or spikes .npz file, a Spiking Heidelberg "
+                  "Digits .h5 file, or the word 'synth'")
 
 __all__ = ["ACCEPTED_FORMS", "dataset_config_from_arg", "default_cache_dir", "load_dataset"]
 
 
 def dataset_config_from_arg(arg: str, options: Mapping[str, Any] | None = None) -> DatasetConfig:
-    """`--data` value -> DatasetConfig: existing folder -> gsc, `*.npz` file -> npz, `synth` -> synth."""
+    """`--data` value -> DatasetConfig: existing folder -> gsc, `*.npz` file -> npz, `*.h5` file -> shd,
+    `synth` -> synth."""
     opts = dict(options or {})
     text = str(arg).strip()
     if text == "synth":
@@ -40,9 +42,13 @@ def dataset_config_from_arg(arg: str, options: Mapping[str, Any] | None = None) 
         if not path.is_file():
             raise DataError(f"--data {text}: no such file; give {ACCEPTED_FORMS}")
         return DatasetConfig(kind="npz", path=str(path), options=opts)
+    if path.suffix.lower() in (".h5", ".hdf5"):  # the Spiking Heidelberg Digits (option test_path: its test file)
+        if not path.is_file():
+            raise DataError(f"--data {text}: no such file; give {ACCEPTED_FORMS}")
+        return DatasetConfig(kind="shd", path=str(path), options=opts)
     if not path.exists():
         raise DataError(f"--data {text}: no such folder or file; give {ACCEPTED_FORMS}")
-    raise DataError(f"--data {text} is neither a folder nor a .npz file; give {ACCEPTED_FORMS}")
+    raise DataError(f"--data {text} is neither a folder nor a .npz or .h5 file; give {ACCEPTED_FORMS}")
 
 
 def load_dataset(cfg: DatasetConfig, cache_dir: Path | None = None, progress: bool = True,
