@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from s2eprop.emulator.board import protocol as sdp
+from s2eprop.host.cli.common import port_number, positive_int
 from s2eprop.host.config import CHIP_MODES
 from s2eprop.host.errors import HostError
 
@@ -21,7 +22,7 @@ def build_board(chip_file: Path | None, mode: str, clock_mhz: float | None, core
     desc = load_chip(chip_file)
     if clock_mhz:
         desc = desc.with_clock(round(clock_mhz * 1e6))
-    n = cores or desc.n_cores
+    n = desc.n_cores if cores is None else cores
     if not 0 < n <= desc.n_cores:
         raise HostError(f"--cores {n}: the chip ({desc.path}) has 1..{desc.n_cores}")
     if mode == "functional":
@@ -82,13 +83,13 @@ def cmd_board(args: argparse.Namespace) -> int:
 
 def add_board_commands(sub) -> None:
     s = sub.add_parser("serve", help="serve the emulated chip as a board on UDP (SpiNNaker's SDP/SCP, docs/protocol.md)")
-    s.add_argument("--port", type=int, default=sdp.DEFAULT_PORT, help=f"UDP port (default {sdp.DEFAULT_PORT}; 0: any)")
+    s.add_argument("--port", type=port_number, default=sdp.DEFAULT_PORT, help=f"UDP port (default {sdp.DEFAULT_PORT}; 0: any)")
     s.add_argument("--bind", default="127.0.0.1", help="address to listen on (default loopback only)")
     s.add_argument("--chip", type=Path, help="chip description YAML (default emulator/chip/configs/spinnaker2.yaml)")
     s.add_argument("--mode", choices=CHIP_MODES, default="functional",
                    help="functional or timed: the clock moves when the host says; realtime: 1 tick per ms")
     s.add_argument("--clock-mhz", type=float, help="core clock, one of the chip file's levels")
-    s.add_argument("--cores", type=int, help="cores of the board (default: all of the chip file's)")
+    s.add_argument("--cores", type=positive_int, help="cores of the board (default: all of the chip file's)")
     s.add_argument("--key-file", help="shared key: every datagram is authenticated (HMAC-SHA256); default "
                                       "$S2EPROP_BOARD_KEY, none: no authentication")
     s.set_defaults(func=cmd_serve)
@@ -96,6 +97,6 @@ def add_board_commands(sub) -> None:
     b.add_argument("what", choices=("status",))
     b.add_argument("target", help="udp://HOST:PORT")
     b.add_argument("--key-file")
-    b.add_argument("--retries", type=int, default=4)
+    b.add_argument("--retries", type=positive_int, default=4, help="tries per command (default 4)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_board)

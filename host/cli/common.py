@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+from pathlib import Path
 
 from s2eprop.host.config import ExperimentConfig
+from s2eprop.host.errors import HostError
 from s2eprop.host.mapping.resolve import load_config
 
 
@@ -19,3 +22,46 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         options = cfg.dataset.options if given.kind == cfg.dataset.kind else {}
         cfg = dataclasses.replace(cfg, dataset=dataclasses.replace(given, options=options)).validate()
     return cfg
+
+
+def port_number(value: str) -> int:
+    """argparse type of a UDP port: 0 (any free one) to 65,535."""
+    port = _int(value, "port")
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{value}: a UDP port is 0..65535 (0: any free port)")
+    return port
+
+
+def positive_int(value: str) -> int:
+    """argparse type of a count that must be at least 1."""
+    n = _int(value, "count")
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be 1 or more")
+    return n
+
+
+def folder_path(value: str) -> Path:
+    """argparse type of an output path: not empty (an empty one would write into the current folder)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("an empty path: name a folder or file")
+    return Path(value)
+
+
+def writable_folder(path: Path, flag: str) -> Path:
+    """`path` as a folder (made if missing) this process can write, checked before long work."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-probe-{os.getpid()}.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise HostError(f"cannot write into {flag} {path} ({exc.strerror or exc}): choose a folder you can write") \
+            from None
+    return path
+
+
+def _int(value: str, what: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: a {what} is a whole number") from None

@@ -8,12 +8,15 @@ import argparse
 import dataclasses
 import json
 import sys
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from s2eprop.emulator.errors import EmulatorError
-from s2eprop.host.cli.common import config_from_args
+from s2eprop.host.cli.common import config_from_args, folder_path, writable_folder
 from s2eprop.host.errors import HostError, TrainingInterrupted
+from s2eprop.host.files import check_writable_file
 
 
 def _target(value: str) -> str:
@@ -140,7 +143,7 @@ def cmd_memory(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from s2eprop.host.cli.calibrate import run
 
-    run(args.out, write_costs=args.write_costs, quick=args.quick)
+    run(writable_folder(args.out, "--out"), write_costs=args.write_costs, quick=args.quick)  # before the fit
     return 0
 
 
@@ -157,11 +160,24 @@ def cmd_plot(args: argparse.Namespace) -> int:
             raise HostError(f"{args.run_dir} has no recordings.npz: train with a `record:` section "
                             f"(docs/recording.md)")
         out = args.out or args.run_dir / ("raster.png" if args.sample == 0 else f"raster_{args.sample}.png")
-        print(f"figure: {plot_raster(npz, out, args.sample)}")
+        check_writable_file(out, "--out")
+        with _readable(npz):
+            print(f"figure: {plot_raster(npz, out, args.sample)}")
         return 0
-    files = plot_timing_files(args.run_dir / "timing.npz", args.run_dir)
+    with _readable(args.run_dir / "timing.npz"):
+        files = plot_timing_files(args.run_dir / "timing.npz", args.run_dir)
     print(f"figures: {args.run_dir / files['timing']}, {args.run_dir / files['tick']}")
     return 0
+
+
+@contextmanager
+def _readable(path: Path) -> Iterator[None]:
+    """A damaged .npz of a run (truncated by a full disk or a copy) as one line that names it."""
+    try:
+        yield
+    except (zipfile.BadZipFile, EOFError, ValueError, KeyError) as exc:
+        raise HostError(f"{path} is damaged or not a file s2eprop wrote ({type(exc).__name__}: {exc}): train the "
+                        f"run again or restore the file") from None
 
 
 def _version() -> str:
@@ -185,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "golden: the NumPy reference model")
     t.add_argument("--key-file", help="shared key of a udp:// board (default: $S2EPROP_BOARD_KEY; none: no "
                                       "authentication)")
-    t.add_argument("--out", type=Path, required=True, help="run folder (report.json, weights.npz, figures)")
+    t.add_argument("--out", type=folder_path, required=True, help="run folder (report.json, weights.npz, figures)")
     t.add_argument("--epochs", type=int, help="epochs over the training split (config train.epochs, default 1)")
     t.add_argument("--max-samples", type=int, help="train on the first N samples of each epoch")
     t.add_argument("--batch-size", type=int, help="golden target only; the chip learns one sample at a time")
@@ -238,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("what", choices=("timing", "raster"))
     pl.add_argument("run_dir", type=Path, help="run folder of a timed run (timing) or of a run with `record:` (raster)")
     pl.add_argument("--sample", type=int, default=0, help="raster: which recorded sample (0 = the first recorded)")
-    pl.add_argument("--out", type=Path, default=None, help="raster: the figure's path (default RUN_DIR/raster.png)")
+    pl.add_argument("--out", type=folder_path, default=None, help="raster: the figure's path (default RUN_DIR/raster.png)")
     pl.set_defaults(func=cmd_plot)
 
     m = sub.add_parser("memory", help="per-core byte map of the partitioned network, stack use per handler")
@@ -247,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_memory)
 
     c = sub.add_parser("calibrate", help="fit the timed chip's cycle costs to the ARM build run in the ISS")
-    c.add_argument("--out", type=Path, required=True, help="folder for calibration.json and residuals.png")
+    c.add_argument("--out", type=folder_path, required=True, help="folder for calibration.json and residuals.png")
     c.add_argument("--write-costs", action="store_true", help="also replace emulator/chip/configs/cycle_costs.yaml")
     c.add_argument("--quick", action="store_true", help="three tiny shapes (seconds) instead of eight")
     c.set_defaults(func=cmd_calibrate)

@@ -83,21 +83,24 @@ def _check_split(split: str, x: np.ndarray, y: np.ndarray | None, n_labels: int)
         raise DataError(f"{split} labels must be integers, got {y.dtype}")
     if len(y) and (y.min() < 0 or y.max() >= n_labels):
         raise DataError(f"{split} labels must lie in 0..{n_labels - 1}, got {y.min()}..{y.max()}")
-    check_finite(x, f"{split} split")
+    check_inputs(x, f"{split} split")
 
 
-def check_finite(x: np.ndarray, what: str) -> None:
-    """DataError naming the first sample, step and input of `x` (N, steps, inputs) that is NaN or infinite:
-    one such value would make every weight NaN."""
-    finite = np.isfinite(x)
-    if finite.all():
+MAX_ABS_INPUT = 1e6  # features are log-mel values and deltas of order 10, spikes 0 or 1
+
+
+def check_inputs(x: np.ndarray, what: str) -> None:
+    """DataError naming the first sample, step and input of `x` (N, steps, inputs) that is NaN, infinite or
+    absurdly large (|x| > 1e6): one such value would make every weight NaN or saturate the network."""
+    bad = ~(np.abs(x) <= MAX_ABS_INPUT)  # NaN compares False
+    if not bad.any():
         return
     if x.ndim == 2:  # one sample
-        x, finite = x[None], finite[None]
-    n, step, unit = (int(i) for i in np.argwhere(~finite)[0])
-    bad = int(np.sum(~finite.reshape(len(x), -1).all(axis=1)))
-    raise DataError(f"{what}: sample {n} holds {x[n, step, unit]} at step {step}, input {unit} "
-                    f"({bad} sample(s) hold NaN or infinity): fix or drop them before training")
+        x, bad = x[None], bad[None]
+    n, step, unit = (int(i) for i in np.argwhere(bad)[0])
+    count = int(np.sum(bad.reshape(len(x), -1).any(axis=1)))
+    raise DataError(f"{what}: sample {n} holds {float(x[n, step, unit]):g} at step {step}, input {unit} ({count} sample(s) "
+                    f"hold NaN, infinity or |value| > {MAX_ABS_INPUT:g}): fix, rescale or drop them before training")
 
 
 def load_npz_dataset(path: str | Path) -> Dataset:

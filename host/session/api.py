@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from s2eprop.host.config import DatasetConfig, ExperimentConfig, read_config_file, with_overrides
-from s2eprop.host.data.dataset import KWS_LABELS, Dataset, check_finite
+from s2eprop.host.data.dataset import KWS_LABELS, Dataset, check_inputs
 from s2eprop.host.data.encoders import encode_dataset
 from s2eprop.host.data.loader import dataset_config_from_arg
 from s2eprop.host.data.loader import load_dataset as _load_dataset
@@ -190,7 +190,7 @@ class Session:
         if x.shape != (self.cfg.network.n_steps, self.cfg.network.n_in):
             raise DataError(f"a sample has shape {x.shape}, the network takes "
                             f"({self.cfg.network.n_steps}, {self.cfg.network.n_in}) (n_steps, n_in)")
-        check_finite(x[None], "train_sample's input")
+        check_inputs(x[None], "train_sample's input")
         r = trainer.train_batch(x[None], np.array([int(y)]))
         self.state.pos = loop.Position(self.state.pos.epoch, self.state.pos.next_index,
                                        self.state.pos.samples_trained + 1)

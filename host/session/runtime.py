@@ -15,7 +15,7 @@ import numpy as np
 
 from s2eprop.firmware.abi import Firmware
 from s2eprop.host.config import ExperimentConfig
-from s2eprop.host.data.dataset import check_finite
+from s2eprop.host.data.dataset import check_inputs
 from s2eprop.host.engines import check_engine, engine_of
 from s2eprop.host.errors import ConfigError, DataError, TransportError
 from s2eprop.host.mapping.images import CoreImage, build_images, gather_matrices, training_state_bytes
@@ -251,7 +251,7 @@ class BoardTrainer:
             x = x[None]
         if x.shape[1:] != (self.net.n_steps, self.net.n_in):
             raise ConfigError(f"input must have shape (B, {self.net.n_steps}, {self.net.n_in}), got {x.shape}")
-        check_finite(x, "the batch's input")
+        check_inputs(x, "the batch's input")
         labels = np.zeros(len(x), dtype=np.int64) if y is None else np.asarray(y, dtype=np.int64).reshape(-1)
         if train and y is None:
             raise ConfigError("training needs labels")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from typing import Any, Callable, Iterator, Protocol
 import numpy as np
 
 from s2eprop.host.config import ExperimentConfig, RecordConfig, TrainConfig
-from s2eprop.host.data.dataset import Dataset, check_finite
+from s2eprop.host.data.dataset import Dataset, check_inputs
 from s2eprop.host.data.encoders import input_stats
 from s2eprop.host.data.feature_masks import FeatureMasks, mask_features
 from s2eprop.host.engines import check_engine, engine_of
@@ -28,6 +29,7 @@ from s2eprop.host.reference.golden import AdamState, BatchResult, GoldenModel
 from s2eprop.host.weights import Weights, load_weights
 
 EVAL_BATCH = 256
+LOSS_EXPLODED = 1e3  # nats of cross-entropy per sample: ~2.5 untrained, never near this unless lr is too high
 MASK_STREAM = 0x6D61736B  # keeps the mask generator apart from the shuffle's (seed, epoch)
 
 
@@ -59,12 +61,12 @@ class GoldenTrainer(GoldenModel):
         self._records: list[SampleRecord] = []
 
     def train_batch(self, x: np.ndarray, y: np.ndarray, record: np.ndarray | None = None) -> BatchResult:
-        check_finite(np.asarray(x), "the batch's input")
+        check_inputs(np.asarray(x), "the batch's input")
         self._record(x, record)
         return super().train_batch(x, y)
 
     def forward(self, x: np.ndarray, y: np.ndarray | None = None, record: np.ndarray | None = None) -> BatchResult:
-        check_finite(np.asarray(x), "the batch's input")
+        check_inputs(np.asarray(x), "the batch's input")
         self._record(x, record)
         return super().forward(x, y)
 
@@ -330,6 +332,8 @@ def _stop_on_signals() -> Iterator[dict[str, int]]:
         if asked:
             raise KeyboardInterrupt
         asked["signal"] = signum
+        print(f"\n{signal.Signals(signum).name}: stopping after this sample (or this evaluation), with a checkpoint; "
+              f"again to stop at once", file=sys.stderr, flush=True)
 
     old = {s: signal.signal(s, ask) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -439,9 +443,11 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
                 timing.record(False)
             kept = r.pred >= 0  # a sample the chip lost (on_loss: count) has no loss and counts as wrong
             batch_loss = float(np.sum(r.loss[kept])) + r.l2_loss * int(np.sum(kept))
-            if not np.isfinite(batch_loss):
-                raise TrainingDiverged(f"training diverged at epoch {epoch + 1}, sample {b0}: the loss is {batch_loss}; "
-                                       f"lower train.lr (now {tr.lr}) or check the config; {_resume_hint(ckpt, opts.argv)}")
+            if not np.isfinite(batch_loss) or batch_loss > LOSS_EXPLODED * (b1 - b0):
+                raise TrainingDiverged(f"training diverged at epoch {epoch + 1}, sample {b0}: the loss is {batch_loss:.4g}"
+                                       f" (a sane run stays below "
+                                       f"{LOSS_EXPLODED:g} a sample); lower train.lr (now {tr.lr}) or check the config; "
+                                       f"{_resume_hint(ckpt, opts.argv)}")
             session.correct += int(np.sum(r.pred == data.y_train[idx]))
             session.loss_sum += batch_loss
             session.seen += b1 - b0
@@ -465,21 +471,32 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
         bar.close()
         record: dict[str, Any] = {"epoch": epoch, "train_accuracy": session.correct / max(session.seen, 1),
                                   "loss": session.loss_sum / max(session.seen, 1), "samples": session.seen}
+        session.epochs.append(record)
+        session.pos = Position(epoch + 1, 0, session.pos.samples_trained)
+        session.correct, session.loss_sum, session.seen = 0, 0.0, 0
+        if ckpt is not None:  # the finished epoch is safe before its evaluation, which a Ctrl-C may cut short
+            save_checkpoint(ckpt, trainer, snapshot(), cfg, opts.target, data_id)
         if has_test:
-            last_eval = evaluate(trainer, data.x_test, data.y_test, len(data.labels),
-                                 recordings if epoch == tr.epochs - 1 and recordings and recordings.rec.test else None,
-                                 epoch)
+            try:
+                last_eval = evaluate(trainer, data.x_test, data.y_test, len(data.labels),
+                                     recordings if epoch == tr.epochs - 1 and recordings and recordings.rec.test
+                                     else None, epoch)
+            except KeyboardInterrupt:
+                raise TrainingInterrupted(f"interrupted during the test evaluation of epoch {epoch + 1} (its training "
+                                          f"is kept); {_resume_hint(ckpt, opts.argv)}") from None
             record["test_accuracy"] = last_eval["accuracy"]
+            record["test_loss"] = last_eval["loss"]
+            if ckpt is not None:
+                save_checkpoint(ckpt, trainer, snapshot(), cfg, opts.target, data_id)
         if opts.progress:
             print(f"epoch {epoch + 1}/{tr.epochs}: train accuracy (online) {100 * record['train_accuracy']:.1f} %, "
                   f"loss {record['loss']:.4f}" + ("" if record.get("test_accuracy") is None
                                                   else f", test accuracy {100 * record['test_accuracy']:.1f} %"),
                   flush=True)
-        session.epochs.append(record)
-        session.pos = Position(epoch + 1, 0, session.pos.samples_trained)
-        session.correct, session.loss_sum, session.seen = 0, 0.0, 0
-        if ckpt is not None:
-            save_checkpoint(ckpt, trainer, snapshot(), cfg, opts.target, data_id)
+        if asked:
+            name = signal.Signals(asked["signal"]).name
+            raise TrainingInterrupted(f"stopped by {name} after epoch {epoch + 1} ({session.pos.samples_trained} "
+                                      f"samples); {_resume_hint(ckpt, opts.argv)}")
     return session_samples, last_eval
 
 

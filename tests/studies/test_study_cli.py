@@ -20,7 +20,8 @@ def test_study_time_from_the_command_line(tmp_path: Path, capsys: pytest.Capture
     (["study", "sweep", "--grid", "speed=1"], "NAME one of seed"),
     (["study", "sweep", "--grid", "seed=0", "--samples", "0"], "study sweep: --samples must be >= 1, got 0"),
     (["study", "whatif", "--accuracy-samples", "-1"], "--accuracy-samples >= 0"),
-    (["study", "curve", "--epochs", "0"], "--epochs and --max-samples must be >= 1"),
+    (["study", "curve", "--epochs", "0"], "--epochs: 0: must be 1 or more"),
+    (["study", "time", "--grid", "seed=0,1"], "study time does not take --grid"),
 ])
 def test_refusals_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
     assert main([*argv, "--out", str(tmp_path / "o")]) == 2
