@@ -103,12 +103,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
                  labels=tuple(data.labels)) as s:
         ev = s.evaluate(data, split)
     y = data.y_train if split == "train" else data.y_test
-    out = {"split": split, "accuracy": ev["accuracy"], "loss": ev["loss"], "samples": ev["n"],
+    out = {"target": args.target, "split": split, "accuracy": ev["accuracy"], "loss": ev["loss"], "samples": ev["n"],
            "per_class_accuracy": ev["per_class_accuracy"]}
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"{split} split: accuracy {100 * ev['accuracy']:.2f} % over {ev['n']} samples, loss {ev['loss']:.4f}")
+    print(f"{split} split on {args.target}: accuracy {100 * ev['accuracy']:.2f} % over {ev['n']} samples, "
+          f"loss {ev['loss']:.4f}")
     for name, acc in out["per_class_accuracy"].items():
         print(f"  {name:>8}: " + ("  n/a" if acc is None else f"{100 * acc:5.1f} %") +
               f"  ({int(np.sum(y == data.labels.index(name)))} samples)")

@@ -31,6 +31,7 @@ class Dataset:
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
     name: str = ""
+    events: bool = False  # binned spike events (spikes .npz, SHD): 0/1 inputs, for input.kind spikes
 
     def __post_init__(self) -> None:
         _check_split("train", self.x_train, self.y_train, len(self.labels))

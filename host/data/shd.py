@@ -76,4 +76,4 @@ def load_shd_dataset(path: str | Path, options: Mapping[str, Any] | None = None)
             labels = test_labels
         x_test, _ = test.raster(n_steps, window_ms / n_steps)
         y_test = test.y
-    return Dataset(x, train.y, labels, x_test, y_test, name=f"shd:{Path(path).name}")
+    return Dataset(x, train.y, labels, x_test, y_test, name=f"shd:{Path(path).name}", events=True)

@@ -138,4 +138,4 @@ def spike_dataset(path: str | Path, options: dict | None = None) -> Dataset:
     if test is not None:
         x_test, _ = test.raster(n_steps, dt_ms)
         y_test = test.y
-    return Dataset(x, train.y, labels, x_test, y_test, name=f"spikes:{Path(path).name}")
+    return Dataset(x, train.y, labels, x_test, y_test, name=f"spikes:{Path(path).name}", events=True)

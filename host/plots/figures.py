@@ -47,20 +47,29 @@ def plot_confusion(cm: np.ndarray, labels: tuple[str, ...], path: Path, title: s
     return path
 
 
-def plot_training(epochs: list[dict], path: Path) -> Path:
+def plot_training(epochs: list[dict], path: Path, title: str = "training") -> Path:
+    """Loss (train, and test where evaluated) and accuracy per epoch, whole epochs on the x axis."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = pyplot()
-    fig, ax1 = plt.subplots(figsize=(6, 3.5))
+    fig, ax1 = plt.subplots(figsize=(6, 3.8))
     x = [e["epoch"] + 1 for e in epochs]
-    ax1.plot(x, [e["loss"] for e in epochs], "o-", color="tab:red", label="train loss")
+    ax1.plot(x, [e["loss"] for e in epochs], "o-", color="tab:red", label="train loss (online, CE + L2)")
+    if any(e.get("test_loss") is not None for e in epochs):
+        ax1.plot(x, [e.get("test_loss") for e in epochs], "o--", color="tab:orange", label="test loss (CE)")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("loss")
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2 = ax1.twinx()
-    ax2.plot(x, [100 * e["train_accuracy"] for e in epochs], "s-", color="tab:blue", label="train accuracy")
-    if all(e.get("test_accuracy") is not None for e in epochs):
-        ax2.plot(x, [100 * e["test_accuracy"] for e in epochs], "^-", color="tab:green", label="test accuracy")
+    ax2.plot(x, [100 * e["train_accuracy"] for e in epochs], "s-", color="tab:blue", label="train accuracy (online)")
+    if any(e.get("test_accuracy") is not None for e in epochs):
+        ax2.plot(x, [None if e.get("test_accuracy") is None else 100 * e["test_accuracy"] for e in epochs], "^--",
+                 color="tab:green", label="test accuracy")
     ax2.set_ylabel("accuracy (%)")
-    fig.legend(loc="lower center", ncol=3, fontsize=8)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    ax2.set_ylim(0, 100)
+    ax1.set_title(title, fontsize=10)
+    fig.legend(loc="lower center", ncol=2, fontsize=8)
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -20,7 +20,7 @@ from s2eprop.host.data.dataset import Dataset, check_inputs
 from s2eprop.host.data.encoders import input_stats
 from s2eprop.host.data.feature_masks import FeatureMasks, mask_features
 from s2eprop.host.engines import check_engine, engine_of
-from s2eprop.host.errors import DataError, HostError, TrainingInterrupted
+from s2eprop.host.errors import ConfigError, DataError, HostError, TrainingInterrupted
 from s2eprop.host.plots.figures import confusion_matrix, plot_confusion, plot_training
 from s2eprop.host.files import atomic_write, write_json
 from s2eprop.host.progress import progress_bar
@@ -167,6 +167,9 @@ def epoch_order(train: TrainConfig, epoch: int, n_train: int) -> np.ndarray | No
 
 def check_dataset(cfg: ExperimentConfig, data: Dataset) -> None:
     net = cfg.network
+    if data.events and cfg.input.kind != "spikes":
+        raise ConfigError(f"dataset {data.name} holds spike events, the config feeds analog input: set input: "
+                          f"{{kind: spikes, encoder: none}} (experiments/configs/shd.yaml does)")
     if cfg.input.kind == "spikes":  # encoded by s2eprop.host.data.encoders.encode_dataset (the CLI does it)
         from s2eprop.host.data.encoders import check_spikes
 
@@ -528,7 +531,8 @@ def finish_run(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer
             figures["confusion"] = plot_confusion(ev["confusion"], tuple(data.labels), out / "confusion.png",
                                                   f"test accuracy {100 * ev['accuracy']:.1f} % ({opts.target})").name
     if epochs and out is not None:
-        figures["training"] = plot_training(epochs, out / "training.png").name
+        figures["training"] = plot_training(epochs, out / "training.png",
+                                            f"{data.name} on {opts.target}: {session.pos.samples_trained:,} samples").name
     save_timing = getattr(trainer, "save_timing", None)
     if save_timing is not None and out is not None:
         timing_files = save_timing(out)

@@ -36,7 +36,7 @@ def test_eval_on_the_official_test_set(tmp_path, capsys, monkeypatch, make_offic
     np.savez(wfile, w_in=w.w_in, w_rec=w.w_rec, w_out=w.w_out)
     assert main(["eval", "--target", "golden", "--weights", str(wfile), "--data", str(root), "--quiet"]) == 0
     out = capsys.readouterr().out
-    m = re.search(r"test split: accuracy ([\d.]+) % over (\d+) samples", out)
+    m = re.search(r"test split on \S+: accuracy ([\d.]+) % over (\d+) samples", out)
     assert m and int(m.group(2)) == 7, out
     x, y = load_gsc_official_test(root, cache_dir=tmp_path / "c2", progress=False)
     pred = GoldenModel(NetworkConfig(), TrainConfig(), w).forward(x, y).pred

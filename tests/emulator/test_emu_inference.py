@@ -73,7 +73,7 @@ def test_cli_eval_on_the_emulator_matches_golden(cfg, trained, eval_set, tmp_pat
     np.savez(w_path, **trained.as_dict(), labels=np.asarray(KWS_LABELS))
     np.savez(f_path, x=x[:2], y=y[:2], x_test=x, y_test=y)
     texts = {t: _eval(capsys, t, w_path, f_path) for t in ("emulator", "golden")}
-    lines = {t: re.search(r"^test split: accuracy ([\d.]+) % over (\d+) samples", s, re.M) for t, s in texts.items()}
+    lines = {t: re.search(r"^test split on \S+: accuracy ([\d.]+) % over (\d+) samples", s, re.M) for t, s in texts.items()}
     assert all(lines.values()), texts
     assert lines["emulator"].groups() == lines["golden"].groups() == ("62.50", str(N_EVAL)), texts
     js = {t: json.loads(_eval(capsys, t, w_path, f_path, "--json")) for t in ("emulator", "golden")}

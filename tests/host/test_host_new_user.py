@@ -136,3 +136,15 @@ def test_a_second_ctrl_c_during_the_evaluation_loses_no_epoch(with_test_split, t
 
 
 assert runtime  # the chip's trainer is imported with the loop it runs under
+
+
+def test_spike_events_without_the_spikes_config_are_refused(tmp_path, capsys) -> None:
+    """Rule: a spike file trained as analog input (the default config) is refused naming the fix, not
+    trained as if its 0/1 bins were features."""
+    from s2eprop.host.data.spike_format import SpikeSet, save_spike_npz
+
+    labels = tuple(f"c{k}" for k in range(12))
+    events = SpikeSet.from_lists([(np.array([1.0, 5.0]), np.array([3, 70]))] * 2, y=np.array([0, 1]), n_units=80)
+    path = save_spike_npz(tmp_path / "s.npz", events, labels)
+    _one_line_exit_2(["train", "--target", "golden", "--data", str(path), "--out", str(tmp_path / "r"), "--quiet"],
+                     capsys, "holds spike events, the config feeds analog input: set input: {kind: spikes")
