@@ -12,5 +12,24 @@ LOG_INTERVAL_S = 30.0
 
 
 def progress_bar(total: int, desc: str, unit: str, enabled: bool = True, **kwargs: Any) -> tqdm:
-    interval = {} if sys.stderr.isatty() else {"mininterval": LOG_INTERVAL_S, "maxinterval": LOG_INTERVAL_S}
-    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, **interval, **kwargs)
+    if sys.stderr.isatty():
+        return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, **kwargs)
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=LineLog(sys.stderr),
+                mininterval=LOG_INTERVAL_S, maxinterval=LOG_INTERVAL_S, **kwargs)
+
+
+class LineLog:
+    """stderr as a log file sees it: each of tqdm's in-place updates (a carriage return, then the bar) on a
+    line of its own, so that records and error messages never share a line."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        record = text.replace("\r", "").rstrip("\n")
+        if record.strip():
+            self.stream.write(record + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()

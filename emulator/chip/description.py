@@ -240,6 +240,10 @@ def load_chip(path: Path | str | None = None) -> ChipDescription:
     if v["router_entries"] > MAX_ENTRIES:
         raise _fail(path, "router_entries", f"is {v['router_entries']:,}; the emulator's router holds at most "
                                             f"{MAX_ENTRIES:,}")
-    costs = load_costs((path.parent / costs_name).resolve())
+    costs_path = (path.parent / costs_name).resolve()
+    packaged = DEFAULT_CHIP.parent / costs_name
+    if not costs_path.is_file() and not Path(costs_name).is_absolute() and packaged.is_file():
+        costs_path = packaged  # a chip file copied elsewhere keeps the packaged, calibrated costs
+    costs = load_costs(costs_path)
     return ChipDescription(name=str(data.get("name", path.stem)), path=str(path), tick_us=tick_us,
                            clock_levels_hz=levels, qpes=coords, timer_skew_us=skew, costs=costs, **v)

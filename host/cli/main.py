@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("calibrate", help="fit the timed chip's cycle costs to the ARM build run in the ISS")
     c.add_argument("--out", type=folder_path, required=True, help="folder for calibration.json and residuals.png")
     c.add_argument("--write-costs", action="store_true", help="also replace emulator/chip/configs/cycle_costs.yaml")
-    c.add_argument("--quick", action="store_true", help="three tiny shapes (seconds) instead of eight")
+    c.add_argument("--quick", action="store_true", help="three tiny shapes (seconds) instead of ten")
     c.set_defaults(func=cmd_calibrate)
 
     from s2eprop.host.cli.board import add_board_commands

@@ -185,9 +185,10 @@ def check_dataset(cfg: ExperimentConfig, data: Dataset) -> None:
 
 
 def evaluate(trainer: Trainer, x: np.ndarray, y: np.ndarray, n_classes: int, recordings: Recordings | None = None,
-             epoch: int = 0) -> dict[str, Any]:
+             epoch: int = 0, progress: bool = False) -> dict[str, Any]:
     """Test accuracy, loss and confusion; with `recordings`, the test samples it wants are recorded."""
     preds, losses = [], []
+    bar = progress_bar(len(x), "  test", "sample", progress, leave=True)
     for b0 in range(0, len(x), EVAL_BATCH):
         b1 = min(b0 + EVAL_BATCH, len(x))
         flags = None if recordings is None else recordings.flags("test", range(b0, b1))
@@ -199,6 +200,8 @@ def evaluate(trainer: Trainer, x: np.ndarray, y: np.ndarray, n_classes: int, rec
             recordings.collect(trainer.recorded(), "test", epoch, flags, np.arange(b0, b1), y[b0:b1], r.pred, x[b0:b1])
         preds.append(r.pred)
         losses.append(r.loss)
+        bar.update(len(r.pred))
+    bar.close()
     pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)
     loss = np.concatenate(losses) if losses else np.zeros(0, np.float32)
     loss = loss[pred >= 0]  # samples the chip lost (on_loss: count) count as wrong and have no loss
@@ -483,7 +486,7 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
             try:
                 last_eval = evaluate(trainer, data.x_test, data.y_test, len(data.labels),
                                      recordings if epoch == tr.epochs - 1 and recordings and recordings.rec.test
-                                     else None, epoch)
+                                     else None, epoch, opts.progress)
             except KeyboardInterrupt:
                 raise TrainingInterrupted(f"interrupted during the test evaluation of epoch {epoch + 1} (its training "
                                           f"is kept); {_resume_hint(ckpt, opts.argv)}") from None

@@ -126,5 +126,6 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
             f"(weights {t['weights']:,}, Adam {t['optimizer']:,}, traces {t['traces']:,}, buffers {t['buffers']:,})"
             + (f"; code {t['code']:,} B and stack {t['stack']:,} B from the ARM image" if img else
                "; no ARM image (make arm): code and stack not counted"),
-            f"E-prop vs BPTT: T* = {sc['crossover_steps']['firmware_vs_bptt_formula']:.0f} steps (firmware traces vs "
-            f"BPTT's T(n_in+3n_rec) floats), {sc['crossover_steps']['measured']:.0f} steps measured on the NumPy models"]
+            f"E-prop vs BPTT: T* = {sc['crossover_steps']['formula']:.0f} steps (formulas, k = 3; the README's), "
+            f"{sc['crossover_steps']['firmware_vs_bptt_formula']:.0f} (the firmware's trace bytes vs BPTT's "
+            f"T(n_in+3n_rec) floats), {sc['crossover_steps']['measured']:.0f} measured on the NumPy models"]

@@ -148,3 +148,26 @@ def test_spike_events_without_the_spikes_config_are_refused(tmp_path, capsys) ->
     path = save_spike_npz(tmp_path / "s.npz", events, labels)
     _one_line_exit_2(["train", "--target", "golden", "--data", str(path), "--out", str(tmp_path / "r"), "--quiet"],
                      capsys, "holds spike events, the config feeds analog input: set input: {kind: spikes")
+
+
+def test_a_chip_file_copied_elsewhere_keeps_the_packaged_cycle_costs(tmp_path) -> None:
+    from s2eprop.emulator.chip.description import DEFAULT_CHIP, load_chip
+
+    copy = tmp_path / "my_chip.yaml"
+    copy.write_text(DEFAULT_CHIP.read_text().replace("clock_hz: 300000000", "clock_hz: 150000000"))
+    chip = load_chip(copy)
+    assert chip.clock_hz == 150_000_000
+    assert chip.costs.path == str(DEFAULT_CHIP.parent / "cycle_costs.yaml")
+
+
+def test_progress_in_a_log_file_is_one_record_a_line() -> None:
+    """Rule: with stderr a file, tqdm's in-place updates become lines, so an error never sticks to a bar."""
+    import io
+
+    from s2eprop.host.progress import LineLog
+
+    log = io.StringIO()
+    out = LineLog(log)
+    for text in ("\repoch 1:  50%", "\repoch 1: 100%", "\n", "\r", "error: stopped\n"):
+        out.write(text)
+    assert log.getvalue() == "epoch 1:  50%\nepoch 1: 100%\nerror: stopped\n"
