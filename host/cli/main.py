@@ -11,7 +11,7 @@ import sys
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, NoReturn, Sequence
 
 from s2eprop.emulator.errors import EmulatorError
 from s2eprop.host.cli.common import config_from_args, folder_path, writable_folder
@@ -190,8 +190,15 @@ def _version() -> str:
         return "(not installed)"
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its refusals as one line (the command, the argument, the fix), as every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="s2eprop", description="E-prop on an emulated SpiNNaker 2 chip")
+    p = OneLineParser(prog="s2eprop", description="E-prop on an emulated SpiNNaker 2 chip")
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -284,7 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a refused argument (2, its one line printed)
+        return int(exc.code or 0)
     args.argv = argv
     try:
         return int(args.func(args) or 0)

@@ -37,6 +37,8 @@ def curve(cfg: ExperimentConfig, data: Any, target: str, epochs: int, n_train: i
             rows.append({"epoch": epoch + 1, "train_accuracy": correct / n_train, "train_loss": loss / n_train,
                          "test_accuracy": ev["accuracy"], "test_loss": ev["loss"],
                          "wall_s": round(time.perf_counter() - t0, 2)})
+            print(f"curve: {target} epoch {epoch + 1}/{epochs}: train {100 * correct / n_train:.1f} %, test "
+                  f"{100 * ev['accuracy']:.1f} % ({rows[-1]['wall_s']:.0f} s)", flush=True)
     finally:
         trainer.close()
     return rows

@@ -9,11 +9,13 @@ where a case changes the arithmetic (16-bit traces, on the golden model with tha
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from s2eprop.host.config import ExperimentConfig
-from s2eprop.host.errors import HostError
+from s2eprop.host.errors import HostError, TrainingInterrupted
+from s2eprop.host.files import write_json
 from s2eprop.host.mapping.memory import memory_map
 from s2eprop.host.studies import energy
 from s2eprop.host.studies import time_profile
@@ -73,7 +75,16 @@ def run(out_dir: Path, cfg: ExperimentConfig | None = None, n_samples: int = 10,
     cases = load_cases(cases_file)
     const = energy.load_constants()
     x, y = time_profile.random_samples(cfg, n_samples, seed)
-    rows = [run_case(cfg, case, out_dir / "chips", x, y, const) for case in cases]
+    rows = []
+    for i, case in enumerate(cases):
+        t0 = time.perf_counter()
+        try:
+            rows.append(run_case(cfg, case, out_dir / "chips", x, y, const))
+        except KeyboardInterrupt:
+            kept = write_json(out_dir / "result.partial.json", {"table": rows, "cases_done": i, "cases": len(cases)})
+            raise TrainingInterrupted(f"study whatif interrupted in case {i + 1} of {len(cases)}; the {i} finished "
+                                      f"are in {kept}") from None
+        print(f"whatif: case {i + 1}/{len(cases)} {case.name}: {time.perf_counter() - t0:.0f} s", flush=True)
     accuracy: dict[str, Any] = {"skipped": "--accuracy-samples 0"}
     formats = sorted({c.trace_format for c in cases if c.changes_arithmetic})
     if accuracy_samples and formats:

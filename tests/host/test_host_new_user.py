@@ -171,3 +171,22 @@ def test_progress_in_a_log_file_is_one_record_a_line() -> None:
     for text in ("\repoch 1:  50%", "\repoch 1: 100%", "\n", "\r", "error: stopped\n"):
         out.write(text)
     assert log.getvalue() == "epoch 1:  50%\nepoch 1: 100%\nerror: stopped\n"
+
+
+def test_an_interrupted_whatif_keeps_its_finished_cases(tmp_path, monkeypatch, capsys) -> None:
+    from s2eprop.host.studies import whatif
+
+    calls = {"n": 0}
+
+    def case(cfg, c, *args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return {"case": c.name}
+
+    monkeypatch.setattr(whatif, "run_case", case)
+    assert main(["study", "whatif", "--samples", "1", "--accuracy-samples", "0", "--out", str(tmp_path)]) == 130
+    err = capsys.readouterr()
+    assert "interrupted in case 3" in err.err and "whatif: case 2/" in err.out
+    kept = json.loads((tmp_path / "result.partial.json").read_text())
+    assert kept["cases_done"] == 2 and len(kept["table"]) == 2
