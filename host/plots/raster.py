@@ -29,7 +29,7 @@ def plot_raster(npz: Path, path: Path, sample: int = 0) -> Path:
     ax = axes[0]
     if np.isin(x, (0.0, 1.0)).all():
         t, i = np.nonzero(x)
-        ax.scatter(t, i, s=2, marker="|", color="black")
+        ax.scatter(t, i, s=10, marker="|", linewidths=1.0, color="black")
         ax.set_title(f"input spikes ({len(t):,} over {x.shape[1]} inputs)")
     else:
         ax.imshow(x.T, aspect="auto", origin="lower", cmap="viridis", interpolation="nearest",
@@ -39,13 +39,21 @@ def plot_raster(npz: Path, path: Path, sample: int = 0) -> Path:
     ax = axes[1]
     ids = r["spike_neurons"]
     t, j = np.nonzero(z)
-    ax.scatter(t, ids[j] if len(ids) else j, s=3, marker="|", color="tab:blue")
+    ax.scatter(t, ids[j] if len(ids) else j, s=14, marker="|", linewidths=1.2, color="tab:blue")
     ax.set_ylabel("hidden neuron")
-    ax.set_title(f"hidden spikes ({len(t):,} of {len(ids)} recorded neurons)")
+    if len(ids):  # the recorded neurons' range, whether or not they spiked
+        ax.set_ylim(float(np.min(ids)) - 0.5, float(np.max(ids)) + 0.5)
+    ax.set_title(f"hidden spikes: {len(t):,} from {len(np.unique(j))} of the {len(ids)} recorded neurons" if len(t)
+                 else f"hidden spikes: none from the {len(ids)} recorded neurons")
     ax = axes[2]
     for k in range(y.shape[1]):
-        ax.plot(steps, y[:, k], lw=2.0 if k == label else 0.7, color="tab:red" if k == label else "0.6",
-                label=f"{labels[k] if k < len(labels) else k} (label)" if k == label else None)
+        name_k = labels[k] if k < len(labels) else str(k)
+        if k == label:
+            ax.plot(steps, y[:, k], lw=2.0, color="tab:red", label=f"{name_k} (label)")
+        elif k == pred:
+            ax.plot(steps, y[:, k], lw=1.6, color="tab:purple", ls="--", label=f"{name_k} (predicted)")
+        else:
+            ax.plot(steps, y[:, k], lw=0.7, color="0.6")
     if y.shape[1]:
         ax.legend(fontsize=8, loc="upper left")
     ax.set_ylabel("readout y_t")
