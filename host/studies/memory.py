@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from s2eprop.firmware.arm_size import SIZE_JSON
+from s2eprop.emulator.chip.description import default_chip
 from s2eprop.host.config import ExperimentConfig
 from s2eprop.host.mapping.memory import memory_map
 from s2eprop.host.studies import memory_scaling
@@ -93,15 +94,18 @@ def plot_per_core(fm: dict[str, Any], path: Path) -> Path:
             continue
         ax.bar(cores, vals, bottom=bottom, label=part)
         bottom = [b + v for b, v in zip(bottom, vals)]
-    ax.axhline(128, color="k", ls="--", lw=1, label="128 KiB SRAM per core")
+    sram_kib = default_chip().sram_bytes_per_core / 1024
+    ax.axhline(sram_kib, color="k", ls="--", lw=1, label=f"{sram_kib:.0f} KiB SRAM per core")
     ax.set_xlabel("core")
     ax.set_ylabel("KiB")
     ax.set_xticks(cores)
     train_kib = fm["training_state_bytes_total"] / 1024
-    ax.set_title(f"per-core SRAM: training state {train_kib:,.0f} KiB over {fm['cores']} cores (paper: 680 KB)",
-                 fontsize=10)
-    ax.legend(fontsize=7, ncol=3, loc="upper right")
-    ax.set_ylim(0, 150)
+    over = [c["core"] for c, b in zip(fm["per_core"], bottom) if b > sram_kib]
+    ax.set_title(f"per-core SRAM: training state {train_kib:,.0f} KiB over {fm['cores']} cores (paper: 680 KiB)"
+                 + (f"; cores {over} do not fit" if over else ""), fontsize=10, color="tab:red" if over else "k")
+    top = max(max(bottom, default=0.0), sram_kib) * 1.45  # room above the bars for the legend, nothing clipped
+    ax.set_ylim(0, top)
+    ax.legend(fontsize=7, ncol=5, loc="upper center")
     return save_figure(plt, fig, path)
 
 
@@ -121,7 +125,10 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     fm, sc = result["firmware"], result["eprop_vs_bptt"]
     t = fm["totals_bytes"]
     img = fm["arm_image"]
-    return [f"{fm['cores']} cores: training state {fm['training_state_bytes_total']:,} B "
+    over = [c["core"] for c in fm["per_core"] if not c["fits"]]
+    warn = [f"warning: cores {over} do not fit their SRAM: lower partition.neurons_per_core or set it to auto"] \
+        if over else []
+    return warn + [f"{fm['cores']} cores: training state {fm['training_state_bytes_total']:,} B "
             f"({100 * fm['training_state_vs_paper']:.1f} % of the paper's 680 KB); arenas {fm['arena_bytes_total']:,} B "
             f"(weights {t['weights']:,}, Adam {t['optimizer']:,}, traces {t['traces']:,}, buffers {t['buffers']:,})"
             + (f"; code {t['code']:,} B and stack {t['stack']:,} B from the ARM image" if img else

@@ -161,10 +161,8 @@ def plot(s: dict[str, Any], path: Any) -> Any:
     ax1.plot(t, [r["bptt_formula_bytes"] / 1024 for r in s["over_steps"]], "--", color="tab:red",
              label="BPTT formula T(n_in+3n)")
     cx = s["crossover_steps"]
-    ax1.axvline(cx["formula"], color="k", lw=1, ls="--")
-    ax1.annotate(f"T* = {cx['formula']:.0f} (formulas)", (cx["formula"], 1), fontsize=8, rotation=90, va="bottom")
-    ax1.axvline(cx["measured"], color="gray", lw=1)
-    ax1.annotate(f"T* = {cx['measured']:.0f} (measured)", (cx["measured"], 1), fontsize=8, rotation=90, va="bottom")
+    ax1.axvline(cx["formula"], color="k", lw=1, ls="--", label=f"crossover T* = {cx['formula']:.0f} (formulas)")
+    ax1.axvline(cx["measured"], color="gray", lw=1, label=f"crossover T* = {cx['measured']:.0f} (measured)")
     ax1.set_xscale("log")
     ax1.set_yscale("log")
     ax1.set_xlabel("sequence length T (steps)")
