@@ -52,10 +52,12 @@ def plot(curves: dict[str, list[dict[str, Any]]], path: Path, title: str) -> Pat
     for target, rows in curves.items():
         color, marker = styles[target]
         ep = [r["epoch"] for r in rows]
-        ax1.plot(ep, [100 * r["train_accuracy"] for r in rows], marker + "--", color=color, label=f"{target} train (online)")
-        ax1.plot(ep, [100 * r["test_accuracy"] for r in rows], marker + "-", color=color, label=f"{target} test")
-        ax2.plot(ep, [r["train_loss"] for r in rows], marker + "--", color=color, label=f"{target} train")
-        ax2.plot(ep, [r["test_loss"] for r in rows], marker + "-", color=color, label=f"{target} test")
+        train = {"ls": ":", "lw": 1.2, "marker": marker, "mfc": "white", "color": color}   # open marks, dotted
+        test = {"ls": "-", "lw": 2.0, "marker": marker, "color": color}                   # filled marks, solid
+        ax1.plot(ep, [100 * r["train_accuracy"] for r in rows], **train, label=f"{target} train (online)")
+        ax1.plot(ep, [100 * r["test_accuracy"] for r in rows], **test, label=f"{target} test")
+        ax2.plot(ep, [r["train_loss"] for r in rows], **train, label=f"{target} train (online)")
+        ax2.plot(ep, [r["test_loss"] for r in rows], **test, label=f"{target} test")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("accuracy (%)")
     for ax in (ax1, ax2):

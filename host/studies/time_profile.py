@@ -130,10 +130,16 @@ def plot_ticks(profiles: dict[str, dict[str, Any]], path: Path) -> Path:
             order = np.argsort(tick[sel])
             ax.plot(tick[sel][order], 100 * util[sel][order], ls, color=color, lw=1,
                     label=f"{mhz} MHz, core {c}" + (" (readout)" if c == 0 else ""))
+            over = util[sel][order] > 1.0
+            if over.any():
+                ax.plot(tick[sel][order][over], 100 * util[sel][order][over], "v", color=color, ms=5, ls="none",
+                        label=f"{mhz} MHz, core {c}: overrun ({int(over.sum())} ticks)")
     ax.axhline(100, color="k", lw=1, ls="--", label="1 ms tick")
     ax.set_xlabel("tick (1 ms) of the first training sample")
     ax.set_ylabel("cycles used / cycles in 1 ms (%)")
-    ax.legend(fontsize=7)
+    top = max(100.0, float(ax.get_ylim()[1]))
+    ax.set_ylim(0, top * 1.35)  # room above the peaks for the legend
+    ax.legend(fontsize=7, ncol=3, loc="upper center")
     return save_figure(plt, fig, path)
 
 

@@ -18,6 +18,7 @@ from s2eprop.host.errors import HostError, TrainingInterrupted
 from s2eprop.host.files import write_json
 from s2eprop.host.mapping.memory import memory_map
 from s2eprop.host.studies import energy
+from s2eprop.host.studies.memory import PAPER_TRAINING_BYTES
 from s2eprop.host.studies import time_profile
 from s2eprop.host.studies import trace_rounding
 from s2eprop.host.studies.common import save_figure, study_folder, write_result
@@ -58,7 +59,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
     ax1.legend(fontsize=7)
     ax1.invert_yaxis()
     ax2.barh(names, [r["training_state_bytes"] / 1024 for r in rows], color="tab:green")
-    ax2.axvline(680, color="k", ls=":", lw=1, label="paper: 680 KB")
+    ax2.axvline(PAPER_TRAINING_BYTES / 1024, color="k", ls=":", lw=1,
+                label="paper: 680 KB, read as KiB (as the memory study)")
     ax2.set_xlabel("training state (KiB)")
     ax2.legend(fontsize=7)
     return save_figure(plt, fig, path)
