@@ -1,6 +1,6 @@
 /* The ABI's byte layout, fixed: the size of every struct of fw_abi.h and the offset of each field.
  * Both builds compile these, so the host's packing (cffi on x86-64) and the Cortex-M4F build (32-bit
- * ARM, AAPCS) are proven to agree; tests/emulator/test_arm_abi.py checks that every field is listed
+ * ARM, AAPCS) are proven to agree; tests/emulator/test_arm_build.py checks that every field is listed
  * with cffi's offsets. A changed struct fails both builds here: update the numbers and FW_ABI_VERSION. */
 #include <stddef.h>
 #include "fw_abi.h"
