@@ -128,7 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for w in args.weights:  # fail on a bad file before the minute of synthesis
             load_weights(w, NetworkConfig())
-        x, y, names = build_set(installed_voices())
+        voices = installed_voices()
+        if not any(engine == "festival" for engine, _ in voices):
+            print(f"warning: no festival voice is installed, so only {len(voices)} flite voice(s) speak the test "
+                  f"(apt-get install festival festvox-kdlpc16k festvox-us-slt-hts for the study's 3+ voices)",
+                  file=sys.stderr)
+        x, y, names = build_set(voices)
         results = {str(w): summarise(predict(w, x), y, names) for w in args.weights}
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -51,3 +51,20 @@ def test_one_voice_gives_99_balanced_spoken_clips():
     x2, y2, _ = cross_synth.build_set([("flite", "kal"), ("flite", "kal16")])
     np.testing.assert_array_equal(x2[99:], x)
     np.testing.assert_array_equal(y2[99:], y)
+
+
+def test_without_festival_the_study_warns_it_covers_fewer_voices(monkeypatch, tmp_path, capsys):
+    """Rule: when no festival voice is installed the study says so (it covers the flite voices only)."""
+    monkeypatch.setattr(cross_synth, "installed_voices", lambda: [("flite", "slt")])
+
+    def stop(*args, **kwargs):
+        raise cross_synth.DataError("stopped after the voice check")
+
+    monkeypatch.setattr(cross_synth, "build_set", stop)
+    w = tmp_path / "w.npz"
+    from s2eprop.host.config import NetworkConfig
+    from s2eprop.host.weights import init_weights
+
+    init_weights(NetworkConfig(), 0).save(w)
+    assert cross_synth.main([str(w), "--out", str(tmp_path / "o")]) == 2
+    assert "no festival voice is installed, so only 1 flite voice(s)" in capsys.readouterr().err
