@@ -94,10 +94,15 @@ def run(out_dir: Path, cfg: ExperimentConfig | None = None, n_samples: int = 10,
             from s2eprop.host.data.loader import load_dataset
 
             data = load_dataset(cfg.dataset, progress=False)
-        accuracy = {"dataset": getattr(data, "name", ""), "baseline": trace_rounding.train_and_test(
-            cfg, data, accuracy_samples, None)}
-        for fmt in formats:
-            accuracy[fmt] = trace_rounding.train_and_test(cfg, data, accuracy_samples, fmt)
+        accuracy = {"dataset": getattr(data, "name", "")}
+        for fmt in (None, *formats):
+            t0 = time.perf_counter()
+            print(f"whatif: accuracy with {fmt or 'float32'} traces, {accuracy_samples} samples on the golden "
+                  f"model ...", flush=True)
+            accuracy[fmt or "baseline"] = trace_rounding.train_and_test(cfg, data, accuracy_samples, fmt)
+            print(f"whatif: accuracy with {fmt or 'float32'} traces: test "
+                  f"{100 * accuracy[fmt or 'baseline']['test_accuracy']:.1f} % ({time.perf_counter() - t0:.0f} s)",
+                  flush=True)
         for case, row in zip(cases, rows):
             if case.changes_arithmetic:
                 row["accuracy_change"] = round(accuracy[case.trace_format]["test_accuracy"]
