@@ -37,10 +37,19 @@ def _heat_map(ax: Any, t: dict[str, np.ndarray], n_cores: int) -> None:
     grid[t["tick_core"], col] = t["tick_utilisation"]
     im = ax.imshow(100 * grid, aspect="auto", interpolation="nearest", cmap="viridis",
                    vmin=0, vmax=max(100.0, float(np.nanmax(100 * grid))))
+    gaps = np.nonzero(np.diff(order) > 1)[0]  # recorded runs of ticks are not contiguous: mark where one ends
+    for g in gaps:
+        ax.axvline(g + 0.5, color="white", lw=1.5)
     over = t["tick_overrun"] != 0
     if over.any():
         ax.plot(col[over], t["tick_core"][over], "rx", ms=4, label="overrun")
-        ax.legend(loc="upper right", fontsize=7)
+    handles = ax.get_legend_handles_labels()[0]
+    if gaps.size:
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], color="0.5", lw=1.5, label="gap between recorded runs of ticks"))
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0, -0.16), ncol=2, fontsize=7, frameon=False)
     ax.set_xlabel(f"recorded tick ({len(order)} ticks: first and last sample of each epoch, and overruns)")
     ax.set_ylabel("core")
     ax.figure.colorbar(im, ax=ax, label="tick utilisation (%)")
@@ -48,7 +57,7 @@ def _heat_map(ax: Any, t: dict[str, np.ndarray], n_cores: int) -> None:
 
 def plot_timing(t: dict[str, np.ndarray], path: Path) -> Path:
     plt = pyplot()
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.6))
     n_cores = len(t["core_ticks"])
     clock = float(t["clock_hz"]) / 1e6
     _heat_map(axes[0, 0], t, n_cores)
@@ -110,13 +119,13 @@ def _gantt(ax: Any, t: dict[str, np.ndarray], name: str, n_cores: int) -> None:
                     color=KIND_COLOURS[kind], ms=6, label=f"{kind} ({int(sel.sum())})")
         ax.barh(core[sel], dur[sel], left=start[sel], height=0.6, color=KIND_COLOURS[kind],
                 label=None if kind in ("mc_packet", "dma_done") else f"{kind} ({int(sel.sum())})")
-    ax.axvline(float(t["tick_ps"]) / 1e6, color="red", lw=1)
+    ax.axvline(float(t["tick_ps"]) / 1e6, color="black", lw=1.2, ls="--", label="the next tick")
     ax.set_ylim(-0.7, n_cores - 0.3)
-    ax.set_xlabel(f"time from the start of tick {tick} (us); red: the next tick")
+    ax.set_xlabel(f"time from the start of tick {tick} (us)")
     ax.set_ylabel("core")
     util = 100 * float(t[f"gantt_{name}_utilisation"])
     ax.set_title(f"{name} tick {tick}: busiest core at {util:.1f} % of the tick")
-    ax.legend(loc="lower right", fontsize=7, ncol=3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)  # beside, over no bar
 
 
 def plot_tick(t: dict[str, np.ndarray], path: Path) -> Path:
