@@ -190,3 +190,10 @@ def test_an_interrupted_whatif_keeps_its_finished_cases(tmp_path, monkeypatch, c
     assert "interrupted in case 3" in err.err and "whatif: case 2/" in err.out
     kept = json.loads((tmp_path / "result.partial.json").read_text())
     assert kept["cases_done"] == 2 and len(kept["table"]) == 2
+
+
+def test_study_memory_warns_about_cores_that_do_not_fit(tmp_path, capsys) -> None:
+    cfg = tmp_path / "big.yaml"
+    cfg.write_text("partition: {neurons_per_core: 40}\n")
+    assert main(["study", "memory", "--config", str(cfg), "--out", str(tmp_path / "m")]) == 0
+    assert "warning: cores [0, 1, 2] do not fit their SRAM" in capsys.readouterr().out
