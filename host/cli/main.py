@@ -146,7 +146,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.what in ("golden", "all"):
         result.update(bench_golden(n_samples=args.samples))
     if args.what in ("emulator", "all"):
-        result.update(bench_emulator(n_samples=args.samples, mode=args.mode))
+        result.update(bench_emulator(n_samples=args.samples, mode=args.mode, trained=args.weights))
     if args.what == "copies":
         result.update(bench_copies(n_samples=min(args.samples, 16)))
     print(json.dumps(result, indent=2))
@@ -256,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--samples", type=int, default=64, help="samples timed (copies: per copy, at most 16)")
     b.add_argument("--mode", choices=("functional", "timed", "realtime"), default="functional",
                    help="emulated chip mode of `bench emulator`")
+    b.add_argument("--weights", default=None,
+                   help="trained weights that `bench emulator` times beside fresh ones: a weights .npz or a run "
+                        "folder (default: runs/demo/weights.npz, where `make demo` puts them, if it exists)")
     b.set_defaults(func=cmd_bench)
 
     pl = sub.add_parser("plot", help="redraw a run folder's figures: timing (timing.png, tick.png from timing.npz), "
