@@ -53,7 +53,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from s2eprop.host.session.train import TrainOptions, prepare_run_folder, run_training
 
     chip = {"mode": args.mode, "file": None if args.chip is None else str(args.chip), "clock_mhz": args.clock_mhz,
-            "cpu": args.cpu}
+            "cpu": args.cpu, "threads": args.threads}
     cfg = with_overrides(_load(args), chip=chip, epochs=args.epochs, max_samples=args.max_samples,
                          batch_size=args.batch_size, seed=args.seed, checkpoint_every_samples=args.checkpoint_every)
     if args.target == "golden" and cfg.chip.mode != "functional":
@@ -233,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--cpu", choices=("native", "iss"), help="core runner: native (default) or iss, the ARM build in "
                                                            "the instruction-set simulator (same bits, about 1,000x "
                                                            "slower; functional mode); config chip.cpu")
+    t.add_argument("--threads", type=int, help="host threads of the functional emulator's C loop (same bits for "
+                                                "any number; default 1; 0: the host cores this process may use); "
+                                                "config chip.threads")
     t.add_argument("--quiet", action="store_true", help="no progress bars and no per-epoch lines (the summary "
                                                           "and errors still print)")
     t.set_defaults(func=cmd_train)

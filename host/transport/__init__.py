@@ -17,7 +17,7 @@ def open_transport(target: str, n_cores: int, backend: str = "c", chip: ChipConf
     or "udp://HOST:PORT" (a board, or `s2eprop serve`; its own chip file and mode apply)."""
     if target == "emulator":
         if chip is None or (chip.mode == "functional" and not chip.file and chip.cpu == "native"):
-            return EmulatorTransport(n_cores, backend=backend)
+            return EmulatorTransport(n_cores, backend=backend, threads=1 if chip is None else chip.n_threads())
         from s2eprop.emulator.chip.description import load_chip
 
         desc = load_chip(chip.file or None)
@@ -31,7 +31,7 @@ def open_transport(target: str, n_cores: int, backend: str = "c", chip: ChipConf
                 backend, runner = "python", IssRunner(None, n_cores, desc.sram_bytes_per_core)
             return EmulatorTransport(n_cores, chip=FunctionalChip(n_cores, sram_bytes=desc.sram_bytes_per_core,
                                                                   sdram_bytes=desc.sdram_bytes, backend=backend,
-                                                                  runner=runner))
+                                                                  runner=runner, threads=chip.n_threads()))
         if backend != "c":
             raise ConfigError(f"chip mode {chip.mode} runs on the C event loop only; drop --backend {backend}")
         from s2eprop.emulator.chip.timed import TimedChip
