@@ -121,6 +121,16 @@ class ChipConfig:
     clock_mhz: float = 0.0  # one of the chip file's clock levels; 0 = the file's clock_hz
     cpu: str = "native"     # core runner: native (the firmware built for this machine) or iss (the ARM
                             # build in the instruction-set simulator: same bits, ~1,000x slower; functional)
+    threads: int = 1        # host threads of the functional C loop (same bits for any number); 0 = the
+                            # host cores this process may use (1 by default: see docs/chip.md section 7)
+
+    def n_threads(self) -> int:
+        """`threads`, or for 0 the host cores this process may use."""
+        if self.threads:
+            return self.threads
+        import os
+
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -241,6 +251,9 @@ class ExperimentConfig:
         _choice("partition.readout", p.readout, READOUT_PLACEMENTS)
         _choice("chip.mode", self.chip.mode, CHIP_MODES)
         _choice("chip.cpu", self.chip.cpu, CPUS)
+        if not 0 <= self.chip.threads <= 64:
+            raise ConfigError(f"chip.threads must be in 0..64 (0: the host cores this process may use), "
+                              f"got {self.chip.threads}")
         if self.chip.clock_mhz < 0:
             raise ConfigError(f"chip.clock_mhz must be > 0 (or 0 for the chip file's clock), got {self.chip.clock_mhz}")
         _choice("dataset.kind", d.kind, DATASET_KINDS)

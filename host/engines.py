@@ -28,6 +28,7 @@ class Engine:
     chip_file: bool = False
     clock: bool = False
     input_mode: str = "prefetch"
+    threads: bool = False  # host threads other than one for the C loop
 
 
 def target_kind(target: str) -> str:
@@ -52,6 +53,12 @@ RULES: tuple[tuple[Callable[[Engine], bool], str], ...] = (
      "a key file authenticates a udp:// board; the golden model needs none: drop it"),
     (lambda e: e.target == "golden" and (e.chip_file or e.clock),
      "a chip file or clock describes the emulated chip; the golden model has none: drop chip.file and clock_mhz"),
+    (lambda e: e.target != "emulator" and e.threads,
+     "threads split the in-process emulator's C loop over host cores; target {target} runs elsewhere: drop it"),
+    (lambda e: e.target == "emulator" and e.threads and (e.mode != "functional" or e.backend != "c"
+                                                          or e.cpu != "native"),
+     "threads split the functional chip's C loop of native cores; mode {mode}, backend {backend} and cpu {cpu} "
+     "run on one thread: drop threads"),
     (lambda e: e.target == "golden" and e.input_mode != "prefetch",
      "train.input_mode {input_mode} streams frames to a chip; the golden model reads them directly: drop it"),
     (lambda e: e.target != "golden" and e.batch_size != 1,
@@ -85,4 +92,4 @@ def engine_of(cfg: ExperimentConfig, target: str, backend: str = "c", key_file: 
     """The engine a config asks for on `target`."""
     chip = cfg.chip
     return Engine(target_kind(target), chip.mode, chip.cpu, backend, cfg.train.batch_size, bool(key_file),
-                  bool(chip.file), bool(chip.clock_mhz), cfg.train.input_mode)
+                  bool(chip.file), bool(chip.clock_mhz), cfg.train.input_mode, chip.threads != 1)

@@ -30,6 +30,7 @@ from s2eprop.emulator.runners.native import DmaTransfer, Effects, NativeRunner
 from s2eprop.emulator.chip.description import default_chip
 from s2eprop.emulator.chip.sdram import Sdram
 
+MAX_THREADS = 64  # chip_loop.h EMU_MAX_THREADS
 SRC_EXTERNAL = int(abi().EMU_SRC_EXTERNAL)  # source of an injected packet
 SCHEDULES = ("batched", "eager")
 
@@ -67,7 +68,8 @@ class FunctionalChip:
     def __init__(self, n_cores: int, sram_bytes: int | None = None, backend: str = "c",
                  firmware: Firmware | None = None, sdram_bytes: int | None = None,
                  packet_capacity: int = 65536, host_capacity_words: int = 1 << 20,
-                 faults: tuple[PacketFault, ...] = (), schedule: str = "batched", runner=None) -> None:
+                 faults: tuple[PacketFault, ...] = (), schedule: str = "batched", runner=None,
+                 threads: int = 1) -> None:
         if backend not in ("c", "python"):
             raise EmulatorError(f"backend must be 'c' or 'python', got {backend!r}")
         if schedule not in SCHEDULES:
@@ -76,7 +78,10 @@ class FunctionalChip:
             raise EmulatorError("packet faults and the eager schedule exist in the Python loop only: use backend='python'")
         if backend == "c" and runner is not None:
             raise EmulatorError("the C loop calls the native build itself: another core runner needs backend='python'")
+        if not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
+            raise EmulatorError(f"threads must be an integer in 1..{MAX_THREADS}, got {threads!r}")
         self.fw = firmware or Firmware()
+        self.threads = 1
         if not 0 < n_cores <= int(self.fw.lib.FW_MAX_CORES):
             raise EmulatorError(f"a chip of {n_cores} cores: the emulator takes 1..{int(self.fw.lib.FW_MAX_CORES)}")
         self.n_cores = n_cores
@@ -116,7 +121,27 @@ class FunctionalChip:
             self._host = np.zeros(host_capacity_words, dtype=np.uint32)
             self._chip.host_buf = ffi.cast("uint32_t *", ffi.from_buffer(self._host))
             self._chip.host_cap = host_capacity_words
+            self.threads = min(threads, n_cores)
+            if self.threads > 1:
+                self._alloc_stages(packet_capacity, host_capacity_words)
             self._route_buf = None
+
+    def _alloc_stages(self, packet_capacity: int, host_capacity_words: int) -> None:
+        """A stage per thread of the C loop's timer phases (chip_loop.h emu_stage_t): room for as many
+        packets, host words and DMA transfers as the chip's own buffers, so that merging them in core
+        order gives what one thread gives (NumPy zeros: pages are taken only when written)."""
+        ffi, n = self.fw.ffi, self.threads
+        self._stages = ffi.new("emu_stage_t[]", n)
+        self._stage_bufs = []
+        for st in self._stages:
+            pkt = np.zeros(3 * packet_capacity, dtype=np.uint32)
+            host = np.zeros(host_capacity_words, dtype=np.uint32)
+            dma = ffi.new("emu_dma_t[]", 4 * self.n_cores)
+            st.pkt_buf, st.pkt_cap = ffi.cast("uint32_t *", ffi.from_buffer(pkt)), packet_capacity
+            st.host_buf, st.host_cap = ffi.cast("uint32_t *", ffi.from_buffer(host)), host_capacity_words
+            st.dma_buf, st.dma_cap = dma, 4 * self.n_cores
+            self._stage_bufs.append((pkt, host, dma))
+        self._chip.stages, self._chip.n_threads = self._stages, n
 
     # -- memory and tables ------------------------------------------------------------------
     def write_sram(self, core: int, offset: int, data: bytes | np.ndarray) -> None:

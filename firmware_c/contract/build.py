@@ -34,6 +34,7 @@ BASE_FLAGS = ("-std=c11", "-ffp-contract=off", "-fno-math-errno", "-fno-strict-a
 PREAMBLE = '#include "fw_abi.h"\n#include "hal.h"\n#include "fw_math.h"\n#include "chip_loop.h"\n#include "timed_loop.h"\n'
 HASH_FUNCTION = "const char *s2e_build_hash(void);"
 DEFAULT_OPT = ("-O3",)
+LIBRARIES = ["pthread"]  # the functional chip loop's threads (chip_loop.c); the firmware itself uses none
 
 
 def sources() -> list[Path]:
@@ -67,6 +68,7 @@ def make_builder(module_name: str = "s2eprop.firmware._fw", opt_flags: tuple[str
         sources=[str(p.relative_to(ROOT)) if _inside_root() else str(p) for p in sources()],
         include_dirs=[str(FW_INCLUDE), str(EMU_CSRC)],
         extra_compile_args=[*BASE_FLAGS, *opt_flags],
+        libraries=LIBRARIES,
     )
     return ffi
 
@@ -89,7 +91,7 @@ def build_module(opt_flags: tuple[str, ...], out_dir: Path) -> ModuleType:
     return compile_module(
         f"_fw_{tag}", out_dir / tag, _cdef_text(), _preamble(opt_flags),
         sources=[str(p) for p in sources()], include_dirs=[str(FW_INCLUDE), str(EMU_CSRC)],
-        extra_compile_args=[*BASE_FLAGS, *opt_flags])
+        extra_compile_args=[*BASE_FLAGS, *opt_flags], libraries=LIBRARIES)
 
 
 def compile_module(name: str, out_dir: Path, cdef: str, source: str, **set_source_args: Any) -> ModuleType:

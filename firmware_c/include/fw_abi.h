@@ -23,6 +23,9 @@
 /* surrogate and feedback kinds */
 #define FW_SURR_MULTI_GAUSSIAN 0u
 #define FW_SURR_TRIANGLE 1u
+/* No subnormals: the surrogate derivative psi, Adam's moments and the weights are stored as 0
+ * where their magnitude is below 2^-FW_TINY_EXP (docs/chip.md section 9) */
+#define FW_TINY_EXP 64u
 #define FW_FEEDBACK_SYMMETRIC 0u
 #define FW_FEEDBACK_RANDOM 1u
 

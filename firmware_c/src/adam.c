@@ -1,7 +1,9 @@
 /* End-of-sample update (reference notes section 10.7-10.8), on this core's weights only:
  *   L_j = (sum_k B_jk err_k) / T, B = W_out (before the update) or a fixed random feedback matrix
  *   g = L_j acc_ij + 2 l2 W;  g_out_jk = (zsum_j err_k) / T + 2 l2 W_out
- *   lr_t = lr sqrt(1 - b2^t) / (1 - b1^t);  m, v moments;  W -= lr_t m / (sqrt(v) + eps) */
+ *   lr_t = lr sqrt(1 - b2^t) / (1 - b1^t);  m, v moments;  W -= lr_t m / (sqrt(v) + eps)
+ * m, v and W are stored as 0 where below 2^-64 in magnitude (fw_flush_tiny): a weight that L2 alone
+ * decays (no trace, a silent neuron) reaches 0 instead of lingering in subnormal floats. */
 #include "adam.h"
 #include "fw_internal.h"
 #include "fw_math.h"
@@ -14,9 +16,9 @@ static void adam_block(const fw_config_t *cfg, float lr_t, uint32_t n, const flo
     for (uint32_t idx = 0; idx < n; ++idx) {
         float g = grad_scale[idx % stride] * acc[idx];
         g = g + l2x2 * w[idx];
-        m[idx] = b1 * m[idx] + one_b1 * g;
-        v[idx] = b2 * v[idx] + one_b2 * g * g;
-        w[idx] = w[idx] - (lr_t * m[idx]) / (fw_sqrtf(v[idx]) + eps);
+        m[idx] = fw_flush_tiny(b1 * m[idx] + one_b1 * g);
+        v[idx] = fw_flush_tiny(b2 * v[idx] + one_b2 * g * g);
+        w[idx] = fw_flush_tiny(w[idx] - (lr_t * m[idx]) / (fw_sqrtf(v[idx]) + eps));
     }
 }
 

@@ -11,6 +11,13 @@
 static inline uint32_t fw_bits(float f) { union { float f; uint32_t u; } c; c.f = f; return c.u; }
 static inline float fw_float(uint32_t u) { union { float f; uint32_t u; } c; c.u = u; return c.f; }
 static inline int fw_bit(const uint32_t *bitmap, uint32_t i) { return (int)((bitmap[i >> 5] >> (i & 31u)) & 1u); }
+/* x, or 0 where |x| < 2^-FW_TINY_EXP: what the firmware stores never decays into subnormal floats,
+ * which x86 computes in microcode (docs/chip.md section 9); exact comparisons, the same on every build */
+static inline float fw_flush_tiny(float x)
+{
+    const float tiny = fw_float((127u - FW_TINY_EXP) << 23);
+    return __builtin_fabsf(x) < tiny ? 0.0f : x;  /* an instruction (vabs.f32, andps), not libm */
+}
 static inline uint32_t fw_bitmap_words(uint32_t n) { return (n + 31u) / 32u; }
 static inline uint32_t fw_key_tag(uint32_t key) { return (key >> FW_KEY_TAG_SHIFT) & FW_KEY_TAG_MASK; }
 static inline uint32_t fw_key_untagged(uint32_t key) { return key & ~(FW_KEY_TAG_MASK << FW_KEY_TAG_SHIFT); }

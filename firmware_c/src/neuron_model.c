@@ -1,7 +1,7 @@
 /* ALIF step of this core's neurons (authors' order of operations, reference notes section 10.2):
  *   a = rho a + (1-rho) z[t-1];  A = v_th + beta a
  *   v = alpha v + (1-alpha)(x W_in + z[t-1] W_rec) - z[t-1] A   (full W_rec, diagonal included)
- *   u = v - A;  z = u > 0;  psi = surrogate(u)
+ *   u = v - A;  z = u > 0;  psi = surrogate(u), 0 where |surrogate(u)| < 2^-64 (FW_TINY_EXP)
  * Sums run sequentially over the presynaptic index; a silent presynaptic neuron adds nothing. */
 #include "neuron_model.h"
 #include "fw_internal.h"
@@ -17,7 +17,7 @@ static float gaussian(float u, float mu, float sigma, fw_counts_t *c)
     return fw_expf(arg) / sqrt_2pi / sigma;
 }
 
-float neuron_surrogate(const fw_config_t *cfg, float u, fw_counts_t *c)
+static float surrogate(const fw_config_t *cfg, float u, fw_counts_t *c)
 {
     if (cfg->surrogate == FW_SURR_TRIANGLE) {
         float x = u / cfg->v_th;
@@ -29,6 +29,13 @@ float neuron_surrogate(const fw_config_t *cfg, float u, fw_counts_t *c)
     float g1 = gaussian(u, s, cfg->mg_scale * s, c) * h;
     float g2 = gaussian(u, -s, cfg->mg_scale * s, c) * h;
     return (g0 - g1 - g2) * cfg->mg_gamma;
+}
+
+float neuron_surrogate(const fw_config_t *cfg, float u, fw_counts_t *c)
+{
+    /* psi of a neuron far from its threshold is tiny, down to subnormal; as 0 it keeps the traces,
+     * its products with the presynaptic traces, in normal floats */
+    return fw_flush_tiny(surrogate(cfg, u, c));
 }
 
 /* add the row of every presynaptic neuron whose bit is set, in ascending order (the dense sum with

@@ -1,5 +1,6 @@
 """Host layer: speed benchmarks: golden E-prop model (training time per sample, per batch size) and
-functional emulation of the chip (12 cores running the C firmware, through the training session).
+emulation of the chip (12 cores running the C firmware, through the training session), from fresh and
+from trained weights.
 
 Pure functions; the `s2eprop bench` command prints what they return.
 """
@@ -7,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from s2eprop.host.config import NetworkConfig, TrainConfig
+from s2eprop.host.errors import HostError
 from s2eprop.host.reference.golden import GoldenModel
 from s2eprop.host.weights import init_weights
 
@@ -52,37 +55,75 @@ def bench_golden(batch_sizes: Sequence[int] = (1, 32), n_samples: int = 64, seed
     }
 
 
-def bench_emulator(n_samples: int = 64, seed: int = 0, backend: str = "c", mode: str = "functional") -> dict[str, Any]:
-    """Time on-chip training through the path `s2eprop train --target emulator` runs (run_training:
-    trainer, transport, streamer, the chip's event loop, per-sample checks, checkpoint at the end) on
-    the paper's 12-core partition, on random inputs 3*N(0, 1) with no test split. One untimed warm-up
-    sample builds the firmware module and the caches first."""
-    import tempfile
-    from pathlib import Path
+DEMO_WEIGHTS = Path("runs/demo/weights.npz")  # what `make demo` trains (Makefile RUN)
 
-    from s2eprop.host.config import ChipConfig, ExperimentConfig
-    from s2eprop.host.data.dataset import KWS_LABELS, Dataset
+
+def trained_weights_path(given: str | Path | None) -> Path | None:
+    """The trained weights `bench emulator` times beside fresh ones: `given` (a weights .npz, or a run
+    folder holding weights.npz), else the demo's (runs/demo/weights.npz) where it exists, else None."""
+    if given is None:
+        return DEMO_WEIGHTS if DEMO_WEIGHTS.is_file() else None
+    path = Path(given).expanduser()
+    if path.is_dir():
+        path = path / "weights.npz"
+    if not path.is_file():
+        raise HostError(f"--weights {given}: no weights file at {path}; give a weights .npz or a run folder "
+                        f"that holds weights.npz (make demo writes {DEMO_WEIGHTS})")
+    return path
+
+
+def _time_emulator(cfg: Any, data: Any, backend: str, init_weights_path: Path | None) -> dict[str, Any]:
+    """ms per training sample of one run_training over `data` (after an untimed one-sample run that builds
+    the firmware module and the caches), from fresh weights or from the weights file given."""
+    import tempfile
+
     from s2eprop.host.session.api import run_training
     from s2eprop.host.session.train import TrainOptions
+
+    with tempfile.TemporaryDirectory(prefix="s2eprop-bench-") as tmp:
+        opts = TrainOptions(target="emulator", out_dir=Path(tmp) / "warmup", backend=backend, progress=False,
+                            init_weights=init_weights_path)
+        run_training(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_samples=1)), data, opts)
+        report = run_training(cfg, data, dataclasses.replace(opts, out_dir=Path(tmp) / "run"))
+    ms = report["ms_per_training_sample"]
+    return {"ms_per_sample": ms, "realtime_factor": report["emulated_ms"] / report["samples_trained"] / ms,
+            "cores": report["cores"]}
+
+
+def bench_emulator(n_samples: int = 64, seed: int = 0, backend: str = "c", mode: str = "functional",
+                   trained: str | Path | None = None) -> dict[str, Any]:
+    """Time on-chip training through the path `s2eprop train --target emulator` runs (run_training:
+    trainer, transport, streamer, the chip's event loop, per-sample checks, checkpoint at the end) on
+    the paper's 12-core partition, on random inputs 3*N(0, 1) with no test split: from fresh weights,
+    and from trained ones (`trained_weights_path(trained)`: the steady state of a long run, whose
+    silent neurons' weights decay towards 0; docs/chip.md section 9), when there are any."""
+    from s2eprop.host.config import ChipConfig, ExperimentConfig
+    from s2eprop.host.data.dataset import KWS_LABELS, Dataset
+    from s2eprop.host.weights import load_weights
 
     cfg = dataclasses.replace(ExperimentConfig(), chip=ChipConfig(mode=mode)).validate()
     net = cfg.network
     rng = np.random.default_rng(seed)
     x = (3 * rng.standard_normal((n_samples, net.n_steps, net.n_in))).astype(np.float32)
     y = rng.integers(0, net.n_out, n_samples)
-    data = Dataset(x, y, KWS_LABELS, name="bench")
-    with tempfile.TemporaryDirectory(prefix="s2eprop-bench-") as tmp:
-        opts = TrainOptions(target="emulator", out_dir=Path(tmp) / "warmup", backend=backend, progress=False)
-        run_training(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_samples=1)), data, opts)
-        report = run_training(cfg, data, dataclasses.replace(opts, out_dir=Path(tmp) / "run"))
-    ms = report["ms_per_training_sample"]
-    return {
-        "emulator_ms_per_sample": ms,
-        "emulator_realtime_factor": report["emulated_ms"] / report["samples_trained"] / ms,
-        "emulator_cores": report["cores"],
+    fresh = _time_emulator(cfg, Dataset(x, y, KWS_LABELS, name="bench"), backend, None)
+    out: dict[str, Any] = {
+        "emulator_ms_per_sample": fresh["ms_per_sample"],
+        "emulator_realtime_factor": fresh["realtime_factor"],
+        "emulator_cores": fresh["cores"],
         "emulator_backend": backend,
         "emulator_mode": mode,
     }
+    path = trained_weights_path(trained)
+    if path is None:
+        out["emulator_trained"] = f"no trained weights: run `make demo` (writes {DEMO_WEIGHTS}) or give --weights"
+        return out
+    labels = load_weights(path, net).labels or KWS_LABELS
+    got = _time_emulator(cfg, Dataset(x, y % len(labels), tuple(labels), name="bench"), backend, path)
+    out.update(emulator_trained_weights=str(path), emulator_trained_ms_per_sample=got["ms_per_sample"],
+               emulator_trained_realtime_factor=got["realtime_factor"],
+               emulator_trained_over_fresh=got["ms_per_sample"] / fresh["ms_per_sample"])
+    return out
 
 
 def bench_copies(copies: Sequence[int] = (1, 2, 4, 8, 12), modes: Sequence[str] = ("functional", "timed"),

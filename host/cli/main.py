@@ -44,7 +44,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from s2eprop.host.session.train import TrainOptions, prepare_run_folder
 
     chip = {"mode": args.mode, "file": None if args.chip is None else str(args.chip), "clock_mhz": args.clock_mhz,
-            "cpu": args.cpu}
+            "cpu": args.cpu, "threads": args.threads}
     cfg = with_overrides(config_from_args(args), chip=chip, epochs=args.epochs, max_samples=args.max_samples,
                          batch_size=args.batch_size, seed=args.seed, checkpoint_every_samples=args.checkpoint_every)
     check_engine(engine_of(cfg, args.target, args.backend, args.key_file))  # before the data: it may take long
@@ -125,7 +125,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.what in ("golden", "all"):
         result.update(bench_golden(n_samples=args.samples))
     if args.what in ("emulator", "all"):
-        result.update(bench_emulator(n_samples=args.samples, mode=args.mode))
+        result.update(bench_emulator(n_samples=args.samples, mode=args.mode, trained=args.weights))
     if args.what == "copies":
         result.update(bench_copies(n_samples=min(args.samples, 16)))
     print(json.dumps(result, indent=2))
@@ -232,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--cpu", choices=("native", "iss"), help="core runner: native (default) or iss, the ARM build in "
                                                            "the instruction-set simulator (same bits, about 1,000x "
                                                            "slower; functional mode); config chip.cpu")
+    t.add_argument("--threads", type=int, help="host threads of the functional emulator's C loop (same bits for "
+                                                "any number; default 1; 0: the host cores this process may use); "
+                                                "config chip.threads")
     t.add_argument("--quiet", action="store_true", help="no progress bars and no per-epoch lines (the summary "
                                                           "and errors still print)")
     t.set_defaults(func=cmd_train)
@@ -255,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--samples", type=int, default=64, help="samples timed (copies: per copy, at most 16)")
     b.add_argument("--mode", choices=("functional", "timed", "realtime"), default="functional",
                    help="emulated chip mode of `bench emulator`")
+    b.add_argument("--weights", default=None,
+                   help="trained weights that `bench emulator` times beside fresh ones: a weights .npz or a run "
+                        "folder (default: runs/demo/weights.npz, where `make demo` puts them, if it exists)")
     b.set_defaults(func=cmd_bench)
 
     pl = sub.add_parser("plot", help="redraw a run folder's figures: timing (timing.png, tick.png from timing.npz), "

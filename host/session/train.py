@@ -421,6 +421,7 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
         if start == 0:
             trainer.start_epoch(epoch)
             session.correct, session.loss_sum, session.seen = 0, 0.0, 0
+        t_epoch, epoch_train_s, epoch_samples = time.perf_counter(), 0.0, 0  # this session's part of the epoch
         bar = progress_bar(n_train, f"epoch {epoch + 1}/{tr.epochs} [{opts.target}]", "sample", opts.progress,
                            initial=start, leave=True)
         order = epoch_order(tr, epoch, n_train)
@@ -440,7 +441,10 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
             except KeyboardInterrupt:  # inside a sample: its state is not a checkpoint's
                 raise TrainingInterrupted(f"interrupted during sample {b0} of epoch {epoch + 1}; {_resume_hint(ckpt, opts.argv)}") \
                     from None
-            session.train_wall_s += time.perf_counter() - t_batch
+            batch_s = time.perf_counter() - t_batch
+            session.train_wall_s += batch_s
+            epoch_train_s += batch_s
+            epoch_samples += b1 - b0
             if flags is not None:
                 assert recordings is not None
                 where = np.arange(b0, b1) if order is None else order[b0:b1]
@@ -492,12 +496,18 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
                                           f"is kept); {_resume_hint(ckpt, opts.argv)}") from None
             record["test_accuracy"] = last_eval["accuracy"]
             record["test_loss"] = last_eval["loss"]
-            if ckpt is not None:
-                save_checkpoint(ckpt, trainer, snapshot(), cfg, opts.target, data_id)
+        # wall time of the epoch in this session (a resumed epoch: its part after the resume): all of it
+        # (samples, checkpoints, test evaluation), and in the training samples alone, per sample
+        record.update(wall_s=time.perf_counter() - t_epoch, train_wall_s=epoch_train_s,
+                      ms_per_training_sample=1000.0 * epoch_train_s / max(epoch_samples, 1),
+                      samples_timed=epoch_samples)
+        if ckpt is not None:  # again, with the test accuracy and the epoch's times
+            save_checkpoint(ckpt, trainer, snapshot(), cfg, opts.target, data_id)
         if opts.progress:
             print(f"epoch {epoch + 1}/{tr.epochs}: train accuracy (online) {100 * record['train_accuracy']:.1f} %, "
                   f"loss {record['loss']:.4f}" + ("" if record.get("test_accuracy") is None
-                                                  else f", test accuracy {100 * record['test_accuracy']:.1f} %"),
+                                                  else f", test accuracy {100 * record['test_accuracy']:.1f} %")
+                  + f" ({record['wall_s']:.1f} s, {record['ms_per_training_sample']:.2f} ms per training sample)",
                   flush=True)
         if asked:
             name = signal.Signals(asked["signal"]).name

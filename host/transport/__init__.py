@@ -22,7 +22,7 @@ def open_transport(target: str, n_cores: int, backend: str = "c", chip: ChipConf
                         bool(chip_cfg.file), bool(chip_cfg.clock_mhz)))
     if target == "emulator":
         if chip is None or (chip.mode == "functional" and not chip.file and chip.cpu == "native"):
-            return EmulatorTransport(n_cores, backend=backend)
+            return EmulatorTransport(n_cores, backend=backend, threads=1 if chip is None else chip.n_threads())
         from s2eprop.emulator.chip.description import load_chip
 
         desc = load_chip(chip.file or None)
@@ -36,7 +36,7 @@ def open_transport(target: str, n_cores: int, backend: str = "c", chip: ChipConf
                 backend, runner = "python", IssRunner(None, n_cores, desc.sram_bytes_per_core)
             return EmulatorTransport(n_cores, chip=FunctionalChip(n_cores, sram_bytes=desc.sram_bytes_per_core,
                                                                   sdram_bytes=desc.sdram_bytes, backend=backend,
-                                                                  runner=runner))
+                                                                  runner=runner, threads=chip.n_threads()))
         from s2eprop.emulator.chip.timed import TimedChip
 
         if chip.clock_mhz:

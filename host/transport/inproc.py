@@ -17,8 +17,8 @@ from s2eprop.host.transport.base import FW_STATUS, TransportStatus
 
 
 class EmulatorTransport:
-    def __init__(self, n_cores: int, backend: str = "c", chip: FunctionalChip | None = None) -> None:
-        self.chip = chip or FunctionalChip(n_cores, backend=backend)
+    def __init__(self, n_cores: int, backend: str = "c", chip: FunctionalChip | None = None, threads: int = 1) -> None:
+        self.chip = chip or FunctionalChip(n_cores, backend=backend, threads=threads)
         self.n_cores = self.chip.n_cores
         self._closed = False
 

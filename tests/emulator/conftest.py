@@ -101,3 +101,25 @@ def arm_elf():
     if not arm_build.compiler_available():
         pytest.skip("arm-none-eabi-gcc not installed (make arm installs it as root)")
     return arm_build.current_elf()
+
+
+@pytest.fixture(scope="session")
+def subnormal_case(cfg, with_options):
+    """A 3-core network (16 inputs, 24 ALIF neurons, 4 outputs, 30 steps) that, computed without the
+    firmware's flush of tiny values (docs/chip.md section 9), makes subnormal floats on purpose: a
+    constant input -1 drives neuron j to u about -s_j, s_j from -10 (spiking) to 60 (far below threshold,
+    where the multi-Gaussian psi passes through 2^-64 ... 2^-149 and 0), and some weights start
+    subnormal or tiny (1e-39, 3e-39, 1e-37, -2e-39). Returns (cfg, weights, x, y)."""
+    small = with_options(cfg, network={"n_in": 16, "n_rec": 24, "n_out": 4, "n_steps": 30},
+                         partition={"neurons_per_core": 8})
+    w = init_weights(small.network, seed=3)
+    drive = np.linspace(-10.0, 60.0, 24, dtype=np.float32)
+    w.w_in[:] = (drive / 16.0)[None, :]
+    w.w_rec *= np.float32(0.1)
+    w.w_rec[23, 19:23] = np.array([1e-39, 3e-39, 1e-37, -2e-39], np.float32)
+    w.w_out[23, :] = np.array([1e-39, -1e-39, 1e-37, 5e-38], np.float32)
+    rng = np.random.default_rng(21)
+    x = -np.ones((4, 30, 16), np.float32)
+    x[:, :, :4] += rng.standard_normal((4, 30, 4)).astype(np.float32)  # some variety in time
+    y = np.array([0, 1, 2, 3], np.int64)
+    return small, w, x, y

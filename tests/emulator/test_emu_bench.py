@@ -26,3 +26,32 @@ def test_train_one_sample_on_chip(benchmark) -> None:
     x = (3 * np.random.default_rng(0).standard_normal((1, 100, 80))).astype(np.float32)
     result = benchmark(board.train_batch, x, np.array([4]))
     assert result.pred.shape == (1,) and result.spikes[0] > 0
+
+
+def test_bench_emulator_times_trained_weights_of_a_run(tmp_path, monkeypatch) -> None:
+    """Rule: `bench emulator --weights RUN_DIR` times training from the run's weights.npz beside fresh
+    weights and reports the file and the ratio; without --weights it takes the demo's
+    runs/demo/weights.npz where it exists, else says how to get trained weights; a folder without
+    weights.npz is refused, naming the path it looked for."""
+    import pytest
+
+    from s2eprop.host.errors import HostError
+
+    cfg = ExperimentConfig().validate()
+    run = tmp_path / "run"
+    run.mkdir()
+    init_weights(cfg.network, 5).save(run / "weights.npz")
+    result = bench_emulator(n_samples=1, trained=run)
+    assert result["emulator_trained_weights"] == str(run / "weights.npz")
+    assert result["emulator_trained_ms_per_sample"] > 0
+    assert result["emulator_trained_over_fresh"] == pytest.approx(
+        result["emulator_trained_ms_per_sample"] / result["emulator_ms_per_sample"])
+    assert abs(result["emulator_trained_realtime_factor"] * result["emulator_trained_ms_per_sample"] - 101) < 1e-6
+    monkeypatch.chdir(tmp_path)
+    assert "make demo" in bench_emulator(n_samples=1)["emulator_trained"]
+    (tmp_path / "runs" / "demo").mkdir(parents=True)
+    init_weights(cfg.network, 6).save(tmp_path / "runs" / "demo" / "weights.npz")
+    assert bench_emulator(n_samples=1)["emulator_trained_weights"] == "runs/demo/weights.npz"
+    with pytest.raises(HostError, match=str(tmp_path / "empty" / "weights.npz")):
+        (tmp_path / "empty").mkdir()
+        bench_emulator(n_samples=1, trained=tmp_path / "empty")

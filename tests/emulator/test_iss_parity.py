@@ -131,3 +131,11 @@ def test_iss_matches_native_kws(arm_elf, cfg, init_w, sample_maker) -> None:
     """Rule: the paper's 12-core KWS network, 5 training samples: bit-identical on the ISS (about 25 s)."""
     x, y = sample_maker(5, seed=11)
     assert_same_bits(cfg, init_w, x, y, arm_elf)
+
+
+def test_iss_matches_native_where_subnormals_would_arise(arm_elf, subnormal_case) -> None:
+    """Rule: on the network that makes tiny psi and starts with subnormal weights (conftest
+    `subnormal_case`, test_emu_subnormals.py), 3 training samples and 1 inference sample give the same bits
+    on the ISS as natively: the firmware's flush of tiny values is plain C, no FPU mode of either build."""
+    small, w, x, y = subnormal_case
+    assert_same_bits(small, w, x, y, arm_elf, n_train=3)

@@ -50,7 +50,7 @@ def test_every_rule_of_the_engine_table_refuses_something(i) -> None:
     """Rule: each row of the table is reached (no dead row): some engine of the grid is refused by it first."""
     grid = [Engine(*e) for e in itertools.product(("golden", "emulator", "udp"), ("functional", "timed"),
                                                   ("native", "iss"), ("c", "python"), (1, 8), (False, True),
-                                                  (False, True), (False, True), ("prefetch", "realtime"))]
+                                                  (False, True), (False, True), ("prefetch", "realtime"), (False, True))]
     first = []
     for e in grid:
         hit = next((k for k, (refused, _) in enumerate(RULES) if refused(e)), None)

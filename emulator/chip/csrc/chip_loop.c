@@ -1,4 +1,7 @@
 /* See chip_loop.h. */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <string.h>
 #include "chip_loop.h"
 #include "chip_internal.h"
@@ -24,48 +27,48 @@ void emu_add_counts(fw_counts_t *acc, fw_counts_t c)
     acc->partials_received += c.partials_received;
 }
 
-typedef struct { uint32_t head, tail; } fifo_t;
-
+/* Where a core's side effects go: the chip's own buffers (`main`: packet FIFO, host buffer, DMA queue), or
+ * a thread's stage in a timer phase run by several threads. The DMA queue is emptied by each settle. */
 typedef struct {
     emu_chip_t *chip;
-    fifo_t pkt, dma;
+    emu_stage_t main;
+    uint32_t pkt_head;
 } run_t;
 
-/* move a core's outbox into the packet FIFO, the host buffer, the DMA queue and its user-event flag */
-static void drain(run_t *r, uint32_t core)
+/* move a core's outbox into the stage's packets, host messages and DMA queue and its user-event flag */
+static void drain(emu_chip_t *chip, emu_stage_t *st, uint32_t *dma_tail, uint32_t core)
 {
-    emu_chip_t *chip = r->chip;
     fw_header_t *h = (fw_header_t *)chip->arenas[core];
     const uint32_t *box = (const uint32_t *)(chip->arenas[core] + h->layout.outbox);
     uint32_t at = 0;
     while (at < h->state.outbox_count) {
         const uint32_t tag = box[at] & 0xffu;
         if (tag == HAL_OUT_MC) {
-            if (r->pkt.tail < chip->pkt_cap) {
-                uint32_t *p = chip->pkt_buf + 3u * r->pkt.tail++;
+            if (st->pkt_len < st->pkt_cap) {
+                uint32_t *p = st->pkt_buf + 3u * st->pkt_len++;
                 p[0] = core; p[1] = box[at + 1]; p[2] = box[at + 2];
             } else {
-                chip->pkt_overflows++;
+                st->pkt_overflows++;
             }
             at += 3u;
         } else if (tag == HAL_OUT_HOST) {
             const uint32_t n = box[at] >> 8;
-            if (chip->host_len + n + 2u <= chip->host_cap) {
-                uint32_t *m = chip->host_buf + chip->host_len;
+            if (st->host_len + n + 2u <= st->host_cap) {
+                uint32_t *m = st->host_buf + st->host_len;
                 m[0] = core; m[1] = n;
                 for (uint32_t w = 0; w < n; ++w) m[2 + w] = box[at + 1 + w];
-                chip->host_len += n + 2u;
+                st->host_len += n + 2u;
             } else {
-                chip->host_overflows++;
+                st->host_overflows++;
             }
             at += n + 1u;
         } else if (tag == HAL_OUT_DMA || tag == HAL_OUT_DMA_WRITE) {
-            if (r->dma.tail < chip->dma_cap) {
-                emu_dma_t *d = chip->dma_buf + r->dma.tail++;
+            if (*dma_tail < st->dma_cap) {
+                emu_dma_t *d = st->dma_buf + (*dma_tail)++;
                 d->core = core; d->sdram_addr = box[at + 1]; d->sram_offset = box[at + 2];
                 d->n_bytes = box[at + 3]; d->tag = box[at + 4]; d->write = tag == HAL_OUT_DMA_WRITE;
             } else {
-                chip->dma_overflows++;
+                st->dma_overflows++;
             }
             at += HAL_DMA_WORDS;
         } else {  /* HAL_OUT_USER */
@@ -86,13 +89,13 @@ static int sdram_backed(const emu_chip_t *chip, uint32_t addr, uint32_t n)
 }
 
 /* copy SDRAM -> SRAM or SRAM -> SDRAM; false for an address outside SDRAM or the core's SRAM, or a write
- * to SDRAM the host never wrote (counted, no completion) */
-int emu_dma_copy(emu_chip_t *chip, const emu_dma_t *d)
+ * to SDRAM the host never wrote (counted in *faults, no completion); the bytes moved are added to *bytes */
+static int dma_copy(const emu_chip_t *chip, const emu_dma_t *d, uint64_t *faults, uint64_t *bytes)
 {
     const uint64_t sdram_end = (uint64_t)chip->sdram_n_pages << chip->sdram_page_bits;
     if ((uint64_t)d->sdram_addr + d->n_bytes > sdram_end || (uint64_t)d->sram_offset + d->n_bytes > chip->sram_bytes
         || (d->write && !sdram_backed(chip, d->sdram_addr, d->n_bytes))) {
-        chip->dma_faults++;
+        (*faults)++;
         return 0;
     }
     uint8_t *sram = chip->arenas[d->core] + d->sram_offset;
@@ -107,22 +110,26 @@ int emu_dma_copy(emu_chip_t *chip, const emu_dma_t *d)
         else memset(sram, 0, n);  /* never written: reads as zeros */
         sram += n; addr += n; left -= n;
     }
-    chip->dma_bytes += d->n_bytes;
+    *bytes += d->n_bytes;
     return 1;
 }
 
-/* after a handler of `core`: drain it, then do every queued DMA read, each completion drained too */
-static void settle_core(run_t *r, uint32_t core)
+int emu_dma_copy(emu_chip_t *chip, const emu_dma_t *d)
 {
-    emu_chip_t *chip = r->chip;
-    drain(r, core);
-    while (r->dma.head < r->dma.tail) {
-        const emu_dma_t d = chip->dma_buf[r->dma.head++];
-        if (!emu_dma_copy(chip, &d)) continue;
+    return dma_copy(chip, d, &chip->dma_faults, &chip->dma_bytes);
+}
+
+/* after a handler of `core`: drain it, then do every queued DMA transfer, each completion drained too */
+static void settle_core(emu_chip_t *chip, emu_stage_t *st, uint32_t core)
+{
+    uint32_t head = 0, tail = 0;
+    drain(chip, st, &tail, core);
+    while (head < tail) {
+        const emu_dma_t d = st->dma_buf[head++];
+        if (!dma_copy(chip, &d, &st->dma_faults, &st->dma_bytes)) continue;
         emu_add_counts(&chip->counts[d.core], fw_on_dma_done(chip->arenas[d.core], d.tag));
-        drain(r, d.core);
+        drain(chip, st, &tail, d.core);
     }
-    r->dma.head = r->dma.tail = 0;
 }
 
 const emu_route_t *emu_route(emu_chip_t *chip, uint32_t key)
@@ -145,8 +152,8 @@ const emu_route_t *emu_route(emu_chip_t *chip, uint32_t key)
 static void deliver_all(run_t *r)
 {
     emu_chip_t *chip = r->chip;
-    while (r->pkt.head < r->pkt.tail) {
-        const uint32_t *p = chip->pkt_buf + 3u * r->pkt.head++;
+    while (r->pkt_head < r->main.pkt_len) {
+        const uint32_t *p = chip->pkt_buf + 3u * r->pkt_head++;
         const uint32_t src = p[0], key = p[1], payload = p[2];
         const emu_route_t *rt = emu_route(chip, key);
         if (!rt) {
@@ -162,11 +169,11 @@ static void deliver_all(run_t *r)
                 if (core >= chip->n_cores) break;
                 emu_add_counts(&chip->counts[core], fw_on_mc_packet(chip->arenas[core], key, payload));
                 chip->delivered++;
-                settle_core(r, core);
+                settle_core(chip, &r->main, core);
             }
         }
     }
-    r->pkt.head = r->pkt.tail = 0;
+    r->pkt_head = r->main.pkt_len = 0;
 }
 
 /* deliver everything, then the user events in core order, until nothing is left */
@@ -180,37 +187,187 @@ static void settle_chip(run_t *r)
         if (core == chip->n_cores) return;
         chip->user_pending[core] = 0u;
         emu_add_counts(&chip->counts[core], fw_on_user_event(chip->arenas[core]));
-        settle_core(r, core);
+        settle_core(chip, &r->main, core);
+    }
+}
+
+static run_t run_begin(emu_chip_t *chip)
+{
+    run_t r;
+    r.chip = chip;
+    memset(&r.main, 0, sizeof r.main);
+    r.main.pkt_buf = chip->pkt_buf; r.main.pkt_cap = chip->pkt_cap;
+    r.main.host_buf = chip->host_buf; r.main.host_cap = chip->host_cap; r.main.host_len = chip->host_len;
+    r.main.dma_buf = chip->dma_buf; r.main.dma_cap = chip->dma_cap;
+    r.pkt_head = 0;
+    return r;
+}
+
+static void add_stage_counters(emu_chip_t *chip, emu_stage_t *st)
+{
+    chip->pkt_overflows += st->pkt_overflows;
+    chip->host_overflows += st->host_overflows;
+    chip->dma_overflows += st->dma_overflows;
+    chip->dma_faults += st->dma_faults;
+    chip->dma_bytes += st->dma_bytes;
+    st->pkt_overflows = st->host_overflows = st->dma_overflows = st->dma_faults = st->dma_bytes = 0;
+}
+
+static void run_end(run_t *r)
+{
+    r->chip->host_len = r->main.host_len;
+    add_stage_counters(r->chip, &r->main);
+}
+
+/* ---- threads of the timer phase ------------------------------------------------------------------ */
+
+typedef struct {
+    emu_chip_t *chip;
+    uint32_t tick;                 /* the tick of the phase being run */
+    atomic_uint phase;             /* bumped by the main thread to start a phase */
+    atomic_uint done;              /* threads that finished the current phase */
+    atomic_int quit;
+} pool_t;
+
+typedef struct { pool_t *pool; emu_stage_t *st; } worker_t;
+
+/* one thread's cores, in order: timer handler, then its outbox and DMA transfers, into the stage */
+static void timer_phase(emu_chip_t *chip, emu_stage_t *st, uint32_t tick)
+{
+    for (uint32_t core = st->core_lo; core < st->core_hi; ++core) {
+        emu_add_counts(&chip->counts[core], fw_on_timer(chip->arenas[core], tick));
+        settle_core(chip, st, core);
+    }
+}
+
+/* wait until `*word` differs from `seen`: spin a while, then yield the CPU (the host may have fewer
+ * free cores than threads) */
+static unsigned wait_change(atomic_uint *word, unsigned seen)
+{
+    unsigned now;
+    for (uint32_t spin = 0; (now = atomic_load_explicit(word, memory_order_acquire)) == seen; ++spin)
+        if (spin > 2000u) sched_yield();
+    return now;
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = (worker_t *)arg;
+    pool_t *pool = w->pool;
+    unsigned seen = 0;
+    for (;;) {
+        seen = wait_change(&pool->phase, seen);
+        if (atomic_load_explicit(&pool->quit, memory_order_acquire)) return 0;
+        timer_phase(pool->chip, w->st, pool->tick);
+        atomic_fetch_add_explicit(&pool->done, 1u, memory_order_release);
+    }
+}
+
+/* the stages' packets and host messages, appended in core order (stage order) to the chip's buffers
+ * with the capacity checks the one-thread loop makes as it goes */
+static void merge_stages(run_t *r, uint32_t n_threads)
+{
+    emu_chip_t *chip = r->chip;
+    for (uint32_t t = 0; t < n_threads; ++t) {
+        emu_stage_t *st = &chip->stages[t];
+        for (uint32_t i = 0; i < st->pkt_len; ++i) {
+            if (r->main.pkt_len < r->main.pkt_cap) {
+                memcpy(r->main.pkt_buf + 3u * r->main.pkt_len++, st->pkt_buf + 3u * i, 3u * sizeof(uint32_t));
+            } else {
+                r->main.pkt_overflows++;
+            }
+        }
+        for (uint32_t at = 0; at < st->host_len;) {
+            const uint32_t n = st->host_buf[at + 1];
+            if (r->main.host_len + n + 2u <= r->main.host_cap) {
+                memcpy(r->main.host_buf + r->main.host_len, st->host_buf + at, (n + 2u) * sizeof(uint32_t));
+                r->main.host_len += n + 2u;
+            } else {
+                r->main.host_overflows++;
+            }
+            at += n + 2u;
+        }
+        st->pkt_len = st->host_len = 0;
+        add_stage_counters(chip, st);
     }
 }
 
 void emu_run(emu_chip_t *chip, uint32_t first_tick, uint32_t n_ticks)
 {
-    run_t r = {chip, {0, 0}, {0, 0}};
-    for (uint32_t t = 0; t < n_ticks; ++t) {
-        for (uint32_t core = 0; core < chip->n_cores; ++core) {
-            emu_add_counts(&chip->counts[core], fw_on_timer(chip->arenas[core], first_tick + t));
-            settle_core(&r, core);
+    run_t r = run_begin(chip);
+    uint32_t n_threads = chip->n_threads < chip->n_cores ? chip->n_threads : chip->n_cores;
+    if (!chip->stages) n_threads = 1;
+    if (n_threads <= 1) {
+        for (uint32_t t = 0; t < n_ticks; ++t) {
+            for (uint32_t core = 0; core < chip->n_cores; ++core) {
+                emu_add_counts(&chip->counts[core], fw_on_timer(chip->arenas[core], first_tick + t));
+                settle_core(chip, &r.main, core);
+            }
+            settle_chip(&r);
         }
+        run_end(&r);
+        return;
+    }
+    pool_t pool;
+    pool.chip = chip;
+    pool.tick = first_tick;
+    atomic_init(&pool.phase, 0u);
+    atomic_init(&pool.done, 0u);
+    atomic_init(&pool.quit, 0);
+    worker_t workers[EMU_MAX_THREADS];
+    pthread_t ids[EMU_MAX_THREADS];
+    if (n_threads > EMU_MAX_THREADS) n_threads = EMU_MAX_THREADS;
+    for (uint32_t t = 0; t < n_threads; ++t) {  /* contiguous shares of the cores, in core order */
+        chip->stages[t].core_lo = (uint32_t)((uint64_t)chip->n_cores * t / n_threads);
+        chip->stages[t].core_hi = (uint32_t)((uint64_t)chip->n_cores * (t + 1u) / n_threads);
+        chip->stages[t].pkt_len = chip->stages[t].host_len = 0;
+    }
+    uint32_t started = 1;  /* thread 0 is this one */
+    for (; started < n_threads; ++started) {
+        workers[started].pool = &pool;
+        workers[started].st = &chip->stages[started];
+        if (pthread_create(&ids[started], 0, worker_main, &workers[started]) != 0) break;
+    }
+    if (started < n_threads) {  /* no thread to be had: this one runs the shares of those missing */
+        chip->stages[started - 1u].core_hi = chip->n_cores;
+        n_threads = started;
+    }
+    for (uint32_t t = 0; t < n_ticks; ++t) {
+        pool.tick = first_tick + t;
+        atomic_store_explicit(&pool.done, 0u, memory_order_relaxed);
+        atomic_fetch_add_explicit(&pool.phase, 1u, memory_order_release);
+        timer_phase(chip, &chip->stages[0], first_tick + t);
+        while (atomic_load_explicit(&pool.done, memory_order_acquire) != n_threads - 1u) {
+            for (uint32_t spin = 0; spin < 2000u && atomic_load_explicit(&pool.done, memory_order_acquire)
+                 != n_threads - 1u; ++spin) {}
+            if (atomic_load_explicit(&pool.done, memory_order_acquire) != n_threads - 1u) sched_yield();
+        }
+        merge_stages(&r, n_threads);
         settle_chip(&r);
     }
+    atomic_store_explicit(&pool.quit, 1, memory_order_release);
+    atomic_fetch_add_explicit(&pool.phase, 1u, memory_order_release);
+    for (uint32_t t = 1; t < n_threads; ++t) pthread_join(ids[t], 0);
+    run_end(&r);
 }
 
 int32_t emu_host_msg(emu_chip_t *chip, uint32_t core, const uint32_t *msg, uint32_t n_words)
 {
-    run_t r = {chip, {0, 0}, {0, 0}};
     if (core >= chip->n_cores) return -1;
+    run_t r = run_begin(chip);
     emu_add_counts(&chip->counts[core], fw_on_host_msg(chip->arenas[core], msg, n_words));
-    settle_core(&r, core);
+    settle_core(chip, &r.main, core);
     settle_chip(&r);
+    run_end(&r);
     return 0;
 }
 
 void emu_inject(emu_chip_t *chip, uint32_t key, uint32_t payload)
 {
-    run_t r = {chip, {0, 0}, {0, 0}};
     if (chip->pkt_cap == 0) { chip->pkt_overflows++; return; }
+    run_t r = run_begin(chip);
     chip->pkt_buf[0] = EMU_SRC_EXTERNAL; chip->pkt_buf[1] = key; chip->pkt_buf[2] = payload;
-    r.pkt.tail = 1u;
+    r.main.pkt_len = 1u;
     settle_chip(&r);
+    run_end(&r);
 }

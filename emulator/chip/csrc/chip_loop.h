@@ -18,6 +18,7 @@
 #define EMU_SRC_EXTERNAL 0xffffffffu  /* source of an injected packet (a chip link, a test) */
 #define EMU_DROP_SOURCES 161u  /* FW_MAX_CORES cores, then injected packets */
 #define EMU_ROUTE_CACHE 1024u  /* direct-mapped cache of route lookups */
+#define EMU_MAX_THREADS 64u    /* threads of a timer phase */
 
 typedef struct {
     uint32_t key, mask;
@@ -26,6 +27,17 @@ typedef struct {
 
 /* a DMA transfer: SDRAM -> SRAM (write 0) or SRAM -> SDRAM (write 1) */
 typedef struct { uint32_t core, sdram_addr, sram_offset, n_bytes, tag, write; } emu_dma_t;
+
+/* What one thread's share of cores leaves in a tick's timer phase (threads > 1), merged in core order
+ * afterwards: packets (src, key, payload), host messages ([core, n_words, words...]), the DMA queue of the
+ * core being settled, and counters. Buffers come from the caller (FunctionalChip), as the chip's own. */
+typedef struct {
+    uint32_t *pkt_buf; uint32_t pkt_cap, pkt_len;     /* in packets */
+    uint32_t *host_buf; uint32_t host_cap, host_len;  /* in words */
+    emu_dma_t *dma_buf; uint32_t dma_cap;
+    uint32_t core_lo, core_hi;                        /* the cores [lo, hi) this thread runs */
+    uint64_t pkt_overflows, host_overflows, dma_overflows, dma_faults, dma_bytes;
+} emu_stage_t;
 
 typedef struct {
     uint32_t n_cores;
@@ -51,6 +63,11 @@ typedef struct {
     uint32_t last_drop_src, last_drop_key;
     uint64_t dropped_from[EMU_DROP_SOURCES];
     fw_counts_t counts[FW_MAX_CORES];  /* accumulated work per core (cost model input) */
+    /* threads of emu_run's timer phases (the cores' timer and DMA handlers, where the neuron steps run):
+     * n_threads stages, one per thread; 0 or 1: none started. Same bits for any number (a core's
+     * handlers touch its own SRAM, its counts, its own SDRAM records; their effects merge in core order). */
+    uint32_t n_threads;
+    emu_stage_t *stages;
 } emu_chip_t;
 
 /* ticks first_tick .. first_tick + n_ticks - 1 on every core */
