@@ -46,12 +46,19 @@ CMD_STREAM_ACK = 0x49  # arg1 stream, arg2 chunks -> reply data: bitmap of the c
 CMD_MEM_READ = 0x4A    # as READ (arg1 address, arg2 bytes; a core's SRAM, or SDRAM at the monitor), CRC-sealed
 CMD_SPIKES = 0x4B      # one step's input spikes (or a part of them): arg1 the slot's SDRAM address, arg2 sample id;
                        # data: SPIKES_HEAD, then an EIEIO data message of 16- or 32-bit keys (the input ids)
+CMD_BYE = 0x4C        # ends the session; the board is no longer owned by this host
 CMD_NAMES = {CMD_VER: "VER", CMD_READ: "READ", CMD_WRITE: "WRITE", CMD_HELLO: "HELLO", CMD_ROUTES: "ROUTES",
              CMD_START: "START", CMD_STOP: "STOP", CMD_SEND: "SEND", CMD_POLL: "POLL", CMD_ADVANCE: "ADVANCE",
              CMD_STATUS: "STATUS", CMD_STREAM: "STREAM", CMD_STREAM_ACK: "STREAM_ACK", CMD_MEM_READ: "MEM_READ",
-             CMD_SPIKES: "SPIKES"}
+             CMD_SPIKES: "SPIKES", CMD_BYE: "BYE"}
 MAX_STREAM_CHUNKS = 8 * MAX_DATA_BYTES  # chunks one STREAM_ACK bitmap can report
 OWN_COMMANDS = frozenset(c for c in CMD_NAMES if c >= CMD_HELLO)
+# HELLO arg2: what the host means to do. A host that drives the board (loads, starts, sends, advances) claims
+# it; one that only looks (board status) does not. TAKE_OVER claims a board another host owns (that host died).
+HELLO_CLAIM, HELLO_TAKE_OVER = 1, 2
+# commands that change the board: only its owner may send them (the first to send one to a free board owns it)
+DRIVING_COMMANDS = frozenset((CMD_ROUTES, CMD_START, CMD_STOP, CMD_SEND, CMD_POLL, CMD_ADVANCE, CMD_STREAM,
+                              CMD_STREAM_ACK, CMD_SPIKES))
 
 # result codes (SpiNNMan scp_result.py)
 RC_OK, RC_LEN, RC_SUM, RC_CMD, RC_ARG, RC_PORT, RC_TIMEOUT, RC_ROUTE, RC_CPU = range(0x80, 0x89)

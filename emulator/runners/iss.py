@@ -200,7 +200,18 @@ class IssRunner:
     def _effects(self, core: int, handler: str, args: tuple[int, ...]) -> Effects:
         _, work = self._call(core, handler, args, counts=True)
         assert work is not None
-        return self._outbox.drain(core, self._headers[core], self.sram[core], work)
+        effects = self._outbox.drain(core, self._headers[core], self.sram[core], work)
+        if effects is None:
+            raise EmulatorError(f"core {core}: its outbox holds an entry past its count, or lies outside its SRAM "
+                                f"(its memory was overwritten): load its image and start it again")
+        return effects
+
+    def written(self, core: int) -> None:
+        """The host wrote this core's SRAM (unicorn bounds every access the ARM code makes: a bad offset is an
+        exception naming the core, not a stray write)."""
+
+    def check(self, core: int) -> int:
+        return 0
 
     def _account(self, core: int, handler: str, work: np.ndarray | None) -> None:
         cost = self._pricer.price(self._log.take())

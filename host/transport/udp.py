@@ -24,6 +24,7 @@ from s2eprop.host.errors import ConfigError, TransportError
 from s2eprop.host.transport.base import TransportStatus
 
 KEY_ENV = "S2EPROP_BOARD_KEY"
+TAKE_ENV = "S2EPROP_TAKE_BOARD"  # "1": take over a board another host owns (that host died; docs/protocol.md)
 
 
 @dataclass
@@ -77,7 +78,11 @@ class UdpTransport:
     protocol_version = sdp.PROTOCOL_VERSION  # what this host speaks (HELLO); a board refuses another
 
     def __init__(self, target: str, key: bytes | None = None, timeout_s: float = 0.25, retries: int = 8,
-                 window: int = 32, spike_limit_bytes: int = sdp.MAX_DATA_BYTES) -> None:
+                 window: int = 32, spike_limit_bytes: int = sdp.MAX_DATA_BYTES, claim: bool = True,
+                 take_over: bool | None = None) -> None:
+        """`claim`: this host drives the board and owns it until it closes (another host is refused as busy);
+        False for a host that only looks (board status). `take_over`: claim it even from another owner
+        (default: $S2EPROP_TAKE_BOARD is 1)."""
         self.target = target
         self.address = parse_target(target)
         self.key = key
@@ -100,12 +105,19 @@ class UdpTransport:
         self._last_wait_s: float | None = None
         self._nonce = b""
         self._closed = False
-        self._hello()
+        if take_over is None:
+            take_over = os.environ.get(TAKE_ENV, "") == "1"
+        self._hello_flags = (sdp.HELLO_CLAIM if claim else 0) | (sdp.HELLO_TAKE_OVER if claim and take_over else 0)
+        try:
+            self._hello()
+        except BaseException:
+            self.sock.close()
+            raise
 
     # -- addressing -----------------------------------------------------------------------------------
     def _hello(self) -> None:
         mine = os.urandom(8)
-        reply = self._call(sdp.Scp(sdp.CMD_HELLO, 0, self.protocol_version, data=mine), nonce=b"")
+        reply = self._call(sdp.Scp(sdp.CMD_HELLO, 0, self.protocol_version, self._hello_flags, data=mine), nonce=b"")
         if len(reply.data) < 10:
             raise TransportError(f"board at {self.target}: its HELLO reply is too short ({len(reply.data)} B)")
         self._nonce = reply.data[:8] + mine
@@ -412,16 +424,34 @@ class UdpTransport:
         st = self.board_status(timeout_s)
         return TransportStatus(ticks=st["ticks"], packets_delivered=st["delivered"], packets_dropped=st["dropped"],
                                last_drop=tuple(st["last_drop"]) if st.get("last_drop") else None,
-                               losses=dict(st.get("losses", {})))
+                               losses=dict(st.get("losses", {})), core_errors=self._core_errors(st))
+
+    @staticmethod
+    def _core_errors(st: dict) -> dict[int, str]:
+        """The board's cores stopped by a run-time error, each as 'core N (x X, y Y, cpu P): why'."""
+        out: dict[int, str] = {}
+        errors = st.get("core_errors")
+        for core, e in (errors.items() if isinstance(errors, dict) else ()):
+            try:
+                x, y, p = e["at"]
+                out[int(core)] = f"{e['error']} (at x {x}, y {y}, cpu {p})"
+            except (TypeError, ValueError, KeyError):
+                out[int(core) if str(core).isdigit() else -1] = str(e)
+        return out
 
     def link_stats(self) -> dict[str, dict[str, int]]:
         """The link's counters seen from both ends (report.json `link`)."""
         return {"host": self.link.as_dict(), "board": self.board_status().get("link", {})}
 
     def close(self) -> None:
+        """Flush, end the session (BYE: the board is free for another host at once) and close the socket."""
         if not self._closed:
             try:
                 self.flush()
             finally:
+                try:  # best effort: without it the board is free when the lease lapses
+                    self._many([sdp.Scp(sdp.CMD_BYE, 0)], timeout_s=0.05, flush=False)
+                except TransportError:
+                    pass
                 self._closed = True
                 self.sock.close()

@@ -2,6 +2,7 @@
 then --resume against a new server) end with the weights of an uninterrupted run."""
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -25,9 +26,11 @@ def _serve(port: int = 0) -> tuple[subprocess.Popen, str]:
     return p, f"udp://127.0.0.1:{m.group(1)}"
 
 
-def _train(*args: str) -> subprocess.Popen:
+def _train(*args: str, take_board: bool = False) -> subprocess.Popen:
+    """`take_board`: take over the board a killed host still owns (its lease has not lapsed)."""
+    env = {**os.environ, "S2EPROP_TAKE_BOARD": "1"} if take_board else None
     return subprocess.Popen([*S2EPROP, "train", "--quiet", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env=env)
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout_s: float = 60) -> None:
@@ -57,7 +60,8 @@ def uninterrupted(data, tmp_path_factory) -> dict[str, np.ndarray]:
 
 def _resume_to(target: str, data: Path, run: Path, want: dict[str, np.ndarray]) -> None:
     """--resume the run from its checkpoint; it must end with the weights `want`."""
-    again = _train("--target", target, "--data", str(data), "--out", str(run), "--resume", str(run / "checkpoint.npz"))
+    again = _train("--target", target, "--data", str(data), "--out", str(run), "--resume", str(run / "checkpoint.npz"),
+                   take_board=True)
     assert again.wait() == 0, again.communicate()
     _same(run, want)
 

@@ -79,7 +79,8 @@ def test_a_new_host_does_not_get_the_messages_of_a_killed_ones_sample(serve) -> 
     first.streamer.begin(first.next_sample_id(), int(y[1]), True, x[1])
     first.transport.advance(cfg.network.n_steps + 1 + 16)
     queued = board.server.link.as_dict()["stale_messages"]
-    again = BoardTrainer(cfg, w0, transport=UdpTransport(board.target))
+    # the first host never ended its session: the board is still its own, so the new host takes it over
+    again = BoardTrainer(cfg, w0, transport=UdpTransport(board.target, take_over=True))
     r = again.train_batch(x[:1], y[:1])  # on_loss stop: a stray message would be an error
     assert board.server.link.as_dict()["stale_messages"] - queued == 13  # 12 SAMPLE_DONE and the RESULT
     fresh = BoardTrainer(cfg, w0)
