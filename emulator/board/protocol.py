@@ -32,7 +32,7 @@ SDP_PORT_SCP = 0  # SDP port 0 of a core: SCP (SC&MP's own)
 
 # SC&MP commands we speak as SC&MP does (SpiNNMan scp_command.py)
 CMD_VER, CMD_READ, CMD_WRITE = 0, 2, 3
-# our own (0x40..): arg3 of a request and of its reply is the CRC32 of the rest (msg_crc)
+# our own (0x40..): arg3 of a request and of its reply is the CRC32 of the whole datagram (datagram_crc)
 CMD_HELLO = 0x40       # arg1 protocol version, data: client nonce (8 B) -> reply data: server nonce (8 B)
 CMD_ROUTES = 0x41      # arg1 first entry, arg2 total entries; data: entries (key, mask, dest[5]) u32
 CMD_START = 0x42       # to a core; arg1 arena bytes -> reply arg1 the firmware's status word
@@ -97,29 +97,39 @@ class Scp:
     cpu: int = 0
     flags: int = FLAGS_REPLY_EXPECTED
     has_args: bool = True  # SC&MP's READ reply carries data right after cmd and seq
+    seal: bool = False     # an own command or its reply: arg3 is the datagram's CRC32 (datagram_crc)
 
 
 def crc32(data: bytes) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
 
 
-_CRC_FIELDS = struct.Struct("<BBBHHII")
+ARG3_AT = len(PAD) + SDP_HEADER.size + 12  # byte offset of arg3 in a datagram (where an own command's CRC goes)
 
 
-def fields_crc(x: int, y: int, cpu: int, cmd: int, seq: int, arg1: int, arg2: int, data: bytes) -> int:
-    return zlib.crc32(data, zlib.crc32(_CRC_FIELDS.pack(x & 0xFF, y & 0xFF, cpu & 31, cmd & 0xFFFF, seq & 0xFFFF,
-                                                        arg1 & 0xFFFFFFFF, arg2 & 0xFFFFFFFF))) & 0xFFFFFFFF
+def datagram_crc(body: bytes) -> int:
+    """CRC32 of every byte of a datagram (its MAC trailer excepted) with arg3, where the CRC travels, taken as
+    zero: padding, SDP header (flags, tag, ports, x and y of both ends), cmd, seq, args and data. SCP has no
+    checksum of its own; this makes a datagram damaged anywhere a lost one."""
+    return zlib.crc32(body[ARG3_AT + 4:], zlib.crc32(b"\0\0\0\0", zlib.crc32(body[:ARG3_AT]))) & 0xFFFFFFFF
 
 
-def msg_crc(msg: "Scp") -> int:
-    """CRC32 of everything an own command (or its reply) means: destination, cmd, seq, arg1, arg2 and data
-    (it travels in arg3). SCP has no checksum of its own; this makes a damaged datagram a lost one."""
-    return fields_crc(msg.x, msg.y, msg.cpu, msg.cmd, msg.seq, msg.arg1, msg.arg2, msg.data)
+def seal_body(body: bytes) -> bytes:
+    """`body` (packed with arg3 = 0) with its datagram_crc in arg3."""
+    return body[:ARG3_AT] + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF) + body[ARG3_AT + 4:]
+
+
+def crc_ok(raw: bytes, has_mac: bool) -> bool:
+    """Whether an own command's (or its reply's) datagram carries its datagram_crc in arg3."""
+    body = raw[:-MAC_BYTES] if has_mac else raw
+    if len(body) < HEADER_BYTES:
+        return False
+    return struct.unpack_from("<I", body, ARG3_AT)[0] == datagram_crc(body)
 
 
 def sealed(msg: "Scp") -> "Scp":
-    """msg with its CRC in arg3."""
-    msg.arg3 = msg_crc(msg)
+    """msg, marked to travel with its datagram_crc in arg3 (`pack` puts it there)."""
+    msg.seal = True
     return msg
 
 
@@ -134,6 +144,11 @@ def pack(msg: Scp, src: tuple[int, int, int] = (0, 0, 0), mac_key: bytes | None 
     else:
         scp = struct.pack("<HH", msg.cmd & 0xFFFF, msg.seq & 0xFFFF)
     out = head + scp + msg.data
+    if msg.seal:
+        if not msg.has_args:
+            raise WireError("a sealed datagram carries its CRC in arg3: it needs the args")
+        out = seal_body(out[:ARG3_AT] + b"\0\0\0\0" + out[ARG3_AT + 4:])
+        msg.arg3 = struct.unpack_from("<I", out, ARG3_AT)[0]
     if mac_key is not None:
         out += mac(mac_key, nonce, out)
     return out

@@ -183,7 +183,7 @@ class BoardServer:
             return None
         seq = msg.seq
         own = msg.cmd in sdp.OWN_COMMANDS
-        if own and msg.arg3 != sdp.msg_crc(msg):  # damaged on the way: as if lost (the host sends it again)
+        if own and not sdp.crc_ok(raw, self.key is not None):  # damaged anywhere: as if lost (sent again)
             self.link.bad_crc += 1
             return None
         now = time.monotonic()
@@ -222,11 +222,12 @@ class BoardServer:
             return self._seal(self._error(msg, sdp.RC_PORT, busy), msg, b"" if client is None else client.nonce)
         if msg.cmd == sdp.CMD_HELLO:  # HELLO opens a new session (nonce set in its answer)
             client = self._new_client(addr, b"")
-        elif client is None:  # SC&MP (VER, READ, WRITE) from a tool without a session: answered, nothing kept
+        elif not own:  # SC&MP (VER, READ, WRITE; idempotent, and with no CRC to prove them undamaged): answered,
+            # and neither a session, its reply cache nor its sequence window is made or moved by them
             try:
-                return self._seal(self._execute(msg, _Client()), msg, b"")
+                return self._seal(self._execute(msg, _Client()), msg, b"" if client is None else client.nonce)
             except EmulatorError as exc:
-                return self._seal(self._error(msg, sdp.RC_ARG, str(exc)), msg, b"")
+                return self._seal(self._error(msg, sdp.RC_ARG, str(exc)), msg, b"" if client is None else client.nonce)
         if client.newest is not None and ((client.newest - seq) & 0xFFFF) < 0x8000 \
                 and ((client.newest - seq) & 0xFFFF) > SEQ_WINDOW:
             self.link.stale += 1

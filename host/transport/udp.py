@@ -124,7 +124,13 @@ class UdpTransport:
         self.n_cores = reply.arg2
         per_qpe, n_qpes = struct.unpack_from("<BB", reply.data, 8)
         coords = reply.data[10:10 + 2 * n_qpes]
-        self.board_info = json.loads(reply.data[10 + 2 * n_qpes:] or b"{}")
+        try:
+            self.board_info = json.loads(reply.data[10 + 2 * n_qpes:] or b"{}")
+            if len(coords) != 2 * n_qpes or per_qpe == 0 or not isinstance(self.board_info, dict):
+                raise ValueError("bad layout")
+        except ValueError:
+            raise TransportError(f"board at {self.target}: its HELLO reply does not describe a board "
+                                 f"({len(reply.data)} B; is it an s2eprop board of protocol {self.protocol_version}?)") from None
         qpes = [(coords[2 * i], coords[2 * i + 1]) for i in range(n_qpes)]
         self._at = [(*qpes[c // per_qpe], c % per_qpe) for c in range(min(self.n_cores, per_qpe * n_qpes))]
 
@@ -197,8 +203,11 @@ class UdpTransport:
         return replies  # type: ignore[return-value]
 
     def _take_reply(self, raw: bytes, pending: dict, replies: list, nonce: bytes) -> None:
+        """File one datagram from the board under the command it answers. Any bytes may come: what is not a
+        well-formed, undamaged reply to a pending command is counted and dropped, never raised."""
+        seq_at = len(sdp.PAD) + sdp.SDP_HEADER.size + 2
         cmd = sdp.peek_cmd(raw)
-        seq = struct.unpack_from("<H", raw, len(sdp.PAD) + sdp.SDP_HEADER.size + 2)[0] if cmd is not None else None
+        seq = struct.unpack_from("<H", raw, seq_at)[0] if len(raw) >= seq_at + 2 else None
         entry = pending.get(seq) if seq is not None else None
         if entry is None:
             self.link.late_replies += 1 if seq is not None else 0
@@ -211,8 +220,8 @@ class UdpTransport:
         except sdp.WireError:
             self.link.foreign += 1
             return
-        if m.cmd in sdp.OWN_COMMANDS and (reply.arg3 != sdp.msg_crc(reply) or (reply.x, reply.y, reply.cpu) !=
-                                          (m.x, m.y, m.cpu)):
+        if m.cmd in sdp.OWN_COMMANDS and (not sdp.crc_ok(raw, self.key is not None)
+                                          or (reply.x, reply.y, reply.cpu) != (m.x, m.y, m.cpu)):
             self.link.foreign += 1  # damaged on the way: as if lost (sent again at its timeout)
             return
         del pending[seq]
@@ -228,7 +237,11 @@ class UdpTransport:
         step = sdp.MAX_DATA_BYTES
         msgs = [sdp.Scp(sdp.CMD_MEM_READ, 0, addr + i, min(step, n_bytes - i), 0, b"", *at)
                 for i in range(0, n_bytes, step)]
-        return b"".join(r.data for r in self._many(msgs, timeout_s=timeout_s))
+        out = b"".join(r.data for r in self._many(msgs, timeout_s=timeout_s))
+        if len(out) != n_bytes:
+            raise TransportError(f"board at {self.target}: a read of {n_bytes:,} B at 0x{addr:08x} of {at} returned "
+                                 f"{len(out):,} B")
+        return out
 
     def write_sram(self, core: int, offset: int, data: bytes | np.ndarray, timeout_s: float | None = None) -> None:
         self._write_stream(self._core_at(core), offset, data, timeout_s)
@@ -279,8 +292,7 @@ class UdpTransport:
         head = sdp.sdp_header(sdp.FLAGS_NO_REPLY, *sdp.MONITOR)
         for a1, a2, data in msgs:
             seq = self._next_seq()
-            body = head + sdp.SCP_HEADER.pack(sdp.CMD_SPIKES, seq, a1, a2,
-                                              sdp.fields_crc(*sdp.MONITOR, sdp.CMD_SPIKES, seq, a1, a2, data)) + data
+            body = sdp.seal_body(head + sdp.SCP_HEADER.pack(sdp.CMD_SPIKES, seq, a1, a2, 0) + data)
             self.sock.send(body + sdp.mac(self.key, self._nonce, body) if self.key is not None else body)
         self.link.sent += len(msgs)
         self.link.spikes_posted += len(msgs)
@@ -294,11 +306,11 @@ class UdpTransport:
         sid, n = self._stream_id, -(-len(raw) // step)
         missing = list(range(n))
         head = sdp.sdp_header(sdp.FLAGS_NO_REPLY, *at)
-        scp, send, key, nonce, crc = sdp.SCP_HEADER.pack, self.sock.send, self.key, self._nonce, sdp.fields_crc
+        scp, send, key, nonce, seal = sdp.SCP_HEADER.pack, self.sock.send, self.key, self._nonce, sdp.seal_body
         for attempt in range(self.retries + 1):
             for c in missing:  # packed here, not through Scp objects: this is the bulk of every sample's bytes
                 chunk, seq, a1, a2 = raw[c * step:(c + 1) * step], self._next_seq(), addr + c * step, sid << 16 | c
-                body = head + scp(sdp.CMD_STREAM, seq, a1, a2, crc(*at, sdp.CMD_STREAM, seq, a1, a2, chunk)) + chunk
+                body = seal(head + scp(sdp.CMD_STREAM, seq, a1, a2, 0) + chunk)
                 send(body + sdp.mac(key, nonce, body) if key is not None else body)
             self.link.sent += len(missing)
             if attempt:
@@ -413,18 +425,27 @@ class UdpTransport:
 
     def board_status(self, timeout_s: float | None = None) -> dict:
         first = self._call(sdp.Scp(sdp.CMD_STATUS, 0, 0), timeout_s=timeout_s)
+        if not 1 <= first.arg2 <= 4096:
+            raise TransportError(f"board at {self.target}: its STATUS has {first.arg2:,} pages (1..4,096 expected)")
         pages = [first.data] + [r.data for r in self._many([sdp.Scp(sdp.CMD_STATUS, 0, p) for p in range(1, first.arg2)],
                                                             timeout_s=timeout_s)]
         try:
-            return json.loads(b"".join(pages))
+            st = json.loads(b"".join(pages))
         except ValueError:
             raise TransportError(f"board at {self.target}: its STATUS is not JSON") from None
+        if not isinstance(st, dict):
+            raise TransportError(f"board at {self.target}: its STATUS is not a JSON object")
+        return st
 
     def status(self, timeout_s: float | None = None) -> TransportStatus:
         st = self.board_status(timeout_s)
-        return TransportStatus(ticks=st["ticks"], packets_delivered=st["delivered"], packets_dropped=st["dropped"],
-                               last_drop=tuple(st["last_drop"]) if st.get("last_drop") else None,
-                               losses=dict(st.get("losses", {})), core_errors=self._core_errors(st))
+        try:
+            return TransportStatus(ticks=int(st["ticks"]), packets_delivered=int(st["delivered"]),
+                                   packets_dropped=int(st["dropped"]),
+                                   last_drop=tuple(st["last_drop"]) if st.get("last_drop") else None,
+                                   losses=dict(st.get("losses", {})), core_errors=self._core_errors(st))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise TransportError(f"board at {self.target}: its STATUS lacks or garbles {exc}") from None
 
     @staticmethod
     def _core_errors(st: dict) -> dict[int, str]:
@@ -432,11 +453,12 @@ class UdpTransport:
         out: dict[int, str] = {}
         errors = st.get("core_errors")
         for core, e in (errors.items() if isinstance(errors, dict) else ()):
+            c = int(core) if str(core).isdigit() else -1
             try:
                 x, y, p = e["at"]
-                out[int(core)] = f"{e['error']} (at x {x}, y {y}, cpu {p})"
+                out[c] = f"{e['error']} (at x {x}, y {y}, cpu {p})"
             except (TypeError, ValueError, KeyError):
-                out[int(core) if str(core).isdigit() else -1] = str(e)
+                out[c] = str(e)
         return out
 
     def link_stats(self) -> dict[str, dict[str, int]]:

@@ -60,9 +60,9 @@ def test_bad_requests_get_error_codes(board) -> None:
 def test_a_command_of_ours_without_a_session_is_refused_clearly(board) -> None:
     import zlib
 
-    fields = struct.pack("<BBBHHII", 0, 0, 0, 0x46, 14, 5, 0)  # ADVANCE 5 ticks, never greeted
-    crc = zlib.crc32(b"", zlib.crc32(fields))
-    reply = _raw(board, 0x46, 14, (5, 0, crc))
+    # ADVANCE 5 ticks, never greeted; its CRC32 covers the whole datagram as _raw sends it, arg3 taken as 0
+    whole = b"\0\0" + bytes([0x87, 0xFF, 0, (7 << 5) | 31, 0, 0, 0, 0]) + struct.pack("<HHIII", 0x46, 14, 5, 0, 0)
+    reply = _raw(board, 0x46, 14, (5, 0, zlib.crc32(whole)))
     rc = struct.unpack_from("<H", reply, 10)[0]
     assert rc == 0x85 and b"no session" in reply[26:]
     assert board.server.chip.tick_count == 0
