@@ -75,7 +75,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = _dataset(cfg, progress=not args.quiet)
     opts = TrainOptions(target=args.target, out_dir=args.out, init_weights=args.init_weights, resume=args.resume,
                         backend=args.backend, progress=not args.quiet, overwrite=args.overwrite,
-                        argv=tuple(args.argv), key_file=args.key_file)
+                        argv=tuple(args.argv), key_file=args.key_file, link_patience_s=args.link_patience_s)
     report = run_training(cfg, data, opts)
     acc, train_acc = report["test_accuracy"], report["train_accuracy"]
     print(f"trained {report['samples_trained_this_session']} samples on {report['target']} in {report['wall_s']:.1f} s "
@@ -111,7 +111,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if weights.labels and tuple(weights.labels) != tuple(data.labels):
         raise HostError(f"weights were trained on labels {list(weights.labels)}, the dataset has {list(data.labels)}")
     trainer = make_trainer(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=1)),
-                           args.target, weights, None, args.backend, args.key_file)
+                           args.target, weights, None, args.backend, args.key_file, args.link_patience_s)
     if args.train_split or data.x_test is None:
         split, x, y = "train", data.x_train, data.y_train
         if not args.train_split:
@@ -210,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "golden: the NumPy reference model")
     t.add_argument("--key-file", help="shared key of a udp:// board (default: $S2EPROP_BOARD_KEY; none: no "
                                       "authentication)")
+    t.add_argument("--link-patience-s", type=float, default=10.0,
+                   help="udp:// board: how long a command may go unanswered (retransmitted meanwhile) before the run "
+                        "stops with an error (default 10)")
     t.add_argument("--out", type=Path, required=True, help="run folder (report.json, weights.npz, figures)")
     t.add_argument("--epochs", type=int, help="epochs over the training split (config train.epochs, default 1)")
     t.add_argument("--max-samples", type=int, help="train on the first N samples of each epoch")
@@ -244,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="emulator (default, as for train): inference on the emulated chip; udp://HOST:PORT: on a "
                         "board; golden: the NumPy model")
     e.add_argument("--key-file", help="shared key of a udp:// board (default: $S2EPROP_BOARD_KEY)")
+    e.add_argument("--link-patience-s", type=float, default=10.0,
+                   help="udp:// board: how long a command may go unanswered before it is an error (default 10)")
     e.add_argument("--backend", choices=("c", "python"), default="c")
     e.add_argument("--train-split", action="store_true", help="evaluate the training split instead of the test split")
     e.add_argument("--json", action="store_true")

@@ -18,7 +18,7 @@ from s2eprop.host.config import ExperimentConfig, RecordConfig, TrainConfig
 from s2eprop.host.data.dataset import Dataset
 from s2eprop.host.data.encoders import input_stats
 from s2eprop.host.data.feature_masks import FeatureMasks, mask_features
-from s2eprop.host.errors import ConfigError, DataError, HostError, TrainingInterrupted
+from s2eprop.host.errors import ConfigError, DataError, HostError, TrainingInterrupted, TransportError
 from s2eprop.host.plots.figures import confusion_matrix, plot_confusion, plot_training
 from s2eprop.host.files import atomic_write, write_json
 from s2eprop.host.progress import progress_bar
@@ -97,6 +97,7 @@ class TrainOptions:
     overwrite: bool = False  # replace a run the folder holds (without it, only --resume may use such a folder)
     argv: tuple[str, ...] | None = None  # the command line, to print the command that resumes the run
     key_file: str | None = None  # a board's shared key (udp:// targets; else $S2EPROP_BOARD_KEY)
+    link_patience_s: float = 10.0  # udp:// targets: how long a command may go unanswered
 
 
 @dataclass
@@ -141,7 +142,7 @@ def target_kind(target: str) -> str:
 
 
 def make_trainer(cfg: ExperimentConfig, target: str, weights: Weights, adam: AdamState | None,
-                 backend: str = "c", key_file: str | None = None) -> Trainer:
+                 backend: str = "c", key_file: str | None = None, link_patience_s: float = 10.0) -> Trainer:
     if target == "golden":
         return GoldenTrainer(cfg.network, cfg.train, weights, adam, record=cfg.record)
     if target not in TARGETS and not target.startswith("udp://"):
@@ -150,7 +151,8 @@ def make_trainer(cfg: ExperimentConfig, target: str, weights: Weights, adam: Ada
     from s2eprop.host.session.runtime import BoardTrainer
     from s2eprop.host.transport import open_transport
 
-    transport = open_transport(target, plan_partition(cfg.network, cfg.partition).n_cores, backend, cfg.chip, key_file)
+    transport = open_transport(target, plan_partition(cfg.network, cfg.partition).n_cores, backend, cfg.chip, key_file,
+                               link_patience_s)
     return BoardTrainer(cfg, weights, adam, transport=transport)
 
 
@@ -381,11 +383,27 @@ def run_training(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions) -> di
         raise DataError(f"weights were trained on labels {list(weights.labels)}, the dataset has {list(data.labels)}")
     weights = dataclasses.replace(weights, labels=tuple(data.labels))
     prepare_run_folder(opts.out_dir, opts.resume, opts.overwrite)
-    trainer = make_trainer(cfg, opts.target, weights, adam, opts.backend, opts.key_file)
+    trainer = make_trainer(cfg, opts.target, weights, adam, opts.backend, opts.key_file, opts.link_patience_s)
     try:
-        return _train(cfg, data, opts, trainer, session, data_id)
-    finally:
+        report = _train(cfg, data, opts, trainer, session, data_id)
+    except TransportError as exc:
+        # the board stopped answering or refused: the error is the command that failed, not the clean-up's
+        # (closing may fail the same way), and says how to go on from the last checkpoint
+        _close_quietly(trainer)
+        raise TransportError(f"{exc}; {_resume_hint(opts.out_dir / 'checkpoint.npz', opts.argv)}") from None
+    except BaseException:
+        _close_quietly(trainer)
+        raise
+    trainer.close()
+    return report
+
+
+def _close_quietly(trainer: Trainer) -> None:
+    """Close a trainer after an error, keeping that error the one reported (a dead board fails this too)."""
+    try:
         trainer.close()
+    except Exception:  # noqa: BLE001 - the error in flight is the one to report
+        pass
 
 
 def _train(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Trainer,

@@ -12,7 +12,7 @@ __all__ = ["FW_STATUS", "EmulatorTransport", "Transport", "TransportStatus", "op
 
 
 def open_transport(target: str, n_cores: int, backend: str = "c", chip: ChipConfig | None = None,
-                   key_file: str | None = None) -> Transport:
+                   key_file: str | None = None, link_patience_s: float = 10.0) -> Transport:
     """The transport to `target`: "emulator" (the in-process chip: functional, or timed as `chip` says)
     or "udp://HOST:PORT" (a board, or `s2eprop serve`; its own chip file and mode apply)."""
     if target == "emulator":
@@ -47,7 +47,7 @@ def open_transport(target: str, n_cores: int, backend: str = "c", chip: ChipConf
                               f"--chip, --clock-mhz); drop them from this command and the config's chip section")
         if backend != "c":
             raise ConfigError(f"target {target}: --backend picks the in-process emulator's loop; drop it")
-        transport = UdpTransport(target, key=read_key(key_file))
+        transport = UdpTransport(target, key=read_key(key_file), patience_s=link_patience_s)
         if transport.n_cores < n_cores:
             transport.close()
             raise ConfigError(f"the network needs {n_cores} cores, the board at {target} has {transport.n_cores}")

@@ -24,6 +24,9 @@ from s2eprop.host.errors import ConfigError, TransportError
 from s2eprop.host.transport.base import TransportStatus
 
 KEY_ENV = "S2EPROP_BOARD_KEY"
+PATIENCE_S = 10.0   # a command fails after this long without a reply (SpiNNMan waits about as long)
+MIN_RTO_S = 0.004   # retransmission timeouts from measured round trips (RFC 6298), clamped to this...
+MAX_RTO_S = 1.0     # ... and, backing off, to this (beyond an ADVANCE's own run time)
 TAKE_ENV = "S2EPROP_TAKE_BOARD"  # "1": take over a board another host owns (that host died; docs/protocol.md)
 
 
@@ -77,17 +80,24 @@ def read_key(key_file: str | os.PathLike | None) -> bytes | None:
 class UdpTransport:
     protocol_version = sdp.PROTOCOL_VERSION  # what this host speaks (HELLO); a board refuses another
 
-    def __init__(self, target: str, key: bytes | None = None, timeout_s: float = 0.25, retries: int = 8,
+    def __init__(self, target: str, key: bytes | None = None, timeout_s: float = 0.25, retries: int | None = None,
                  window: int = 32, spike_limit_bytes: int = sdp.MAX_DATA_BYTES, claim: bool = True,
-                 take_over: bool | None = None) -> None:
-        """`claim`: this host drives the board and owns it until it closes (another host is refused as busy);
-        False for a host that only looks (board status). `take_over`: claim it even from another owner
-        (default: $S2EPROP_TAKE_BOARD is 1)."""
+                 take_over: bool | None = None, patience_s: float = PATIENCE_S) -> None:
+        """`timeout_s`: the first retransmission timeout, until round trips are measured (then RFC 6298's
+        SRTT + 4 RTTVAR per kind of command, doubled at each retransmission up to MAX_RTO_S). `patience_s`: a
+        command fails when it has had no reply this long (an ADVANCE: plus its expected run time); `retries`
+        (None: no limit): or after this many tries. `claim`: this host drives the board and owns it until it
+        closes (another host is refused as busy); False for a host that only looks (board status).
+        `take_over`: claim it even from another owner (default: $S2EPROP_TAKE_BOARD is 1)."""
+        if not patience_s > 0:
+            raise ConfigError(f"link patience {patience_s} s: give a positive number of seconds (default {PATIENCE_S:g})")
         self.target = target
         self.address = parse_target(target)
         self.key = key
         self.timeout_s = timeout_s
         self.retries = retries
+        self.patience_s = patience_s
+        self._rtt: dict[tuple[int, int], list[float]] = {}  # kind of command -> [srtt, rttvar] (s)
         self.window = window
         self.spike_limit_bytes = spike_limit_bytes  # a spike datagram's data (a step's ids are split to fit)
         self.link = ClientLinkCounters()
@@ -155,27 +165,59 @@ class UdpTransport:
     def _call(self, msg: sdp.Scp, nonce: bytes | None = None, timeout_s: float | None = None) -> sdp.Scp:
         return self._many([msg], nonce, timeout_s)[0]
 
+    def _send(self, raw: bytes) -> None:
+        """Send one datagram; a port found closed (the board is gone, or not up yet) is a lost datagram: the
+        retransmissions and the link patience decide when that is an error."""
+        try:
+            self.sock.send(raw)
+        except ConnectionRefusedError:
+            pass
+
+    @staticmethod
+    def _kind(m: sdp.Scp) -> tuple[int, int]:
+        """Commands whose round trips are alike: an ADVANCE's depends on its ticks, the others' on their cmd."""
+        return (m.cmd, m.arg1 if m.cmd == sdp.CMD_ADVANCE else 0)
+
+    def _rto(self, m: sdp.Scp) -> float:
+        """The retransmission timeout of a command (RFC 6298: SRTT + max(G, 4 RTTVAR), at least MIN_RTO_S);
+        before any round trip of its kind is measured, timeout_s (an ADVANCE: plus 5 ms a tick)."""
+        est = self._rtt.get(self._kind(m))
+        if est is None:
+            return self.timeout_s + (0.005 * m.arg1 if m.cmd == sdp.CMD_ADVANCE else 0.0)
+        return max(MIN_RTO_S, est[0] + max(0.001, 4.0 * est[1]))
+
+    def _measured(self, m: sdp.Scp, rtt_s: float) -> None:
+        """A round trip of a command answered at its first try (Karn: a retransmitted one says nothing)."""
+        est = self._rtt.get(self._kind(m))
+        if est is None:
+            self._rtt[self._kind(m)] = [rtt_s, rtt_s / 2.0]
+        else:
+            est[1] = 0.75 * est[1] + 0.25 * abs(est[0] - rtt_s)
+            est[0] = 0.875 * est[0] + 0.125 * rtt_s
+
     def _many(self, msgs: list[sdp.Scp], nonce: bytes | None = None, timeout_s: float | None = None,
               flush: bool = True) -> list[sdp.Scp]:
-        """Send msgs with up to `window` in flight; their replies in order. Errors raise TransportError."""
+        """Send msgs with up to `window` in flight; their replies in order. Errors raise TransportError.
+        `timeout_s`: a fixed retransmission timeout instead of the measured one."""
         if self._closed:
             raise TransportError(f"the transport to {self.target} is closed")
         if flush and self._queued:
             self.flush(timeout_s)
-        wait = self.timeout_s if timeout_s is None else timeout_s
         reply_nonce = self._nonce if nonce is None else nonce
-        pending: dict[int, list] = {}  # seq -> [index, raw, msg, deadline, tries]
+        pending: dict[int, list] = {}  # seq -> [index, raw, msg, deadline, tries, first sent, timeout, give up at]
         replies: list[sdp.Scp | None] = [None] * len(msgs)
         nxt = 0
         earliest = float("inf")  # a lower bound of the pending deadlines: waking early only costs a scan
         while nxt < len(msgs) or pending:
             while nxt < len(msgs) and len(pending) < self.window:
                 seq, raw, m = self._packed(msgs[nxt], nonce)
-                self.sock.send(raw)
+                self._send(raw)
                 self.link.sent += 1
-                deadline = time.monotonic() + wait
-                pending[seq] = [nxt, raw, m, deadline, 1]
-                earliest = min(earliest, deadline)
+                now = time.monotonic()
+                rto = self._rto(m) if timeout_s is None else timeout_s
+                # patience counts from the first send; an ADVANCE's own run time (its round trip) comes on top
+                pending[seq] = [nxt, raw, m, now + rto, 1, now, rto, now + self.patience_s + rto]
+                earliest = min(earliest, now + rto)
                 nxt += 1
             self.sock.settimeout(max(0.0005, earliest - time.monotonic()))
             try:
@@ -184,21 +226,23 @@ class UdpTransport:
             except socket.timeout:
                 pass
             except ConnectionRefusedError:  # nothing listens there (yet): as a lost datagram
-                time.sleep(min(wait, 0.05))
+                time.sleep(0.05)
             now = time.monotonic()
             earliest = float("inf")
             for entry in pending.values():
                 if entry[3] <= now:
                     self.link.timeouts += 1
-                    if entry[4] > self.retries:
+                    if now >= entry[7] or (self.retries is not None and entry[4] > self.retries):
                         what = sdp.CMD_NAMES.get(entry[2].cmd, str(entry[2].cmd))
-                        raise TransportError(f"no reply from the board at {self.target} to {what} after {entry[4]} "
-                                             f"tries ({wait:g} s each): is `s2eprop serve` running there"
-                                             + (", with the same key?" if self.key else "?"))
-                    self.sock.send(entry[1])
+                        raise TransportError(f"no reply from the board at {self.target} to {what} for "
+                                             f"{now - entry[5]:.1f} s ({entry[4]} tries; link patience "
+                                             f"{self.patience_s:g} s, --link-patience-s): is `s2eprop serve` "
+                                             f"running there" + (", with the same key?" if self.key else "?"))
+                    self._send(entry[1])
                     self.link.sent += 1
                     self.link.retransmits += 1
-                    entry[3], entry[4] = now + wait, entry[4] + 1
+                    entry[6] = min(2.0 * entry[6], max(MAX_RTO_S, entry[6])) if timeout_s is None else entry[6]
+                    entry[3], entry[4] = min(now + entry[6], entry[7]), entry[4] + 1
                 earliest = min(earliest, entry[3])
         return replies  # type: ignore[return-value]
 
@@ -225,6 +269,8 @@ class UdpTransport:
             self.link.foreign += 1  # damaged on the way: as if lost (sent again at its timeout)
             return
         del pending[seq]
+        if entry[4] == 1:
+            self._measured(m, time.monotonic() - entry[5])
         if reply.cmd != sdp.RC_OK:
             text = reply.data.decode("utf-8", "replace") if reply.data else ""
             what = sdp.CMD_NAMES.get(m.cmd, str(m.cmd))
@@ -293,7 +339,7 @@ class UdpTransport:
         for a1, a2, data in msgs:
             seq = self._next_seq()
             body = sdp.seal_body(head + sdp.SCP_HEADER.pack(sdp.CMD_SPIKES, seq, a1, a2, 0) + data)
-            self.sock.send(body + sdp.mac(self.key, self._nonce, body) if self.key is not None else body)
+            self._send(body + sdp.mac(self.key, self._nonce, body) if self.key is not None else body)
         self.link.sent += len(msgs)
         self.link.spikes_posted += len(msgs)
 
@@ -306,8 +352,9 @@ class UdpTransport:
         sid, n = self._stream_id, -(-len(raw) // step)
         missing = list(range(n))
         head = sdp.sdp_header(sdp.FLAGS_NO_REPLY, *at)
-        scp, send, key, nonce, seal = sdp.SCP_HEADER.pack, self.sock.send, self.key, self._nonce, sdp.seal_body
-        for attempt in range(self.retries + 1):
+        scp, send, key, nonce, seal = sdp.SCP_HEADER.pack, self._send, self.key, self._nonce, sdp.seal_body
+        rounds = 64 if self.retries is None else self.retries + 1  # each round's STREAM_ACK waits with patience
+        for attempt in range(rounds):
             for c in missing:  # packed here, not through Scp objects: this is the bulk of every sample's bytes
                 chunk, seq, a1, a2 = raw[c * step:(c + 1) * step], self._next_seq(), addr + c * step, sid << 16 | c
                 body = seal(head + scp(sdp.CMD_STREAM, seq, a1, a2, 0) + chunk)
@@ -326,7 +373,7 @@ class UdpTransport:
                 return
             self.link.stream_lost += len(missing)
         raise TransportError(f"board at {self.target}: {len(missing)} of {n} chunks of an SDRAM write at "
-                             f"0x{addr:08x} never arrived after {self.retries + 1} tries")
+                             f"0x{addr:08x} never arrived after {rounds} rounds")
 
     def read_sdram(self, addr: int, n_bytes: int, timeout_s: float | None = None) -> bytes:
         return self._read(sdp.MONITOR, addr, n_bytes, timeout_s)
@@ -389,8 +436,7 @@ class UdpTransport:
         until it has reached the host's tick + `ticks` (the host's lateness is counted: `link`)."""
         if self.realtime:
             return self._wait_for_tick(ticks, timeout_s)
-        wait = timeout_s if timeout_s is not None else self.timeout_s + 0.005 * ticks
-        r = self._call(sdp.Scp(sdp.CMD_ADVANCE, 0, ticks), timeout_s=wait)
+        r = self._call(sdp.Scp(sdp.CMD_ADVANCE, 0, ticks), timeout_s=timeout_s)
         return r.arg1 | r.arg2 << 32
 
     def _board_tick(self, timeout_s: float | None) -> int:
@@ -471,9 +517,12 @@ class UdpTransport:
             try:
                 self.flush()
             finally:
-                try:  # best effort: without it the board is free when the lease lapses
+                retries, self.retries = self.retries, 2
+                try:  # best effort (3 tries of 50 ms): without it the board is free when the lease lapses
                     self._many([sdp.Scp(sdp.CMD_BYE, 0)], timeout_s=0.05, flush=False)
                 except TransportError:
                     pass
+                finally:
+                    self.retries = retries
                 self._closed = True
                 self.sock.close()

@@ -94,7 +94,8 @@ def test_a_killed_board_is_a_clear_error_and_resume_on_a_new_one_completes(data,
     server, target = _serve()
     port = int(target.rsplit(":", 1)[1])
     run = tmp_path / "run"
-    host = _train("--target", target, "--data", str(data), "--out", str(run), "--checkpoint-every", "8")
+    host = _train("--target", target, "--data", str(data), "--out", str(run), "--checkpoint-every", "8",
+                  "--link-patience-s", "2")
     try:
         _wait_for(run / "checkpoint.npz", host)
     finally:
@@ -103,6 +104,8 @@ def test_a_killed_board_is_a_clear_error_and_resume_on_a_new_one_completes(data,
     out, err = host.communicate(timeout=120)
     assert host.returncode == 2, (out, err)
     assert "Traceback" not in err and f"no reply from the board at {target}" in err
+    # the command that found the board dead, not the clean-up's STOP, and the command that resumes the run
+    assert "to STOP" not in err and "resume with: s2eprop train " in err and f"--target {target}" in err, err
     server, target = _serve(port)
     try:
         _resume_to(target, data, run, uninterrupted)
