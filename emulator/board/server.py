@@ -422,7 +422,9 @@ class BoardServer:
         return self._ok(msg, len(got), n, bits.tobytes())
 
     def _version(self, msg: sdp.Scp) -> sdp.Scp:
-        p2p = (msg.x << 8) | msg.y
+        """VER answers with the board's own chip coordinates, (0, 0), wherever it is addressed: SpiNNMan's
+        bring-up sends it to (255, 255), and an answer from (255, 255) means 'not booted' to it."""
+        p2p = 0
         data = VERSION_NAME + b"0.1.0\x00"
         return sdp.Scp(sdp.RC_OK, msg.seq, (p2p << 16) | (msg.cpu << 8) | msg.cpu,
                        (sdp.PROTOCOL_VERSION << 16) | sdp.MAX_DATA_BYTES, int(time.time()) & 0xFFFFFFFF, data,

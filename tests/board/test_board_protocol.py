@@ -37,6 +37,14 @@ def test_ver_over_raw_scp(board) -> None:
     assert name.startswith(b"s2eprop-board")
 
 
+def test_ver_answers_with_the_boards_own_coordinates_wherever_it_is_addressed(board) -> None:
+    """SpiNNMan's bring-up sends VER to (255, 255) and takes an answer naming (255, 255) as 'not booted'."""
+    for x, y in ((255, 255), (4, 6)):
+        reply = _raw(board, 0, 11, (0, 0, 0), x=x, y=y)
+        rc, _seq, arg1, _arg2, _arg3 = struct.unpack_from("<HHIII", reply, 10)
+        assert rc == 0x80 and arg1 >> 16 == 0
+
+
 def test_write_then_read_sdram_and_sram_over_raw_scp(board) -> None:
     payload = bytes(range(200))
     reply = _raw(board, 3, 8, (0x00300000, len(payload), 0), payload)                 # WRITE to SDRAM
