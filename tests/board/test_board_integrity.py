@@ -9,6 +9,7 @@ import threading
 import zlib
 
 import numpy as np
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from s2eprop.emulator.board import protocol as sdp
 from s2eprop.emulator.board.server import BoardServer
@@ -144,3 +145,55 @@ def test_the_host_survives_any_bytes_a_board_sends() -> None:
         board.close()
     assert board.sent > 1000
     assert outcomes["ok"] > 50 and outcomes["TransportError"] > 50
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31), p_drop=st.floats(0, 0.2), p_dup=st.floats(0, 0.2), p_reorder=st.floats(0, 0.2),
+       p_corrupt=st.floats(0, 0.1),
+       program=st.lists(st.tuples(st.sampled_from(["advance", "send", "write"]), st.integers(0, 3)),
+                        min_size=5, max_size=25))
+def test_every_command_runs_exactly_once_through_any_damage(seed, p_drop, p_dup, p_reorder, p_corrupt,
+                                                            program) -> None:
+    """Property: through a link that drops, repeats, reorders and damages datagrams both ways, every command
+    of the host runs exactly once on the board, and the host's view equals the board's: the board's tick is
+    the sum of the ADVANCEs (and what the last one answered), each core counted exactly the host messages
+    sent to it (a core not running counts each as bad_host_msgs, in its own memory), and SDRAM holds the
+    last bytes written to each place."""
+    from s2eprop.firmware.abi import Firmware
+    from test_board_faults import FaultyLink  # tests/board is on the path (pytest's rootdir-less test modules)
+
+    ffi = Firmware().ffi
+    counter_at = ffi.offsetof("fw_header_t", "state") + ffi.offsetof("fw_state_t", "counters") \
+        + ffi.offsetof("fw_counters_t", "bad_host_msgs")
+    chip, desc = build_board(None, "functional", None, 4)
+    server = BoardServer(chip, desc, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    link = FaultyLink(server.address, seed, p_drop, p_dup, p_reorder, p_corrupt)
+    try:
+        t = UdpTransport(link.target, timeout_s=0.02)
+        rng = np.random.default_rng(seed)
+        ticks, sends, memory, told = 0, [0] * 4, {}, 0
+        for op, arg in program:
+            if op == "advance":
+                ticks += arg
+                told = t.advance(arg)
+            elif op == "send":
+                t.send(arg, np.array([99, arg], np.uint32))  # no such message type: counted by the core
+                sends[arg] += 1
+            else:
+                data = rng.integers(0, 256, int(rng.integers(1, 700)), dtype=np.uint8).tobytes()
+                memory[0x100000 + 0x1000 * arg] = data
+                t.write_sdram(0x100000 + 0x1000 * arg, data)
+        t.flush()
+        told = t.advance(0)
+        assert told == ticks == chip.tick_count
+        for core in range(4):
+            assert int(np.frombuffer(t.read_sram(core, counter_at, 4), np.uint32)[0]) == sends[core]
+        for addr, data in memory.items():
+            assert t.read_sdram(addr, len(data)) == data == chip.read_sdram(addr, len(data))
+        t.close()
+    finally:
+        link.close()
+        server.stop()
+        thread.join(timeout=5)
