@@ -361,7 +361,7 @@ class BoardServer:
                 return self._ok(msg)
             if len(msg.data) % 4:
                 return self._error(msg, sdp.RC_LEN, f"a host message is whole 32-bit words, got {len(msg.data)} B")
-            stopped = self.chip.core_errors().get(core)
+            stopped = self.chip.core_error(core)
             if stopped is not None:
                 return self._error(msg, sdp.RC_CPU, f"core {core} (x {msg.x}, y {msg.y}, cpu {msg.cpu}) is stopped by a "
                                                     f"run-time error: {stopped}; load its image and START it again")

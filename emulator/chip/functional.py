@@ -134,6 +134,15 @@ class FunctionalChip:
         elif hasattr(self.runner, "written"):  # a runner that checks cores (NativeRunner); a test's may not
             self.runner.written(core)
 
+    def core_error(self, core: int) -> str | None:
+        """Why this core is stopped by a run-time error, or None (core_errors, for one core)."""
+        self._check_core(core)
+        if self.backend == "c":
+            code = int(self.fw.lib.emu_core_error(self._chip, core))
+        else:
+            code = getattr(self.runner, "check", lambda c: 0)(core)
+        return RTE_REASONS.get(code, f"run-time error {code}") if code else None
+
     def core_errors(self) -> dict[int, str]:
         """Cores stopped by a run-time error, and why (a host write made their memory invalid); fw_init (START)
         clears it."""
@@ -195,7 +204,7 @@ class FunctionalChip:
         return status
 
     def _stopped(self, core: int) -> EmulatorError:
-        why = self.core_errors().get(core, "a run-time error")
+        why = self.core_error(core) or "a run-time error"
         return EmulatorError(f"core {core} is stopped: {why}; load its image and start it again")
 
     # -- running ------------------------------------------------------------------------------

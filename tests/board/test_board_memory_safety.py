@@ -152,3 +152,47 @@ def test_a_zero_length_stream_chunk_at_the_end_of_sdram_is_harmless(board) -> No
     assert t.board_status()["link"]["internal_errors"] == 0
     assert _ver(board.server.address)
     t.close()
+
+
+@pytest.mark.parametrize("runner", ["native", "iss"])
+def test_the_python_loops_runners_stop_a_core_with_a_forged_header_too(runner) -> None:
+    """The Python event loop's core runners (native build, ARM build in the ISS) check a written core as the C
+    loops do: a header forged to 'running' stops that core with a run-time error; the others run on."""
+    from s2eprop.emulator.chip.functional import FunctionalChip
+
+    fw = Firmware()
+    if runner == "iss":
+        from s2eprop.firmware import arm_build
+
+        for module in ("unicorn", "capstone", "elftools"):
+            pytest.importorskip(module, reason=f"the ISS runner needs {module} (pip install -e .)")
+        if not arm_build.compiler_available():
+            pytest.skip("arm-none-eabi-gcc not installed (make arm installs it as root)")
+        elf = arm_build.current_elf()
+        from s2eprop.emulator.runners.iss import IssRunner
+
+        chip = FunctionalChip(2, backend="python", runner=IssRunner(None, 2, 128 * 1024, elf_path=elf))
+    else:
+        chip = FunctionalChip(2, backend="python")
+    off = _offsets()
+    ffi = fw.ffi
+    config, layout = ffi.offsetof("fw_header_t", "config"), ffi.offsetof("fw_header_t", "layout")
+    header = bytearray(1024)
+
+    def put(at: int, value: int) -> None:
+        header[at:at + 4] = np.uint32(value).tobytes()
+
+    # a readout core "running" with 160 x 56 partial sums whose bitmap lies 2 GiB past its arena: its timer
+    # would read there
+    put(0, int(fw.lib.FW_MAGIC))
+    put(off["status"], int(fw.lib.FW_RUNNING))
+    put(config + ffi.offsetof("fw_config_t", "role"), int(fw.lib.FW_ROLE_READOUT))
+    put(config + ffi.offsetof("fw_config_t", "n_src"), 160)
+    put(config + ffi.offsetof("fw_config_t", "n_out"), 56)
+    put(layout + ffi.offsetof("fw_layout_t", "partial_seen"), 0x7FFF0000)
+    put(off["outbox"], 4096)
+    chip.write_sram(1, 0, bytes(header))
+    chip.run(2)
+    assert list(chip.core_errors()) == [1]
+    with pytest.raises(Exception, match="core 1 is stopped"):
+        chip.host_send(1, np.array([1], np.uint32))

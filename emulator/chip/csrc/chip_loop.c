@@ -52,6 +52,13 @@ void emu_check_written(emu_chip_t *chip)
     for (uint32_t core = 0; core < chip->n_cores; ++core) (void)emu_core_ok(chip, core);
 }
 
+uint32_t emu_core_error(emu_chip_t *chip, uint32_t core)
+{
+    if (core >= chip->n_cores) return EMU_RTE_NONE;
+    (void)emu_core_ok(chip, core);
+    return chip->core_error[core];
+}
+
 uint32_t emu_outbox_entry_words(const uint32_t *box, uint32_t at, uint32_t count)
 {
     const uint32_t tag = box[at] & 0xffu;

@@ -70,6 +70,8 @@ typedef struct {
 uint32_t emu_core_check(const uint8_t *arena, uint32_t sram_bytes);
 /* run the checks the host's writes made due (core_written), so core_error is up to date */
 void emu_check_written(emu_chip_t *chip);
+/* core_error of one core, after the check its host writes made due (EMU_RTE_NONE for no such core) */
+uint32_t emu_core_error(emu_chip_t *chip, uint32_t core);
 /* ticks first_tick .. first_tick + n_ticks - 1 on every core */
 void emu_run(emu_chip_t *chip, uint32_t first_tick, uint32_t n_ticks);
 /* a host message to one core, then everything it causes; -1 if there is no such core, -2 if it is stopped
