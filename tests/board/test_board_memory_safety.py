@@ -196,3 +196,19 @@ def test_the_python_loops_runners_stop_a_core_with_a_forged_header_too(runner) -
     assert list(chip.core_errors()) == [1]
     with pytest.raises(Exception, match="core 1 is stopped"):
         chip.host_send(1, np.array([1], np.uint32))
+
+
+def test_board_status_names_a_stopped_core_and_the_owner(board, capsys) -> None:
+    """`s2eprop board status` prints each core stopped by a run-time error with its (x, y, cpu), and who owns
+    the board."""
+    from s2eprop.host.cli.main import main
+
+    owner = UdpTransport(board.target)
+    at = owner._core_at(6)
+    assert _write(owner.sock, at, _offsets()["status"], np.uint32(int(Firmware().lib.FW_RUNNING)).tobytes(),
+                  owner._next_seq()) == sdp.RC_OK
+    assert main(["board", "status", board.target]) == 0
+    out = capsys.readouterr().out
+    assert f"core 6 (x {at[0]}, y {at[1]}, cpu {at[2]}) stopped: its header is no longer a valid image's" in out
+    assert "owner: 127.0.0.1:%d" % owner.sock.getsockname()[1] in out
+    owner.close()
