@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import select
 import socket
-import struct
 import threading
 import time
 
