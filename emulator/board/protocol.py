@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: the CRC of own commands covers the whole datagram; HELLO flags, BYE
 DEFAULT_PORT = 17893
 MAX_DATA_BYTES = 256
 PAD = b"\x00\x00"
