@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: the CRC of own commands covers the whole datagram; HELLO flags, BYE
 DEFAULT_PORT = 17893
 MAX_DATA_BYTES = 256
 PAD = b"\x00\x00"
@@ -32,7 +32,7 @@ SDP_PORT_SCP = 0  # SDP port 0 of a core: SCP (SC&MP's own)
 
 # SC&MP commands we speak as SC&MP does (SpiNNMan scp_command.py)
 CMD_VER, CMD_READ, CMD_WRITE = 0, 2, 3
-# our own (0x40..): arg3 of a request and of its reply is the CRC32 of the rest (msg_crc)
+# our own (0x40..): arg3 of a request and of its reply is the CRC32 of the whole datagram (datagram_crc)
 CMD_HELLO = 0x40       # arg1 protocol version, data: client nonce (8 B) -> reply data: server nonce (8 B)
 CMD_ROUTES = 0x41      # arg1 first entry, arg2 total entries; data: entries (key, mask, dest[5]) u32
 CMD_START = 0x42       # to a core; arg1 arena bytes -> reply arg1 the firmware's status word
@@ -46,12 +46,19 @@ CMD_STREAM_ACK = 0x49  # arg1 stream, arg2 chunks -> reply data: bitmap of the c
 CMD_MEM_READ = 0x4A    # as READ (arg1 address, arg2 bytes; a core's SRAM, or SDRAM at the monitor), CRC-sealed
 CMD_SPIKES = 0x4B      # one step's input spikes (or a part of them): arg1 the slot's SDRAM address, arg2 sample id;
                        # data: SPIKES_HEAD, then an EIEIO data message of 16- or 32-bit keys (the input ids)
+CMD_BYE = 0x4C        # ends the session; the board is no longer owned by this host
 CMD_NAMES = {CMD_VER: "VER", CMD_READ: "READ", CMD_WRITE: "WRITE", CMD_HELLO: "HELLO", CMD_ROUTES: "ROUTES",
              CMD_START: "START", CMD_STOP: "STOP", CMD_SEND: "SEND", CMD_POLL: "POLL", CMD_ADVANCE: "ADVANCE",
              CMD_STATUS: "STATUS", CMD_STREAM: "STREAM", CMD_STREAM_ACK: "STREAM_ACK", CMD_MEM_READ: "MEM_READ",
-             CMD_SPIKES: "SPIKES"}
+             CMD_SPIKES: "SPIKES", CMD_BYE: "BYE"}
 MAX_STREAM_CHUNKS = 8 * MAX_DATA_BYTES  # chunks one STREAM_ACK bitmap can report
 OWN_COMMANDS = frozenset(c for c in CMD_NAMES if c >= CMD_HELLO)
+# HELLO arg2: what the host means to do. A host that drives the board (loads, starts, sends, advances) claims
+# it; one that only looks (board status) does not. TAKE_OVER claims a board another host owns (that host died).
+HELLO_CLAIM, HELLO_TAKE_OVER = 1, 2
+# commands that change the board: only its owner may send them (the first to send one to a free board owns it)
+DRIVING_COMMANDS = frozenset((CMD_ROUTES, CMD_START, CMD_STOP, CMD_SEND, CMD_POLL, CMD_ADVANCE, CMD_STREAM,
+                              CMD_STREAM_ACK, CMD_SPIKES))
 
 # result codes (SpiNNMan scp_result.py)
 RC_OK, RC_LEN, RC_SUM, RC_CMD, RC_ARG, RC_PORT, RC_TIMEOUT, RC_ROUTE, RC_CPU = range(0x80, 0x89)
@@ -90,29 +97,39 @@ class Scp:
     cpu: int = 0
     flags: int = FLAGS_REPLY_EXPECTED
     has_args: bool = True  # SC&MP's READ reply carries data right after cmd and seq
+    seal: bool = False     # an own command or its reply: arg3 is the datagram's CRC32 (datagram_crc)
 
 
 def crc32(data: bytes) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
 
 
-_CRC_FIELDS = struct.Struct("<BBBHHII")
+ARG3_AT = len(PAD) + SDP_HEADER.size + 12  # byte offset of arg3 in a datagram (where an own command's CRC goes)
 
 
-def fields_crc(x: int, y: int, cpu: int, cmd: int, seq: int, arg1: int, arg2: int, data: bytes) -> int:
-    return zlib.crc32(data, zlib.crc32(_CRC_FIELDS.pack(x & 0xFF, y & 0xFF, cpu & 31, cmd & 0xFFFF, seq & 0xFFFF,
-                                                        arg1 & 0xFFFFFFFF, arg2 & 0xFFFFFFFF))) & 0xFFFFFFFF
+def datagram_crc(body: bytes) -> int:
+    """CRC32 of every byte of a datagram (its MAC trailer excepted) with arg3, where the CRC travels, taken as
+    zero: padding, SDP header (flags, tag, ports, x and y of both ends), cmd, seq, args and data. SCP has no
+    checksum of its own; this makes a datagram damaged anywhere a lost one."""
+    return zlib.crc32(body[ARG3_AT + 4:], zlib.crc32(b"\0\0\0\0", zlib.crc32(body[:ARG3_AT]))) & 0xFFFFFFFF
 
 
-def msg_crc(msg: "Scp") -> int:
-    """CRC32 of everything an own command (or its reply) means: destination, cmd, seq, arg1, arg2 and data
-    (it travels in arg3). SCP has no checksum of its own; this makes a damaged datagram a lost one."""
-    return fields_crc(msg.x, msg.y, msg.cpu, msg.cmd, msg.seq, msg.arg1, msg.arg2, msg.data)
+def seal_body(body: bytes) -> bytes:
+    """`body` (packed with arg3 = 0) with its datagram_crc in arg3."""
+    return body[:ARG3_AT] + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF) + body[ARG3_AT + 4:]
+
+
+def crc_ok(raw: bytes, has_mac: bool) -> bool:
+    """Whether an own command's (or its reply's) datagram carries its datagram_crc in arg3."""
+    body = raw[:-MAC_BYTES] if has_mac else raw
+    if len(body) < HEADER_BYTES:
+        return False
+    return struct.unpack_from("<I", body, ARG3_AT)[0] == datagram_crc(body)
 
 
 def sealed(msg: "Scp") -> "Scp":
-    """msg with its CRC in arg3."""
-    msg.arg3 = msg_crc(msg)
+    """msg, marked to travel with its datagram_crc in arg3 (`pack` puts it there)."""
+    msg.seal = True
     return msg
 
 
@@ -127,6 +144,11 @@ def pack(msg: Scp, src: tuple[int, int, int] = (0, 0, 0), mac_key: bytes | None 
     else:
         scp = struct.pack("<HH", msg.cmd & 0xFFFF, msg.seq & 0xFFFF)
     out = head + scp + msg.data
+    if msg.seal:
+        if not msg.has_args:
+            raise WireError("a sealed datagram carries its CRC in arg3: it needs the args")
+        out = seal_body(out[:ARG3_AT] + b"\0\0\0\0" + out[ARG3_AT + 4:])
+        msg.arg3 = struct.unpack_from("<I", out, ARG3_AT)[0]
     if mac_key is not None:
         out += mac(mac_key, nonce, out)
     return out

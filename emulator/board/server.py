@@ -30,7 +30,8 @@ from s2eprop.emulator.board.spike_injector import SpikeInjector
 
 REPLY_CACHE = 1024   # replies kept per client (retransmissions are answered from here)
 SEQ_WINDOW = 4096    # a sequence number this far behind the newest is a replay: dropped
-MAX_CLIENTS = 64
+MAX_CLIENTS = 256    # sessions kept; the oldest that is not the owner's goes first
+LEASE_S = 60.0       # the owner's session lapses after this long without a datagram from it
 # a chunk of a stream acknowledged complete less than this long ago is a late copy (stream ids are 16 bits:
 # a host posting a stream a tick wraps them in about a minute, so an older id is a new stream)
 STREAM_LATE_S = 10.0
@@ -62,6 +63,8 @@ class LinkCounters:
     spikes_incomplete: int = 0  # a step's slot taken over by another step before all its parts came
     spikes_errors: int = 0    # spike datagrams refused: malformed, an id >= n_in, a slot outside SDRAM
     stale_messages: int = 0   # messages a core queued for the host before it was started again: dropped
+    busy: int = 0             # datagrams refused (or, unanswered ones, dropped) because another host owns the board
+    internal_errors: int = 0  # datagrams whose handling failed inside the server (a bug): dropped (last_internal_error)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -81,7 +84,8 @@ class _Client:
 
 class BoardServer:
     def __init__(self, chip: FunctionalChip, desc: ChipDescription, bind: str = "127.0.0.1",
-                 port: int = sdp.DEFAULT_PORT, key: bytes | None = None, mode: str = "functional") -> None:
+                 port: int = sdp.DEFAULT_PORT, key: bytes | None = None, mode: str = "functional",
+                 lease_s: float = LEASE_S) -> None:
         self.chip = chip
         self.desc = desc
         self.key = key
@@ -104,6 +108,13 @@ class BoardServer:
         self._stop = False
         self._next_tick_s: float | None = None
         self.spikes = SpikeInjector(chip, self.link)
+        self.last_internal_error: str | None = None
+        # the host that drives the board (docs/protocol.md, Sessions): its address, since when (wall clock), and
+        # when it was last heard (monotonic); None: free
+        self.lease_s = lease_s
+        self._owner: tuple[str, int] | None = None
+        self._owner_since = 0.0
+        self._owner_seen = 0.0
 
     # -- the loop -----------------------------------------------------------------------------------
     def serve_forever(self) -> None:
@@ -151,6 +162,14 @@ class BoardServer:
     def handle(self, raw: bytes, addr: tuple[str, int]) -> bytes | None:
         """The reply to one datagram, or None (dropped and counted). Never raises for bad input."""
         self.link.datagrams += 1
+        try:
+            return self._handle(raw, addr)
+        except Exception as exc:  # noqa: BLE001 - a datagram must never take the board down: dropped, counted
+            self.link.internal_errors += 1
+            self.last_internal_error = f"{type(exc).__name__}: {exc}"
+            return None
+
+    def _handle(self, raw: bytes, addr: tuple[str, int]) -> bytes | None:
         client = self._clients.get(addr)
         cmd = sdp.peek_cmd(raw)
         nonce = b"" if cmd == sdp.CMD_HELLO or client is None else client.nonce
@@ -164,17 +183,30 @@ class BoardServer:
             return None
         seq = msg.seq
         own = msg.cmd in sdp.OWN_COMMANDS
-        if own and msg.arg3 != sdp.msg_crc(msg):  # damaged on the way: as if lost (the host sends it again)
+        if own and not sdp.crc_ok(raw, self.key is not None):  # damaged anywhere: as if lost (sent again)
             self.link.bad_crc += 1
             return None
+        now = time.monotonic()
+        if self._owner is not None and now - self._owner_seen > self.lease_s:
+            self._owner = None  # the owner went silent: its lease lapsed, the board is free
+        if addr == self._owner:
+            self._owner_seen = now
         if own and msg.cmd != sdp.CMD_HELLO and client is None:
             return self._seal(self._error(msg, sdp.RC_PORT, "no session: this board has not been greeted by this "
                                                             "host (it was restarted?); start the host again, with "
                                                             "--resume to continue a run"), msg, b"")
+        busy = self._busy(addr, msg, now)
         if msg.cmd == sdp.CMD_STREAM:
+            if busy is not None:
+                self.link.busy += 1
+                client.stream_errors[msg.arg2 >> 16] = busy
+                return None
             self._stream_chunk(msg, client)
             return None
         if msg.cmd == sdp.CMD_SPIKES and msg.flags == sdp.FLAGS_NO_REPLY:  # posted live input: counted, no reply
+            if busy is not None:
+                self.link.busy += 1
+                return None
             self.link.spikes_posted += 1
             try:
                 self.spikes.put(msg)
@@ -185,8 +217,17 @@ class BoardServer:
         if client is not None and key in client.replies:
             self.link.duplicates += 1
             return client.replies[key]
-        if msg.cmd == sdp.CMD_HELLO or client is None:  # HELLO opens a new session (nonce set in its answer)
+        if busy is not None:  # another host owns the board: refused, and neither cached nor a session moved
+            self.link.busy += 1
+            return self._seal(self._error(msg, sdp.RC_PORT, busy), msg, b"" if client is None else client.nonce)
+        if msg.cmd == sdp.CMD_HELLO:  # HELLO opens a new session (nonce set in its answer)
             client = self._new_client(addr, b"")
+        elif not own:  # SC&MP (VER, READ, WRITE; idempotent, and with no CRC to prove them undamaged): answered,
+            # and neither a session, its reply cache nor its sequence window is made or moved by them
+            try:
+                return self._seal(self._execute(msg, _Client()), msg, b"" if client is None else client.nonce)
+            except EmulatorError as exc:
+                return self._seal(self._error(msg, sdp.RC_ARG, str(exc)), msg, b"" if client is None else client.nonce)
         if client.newest is not None and ((client.newest - seq) & 0xFFFF) < 0x8000 \
                 and ((client.newest - seq) & 0xFFFF) > SEQ_WINDOW:
             self.link.stale += 1
@@ -202,6 +243,8 @@ class BoardServer:
         while len(client.replies) > REPLY_CACHE:
             client.replies.popitem(last=False)
         client.newest = seq if client.newest is None or ((seq - client.newest) & 0xFFFF) < 0x8000 else client.newest
+        if msg.cmd == sdp.CMD_BYE:  # the host is done: its session ends, and the board is free if it owned it
+            self._release(addr)
         return out
 
     def _seal(self, reply: sdp.Scp, msg: sdp.Scp, nonce: bytes) -> bytes:
@@ -212,10 +255,42 @@ class BoardServer:
 
     def _new_client(self, addr: tuple[str, int], nonce: bytes) -> _Client:
         client = _Client(nonce=nonce)
+        self._clients.pop(addr, None)
         self._clients[addr] = client
-        while len(self._clients) > MAX_CLIENTS:
-            self._clients.popitem(last=False)
+        if len(self._clients) > MAX_CLIENTS:  # the oldest session that is not the owner's
+            oldest = next(a for a in self._clients if a != self._owner)
+            del self._clients[oldest]
         return client
+
+    def _busy(self, addr: tuple[str, int], msg: sdp.Scp, now: float) -> str | None:
+        """Why this datagram is refused because another host owns the board, or None. A driving command (or a
+        claiming HELLO) from a host when the board is free makes that host its owner; a plain SC&MP WRITE is
+        allowed on a free board only; a HELLO with TAKE_OVER takes the board from its owner."""
+        claim = msg.cmd == sdp.CMD_HELLO and msg.arg2 & (sdp.HELLO_CLAIM | sdp.HELLO_TAKE_OVER)
+        driving = msg.cmd in sdp.DRIVING_COMMANDS and not (msg.cmd == sdp.CMD_ADVANCE and msg.arg1 == 0)
+        if not (claim or driving or msg.cmd == sdp.CMD_WRITE) or addr == self._owner:
+            return None
+        if self._owner is None or (claim and msg.arg2 & sdp.HELLO_TAKE_OVER):
+            if claim or driving:
+                self._owner, self._owner_since, self._owner_seen = addr, time.time(), now
+            return None
+        host, port = self._owner
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self._owner_since))
+        return (f"board busy: owned by {host}:{port} since {since} (last heard {now - self._owner_seen:.1f} s ago); it "
+                f"is free when that host ends, or {self.lease_s:g} s after its last datagram; if that host is dead, "
+                f"set S2EPROP_TAKE_BOARD=1 to take the board over now")
+
+    def _release(self, addr: tuple[str, int]) -> None:
+        if addr == self._owner:
+            self._owner = None
+        self._clients.pop(addr, None)
+
+    def owner(self) -> dict[str, Any] | None:
+        """The host that owns the board (address, since, last heard), or None when it is free."""
+        if self._owner is None or time.monotonic() - self._owner_seen > self.lease_s:
+            return None
+        return {"host": f"{self._owner[0]}:{self._owner[1]}", "since": round(self._owner_since, 3),
+                "idle_s": round(time.monotonic() - self._owner_seen, 3), "lease_s": self.lease_s}
 
     def _error(self, msg: sdp.Scp, rc: int, text: str) -> sdp.Scp:
         self.link.errors += 1
@@ -246,6 +321,8 @@ class BoardServer:
             return self._ok(msg, sdp.PROTOCOL_VERSION, self.chip.n_cores, data[:sdp.MAX_DATA_BYTES])
         if msg.cmd == sdp.CMD_ROUTES:
             return self._load_routes(msg)
+        if msg.cmd == sdp.CMD_BYE:
+            return self._ok(msg)
         if msg.cmd == sdp.CMD_POLL:
             return self._poll(msg)
         if msg.cmd == sdp.CMD_ADVANCE:
@@ -284,6 +361,10 @@ class BoardServer:
                 return self._ok(msg)
             if len(msg.data) % 4:
                 return self._error(msg, sdp.RC_LEN, f"a host message is whole 32-bit words, got {len(msg.data)} B")
+            stopped = self.chip.core_error(core)
+            if stopped is not None:
+                return self._error(msg, sdp.RC_CPU, f"core {core} (x {msg.x}, y {msg.y}, cpu {msg.cpu}) is stopped by a "
+                                                    f"run-time error: {stopped}; load its image and START it again")
             self.chip.host_send(core, np.frombuffer(msg.data, dtype="<u4"))
             return self._ok(msg)
         return self._error(msg, sdp.RC_CMD, f"unknown command {msg.cmd}")
@@ -341,7 +422,9 @@ class BoardServer:
         return self._ok(msg, len(got), n, bits.tobytes())
 
     def _version(self, msg: sdp.Scp) -> sdp.Scp:
-        p2p = (msg.x << 8) | msg.y
+        """VER answers with the board's own chip coordinates, (0, 0), wherever it is addressed: SpiNNMan's
+        bring-up sends it to (255, 255), and an answer from (255, 255) means 'not booted' to it."""
+        p2p = 0
         data = VERSION_NAME + b"0.1.0\x00"
         return sdp.Scp(sdp.RC_OK, msg.seq, (p2p << 16) | (msg.cpu << 8) | msg.cpu,
                        (sdp.PROTOCOL_VERSION << 16) | sdp.MAX_DATA_BYTES, int(time.time()) & 0xFFFFFFFF, data,
@@ -401,10 +484,14 @@ class BoardServer:
         losses = {"queue_overflows": st.queue_overflows, "dma_faults": st.dma_faults}
         if hasattr(self.chip, "compliance"):
             losses["rx_queue_overflows"] = st.rx_queue_overflows
+        # cores stopped by a run-time error (their memory was written into an invalid state): SpiNNaker's RTE
+        core_errors = {str(c): {"at": list(self.desc.placement(c)), "error": why}
+                       for c, why in self.chip.core_errors().items()}
         return {"ticks": self.chip.tick_count, "delivered": st.delivered, "dropped": st.dropped,
                 "last_drop": list(st.last_drop) if st.last_drop else None, "losses": losses,
                 "link": self.link.as_dict(), "mode": self.mode, "cores": self.chip.n_cores,
-                "last_spike_error": self.spikes.last_error}
+                "last_spike_error": self.spikes.last_error, "core_errors": core_errors,
+                "last_internal_error": self.last_internal_error, "owner": self.owner()}
 
     def _status(self, msg: sdp.Scp) -> sdp.Scp:
         if msg.arg1 == 0 or not self._status_pages:  # page 0 takes a new snapshot

@@ -31,6 +31,13 @@ from s2eprop.emulator.chip.description import default_chip
 from s2eprop.emulator.chip.sdram import Sdram
 
 MAX_THREADS = 64  # chip_loop.h EMU_MAX_THREADS
+# a core's run-time error (chip_loop.h EMU_RTE_*): why the emulator stopped it
+RTE_REASONS = {
+    int(abi().EMU_RTE_HEADER): "its header is no longer a valid image's (magic, ABI version or arena size)",
+    int(abi().EMU_RTE_LAYOUT): "its config or layout is no longer valid (the layout is not its config's)",
+    int(abi().EMU_RTE_STATE): "a state field is out of range (outbox not empty between handlers, or a label >= n_out)",
+    int(abi().EMU_RTE_OUTBOX): "its outbox holds an entry past its count, or lies outside its SRAM",
+}
 SRC_EXTERNAL = int(abi().EMU_SRC_EXTERNAL)  # source of an injected packet
 SCHEDULES = ("batched", "eager")
 
@@ -145,9 +152,35 @@ class FunctionalChip:
 
     # -- memory and tables ------------------------------------------------------------------
     def write_sram(self, core: int, offset: int, data: bytes | np.ndarray) -> None:
+        """Write a core's SRAM. Anything may be written: a running core whose header or state it made invalid
+        is stopped with a run-time error before its next handler (core_errors), never run on bad offsets."""
         raw = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
         self._check_range(core, offset, raw.size)
         self.runner.sram[core][offset:offset + raw.size] = raw
+        if self.backend == "c":
+            self._chip.core_written[core] = 1
+        elif hasattr(self.runner, "written"):  # a runner that checks cores (NativeRunner); a test's may not
+            self.runner.written(core)
+
+    def core_error(self, core: int) -> str | None:
+        """Why this core is stopped by a run-time error, or None (core_errors, for one core)."""
+        self._check_core(core)
+        if self.backend == "c":
+            code = int(self.fw.lib.emu_core_error(self._chip, core))
+        else:
+            code = getattr(self.runner, "check", lambda c: 0)(core)
+        return RTE_REASONS.get(code, f"run-time error {code}") if code else None
+
+    def core_errors(self) -> dict[int, str]:
+        """Cores stopped by a run-time error, and why (a host write made their memory invalid); fw_init (START)
+        clears it."""
+        if self.backend == "c":
+            self.fw.lib.emu_check_written(self._chip)
+            codes = {c: int(self._chip.core_error[c]) for c in range(self.n_cores)}
+        else:
+            check = getattr(self.runner, "check", lambda c: 0)
+            codes = {c: check(c) for c in range(self.n_cores)}
+        return {c: RTE_REASONS.get(code, f"run-time error {code}") for c, code in codes.items() if code}
 
     def read_sram(self, core: int, offset: int, n_bytes: int) -> bytes:
         self._check_range(core, offset, n_bytes)
@@ -192,7 +225,15 @@ class FunctionalChip:
         self._check_core(core)
         if not 0 < arena_bytes <= self.sram_bytes:
             raise EmulatorError(f"core {core}: arena of {arena_bytes:,} B does not fit its {self.sram_bytes:,} B of SRAM")
-        return self.runner.init(core, arena_bytes)
+        status = self.runner.init(core, arena_bytes)
+        if self.backend == "c":  # fw_init checked the image: the core runs again (or not at all, by its status)
+            self._chip.core_error[core] = 0
+            self._chip.core_written[core] = 0
+        return status
+
+    def _stopped(self, core: int) -> EmulatorError:
+        why = self.core_error(core) or "a run-time error"
+        return EmulatorError(f"core {core} is stopped: {why}; load its image and start it again")
 
     # -- running ------------------------------------------------------------------------------
     def _host_words(self, core: int, words: np.ndarray) -> np.ndarray:
@@ -209,8 +250,11 @@ class FunctionalChip:
         words = self._host_words(core, words)
         if self.backend == "c":
             ffi = self.fw.ffi
-            self.fw.lib.emu_host_msg(self._chip, core, ffi.cast("uint32_t *", ffi.from_buffer(words)), words.size)
+            if self.fw.lib.emu_host_msg(self._chip, core, ffi.cast("uint32_t *", ffi.from_buffer(words)), words.size) == -2:
+                raise self._stopped(core)
             return
+        if getattr(self.runner, "check", lambda c: 0)(core):
+            raise self._stopped(core)
         fifo: deque[tuple[int, int, int]] = deque()
         self._take(core, self.runner.on_host_msg(core, words), fifo)
         self._settle(fifo)

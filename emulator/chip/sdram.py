@@ -51,6 +51,8 @@ class Sdram:
     def write(self, addr: int, data: bytes | np.ndarray) -> None:
         raw = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
         self._check(addr, raw.size)
+        if raw.size == 0:  # nothing to write (at the very end of SDRAM there is no page to touch)
+            return
         off = addr & ((1 << self.page_bits) - 1)
         if off + raw.size <= 1 << self.page_bits:  # inside one page (a datagram's write): no loop
             self._page(addr >> self.page_bits)[off:off + raw.size] = raw

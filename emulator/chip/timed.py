@@ -156,8 +156,9 @@ class TimedChip(FunctionalChip):
         """A host message to one core: it leaves now over the host link and arrives after its latency."""
         words = self._host_words(core, words)
         ffi = self.fw.ffi
-        self.fw.lib.emu_timed_host_msg(self._chip, self._t, core, ffi.cast("uint32_t *", ffi.from_buffer(words)),
-                                       words.size)
+        if self.fw.lib.emu_timed_host_msg(self._chip, self._t, core, ffi.cast("uint32_t *", ffi.from_buffer(words)),
+                                          words.size) == -2:
+            raise self._stopped(core)
 
     def inject(self, key: int, payload: int = 0) -> None:
         self.fw.lib.emu_timed_inject(self._chip, self._t, key & 0xFFFFFFFF, payload & 0xFFFFFFFF)

@@ -2,6 +2,8 @@
 
 Each core's SRAM is a NumPy array; a handler runs on it in place, and what it queued in its outbox
 (hal.h: HAL_OUT_*) is parsed into `Effects` (firmware_c/contract/outbox.py) and the outbox emptied.
+As the C loops do (chip_loop.h EMU_RTE_*), a core whose SRAM the host wrote is checked (emu_core_check)
+before its next handler, and one that fails is stopped: it runs nothing until `init`.
 """
 from __future__ import annotations
 
@@ -25,28 +27,59 @@ class NativeRunner:
         self.arena_ptrs = [ffi.cast("uint8_t *", ffi.from_buffer(a)) for a in self.sram]
         self._headers = [ffi.cast("fw_header_t *", p) for p in self.arena_ptrs]
         self._outbox = OutboxReader(firmware)
+        self._written = [False] * n_cores
+        self._error = [0] * n_cores  # EMU_RTE_* per core
+        self._none = np.zeros(len(firmware.count_fields), dtype=np.uint64)
 
     def init(self, core: int, arena_bytes: int) -> int:
-        return int(self.fw.lib.fw_init(self.arena_ptrs[core], arena_bytes))
+        status = int(self.fw.lib.fw_init(self.arena_ptrs[core], arena_bytes))
+        self._written[core], self._error[core] = False, 0
+        return status
+
+    def written(self, core: int) -> None:
+        """The host wrote this core's SRAM: check it before its next handler."""
+        self._written[core] = True
+
+    def check(self, core: int) -> int:
+        """The core's run-time error (EMU_RTE_*, 0: none), after the check its host writes made due."""
+        if self._written[core]:
+            self._written[core] = False
+            if not self._error[core]:
+                self._error[core] = int(self.fw.lib.emu_core_check(self.arena_ptrs[core], self.sram_bytes))
+        return self._error[core]
 
     def on_timer(self, core: int, tick: int) -> Effects:
+        if self.check(core):
+            return Effects(counts=self._none.copy())
         return self._effects(core, self.fw.lib.fw_on_timer(self.arena_ptrs[core], tick & 0xFFFFFFFF))
 
     def on_mc_packet(self, core: int, key: int, payload: int) -> Effects:
+        if self.check(core):
+            return Effects(counts=self._none.copy())
         return self._effects(core, self.fw.lib.fw_on_mc_packet(self.arena_ptrs[core], key, payload))
 
     def on_dma_done(self, core: int, tag: int) -> Effects:
+        if self.check(core):
+            return Effects(counts=self._none.copy())
         return self._effects(core, self.fw.lib.fw_on_dma_done(self.arena_ptrs[core], tag))
 
     def on_host_msg(self, core: int, words: np.ndarray) -> Effects:
+        if self.check(core):
+            return Effects(counts=self._none.copy())
         words = np.ascontiguousarray(words, dtype=np.uint32)
         ffi = self.fw.ffi
         return self._effects(core, self.fw.lib.fw_on_host_msg(self.arena_ptrs[core],
                                                               ffi.cast("uint32_t *", ffi.from_buffer(words)), words.size))
 
     def on_user_event(self, core: int) -> Effects:
+        if self.check(core):
+            return Effects(counts=self._none.copy())
         return self._effects(core, self.fw.lib.fw_on_user_event(self.arena_ptrs[core]))
 
     def _effects(self, core: int, counts) -> Effects:
         work = np.array([getattr(counts, f) for f in self.fw.count_fields], dtype=np.uint64)
-        return self._outbox.drain(core, self._headers[core], self.sram[core], work)
+        effects = self._outbox.drain(core, self._headers[core], self.sram[core], work)
+        if effects is None:  # an outbox past its arena or an entry past its count: stopped (as chip_loop.c's drain)
+            self._error[core] = int(self.fw.lib.EMU_RTE_OUTBOX)
+            return Effects(counts=work)
+        return effects

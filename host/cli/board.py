@@ -40,7 +40,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     key = read_key(args.key_file)
     chip, desc = build_board(args.chip, args.mode, args.clock_mhz, args.cores)
-    server = BoardServer(chip, desc, bind=args.bind, port=args.port, key=key, mode=args.mode)
+    server = BoardServer(chip, desc, bind=args.bind, port=args.port, key=key, mode=args.mode, lease_s=args.lease_s)
     try:
         loopback = ipaddress.ip_address(args.bind).is_loopback
     except ValueError:
@@ -65,7 +65,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_board(args: argparse.Namespace) -> int:
     from s2eprop.host.transport.udp import UdpTransport, read_key
 
-    t = UdpTransport(args.target, key=read_key(args.key_file), retries=args.retries)
+    t = UdpTransport(args.target, key=read_key(args.key_file), retries=args.retries, claim=False)
     try:
         st = t.board_status()
     finally:
@@ -77,6 +77,11 @@ def cmd_board(args: argparse.Namespace) -> int:
     print(f"board at {args.target}: {t.board_info.get('chip', '?')}, {st['cores']} cores, {st['mode']} mode, "
           f"tick {st['ticks']:,}")
     print(f"  packets: {st['delivered']:,} delivered, {st['dropped']:,} dropped; losses: {st['losses']}")
+    owner = st.get("owner")
+    print(f"  owner: {owner['host']} (idle {owner['idle_s']:.1f} s of a {owner['lease_s']:g} s lease)" if owner
+          else "  owner: none (free)")
+    for core, e in sorted((st.get("core_errors") or {}).items(), key=lambda kv: int(kv[0])):
+        print(f"  core {core} (x {e['at'][0]}, y {e['at'][1]}, cpu {e['at'][2]}) stopped: {e['error']}")
     print(f"  link: {st['link']}")
     return 0
 
@@ -92,6 +97,8 @@ def add_board_commands(sub) -> None:
     s.add_argument("--cores", type=positive_int, help="cores of the board (default: all of the chip file's)")
     s.add_argument("--key-file", help="shared key: every datagram is authenticated (HMAC-SHA256); default "
                                       "$S2EPROP_BOARD_KEY, none: no authentication")
+    s.add_argument("--lease-s", type=float, default=60.0,
+                   help="the host that drives the board owns it until it ends or is silent this long (default 60)")
     s.set_defaults(func=cmd_serve)
     b = sub.add_parser("board", help="what a board reports: s2eprop board status udp://HOST:PORT")
     b.add_argument("what", choices=("status",))

@@ -62,7 +62,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = _dataset(cfg, progress=not args.quiet)
     opts = TrainOptions(target=args.target, out_dir=args.out, init_weights=args.init_weights, resume=args.resume,
                         backend=args.backend, progress=not args.quiet, overwrite=args.overwrite,
-                        argv=tuple(args.argv), key_file=args.key_file)
+                        argv=tuple(args.argv), key_file=args.key_file, link_patience_s=args.link_patience_s)
     report = run_training(cfg, data, opts)
     acc, train_acc = report["test_accuracy"], report["train_accuracy"]
     print(f"trained {report['samples_trained_this_session']} samples on {report['target']} in {report['wall_s']:.1f} s "
@@ -100,7 +100,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if split == "train" and not args.train_split:
         print(f"note: dataset {data.name} has no test split; evaluating its training split", file=sys.stderr)
     with Session(cfg, args.target, init_weights=args.weights, backend=args.backend, key_file=args.key_file,
-                 labels=tuple(data.labels)) as s:
+                 labels=tuple(data.labels), link_patience_s=args.link_patience_s) as s:
         ev = s.evaluate(data, split)
     y = data.y_train if split == "train" else data.y_test
     out = {"target": args.target, "split": split, "accuracy": ev["accuracy"], "loss": ev["loss"], "samples": ev["n"],
@@ -209,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "golden: the NumPy reference model")
     t.add_argument("--key-file", help="shared key of a udp:// board (default: $S2EPROP_BOARD_KEY; none: no "
                                       "authentication)")
+    t.add_argument("--link-patience-s", type=float, default=10.0,
+                   help="udp:// board: how long a command may go unanswered (retransmitted meanwhile) before the run "
+                        "stops with an error (default 10)")
     t.add_argument("--out", type=folder_path, required=True, help="run folder (report.json, weights.npz, figures)")
     t.add_argument("--epochs", type=int, help="epochs over the training split (config train.epochs, default 1)")
     t.add_argument("--max-samples", type=int, help="train on the first N samples of each epoch")
@@ -246,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="emulator (default, as for train): inference on the emulated chip; udp://HOST:PORT: on a "
                         "board; golden: the NumPy model")
     e.add_argument("--key-file", help="shared key of a udp:// board (default: $S2EPROP_BOARD_KEY)")
+    e.add_argument("--link-patience-s", type=float, default=10.0,
+                   help="udp:// board: how long a command may go unanswered before it is an error (default 10)")
     e.add_argument("--backend", choices=("c", "python"), default="c")
     e.add_argument("--train-split", action="store_true", help="evaluate the training split instead of the test split")
     e.add_argument("--json", action="store_true")

@@ -20,7 +20,7 @@ from s2eprop.host.data.encoders import encode_dataset
 from s2eprop.host.data.loader import dataset_config_from_arg
 from s2eprop.host.data.loader import load_dataset as _load_dataset
 from s2eprop.host.engines import check_engine, engine_of
-from s2eprop.host.errors import ConfigError, DataError, HostError
+from s2eprop.host.errors import ConfigError, DataError, HostError, TransportError
 from s2eprop.host.mapping.recording import Recordings
 from s2eprop.host.mapping.resolve import config_from_dict
 from s2eprop.host.mapping.resolve import load_config as _load_config_file
@@ -94,7 +94,7 @@ class Session:
                  cpu: str | None = None, clock_mhz: float | None = None, chip: str | Path | None = None,
                  seed: int | None = None, backend: str = "c", key_file: str | Path | None = None,
                  resume: str | Path | None = None, labels: tuple[str, ...] | None = None,
-                 progress: bool = False, argv: tuple[str, ...] | None = None) -> None:
+                 progress: bool = False, argv: tuple[str, ...] | None = None, link_patience_s: float = 10.0) -> None:
         cfg = load_config(config)
         chip_overrides = {"mode": mode, "cpu": cpu, "clock_mhz": clock_mhz,
                           "file": None if chip is None else str(chip)}
@@ -127,7 +127,8 @@ class Session:
             if weights.labels and tuple(weights.labels) != tuple(labels):
                 raise DataError(f"weights were trained on labels {list(weights.labels)}, the dataset has {list(labels)}")
             weights = dataclasses.replace(weights, labels=tuple(labels))
-        self._trainer: loop.Trainer | None = loop.make_trainer(self.cfg, target, weights, adam, backend, self.key_file)
+        self._trainer: loop.Trainer | None = loop.make_trainer(self.cfg, target, weights, adam, backend, self.key_file,
+                                                               link_patience_s)
         self._encoded: tuple[int, Dataset, Dataset] | None = None  # (id of the data, the data, its encoding)
         self._data: Dataset | None = None
         self._data_id = ""
@@ -148,9 +149,11 @@ class Session:
         if self._trainer is None:
             return
         trainer, self._trainer = self._trainer, None
+        if not keep_weights:  # after an error: a dead board fails the close too, and that error is not the news
+            loop.close_quietly(trainer)
+            return
         try:
-            if keep_weights:
-                self._final_weights = trainer.weights
+            self._final_weights = trainer.weights
         finally:
             trainer.close()
 
@@ -175,7 +178,11 @@ class Session:
         if out_dir is not None:
             loop.prepare_run_folder(out_dir, self.resume, overwrite)
         opts = loop.TrainOptions(target=self.target, out_dir=out_dir, progress=self.progress, argv=self.argv)
-        report = loop.train_epochs(self.cfg, data, opts, trainer, self.state, data_id, on_sample)
+        try:
+            report = loop.train_epochs(self.cfg, data, opts, trainer, self.state, data_id, on_sample)
+        except TransportError as exc:  # the command that failed, and how to go on from the last checkpoint
+            ckpt = None if out_dir is None else out_dir / "checkpoint.npz"
+            raise TransportError(f"{exc}; {loop.resume_hint(ckpt, self.argv)}") from None
         self._data, self._data_id = data, data_id
         self._last_eval = report.pop("_last_eval", None)
         self._recordings = report.pop("_recordings", None)
@@ -305,6 +312,7 @@ class Session:
 def run_training(cfg: ExperimentConfig, data: Dataset, opts: loop.TrainOptions) -> dict[str, Any]:
     """`s2eprop train`: a session on opts.target, trained over `data` into the run folder opts.out_dir."""
     with Session(cfg, opts.target, init_weights=opts.init_weights, resume=opts.resume, backend=opts.backend,
-                 key_file=opts.key_file, labels=tuple(data.labels), progress=opts.progress, argv=opts.argv) as s:
+                 key_file=opts.key_file, labels=tuple(data.labels), progress=opts.progress, argv=opts.argv,
+                 link_patience_s=opts.link_patience_s) as s:
         return s.train(data, out=opts.out_dir, overwrite=opts.overwrite)
 

@@ -288,6 +288,12 @@ class BoardTrainer:
         # timed chips and realtime boards measure losses: they go on
         stop = self.cfg.train.on_loss == "stop" and self.timing is None and not getattr(self.transport, "realtime", False)
         st = self.transport.status()
+        mine = sorted((c, why) for c, why in st.core_errors.items() if c in {img.plan.core_id for img in self.images})
+        if mine:  # a stopped core runs nothing more: whatever on_loss says, the run cannot go on
+            core, why = mine[0]
+            raise TransportError(f"sample {o.sample_id}: core {core} stopped with a run-time error: {why}. Its memory "
+                                 f"was overwritten while it ran (another program writing to the board?); start the "
+                                 f"run again (--resume from its checkpoint), which loads every core anew")
         now = self._chip_losses(st)
         grew = {k: now[k] - self._chip_seen.get(k, 0) for k in now if now[k] != self._chip_seen.get(k, 0)}
         self._chip_seen = now

@@ -101,6 +101,7 @@ class TrainOptions:
     overwrite: bool = False  # replace a run the folder holds (without it, only --resume may use such a folder)
     argv: tuple[str, ...] | None = None  # the command line, to print the command that resumes the run
     key_file: str | None = None  # a board's shared key (udp:// targets; else $S2EPROP_BOARD_KEY)
+    link_patience_s: float = 10.0  # udp:// targets: how long a command may go unanswered
 
 
 @dataclass
@@ -145,7 +146,7 @@ def learner_kind(target: str) -> str:
 
 
 def make_trainer(cfg: ExperimentConfig, target: str, weights: Weights, adam: AdamState | None,
-                 backend: str = "c", key_file: str | None = None) -> Trainer:
+                 backend: str = "c", key_file: str | None = None, link_patience_s: float = 10.0) -> Trainer:
     check_engine(engine_of(cfg, target, backend, key_file))
     if target == "golden":
         return GoldenTrainer(cfg.network, cfg.train, weights, adam, record=cfg.record)
@@ -153,7 +154,8 @@ def make_trainer(cfg: ExperimentConfig, target: str, weights: Weights, adam: Ada
     from s2eprop.host.session.runtime import BoardTrainer
     from s2eprop.host.transport import open_transport
 
-    transport = open_transport(target, plan_partition(cfg.network, cfg.partition).n_cores, backend, cfg.chip, key_file)
+    transport = open_transport(target, plan_partition(cfg.network, cfg.partition).n_cores, backend, cfg.chip, key_file,
+                               link_patience_s)
     return BoardTrainer(cfg, weights, adam, transport=transport)
 
 
@@ -349,7 +351,7 @@ def _stop_on_signals() -> Iterator[dict[str, int]]:
             signal.signal(s, handler)
 
 
-def _resume_hint(ckpt: Path | None, command_line: tuple[str, ...] | None) -> str:
+def resume_hint(ckpt: Path | None, command_line: tuple[str, ...] | None) -> str:
     """Where the checkpoint is and the command that resumes from it: the run's own command line with
     --resume in place of --init-weights / --resume / --overwrite."""
     if ckpt is None:
@@ -370,6 +372,14 @@ def _resume_hint(ckpt: Path | None, command_line: tuple[str, ...] | None) -> str
 
     cmd = " ".join(shlex.quote(a) for a in ["s2eprop", *argv, "--resume", str(ckpt)])
     return f"checkpoint: {ckpt}; resume with: {cmd}"
+
+
+def close_quietly(trainer: Trainer) -> None:
+    """Close a trainer after an error, keeping that error the one reported (a dead board fails this too)."""
+    try:
+        trainer.close()
+    except Exception:  # noqa: BLE001 - the error in flight is the one to report
+        pass
 
 
 def train_epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Trainer,
@@ -439,7 +449,7 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
                 r = (trainer.train_batch(xb, data.y_train[idx]) if flags is None
                      else trainer.train_batch(xb, data.y_train[idx], record=flags))
             except KeyboardInterrupt:  # inside a sample: its state is not a checkpoint's
-                raise TrainingInterrupted(f"interrupted during sample {b0} of epoch {epoch + 1}; {_resume_hint(ckpt, opts.argv)}") \
+                raise TrainingInterrupted(f"interrupted during sample {b0} of epoch {epoch + 1}; {resume_hint(ckpt, opts.argv)}") \
                     from None
             batch_s = time.perf_counter() - t_batch
             session.train_wall_s += batch_s
@@ -457,7 +467,7 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
                 raise TrainingDiverged(f"training diverged at epoch {epoch + 1}, sample {b0}: the loss is {batch_loss:.4g}"
                                        f" (a sane run stays below "
                                        f"{LOSS_EXPLODED:g} a sample); lower train.lr (now {tr.lr}) or check the config; "
-                                       f"{_resume_hint(ckpt, opts.argv)}")
+                                       f"{resume_hint(ckpt, opts.argv)}")
             session.correct += int(np.sum(r.pred == data.y_train[idx]))
             session.loss_sum += batch_loss
             session.seen += b1 - b0
@@ -477,7 +487,7 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
             if asked:
                 bar.close()
                 name = signal.Signals(asked["signal"]).name
-                raise TrainingInterrupted(f"stopped by {name} after {done} samples; {_resume_hint(ckpt, opts.argv)}")
+                raise TrainingInterrupted(f"stopped by {name} after {done} samples; {resume_hint(ckpt, opts.argv)}")
         bar.close()
         record: dict[str, Any] = {"epoch": epoch, "train_accuracy": session.correct / max(session.seen, 1),
                                   "loss": session.loss_sum / max(session.seen, 1), "samples": session.seen}
@@ -493,7 +503,7 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
                                      else None, epoch, opts.progress)
             except KeyboardInterrupt:
                 raise TrainingInterrupted(f"interrupted during the test evaluation of epoch {epoch + 1} (its training "
-                                          f"is kept); {_resume_hint(ckpt, opts.argv)}") from None
+                                          f"is kept); {resume_hint(ckpt, opts.argv)}") from None
             record["test_accuracy"] = last_eval["accuracy"]
             record["test_loss"] = last_eval["loss"]
         # wall time of the epoch in this session (a resumed epoch: its part after the resume): all of it
@@ -512,7 +522,7 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
         if asked:
             name = signal.Signals(asked["signal"]).name
             raise TrainingInterrupted(f"stopped by {name} after epoch {epoch + 1} ({session.pos.samples_trained} "
-                                      f"samples); {_resume_hint(ckpt, opts.argv)}")
+                                      f"samples); {resume_hint(ckpt, opts.argv)}")
     return session_samples, last_eval
 
 

@@ -13,7 +13,7 @@ __all__ = ["FW_STATUS", "EmulatorTransport", "Transport", "TransportStatus", "op
 
 
 def open_transport(target: str, n_cores: int, backend: str = "c", chip: ChipConfig | None = None,
-                   key_file: str | None = None) -> Transport:
+                   key_file: str | None = None, link_patience_s: float = 10.0) -> Transport:
     """The transport to `target`: "emulator" (the in-process chip: functional, or timed as `chip` says)
     or "udp://HOST:PORT" (a board, or `s2eprop serve`; its own chip file and mode apply). A combination
     that cannot run is refused first, by the one table of s2eprop.host.engines."""
@@ -45,7 +45,7 @@ def open_transport(target: str, n_cores: int, backend: str = "c", chip: ChipConf
     if target.startswith("udp://"):
         from s2eprop.host.transport.udp import UdpTransport, read_key
 
-        transport = UdpTransport(target, key=read_key(key_file))
+        transport = UdpTransport(target, key=read_key(key_file), patience_s=link_patience_s)
         if transport.n_cores < n_cores:
             transport.close()
             raise ConfigError(f"the network needs {n_cores} cores, the board at {target} has {transport.n_cores}")

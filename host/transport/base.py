@@ -46,6 +46,9 @@ class TransportStatus:
     dropped_from: dict[int, int] = field(default_factory=dict)  # source core -> packets dropped
     last_drop: tuple[int, int] | None = None                   # (source core, key) of the last drop
     losses: dict[str, int] = field(default_factory=dict)       # other chip or link losses; all should stay 0
+    # cores stopped by a run-time error (their memory was made invalid while they ran) -> why; each must be
+    # loaded and started again
+    core_errors: dict[int, str] = field(default_factory=dict)
 
 
 class Transport(Protocol):

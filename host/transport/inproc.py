@@ -74,7 +74,8 @@ class EmulatorTransport:
         if isinstance(chip, TimedChip):
             losses["rx_queue_overflows"] = st.rx_queue_overflows
         return TransportStatus(ticks=chip.tick_count, packets_delivered=st.delivered, packets_dropped=st.dropped,
-                               dropped_from=dict(st.dropped_from), last_drop=st.last_drop, losses=losses)
+                               dropped_from=dict(st.dropped_from), last_drop=st.last_drop, losses=losses,
+                               core_errors=chip.core_errors())
 
     def timing(self) -> "ChipTiming | None":
         """The timed chip's compliance record (None when the chip is functional)."""

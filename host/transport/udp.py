@@ -24,6 +24,10 @@ from s2eprop.host.errors import ConfigError, TransportError
 from s2eprop.host.transport.base import TransportStatus
 
 KEY_ENV = "S2EPROP_BOARD_KEY"
+PATIENCE_S = 10.0   # a command fails after this long without a reply (SpiNNMan waits about as long)
+MIN_RTO_S = 0.004   # retransmission timeouts from measured round trips (RFC 6298), clamped to this...
+MAX_RTO_S = 1.0     # ... and, backing off, to this (beyond an ADVANCE's own run time)
+TAKE_ENV = "S2EPROP_TAKE_BOARD"  # "1": take over a board another host owns (that host died; docs/protocol.md)
 
 
 @dataclass
@@ -76,13 +80,24 @@ def read_key(key_file: str | os.PathLike | None) -> bytes | None:
 class UdpTransport:
     protocol_version = sdp.PROTOCOL_VERSION  # what this host speaks (HELLO); a board refuses another
 
-    def __init__(self, target: str, key: bytes | None = None, timeout_s: float = 0.25, retries: int = 8,
-                 window: int = 32, spike_limit_bytes: int = sdp.MAX_DATA_BYTES) -> None:
+    def __init__(self, target: str, key: bytes | None = None, timeout_s: float = 0.25, retries: int | None = None,
+                 window: int = 32, spike_limit_bytes: int = sdp.MAX_DATA_BYTES, claim: bool = True,
+                 take_over: bool | None = None, patience_s: float = PATIENCE_S) -> None:
+        """`timeout_s`: the first retransmission timeout, until round trips are measured (then RFC 6298's
+        SRTT + 4 RTTVAR per kind of command, doubled at each retransmission up to MAX_RTO_S). `patience_s`: a
+        command fails when it has had no reply this long (an ADVANCE: plus its expected run time); `retries`
+        (None: no limit): or after this many tries. `claim`: this host drives the board and owns it until it
+        closes (another host is refused as busy); False for a host that only looks (board status).
+        `take_over`: claim it even from another owner (default: $S2EPROP_TAKE_BOARD is 1)."""
+        if not patience_s > 0:
+            raise ConfigError(f"link patience {patience_s} s: give a positive number of seconds (default {PATIENCE_S:g})")
         self.target = target
         self.address = parse_target(target)
         self.key = key
         self.timeout_s = timeout_s
         self.retries = retries
+        self.patience_s = patience_s
+        self._rtt: dict[tuple[int, int], list[float]] = {}  # kind of command -> [srtt, rttvar] (s)
         self.window = window
         self.spike_limit_bytes = spike_limit_bytes  # a spike datagram's data (a step's ids are split to fit)
         self.link = ClientLinkCounters()
@@ -100,19 +115,32 @@ class UdpTransport:
         self._last_wait_s: float | None = None
         self._nonce = b""
         self._closed = False
-        self._hello()
+        if take_over is None:
+            take_over = os.environ.get(TAKE_ENV, "") == "1"
+        self._hello_flags = (sdp.HELLO_CLAIM if claim else 0) | (sdp.HELLO_TAKE_OVER if claim and take_over else 0)
+        try:
+            self._hello()
+        except BaseException:
+            self.sock.close()
+            raise
 
     # -- addressing -----------------------------------------------------------------------------------
     def _hello(self) -> None:
         mine = os.urandom(8)
-        reply = self._call(sdp.Scp(sdp.CMD_HELLO, 0, self.protocol_version, data=mine), nonce=b"")
+        reply = self._call(sdp.Scp(sdp.CMD_HELLO, 0, self.protocol_version, self._hello_flags, data=mine), nonce=b"")
         if len(reply.data) < 10:
             raise TransportError(f"board at {self.target}: its HELLO reply is too short ({len(reply.data)} B)")
         self._nonce = reply.data[:8] + mine
         self.n_cores = reply.arg2
         per_qpe, n_qpes = struct.unpack_from("<BB", reply.data, 8)
         coords = reply.data[10:10 + 2 * n_qpes]
-        self.board_info = json.loads(reply.data[10 + 2 * n_qpes:] or b"{}")
+        try:
+            self.board_info = json.loads(reply.data[10 + 2 * n_qpes:] or b"{}")
+            if len(coords) != 2 * n_qpes or per_qpe == 0 or not isinstance(self.board_info, dict):
+                raise ValueError("bad layout")
+        except ValueError:
+            raise TransportError(f"board at {self.target}: its HELLO reply does not describe a board "
+                                 f"({len(reply.data)} B; is it an s2eprop board of protocol {self.protocol_version}?)") from None
         qpes = [(coords[2 * i], coords[2 * i + 1]) for i in range(n_qpes)]
         self._at = [(*qpes[c // per_qpe], c % per_qpe) for c in range(min(self.n_cores, per_qpe * n_qpes))]
 
@@ -137,27 +165,59 @@ class UdpTransport:
     def _call(self, msg: sdp.Scp, nonce: bytes | None = None, timeout_s: float | None = None) -> sdp.Scp:
         return self._many([msg], nonce, timeout_s)[0]
 
+    def _send(self, raw: bytes) -> None:
+        """Send one datagram; a port found closed (the board is gone, or not up yet) is a lost datagram: the
+        retransmissions and the link patience decide when that is an error."""
+        try:
+            self.sock.send(raw)
+        except ConnectionRefusedError:
+            pass
+
+    @staticmethod
+    def _kind(m: sdp.Scp) -> tuple[int, int]:
+        """Commands whose round trips are alike: an ADVANCE's depends on its ticks, the others' on their cmd."""
+        return (m.cmd, m.arg1 if m.cmd == sdp.CMD_ADVANCE else 0)
+
+    def _rto(self, m: sdp.Scp) -> float:
+        """The retransmission timeout of a command (RFC 6298: SRTT + max(G, 4 RTTVAR), at least MIN_RTO_S);
+        before any round trip of its kind is measured, timeout_s (an ADVANCE: plus 5 ms a tick)."""
+        est = self._rtt.get(self._kind(m))
+        if est is None:
+            return self.timeout_s + (0.005 * m.arg1 if m.cmd == sdp.CMD_ADVANCE else 0.0)
+        return max(MIN_RTO_S, est[0] + max(0.001, 4.0 * est[1]))
+
+    def _measured(self, m: sdp.Scp, rtt_s: float) -> None:
+        """A round trip of a command answered at its first try (Karn: a retransmitted one says nothing)."""
+        est = self._rtt.get(self._kind(m))
+        if est is None:
+            self._rtt[self._kind(m)] = [rtt_s, rtt_s / 2.0]
+        else:
+            est[1] = 0.75 * est[1] + 0.25 * abs(est[0] - rtt_s)
+            est[0] = 0.875 * est[0] + 0.125 * rtt_s
+
     def _many(self, msgs: list[sdp.Scp], nonce: bytes | None = None, timeout_s: float | None = None,
               flush: bool = True) -> list[sdp.Scp]:
-        """Send msgs with up to `window` in flight; their replies in order. Errors raise TransportError."""
+        """Send msgs with up to `window` in flight; their replies in order. Errors raise TransportError.
+        `timeout_s`: a fixed retransmission timeout instead of the measured one."""
         if self._closed:
             raise TransportError(f"the transport to {self.target} is closed")
         if flush and self._queued:
             self.flush(timeout_s)
-        wait = self.timeout_s if timeout_s is None else timeout_s
         reply_nonce = self._nonce if nonce is None else nonce
-        pending: dict[int, list] = {}  # seq -> [index, raw, msg, deadline, tries]
+        pending: dict[int, list] = {}  # seq -> [index, raw, msg, deadline, tries, first sent, timeout, give up at]
         replies: list[sdp.Scp | None] = [None] * len(msgs)
         nxt = 0
         earliest = float("inf")  # a lower bound of the pending deadlines: waking early only costs a scan
         while nxt < len(msgs) or pending:
             while nxt < len(msgs) and len(pending) < self.window:
                 seq, raw, m = self._packed(msgs[nxt], nonce)
-                self.sock.send(raw)
+                self._send(raw)
                 self.link.sent += 1
-                deadline = time.monotonic() + wait
-                pending[seq] = [nxt, raw, m, deadline, 1]
-                earliest = min(earliest, deadline)
+                now = time.monotonic()
+                rto = self._rto(m) if timeout_s is None else timeout_s
+                # patience counts from the first send; an ADVANCE's own run time (its round trip) comes on top
+                pending[seq] = [nxt, raw, m, now + rto, 1, now, rto, now + self.patience_s + rto]
+                earliest = min(earliest, now + rto)
                 nxt += 1
             self.sock.settimeout(max(0.0005, earliest - time.monotonic()))
             try:
@@ -166,27 +226,32 @@ class UdpTransport:
             except socket.timeout:
                 pass
             except ConnectionRefusedError:  # nothing listens there (yet): as a lost datagram
-                time.sleep(min(wait, 0.05))
+                time.sleep(0.05)
             now = time.monotonic()
             earliest = float("inf")
             for entry in pending.values():
                 if entry[3] <= now:
                     self.link.timeouts += 1
-                    if entry[4] > self.retries:
+                    if now >= entry[7] or (self.retries is not None and entry[4] > self.retries):
                         what = sdp.CMD_NAMES.get(entry[2].cmd, str(entry[2].cmd))
-                        raise TransportError(f"no reply from the board at {self.target} to {what} after {entry[4]} "
-                                             f"tries ({wait:g} s each): is `s2eprop serve` running there"
-                                             + (", with the same key?" if self.key else "?"))
-                    self.sock.send(entry[1])
+                        raise TransportError(f"no reply from the board at {self.target} to {what} for "
+                                             f"{now - entry[5]:.1f} s ({entry[4]} tries; link patience "
+                                             f"{self.patience_s:g} s, --link-patience-s): is `s2eprop serve` "
+                                             f"running there" + (", with the same key?" if self.key else "?"))
+                    self._send(entry[1])
                     self.link.sent += 1
                     self.link.retransmits += 1
-                    entry[3], entry[4] = now + wait, entry[4] + 1
+                    entry[6] = min(2.0 * entry[6], max(MAX_RTO_S, entry[6])) if timeout_s is None else entry[6]
+                    entry[3], entry[4] = min(now + entry[6], entry[7]), entry[4] + 1
                 earliest = min(earliest, entry[3])
         return replies  # type: ignore[return-value]
 
     def _take_reply(self, raw: bytes, pending: dict, replies: list, nonce: bytes) -> None:
+        """File one datagram from the board under the command it answers. Any bytes may come: what is not a
+        well-formed, undamaged reply to a pending command is counted and dropped, never raised."""
+        seq_at = len(sdp.PAD) + sdp.SDP_HEADER.size + 2
         cmd = sdp.peek_cmd(raw)
-        seq = struct.unpack_from("<H", raw, len(sdp.PAD) + sdp.SDP_HEADER.size + 2)[0] if cmd is not None else None
+        seq = struct.unpack_from("<H", raw, seq_at)[0] if len(raw) >= seq_at + 2 else None
         entry = pending.get(seq) if seq is not None else None
         if entry is None:
             self.link.late_replies += 1 if seq is not None else 0
@@ -199,11 +264,13 @@ class UdpTransport:
         except sdp.WireError:
             self.link.foreign += 1
             return
-        if m.cmd in sdp.OWN_COMMANDS and (reply.arg3 != sdp.msg_crc(reply) or (reply.x, reply.y, reply.cpu) !=
-                                          (m.x, m.y, m.cpu)):
+        if m.cmd in sdp.OWN_COMMANDS and (not sdp.crc_ok(raw, self.key is not None)
+                                          or (reply.x, reply.y, reply.cpu) != (m.x, m.y, m.cpu)):
             self.link.foreign += 1  # damaged on the way: as if lost (sent again at its timeout)
             return
         del pending[seq]
+        if entry[4] == 1:
+            self._measured(m, time.monotonic() - entry[5])
         if reply.cmd != sdp.RC_OK:
             text = reply.data.decode("utf-8", "replace") if reply.data else ""
             what = sdp.CMD_NAMES.get(m.cmd, str(m.cmd))
@@ -216,7 +283,11 @@ class UdpTransport:
         step = sdp.MAX_DATA_BYTES
         msgs = [sdp.Scp(sdp.CMD_MEM_READ, 0, addr + i, min(step, n_bytes - i), 0, b"", *at)
                 for i in range(0, n_bytes, step)]
-        return b"".join(r.data for r in self._many(msgs, timeout_s=timeout_s))
+        out = b"".join(r.data for r in self._many(msgs, timeout_s=timeout_s))
+        if len(out) != n_bytes:
+            raise TransportError(f"board at {self.target}: a read of {n_bytes:,} B at 0x{addr:08x} of {at} returned "
+                                 f"{len(out):,} B")
+        return out
 
     def write_sram(self, core: int, offset: int, data: bytes | np.ndarray, timeout_s: float | None = None) -> None:
         self._write_stream(self._core_at(core), offset, data, timeout_s)
@@ -267,9 +338,8 @@ class UdpTransport:
         head = sdp.sdp_header(sdp.FLAGS_NO_REPLY, *sdp.MONITOR)
         for a1, a2, data in msgs:
             seq = self._next_seq()
-            body = head + sdp.SCP_HEADER.pack(sdp.CMD_SPIKES, seq, a1, a2,
-                                              sdp.fields_crc(*sdp.MONITOR, sdp.CMD_SPIKES, seq, a1, a2, data)) + data
-            self.sock.send(body + sdp.mac(self.key, self._nonce, body) if self.key is not None else body)
+            body = sdp.seal_body(head + sdp.SCP_HEADER.pack(sdp.CMD_SPIKES, seq, a1, a2, 0) + data)
+            self._send(body + sdp.mac(self.key, self._nonce, body) if self.key is not None else body)
         self.link.sent += len(msgs)
         self.link.spikes_posted += len(msgs)
 
@@ -282,11 +352,12 @@ class UdpTransport:
         sid, n = self._stream_id, -(-len(raw) // step)
         missing = list(range(n))
         head = sdp.sdp_header(sdp.FLAGS_NO_REPLY, *at)
-        scp, send, key, nonce, crc = sdp.SCP_HEADER.pack, self.sock.send, self.key, self._nonce, sdp.fields_crc
-        for attempt in range(self.retries + 1):
+        scp, send, key, nonce, seal = sdp.SCP_HEADER.pack, self._send, self.key, self._nonce, sdp.seal_body
+        rounds = 64 if self.retries is None else self.retries + 1  # each round's STREAM_ACK waits with patience
+        for attempt in range(rounds):
             for c in missing:  # packed here, not through Scp objects: this is the bulk of every sample's bytes
                 chunk, seq, a1, a2 = raw[c * step:(c + 1) * step], self._next_seq(), addr + c * step, sid << 16 | c
-                body = head + scp(sdp.CMD_STREAM, seq, a1, a2, crc(*at, sdp.CMD_STREAM, seq, a1, a2, chunk)) + chunk
+                body = seal(head + scp(sdp.CMD_STREAM, seq, a1, a2, 0) + chunk)
                 send(body + sdp.mac(key, nonce, body) if key is not None else body)
             self.link.sent += len(missing)
             if attempt:
@@ -302,7 +373,7 @@ class UdpTransport:
                 return
             self.link.stream_lost += len(missing)
         raise TransportError(f"board at {self.target}: {len(missing)} of {n} chunks of an SDRAM write at "
-                             f"0x{addr:08x} never arrived after {self.retries + 1} tries")
+                             f"0x{addr:08x} never arrived after {rounds} rounds")
 
     def read_sdram(self, addr: int, n_bytes: int, timeout_s: float | None = None) -> bytes:
         return self._read(sdp.MONITOR, addr, n_bytes, timeout_s)
@@ -365,8 +436,7 @@ class UdpTransport:
         until it has reached the host's tick + `ticks` (the host's lateness is counted: `link`)."""
         if self.realtime:
             return self._wait_for_tick(ticks, timeout_s)
-        wait = timeout_s if timeout_s is not None else self.timeout_s + 0.005 * ticks
-        r = self._call(sdp.Scp(sdp.CMD_ADVANCE, 0, ticks), timeout_s=wait)
+        r = self._call(sdp.Scp(sdp.CMD_ADVANCE, 0, ticks), timeout_s=timeout_s)
         return r.arg1 | r.arg2 << 32
 
     def _board_tick(self, timeout_s: float | None) -> int:
@@ -401,27 +471,58 @@ class UdpTransport:
 
     def board_status(self, timeout_s: float | None = None) -> dict:
         first = self._call(sdp.Scp(sdp.CMD_STATUS, 0, 0), timeout_s=timeout_s)
+        if not 1 <= first.arg2 <= 4096:
+            raise TransportError(f"board at {self.target}: its STATUS has {first.arg2:,} pages (1..4,096 expected)")
         pages = [first.data] + [r.data for r in self._many([sdp.Scp(sdp.CMD_STATUS, 0, p) for p in range(1, first.arg2)],
                                                             timeout_s=timeout_s)]
         try:
-            return json.loads(b"".join(pages))
+            st = json.loads(b"".join(pages))
         except ValueError:
             raise TransportError(f"board at {self.target}: its STATUS is not JSON") from None
+        if not isinstance(st, dict):
+            raise TransportError(f"board at {self.target}: its STATUS is not a JSON object")
+        return st
 
     def status(self, timeout_s: float | None = None) -> TransportStatus:
         st = self.board_status(timeout_s)
-        return TransportStatus(ticks=st["ticks"], packets_delivered=st["delivered"], packets_dropped=st["dropped"],
-                               last_drop=tuple(st["last_drop"]) if st.get("last_drop") else None,
-                               losses=dict(st.get("losses", {})))
+        try:
+            return TransportStatus(ticks=int(st["ticks"]), packets_delivered=int(st["delivered"]),
+                                   packets_dropped=int(st["dropped"]),
+                                   last_drop=tuple(st["last_drop"]) if st.get("last_drop") else None,
+                                   losses=dict(st.get("losses", {})), core_errors=self._core_errors(st))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise TransportError(f"board at {self.target}: its STATUS lacks or garbles {exc}") from None
+
+    @staticmethod
+    def _core_errors(st: dict) -> dict[int, str]:
+        """The board's cores stopped by a run-time error, each as 'core N (x X, y Y, cpu P): why'."""
+        out: dict[int, str] = {}
+        errors = st.get("core_errors")
+        for core, e in (errors.items() if isinstance(errors, dict) else ()):
+            c = int(core) if str(core).isdigit() else -1
+            try:
+                x, y, p = e["at"]
+                out[c] = f"{e['error']} (at x {x}, y {y}, cpu {p})"
+            except (TypeError, ValueError, KeyError):
+                out[c] = str(e)
+        return out
 
     def link_stats(self) -> dict[str, dict[str, int]]:
         """The link's counters seen from both ends (report.json `link`)."""
         return {"host": self.link.as_dict(), "board": self.board_status().get("link", {})}
 
     def close(self) -> None:
+        """Flush, end the session (BYE: the board is free for another host at once) and close the socket."""
         if not self._closed:
             try:
                 self.flush()
             finally:
+                retries, self.retries = self.retries, 2
+                try:  # best effort (3 tries of 50 ms): without it the board is free when the lease lapses
+                    self._many([sdp.Scp(sdp.CMD_BYE, 0)], timeout_s=0.05, flush=False)
+                except TransportError:
+                    pass
+                finally:
+                    self.retries = retries
                 self._closed = True
                 self.sock.close()

@@ -2,6 +2,7 @@
 then --resume against a new server) end with the weights of an uninterrupted run."""
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -25,9 +26,11 @@ def _serve(port: int = 0) -> tuple[subprocess.Popen, str]:
     return p, f"udp://127.0.0.1:{m.group(1)}"
 
 
-def _train(*args: str) -> subprocess.Popen:
+def _train(*args: str, take_board: bool = False) -> subprocess.Popen:
+    """`take_board`: take over the board a killed host still owns (its lease has not lapsed)."""
+    env = {**os.environ, "S2EPROP_TAKE_BOARD": "1"} if take_board else None
     return subprocess.Popen([*S2EPROP, "train", "--quiet", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env=env)
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout_s: float = 60) -> None:
@@ -57,7 +60,8 @@ def uninterrupted(data, tmp_path_factory) -> dict[str, np.ndarray]:
 
 def _resume_to(target: str, data: Path, run: Path, want: dict[str, np.ndarray]) -> None:
     """--resume the run from its checkpoint; it must end with the weights `want`."""
-    again = _train("--target", target, "--data", str(data), "--out", str(run), "--resume", str(run / "checkpoint.npz"))
+    again = _train("--target", target, "--data", str(data), "--out", str(run), "--resume", str(run / "checkpoint.npz"),
+                   take_board=True)
     assert again.wait() == 0, again.communicate()
     _same(run, want)
 
@@ -90,7 +94,8 @@ def test_a_killed_board_is_a_clear_error_and_resume_on_a_new_one_completes(data,
     server, target = _serve()
     port = int(target.rsplit(":", 1)[1])
     run = tmp_path / "run"
-    host = _train("--target", target, "--data", str(data), "--out", str(run), "--checkpoint-every", "8")
+    host = _train("--target", target, "--data", str(data), "--out", str(run), "--checkpoint-every", "8",
+                  "--link-patience-s", "2")
     try:
         _wait_for(run / "checkpoint.npz", host)
     finally:
@@ -99,6 +104,8 @@ def test_a_killed_board_is_a_clear_error_and_resume_on_a_new_one_completes(data,
     out, err = host.communicate(timeout=120)
     assert host.returncode == 2, (out, err)
     assert "Traceback" not in err and f"no reply from the board at {target}" in err
+    # the command that found the board dead, not the clean-up's STOP, and the command that resumes the run
+    assert "to STOP" not in err and "resume with: s2eprop train " in err and f"--target {target}" in err, err
     server, target = _serve(port)
     try:
         _resume_to(target, data, run, uninterrupted)

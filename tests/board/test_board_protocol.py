@@ -37,6 +37,14 @@ def test_ver_over_raw_scp(board) -> None:
     assert name.startswith(b"s2eprop-board")
 
 
+def test_ver_answers_with_the_boards_own_coordinates_wherever_it_is_addressed(board) -> None:
+    """SpiNNMan's bring-up sends VER to (255, 255) and takes an answer naming (255, 255) as 'not booted'."""
+    for x, y in ((255, 255), (4, 6)):
+        reply = _raw(board, 0, 11, (0, 0, 0), x=x, y=y)
+        rc, _seq, arg1, _arg2, _arg3 = struct.unpack_from("<HHIII", reply, 10)
+        assert rc == 0x80 and arg1 >> 16 == 0
+
+
 def test_write_then_read_sdram_and_sram_over_raw_scp(board) -> None:
     payload = bytes(range(200))
     reply = _raw(board, 3, 8, (0x00300000, len(payload), 0), payload)                 # WRITE to SDRAM
@@ -60,9 +68,9 @@ def test_bad_requests_get_error_codes(board) -> None:
 def test_a_command_of_ours_without_a_session_is_refused_clearly(board) -> None:
     import zlib
 
-    fields = struct.pack("<BBBHHII", 0, 0, 0, 0x46, 14, 5, 0)  # ADVANCE 5 ticks, never greeted
-    crc = zlib.crc32(b"", zlib.crc32(fields))
-    reply = _raw(board, 0x46, 14, (5, 0, crc))
+    # ADVANCE 5 ticks, never greeted; its CRC32 covers the whole datagram as _raw sends it, arg3 taken as 0
+    whole = b"\0\0" + bytes([0x87, 0xFF, 0, (7 << 5) | 31, 0, 0, 0, 0]) + struct.pack("<HHIII", 0x46, 14, 5, 0, 0)
+    reply = _raw(board, 0x46, 14, (5, 0, zlib.crc32(whole)))
     rc = struct.unpack_from("<H", reply, 10)[0]
     assert rc == 0x85 and b"no session" in reply[26:]
     assert board.server.chip.tick_count == 0
@@ -73,13 +81,13 @@ def test_no_server_at_the_address_is_one_clear_error() -> None:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()  # nothing listens there now
-    with pytest.raises(TransportError, match=rf"no reply from the board at udp://127.0.0.1:{port} to HELLO after 3 tries"):
+    with pytest.raises(TransportError, match=rf"no reply from the board at udp://127.0.0.1:{port} to HELLO for [0-9.]+ s \(3 tries"):
         UdpTransport(f"udp://127.0.0.1:{port}", timeout_s=0.05, retries=2)
 
 
 def test_protocol_version_mismatch_is_named(board, monkeypatch) -> None:
     monkeypatch.setattr(UdpTransport, "protocol_version", 99)
-    with pytest.raises(TransportError, match="refused HELLO .RC_ARG.: protocol version 99: this board speaks version 1"):
+    with pytest.raises(TransportError, match="refused HELLO .RC_ARG.: protocol version 99: this board speaks version 2"):
         UdpTransport(board.target)
 
 

@@ -41,7 +41,11 @@ def test_training_over_udp_gives_the_same_bits(serve, mode) -> None:
     assert over_udp.ticks_train == local.ticks_train
     assert not any(over_udp.provenance().values())
     report = over_udp.report()
-    assert report["link"]["host"]["retransmits"] == 0 and report["link"]["board"]["malformed"] == 0
+    host, board_link = report["link"]["host"], report["link"]["board"]
+    # on a clean link a retransmission is only a timeout measured too tight on a busy machine: rare, and each
+    # answered from the reply cache (nothing ran twice)
+    assert host["retransmits"] <= 0.01 * host["sent"] and board_link["duplicates"] == host["retransmits"]
+    assert board_link["malformed"] == 0
     over_udp.close()
 
 
@@ -79,7 +83,8 @@ def test_a_new_host_does_not_get_the_messages_of_a_killed_ones_sample(serve) -> 
     first.streamer.begin(first.next_sample_id(), int(y[1]), True, x[1])
     first.transport.advance(cfg.network.n_steps + 1 + 16)
     queued = board.server.link.as_dict()["stale_messages"]
-    again = BoardTrainer(cfg, w0, transport=UdpTransport(board.target))
+    # the first host never ended its session: the board is still its own, so the new host takes it over
+    again = BoardTrainer(cfg, w0, transport=UdpTransport(board.target, take_over=True))
     r = again.train_batch(x[:1], y[:1])  # on_loss stop: a stray message would be an error
     assert board.server.link.as_dict()["stale_messages"] - queued == 13  # 12 SAMPLE_DONE and the RESULT
     fresh = BoardTrainer(cfg, w0)

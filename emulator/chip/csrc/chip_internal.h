@@ -10,4 +10,20 @@ int emu_dma_copy(emu_chip_t *chip, const emu_dma_t *d);
 /* the first routing entry matching key, or 0 */
 const emu_route_t *emu_route(emu_chip_t *chip, uint32_t key);
 
+/* whether `core` may run a handler: not stopped by a run-time error, its header checked after a host write */
+static inline int emu_core_ok(emu_chip_t *chip, uint32_t core)
+{
+    if (chip->core_written[core]) {
+        chip->core_written[core] = 0u;
+        if (chip->core_error[core] == EMU_RTE_NONE)
+            chip->core_error[core] = emu_core_check(chip->arenas[core], chip->sram_bytes);
+    }
+    return chip->core_error[core] == EMU_RTE_NONE;
+}
+/* the words of the outbox entry at `at` of a core's outbox of `count` words (0: not a valid entry) */
+uint32_t emu_outbox_entry_words(const uint32_t *box, uint32_t at, uint32_t count);
+/* a core's outbox, its word count in *count (and emptied), or 0: nothing queued, the core stopped, or now stopped
+ * (EMU_RTE_OUTBOX) because the count is past its outbox (a running core's config) or the outbox past its SRAM */
+const uint32_t *emu_outbox_take(emu_chip_t *chip, uint32_t core, uint32_t *count);
+
 #endif

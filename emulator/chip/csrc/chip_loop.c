@@ -35,13 +35,72 @@ typedef struct {
     uint32_t pkt_head;
 } run_t;
 
+uint32_t emu_core_check(const uint8_t *arena, uint32_t sram_bytes)
+{
+    const fw_header_t *h = (const fw_header_t *)arena;
+    if (sram_bytes < sizeof(fw_header_t)) return EMU_RTE_HEADER;
+    if (h->status != FW_RUNNING) return EMU_RTE_NONE;  /* not running: every handler returns at once */
+    if (h->magic != FW_MAGIC || h->abi_version != FW_ABI_VERSION || h->arena_bytes > sram_bytes) return EMU_RTE_HEADER;
+    fw_layout_t expect;
+    const uint32_t need = fw_layout(&h->config, &expect);
+    if (need == 0 || need != h->arena_bytes || memcmp(&expect, &h->layout, sizeof expect) != 0) return EMU_RTE_LAYOUT;
+    /* the state fields the firmware indexes with that fw_init and its own handlers keep in range */
+    const fw_state_t *s = &h->state;
+    if (s->outbox_count != 0u || s->label >= h->config.n_out || s->pending_label >= h->config.n_out)
+        return EMU_RTE_STATE;
+    return EMU_RTE_NONE;
+}
+
+void emu_check_written(emu_chip_t *chip)
+{
+    for (uint32_t core = 0; core < chip->n_cores; ++core) (void)emu_core_ok(chip, core);
+}
+
+uint32_t emu_core_error(emu_chip_t *chip, uint32_t core)
+{
+    if (core >= chip->n_cores) return EMU_RTE_NONE;
+    (void)emu_core_ok(chip, core);
+    return chip->core_error[core];
+}
+
+uint32_t emu_outbox_entry_words(const uint32_t *box, uint32_t at, uint32_t count)
+{
+    const uint32_t tag = box[at] & 0xffu;
+    uint32_t n;
+    if (tag == HAL_OUT_MC) n = 3u;
+    else if (tag == HAL_OUT_HOST) n = (box[at] >> 8) + 1u;
+    else if (tag == HAL_OUT_DMA || tag == HAL_OUT_DMA_WRITE) n = HAL_DMA_WORDS;
+    else if (tag == HAL_OUT_USER) n = 1u;
+    else return 0u;
+    return n <= count - at ? n : 0u;
+}
+
+const uint32_t *emu_outbox_take(emu_chip_t *chip, uint32_t core, uint32_t *count)
+{
+    fw_header_t *h = (fw_header_t *)chip->arenas[core];
+    *count = 0u;
+    if (chip->core_error[core] != EMU_RTE_NONE) return 0;
+    const uint32_t n = h->state.outbox_count, off = h->layout.outbox;
+    h->state.outbox_count = 0;
+    if (n == 0u) return 0;
+    /* a core not running has no config to trust (tests fill its outbox by hand): its SRAM bounds it */
+    const uint32_t cap = h->status == FW_RUNNING ? h->config.outbox_words : 0xffffffffu;
+    if (n > cap || off > chip->sram_bytes || (off & 3u) || n > (chip->sram_bytes - off) / 4u) {
+        chip->core_error[core] = EMU_RTE_OUTBOX;
+        return 0;
+    }
+    *count = n;
+    return (const uint32_t *)(chip->arenas[core] + off);
+}
+
 /* move a core's outbox into the stage's packets, host messages and DMA queue and its user-event flag */
 static void drain(emu_chip_t *chip, emu_stage_t *st, uint32_t *dma_tail, uint32_t core)
 {
-    fw_header_t *h = (fw_header_t *)chip->arenas[core];
-    const uint32_t *box = (const uint32_t *)(chip->arenas[core] + h->layout.outbox);
-    uint32_t at = 0;
-    while (at < h->state.outbox_count) {
+    uint32_t count, at = 0, len;
+    const uint32_t *box = emu_outbox_take(chip, core, &count);
+    for (; at < count; at += len) {
+        len = emu_outbox_entry_words(box, at, count);
+        if (len == 0u) { chip->core_error[core] = EMU_RTE_OUTBOX; return; }  /* the rest is not trusted */
         const uint32_t tag = box[at] & 0xffu;
         if (tag == HAL_OUT_MC) {
             if (st->pkt_len < st->pkt_cap) {
@@ -50,10 +109,9 @@ static void drain(emu_chip_t *chip, emu_stage_t *st, uint32_t *dma_tail, uint32_
             } else {
                 st->pkt_overflows++;
             }
-            at += 3u;
         } else if (tag == HAL_OUT_HOST) {
-            const uint32_t n = box[at] >> 8;
-            if (st->host_len + n + 2u <= st->host_cap) {
+            const uint32_t n = len - 1u;
+            if (st->host_len + n + 2u <= st->host_cap && n + 2u <= st->host_cap) {
                 uint32_t *m = st->host_buf + st->host_len;
                 m[0] = core; m[1] = n;
                 for (uint32_t w = 0; w < n; ++w) m[2 + w] = box[at + 1 + w];
@@ -61,7 +119,6 @@ static void drain(emu_chip_t *chip, emu_stage_t *st, uint32_t *dma_tail, uint32_
             } else {
                 st->host_overflows++;
             }
-            at += n + 1u;
         } else if (tag == HAL_OUT_DMA || tag == HAL_OUT_DMA_WRITE) {
             if (*dma_tail < st->dma_cap) {
                 emu_dma_t *d = st->dma_buf + (*dma_tail)++;
@@ -70,13 +127,10 @@ static void drain(emu_chip_t *chip, emu_stage_t *st, uint32_t *dma_tail, uint32_
             } else {
                 st->dma_overflows++;
             }
-            at += HAL_DMA_WORDS;
         } else {  /* HAL_OUT_USER */
             chip->user_pending[core] = 1u;
-            at += 1u;
         }
     }
-    h->state.outbox_count = 0;
 }
 
 /* whether every SDRAM page of [addr, addr + n) has been written by the host (a core writes only there) */
@@ -126,7 +180,7 @@ static void settle_core(emu_chip_t *chip, emu_stage_t *st, uint32_t core)
     drain(chip, st, &tail, core);
     while (head < tail) {
         const emu_dma_t d = st->dma_buf[head++];
-        if (!dma_copy(chip, &d, &st->dma_faults, &st->dma_bytes)) continue;
+        if (!dma_copy(chip, &d, &st->dma_faults, &st->dma_bytes) || !emu_core_ok(chip, d.core)) continue;
         emu_add_counts(&chip->counts[d.core], fw_on_dma_done(chip->arenas[d.core], d.tag));
         drain(chip, st, &tail, d.core);
     }
@@ -167,6 +221,7 @@ static void deliver_all(run_t *r)
             for (uint32_t bits = rt->dest[w]; bits; bits &= bits - 1u) {
                 const uint32_t core = 32u * w + (uint32_t)__builtin_ctz(bits);
                 if (core >= chip->n_cores) break;
+                if (!emu_core_ok(chip, core)) continue;  /* stopped by a run-time error: nothing runs */
                 emu_add_counts(&chip->counts[core], fw_on_mc_packet(chip->arenas[core], key, payload));
                 chip->delivered++;
                 settle_core(chip, &r->main, core);
@@ -186,6 +241,7 @@ static void settle_chip(run_t *r)
         while (core < chip->n_cores && !chip->user_pending[core]) core++;
         if (core == chip->n_cores) return;
         chip->user_pending[core] = 0u;
+        if (!emu_core_ok(chip, core)) continue;
         emu_add_counts(&chip->counts[core], fw_on_user_event(chip->arenas[core]));
         settle_core(chip, &r->main, core);
     }
@@ -235,6 +291,7 @@ typedef struct { pool_t *pool; emu_stage_t *st; } worker_t;
 static void timer_phase(emu_chip_t *chip, emu_stage_t *st, uint32_t tick)
 {
     for (uint32_t core = st->core_lo; core < st->core_hi; ++core) {
+        if (!emu_core_ok(chip, core)) continue;  /* each thread checks only its own cores */
         emu_add_counts(&chip->counts[core], fw_on_timer(chip->arenas[core], tick));
         settle_core(chip, st, core);
     }
@@ -300,6 +357,7 @@ void emu_run(emu_chip_t *chip, uint32_t first_tick, uint32_t n_ticks)
     if (n_threads <= 1) {
         for (uint32_t t = 0; t < n_ticks; ++t) {
             for (uint32_t core = 0; core < chip->n_cores; ++core) {
+                if (!emu_core_ok(chip, core)) continue;
                 emu_add_counts(&chip->counts[core], fw_on_timer(chip->arenas[core], first_tick + t));
                 settle_core(chip, &r.main, core);
             }
@@ -354,6 +412,7 @@ void emu_run(emu_chip_t *chip, uint32_t first_tick, uint32_t n_ticks)
 int32_t emu_host_msg(emu_chip_t *chip, uint32_t core, const uint32_t *msg, uint32_t n_words)
 {
     if (core >= chip->n_cores) return -1;
+    if (!emu_core_ok(chip, core)) return -2;
     run_t r = run_begin(chip);
     emu_add_counts(&chip->counts[core], fw_on_host_msg(chip->arenas[core], msg, n_words));
     settle_core(chip, &r.main, core);

@@ -20,6 +20,16 @@
 #define EMU_ROUTE_CACHE 1024u  /* direct-mapped cache of route lookups */
 #define EMU_MAX_THREADS 64u    /* threads of a timer phase */
 
+/* A core's run-time error (SpiNNaker's RTE): the host can write any byte of a core's SRAM, so the
+ * header, layout and state offsets the firmware and these loops index with are checked (emu_core_check)
+ * before the core's next handler after such a write, and its outbox entries as they are drained. A core
+ * that fails stops: it runs no handler and sends nothing until fw_init runs on it again (a host's START). */
+#define EMU_RTE_NONE 0u
+#define EMU_RTE_HEADER 1u  /* magic, ABI version or arena size no longer those of a valid image */
+#define EMU_RTE_LAYOUT 2u  /* config rejected, or the layout is not the one its config gives */
+#define EMU_RTE_STATE 3u   /* a state field out of range: outbox not empty between handlers, label >= n_out */
+#define EMU_RTE_OUTBOX 4u  /* an outbox count or entry past the outbox or the arena */
+
 typedef struct {
     uint32_t key, mask;
     uint32_t dest[EMU_DEST_WORDS];
@@ -59,6 +69,8 @@ typedef struct {
     uint32_t *host_buf;               /* messages to the host: [core, n_words, words...] */
     uint32_t host_cap, host_len;      /* in words */
     uint8_t user_pending[FW_MAX_CORES];
+    uint8_t core_written[FW_MAX_CORES];  /* set by the host when it writes a core's SRAM: check before it runs */
+    uint32_t core_error[FW_MAX_CORES];   /* EMU_RTE_*: the core is stopped (cleared by fw_init) */
     uint64_t delivered, dropped, pkt_overflows, host_overflows, dma_overflows, dma_faults, dma_bytes;
     uint32_t last_drop_src, last_drop_key;
     uint64_t dropped_from[EMU_DROP_SOURCES];
@@ -70,9 +82,17 @@ typedef struct {
     emu_stage_t *stages;
 } emu_chip_t;
 
+/* EMU_RTE_NONE when the arena (a core's sram_bytes) is not running (status other than FW_RUNNING: its
+ * handlers return at once) or holds a running image whose header, layout and state are valid; else why not */
+uint32_t emu_core_check(const uint8_t *arena, uint32_t sram_bytes);
+/* run the checks the host's writes made due (core_written), so core_error is up to date */
+void emu_check_written(emu_chip_t *chip);
+/* core_error of one core, after the check its host writes made due (EMU_RTE_NONE for no such core) */
+uint32_t emu_core_error(emu_chip_t *chip, uint32_t core);
 /* ticks first_tick .. first_tick + n_ticks - 1 on every core */
 void emu_run(emu_chip_t *chip, uint32_t first_tick, uint32_t n_ticks);
-/* a host message to one core, then everything it causes; -1 if there is no such core */
+/* a host message to one core, then everything it causes; -1 if there is no such core, -2 if it is stopped
+ * by a run-time error (core_error) */
 int32_t emu_host_msg(emu_chip_t *chip, uint32_t core, const uint32_t *msg, uint32_t n_words);
 /* a packet entering the router from outside the cores, then everything it causes */
 void emu_inject(emu_chip_t *chip, uint32_t key, uint32_t payload);

@@ -205,24 +205,22 @@ static void release(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t end
 {
     uint32_t *packets = t->stage_packets;
     const emu_route_t **routes = t->stage_routes;
-    fw_header_t *h = (fw_header_t *)chip->arenas[core];
     emu_tcore_t *c = &t->cores[core];
-    const uint32_t *box = (const uint32_t *)(chip->arenas[core] + h->layout.outbox);
-    uint32_t at = 0, n = 0;
-    while (at < h->state.outbox_count) {
+    uint32_t count, at = 0, n = 0, len;
+    const uint32_t *box = emu_outbox_take(chip, core, &count);
+    for (; at < count; at += len) {
+        len = emu_outbox_entry_words(box, at, count);
+        if (len == 0u) { chip->core_error[core] = EMU_RTE_OUTBOX; break; }  /* the rest is not trusted */
         const uint32_t tag = box[at] & 0xffu;
         if (tag == HAL_OUT_MC) {
-            if (n == EMU_STAGE_PACKETS) { t->stage_overflows++; at += 3u; continue; }
+            if (n == EMU_STAGE_PACKETS) { t->stage_overflows++; continue; }
             packets[2u * n] = box[at + 1];
             packets[2u * n + 1u] = box[at + 2];
             routes[n] = emu_route(chip, box[at + 1]);
             if (!routes[n]) drop(chip, core, box[at + 1]);
             n++;
-            at += 3u;
         } else if (tag == HAL_OUT_HOST) {
-            const uint32_t words = box[at] >> 8;
-            host_out(chip, t, core, end_ps, box + at + 1, words);
-            at += words + 1u;
+            host_out(chip, t, core, end_ps, box + at + 1, len - 1u);
         } else if (tag == HAL_OUT_DMA || tag == HAL_OUT_DMA_WRITE) {  /* one engine per core, in order */
             const int64_t start = end_ps > c->dma_free_ps ? end_ps : c->dma_free_ps;
             c->dma_free_ps = start + t->dma_latency_ps + transfer_ps(box[at + 3], t->dma_bytes_per_s);
@@ -231,13 +229,10 @@ static void release(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t end
             ev.a = box[at + 1]; ev.b = box[at + 2]; ev.c = box[at + 3]; ev.d = box[at + 4];
             ev.e = tag == HAL_OUT_DMA_WRITE;
             push(t, ev);
-            at += HAL_DMA_WORDS;
         } else {  /* HAL_OUT_USER: only this core sees it, and it is busy until end_ps */
             c->user_pending = 1u;
-            at += 1u;
         }
     }
-    h->state.outbox_count = 0;
     if (n) send_bursts(chip, t, core, end_ps, packets, routes, n);
 }
 
@@ -292,8 +287,11 @@ static int64_t serve(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t ti
 {
     emu_tcore_t *c = &t->cores[core];
     uint8_t *arena = chip->arenas[core];
-    fw_counts_t counts;
+    fw_counts_t counts, none;
     uint32_t kind;
+    /* a core stopped by a run-time error takes its events and runs nothing */
+    const int ok = emu_core_ok(chip, core);
+    memset(&none, 0, sizeof none);
     c->busy = 0;
     c->wake_pending = 0;
     if (c->rx_len) {
@@ -301,7 +299,7 @@ static int64_t serve(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t ti
         c->rx_head = (c->rx_head + 1u) % t->rx_depth;
         c->rx_len--;
         kind = EMU_H_PACKET;
-        counts = fw_on_mc_packet(arena, t->rx_keys[slot], t->rx_payloads[slot]);
+        counts = ok ? fw_on_mc_packet(arena, t->rx_keys[slot], t->rx_payloads[slot]) : none;
         c->cur_packets++;
         c->packets_received++;
     } else if (c->dma_len) {
@@ -309,7 +307,7 @@ static int64_t serve(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t ti
         c->dma_head = (c->dma_head + 1u) % EMU_SMALLQ;
         c->dma_len--;
         kind = EMU_H_DMA;
-        counts = fw_on_dma_done(arena, tag);
+        counts = ok ? fw_on_dma_done(arena, tag) : none;
     } else if (c->host_len) {
         uint32_t words[FW_MAX_HOST_WORDS];
         const uint32_t n = c->host_words[c->host_head];
@@ -317,7 +315,7 @@ static int64_t serve(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t ti
         c->host_head = (c->host_head + 1u) % EMU_SMALLQ;
         c->host_len--;
         kind = EMU_H_HOST;
-        if (pool_live(t, at, n)) {
+        if (ok && pool_live(t, at, n)) {
             for (uint32_t i = 0; i < n; ++i) words[i] = pool_word(t, at + i);
             counts = fw_on_host_msg(arena, words, n);
         } else {
@@ -336,11 +334,11 @@ static int64_t serve(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t ti
         c->cur_dma_wait_ps = 0;
         c->cur_timer_delay_ps = time_ps - fired;
         kind = EMU_H_TIMER;
-        counts = fw_on_timer(arena, tick);
+        counts = ok ? fw_on_timer(arena, tick) : none;
     } else if (c->user_pending) {
         c->user_pending = 0;
         kind = EMU_H_USER;
-        counts = fw_on_user_event(arena);
+        counts = ok ? fw_on_user_event(arena) : none;
     } else {
         return -1;  /* nothing to do: idle until the next arrival */
     }
@@ -411,6 +409,7 @@ void emu_timed_run(emu_chip_t *chip, emu_timed_t *t, int64_t until_ps)
 int32_t emu_timed_host_msg(emu_chip_t *chip, emu_timed_t *t, uint32_t core, const uint32_t *msg, uint32_t n_words)
 {
     if (core >= chip->n_cores || n_words > FW_MAX_HOST_WORDS) return -1;
+    if (!emu_core_ok(chip, core)) return -2;
     start(chip, t);
     const int64_t begin = t->now_ps > t->host_in_free_ps ? t->now_ps : t->host_in_free_ps;
     t->host_in_free_ps = begin + transfer_ps(4u * n_words, t->host_bytes_per_s);

@@ -109,7 +109,8 @@ typedef struct {
 /* process every event before until_ps; host messages go to chip->host_buf as
  * [core, n_words, arrival_ps low, arrival_ps high, words...] */
 void emu_timed_run(emu_chip_t *chip, emu_timed_t *t, int64_t until_ps);
-/* a host message to one core, sent now over the host link; -1 if there is no such core */
+/* a host message to one core, sent now over the host link; -1 if there is no such core, -2 if it is stopped by
+ * a run-time error (chip->core_error) */
 int32_t emu_timed_host_msg(emu_chip_t *chip, emu_timed_t *t, uint32_t core, const uint32_t *msg, uint32_t n_words);
 /* the host started `core`: its timer runs from the next tick on (a core never started has none) */
 void emu_timed_enable(emu_chip_t *chip, emu_timed_t *t, uint32_t core);
