@@ -1,4 +1,4 @@
-"""Emulator layer: loads the compiled firmware (cffi) and exposes its ABI to Python.
+"""Firmware contract: loads the compiled firmware (cffi) and exposes its ABI to Python.
 
 The installed module `s2eprop.firmware._fw` is used when present; a source tree without an install builds
 the same sources once into a cache folder. Offsets and sizes always come from the C code

@@ -1,4 +1,4 @@
-"""Emulator layer: the Cortex-M4F build of the firmware (the binary a SpiNNaker 2 core would run).
+"""Firmware contract: the Cortex-M4F build of the firmware (the binary a SpiNNaker 2 core would run).
 
 `build` compiles firmware_c/src and firmware_c/arm (start-up, linker script, memory functions) with
 arm-none-eabi-gcc into one ELF for one core's 128 KiB of SRAM, with its link map. `current_elf` gives

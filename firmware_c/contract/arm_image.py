@@ -1,4 +1,4 @@
-"""Emulator layer: what the ARM build's ELF holds: loadable bytes, the linker's placement symbols
+"""Firmware contract: what the ARM build's ELF holds: loadable bytes, the linker's placement symbols
 (firmware_c/arm/link.ld), function symbols, and its size report (text, data, bss, stack, arena room).
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Host layer: the ARM build's size report (`make arm` -> build/arm/size.json) and the arena budget the
+"""Firmware contract: the ARM build's size report (`make arm` -> build/arm/size.json) and the arena budget the
 host's SRAM check takes from it.
 
 The report holds the image's bytes of code, data, bss and stack, the arena room the linker script

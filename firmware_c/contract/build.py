@@ -1,4 +1,4 @@
-"""Emulator layer: the cffi (API mode) build of the C firmware together with the C tick loop.
+"""Firmware contract: the cffi (API mode) build of the C firmware together with the C tick loop.
 
 `ffibuilder` is what setup.py compiles at install (module `s2eprop.firmware._fw`). `build_module` compiles the
 same sources with other flags into a folder of its own (used to check that results are bit-identical

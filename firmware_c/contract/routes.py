@@ -1,4 +1,4 @@
-"""Emulator layer: the multicast router's key/mask table (first matching entry wins, no default route:
+"""Firmware contract: the multicast router's key/mask table (first matching entry wins, no default route:
 unmatched packets are dropped and counted, never silently)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Host layer: worst-case stack use of the firmware's handlers, from GCC's own call graph.
+"""Firmware contract: worst-case stack use of the firmware's handlers, from GCC's own call graph.
 
 `handler_stack_usage` compiles firmware_c/src with `-fstack-usage -fcallgraph-info=su` (GCC >= 10) and
 reads the `.ci` files (VCG graphs) it writes, e.g.

@@ -1,4 +1,4 @@
-"""Host layer: speed benchmarks: golden E-prop model (training time per sample, per batch size) and
+"""Host layer, CLI: speed benchmarks: golden E-prop model (training time per sample, per batch size) and
 emulation of the chip (12 cores running the C firmware, through the training session), from fresh and
 from trained weights.
 

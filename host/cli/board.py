@@ -1,4 +1,4 @@
-"""Host layer: `s2eprop serve` (the emulated chip as a board on UDP) and `s2eprop board status`."""
+"""Host layer, CLI: `s2eprop serve` (the emulated chip as a board on UDP) and `s2eprop board status`."""
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,4 @@
-"""Host layer: calibration of the timed chip's cycle costs against the ARM build run in the ISS
+"""Host layer, CLI: calibration of the timed chip's cycle costs against the ARM build run in the ISS
 (`s2eprop calibrate`).
 
 Model (emulator/chip/configs/cycle_costs.yaml): cycles of one handler call =

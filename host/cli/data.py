@@ -1,4 +1,4 @@
-"""Host layer: the `s2eprop data ...` commands (synthesise the built-in keyword set, export features).
+"""Host layer, CLI: the `s2eprop data ...` commands (synthesise the built-in keyword set, export features).
 
 The main CLI calls `add_data_commands(subparsers)` and then `args.func(args)`; user errors are
 raised as `DataError`, which the main CLI prints without a traceback.

@@ -1,4 +1,4 @@
-"""Host layer: the `s2eprop` command line (train, eval, bench, memory, data).
+"""Host layer, CLI: the `s2eprop` command line (train, eval, bench, memory, data).
 
 User errors (HostError, EmulatorError) are printed as one line without a traceback, exit code 2.
 """

@@ -1,4 +1,4 @@
-"""Studies layer: the `s2eprop study NAME --out DIR` subcommand (added to host/cli/main.py's parser)."""
+"""Host layer, CLI: the `s2eprop study NAME --out DIR` subcommand (added to host/cli/main.py's parser)."""
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,4 @@
-"""Host layer: per-core memory images packed from the firmware's own layout, and their read-back.
+"""Host layer, mapping: per-core memory images packed from the firmware's own layout, and their read-back.
 
 Offsets come from `fw_layout` in the C code (through cffi); each neuron core gets its columns of W_in
 and W_rec, its rows of W_out (and of a random feedback matrix), and the matching Adam moments.

@@ -1,4 +1,4 @@
-"""Host layer: the per-core byte map of a partitioned network (`s2eprop memory`), from the firmware's layout;
+"""Host layer, mapping: the per-core byte map of a partitioned network (`s2eprop memory`), from the firmware's layout;
 the most neurons per core whose arenas fit the arena budget (`partition.neurons_per_core: auto`); and the
 stack use of the firmware's handlers against a core's stack budget (firmware_c/contract/stack.py)."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Host layer: splits the recurrent layer over neuron cores and places the readout reduction.
+"""Host layer, mapping: splits the recurrent layer over neuron cores and places the readout reduction.
 
 Each neuron core owns a contiguous block of neurons with their incoming input and recurrent weights
 (columns of W_in and W_rec), their rows of W_out, traces and Adam state. The readout role sits on

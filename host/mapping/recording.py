@@ -1,4 +1,4 @@
-"""Host layer: recording of spikes, membrane voltages and readout outputs (config `record:`).
+"""Host layer, mapping: recording of spikes, membrane voltages and readout outputs (config `record:`).
 
 The firmware writes one record per step of a marked sample into SDRAM by DMA (fw_abi.h FW_REC_*): a
 neuron core the spikes and v of its recorded neurons, the readout core the step's output y_t. The host

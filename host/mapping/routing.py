@@ -1,4 +1,4 @@
-"""Host layer: multicast keys and the router table of a partitioned network.
+"""Host layer, mapping: multicast keys and the router table of a partitioned network.
 
 Key layout (fw_abi.h): kind (top byte, what the table routes on) | tag << 16 | index. Spikes
 `KEY_SPIKE | tick tag | neuron`, readout partial sums `KEY_PARTIAL | tick tag | src * n_out + k`,

@@ -1,4 +1,4 @@
-"""Host layer: the figures of a run folder (confusion matrix, training curve), written with matplotlib."""
+"""Host layer, plots: the figures of a run folder (confusion matrix, training curve), written with matplotlib."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Host layer: the raster figure of a run's recordings.npz (`s2eprop plot raster RUN_DIR`): for one
+"""Host layer, plots: the raster figure of a run's recordings.npz (`s2eprop plot raster RUN_DIR`): for one
 recorded sample, the input (a spike raster, or the analog features as a heat map), the hidden neurons'
 spikes, the readout's output per step, and the membrane voltages of the recorded neurons."""
 from __future__ import annotations

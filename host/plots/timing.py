@@ -1,4 +1,4 @@
-"""Host layer: the figures of a timed run, drawn from its timing.npz (so that `s2eprop plot timing`
+"""Host layer, plots: the figures of a timed run, drawn from its timing.npz (so that `s2eprop plot timing`
 redraws them from a run folder): timing.png (per-core, per-tick utilisation against the 1 ms budget,
 utilisation and slack histograms, cycles by phase) and tick.png (Gantt chart of the worst tick and
 of a typical one: every handler on every core over the tick)."""
