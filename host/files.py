@@ -52,3 +52,18 @@ def check_writable_file(path: Path, flag: str) -> None:
 def write_json(path: Path, data: Any) -> Path:
     text = json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
     return atomic_write(path, lambda f: f.write(text))
+
+
+def writable_folder(path: Path, flag: str) -> Path:
+    """`path` as a folder (made if missing) this process can write, checked before long work."""
+    from s2eprop.host.errors import HostError
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-probe-{os.getpid()}.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise HostError(f"cannot write into {flag} {path} ({exc.strerror or exc}): choose a folder you can write") \
+            from None
+    return path

@@ -22,6 +22,7 @@ import numpy as np
 
 from s2eprop.firmware.arm_image import ArmImage, load_image
 from s2eprop.emulator.errors import EmulatorError
+from s2eprop.emulator.runners.core_checks import CoreChecks
 from s2eprop.firmware.abi import Firmware
 from s2eprop.emulator.runners.block_log import BlockLog
 from s2eprop.firmware.outbox import Effects, OutboxReader
@@ -88,8 +89,9 @@ class IssRunner:
         self._headers = [ffi.cast("fw_header_t *", ffi.from_buffer(a)) for a in self.sram]
         self._outbox = OutboxReader(self.fw)
         self._cores = [self._make_core(c) for c in range(n_cores)]
-        self._written = [False] * n_cores
-        self._error = [0] * n_cores  # EMU_RTE_* per core: as NativeRunner, a core the host made invalid is stopped
+        ffi = self.fw.ffi  # as NativeRunner, a core the host made invalid is stopped
+        self.checks = CoreChecks(self.fw, n_cores, lambda core: (ffi.cast("uint8_t *", ffi.from_buffer(self.sram[core])),
+                                                                 min(self._room, self.sram_bytes)))
 
     # -- the core-runner interface (NativeRunner's) ------------------------------------------
     def init(self, core: int, arena_bytes: int) -> int:
@@ -98,7 +100,7 @@ class IssRunner:
                 f"core {core}: arena of {arena_bytes:,} B does not fit the {self._room:,} B that the ARM image "
                 f"{self.image.path.name} leaves in 128 KiB (code, data, stack): lower partition.neurons_per_core")
         status = self._call(core, "init", (self.image.arena_start, arena_bytes), counts=False)[0]
-        self._written[core], self._error[core] = False, 0
+        self.checks.reset(core)
         return status
 
     def on_timer(self, core: int, tick: int) -> Effects:
@@ -208,23 +210,15 @@ class IssRunner:
         assert work is not None
         effects = self._outbox.drain(core, self._headers[core], self.sram[core], work)
         if effects is None:  # an outbox past its arena or an entry past its count (as chip_loop.c's drain)
-            self._error[core] = int(self.fw.lib.EMU_RTE_OUTBOX)
+            self.checks.stop(core, int(self.fw.lib.EMU_RTE_OUTBOX))
             return Effects(counts=work)
         return effects
 
     def written(self, core: int) -> None:
-        """The host wrote this core's SRAM: check it (emu_core_check, as the C loops do) before its next handler."""
-        self._written[core] = True
+        self.checks.written(core)
 
     def check(self, core: int) -> int:
-        """The core's run-time error (EMU_RTE_*, 0: none), after the check its host writes made due."""
-        if self._written[core]:
-            self._written[core] = False
-            if not self._error[core]:
-                ffi = self.fw.ffi
-                arena = ffi.cast("uint8_t *", ffi.from_buffer(self.sram[core]))
-                self._error[core] = int(self.fw.lib.emu_core_check(arena, min(self._room, self.sram_bytes)))
-        return self._error[core]
+        return self.checks.check(core)
 
     def _account(self, core: int, handler: str, work: np.ndarray | None) -> None:
         cost = self._pricer.price(self._log.take())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from s2eprop.emulator.runners.core_checks import CoreChecks
 from s2eprop.firmware.abi import Firmware
 from s2eprop.firmware.outbox import DmaTransfer, Effects, OutboxReader
 
@@ -27,26 +28,19 @@ class NativeRunner:
         self.arena_ptrs = [ffi.cast("uint8_t *", ffi.from_buffer(a)) for a in self.sram]
         self._headers = [ffi.cast("fw_header_t *", p) for p in self.arena_ptrs]
         self._outbox = OutboxReader(firmware)
-        self._written = [False] * n_cores
-        self._error = [0] * n_cores  # EMU_RTE_* per core
+        self.checks = CoreChecks(firmware, n_cores, lambda core: (self.arena_ptrs[core], self.sram_bytes))
         self._none = np.zeros(len(firmware.count_fields), dtype=np.uint64)
 
     def init(self, core: int, arena_bytes: int) -> int:
         status = int(self.fw.lib.fw_init(self.arena_ptrs[core], arena_bytes))
-        self._written[core], self._error[core] = False, 0
+        self.checks.reset(core)
         return status
 
     def written(self, core: int) -> None:
-        """The host wrote this core's SRAM: check it before its next handler."""
-        self._written[core] = True
+        self.checks.written(core)
 
     def check(self, core: int) -> int:
-        """The core's run-time error (EMU_RTE_*, 0: none), after the check its host writes made due."""
-        if self._written[core]:
-            self._written[core] = False
-            if not self._error[core]:
-                self._error[core] = int(self.fw.lib.emu_core_check(self.arena_ptrs[core], self.sram_bytes))
-        return self._error[core]
+        return self.checks.check(core)
 
     def on_timer(self, core: int, tick: int) -> Effects:
         if self.check(core):
@@ -80,6 +74,6 @@ class NativeRunner:
         work = np.array([getattr(counts, f) for f in self.fw.count_fields], dtype=np.uint64)
         effects = self._outbox.drain(core, self._headers[core], self.sram[core], work)
         if effects is None:  # an outbox past its arena or an entry past its count: stopped (as chip_loop.c's drain)
-            self._error[core] = int(self.fw.lib.EMU_RTE_OUTBOX)
+            self.checks.stop(core, int(self.fw.lib.EMU_RTE_OUTBOX))
             return Effects(counts=work)
         return effects

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 from pathlib import Path
 
 from s2eprop.host.config import ExperimentConfig
-from s2eprop.host.errors import HostError
 from s2eprop.host.mapping.resolve import load_config
 
 
@@ -45,19 +43,6 @@ def folder_path(value: str) -> Path:
     if not value.strip():
         raise argparse.ArgumentTypeError("an empty path: name a folder or file")
     return Path(value)
-
-
-def writable_folder(path: Path, flag: str) -> Path:
-    """`path` as a folder (made if missing) this process can write, checked before long work."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-probe-{os.getpid()}.tmp"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise HostError(f"cannot write into {flag} {path} ({exc.strerror or exc}): choose a folder you can write") \
-            from None
-    return path
 
 
 def _int(value: str, what: str) -> int:

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Iterator, NoReturn, Sequence
 
 from s2eprop.emulator.errors import EmulatorError
-from s2eprop.host.cli.common import config_from_args, folder_path, writable_folder
+from s2eprop.host.cli.common import config_from_args, folder_path
+from s2eprop.host.files import writable_folder
 from s2eprop.host.errors import HostError, TrainingInterrupted
 from s2eprop.host.files import check_writable_file
 

@@ -57,7 +57,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from s2eprop.host.cli.common import config_from_args, writable_folder
+    from s2eprop.host.cli.common import config_from_args
+    from s2eprop.host.files import writable_folder
 
     _check_options(args)
     writable_folder(args.out, "--out")  # before the study's long work

@@ -22,7 +22,7 @@ from s2eprop.host.data.feature_masks import FeatureMasks, mask_features
 from s2eprop.host.engines import check_engine, engine_of
 from s2eprop.host.errors import ConfigError, DataError, HostError, TrainingInterrupted
 from s2eprop.host.plots.figures import confusion_matrix, plot_confusion, plot_training
-from s2eprop.host.files import atomic_write, write_json
+from s2eprop.host.files import atomic_write, writable_folder, write_json
 from s2eprop.host.progress import progress_bar
 from s2eprop.host.mapping.recording import Recordings, SampleRecord
 from s2eprop.host.reference.golden import AdamState, BatchResult, GoldenModel
@@ -313,13 +313,7 @@ def prepare_run_folder(out: Path, resume: Path | None, overwrite: bool) -> None:
     if held and resume is None and not overwrite:
         raise HostError(f"--out {out} holds a run ({', '.join(held)}): continue it with --resume "
                         f"{out / 'checkpoint.npz'}, replace it with --overwrite, or choose another folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-probe-{time.time_ns()}.tmp"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise HostError(f"cannot write into --out {out} ({exc.strerror or exc}): choose a folder you can write") from None
+    writable_folder(out, "--out")
     for tmp in out.glob(".*.tmp"):  # atomic_write's temp files, left by a run that was killed
         tmp.unlink(missing_ok=True)
     if overwrite and resume is None:
