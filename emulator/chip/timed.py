@@ -4,42 +4,32 @@ functional chip, in virtual time (integer picoseconds) with the chip file's cycl
 SimPy owns the clock: one process per `run` advances it a tick at a time, and each tick's window
 of events (handlers, packet bursts, DMA completions, host messages) is computed in C under it
 (emulator/chip/csrc/timed_loop.c: no SimPy event per handler or packet, so that a 12-core chip runs
-many times faster than real time). In `realtime` mode the environment is SimPy's
-RealtimeEnvironment (strict off), so each tick is paced to the wall clock, and the lag is recorded.
+many times faster than real time). In `realtime` mode each tick is paced to the wall clock once
+(emulator/chip/pacing.py, on an injectable clock), and the lag is recorded.
 The rules of the model are in timed_loop.h and docs/timing.md.
 """
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-
 import numpy as np
 import simpy
-import simpy.rt
 
 from s2eprop.emulator.chip.functional import ChipStats, FunctionalChip
 from s2eprop.emulator.chip.description import C_KIND_OF_HANDLER, HANDLERS, PHASE_OF_COUNT, PHASE_OF_HANDLER, PHASES, ChipDescription, load_chip
 from s2eprop.emulator.chip.compliance import Compliance
+from s2eprop.emulator.chip.pacing import Lag, Pacer, WallClock
 from s2eprop.emulator.errors import EmulatorError
 from s2eprop.firmware.abi import Firmware
 from s2eprop.firmware.routes import RouteEntry
 
 TIMED_MODES = ("timed", "realtime")
-
-
-@dataclass(frozen=True)
-class Lag:
-    """Realtime mode: how far the wall clock ran ahead of the emulated one at the start of a tick."""
-
-    ticks: int = 0
-    max_s: float = 0.0
-    ticks_behind: int = 0  # ticks that started more than one tick late
+__all__ = ["Lag", "TIMED_MODES", "TimedChip"]
 
 
 class TimedChip(FunctionalChip):
     def __init__(self, n_cores: int, chip: ChipDescription | None = None, mode: str = "timed",
                  firmware: Firmware | None = None, heap_events: int = 1 << 16, pool_words: int = 1 << 22,
-                 host_capacity_words: int = 1 << 20) -> None:
+                 host_capacity_words: int = 1 << 20, wall_clock: WallClock | None = None) -> None:
+        """`wall_clock`: what realtime mode keeps pace with (default: the machine's; tests pass a fake)."""
         if mode not in TIMED_MODES:
             raise EmulatorError(f"timed chip mode must be one of {', '.join(TIMED_MODES)}, got {mode!r}")
         desc = chip or load_chip()
@@ -84,10 +74,9 @@ class TimedChip(FunctionalChip):
         t.pool, t.pool_cap = ffi.cast("uint32_t *", ffi.from_buffer(self._pool)), pool_words
         self._recs = self._logs = None
         self._pending_host: list[tuple[int, int, np.ndarray]] = []  # (arrival_ps, core, words)
-        self.env = simpy.rt.RealtimeEnvironment(factor=1e-12, strict=False) if mode == "realtime" \
-            else simpy.Environment()
+        self.env = simpy.Environment()
+        self.pacer = Pacer(desc.tick_ps, wall_clock) if mode == "realtime" else None
         self.compliance = Compliance(self.fw, desc, n_cores, self.hops)
-        self._lag = Lag()
 
     # -- the clock ------------------------------------------------------------------------------
     @property
@@ -101,26 +90,23 @@ class TimedChip(FunctionalChip):
         if n_ticks == 0:
             return
         self._ensure_buffers(n_ticks)
-        if isinstance(self.env, simpy.rt.RealtimeEnvironment):
-            self.env.sync()  # the host's time between advances is not the chip's lag
-        self.env.run(until=self.env.process(self._clock(n_ticks)))
+        self.env.run(until=self.env.process(self._run_ticks(n_ticks)))
         self.tick_count += n_ticks
         self._drain_records()
 
-    def _clock(self, n_ticks: int):
-        lib, t, tick_ps = self.fw.lib, self._t, self.desc.tick_ps
-        wall0, sim0 = time.perf_counter(), self.env.now
-        realtime = self.mode == "realtime"
+    def _run_ticks(self, n_ticks: int):
+        """Run n_ticks windows of one tick each; in realtime mode each starts when it is due on the wall
+        clock (the advance is anchored when it starts: the host's time between advances is not lag)."""
+        lib, t, tick_ps, pacer = self.fw.lib, self._t, self.desc.tick_ps, self.pacer
+        if pacer is not None:
+            pacer.anchor(self.env.now)
         for _ in range(n_ticks):
-            if realtime:
-                self._note_lag(time.perf_counter() - wall0 - (self.env.now - sim0) * 1e-12)
+            if pacer is not None:
+                pacer.start_tick(self.env.now)
             lib.emu_timed_run(self._chip, t, self.env.now + tick_ps)
             yield self.env.timeout(tick_ps)
-
-    def _note_lag(self, lag_s: float) -> None:
-        lag = self._lag
-        self._lag = Lag(lag.ticks + 1, max(lag.max_s, lag_s),
-                        lag.ticks_behind + (lag_s > self.desc.tick_us * 1e-6))
+        if pacer is not None:
+            pacer.wait_until(self.env.now)  # the last tick lasts its millisecond too
 
     def record(self, on: bool) -> None:
         """Keep the per-tick records of every core from the next tick on (True) or stop (False)."""
@@ -128,7 +114,7 @@ class TimedChip(FunctionalChip):
 
     @property
     def lag(self) -> Lag:
-        return self._lag
+        return self.pacer.lag if self.pacer is not None else Lag()
 
     def _ensure_buffers(self, n_ticks: int) -> None:
         ffi, t = self.fw.ffi, self._t

@@ -209,15 +209,55 @@ def test_the_default_chip_is_spinnaker2() -> None:
     assert set(chip.qpes) == {(x, y) for x in range(1, 8) for y in range(1, 7)} - holes
 
 
-def test_realtime_mode_follows_the_wall_clock(tmp_path) -> None:
-    import time
+class FakeClock:
+    """A wall clock that moves only when slept on, when the host works (`host_s`), and by
+    `compute_s` at every reading (a chip slower than real time)."""
 
-    chip = stopped_chip(tmp_path, n_cores=2, mode="realtime")
-    t0 = time.perf_counter()
-    chip.run(30)
-    wall = time.perf_counter() - t0
-    assert wall >= 0.029  # 30 ticks of 1 ms, paced
-    assert chip.lag.ticks == 30 and chip.lag.max_s < 0.5
+    def __init__(self, compute_s: float = 0.0) -> None:
+        self.t_s = 100.0
+        self.compute_s = compute_s
+
+    def now_s(self) -> float:
+        self.t_s += self.compute_s
+        return self.t_s
+
+    def sleep_s(self, seconds: float) -> None:
+        assert seconds > 0, f"slept {seconds} s"
+        self.t_s += seconds
+
+    def host_s(self, seconds: float) -> None:
+        self.t_s += seconds
+
+
+def test_realtime_advances_each_take_their_own_ticks_of_wall_time(tmp_path) -> None:
+    """Rule: in realtime mode an advance of n ticks takes n ms of wall clock however many came before,
+    and the host's time between advances is neither waited for again nor counted as lag."""
+    clock = FakeClock()
+    chip = TimedChip(2, load_chip(chip_file(tmp_path)), mode="realtime", wall_clock=clock)
+    for c in range(2):
+        chip.enable_timer(c)
+    took_s = []
+    for _ in range(10):  # ten samples of 101 ticks, 40 ms of host work each
+        t0 = clock.t_s
+        chip.run(101)
+        took_s.append(clock.t_s - t0)
+        clock.host_s(0.040)
+    assert took_s == pytest.approx([0.101] * 10, abs=1e-9)
+    assert chip.lag.ticks == 1010 and chip.lag.max_s == pytest.approx(0, abs=1e-9) and chip.lag.ticks_behind == 0
+
+
+def test_realtime_lag_says_how_late_a_slow_chip_ran(tmp_path) -> None:
+    """Rule: a chip whose ticks take 3 ms of wall time each starts tick k of an advance
+    (k + 1) x 3 - k ms late (its first reading of the clock costs 3 ms too): the lag report says so."""
+    clock = FakeClock(compute_s=0.003)
+    chip = TimedChip(1, load_chip(chip_file(tmp_path)), mode="realtime", wall_clock=clock)
+    chip.enable_timer(0)
+    chip.run(10)
+    assert chip.lag.ticks == 10 and chip.lag.ticks_behind == 10
+    assert chip.lag.max_s == pytest.approx(0.003 * 10 - 0.001 * 9)
+    clock.compute_s = 0.0
+    chip.run(5)  # a new advance is anchored afresh: on time again
+    assert chip.lag.ticks == 15 and chip.lag.ticks_behind == 10
 
 
 def test_timer_skew_shifts_each_core(tmp_path) -> None:
