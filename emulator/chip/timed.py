@@ -191,7 +191,20 @@ class TimedChip(FunctionalChip):
             + int(t.pool_overwrites) + int(t.stage_overflows)
         return st
 
-    def timing_arrays(self) -> dict[str, np.ndarray]:
+    def set_part(self, name: str) -> None:
+        """The ticks from the next on run `name` (compliance.PARTS: train or inference)."""
+        self.compliance.set_part(name, self.tick_count, self.phase_cycles())
+
+    def phase_cycles(self) -> np.ndarray:
+        """Cycles charged so far, per core and phase (running totals)."""
+        return np.array([[self._t.cores[c].phase_cycles[p] for p in range(len(PHASES))] for c in range(self.n_cores)])
+
+    def timing_arrays(self, part: str = "train") -> dict[str, np.ndarray]:
+        """Per-core totals of the ticks of one part of the run (training, or inference)."""
+        return self.compliance.part_arrays(part, self.phase_cycles())
+
+    def whole_run_arrays(self) -> dict[str, np.ndarray]:
+        """Per-core totals of every tick, as the C loop keeps them (emu_tcore_t)."""
         return self.compliance.per_core([self._t.cores[c] for c in range(self.n_cores)])
 
     def core_timing(self, core: int):

@@ -333,3 +333,31 @@ def test_the_hop_table_is_the_xy_distance_of_the_qpes() -> None:
         (ax, ay, _), (bx, by, _) = chip.placement(a), chip.placement(b)
         assert table[a, b] == table[b, a] == abs(ax - bx) + abs(ay - by) == chip.hops(a, b)
     assert table.max() == 11 and (np.diag(table) == 0).all()  # (7,6) to (1,1)
+
+
+def test_the_parts_of_a_run_add_up_to_the_whole(cfg, init_w, samples20) -> None:
+    """Rule: the training and inference parts of a timed run split its ticks: their per-core totals
+    (summed in Python from the tick records) add up to the C loop's own whole-run totals."""
+    from s2eprop.host.session.runtime import BoardTrainer
+    from s2eprop.host.transport.inproc import EmulatorTransport
+
+    x, y = samples20
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, on_loss="count"))
+    chip = TimedChip(12, load_chip().with_clock(150_000_000))  # at 150 MHz some ticks overrun
+    board = BoardTrainer(cfg, init_w, transport=EmulatorTransport(12, chip=chip))
+    board.train_batch(x[:2], y[:2])
+    board.forward(x[2:4], y[2:4])
+    board.train_batch(x[4:5], y[4:5])
+    board.forward(x[5:6], y[5:6])  # the last part is still open: its phases come from the running totals
+    whole = chip.whole_run_arrays()
+    train, inference = chip.timing_arrays("train"), chip.timing_arrays("inference")
+    # the ticks the host advanced for each (each core's last tick never closes)
+    assert train["ticks"].sum() == 12 * board.ticks_train and inference["ticks"].sum() == 12 * (board.ticks_eval - 1)
+    assert whole["overruns"].sum() > 0
+    for k in ("ticks", "overruns", "util_hist", "packets_received"):
+        np.testing.assert_array_equal(train[k] + inference[k], whole[k], err_msg=k)
+    for k in ("worst_cycles", "max_queue", "max_timer_delay_ps"):
+        np.testing.assert_array_equal(np.maximum(train[k], inference[k]), whole[k], err_msg=k)
+    np.testing.assert_allclose(train["phase_cycles"] + inference["phase_cycles"], whole["phase_cycles"], rtol=1e-12)
+    # inference updates no traces; at 150 MHz a training step that overran ends in the next advance
+    assert (inference["phase_cycles"][:, 1] < 0.01 * train["phase_cycles"][:, 1]).all()

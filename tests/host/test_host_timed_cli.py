@@ -74,3 +74,26 @@ def test_cpu_iss_in_timed_mode_is_refused(features_npz, tmp_path, capsys) -> Non
     assert main(["train", "--data", str(features_npz), "--out", str(tmp_path / "r"), "--quiet", "--cpu", "iss",
                  "--mode", "timed"]) == 2
     assert "chip.cpu iss runs the functional chip" in capsys.readouterr().err
+
+
+def test_a_timed_run_reports_training_and_inference_apart(tmp_path) -> None:
+    """Rule: report.json `timing` describes the training samples' ticks, the test set's inference has its
+    own `timing_inference`, and timing.npz shows training ticks only. A training step's cycles go mostly
+    (70 %) to the eligibility traces; inference updates none (it only clears buffers, counted there)."""
+    rng = np.random.default_rng(5)
+    data = tmp_path / "split.npz"
+    np.savez(data, x=(3 * rng.standard_normal((3, 100, 80))).astype(np.float32), y=np.array([1, 4, 9]),
+             x_test=(3 * rng.standard_normal((2, 100, 80))).astype(np.float32), y_test=np.array([2, 5]))
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--mode", "timed", "--out", str(out), "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    tm, inf = report["timing"], report["timing_inference"]
+    assert tm["part"] == "train" and inf["part"] == "inference"
+    share = {name: p["cycles_by_phase"]["trace_update"] / sum(p["cycles_by_phase"].values()) for name, p in
+             (("train", tm), ("inference", inf))}
+    assert tm["dominant_phase"] == "trace_update" and share["train"] > 0.5 and share["inference"] < 0.02
+    assert tm["ticks"] == 12 * 3 * 102 and inf["ticks"] == 12 * (2 * 102 - 1)  # the last tick never closes
+    with np.load(out / "timing.npz") as t:
+        assert t["tick_tick"].max() < 3 * 102 and t["core_ticks"].sum() == tm["ticks"]
+        assert t["inference_core_ticks"].sum() == inf["ticks"]
+        assert int(t["gantt_worst_at_tick"]) < 3 * 102
