@@ -24,6 +24,7 @@ DATASET_KINDS = ("synth", "gsc", "npz", "shd")
 ON_LOSS = ("stop", "count")
 INPUT_MODES = ("prefetch", "realtime")
 CHIP_MODES = ("functional", "timed", "realtime")
+TIMED_ENGINES = ("c", "simpy")  # the timed chip's event loop (emulator/chip/timed.py ENGINES)
 CPUS = ("native", "iss")
 ENCODERS = ("delta", "poisson", "none")  # none: the dataset already holds spikes (0/1)
 MAX_ARENA_BYTES = 16 << 20  # what-if chips with more SRAM per core; the chip's own SRAM is checked at load
@@ -121,6 +122,8 @@ class ChipConfig:
     clock_mhz: float = 0.0  # one of the chip file's clock levels; 0 = the file's clock_hz
     cpu: str = "native"     # core runner: native (the firmware built for this machine) or iss (the ARM
                             # build in the instruction-set simulator: same bits, ~1,000x slower; functional)
+    engine: str = "c"       # timed modes: the C event loop (fast) or "simpy", the SimPy model it is proven
+                            # equal to (same bits and records, ~20x slower; docs/timing.md)
 
 
 @dataclass(frozen=True)
@@ -241,6 +244,7 @@ class ExperimentConfig:
         _choice("partition.readout", p.readout, READOUT_PLACEMENTS)
         _choice("chip.mode", self.chip.mode, CHIP_MODES)
         _choice("chip.cpu", self.chip.cpu, CPUS)
+        _choice("chip.engine", self.chip.engine, TIMED_ENGINES)
         if self.chip.clock_mhz < 0:
             raise ConfigError(f"chip.clock_mhz must be > 0 (or 0 for the chip file's clock), got {self.chip.clock_mhz}")
         _choice("dataset.kind", d.kind, DATASET_KINDS)

@@ -52,7 +52,8 @@ def bench_golden(batch_sizes: Sequence[int] = (1, 32), n_samples: int = 64, seed
     }
 
 
-def bench_emulator(n_samples: int = 64, seed: int = 0, backend: str = "c", mode: str = "functional") -> dict[str, Any]:
+def bench_emulator(n_samples: int = 64, seed: int = 0, backend: str = "c", mode: str = "functional",
+                   engine: str = "c") -> dict[str, Any]:
     """Time on-chip training through the path `s2eprop train --target emulator` runs (run_training:
     trainer, transport, streamer, the chip's event loop, per-sample checks, checkpoint at the end) on
     the paper's 12-core partition, on random inputs 3*N(0, 1) with no test split. One untimed warm-up
@@ -65,7 +66,7 @@ def bench_emulator(n_samples: int = 64, seed: int = 0, backend: str = "c", mode:
     from s2eprop.host.session.api import run_training
     from s2eprop.host.session.train import TrainOptions
 
-    cfg = dataclasses.replace(ExperimentConfig(), chip=ChipConfig(mode=mode)).validate()
+    cfg = dataclasses.replace(ExperimentConfig(), chip=ChipConfig(mode=mode, engine=engine)).validate()
     net = cfg.network
     rng = np.random.default_rng(seed)
     x = (3 * rng.standard_normal((n_samples, net.n_steps, net.n_in))).astype(np.float32)
@@ -82,6 +83,7 @@ def bench_emulator(n_samples: int = 64, seed: int = 0, backend: str = "c", mode:
         "emulator_cores": report["cores"],
         "emulator_backend": backend,
         "emulator_mode": mode,
+        **({"emulator_engine": engine} if mode != "functional" else {}),
     }
 
 

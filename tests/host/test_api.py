@@ -50,7 +50,8 @@ def test_every_rule_of_the_engine_table_refuses_something(i) -> None:
     """Rule: each row of the table is reached (no dead row): some engine of the grid is refused by it first."""
     grid = [Engine(*e) for e in itertools.product(("golden", "emulator", "udp"), ("functional", "timed"),
                                                   ("native", "iss"), ("c", "python"), (1, 8), (False, True),
-                                                  (False, True), (False, True), ("prefetch", "realtime"))]
+                                                  (False, True), (False, True), ("prefetch", "realtime"),
+                                                  ("c", "simpy"))]
     first = []
     for e in grid:
         hit = next((k for k, (refused, _) in enumerate(RULES) if refused(e)), None)
@@ -60,7 +61,8 @@ def test_every_rule_of_the_engine_table_refuses_something(i) -> None:
 
 @pytest.mark.parametrize("engine", [Engine("golden", batch_size=32), Engine("emulator", "timed", clock=True),
                                     Engine("emulator", cpu="iss", backend="python"), Engine("udp", key_file=True),
-                                    Engine("emulator", "realtime", chip_file=True, input_mode="realtime")])
+                                    Engine("emulator", "realtime", chip_file=True, input_mode="realtime"),
+                                    Engine("emulator", "timed", engine="simpy")])
 def test_engines_that_run_are_accepted(engine) -> None:
     check_engine(engine)
 
