@@ -128,3 +128,46 @@ def test_an_unknown_engine_is_refused() -> None:
     with pytest.raises(EmulatorError, match="engine must be one of c, simpy, got 'python'"):
         timed_chip(2, engine="python")
     assert type(timed_chip(2)) is TimedChip
+
+
+class CallingRunner:
+    """A core runner around the native one that notes every handler call: (core, handler)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.calls = inner, []
+        self.sram, self.init = inner.sram, inner.init
+
+    def __getattr__(self, name: str):
+        handler = getattr(self.inner, name)
+
+        def call(core: int, *args):
+            self.calls.append((core, name))
+            return handler(core, *args)
+        return call
+
+
+def test_the_simpy_model_runs_handlers_through_any_core_runner(cfg, init_w, two_samples) -> None:
+    """Rule: the SimPy engine calls the firmware only through the core-runner seam (on_timer, on_mc_packet,
+    ...), so another runner behind it is run in time: one call per handler the chip logs, same bits."""
+    from s2eprop.emulator.chip.timed import SimpyTimedChip
+    from s2eprop.emulator.runners.native import NativeRunner
+    from s2eprop.firmware.abi import Firmware
+    from s2eprop.host.session.runtime import BoardTrainer
+    from s2eprop.host.transport.inproc import EmulatorTransport
+
+    x, y = two_samples
+    fw, desc = Firmware(), load_chip()
+    runner = CallingRunner(NativeRunner(fw, 12, desc.sram_bytes_per_core))
+    chip = SimpyTimedChip(12, desc, firmware=fw, runner=runner)
+    logged = []
+    keep = chip.compliance.add
+    chip.compliance.add = lambda r, log: (logged.append(log), keep(r, log))
+    board = BoardTrainer(cfg, init_w, transport=EmulatorTransport(12, chip=chip))
+    board.train_batch(x[:1], y[:1])
+    reference = BoardTrainer(cfg, init_w, transport=EmulatorTransport(12, chip=timed_chip(12, desc)))
+    reference.train_batch(x[:1], y[:1])
+    handlers = np.concatenate(logged)
+    kinds = {0: "on_mc_packet", 1: "on_dma_done", 2: "on_host_msg", 3: "on_timer", 4: "on_user_event"}
+    assert runner.calls == [(int(h["core"]), kinds[int(h["kind"])]) for h in handlers]
+    for k in ("w_in", "w_rec", "w_out"):
+        np.testing.assert_array_equal(getattr(board.weights, k).view(np.uint32), getattr(reference.weights, k).view(np.uint32))
