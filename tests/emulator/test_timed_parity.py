@@ -171,3 +171,18 @@ def test_the_simpy_model_runs_handlers_through_any_core_runner(cfg, init_w, two_
     assert runner.calls == [(int(h["core"]), kinds[int(h["kind"])]) for h in handlers]
     for k in ("w_in", "w_rec", "w_out"):
         np.testing.assert_array_equal(getattr(board.weights, k).view(np.uint32), getattr(reference.weights, k).view(np.uint32))
+
+
+def test_a_board_served_on_either_engine_trains_the_same_bits(two_samples) -> None:
+    """Rule: `s2eprop serve --mode timed --engine simpy` is the same board as `--engine c` to a host on UDP."""
+    import s2eprop
+    from s2eprop.host.cli.local_board import LocalBoard
+
+    x, y = two_samples
+    weights = {}
+    for engine in ENGINES:
+        with LocalBoard(mode="timed", cores=12, engine=engine) as board, s2eprop.Session(target=board.target) as s:
+            s.train_sample(x[0], int(y[0]))
+            weights[engine] = s.weights
+    for k in ("w_in", "w_rec", "w_out"):
+        np.testing.assert_array_equal(weights["simpy"][k].view(np.uint32), weights["c"][k].view(np.uint32))

@@ -50,6 +50,7 @@ def test_plot_timing_redraws_the_figures(timed_run, capsys) -> None:
     (["--mode", "timed", "--clock-mhz", "200"], "200 MHz is not one of the chip's levels (150, 300 MHz)"),
     (["--mode", "timed", "--chip", "no/such/chip.yaml"], "--chip no/such/chip.yaml: no such file"),
     (["--mode", "timed", "--backend", "python"], "runs on the C event loop only"),
+    (["--engine", "simpy"], "the functional chip has no time: add mode timed"),
 ])
 def test_bad_timing_options_are_one_line(features_npz, tmp_path, capsys, args, says) -> None:
     assert main(["train", "--data", str(features_npz), "--out", str(tmp_path / "r"), "--quiet", *args]) == 2
@@ -97,3 +98,15 @@ def test_a_timed_run_reports_training_and_inference_apart(tmp_path) -> None:
         assert t["tick_tick"].max() < 3 * 102 and t["core_ticks"].sum() == tm["ticks"]
         assert t["inference_core_ticks"].sum() == inf["ticks"]
         assert int(t["gantt_worst_at_tick"]) < 3 * 102
+
+
+def test_serve_builds_the_timed_chip_on_the_engine_asked_for() -> None:
+    """Rule: `s2eprop serve --engine simpy` serves the timed chip's SimPy model; a functional board has none."""
+    from s2eprop.emulator.chip.timed import SimpyTimedChip, TimedChip
+    from s2eprop.host.cli.board import build_board
+    from s2eprop.host.errors import HostError
+
+    assert type(build_board(None, "timed", None, 4, "simpy")[0]) is SimpyTimedChip
+    assert type(build_board(None, "timed", None, 4)[0]) is TimedChip
+    with pytest.raises(HostError, match="--engine simpy runs the timed chip's SimPy model"):
+        build_board(None, "functional", None, 4, "simpy")
