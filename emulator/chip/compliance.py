@@ -249,6 +249,7 @@ class Compliance:
         out.update({f"inference_core_{k}": v for k, v in (inference or {}).items()})
         out.update({f"tick_{name}": w[name] for name in w.dtype.names})
         out["tick_utilisation"] = w["cycles"] / self.budget_cycles
+        out["sample_start_ticks"] = np.array([lo for lo, _ in self._windows], dtype=np.int64)  # recorded spans
         out["phases"] = np.array(PHASES)
         out["handlers"] = np.array(HANDLERS)
         out["util_bin_percent"] = np.array(UTIL_BIN_PERCENT)

@@ -37,11 +37,16 @@ def _heat_map(ax: Any, t: dict[str, np.ndarray], n_cores: int) -> None:
     grid[t["tick_core"], col] = t["tick_utilisation"]
     im = ax.imshow(100 * grid, aspect="auto", interpolation="nearest", cmap="viridis",
                    vmin=0, vmax=max(100.0, float(np.nanmax(100 * grid))))
+    for start in t.get("sample_start_ticks", ()):  # where the host started each recorded training sample
+        at = int(np.searchsorted(order, start))
+        if 0 < at < len(order):
+            ax.axvline(at - 0.5, color="white", lw=0.8, ls="--")
     over = t["tick_overrun"] != 0
     if over.any():
         ax.plot(col[over], t["tick_core"][over], "rx", ms=4, label="overrun")
         ax.legend(loc="upper right", fontsize=7)
-    ax.set_xlabel(f"recorded tick ({len(order)} ticks: first and last sample of each epoch, and overruns)")
+    ax.set_xlabel(f"recorded training tick ({len(order)}: first and last sample of each epoch, overruns)\n"
+                  f"dashed: a sample starts", fontsize=8)
     ax.set_ylabel("core")
     ax.figure.colorbar(im, ax=ax, label="tick utilisation (%)")
 
@@ -82,7 +87,7 @@ def plot_timing(t: dict[str, np.ndarray], path: Path) -> Path:
         ax.bar(np.arange(n_cores), cyc[:, i] / 1e6, bottom=bottom, label=name)
         bottom += cyc[:, i] / 1e6
     ax.set_xlabel("core")
-    ax.set_ylabel("cycles (millions, whole run)")
+    ax.set_ylabel("cycles (millions, training ticks)")
     ax.set_title("cycles by phase")
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -151,3 +151,14 @@ def test_load_dataset_names_an_h5_file_as_shd(tmp_path) -> None:
     f = tmp_path / "shd_train.h5"
     f.write_bytes(b"")
     assert dataset_config_from_arg(str(f), {"test_path": "t.h5"}).kind == "shd"
+
+
+def test_a_session_takes_the_timed_chips_engine() -> None:
+    """Rule: Session(engine=...) reaches the chip: the SimPy model behind a timed session; refused on a
+    functional one, naming the fix."""
+    from s2eprop.emulator.chip.timed import SimpyTimedChip
+
+    with s2eprop.Session(mode="timed", engine="simpy") as s:
+        assert s.cfg.chip.engine == "simpy" and isinstance(s._trainer.transport.chip, SimpyTimedChip)
+    with pytest.raises(ConfigError, match="the functional chip has no time: add mode timed"):
+        s2eprop.Session(engine="simpy")

@@ -33,6 +33,7 @@ def test_a_timed_run_writes_its_timing(timed_run) -> None:
         # the window: the first and the last sample of each of the 2 epochs of 4 samples
         starts = [0, 3 * 102, 4 * 102, 7 * 102]
         assert set(ticks.tolist()) == {s + k for s in starts for k in range(102)} - {8 * 102 - 1}
+        assert t["sample_start_ticks"].tolist() == starts  # marked on timing.png
         assert t["core_util_hist"].sum() == tm["ticks"]
         assert int(t["gantt_worst_at_tick"]) == tm["worst_tick"]
         assert len(t["gantt_typical_core"]) > 0
