@@ -21,9 +21,11 @@ per process:
 Ordering, as in the C loop: everything that arrives at a core (timer, burst, DMA done, host message)
 is an `Arrival`, a SimPy event of URGENT priority, so that at one instant every arrival comes before
 any core wakes (wake-ups and handler ends are NORMAL events); within a priority, SimPy's order of
-scheduling decides, as the C heap's sequence numbers do. A handler's side effects are issued when it
-starts (their times count from its end), DMA transfers before packet bursts, bursts by destination
-core. `run_until(t)` processes every event before t, as `emu_timed_run` does.
+scheduling decides, as the C heap's sequence numbers do, so every Arrival is scheduled when the C loop
+pushes its event: a handler's side effects are issued when it starts (their times count from its
+end), DMA completions before packet bursts, bursts by destination core; a host message's arrival when
+the host sends it. The DMA engines and the host link, as resources, must agree on those times (checked
+at each completion). `run_until(t)` processes every event before t, as `emu_timed_run` does.
 """
 from __future__ import annotations
 
@@ -132,6 +134,7 @@ class TimedChipModel:
         self.enabled = [False] * n_cores
         self.started = False
         self.now_ps = 0
+        self.host_in_free_ps = 0  # when the inbound link has sent what it was given
         self.to_host: list[tuple[int, int, int, np.ndarray]] = []  # (arrival_ps, order, core, words)
         self._sent_to_host = 0
         self.records: list[tuple] = []   # (core, tick, cycles, packets, max_queue, overrun, dma_wait, delay)
@@ -168,7 +171,10 @@ class TimedChipModel:
 
     def host_message(self, core: int, words: np.ndarray) -> None:
         self.start()
-        self.env.process(self.receive_from_host(core, words, self.now_ps))
+        begin_ps = max(self.now_ps, self.host_in_free_ps)
+        self.host_in_free_ps = begin_ps + transfer_ps(4 * words.size, self.desc.host_link_bandwidth_bytes_per_s)
+        arrival = Arrival(self.env, self.host_in_free_ps + self.desc.host_link_latency_ps - self.env.now)
+        self.env.process(self.receive_from_host(core, words, self.now_ps, arrival))
 
     def inject(self, key: int, payload: int) -> None:
         self.start()
@@ -209,9 +215,9 @@ class TimedChipModel:
             self.release(core, effects, end_ps)
             yield env.timeout(end_ps - start_ps)
 
-    def deliver_burst(self, core: int, packets: list[tuple[int, int]], delay_ps: int) -> Process:
+    def deliver_burst(self, core: int, packets: list[tuple[int, int]], arrival: Arrival) -> Process:
         """The router and NoC: a burst reaches the core's receive queue; what does not fit is lost."""
-        yield Arrival(self.env, delay_ps)
+        yield arrival
         c = self.cores[core]
         for packet in packets:
             if len(c.rx.items) == c.rx.capacity:
@@ -221,17 +227,19 @@ class TimedChipModel:
         c.cur_max_queue = max(c.cur_max_queue, len(c.rx.items))
         self.wake(core)
 
-    def transfer_dma(self, core: int, transfer: DmaTransfer, end_ps: int, done_ps: int) -> Process:
-        """One transfer on the core's engine, after those given to it before; data moves at completion."""
+    def transfer_dma(self, core: int, transfer: DmaTransfer, end_ps: int, done: Arrival) -> Process:
+        """One transfer on the core's engine, after those given to it before; data moves at completion.
+        `done` was scheduled when the transfer was issued (when the C loop schedules it); the engine
+        must agree on its time."""
         c, env = self.cores[core], self.env
         with c.dma_engine.request() as turn:
             if not turn.triggered:  # the engine is busy: wait for its earlier transfers
                 yield turn
-            begin_ps = max(end_ps, env.now)
-            yield Arrival(env, begin_ps + self.desc.dma_setup_latency_ps
-                          + transfer_ps(transfer.n_bytes, self.desc.dma_bandwidth_bytes_per_s) - env.now)
+            done_ps = max(end_ps, env.now) + self.desc.dma_setup_latency_ps \
+                + transfer_ps(transfer.n_bytes, self.desc.dma_bandwidth_bytes_per_s)
+            yield done
             if env.now != done_ps:
-                raise EmulatorError(f"core {core}: DMA done at {env.now} ps, its engine said {done_ps} ps (model bug)")
+                raise EmulatorError(f"core {core}: DMA done at {env.now} ps, its engine says {done_ps} ps (model bug)")
             if self.dma_copy(core, transfer):
                 if len(c.dma) == SMALL_QUEUE:
                     c.small_q_overflows += 1
@@ -251,15 +259,19 @@ class TimedChipModel:
                           - self.env.now)
         self.to_host.append((self.env.now + self.desc.host_link_latency_ps, order, core, words))
 
-    def receive_from_host(self, core: int, words: np.ndarray, sent_ps: int) -> Process:
-        """A message from the host over the inbound link, then pending at its core."""
+    def receive_from_host(self, core: int, words: np.ndarray, sent_ps: int, arrival: Arrival) -> Process:
+        """A message from the host over the inbound link, then (`arrival`, scheduled when it was sent)
+        pending at its core."""
+        env = self.env
         with self.host_in.request() as turn:
             if not turn.triggered:
                 yield turn
-            begin_ps = max(sent_ps, self.env.now)
-            yield Arrival(self.env, begin_ps + transfer_ps(4 * words.size, self.desc.host_link_bandwidth_bytes_per_s)
-                          - self.env.now)
-        yield Arrival(self.env, self.desc.host_link_latency_ps)
+            sent_at_ps = max(sent_ps, env.now) + transfer_ps(4 * words.size, self.desc.host_link_bandwidth_bytes_per_s)
+            yield env.timeout(sent_at_ps - env.now)
+        yield arrival
+        if env.now != sent_at_ps + self.desc.host_link_latency_ps:
+            raise EmulatorError(f"host message to core {core} arrived at {env.now} ps, its link says "
+                                f"{sent_at_ps + self.desc.host_link_latency_ps} ps (model bug)")
         c = self.cores[core]
         if len(c.host) == SMALL_QUEUE:
             c.small_q_overflows += 1
@@ -349,7 +361,8 @@ class TimedChipModel:
             c.dma_free_ps = max(end_ps, c.dma_free_ps) + self.desc.dma_setup_latency_ps \
                 + transfer_ps(d.n_bytes, self.desc.dma_bandwidth_bytes_per_s)
             c.cur_dma_wait_ps += c.dma_free_ps - end_ps
-            self.env.process(self.transfer_dma(core, d, end_ps, c.dma_free_ps))
+            done = Arrival(self.env, c.dma_free_ps - self.env.now)
+            self.env.process(self.transfer_dma(core, d, end_ps, done))
         if effects.user_event:
             c.user_pending = True
         if effects.packets:
@@ -369,7 +382,7 @@ class TimedChipModel:
             hops = 0 if src == self.src_external else int(self.hops[src, core])
             delay = end_ps - self.env.now + self.desc.router_latency_ps + hops * self.desc.noc_hop_latency_ps \
                 + len(burst) * self.desc.packet_interval_ps
-            self.env.process(self.deliver_burst(core, burst, delay))
+            self.env.process(self.deliver_burst(core, burst, Arrival(self.env, delay)))
             self.counters.delivered += len(burst)
 
     def _drop(self, src: int, key: int) -> None:
