@@ -123,7 +123,7 @@ class ChipConfig:
     cpu: str = "native"     # core runner: native (the firmware built for this machine) or iss (the ARM
                             # build in the instruction-set simulator: same bits, ~1,000x slower; functional)
     engine: str = "c"       # timed modes: the C event loop (fast) or "simpy", the SimPy model it is proven
-                            # equal to (same bits and records, ~20x slower; docs/timing.md)
+                            # equal to (same bits and records, ~50x slower; docs/timing.md)
 
 
 @dataclass(frozen=True)
