@@ -35,7 +35,7 @@ from typing import Any, Callable, Generator
 
 import numpy as np
 import simpy
-from simpy.events import NORMAL, URGENT
+from simpy.events import URGENT
 
 from s2eprop.emulator.chip.description import HANDLERS, PHASE_OF_COUNT, PHASE_OF_HANDLER, PHASES, ChipDescription
 from s2eprop.emulator.errors import EmulatorError
