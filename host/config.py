@@ -24,6 +24,7 @@ DATASET_KINDS = ("synth", "gsc", "npz", "shd")
 ON_LOSS = ("stop", "count")
 INPUT_MODES = ("prefetch", "realtime")
 CHIP_MODES = ("functional", "timed", "realtime")
+TIMED_ENGINES = ("c", "simpy")  # the timed chip's event loop (emulator/chip/timed.py ENGINES)
 CPUS = ("native", "iss")
 ENCODERS = ("delta", "poisson", "none")  # none: the dataset already holds spikes (0/1)
 MAX_ARENA_BYTES = 16 << 20  # what-if chips with more SRAM per core; the chip's own SRAM is checked at load
@@ -131,6 +132,8 @@ class ChipConfig:
         import os
 
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    engine: str = "c"       # timed modes: the C event loop (fast) or "simpy", the SimPy model it is proven
+                            # equal to (same bits and records, ~50x slower; docs/timing.md)
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,7 @@ class ExperimentConfig:
         if not 0 <= self.chip.threads <= 64:
             raise ConfigError(f"chip.threads must be in 0..64 (0: the host cores this process may use), "
                               f"got {self.chip.threads}")
+        _choice("chip.engine", self.chip.engine, TIMED_ENGINES)
         if self.chip.clock_mhz < 0:
             raise ConfigError(f"chip.clock_mhz must be > 0 (or 0 for the chip file's clock), got {self.chip.clock_mhz}")
         _choice("dataset.kind", d.kind, DATASET_KINDS)

@@ -29,6 +29,7 @@ class Engine:
     clock: bool = False
     input_mode: str = "prefetch"
     threads: bool = False  # host threads other than one for the C loop
+    engine: str = "c"      # the timed chip's event loop: c, or simpy (its SimPy model)
 
 
 def target_kind(target: str) -> str:
@@ -74,6 +75,14 @@ RULES: tuple[tuple[Callable[[Engine], bool], str], ...] = (
      "chip.cpu iss runs the functional chip (the ISS counts its own cycles); chip.mode is {mode}: use functional"),
     (lambda e: e.mode != "functional" and e.backend != "c",
      "chip mode {mode} runs on the C event loop only: drop backend {backend}"),
+    (lambda e: e.target == "golden" and e.engine != "c",
+     "chip.engine {engine} picks the timed chip's event loop; the golden model has no chip: drop it"),
+    (lambda e: e.target == "emulator" and e.mode == "functional" and e.engine != "c",
+     "chip.engine {engine} runs the timed chip's SimPy model; the functional chip has no time: add mode timed "
+     "(or realtime)"),
+    (lambda e: e.target == "udp" and e.engine != "c",
+     "chip.engine {engine} picks the in-process timed chip's loop; a udp:// board runs its own (s2eprop serve "
+     "--engine): drop it"),
     (lambda e: e.target == "emulator" and e.mode == "functional" and e.clock,
      "a clock sets the timed chip's speed; the functional chip has no time: add mode timed (or realtime)"),
 )
@@ -92,4 +101,4 @@ def engine_of(cfg: ExperimentConfig, target: str, backend: str = "c", key_file: 
     """The engine a config asks for on `target`."""
     chip = cfg.chip
     return Engine(target_kind(target), chip.mode, chip.cpu, backend, cfg.train.batch_size, bool(key_file),
-                  bool(chip.file), bool(chip.clock_mhz), cfg.train.input_mode, chip.threads != 1)
+                  bool(chip.file), bool(chip.clock_mhz), cfg.train.input_mode, chip.threads != 1, chip.engine)

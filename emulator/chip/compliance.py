@@ -6,9 +6,15 @@ utilisation (1 % bins), the worst tick, cycles by phase, the deepest receive que
 every tick with an overrun, up to `max_records` (a demo run has millions of core-ticks). Handler
 timelines (emu_hlog_t) of two ticks for the Gantt chart: the worst one seen and a typical one (the
 median of the first recorded sample). NumPy arrays throughout, never a Python object per tick.
+
+A run has parts: the host says which ticks train and which run inference (`set_part`); each part
+has its own per-core totals (`PartTotals`, summed from the tick records, with the cycles by phase
+taken from the chip's running totals when the part changes). The summary, the window of tick
+records and the Gantt ticks describe the training ticks; inference has its own summary.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +24,46 @@ from s2eprop.emulator.chip.description import C_KIND_OF_HANDLER, HANDLERS, PHASE
 from s2eprop.firmware.abi import Firmware
 
 UTIL_BIN_PERCENT = 1  # width of a utilisation histogram bin
+PARTS = ("train", "inference")  # what the host runs: training samples, or inference (test set, eval)
+N_UTIL_BINS = 202               # 0..200 %, then one bin for more (EMU_UTIL_BINS)
+
+
+@dataclass
+class PartTotals:
+    """The per-core totals of one part of a run, with the keys and meaning of `Compliance.per_core`,
+    summed from its tick records as the C loop sums a whole run (close_tick in timed_loop.c)."""
+
+    n_cores: int
+    budget_cycles: float
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = self.n_cores
+        self.arrays = {k: np.zeros(n, dtype=np.int64) for k in (
+            "ticks", "overruns", "busy_cycles", "worst_cycles", "worst_tick", "max_queue", "max_timer_delay_ps",
+            "packets_received")}
+        self.arrays["util_hist"] = np.zeros((n, N_UTIL_BINS), dtype=np.int64)
+        self.arrays["phase_cycles"] = np.zeros((n, len(PHASES)))
+
+    def add(self, recs: np.ndarray) -> None:
+        if not len(recs):
+            return
+        a = self.arrays
+        core = recs["core"].astype(np.intp)
+        cycles = recs["cycles"].astype(np.int64)
+        for c in np.unique(core):  # the worst tick: the first of the most cycles, as the C loop keeps it
+            mine = np.flatnonzero(core == c)
+            i = mine[int(np.argmax(cycles[mine]))]
+            if a["ticks"][c] == 0 or cycles[i] > a["worst_cycles"][c]:
+                a["worst_cycles"][c], a["worst_tick"][c] = cycles[i], int(recs["tick"][i])
+        np.add.at(a["ticks"], core, 1)
+        np.add.at(a["overruns"], core, recs["overrun"].astype(np.int64))
+        np.add.at(a["busy_cycles"], core, cycles)
+        np.add.at(a["packets_received"], core, recs["packets"].astype(np.int64))
+        np.maximum.at(a["max_queue"], core, recs["max_queue"].astype(np.int64))
+        np.maximum.at(a["max_timer_delay_ps"], core, recs["timer_delay_ps"].astype(np.int64))
+        bins = np.minimum((cycles.astype(np.float64) * 100.0 / self.budget_cycles).astype(np.int64), N_UTIL_BINS - 1)
+        np.add.at(a["util_hist"], (core, bins), 1)
 
 
 def _dtype(ffi: Any, struct: str, fields: list[tuple[str, str]]) -> np.dtype:
@@ -50,6 +96,40 @@ class Compliance:
         self._prev_logs = np.zeros(0, dtype=self.log_dtype)
         self.worst: tuple[float, int, np.ndarray] | None = None    # (utilisation, tick, handler log)
         self.typical: tuple[float, int, np.ndarray] | None = None
+        self.parts = {name: PartTotals(n_cores, self.budget_cycles) for name in PARTS}
+        self._part_from: list[tuple[int, str]] = [(0, "train")]  # (first tick, part), ticks ascending
+        self._phase_mark = np.zeros((n_cores, len(PHASES)))      # the chip's phase cycles when the part began
+
+    # -- parts of the run ----------------------------------------------------------------------------
+    @property
+    def part(self) -> str:
+        return self._part_from[-1][1]
+
+    def set_part(self, name: str, tick: int, phase_cycles: np.ndarray) -> None:
+        """Ticks from `tick` on belong to part `name`; phase_cycles: the chip's running totals by phase now."""
+        if name not in PARTS:
+            raise ValueError(f"part of a timed run must be one of {', '.join(PARTS)}, got {name!r}")
+        if name == self.part:
+            return
+        self.parts[self.part].arrays["phase_cycles"] += phase_cycles - self._phase_mark
+        self._phase_mark = np.array(phase_cycles, dtype=np.float64)
+        if self._part_from[-1][0] == tick:
+            self._part_from[-1] = (tick, name)
+        else:
+            self._part_from.append((tick, name))
+
+    def _parts_of(self, ticks: np.ndarray) -> np.ndarray:
+        """The index into PARTS of each tick."""
+        starts = np.array([t for t, _ in self._part_from], dtype=np.int64)
+        names = np.array([PARTS.index(n) for _, n in self._part_from])
+        return names[np.searchsorted(starts, ticks.astype(np.int64), side="right") - 1]
+
+    def part_arrays(self, name: str, phase_cycles: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-core totals of one part (phase_cycles: the chip's running totals by phase now)."""
+        out = {k: v.copy() for k, v in self.parts[name].arrays.items()}
+        if name == self.part:
+            out["phase_cycles"] += phase_cycles - self._phase_mark
+        return out
 
     @property
     def recording(self) -> bool:
@@ -71,6 +151,10 @@ class Compliance:
     def add(self, recs: np.ndarray, logs: np.ndarray) -> None:
         """The tick records and handler logs of one advance of the clock."""
         self.overruns_seen += int(np.count_nonzero(recs["overrun"]))
+        part = self._parts_of(recs["tick"])
+        for i, name in enumerate(PARTS):
+            self.parts[name].add(recs[part == i])
+        recs = recs[part == PARTS.index("train")]  # the window and the Gantt ticks show training
         windowed = self._in_windows(recs["tick"])
         keep = recs[windowed | (recs["overrun"] != 0)]
         room = self.max_records - self.records_kept
@@ -117,7 +201,8 @@ class Compliance:
             "phase_cycles": np.array([[c.phase_cycles[p] for p in range(len(PHASES))] for c in cores]),
         }
 
-    def summary(self, arrays: dict[str, np.ndarray], late_packets: int, mode: str, lag: Any) -> dict[str, Any]:
+    def summary(self, arrays: dict[str, np.ndarray], late_packets: int, mode: str, lag: Any,
+                part: str = "train") -> dict[str, Any]:
         hist = arrays["util_hist"].sum(axis=0)
         ticks = int(hist.sum())
         p99 = None
@@ -127,6 +212,7 @@ class Compliance:
         phases = arrays["phase_cycles"].sum(axis=0)
         busiest = int(np.argmax(arrays["worst_cycles"])) if len(arrays["worst_cycles"]) else 0
         out: dict[str, Any] = {
+            "part": part,
             "mode": mode,
             "chip_file": self.desc.path,
             "cycle_costs_file": self.desc.costs.path,
@@ -154,12 +240,16 @@ class Compliance:
                                    "ticks_behind": lag.ticks_behind}
         return out
 
-    def save(self, path: Path, arrays: dict[str, np.ndarray]) -> None:
-        """timing.npz: the whole-run arrays, the window of tick records, the two Gantt ticks (atomic)."""
+    def save(self, path: Path, arrays: dict[str, np.ndarray],
+             inference: dict[str, np.ndarray] | None = None) -> None:
+        """timing.npz: the training part's per-core arrays (`core_*`; inference's as `inference_core_*`),
+        the window of training tick records, the two Gantt ticks (atomic)."""
         w = self.window()
         out: dict[str, np.ndarray] = {f"core_{k}": v for k, v in arrays.items()}
+        out.update({f"inference_core_{k}": v for k, v in (inference or {}).items()})
         out.update({f"tick_{name}": w[name] for name in w.dtype.names})
         out["tick_utilisation"] = w["cycles"] / self.budget_cycles
+        out["sample_start_ticks"] = np.array([lo for lo, _ in self._windows], dtype=np.int64)  # recorded spans
         out["phases"] = np.array(PHASES)
         out["handlers"] = np.array(HANDLERS)
         out["util_bin_percent"] = np.array(UTIL_BIN_PERCENT)

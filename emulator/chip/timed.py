@@ -1,45 +1,38 @@
 """Emulator layer: the timed SpiNNaker 2 chip: the same cores, SDRAM, DMA engines and router as the
 functional chip, in virtual time (integer picoseconds) with the chip file's cycle costs and latencies.
 
-SimPy owns the clock: one process per `run` advances it a tick at a time, and each tick's window
-of events (handlers, packet bursts, DMA completions, host messages) is computed in C under it
-(emulator/chip/csrc/timed_loop.c: no SimPy event per handler or packet, so that a 12-core chip runs
-many times faster than real time). In `realtime` mode the environment is SimPy's
-RealtimeEnvironment (strict off), so each tick is paced to the wall clock, and the lag is recorded.
+Two engines with the same events in the same order: `TimedChip` hands each tick's window of events
+(handlers, packet bursts, DMA completions, host messages) to the C event loop
+(emulator/chip/csrc/timed_loop.c: no Python object per handler or packet, many times faster than real
+time); `SimpyTimedChip` runs the SimPy model that specifies it (emulator/chip/timed_spec.py), over any
+core runner. `timed_chip(..., engine=)` picks one (docs/timing.md: how they are kept equal). In `realtime` mode each tick is paced to the wall clock once
+(emulator/chip/pacing.py, on an injectable clock), and the lag is recorded.
 The rules of the model are in timed_loop.h and docs/timing.md.
 """
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-
 import numpy as np
 import simpy
-import simpy.rt
 
-from s2eprop.emulator.chip.functional import ChipStats, FunctionalChip
+from s2eprop.emulator.chip.functional import SRC_EXTERNAL, ChipStats, FunctionalChip
 from s2eprop.emulator.chip.description import C_KIND_OF_HANDLER, HANDLERS, PHASE_OF_COUNT, PHASE_OF_HANDLER, PHASES, ChipDescription, load_chip
 from s2eprop.emulator.chip.compliance import Compliance
+from s2eprop.emulator.chip.pacing import Lag, Pacer, WallClock
+from s2eprop.emulator.chip.timed_spec import TimedChipModel
 from s2eprop.emulator.errors import EmulatorError
 from s2eprop.firmware.abi import Firmware
 from s2eprop.firmware.routes import RouteEntry
 
 TIMED_MODES = ("timed", "realtime")
-
-
-@dataclass(frozen=True)
-class Lag:
-    """Realtime mode: how far the wall clock ran ahead of the emulated one at the start of a tick."""
-
-    ticks: int = 0
-    max_s: float = 0.0
-    ticks_behind: int = 0  # ticks that started more than one tick late
+ENGINES = ("c", "simpy")  # the timed chip's event loop: the C fast path, or the SimPy model it is proven equal to
+__all__ = ["ENGINES", "Lag", "SimpyTimedChip", "TIMED_MODES", "TimedChip", "timed_chip"]
 
 
 class TimedChip(FunctionalChip):
     def __init__(self, n_cores: int, chip: ChipDescription | None = None, mode: str = "timed",
                  firmware: Firmware | None = None, heap_events: int = 1 << 16, pool_words: int = 1 << 22,
-                 host_capacity_words: int = 1 << 20) -> None:
+                 host_capacity_words: int = 1 << 20, wall_clock: WallClock | None = None) -> None:
+        """`wall_clock`: what realtime mode keeps pace with (default: the machine's; tests pass a fake)."""
         if mode not in TIMED_MODES:
             raise EmulatorError(f"timed chip mode must be one of {', '.join(TIMED_MODES)}, got {mode!r}")
         desc = chip or load_chip()
@@ -84,10 +77,9 @@ class TimedChip(FunctionalChip):
         t.pool, t.pool_cap = ffi.cast("uint32_t *", ffi.from_buffer(self._pool)), pool_words
         self._recs = self._logs = None
         self._pending_host: list[tuple[int, int, np.ndarray]] = []  # (arrival_ps, core, words)
-        self.env = simpy.rt.RealtimeEnvironment(factor=1e-12, strict=False) if mode == "realtime" \
-            else simpy.Environment()
+        self.env = simpy.Environment()
+        self.pacer = Pacer(desc.tick_ps, wall_clock) if mode == "realtime" else None
         self.compliance = Compliance(self.fw, desc, n_cores, self.hops)
-        self._lag = Lag()
 
     # -- the clock ------------------------------------------------------------------------------
     @property
@@ -101,26 +93,23 @@ class TimedChip(FunctionalChip):
         if n_ticks == 0:
             return
         self._ensure_buffers(n_ticks)
-        if isinstance(self.env, simpy.rt.RealtimeEnvironment):
-            self.env.sync()  # the host's time between advances is not the chip's lag
-        self.env.run(until=self.env.process(self._clock(n_ticks)))
+        self.env.run(until=self.env.process(self._run_ticks(n_ticks)))
         self.tick_count += n_ticks
         self._drain_records()
 
-    def _clock(self, n_ticks: int):
-        lib, t, tick_ps = self.fw.lib, self._t, self.desc.tick_ps
-        wall0, sim0 = time.perf_counter(), self.env.now
-        realtime = self.mode == "realtime"
+    def _run_ticks(self, n_ticks: int):
+        """Run n_ticks windows of one tick each; in realtime mode each starts when it is due on the wall
+        clock (the advance is anchored when it starts: the host's time between advances is not lag)."""
+        lib, t, tick_ps, pacer = self.fw.lib, self._t, self.desc.tick_ps, self.pacer
+        if pacer is not None:
+            pacer.anchor(self.env.now)
         for _ in range(n_ticks):
-            if realtime:
-                self._note_lag(time.perf_counter() - wall0 - (self.env.now - sim0) * 1e-12)
+            if pacer is not None:
+                pacer.start_tick(self.env.now)
             lib.emu_timed_run(self._chip, t, self.env.now + tick_ps)
             yield self.env.timeout(tick_ps)
-
-    def _note_lag(self, lag_s: float) -> None:
-        lag = self._lag
-        self._lag = Lag(lag.ticks + 1, max(lag.max_s, lag_s),
-                        lag.ticks_behind + (lag_s > self.desc.tick_us * 1e-6))
+        if pacer is not None:
+            pacer.wait_until(self.env.now)  # the last tick lasts its millisecond too
 
     def record(self, on: bool) -> None:
         """Keep the per-tick records of every core from the next tick on (True) or stop (False)."""
@@ -128,7 +117,7 @@ class TimedChip(FunctionalChip):
 
     @property
     def lag(self) -> Lag:
-        return self._lag
+        return self.pacer.lag if self.pacer is not None else Lag()
 
     def _ensure_buffers(self, n_ticks: int) -> None:
         ffi, t = self.fw.ffi, self._t
@@ -206,10 +195,110 @@ class TimedChip(FunctionalChip):
             + int(t.pool_overwrites) + int(t.stage_overflows)
         return st
 
-    def timing_arrays(self) -> dict[str, np.ndarray]:
+    def set_part(self, name: str) -> None:
+        """The ticks from the next on run `name` (compliance.PARTS: train or inference)."""
+        self.compliance.set_part(name, self.tick_count, self.phase_cycles())
+
+    def phase_cycles(self) -> np.ndarray:
+        """Cycles charged so far, per core and phase (running totals)."""
+        return np.array([[self._t.cores[c].phase_cycles[p] for p in range(len(PHASES))] for c in range(self.n_cores)])
+
+    def timing_arrays(self, part: str = "train") -> dict[str, np.ndarray]:
+        """Per-core totals of the ticks of one part of the run (training, or inference)."""
+        return self.compliance.part_arrays(part, self.phase_cycles())
+
+    def whole_run_arrays(self) -> dict[str, np.ndarray]:
+        """Per-core totals of every tick, as the C loop keeps them (emu_tcore_t)."""
         return self.compliance.per_core([self._t.cores[c] for c in range(self.n_cores)])
 
     def core_timing(self, core: int):
         """The C record of one core's whole run (emu_tcore_t)."""
         self._check_core(core)
         return self._t.cores[core]
+
+
+class SimpyTimedChip(TimedChip):
+    """The timed chip run by its SimPy model (emulator/chip/timed_spec.py) over the core runner, instead
+    of the C event loop: the same events in the same order, so the same bits and the same records."""
+
+    def __init__(self, n_cores: int, chip: ChipDescription | None = None, mode: str = "timed",
+                 firmware: Firmware | None = None, wall_clock: WallClock | None = None, runner=None) -> None:
+        super().__init__(n_cores, chip, mode, firmware, heap_events=16, pool_words=16, wall_clock=wall_clock)
+        if runner is not None:
+            self.runner = runner
+        self.model = TimedChipModel(self.desc, n_cores, self.runner, tuple(self.fw.count_fields), lambda: self.routes,
+                                    self._dma_copy, SRC_EXTERNAL)
+        self.env = self.model.env
+
+    @property
+    def now_ps(self) -> int:
+        return self.model.now_ps
+
+    def run(self, n_ticks: int) -> None:
+        if n_ticks < 0:
+            raise EmulatorError(f"cannot run a negative number of ticks ({n_ticks})")
+        if n_ticks == 0:
+            return
+        model, pacer, tick_ps = self.model, self.pacer, self.desc.tick_ps
+        if pacer is not None:
+            pacer.anchor(model.now_ps)
+        for _ in range(n_ticks):
+            if pacer is not None:
+                pacer.start_tick(model.now_ps)
+            model.run_until(model.now_ps + tick_ps)
+        if pacer is not None:
+            pacer.wait_until(model.now_ps)
+        self.tick_count += n_ticks
+        recs = np.array(model.records, dtype=self.compliance.tick_dtype)
+        logs = np.array(model.log, dtype=self.compliance.log_dtype)
+        model.records, model.log = [], []
+        self.compliance.add(recs, logs)
+
+    def host_send(self, core: int, words: np.ndarray) -> None:
+        self.model.host_message(core, self._host_words(core, words).copy())
+
+    def inject(self, key: int, payload: int = 0) -> None:
+        self.model.inject(key & 0xFFFFFFFF, payload & 0xFFFFFFFF)
+
+    def init_core(self, core: int, arena_bytes: int) -> int:
+        status = FunctionalChip.init_core(self, core, arena_bytes)
+        self.model.enable(core)
+        return status
+
+    def enable_timer(self, core: int) -> None:
+        self._check_core(core)
+        self.model.enable(core)
+
+    def take_host_messages(self) -> list[tuple[int, np.ndarray]]:
+        model = self.model
+        ready = sorted(m for m in model.to_host if m[0] <= model.now_ps) if model.to_host else []
+        model.to_host = [m for m in model.to_host if m[0] > model.now_ps]
+        return [(core, words) for _, _, core, words in ready]
+
+    def stats(self) -> ChipStats:
+        k, cores = self.model.counters, self.model.cores
+        return ChipStats(delivered=k.delivered, dropped=k.dropped, dropped_from=dict(k.dropped_from),
+                         last_drop=k.last_drop, queue_overflows=sum(c.small_q_overflows for c in cores),
+                         dma_faults=self._stats.dma_faults, dma_bytes=self._stats.dma_bytes,
+                         rx_queue_overflows=sum(c.rx_overflows for c in cores))
+
+    def work_counts(self) -> dict[str, np.ndarray]:
+        return {f: self.model.counts[:, i].copy() for i, f in enumerate(self.fw.count_fields)}
+
+    def phase_cycles(self) -> np.ndarray:
+        return np.array([c.phase_cycles for c in self.model.cores], dtype=np.float64)
+
+    def whole_run_arrays(self) -> dict[str, np.ndarray]:
+        return self.compliance.per_core(self.model.cores)
+
+    def core_timing(self, core: int):
+        self._check_core(core)
+        return self.model.cores[core]
+
+
+def timed_chip(n_cores: int, chip: ChipDescription | None = None, mode: str = "timed", engine: str = "c",
+               **kw) -> TimedChip:
+    """A timed chip on one engine: "c" (the C event loop, fast) or "simpy" (its SimPy model)."""
+    if engine not in ENGINES:
+        raise EmulatorError(f"timed chip engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    return (SimpyTimedChip if engine == "simpy" else TimedChip)(n_cores, chip, mode, **kw)

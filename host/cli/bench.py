@@ -91,7 +91,7 @@ def _time_emulator(cfg: Any, data: Any, backend: str, init_weights_path: Path | 
 
 
 def bench_emulator(n_samples: int = 64, seed: int = 0, backend: str = "c", mode: str = "functional",
-                   trained: str | Path | None = None) -> dict[str, Any]:
+                   trained: str | Path | None = None, engine: str = "c") -> dict[str, Any]:
     """Time on-chip training through the path `s2eprop train --target emulator` runs (run_training:
     trainer, transport, streamer, the chip's event loop, per-sample checks, checkpoint at the end) on
     the paper's 12-core partition, on random inputs 3*N(0, 1) with no test split: from fresh weights,
@@ -101,7 +101,7 @@ def bench_emulator(n_samples: int = 64, seed: int = 0, backend: str = "c", mode:
     from s2eprop.host.data.dataset import KWS_LABELS, Dataset
     from s2eprop.host.weights import load_weights
 
-    cfg = dataclasses.replace(ExperimentConfig(), chip=ChipConfig(mode=mode)).validate()
+    cfg = dataclasses.replace(ExperimentConfig(), chip=ChipConfig(mode=mode, engine=engine)).validate()
     net = cfg.network
     rng = np.random.default_rng(seed)
     x = (3 * rng.standard_normal((n_samples, net.n_steps, net.n_in))).astype(np.float32)
@@ -113,6 +113,7 @@ def bench_emulator(n_samples: int = 64, seed: int = 0, backend: str = "c", mode:
         "emulator_cores": fresh["cores"],
         "emulator_backend": backend,
         "emulator_mode": mode,
+        **({"emulator_engine": engine} if mode != "functional" else {}),
     }
     path = trained_weights_path(trained)
     if path is None:

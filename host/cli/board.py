@@ -14,7 +14,7 @@ from s2eprop.host.config import CHIP_MODES
 from s2eprop.host.errors import HostError
 
 
-def build_board(chip_file: Path | None, mode: str, clock_mhz: float | None, cores: int | None):
+def build_board(chip_file: Path | None, mode: str, clock_mhz: float | None, cores: int | None, engine: str = "c"):
     """The emulated chip behind a server: (chip, its description)."""
     from s2eprop.emulator.chip.functional import FunctionalChip
     from s2eprop.emulator.chip.description import load_chip
@@ -25,13 +25,16 @@ def build_board(chip_file: Path | None, mode: str, clock_mhz: float | None, core
     n = desc.n_cores if cores is None else cores
     if not 0 < n <= desc.n_cores:
         raise HostError(f"--cores {n}: the chip ({desc.path}) has 1..{desc.n_cores}")
+    if mode == "functional" and engine != "c":
+        raise HostError(f"--engine {engine} runs the timed chip's SimPy model; the functional chip has no time: "
+                        f"add --mode timed (or realtime)")
     if mode == "functional":
         return FunctionalChip(n, sram_bytes=desc.sram_bytes_per_core, sdram_bytes=desc.sdram_bytes), desc
-    from s2eprop.emulator.chip.timed import TimedChip
+    from s2eprop.emulator.chip.timed import timed_chip
 
     # a realtime board paces the timed chip itself, a tick when its time comes, serving datagrams between
     # ticks (SimPy's RealtimeEnvironment would block the socket while it waits)
-    return TimedChip(n, desc, "timed"), desc
+    return timed_chip(n, desc, "timed", engine), desc
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -39,7 +42,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from s2eprop.host.transport.udp import read_key
 
     key = read_key(args.key_file)
-    chip, desc = build_board(args.chip, args.mode, args.clock_mhz, args.cores)
+    chip, desc = build_board(args.chip, args.mode, args.clock_mhz, args.cores, args.engine)
     server = BoardServer(chip, desc, bind=args.bind, port=args.port, key=key, mode=args.mode, lease_s=args.lease_s)
     try:
         loopback = ipaddress.ip_address(args.bind).is_loopback
@@ -94,6 +97,8 @@ def add_board_commands(sub) -> None:
     s.add_argument("--mode", choices=CHIP_MODES, default="functional",
                    help="functional or timed: the clock moves when the host says; realtime: 1 tick per ms")
     s.add_argument("--clock-mhz", type=float, help="core clock, one of the chip file's levels")
+    s.add_argument("--engine", choices=("c", "simpy"), default="c",
+                   help="timed modes: the chip's event loop, c (fast) or simpy (its SimPy model, same bits)")
     s.add_argument("--cores", type=positive_int, help="cores of the board (default: all of the chip file's)")
     s.add_argument("--key-file", help="shared key: every datagram is authenticated (HMAC-SHA256); default "
                                       "$S2EPROP_BOARD_KEY, none: no authentication")

@@ -15,10 +15,11 @@ class LocalBoard:
     the end of a `with` block. `target` is the address a Session takes."""
 
     def __init__(self, mode: str = "functional", cores: int | None = None, chip: str | Path | None = None,
-                 clock_mhz: float | None = None, port: int = 0, key: bytes | None = None) -> None:
+                 clock_mhz: float | None = None, port: int = 0, key: bytes | None = None, engine: str = "c") -> None:
+        """`engine`: timed modes' event loop, "c" or "simpy" (the SimPy model; same bits)."""
         from s2eprop.emulator.board.server import BoardServer
 
-        chip_model, desc = build_board(None if chip is None else Path(chip), mode, clock_mhz, cores)
+        chip_model, desc = build_board(None if chip is None else Path(chip), mode, clock_mhz, cores, engine)
         self.server = BoardServer(chip_model, desc, port=port, key=key, mode=mode)
         host, bound = self.server.address
         self.target = f"udp://{host}:{bound}"

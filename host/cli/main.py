@@ -45,7 +45,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from s2eprop.host.session.train import TrainOptions, prepare_run_folder
 
     chip = {"mode": args.mode, "file": None if args.chip is None else str(args.chip), "clock_mhz": args.clock_mhz,
-            "cpu": args.cpu, "threads": args.threads}
+            "cpu": args.cpu, "threads": args.threads, "engine": args.engine}
     cfg = with_overrides(config_from_args(args), chip=chip, epochs=args.epochs, max_samples=args.max_samples,
                          batch_size=args.batch_size, seed=args.seed, checkpoint_every_samples=args.checkpoint_every)
     check_engine(engine_of(cfg, args.target, args.backend, args.key_file))  # before the data: it may take long
@@ -126,7 +126,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.what in ("golden", "all"):
         result.update(bench_golden(n_samples=args.samples))
     if args.what in ("emulator", "all"):
-        result.update(bench_emulator(n_samples=args.samples, mode=args.mode, trained=args.weights))
+        result.update(bench_emulator(n_samples=args.samples, mode=args.mode, trained=args.weights, engine=args.engine))
     if args.what == "copies":
         result.update(bench_copies(n_samples=min(args.samples, 16)))
     print(json.dumps(result, indent=2))
@@ -233,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
                                              "emulator/chip/configs/spinnaker2.yaml); config chip.file")
     t.add_argument("--clock-mhz", type=float, help="core clock, one of the chip file's levels (150 or 300 on "
                                                    "SpiNNaker 2); config chip.clock_mhz")
+    t.add_argument("--engine", choices=("c", "simpy"), help="timed modes: the chip's event loop, c (default, fast) "
+                   "or simpy (its SimPy model: same bits and records, slower); config chip.engine")
     t.add_argument("--cpu", choices=("native", "iss"), help="core runner: native (default) or iss, the ARM build in "
                                                            "the instruction-set simulator (same bits, about 1,000x "
                                                            "slower; functional mode); config chip.cpu")
@@ -267,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--weights", default=None,
                    help="trained weights that `bench emulator` times beside fresh ones: a weights .npz or a run "
                         "folder (default: runs/demo/weights.npz, where `make demo` puts them, if it exists)")
+    b.add_argument("--engine", choices=("c", "simpy"), default="c",
+                   help="timed modes: the chip's event loop (c, or its SimPy model)")
     b.set_defaults(func=cmd_bench)
 
     pl = sub.add_parser("plot", help="redraw a run folder's figures: timing (timing.png, tick.png from timing.npz), "

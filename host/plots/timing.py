@@ -37,20 +37,26 @@ def _heat_map(ax: Any, t: dict[str, np.ndarray], n_cores: int) -> None:
     grid[t["tick_core"], col] = t["tick_utilisation"]
     im = ax.imshow(100 * grid, aspect="auto", interpolation="nearest", cmap="viridis",
                    vmin=0, vmax=max(100.0, float(np.nanmax(100 * grid))))
+    for start in t.get("sample_start_ticks", ()):  # where the host started each recorded training sample
+        at = int(np.searchsorted(order, start))
+        if 0 < at < len(order):
+            ax.axvline(at - 0.5, color="white", lw=0.8, ls="--")
     gaps = np.nonzero(np.diff(order) > 1)[0]  # recorded runs of ticks are not contiguous: mark where one ends
     for g in gaps:
         ax.axvline(g + 0.5, color="white", lw=1.5)
     over = t["tick_overrun"] != 0
     if over.any():
         ax.plot(col[over], t["tick_core"][over], "rx", ms=4, label="overrun")
-    handles = ax.get_legend_handles_labels()[0]
-    if gaps.size:
-        from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D
 
+    handles = ax.get_legend_handles_labels()[0]
+    if len(t.get("sample_start_ticks", ())):
+        handles.append(Line2D([], [], color="0.5", lw=0.8, ls="--", label="a sample starts"))
+    if gaps.size:
         handles.append(Line2D([], [], color="0.5", lw=1.5, label="gap between recorded runs of ticks"))
     if handles:
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0, -0.16), ncol=2, fontsize=7, frameon=False)
-    ax.set_xlabel(f"recorded tick ({len(order)} ticks: first and last sample of each epoch, and overruns)")
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0, -0.16), ncol=3, fontsize=7, frameon=False)
+    ax.set_xlabel(f"recorded training tick ({len(order)}: first and last sample of each epoch, overruns)", fontsize=8)
     ax.set_ylabel("core")
     ax.figure.colorbar(im, ax=ax, label="tick utilisation (%)")
 
@@ -91,7 +97,7 @@ def plot_timing(t: dict[str, np.ndarray], path: Path) -> Path:
         ax.bar(np.arange(n_cores), cyc[:, i] / 1e6, bottom=bottom, label=name)
         bottom += cyc[:, i] / 1e6
     ax.set_xlabel("core")
-    ax.set_ylabel("cycles (millions, whole run)")
+    ax.set_ylabel("cycles (millions, training ticks)")
     ax.set_title("cycles by phase")
     ax.legend(fontsize=7)
     fig.tight_layout()

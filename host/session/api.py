@@ -83,7 +83,8 @@ class Session:
 
     `config`: a YAML path, a dict, an ExperimentConfig or None (the paper's network). `target`:
     "emulator" (default), "golden" or "udp://HOST:PORT". `mode`: functional, timed or realtime (the
-    emulator; default the config's). `init_weights`: None (seeded from train.seed), a weights .npz, a
+    emulator; default the config's); `engine`: the timed chip's event loop, "c" or "simpy" (its SimPy
+    model; default the config's chip.engine). `init_weights`: None (seeded from train.seed), a weights .npz, a
     Weights or a dict of w_in, w_rec, w_out arrays. `resume`: a checkpoint.npz to continue. An engine
     that cannot run as asked is refused here, before any board is opened.
     """
@@ -92,11 +93,12 @@ class Session:
                  target: str = "emulator", mode: str | None = None,
                  init_weights: str | Path | Weights | Mapping[str, np.ndarray] | None = None, *,
                  cpu: str | None = None, clock_mhz: float | None = None, chip: str | Path | None = None,
+                 engine: str | None = None,
                  seed: int | None = None, backend: str = "c", key_file: str | Path | None = None,
                  resume: str | Path | None = None, labels: tuple[str, ...] | None = None,
                  progress: bool = False, argv: tuple[str, ...] | None = None, link_patience_s: float = 10.0) -> None:
         cfg = load_config(config)
-        chip_overrides = {"mode": mode, "cpu": cpu, "clock_mhz": clock_mhz,
+        chip_overrides = {"mode": mode, "cpu": cpu, "clock_mhz": clock_mhz, "engine": engine,
                           "file": None if chip is None else str(chip)}
         self.cfg = with_overrides(cfg, chip=chip_overrides, seed=seed)
         self.target = target

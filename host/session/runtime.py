@@ -93,6 +93,9 @@ class BoardTrainer:
         self.stray_messages = 0    # core messages of no sample the host waited for (late ones of a lost sample)
         self.ticks_train = 0       # emulated 1 ms ticks spent training
         self.ticks_eval = 0        # ... and on inference
+        self._part = "train"       # what the chip's ticks run now (its timing reports the parts apart)
+        self._late_by_part = {"train": 0, "inference": 0}  # late packets the cores counted, per part
+        self._late_mark = 0
 
     # -- the trainer interface ---------------------------------------------------------------
     def train_batch(self, x: np.ndarray, y: np.ndarray, record: np.ndarray | None = None) -> BatchResult:
@@ -139,15 +142,31 @@ class BoardTrainer:
         get = getattr(self.transport, "timing", None)
         return get() if get is not None else None
 
-    def timing_summary(self, per_core: dict[int, dict[str, int]] | None = None) -> dict[str, Any] | None:
+    def timing_summary(self, per_core: dict[int, dict[str, int]] | None = None,
+                       part: str = "train") -> dict[str, Any] | None:
+        """report.json `timing` (part "train": the training samples' ticks) or `timing_inference`."""
         chip = self.timing
         if chip is None:
             return None
         per_core = self.core_counters() if per_core is None else per_core
-        late = sum(c["late_packets"] for c in per_core.values())
-        out = chip.summary(late)
+        late = self._late_by_part[part] + (self._late_now(per_core) - self._late_mark if part == self._part else 0)
+        out = chip.summary(late, part)
         out["on_loss"] = "count (timed modes measure losses)"
         return out
+
+    @staticmethod
+    def _late_now(per_core: dict[int, dict[str, int]]) -> int:
+        return sum(c["late_packets"] for c in per_core.values())
+
+    def _enter_part(self, part: str) -> None:
+        """The next samples train (part "train") or run inference: the timed chip reports them apart."""
+        chip = self.timing
+        if chip is None or part == self._part:
+            return
+        late = self._late_now(self.core_counters())
+        self._late_by_part[self._part] += late - self._late_mark
+        self._late_mark, self._part = late, part
+        chip.part(part)
 
     def save_timing(self, out_dir: Path) -> dict[str, str]:
         """timing.npz and its figures (timing.png, tick.png) in out_dir; {} for a functional chip."""
@@ -163,8 +182,10 @@ class BoardTrainer:
         """What report.json says of the chip: memory per core, emulated time, every loss counter, timing."""
         per_core = self.core_counters()
         timing = self.timing_summary(per_core)
+        inference = self.timing_summary(per_core, "inference") if timing is not None else None
         link = getattr(self.transport, "link_stats", None)
         return {**({"timing": timing} if timing is not None else {}),
+                **({"timing_inference": inference} if inference is not None and inference["ticks"] else {}),
                 **({"link": link()} if link is not None else {}),
             "cores": self.plan.n_cores,
             "neurons_per_core": self.cfg.partition.neurons_per_core,
@@ -233,6 +254,7 @@ class BoardTrainer:
 
     def _run(self, x: np.ndarray, y: np.ndarray | None, train: bool, record: np.ndarray | None = None) -> BatchResult:
         x, labels = self.check_batch(x, y, train)
+        self._enter_part("train" if train else "inference")
         acc = SampleResults(len(x), self.net.n_out, self._l2_term if train else 0.0)
         for b in range(len(x)):
             rec = record is not None and bool(record[b])

@@ -19,7 +19,7 @@ def open_transport(target: str, n_cores: int, backend: str = "c", chip: ChipConf
     that cannot run is refused first, by the one table of s2eprop.host.engines."""
     chip_cfg = chip or ChipConfig()
     check_engine(Engine(target_kind(target), chip_cfg.mode, chip_cfg.cpu, backend, 1, bool(key_file),
-                        bool(chip_cfg.file), bool(chip_cfg.clock_mhz)))
+                        bool(chip_cfg.file), bool(chip_cfg.clock_mhz), engine=chip_cfg.engine))
     if target == "emulator":
         if chip is None or (chip.mode == "functional" and not chip.file and chip.cpu == "native"):
             return EmulatorTransport(n_cores, backend=backend, threads=1 if chip is None else chip.n_threads())
@@ -37,11 +37,11 @@ def open_transport(target: str, n_cores: int, backend: str = "c", chip: ChipConf
             return EmulatorTransport(n_cores, chip=FunctionalChip(n_cores, sram_bytes=desc.sram_bytes_per_core,
                                                                   sdram_bytes=desc.sdram_bytes, backend=backend,
                                                                   runner=runner, threads=chip.n_threads()))
-        from s2eprop.emulator.chip.timed import TimedChip
+        from s2eprop.emulator.chip.timed import timed_chip
 
         if chip.clock_mhz:
             desc = desc.with_clock(round(chip.clock_mhz * 1e6))
-        return EmulatorTransport(n_cores, chip=TimedChip(n_cores, desc, chip.mode))
+        return EmulatorTransport(n_cores, chip=timed_chip(n_cores, desc, chip.mode, chip.engine))
     if target.startswith("udp://"):
         from s2eprop.host.transport.udp import UdpTransport, read_key
 

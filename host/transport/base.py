@@ -30,10 +30,11 @@ class TimingRecord(Protocol):
     overruns_seen: int     # ticks that overran, so far
 
     def record(self, keep: bool) -> None: ...                         # keep the next ticks' per-tick records
-    def arrays(self) -> dict[str, np.ndarray]: ...                    # whole-run arrays per core
-    def window(self) -> np.ndarray: ...                               # the per-tick records kept
-    def summary(self, late_packets: int) -> dict[str, Any]: ...       # report.json `timing`
-    def save(self, path: Path) -> None: ...                           # timing.npz
+    def part(self, name: str) -> None: ...                            # the next ticks run "train" or "inference"
+    def arrays(self, part: str = "train") -> dict[str, np.ndarray]: ...  # per-core arrays of one part's ticks
+    def window(self) -> np.ndarray: ...                               # the training ticks' records kept
+    def summary(self, late_packets: int, part: str = "train") -> dict[str, Any]: ...  # report.json `timing`
+    def save(self, path: Path) -> None: ...                           # timing.npz (training; inference apart)
 
 
 @dataclass(frozen=True)

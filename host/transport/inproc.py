@@ -102,14 +102,18 @@ class ChipTiming:
     def record(self, keep: bool) -> None:
         self._chip.record(keep)
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        return self._chip.timing_arrays()
+    def part(self, name: str) -> None:
+        self._chip.set_part(name)
+
+    def arrays(self, part: str = "train") -> dict[str, np.ndarray]:
+        return self._chip.timing_arrays(part)
 
     def window(self) -> np.ndarray:
         return self._chip.compliance.window()
 
-    def summary(self, late_packets: int) -> dict[str, Any]:
-        return self._chip.compliance.summary(self.arrays(), late_packets, self._chip.mode, self._chip.lag)
+    def summary(self, late_packets: int, part: str = "train") -> dict[str, Any]:
+        return self._chip.compliance.summary(self.arrays(part), late_packets, self._chip.mode, self._chip.lag, part)
 
     def save(self, path: Path) -> None:
-        self._chip.compliance.save(path, self.arrays())
+        inference = self.arrays("inference")
+        self._chip.compliance.save(path, self.arrays(), inference if inference["ticks"].any() else None)

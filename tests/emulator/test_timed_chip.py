@@ -18,7 +18,7 @@ from s2eprop.emulator.chip.description import DEFAULT_CHIP, load_chip
 from s2eprop.emulator.errors import EmulatorError
 from s2eprop.firmware.abi import Firmware
 from s2eprop.firmware.routes import RouteEntry
-from s2eprop.emulator.chip.timed import TimedChip
+from s2eprop.emulator.chip.timed import ENGINES, TimedChip, timed_chip
 
 CYCLE_PS = 3333          # 300 MHz
 IRQ = 12 + 10            # interrupt entry + exit cycles of the default chip file
@@ -40,9 +40,15 @@ def chip_file(tmp_path: Path, timer_cycles: float = 100, packet_cycles: float = 
     return path
 
 
-def stopped_chip(tmp_path: Path, n_cores: int = 12, mode: str = "timed", **kw) -> TimedChip:
+@pytest.fixture(params=ENGINES)
+def engine(request) -> str:
+    """The rules hold on both engines: the C event loop and the SimPy model it is the fast path of."""
+    return request.param
+
+
+def stopped_chip(tmp_path: Path, n_cores: int = 12, mode: str = "timed", engine: str = "c", **kw) -> TimedChip:
     """Cores whose firmware never started, with their timers running."""
-    chip = TimedChip(n_cores, load_chip(chip_file(tmp_path, **kw)), mode=mode)
+    chip = timed_chip(n_cores, load_chip(chip_file(tmp_path, **kw)), mode=mode, engine=engine)
     for c in range(n_cores):
         chip.enable_timer(c)
     return chip
@@ -69,8 +75,8 @@ def timer_end(cycles: float = 100) -> int:
     return (IRQ + int(cycles)) * CYCLE_PS
 
 
-def test_packet_arrives_after_router_and_hop_latency(tmp_path) -> None:
-    chip = stopped_chip(tmp_path)
+def test_packet_arrives_after_router_and_hop_latency(tmp_path, engine) -> None:
+    chip = stopped_chip(tmp_path, engine=engine)
     src, dst = 0, 5  # QPE (7,6) and QPE (6,6): one hop apart
     assert chip.hops[src, dst] == 1 and chip.hops[0, 9] == 2
     chip.load_routes([RouteEntry(0x01000000, 0xff000000, (dst, 9))])
@@ -85,8 +91,8 @@ def test_packet_arrives_after_router_and_hop_latency(tmp_path) -> None:
     assert chip.stats().delivered == 2 and chip.stats().dropped == 0
 
 
-def test_dma_completes_after_latency_plus_bytes_over_bandwidth(tmp_path) -> None:
-    chip = stopped_chip(tmp_path)
+def test_dma_completes_after_latency_plus_bytes_over_bandwidth(tmp_path, engine) -> None:
+    chip = stopped_chip(tmp_path, engine=engine)
     data = np.arange(1000, dtype=np.uint32)  # 4,000 B
     chip.write_sdram(0x200000, data)
     put_outbox(chip, 3, [3, 0x200000, 8192, 4000, 77])  # HAL_OUT_DMA: sdram, sram offset, bytes, tag
@@ -99,9 +105,9 @@ def test_dma_completes_after_latency_plus_bytes_over_bandwidth(tmp_path) -> None
     assert chip.stats().dma_bytes == 4000
 
 
-def test_a_handler_longer_than_a_tick_overruns_and_delays_the_next_timer(tmp_path) -> None:
+def test_a_handler_longer_than_a_tick_overruns_and_delays_the_next_timer(tmp_path, engine) -> None:
     long = 400_000  # cycles: 1.333 ms at 300 MHz
-    chip = stopped_chip(tmp_path, n_cores=1, timer_cycles=long)
+    chip = stopped_chip(tmp_path, engine=engine, n_cores=1, timer_cycles=long)
     chip.run(3)
     timers = handlers(chip, 0, "timer")
     dur = (IRQ + long) * CYCLE_PS
@@ -113,8 +119,8 @@ def test_a_handler_longer_than_a_tick_overruns_and_delays_the_next_timer(tmp_pat
     assert chip.core_timing(0).overruns == 3
 
 
-def test_a_packet_during_a_timer_handler_is_served_after_it_and_before_the_next_timer(tmp_path) -> None:
-    chip = stopped_chip(tmp_path, n_cores=1, timer_cycles=150_000)  # 500 us timers
+def test_a_packet_during_a_timer_handler_is_served_after_it_and_before_the_next_timer(tmp_path, engine) -> None:
+    chip = stopped_chip(tmp_path, engine=engine, n_cores=1, timer_cycles=150_000)  # 500 us timers
     chip.load_routes([RouteEntry(0x01000000, 0xff000000, (0,))])
     chip.run(1)
     chip.inject(0x01000001)  # at 1 ms, as the timer of tick 1 starts
@@ -129,8 +135,8 @@ def test_a_packet_during_a_timer_handler_is_served_after_it_and_before_the_next_
     assert handlers(chip, 0, "timer")["start_ps"][0] == 2 * TICK_PS
 
 
-def test_a_packet_is_served_before_a_timer_that_waits_with_it(tmp_path) -> None:
-    chip = stopped_chip(tmp_path, n_cores=1, timer_cycles=400_000)  # 1.33 ms: still busy when tick 1 fires
+def test_a_packet_is_served_before_a_timer_that_waits_with_it(tmp_path, engine) -> None:
+    chip = stopped_chip(tmp_path, engine=engine, n_cores=1, timer_cycles=400_000)  # 1.33 ms: still busy when tick 1 fires
     chip.load_routes([RouteEntry(0x01000000, 0xff000000, (0,))])
     chip.run(1)
     chip.inject(0x01000001)  # arrives at 1 ms + 13 ns, after the timer of tick 1 fired
@@ -141,8 +147,22 @@ def test_a_packet_is_served_before_a_timer_that_waits_with_it(tmp_path) -> None:
     assert timers["start_ps"][0] == packet["end_ps"][0]  # ... then the late timer of tick 1
 
 
-def test_a_core_never_started_has_no_timer_and_one_started_later_ticks_from_the_next_tick(tmp_path) -> None:
-    chip = TimedChip(2, load_chip(chip_file(tmp_path)))
+def test_an_arrival_at_the_instant_a_handler_ends_is_served_by_priority(tmp_path, engine) -> None:
+    """Rule: at one instant, arrivals come before a core looks for its next handler: a packet arriving
+    exactly when a long timer handler ends is served before the timer of the next tick that waited."""
+    end_cycles = 300_034  # x 3,333 ps = 1,000,013,322 ps = 1 ms + router 9,989 ps + one packet 3,333 ps
+    chip = stopped_chip(tmp_path, engine=engine, n_cores=1, timer_cycles=end_cycles - IRQ, router_latency_ps=9989)
+    chip.load_routes([RouteEntry(0x01000000, 0xff000000, (0,))])
+    chip.run(1)
+    chip.inject(0x01000001)  # at 1 ms: arrives at 1 ms + 9,989 + 3,333 ps, as the timer handler of tick 0 ends
+    chip.run(1)
+    packet, timers = handlers(chip, 0, "mc_packet"), handlers(chip, 0, "timer")
+    assert packet["start_ps"][0] == end_cycles * CYCLE_PS
+    assert timers["start_ps"][0] == packet["end_ps"][0] and timers["tick"][0] == 1
+
+
+def test_a_core_never_started_has_no_timer_and_one_started_later_ticks_from_the_next_tick(tmp_path, engine) -> None:
+    chip = timed_chip(2, load_chip(chip_file(tmp_path)), engine=engine)
     chip.run(2)
     assert len(chip.compliance._prev_logs) == 0
     chip.enable_timer(1)
@@ -151,8 +171,8 @@ def test_a_core_never_started_has_no_timer_and_one_started_later_ticks_from_the_
     assert len(handlers(chip, 0, "timer")) == 0
 
 
-def test_an_unrouted_key_is_dropped_and_counted(tmp_path) -> None:
-    chip = stopped_chip(tmp_path)
+def test_an_unrouted_key_is_dropped_and_counted(tmp_path, engine) -> None:
+    chip = stopped_chip(tmp_path, engine=engine)
     chip.load_routes([RouteEntry(0x01000000, 0xff000000, (1,))])
     chip.inject(0x05000000)
     put_outbox(chip, 2, [1, 0x06000003, 0])
@@ -162,8 +182,8 @@ def test_an_unrouted_key_is_dropped_and_counted(tmp_path) -> None:
     assert st.last_drop == (2, 0x06000003)
 
 
-def test_receive_queue_overflow_is_counted(tmp_path) -> None:
-    chip = stopped_chip(tmp_path, n_cores=2, receive_queue_packets=4)
+def test_receive_queue_overflow_is_counted(tmp_path, engine) -> None:
+    chip = stopped_chip(tmp_path, engine=engine, n_cores=2, receive_queue_packets=4)
     chip.load_routes([RouteEntry(0x01000000, 0xff000000, (1,))])
     put_outbox(chip, 0, [w for i in range(6) for w in (1, 0x01000000 + i, 0)])  # one burst of 6
     chip.run(1)
@@ -209,19 +229,59 @@ def test_the_default_chip_is_spinnaker2() -> None:
     assert set(chip.qpes) == {(x, y) for x in range(1, 8) for y in range(1, 7)} - holes
 
 
-def test_realtime_mode_follows_the_wall_clock(tmp_path) -> None:
-    import time
+class FakeClock:
+    """A wall clock that moves only when slept on, when the host works (`host_s`), and by
+    `compute_s` at every reading (a chip slower than real time)."""
 
-    chip = stopped_chip(tmp_path, n_cores=2, mode="realtime")
-    t0 = time.perf_counter()
-    chip.run(30)
-    wall = time.perf_counter() - t0
-    assert wall >= 0.029  # 30 ticks of 1 ms, paced
-    assert chip.lag.ticks == 30 and chip.lag.max_s < 0.5
+    def __init__(self, compute_s: float = 0.0) -> None:
+        self.t_s = 100.0
+        self.compute_s = compute_s
+
+    def now_s(self) -> float:
+        self.t_s += self.compute_s
+        return self.t_s
+
+    def sleep_s(self, seconds: float) -> None:
+        assert seconds > 0, f"slept {seconds} s"
+        self.t_s += seconds
+
+    def host_s(self, seconds: float) -> None:
+        self.t_s += seconds
 
 
-def test_timer_skew_shifts_each_core(tmp_path) -> None:
-    chip = stopped_chip(tmp_path, n_cores=3, timer_skew_us=2.5)
+def test_realtime_advances_each_take_their_own_ticks_of_wall_time(tmp_path, engine) -> None:
+    """Rule: in realtime mode an advance of n ticks takes n ms of wall clock however many came before,
+    and the host's time between advances is neither waited for again nor counted as lag."""
+    clock = FakeClock()
+    chip = timed_chip(2, load_chip(chip_file(tmp_path)), mode="realtime", engine=engine, wall_clock=clock)
+    for c in range(2):
+        chip.enable_timer(c)
+    took_s = []
+    for _ in range(10):  # ten samples of 101 ticks, 40 ms of host work each
+        t0 = clock.t_s
+        chip.run(101)
+        took_s.append(clock.t_s - t0)
+        clock.host_s(0.040)
+    assert took_s == pytest.approx([0.101] * 10, abs=1e-9)
+    assert chip.lag.ticks == 1010 and chip.lag.max_s == pytest.approx(0, abs=1e-9) and chip.lag.ticks_behind == 0
+
+
+def test_realtime_lag_says_how_late_a_slow_chip_ran(tmp_path, engine) -> None:
+    """Rule: a chip whose ticks take 3 ms of wall time each starts tick k of an advance
+    (k + 1) x 3 - k ms late (its first reading of the clock costs 3 ms too): the lag report says so."""
+    clock = FakeClock(compute_s=0.003)
+    chip = timed_chip(1, load_chip(chip_file(tmp_path)), mode="realtime", engine=engine, wall_clock=clock)
+    chip.enable_timer(0)
+    chip.run(10)
+    assert chip.lag.ticks == 10 and chip.lag.ticks_behind == 10
+    assert chip.lag.max_s == pytest.approx(0.003 * 10 - 0.001 * 9)
+    clock.compute_s = 0.0
+    chip.run(5)  # a new advance is anchored afresh: on time again
+    assert chip.lag.ticks == 15 and chip.lag.ticks_behind == 10
+
+
+def test_timer_skew_shifts_each_core(tmp_path, engine) -> None:
+    chip = stopped_chip(tmp_path, engine=engine, n_cores=3, timer_skew_us=2.5)
     chip.run(1)
     starts = [int(handlers(chip, c, "timer")["start_ps"][0]) for c in range(3)]
     assert starts == [0, 2_500_000, 5_000_000]
@@ -293,3 +353,31 @@ def test_the_hop_table_is_the_xy_distance_of_the_qpes() -> None:
         (ax, ay, _), (bx, by, _) = chip.placement(a), chip.placement(b)
         assert table[a, b] == table[b, a] == abs(ax - bx) + abs(ay - by) == chip.hops(a, b)
     assert table.max() == 11 and (np.diag(table) == 0).all()  # (7,6) to (1,1)
+
+
+def test_the_parts_of_a_run_add_up_to_the_whole(cfg, init_w, samples20) -> None:
+    """Rule: the training and inference parts of a timed run split its ticks: their per-core totals
+    (summed in Python from the tick records) add up to the C loop's own whole-run totals."""
+    from s2eprop.host.session.runtime import BoardTrainer
+    from s2eprop.host.transport.inproc import EmulatorTransport
+
+    x, y = samples20
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, on_loss="count"))
+    chip = TimedChip(12, load_chip().with_clock(150_000_000))  # at 150 MHz some ticks overrun
+    board = BoardTrainer(cfg, init_w, transport=EmulatorTransport(12, chip=chip))
+    board.train_batch(x[:2], y[:2])
+    board.forward(x[2:4], y[2:4])
+    board.train_batch(x[4:5], y[4:5])
+    board.forward(x[5:6], y[5:6])  # the last part is still open: its phases come from the running totals
+    whole = chip.whole_run_arrays()
+    train, inference = chip.timing_arrays("train"), chip.timing_arrays("inference")
+    # the ticks the host advanced for each (each core's last tick never closes)
+    assert train["ticks"].sum() == 12 * board.ticks_train and inference["ticks"].sum() == 12 * (board.ticks_eval - 1)
+    assert whole["overruns"].sum() > 0
+    for k in ("ticks", "overruns", "util_hist", "packets_received"):
+        np.testing.assert_array_equal(train[k] + inference[k], whole[k], err_msg=k)
+    for k in ("worst_cycles", "max_queue", "max_timer_delay_ps"):
+        np.testing.assert_array_equal(np.maximum(train[k], inference[k]), whole[k], err_msg=k)
+    np.testing.assert_allclose(train["phase_cycles"] + inference["phase_cycles"], whole["phase_cycles"], rtol=1e-12)
+    # inference updates no traces; at 150 MHz a training step that overran ends in the next advance
+    assert (inference["phase_cycles"][:, 1] < 0.01 * train["phase_cycles"][:, 1]).all()

@@ -50,7 +50,8 @@ def test_every_rule_of_the_engine_table_refuses_something(i) -> None:
     """Rule: each row of the table is reached (no dead row): some engine of the grid is refused by it first."""
     grid = [Engine(*e) for e in itertools.product(("golden", "emulator", "udp"), ("functional", "timed"),
                                                   ("native", "iss"), ("c", "python"), (1, 8), (False, True),
-                                                  (False, True), (False, True), ("prefetch", "realtime"), (False, True))]
+                                                  (False, True), (False, True), ("prefetch", "realtime"),
+                                                  (False, True), ("c", "simpy"))]
     first = []
     for e in grid:
         hit = next((k for k, (refused, _) in enumerate(RULES) if refused(e)), None)
@@ -60,7 +61,8 @@ def test_every_rule_of_the_engine_table_refuses_something(i) -> None:
 
 @pytest.mark.parametrize("engine", [Engine("golden", batch_size=32), Engine("emulator", "timed", clock=True),
                                     Engine("emulator", cpu="iss", backend="python"), Engine("udp", key_file=True),
-                                    Engine("emulator", "realtime", chip_file=True, input_mode="realtime")])
+                                    Engine("emulator", "realtime", chip_file=True, input_mode="realtime"),
+                                    Engine("emulator", "timed", engine="simpy")])
 def test_engines_that_run_are_accepted(engine) -> None:
     check_engine(engine)
 
@@ -149,3 +151,14 @@ def test_load_dataset_names_an_h5_file_as_shd(tmp_path) -> None:
     f = tmp_path / "shd_train.h5"
     f.write_bytes(b"")
     assert dataset_config_from_arg(str(f), {"test_path": "t.h5"}).kind == "shd"
+
+
+def test_a_session_takes_the_timed_chips_engine() -> None:
+    """Rule: Session(engine=...) reaches the chip: the SimPy model behind a timed session; refused on a
+    functional one, naming the fix."""
+    from s2eprop.emulator.chip.timed import SimpyTimedChip
+
+    with s2eprop.Session(mode="timed", engine="simpy") as s:
+        assert s.cfg.chip.engine == "simpy" and isinstance(s._trainer.transport.chip, SimpyTimedChip)
+    with pytest.raises(ConfigError, match="the functional chip has no time: add mode timed"):
+        s2eprop.Session(engine="simpy")

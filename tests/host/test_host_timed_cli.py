@@ -33,6 +33,7 @@ def test_a_timed_run_writes_its_timing(timed_run) -> None:
         # the window: the first and the last sample of each of the 2 epochs of 4 samples
         starts = [0, 3 * 102, 4 * 102, 7 * 102]
         assert set(ticks.tolist()) == {s + k for s in starts for k in range(102)} - {8 * 102 - 1}
+        assert t["sample_start_ticks"].tolist() == starts  # marked on timing.png
         assert t["core_util_hist"].sum() == tm["ticks"]
         assert int(t["gantt_worst_at_tick"]) == tm["worst_tick"]
         assert len(t["gantt_typical_core"]) > 0
@@ -50,6 +51,7 @@ def test_plot_timing_redraws_the_figures(timed_run, capsys) -> None:
     (["--mode", "timed", "--clock-mhz", "200"], "200 MHz is not one of the chip's levels (150, 300 MHz)"),
     (["--mode", "timed", "--chip", "no/such/chip.yaml"], "--chip no/such/chip.yaml: no such file"),
     (["--mode", "timed", "--backend", "python"], "runs on the C event loop only"),
+    (["--engine", "simpy"], "the functional chip has no time: add mode timed"),
 ])
 def test_bad_timing_options_are_one_line(features_npz, tmp_path, capsys, args, says) -> None:
     assert main(["train", "--data", str(features_npz), "--out", str(tmp_path / "r"), "--quiet", *args]) == 2
@@ -74,3 +76,38 @@ def test_cpu_iss_in_timed_mode_is_refused(features_npz, tmp_path, capsys) -> Non
     assert main(["train", "--data", str(features_npz), "--out", str(tmp_path / "r"), "--quiet", "--cpu", "iss",
                  "--mode", "timed"]) == 2
     assert "chip.cpu iss runs the functional chip" in capsys.readouterr().err
+
+
+def test_a_timed_run_reports_training_and_inference_apart(tmp_path) -> None:
+    """Rule: report.json `timing` describes the training samples' ticks, the test set's inference has its
+    own `timing_inference`, and timing.npz shows training ticks only. A training step's cycles go mostly
+    (70 %) to the eligibility traces; inference updates none (it only clears buffers, counted there)."""
+    rng = np.random.default_rng(5)
+    data = tmp_path / "split.npz"
+    np.savez(data, x=(3 * rng.standard_normal((3, 100, 80))).astype(np.float32), y=np.array([1, 4, 9]),
+             x_test=(3 * rng.standard_normal((2, 100, 80))).astype(np.float32), y_test=np.array([2, 5]))
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--mode", "timed", "--out", str(out), "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    tm, inf = report["timing"], report["timing_inference"]
+    assert tm["part"] == "train" and inf["part"] == "inference"
+    share = {name: p["cycles_by_phase"]["trace_update"] / sum(p["cycles_by_phase"].values()) for name, p in
+             (("train", tm), ("inference", inf))}
+    assert tm["dominant_phase"] == "trace_update" and share["train"] > 0.5 and share["inference"] < 0.02
+    assert tm["ticks"] == 12 * 3 * 102 and inf["ticks"] == 12 * (2 * 102 - 1)  # the last tick never closes
+    with np.load(out / "timing.npz") as t:
+        assert t["tick_tick"].max() < 3 * 102 and t["core_ticks"].sum() == tm["ticks"]
+        assert t["inference_core_ticks"].sum() == inf["ticks"]
+        assert int(t["gantt_worst_at_tick"]) < 3 * 102
+
+
+def test_serve_builds_the_timed_chip_on_the_engine_asked_for() -> None:
+    """Rule: `s2eprop serve --engine simpy` serves the timed chip's SimPy model; a functional board has none."""
+    from s2eprop.emulator.chip.timed import SimpyTimedChip, TimedChip
+    from s2eprop.host.cli.board import build_board
+    from s2eprop.host.errors import HostError
+
+    assert type(build_board(None, "timed", None, 4, "simpy")[0]) is SimpyTimedChip
+    assert type(build_board(None, "timed", None, 4)[0]) is TimedChip
+    with pytest.raises(HostError, match="--engine simpy runs the timed chip's SimPy model"):
+        build_board(None, "functional", None, 4, "simpy")
