@@ -13,7 +13,7 @@ file, the readable specification, over any core runner). Order of events per tic
      those handlers send joins the FIFO, until it is empty;
   3. the user events raised, in core order, each followed by 2., until none is left.
 The Python loop can also model faults and other schedules for tests of the firmware's loss rules:
-`PacketFault` holds matching packets for whole ticks or delivers them twice; `schedule="eager"`
+`PacketFault` holds matching packets for whole ticks, delivers them twice or drops them; `schedule="eager"`
 delivers each core's packets right after its own timer (so that later cores see them a tick early).
 """
 from __future__ import annotations
@@ -45,13 +45,15 @@ SCHEDULES = ("batched", "eager")
 @dataclass(frozen=True)
 class PacketFault:
     """Fault model (Python loop): packets from core `src` whose key matches key/mask are delivered
-    `delay_ticks` ticks late (after that later tick's timers), and twice if `duplicate`."""
+    `delay_ticks` ticks late (after that later tick's timers), twice if `duplicate`, or never if `drop`
+    (lost in the router uncounted, as a packet lost on a link: only the firmware can see it)."""
 
     src: int
     key: int
     mask: int
     delay_ticks: int = 0
     duplicate: bool = False
+    drop: bool = False
 
     def matches(self, src: int, key: int) -> bool:
         return src == self.src and (key & self.mask) == self.key
@@ -371,6 +373,8 @@ class FunctionalChip:
             src, key, payload = fifo.popleft()
             fault = next((f for f in self._faults if f.matches(src, key)), None)
             if fault is not None:  # re-enters as an external packet, so the fault applies once
+                if fault.drop:
+                    continue
                 if fault.delay_ticks > 0:
                     self._held.setdefault(self.tick_count + fault.delay_ticks, []).append((SRC_EXTERNAL, key, payload))
                     continue

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define FW_MAGIC 0x53324550u /* "S2EP" */
-#define FW_ABI_VERSION 4u
+#define FW_ABI_VERSION 5u
 #define FW_MAX_CORES 160u
 #define FW_MAX_REC 1024u
 #define FW_MAX_OUT 56u        /* a RESULT message (5 + n_out words) fits one host message */
@@ -77,6 +77,12 @@
 /* multicast keys: base (top byte: the kind, routed by the table) | tag << 16 | index. The tag is the
  * low byte of the sender's timer tick (spikes, partial sums) or of the sample id (output errors), so a
  * receiver files every packet under its step and counts one of a step already run or too far ahead. */
+/* Spike counts: at its last step of a sample a neuron core multicasts to every neuron core one packet
+ * key_count | tag << 16 | src_index, payload the spikes it sent in the sample (fw_state_t.spikes). A
+ * receiver adds up the counts (one per neuron core, n_src) and compares them at its own end of the
+ * sample with the spikes it filed for the sample's steps: a difference counts spikes_missing, a count
+ * that never came spike_counts_missing (docs/chip.md section 5). */
+#define FW_COUNT_SEEN_WORDS 5u /* FW_MAX_CORES / 32: a bit per sender */
 #define FW_KEY_TAG_SHIFT 16u
 #define FW_KEY_TAG_MASK 0xffu
 #define FW_KEY_INDEX_MASK 0xffffu
@@ -119,6 +125,7 @@ typedef struct {
     /* recording (see FW_REC_*): SDRAM regions, and which local neurons' spikes and voltages */
     uint32_t rec_sdram, rec_sdram_out, rec_out;
     uint32_t rec_z_mask[FW_REC_MASK_WORDS], rec_v_mask[FW_REC_MASK_WORDS];
+    uint32_t key_count;       /* spike count key = key_count + src_index (neuron role: needs src_index < n_src) */
 } fw_config_t;
 
 /* byte offsets of the arena regions (0 = absent) and the total size */
@@ -155,6 +162,9 @@ typedef struct {
     uint32_t duplicate_packets;   /* a second packet for the same step and index */
     uint32_t errors_missing;      /* a sample ended without all its output errors: no update */
     uint32_t record_overruns;     /* a step's record lost: its buffer still in a DMA write, or the outbox full */
+    uint32_t spikes_missing;      /* neuron role: spikes the senders announced for a sample and this core did not
+                                   * file (or filed and no sender announced: injected), by the difference */
+    uint32_t spike_counts_missing; /* neuron role: senders whose spike count of a sample never came */
 } fw_counters_t;
 
 typedef struct {
@@ -172,6 +182,10 @@ typedef struct {
     fw_counters_t reported;   /* counters as of the last SAMPLE_DONE (what moved since) */
     uint32_t record, pending_record; /* this sample's records are written; the next sample's */
     uint32_t rec_busy;        /* record buffers in a DMA write: bit stream * 2 + parity */
+    uint32_t spikes_rx[2];    /* spikes filed (new bits of z_rx) by tag parity, since that buffer was taken */
+    uint32_t spikes_filed;    /* spikes filed for this sample's steps */
+    uint32_t spikes_announced; /* sum of the spike counts received for this sample */
+    uint32_t counts_seen[FW_COUNT_SEEN_WORDS]; /* senders (src_index) whose count of this sample came */
 } fw_state_t;
 
 #define FW_PHASE_IDLE 0u

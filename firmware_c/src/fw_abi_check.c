@@ -8,7 +8,7 @@
 #define FW_SIZE(T, n) _Static_assert(sizeof(T) == (n), "sizeof(" #T ") is " #n " B in the ABI")
 #define FW_AT(T, f, n) _Static_assert(offsetof(T, f) == (n), #T "." #f " lies at byte " #n " in the ABI")
 
-FW_SIZE(fw_config_t, 236);
+FW_SIZE(fw_config_t, 240);
 FW_AT(fw_config_t, core_id, 0);
 FW_AT(fw_config_t, role, 4);
 FW_AT(fw_config_t, n_in, 8);
@@ -54,6 +54,7 @@ FW_AT(fw_config_t, rec_sdram_out, 164);
 FW_AT(fw_config_t, rec_out, 168);
 FW_AT(fw_config_t, rec_z_mask, 172);
 FW_AT(fw_config_t, rec_v_mask, 204);
+FW_AT(fw_config_t, key_count, 236);
 
 FW_SIZE(fw_layout_t, 168);
 FW_AT(fw_layout_t, w_in, 0);
@@ -99,7 +100,7 @@ FW_AT(fw_layout_t, readout_bytes, 156);
 FW_AT(fw_layout_t, buffer_bytes, 160);
 FW_AT(fw_layout_t, record_bytes, 164);
 
-FW_SIZE(fw_counters_t, 40);
+FW_SIZE(fw_counters_t, 48);
 FW_AT(fw_counters_t, outbox_overflows, 0);
 FW_AT(fw_counters_t, input_underruns, 4);
 FW_AT(fw_counters_t, partials_incomplete, 8);
@@ -110,8 +111,10 @@ FW_AT(fw_counters_t, early_packets, 24);
 FW_AT(fw_counters_t, duplicate_packets, 28);
 FW_AT(fw_counters_t, errors_missing, 32);
 FW_AT(fw_counters_t, record_overruns, 36);
+FW_AT(fw_counters_t, spikes_missing, 40);
+FW_AT(fw_counters_t, spike_counts_missing, 44);
 
-FW_SIZE(fw_state_t, 188);
+FW_SIZE(fw_state_t, 240);
 FW_AT(fw_state_t, phase, 0);
 FW_AT(fw_state_t, step, 4);
 FW_AT(fw_state_t, tick, 8);
@@ -136,19 +139,23 @@ FW_AT(fw_state_t, lr, 84);
 FW_AT(fw_state_t, b1_pow, 88);
 FW_AT(fw_state_t, b2_pow, 92);
 FW_AT(fw_state_t, counters, 96);
-FW_AT(fw_state_t, reported, 136);
-FW_AT(fw_state_t, record, 176);
-FW_AT(fw_state_t, pending_record, 180);
-FW_AT(fw_state_t, rec_busy, 184);
+FW_AT(fw_state_t, reported, 144);
+FW_AT(fw_state_t, record, 192);
+FW_AT(fw_state_t, pending_record, 196);
+FW_AT(fw_state_t, rec_busy, 200);
+FW_AT(fw_state_t, spikes_rx, 204);
+FW_AT(fw_state_t, spikes_filed, 212);
+FW_AT(fw_state_t, spikes_announced, 216);
+FW_AT(fw_state_t, counts_seen, 220);
 
-FW_SIZE(fw_header_t, 608);
+FW_SIZE(fw_header_t, 664);
 FW_AT(fw_header_t, magic, 0);
 FW_AT(fw_header_t, abi_version, 4);
 FW_AT(fw_header_t, arena_bytes, 8);
 FW_AT(fw_header_t, status, 12);
 FW_AT(fw_header_t, config, 16);
-FW_AT(fw_header_t, layout, 252);
-FW_AT(fw_header_t, state, 420);
+FW_AT(fw_header_t, layout, 256);
+FW_AT(fw_header_t, state, 424);
 
 FW_SIZE(fw_counts_t, 56);
 FW_AT(fw_counts_t, neuron_updates, 0);

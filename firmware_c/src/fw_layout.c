@@ -61,17 +61,20 @@ static int config_valid(const fw_config_t *c)
         const uint64_t ring_end = (uint64_t)c->sdram_ring
                                   + (uint64_t)c->ring_slots * 4u * fw_input_slot_words(c->input_kind, c->n_in);
         if (ring_end > 0xffffffffu) return 0;
-        if (c->src_index >= FW_MAX_CORES) return 0;
+        /* every neuron core sends and receives spike counts: one sender of n_src, a bit each in counts_seen */
+        if (c->src_index >= c->n_src) return 0;
     }
-    if ((c->role & FW_ROLE_READOUT) && (c->n_src == 0 || c->n_src > FW_MAX_CORES)) return 0;
+    /* n_src: the neuron cores, whose partial sums (readout role) and spike counts (neuron role) come */
+    if (c->n_src == 0 || c->n_src > FW_MAX_CORES) return 0;
     if (c->outbox_words < 16u || c->outbox_words > FW_MAX_OUTBOX) return 0;
     /* key bases: the kind byte, an index offset (copies of a network on one chip differ in it) that
      * leaves room for every index, and a free tag field */
-    if ((c->key_spike | c->key_partial | c->key_err) & (FW_KEY_TAG_MASK << FW_KEY_TAG_SHIFT)) return 0;
+    if ((c->key_spike | c->key_partial | c->key_err | c->key_count) & (FW_KEY_TAG_MASK << FW_KEY_TAG_SHIFT)) return 0;
     const uint64_t n_partials = (c->role & FW_ROLE_READOUT) ? (uint64_t)c->n_src * c->n_out : 0u;
     if ((c->key_spike & FW_KEY_INDEX_MASK) + (uint64_t)c->n_rec > FW_KEY_INDEX_MASK + 1u
         || (c->key_partial & FW_KEY_INDEX_MASK) + n_partials > FW_KEY_INDEX_MASK + 1u
-        || (c->key_err & FW_KEY_INDEX_MASK) + (uint64_t)c->n_out > FW_KEY_INDEX_MASK + 1u) return 0;
+        || (c->key_err & FW_KEY_INDEX_MASK) + (uint64_t)c->n_out > FW_KEY_INDEX_MASK + 1u
+        || (c->key_count & FW_KEY_INDEX_MASK) + (uint64_t)c->n_src > FW_KEY_INDEX_MASK + 1u) return 0;
     if (c->surrogate > FW_SURR_TRIANGLE || c->feedback > FW_FEEDBACK_RANDOM) return 0;
     if (c->rec_out > 1u || !masks_valid(c)) return 0;
     if (!region_fits(c->rec_sdram, c->n_steps, fw_record_words(c, FW_REC_NEURON))

@@ -17,6 +17,10 @@
  *    step runs; the readout role writes step k's output when it reduces it (tick k + 1).
  *  - packets: spikes and partial sums are filed under their tag's step (the last tick handled or
  *    the next); others are counted as late or early. Output errors carry the sample's tag.
+ *  - spike counts: a neuron core's last step of a sample also multicasts the spikes it sent in the
+ *    sample (tagged like its spikes); at step n_steps each neuron core compares the counts of all
+ *    n_src senders with the spikes it filed for the sample's steps (spikes_missing,
+ *    spike_counts_missing), before the sample's SAMPLE_DONE reports what moved.
  *  - when the last output error is in and the steps are done, the user event (lowest priority)
  *    applies Adam, then sends SAMPLE_DONE; the next timer tick does it if the event was lost. */
 #include "fw_abi.h"
@@ -31,6 +35,7 @@
 _Static_assert(FW_MAX_OUT <= 64u, "err_seen holds 64 bits");
 _Static_assert(FW_RESULT_HEAD_WORDS + FW_MAX_OUT <= FW_MAX_HOST_WORDS, "a RESULT fits one host message");
 _Static_assert(sizeof(fw_counters_t) / 4u <= 32u, "SAMPLE_DONE's bitmask has a bit per counter");
+_Static_assert(FW_COUNT_SEEN_WORDS * 32u >= FW_MAX_CORES, "counts_seen has a bit per sender");
 
 /* ticks a training core waits past its last step for the output errors before it gives up on them
  * (when the host has already announced the next sample) */
@@ -82,6 +87,8 @@ static void start_sample(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
     s->err_received = 0;
     s->err_seen[0] = s->err_seen[1] = 0u;
     s->spikes = 0;
+    s->spikes_filed = s->spikes_announced = 0u;
+    for (uint32_t w = 0; w < FW_COUNT_SEEN_WORDS; ++w) s->counts_seen[w] = 0u;
     s->dma_busy = 0;
     s->phase = FW_PHASE_RUN;
     uint32_t *z_prev = FW_U32(arena, h, z_prev);
@@ -162,6 +169,24 @@ static void end_of_steps(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
     else s->phase = FW_PHASE_WAIT_ERR;
 }
 
+/* Called at each timer tick once the spikes filed under the previous tick (tag parity `parity`) are
+ * taken: they are this sample's if that tick ran one of its steps. At step n_steps (the sample's last
+ * spikes taken) compare the spikes filed with those the senders announced. */
+static void check_spikes(fw_header_t *h, uint32_t parity)
+{
+    fw_state_t *s = &h->state;
+    const fw_config_t *cfg = &h->config;
+    const int running = s->phase == FW_PHASE_RUN && s->step >= 1u;
+    if (running) s->spikes_filed += s->spikes_rx[parity];
+    s->spikes_rx[parity] = 0u;
+    if (!running || s->step != cfg->n_steps) return;
+    const uint32_t seen = fw_popcount(s->counts_seen, fw_bitmap_words(cfg->n_src));
+    if (seen != cfg->n_src) s->counters.spike_counts_missing += cfg->n_src - seen;  /* cannot compare */
+    else if (s->spikes_filed != s->spikes_announced)
+        s->counters.spikes_missing += s->spikes_filed < s->spikes_announced ? s->spikes_announced - s->spikes_filed
+                                                                             : s->spikes_filed - s->spikes_announced;
+}
+
 fw_counts_t fw_on_timer(uint8_t *arena, uint32_t tick)
 {
     fw_header_t *h = (fw_header_t *)arena;
@@ -173,6 +198,7 @@ fw_counts_t fw_on_timer(uint8_t *arena, uint32_t tick)
     const uint32_t zw = fw_bitmap_words(cfg->n_rec);
     uint32_t *z_prev = FW_U32(arena, h, z_prev), *z_rx = FW_U32(arena, h, z_rx) + ((tick - 1u) & 1u) * zw;
     for (uint32_t w = 0; w < zw; ++w) { z_prev[w] = z_rx[w]; z_rx[w] = 0u; }
+    if (cfg->role & FW_ROLE_NEURON) check_spikes(h, (tick - 1u) & 1u);
 
     if (s->phase == FW_PHASE_UPDATE) apply_update(h, arena, &c);
     if (s->phase == FW_PHASE_WAIT_ERR && ++s->step > cfg->n_steps + FW_ERR_WAIT_TICKS && s->pending_valid) {
@@ -224,10 +250,27 @@ fw_counts_t fw_on_dma_done(uint8_t *arena, uint32_t tag)
     const uint32_t *input = frame + FW_FRAME_HEAD_WORDS;
     const uint32_t *z_prev = FW_U32(arena, h, z_prev);
     neuron_step(h, arena, input, z_prev, s->tick, &c);
+    if (k + 1u == cfg->n_steps) {  /* the sample's last spikes are out: announce how many it sent */
+        hal_send_mc(h, cfg->key_count | fw_tag_bits(s->tick) | cfg->src_index, s->spikes);
+        c.mc_sent++;
+    }
     recording_neuron_step(h, arena, k, &c);
     readout_send_partials(h, arena, s->tick, &c);
     if (s->train) eprop_trace_step(h, arena, input, z_prev, &c);
     return c;
+}
+
+/* a sender's spike count of this sample: tagged with the tick of the sample's last step, once per sender */
+static void on_spike_count(fw_header_t *h, uint32_t tag, uint32_t src, uint32_t n_spikes)
+{
+    fw_state_t *s = &h->state;
+    if (!fw_tag_in_window(s, tag)) return;
+    const uint32_t last = (s->tick + h->config.n_steps - s->step) & FW_KEY_TAG_MASK; /* tick of step n_steps - 1 */
+    if (s->phase != FW_PHASE_RUN || tag != last) { s->counters.late_packets++; return; }  /* not this sample's end */
+    const uint32_t bit = 1u << (src & 31u);
+    if (s->counts_seen[src >> 5] & bit) { s->counters.duplicate_packets++; return; }
+    s->counts_seen[src >> 5] |= bit;
+    s->spikes_announced += n_spikes;
 }
 
 static void on_error(fw_header_t *h, uint8_t *arena, uint32_t tag, uint32_t k, uint32_t payload)
@@ -256,6 +299,7 @@ fw_counts_t fw_on_mc_packet(uint8_t *arena, uint32_t key, uint32_t payload)
         const uint32_t i = base - cfg->key_spike, bit = 1u << (i & 31u);
         uint32_t *z_rx = FW_U32(arena, h, z_rx) + (tag & 1u) * fw_bitmap_words(cfg->n_rec);
         if (z_rx[i >> 5] & bit) s->counters.duplicate_packets++;
+        else s->spikes_rx[tag & 1u]++;
         z_rx[i >> 5] |= bit;
         c.spikes_received = 1;
     } else if ((cfg->role & FW_ROLE_READOUT) && base - cfg->key_partial < cfg->n_src * cfg->n_out) {
@@ -263,6 +307,8 @@ fw_counts_t fw_on_mc_packet(uint8_t *arena, uint32_t key, uint32_t payload)
         c.partials_received = 1;
     } else if ((cfg->role & FW_ROLE_NEURON) && base - cfg->key_err < cfg->n_out) {
         on_error(h, arena, tag, base - cfg->key_err, payload);
+    } else if ((cfg->role & FW_ROLE_NEURON) && base - cfg->key_count < cfg->n_src) {
+        on_spike_count(h, tag, base - cfg->key_count, payload);
     } else {
         s->counters.unknown_keys++;
     }

@@ -17,7 +17,7 @@ from s2eprop.host.config import ExperimentConfig
 from s2eprop.host.errors import ConfigError
 from s2eprop.emulator.chip.description import default_chip
 from s2eprop.host.mapping.partition import ROLE_NEURON, CorePlan, Plan, cores_needed, plan_partition
-from s2eprop.host.mapping.routing import KEY_ERR, KEY_PARTIAL, KEY_SPIKE, key_offset
+from s2eprop.host.mapping.routing import KEY_COUNT, KEY_ERR, KEY_PARTIAL, KEY_SPIKE, key_offset
 from s2eprop.host.mapping.recording import RecordingPlan
 from s2eprop.firmware.sdram_map import InputRing, input_kind_code
 from s2eprop.host.weights import Weights
@@ -49,7 +49,7 @@ def core_config_fields(cfg: ExperimentConfig, plan: Plan, core: CorePlan, adam: 
         core_id=core.core_id, role=core.role, n_in=net.n_in, n_rec=net.n_rec, n_out=net.n_out,
         n_steps=net.n_steps, neuron_lo=core.neuron_lo, n_local=core.n_local, src_index=core.src_index,
         n_src=len(plan.neuron_cores), key_spike=KEY_SPIKE + off, key_partial=KEY_PARTIAL + off,
-        key_err=KEY_ERR + off,
+        key_err=KEY_ERR + off, key_count=KEY_COUNT + off,
         sdram_ring=ring.sdram_addr, ring_slots=ring.n_slots, outbox_words=outbox_words,
         surrogate=0 if net.surrogate == "multi_gaussian" else 1,
         feedback=0 if tr.feedback == "symmetric" else 1,

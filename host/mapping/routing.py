@@ -2,8 +2,9 @@
 
 Key layout (fw_abi.h): kind (top byte, what the table routes on) | tag << 16 | index. Spikes
 `KEY_SPIKE | tick tag | neuron`, readout partial sums `KEY_PARTIAL | tick tag | src * n_out + k`,
-output errors `KEY_ERR | sample tag | k`. Spikes go to every neuron core (all need z[t-1]), partial
-sums to the readout core, errors to every neuron core.
+output errors `KEY_ERR | sample tag | k`, spike counts `KEY_COUNT | tick tag | src` (each neuron core's
+spikes of a sample, sent at its last step). Spikes go to every neuron core (all need z[t-1]), partial
+sums to the readout core, errors and spike counts to every neuron core.
 
 Copies of a network sharing a chip (host/session/copies.py) differ in the index's high byte (copy << 8),
 which their routes then match too: each copy's packets stay on its own cores.
@@ -19,6 +20,7 @@ from s2eprop.host.mapping.partition import Plan
 KEY_SPIKE = 0x0100_0000
 KEY_PARTIAL = 0x0200_0000
 KEY_ERR = 0x0300_0000
+KEY_COUNT = 0x0400_0000
 # the table matches the kind byte; tag and index bits are wildcards
 FIELD_MASK = 0xFFFF_FFFF & ~((int(abi().FW_KEY_TAG_MASK) << int(abi().FW_KEY_TAG_SHIFT)) | int(abi().FW_KEY_INDEX_MASK))
 
@@ -54,4 +56,5 @@ def routing_table(net: NetworkConfig, plan: Plan) -> list[RouteEntry]:
         RouteEntry(KEY_SPIKE + off, mask, plan.neuron_cores),
         RouteEntry(KEY_PARTIAL + off, mask, (plan.readout_core,)),
         RouteEntry(KEY_ERR + off, mask, plan.neuron_cores),
+        RouteEntry(KEY_COUNT + off, mask, plan.neuron_cores),
     ]

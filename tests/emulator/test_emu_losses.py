@@ -12,7 +12,7 @@ from s2eprop.emulator.chip.functional import FunctionalChip, PacketFault
 from s2eprop.firmware.routes import RouteEntry
 from s2eprop.host.errors import TransportError
 from s2eprop.firmware.messages import frame_slots
-from s2eprop.host.mapping.routing import FIELD_MASK, KEY_PARTIAL, KEY_SPIKE, routing_table
+from s2eprop.host.mapping.routing import FIELD_MASK, KEY_COUNT, KEY_PARTIAL, KEY_SPIKE, routing_table
 from s2eprop.host.session.runtime import BoardTrainer
 from s2eprop.host.transport import EmulatorTransport
 
@@ -95,6 +95,93 @@ def test_spike_two_ticks_early_is_counted(cfg, init_w, sample_maker) -> None:
     chip.inject(KEY_SPIKE | ((4 - 1) << TAG_SHIFT) | 17)  # a tick already used: late
     assert _grew(board, before) == {**{(c, "early_packets"): 1 for c in range(12)},
                                     **{(c, "late_packets"): 1 for c in range(12)}}
+
+
+def _spike_keys_of(cfg, w, x, y, core: int) -> list[int]:
+    """The spike keys `core` sends in a clean Python-loop training of sample x[0] (in order)."""
+    chip = FunctionalChip(12, backend="python")
+    board = BoardTrainer(cfg, w.copy(), transport=EmulatorTransport(12, chip=chip))
+    keys: list[int] = []
+    step = chip.runner.on_dma_done
+
+    def spy(c, tag):
+        effects = step(c, tag)
+        if c == core:
+            keys.extend(k for k, _ in effects.packets if k & FIELD_MASK == KEY_SPIKE)
+        return effects
+
+    chip.runner.on_dma_done = spy
+    board.train_batch(x[:1], y[:1])
+    return keys
+
+
+def test_a_dropped_spike_is_counted_and_stops(cfg, init_w, sample_maker, with_options) -> None:
+    """Rule: one spike packet of core 5 lost in the router (PacketFault drop, nothing else counts it)
+    is missing at each of the 12 neuron cores when they compare the spikes they filed with the spike
+    counts the senders announce: spikes_missing is 1 on every core and every other counter 0 (with
+    on_loss "count", 2 samples); with "stop" the host ends the run naming a core, spikes_missing and
+    sample 0."""
+    x, y = sample_maker(2, seed=21)
+    keys = _spike_keys_of(cfg, init_w, x, y, core=5)
+    assert keys, "core 5 sent no spike in sample 0"
+    fault = PacketFault(src=5, key=keys[0], mask=0xFFFF_FFFF, drop=True)
+    counting = _board(cfg, init_w, with_options, "count", backend="python", faults=(fault,))
+    for i in range(2):
+        counting.train_batch(x[i:i + 1], y[i:i + 1])
+    grew = {(c, k): v for c, d in counting.core_counters().items() for k, v in d.items() if v}
+    assert grew == {(c, "spikes_missing"): 1 for c in range(12)}, grew
+    assert counting.transport.status().packets_dropped == 0  # the router saw nothing: only the cores can tell
+    stopping = _board(cfg, init_w, with_options, "stop", backend="python", faults=(fault,))
+    with pytest.raises(TransportError) as info:
+        stopping.train_batch(x[:1], y[:1])
+    _assert_stop_names(info, "spikes_missing", 0)
+
+
+def test_a_dropped_spike_count_is_counted_and_changes_nothing_else(cfg, init_w, sample_maker, with_options,
+                                                                   weights_identical) -> None:
+    """Rule: core 5's spike count packets lost (one a sample) are counted as spike_counts_missing, one per
+    sample on each of the 12 neuron cores, spikes_missing stays 0 (a sum without core 5's count cannot be
+    compared), and the weights are those of a clean run (the counts are checked, never used)."""
+    x, y = sample_maker(2, seed=24)
+    fault = PacketFault(src=5, key=KEY_COUNT, mask=FIELD_MASK, drop=True)
+    clean = _board(cfg, init_w)
+    faulty = _board(cfg, init_w, with_options, "count", backend="python", faults=(fault,))
+    for i in range(2):
+        clean.train_batch(x[i:i + 1], y[i:i + 1])
+        faulty.train_batch(x[i:i + 1], y[i:i + 1])
+    grew = {(c, k): v for c, d in faulty.core_counters().items() for k, v in d.items() if v}
+    assert grew == {(c, "spike_counts_missing"): 2 for c in range(12)}, grew
+    weights_identical(faulty.weights, clean.weights, "spike counts of core 5 lost vs clean")
+    stopping = _board(cfg, init_w, with_options, "stop", backend="python", faults=(fault,))
+    with pytest.raises(TransportError) as info:
+        stopping.train_batch(x[:1], y[:1])
+    _assert_stop_names(info, "spike_counts_missing", 0)
+
+
+@pytest.mark.parametrize("backend", ["c", "python"])
+def test_clean_runs_count_no_spike_missing(cfg, init_w, sample_maker, with_options, backend) -> None:
+    """Rule: without faults every neuron core's spikes filed match the senders' counts: 3 samples (two
+    trained, one inference) leave every counter at 0 in both functional loops, and each core sent one
+    spike count per sample (mc_sent is the spikes, the partial sums and the counts)."""
+    x, y = sample_maker(3, seed=25)
+    board = _board(cfg, init_w, with_options, "count", backend=backend)
+    for i in range(2):
+        board.train_batch(x[i:i + 1], y[i:i + 1])
+    board.forward(x[2:3], y[2:3])
+    assert not any(board.provenance().values()), board.provenance()
+    assert all(not any(d.values()) for d in board.core_counters().values())
+
+
+def test_a_duplicated_spike_count_is_counted(cfg, init_w, sample_maker) -> None:
+    """Rule: a spike count delivered twice counts one duplicate_packets on each neuron core and is added
+    once (no spikes_missing)."""
+    x, y = sample_maker(1, seed=26)
+    fault = PacketFault(src=5, key=KEY_COUNT, mask=FIELD_MASK, duplicate=True)
+    board = _board(cfg, init_w, None, backend="python", faults=(fault,))
+    with pytest.raises(TransportError):
+        board.train_batch(x, y)
+    grew = {(c, k): v for c, d in board.core_counters().items() for k, v in d.items() if v}
+    assert grew == {(c, "duplicate_packets"): 1 for c in range(12)}, grew
 
 
 class _RingWriteFault(EmulatorTransport):
@@ -246,7 +333,8 @@ def test_lost_errors_never_wedge_a_core(cfg, init_w, sample_maker, with_options)
     x, y = sample_maker(2, seed=29)
     board = _board(cfg, init_w, with_options, "count")
     board.transport.load_routes([RouteEntry(KEY_SPIKE, FIELD_MASK, board.plan.neuron_cores),
-                                 RouteEntry(KEY_PARTIAL, FIELD_MASK, (0,))])
+                                 RouteEntry(KEY_PARTIAL, FIELD_MASK, (0,)),
+                                 RouteEntry(KEY_COUNT, FIELD_MASK, board.plan.neuron_cores)])
     board.train_batch(x[:1], y[:1])
     assert board.samples_lost == 1
     r = board.forward(x[1:2], y[1:2])

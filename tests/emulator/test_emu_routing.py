@@ -9,7 +9,7 @@ import pytest
 from s2eprop.emulator.errors import EmulatorError
 from s2eprop.firmware.routes import RouteEntry
 from s2eprop.host.errors import TransportError
-from s2eprop.host.mapping.routing import FIELD_MASK, KEY_ERR, KEY_PARTIAL, KEY_SPIKE
+from s2eprop.host.mapping.routing import FIELD_MASK, KEY_COUNT, KEY_ERR, KEY_PARTIAL, KEY_SPIKE
 from s2eprop.host.session.runtime import BoardTrainer
 
 N_OUT = 12
@@ -36,7 +36,8 @@ def test_missing_partial_sum_route(cfg, init_w, sample_maker, backend) -> None:
     board = _board(cfg, init_w, backend)
     plan = board.plan
     board.transport.load_routes([RouteEntry(KEY_SPIKE, FIELD_MASK, plan.neuron_cores),
-                                 RouteEntry(KEY_ERR, FIELD_MASK, plan.neuron_cores)])
+                                 RouteEntry(KEY_ERR, FIELD_MASK, plan.neuron_cores),
+                                 RouteEntry(KEY_COUNT, FIELD_MASK, plan.neuron_cores)])
     with pytest.raises(TransportError) as info:
         board.train_batch(x, y)
     status = board.transport.status()
@@ -58,7 +59,8 @@ def test_missing_error_route(cfg, init_w, sample_maker, backend) -> None:
     board = _board(cfg, init_w, backend)
     plan = board.plan
     board.transport.load_routes([RouteEntry(KEY_SPIKE, FIELD_MASK, plan.neuron_cores),
-                                 RouteEntry(KEY_PARTIAL, FIELD_MASK, (plan.readout_core,))])
+                                 RouteEntry(KEY_PARTIAL, FIELD_MASK, (plan.readout_core,)),
+                                 RouteEntry(KEY_COUNT, FIELD_MASK, plan.neuron_cores)])
     with pytest.raises(TransportError) as info:
         for i in range(2):
             board.train_batch(x[i:i + 1], y[i:i + 1])
@@ -80,14 +82,16 @@ def test_missing_spike_route_is_counted(cfg, init_w, sample_maker) -> None:
     board = _board(cfg, init_w, "c")
     plan = board.plan
     board.transport.load_routes([RouteEntry(KEY_PARTIAL, FIELD_MASK, (plan.readout_core,)),
-                                 RouteEntry(KEY_ERR, FIELD_MASK, plan.neuron_cores)])
+                                 RouteEntry(KEY_ERR, FIELD_MASK, plan.neuron_cores),
+                                 RouteEntry(KEY_COUNT, FIELD_MASK, plan.neuron_cores)])
     with pytest.raises(TransportError) as info:
         board.forward(x, y)
     assert "dropped" in str(info.value) and _key_in(str(info.value), KEY_SPIKE), str(info.value)
     status = board.transport.status()
     sent = int(board.transport.chip.work_counts()["mc_sent"].sum())
     assert status.packets_dropped > 0
-    assert status.packets_dropped == sent - len(plan.neuron_cores) * N_OUT * N_STEPS
+    n_counts = len(plan.neuron_cores)  # each neuron core's spike count of the sample (routed)
+    assert status.packets_dropped == sent - len(plan.neuron_cores) * N_OUT * N_STEPS - n_counts
     assert board.provenance()["packets_dropped"] == status.packets_dropped
     assert status.last_drop[1] & FIELD_MASK == KEY_SPIKE
 
