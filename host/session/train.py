@@ -426,6 +426,7 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
     masks = FeatureMasks(tr.freq_masks, tr.freq_mask_max_bands, tr.time_masks, tr.time_mask_max_steps)
     session_samples, last_eval = 0, None
     timing = getattr(trainer, "timing", None)
+    expect = getattr(trainer, "expect", None)  # a chip takes the next sample's input while one runs
     for epoch in range(session.pos.epoch, tr.epochs):
         start = session.pos.next_index if epoch == session.pos.epoch else 0
         if start == 0:
@@ -435,12 +436,21 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
         bar = progress_bar(n_train, f"epoch {epoch + 1}/{tr.epochs} [{opts.target}]", "sample", opts.progress,
                            initial=start, leave=True)
         order = epoch_order(tr, epoch, n_train)
+
+        def batch_input(b0: int) -> np.ndarray:
+            b1 = min(b0 + tr.batch_size, n_train)
+            xb = data.x_train[slice(b0, b1) if order is None else order[b0:b1]]
+            if masks.active:  # seeded by the batch's place, so a resumed run masks the same
+                xb = mask_features(xb, masks, np.random.default_rng([tr.seed, MASK_STREAM, epoch, b0]))
+            return xb
+
+        following = batch_input(start) if start < n_train else None
         for b0 in range(start, n_train, tr.batch_size):
             b1 = min(b0 + tr.batch_size, n_train)
             idx = slice(b0, b1) if order is None else order[b0:b1]
-            xb = data.x_train[idx]
-            if masks.active:  # seeded by the batch's place, so a resumed run masks the same
-                xb = mask_features(xb, masks, np.random.default_rng([tr.seed, MASK_STREAM, epoch, b0]))
+            xb, following = following, (batch_input(b1) if b1 < n_train else None)
+            if expect is not None:
+                expect(None if following is None else following[0])
             if timing is not None:  # the per-tick record keeps the first and the last sample of each epoch
                 timing.record(b0 == 0 or b1 >= n_train)
             t_batch = time.perf_counter()
