@@ -124,6 +124,7 @@ class RunState:
     train_wall_s: float = 0.0  # time in the training loop only (no evaluation, no checkpoints)
     emulated_ms: int = 0       # chip ticks spent training, earlier sessions
     emulated_eval_ms: int = 0
+    samples_lost: int = 0      # training samples whose result never came back (on_loss: count): not trained on
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -210,7 +211,7 @@ def evaluate(trainer: Trainer, x: np.ndarray, y: np.ndarray, n_classes: int, rec
     cm = confusion_matrix(y, pred, n_classes)
     per_class = [float(cm[k, k] / cm[k].sum()) if cm[k].sum() else None for k in range(n_classes)]
     return {"accuracy": float(np.mean(pred == y)) if len(y) else None, "loss": float(np.mean(loss)) if len(loss) else None,
-            "per_class_accuracy": per_class, "confusion": cm, "n": int(len(y))}
+            "per_class_accuracy": per_class, "confusion": cm, "n": int(len(y)), "lost": int(np.sum(pred < 0))}
 
 
 def data_fingerprint(data: Dataset) -> str:
@@ -393,6 +394,7 @@ def train_epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, train
         raise DataError(f"dataset {data.name} has no training samples")
     t0 = time.perf_counter()
     ckpt = None if opts.out_dir is None else opts.out_dir / "checkpoint.npz"
+    lost_before = session.samples_lost
     base_ticks = (session.emulated_ms, session.emulated_eval_ms)
 
     def snapshot() -> RunState:
@@ -412,7 +414,8 @@ def train_epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, train
               f"(raise --epochs to train more)")
     session = snapshot()
     wall_s = time.perf_counter() - t0
-    report = finish_run(cfg, data, opts, trainer, session, session_samples, last_eval, has_test, wall_s, recordings)
+    report = finish_run(cfg, data, opts, trainer, session, session_samples, last_eval, has_test, wall_s, recordings,
+                        session.samples_lost - lost_before)
     return {**report, "_last_eval": last_eval, "_recordings": recordings}
 
 
@@ -472,6 +475,7 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
             if timing is not None:
                 timing.record(False)
             kept = r.pred >= 0  # a sample the chip lost (on_loss: count) has no loss and counts as wrong
+            session.samples_lost += int(np.sum(~kept))
             batch_loss = float(np.sum(r.loss[kept])) + r.l2_loss * int(np.sum(kept))
             if not np.isfinite(batch_loss) or batch_loss > LOSS_EXPLODED * (b1 - b0):
                 raise TrainingDiverged(f"training diverged at epoch {epoch + 1}, sample {b0}: the loss is {batch_loss:.4g}"
@@ -538,15 +542,18 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
 
 def finish_run(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Trainer, session: RunState,
             session_samples: int, last_eval: dict[str, Any] | None, has_test: bool, wall_s: float,
-            recordings: Recordings | None = None) -> dict[str, Any]:
-    """The run's report; with opts.out_dir also its run folder (weights, report, figures)."""
+            recordings: Recordings | None = None, lost_this_session: int = 0) -> dict[str, Any]:
+    """The run's report; with opts.out_dir also its run folder (weights, report, figures). Samples lost (no
+    result came back, on_loss: count) are counted as lost, not as trained."""
     out = opts.out_dir
     if out is not None:
         trainer.weights.save(out / "weights.npz")
     epochs = session.epochs
     report: dict[str, Any] = {
         "target": opts.target, "dataset": data.name, "labels": list(data.labels),
-        "samples_trained": session.pos.samples_trained, "samples_trained_this_session": session_samples,
+        "samples_trained": session.pos.samples_trained - session.samples_lost,
+        "samples_trained_this_session": session_samples - lost_this_session,
+        "samples_lost": session.samples_lost, "samples_lost_this_session": lost_this_session,
         "epochs": epochs, "train_accuracy": epochs[-1]["train_accuracy"] if epochs else None,
         "test_accuracy": None, "wall_s": wall_s, "train_wall_s": session.train_wall_s,
         "ms_per_training_sample": 1000.0 * session.train_wall_s / max(session.pos.samples_trained, 1),
@@ -558,6 +565,7 @@ def finish_run(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer
         ev = last_eval or evaluate(trainer, data.x_test, data.y_test, len(data.labels),
                                    recordings if recordings and recordings.rec.test else None, session.pos.epoch - 1)
         report.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"], test_samples=ev["n"],
+                      test_samples_lost=ev["lost"],
                       per_class_test_accuracy=dict(zip(data.labels, ev["per_class_accuracy"])),
                       confusion_matrix=ev["confusion"].tolist())
         if out is not None:
