@@ -105,6 +105,7 @@ class _Client:
     stream_top: dict = field(default_factory=dict)             # open stream -> its highest chunk received
     closed_streams: dict = field(default_factory=dict)         # stream acknowledged complete -> when
     stream_errors: dict = field(default_factory=dict)          # stream -> why a chunk could not be written
+    status_pages: list = field(default_factory=list)           # the pages of this session's last STATUS snapshot
 
 
 class BoardServer:
@@ -129,7 +130,6 @@ class BoardServer:
         self._routes: dict[int, RouteEntry] = {}
         self._routes_total = 0
         self._outbox: list[tuple[int, list[int]]] = []
-        self._status_pages: list[bytes] = []
         self._stop = False
         self._next_tick_s: float | None = None
         self._run: _Run | None = None  # the ADVANCE running on the run thread
@@ -450,7 +450,7 @@ class BoardServer:
             t = self.chip.tick_count
             return self._ok(msg, t & 0xFFFFFFFF, t >> 32)
         if msg.cmd == sdp.CMD_STATUS:
-            return self._status(msg)
+            return self._status(msg, client)
         if msg.cmd == sdp.CMD_STREAM_ACK:
             return self._stream_ack(msg, client)
         if msg.cmd == sdp.CMD_SPIKES:
@@ -598,7 +598,9 @@ class BoardServer:
         del self._outbox[:n]
         return self._ok(msg, n, len(self._outbox), data)
 
-    def status(self) -> dict[str, Any]:
+    def status(self, brief: bool = False) -> dict[str, Any]:
+        """The board's status (STATUS); `brief`: only the clock, the chip's counters and the cores in error (what a
+        host checks after every sample; it fits one page)."""
         st = self.chip.stats()
         losses = {"queue_overflows": st.queue_overflows, "dma_faults": st.dma_faults}
         if hasattr(self.chip, "compliance"):
@@ -606,18 +608,23 @@ class BoardServer:
         # cores stopped by a run-time error (their memory was written into an invalid state): SpiNNaker's RTE
         core_errors = {str(c): {"at": list(self.desc.placement(c)), "error": why}
                        for c, why in self.chip.core_errors().items()}
+        if brief:
+            return {"ticks": self.chip.tick_count, "delivered": st.delivered, "dropped": st.dropped,
+                    "last_drop": list(st.last_drop) if st.last_drop else None, "losses": losses,
+                    "core_errors": core_errors}
         return {"ticks": self.chip.tick_count, "delivered": st.delivered, "dropped": st.dropped,
                 "last_drop": list(st.last_drop) if st.last_drop else None, "losses": losses,
                 "link": self.link.as_dict(), "mode": self.mode, "cores": self.chip.n_cores,
                 "last_spike_error": self.spikes.last_error, "core_errors": core_errors,
                 "last_internal_error": self.last_internal_error, "owner": self.owner()}
 
-    def _status(self, msg: sdp.Scp) -> sdp.Scp:
-        if msg.arg1 == 0 or not self._status_pages:  # page 0 takes a new snapshot
-            text = json.dumps(self.status(), separators=(",", ":")).encode()
+    def _status(self, msg: sdp.Scp, client: _Client) -> sdp.Scp:
+        """A page of the session's STATUS snapshot (each session its own: another's page 0 does not move it)."""
+        if msg.arg1 == 0 or not client.status_pages:  # page 0 takes a new snapshot (arg2 bit 0: a brief one)
+            text = json.dumps(self.status(brief=bool(msg.arg2 & sdp.STATUS_BRIEF)), separators=(",", ":")).encode()
             step = sdp.MAX_DATA_BYTES
-            self._status_pages = [text[i:i + step] for i in range(0, len(text), step)] or [b""]
+            client.status_pages = [text[i:i + step] for i in range(0, len(text), step)] or [b""]
         page = msg.arg1
-        if page >= len(self._status_pages):
-            return self._error(msg, sdp.RC_ARG, f"status page {page} of {len(self._status_pages)}")
-        return self._ok(msg, page, len(self._status_pages), self._status_pages[page])
+        if page >= len(client.status_pages):
+            return self._error(msg, sdp.RC_ARG, f"status page {page} of {len(client.status_pages)}")
+        return self._ok(msg, page, len(client.status_pages), client.status_pages[page])

@@ -545,8 +545,9 @@ class UdpTransport:
             now = self._board_tick(timeout_s)
         return now
 
-    def board_status(self, timeout_s: float | None = None) -> dict:
-        first = self._call(sdp.Scp(sdp.CMD_STATUS, 0, 0), timeout_s=timeout_s)
+    def board_status(self, timeout_s: float | None = None, brief: bool = False) -> dict:
+        """The board's STATUS (JSON); `brief`: the clock, chip counters and cores in error only (one page)."""
+        first = self._call(sdp.Scp(sdp.CMD_STATUS, 0, 0, sdp.STATUS_BRIEF if brief else 0), timeout_s=timeout_s)
         if not 1 <= first.arg2 <= 4096:
             raise TransportError(f"board at {self.target}: its STATUS has {first.arg2:,} pages (1..4,096 expected)")
         pages = [first.data] + [r.data for r in self._many([sdp.Scp(sdp.CMD_STATUS, 0, p) for p in range(1, first.arg2)],
@@ -560,7 +561,7 @@ class UdpTransport:
         return st
 
     def status(self, timeout_s: float | None = None) -> TransportStatus:
-        st = self.board_status(timeout_s)
+        st = self.board_status(timeout_s, brief=True)
         try:
             return TransportStatus(ticks=int(st["ticks"]), packets_delivered=int(st["delivered"]),
                                    packets_dropped=int(st["dropped"]),

@@ -6,6 +6,7 @@ that does not come next is written again, so the bits are those of training in-p
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
 import threading
 import time
@@ -139,3 +140,19 @@ def test_a_sample_written_ahead_that_does_not_come_is_written_again() -> None:
     assert (hinted.streamer.staged_wasted, hinted.streamer.staged_used) == (1, 1)
     for k in ("w_in", "w_rec", "w_out"):
         assert np.array_equal(getattr(hinted.weights, k).view(np.uint32), getattr(plain.weights, k).view(np.uint32))
+
+
+def test_the_status_a_host_checks_after_every_sample_is_one_datagram_each_way(board) -> None:
+    """Rule: STATUS with the BRIEF flag answers the clock, chip counters and cores in error (the fields of the
+    full STATUS, same values) in one page; the host's per-sample `status()` asks for it."""
+    t = UdpTransport(board.target)
+    full = t.board_status()
+    sent = t.link.sent
+    brief = t.board_status(brief=True)
+    assert t.link.sent - sent == 1 and len(json.dumps(full)) > sdp.MAX_DATA_BYTES
+    assert set(brief) == {"ticks", "delivered", "dropped", "last_drop", "losses", "core_errors"}
+    assert all(brief[k] == full[k] for k in brief)
+    sent = t.link.sent
+    st = t.status()
+    assert t.link.sent - sent == 1 and st.ticks == full["ticks"] and st.losses == full["losses"]
+    t.close()
