@@ -56,6 +56,9 @@ OWN_COMMANDS = frozenset(c for c in CMD_NAMES if c >= CMD_HELLO)
 # HELLO arg2: what the host means to do. A host that drives the board (loads, starts, sends, advances) claims
 # it; one that only looks (board status) does not. TAKE_OVER claims a board another host owns (that host died).
 HELLO_CLAIM, HELLO_TAKE_OVER = 1, 2
+# STATUS arg2: flags of page 0's snapshot. BRIEF: only ticks, delivered, dropped, last_drop, losses and core_errors
+# (what a host checks after every sample: one page instead of several; a board that predates it sends all)
+STATUS_BRIEF = 1
 # commands that change the board: only its owner may send them (the first to send one to a free board owns it)
 DRIVING_COMMANDS = frozenset((CMD_ROUTES, CMD_START, CMD_STOP, CMD_SEND, CMD_POLL, CMD_ADVANCE, CMD_STREAM,
                               CMD_STREAM_ACK, CMD_SPIKES))

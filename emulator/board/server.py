@@ -1,10 +1,17 @@
 """Emulator layer: the emulated board behind SpiNNaker's host protocol (docs/protocol.md, emulator/board/protocol.py).
 
-One UDP socket, one thread: every datagram is parsed, executed and answered, or dropped and counted;
+One UDP socket, one thread that parses, executes and answers every datagram (or drops and counts it);
 none can crash or stall the server. Replies are kept per client and sequence number, so that a
 retransmitted command is answered again, not executed twice. In functional and timed modes the
 board's clock moves only on ADVANCE; in realtime mode it runs on its own, one tick per millisecond of
 wall time, between datagrams.
+
+An ADVANCE that the serving loop receives runs its ticks on a second thread (the C loop lets go of the
+GIL), so that the host can upload the next sample's input meanwhile: while it runs, SDRAM stream chunks
+and STREAM_ACKs are handled at once (they touch only SDRAM and the stream's bookkeeping; the host writes
+there only what the running ticks do not read), and every other datagram waits, in the order it came,
+until the run has ended and been answered (as it waited in the socket before). `handle` itself always
+runs an ADVANCE to its end before it returns.
 """
 from __future__ import annotations
 
@@ -13,9 +20,10 @@ import os
 import select
 import socket
 import struct
+import threading
 import time
 import zlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +59,8 @@ class LinkCounters:
     stream_late: int = 0      # chunks of a stream already acknowledged complete: dropped
     stream_errors: int = 0    # chunks that could not be written (outside memory): STREAM_ACK says why
     stream_reordered: int = 0  # chunks that came after a later chunk of their stream
+    stream_during_run: int = 0  # stream chunks and STREAM_ACKs handled while an ADVANCE ran (pipelined input)
+    deferred: int = 0         # datagrams that came while an ADVANCE ran and waited for its end
     duplicates: int = 0       # retransmissions answered from the reply cache
     bad_crc: int = 0          # own commands whose CRC32 does not match their data
     errors: int = 0           # commands refused with an error code
@@ -71,6 +81,20 @@ class LinkCounters:
 
 
 @dataclass
+class _Run:
+    """An ADVANCE running on the run thread: what its answer needs when it ends."""
+
+    msg: sdp.Scp
+    client: "_Client"
+    key: tuple[int, int]
+    addr: tuple[str, int]
+    raw: bytes
+    thread: threading.Thread | None = None
+    error: BaseException | None = None
+    done: bool = False  # set by the run thread as its last act before it wakes the serving loop
+
+
+@dataclass
 class _Client:
     nonce: bytes = b""
     newest: int | None = None
@@ -78,8 +102,10 @@ class _Client:
     # request damaged into another command cannot answer for the real one
     replies: OrderedDict = field(default_factory=OrderedDict)
     streams: dict = field(default_factory=dict)                # open stream -> chunks received
+    stream_top: dict = field(default_factory=dict)             # open stream -> its highest chunk received
     closed_streams: dict = field(default_factory=dict)         # stream acknowledged complete -> when
     stream_errors: dict = field(default_factory=dict)          # stream -> why a chunk could not be written
+    status_pages: list = field(default_factory=list)           # the pages of this session's last STATUS snapshot
 
 
 class BoardServer:
@@ -104,9 +130,11 @@ class BoardServer:
         self._routes: dict[int, RouteEntry] = {}
         self._routes_total = 0
         self._outbox: list[tuple[int, list[int]]] = []
-        self._status_pages: list[bytes] = []
         self._stop = False
         self._next_tick_s: float | None = None
+        self._run: _Run | None = None  # the ADVANCE running on the run thread
+        self._deferred: deque[tuple[bytes, tuple[str, int]]] = deque()  # datagrams waiting for its end
+        self._wake_r, self._wake_w = socket.socketpair()  # the run thread's "done" wakes the serving loop
         self.spikes = SpikeInjector(chip, self.link)
         self.last_internal_error: str | None = None
         # the host that drives the board (docs/protocol.md, Sessions): its address, since when (wall clock), and
@@ -122,7 +150,11 @@ class BoardServer:
             while not self._stop:
                 self.serve_once(timeout_s=0.2)
         finally:
+            if self._run is not None and self._run.thread is not None:
+                self._run.thread.join()
             self.sock.close()
+            self._wake_r.close()
+            self._wake_w.close()
 
     def stop(self) -> None:
         self._stop = True
@@ -138,8 +170,11 @@ class BoardServer:
                 if time.perf_counter() - self._next_tick_s > 0.1:  # far behind the wall clock: counted, not caught up
                     self.link.ticks_behind += 1
             timeout_s = max(0.0, min(timeout_s, self._next_tick_s - now))
-        ready, _, _ = select.select([self.sock], [], [], timeout_s)
-        if not ready:
+        ready, _, _ = select.select([self.sock, self._wake_r], [], [], timeout_s)
+        if self._wake_r in ready:
+            self._wake_r.recv(64)
+            self._end_run()
+        if self.sock not in ready:
             return
         self.sock.setblocking(False)
         try:
@@ -148,28 +183,97 @@ class BoardServer:
                     raw, addr = self.sock.recvfrom(2048)
                 except BlockingIOError:
                     break
-                reply = self.handle(raw, addr)
-                if reply is not None:
-                    try:
-                        self.sock.sendto(reply, addr)
-                    except BlockingIOError:  # the send buffer is full: the client will ask again
-                        continue
-                    self.link.replies += 1
+                self._dispatch(raw, addr)
         finally:
             self.sock.setblocking(True)
 
+    def _dispatch(self, raw: bytes, addr: tuple[str, int]) -> None:
+        """Handle one datagram now, or, while an ADVANCE runs, keep it for the run's end (SDRAM stream chunks and
+        STREAM_ACKs go at once, unless something that came before them waits)."""
+        run = self._run
+        if run is not None:
+            if raw == run.raw and addr == run.addr:  # a repeat of the running ADVANCE: answered when it ends
+                self.link.duplicates += 1
+                return
+            if self._deferred or not self._during_run_ok(raw):
+                self.link.deferred += 1
+                self._deferred.append((raw, addr))
+                return
+            self.link.stream_during_run += 1
+        self._answer(self.handle(raw, addr, background=True), addr)
+
+    @staticmethod
+    def _during_run_ok(raw: bytes) -> bool:
+        """Whether a datagram may be handled while an ADVANCE runs: a STREAM_ACK, or a stream chunk to SDRAM (the
+        monitor's address). What it claims is checked by `handle` as always (a damaged one is dropped there)."""
+        cmd = sdp.peek_cmd(raw)
+        if cmd == sdp.CMD_STREAM_ACK:
+            return True
+        if cmd != sdp.CMD_STREAM or len(raw) < sdp.HEADER_BYTES:
+            return False
+        _flags, _tag, dport_cpu, _sport, dy, dx, _sy, _sx = sdp.SDP_HEADER.unpack_from(raw, len(sdp.PAD))
+        return (dx, dy, dport_cpu & 31) == sdp.MONITOR
+
+    def _answer(self, reply: bytes | None, addr: tuple[str, int]) -> None:
+        if reply is None:
+            return
+        try:
+            self.sock.sendto(reply, addr)
+        except BlockingIOError:  # the send buffer is full: the client will ask again
+            return
+        self.link.replies += 1
+
+    def _start_run(self, run: _Run) -> None:
+        def work() -> None:
+            try:
+                self.chip.run(run.msg.arg1)
+            except BaseException as exc:  # noqa: BLE001 - answered as the error it is, in the serving thread
+                run.error = exc
+            finally:
+                run.done = True
+                self._wake_w.send(b"!")
+
+        self._run = run
+        run.thread = threading.Thread(target=work, name="s2eprop-board-run", daemon=True)
+        run.thread.start()
+
+    def _end_run(self) -> None:
+        """The running ADVANCE has ended: answer it (and keep the answer for its repeats), then handle what
+        waited for it, in order, until one of them starts a run again."""
+        run = self._run
+        if run is None or run.thread is None or not run.done:
+            return
+        run.thread.join()
+        self._run = None
+        msg = run.msg
+        if run.error is None:
+            self._outbox.extend((c, w.tolist()) for c, w in self.chip.take_host_messages())
+            t = self.chip.tick_count
+            reply = self._ok(msg, t & 0xFFFFFFFF, t >> 32)
+        elif isinstance(run.error, EmulatorError):
+            reply = self._error(msg, sdp.RC_ARG, str(run.error))
+        else:
+            self.link.internal_errors += 1
+            self.last_internal_error = f"{type(run.error).__name__}: {run.error}"
+            reply = self._error(msg, sdp.RC_ARG, f"{type(run.error).__name__}: {run.error}")
+        self._answer(self._remember(run.client, run.key, msg, self._seal(reply, msg, run.client.nonce)), run.addr)
+        while self._deferred and self._run is None:
+            raw, addr = self._deferred.popleft()
+            self._answer(self.handle(raw, addr, background=True), addr)
+
     # -- one datagram ---------------------------------------------------------------------------------
-    def handle(self, raw: bytes, addr: tuple[str, int]) -> bytes | None:
-        """The reply to one datagram, or None (dropped and counted). Never raises for bad input."""
+    def handle(self, raw: bytes, addr: tuple[str, int], background: bool = False) -> bytes | None:
+        """The reply to one datagram, or None (dropped and counted; or, with `background`, an ADVANCE started on
+        the run thread, answered when it ends). Never raises for bad input."""
         self.link.datagrams += 1
         try:
-            return self._handle(raw, addr)
+            return self._handle(raw, addr, background)
         except Exception as exc:  # noqa: BLE001 - a datagram must never take the board down: dropped, counted
             self.link.internal_errors += 1
             self.last_internal_error = f"{type(exc).__name__}: {exc}"
             return None
 
-    def _handle(self, raw: bytes, addr: tuple[str, int]) -> bytes | None:
+    def _handle(self, raw: bytes, addr: tuple[str, int], background: bool = False) -> bytes | None:
         client = self._clients.get(addr)
         cmd = sdp.peek_cmd(raw)
         nonce = b"" if cmd == sdp.CMD_HELLO or client is None else client.nonce
@@ -232,19 +336,28 @@ class BoardServer:
                 and ((client.newest - seq) & 0xFFFF) > SEQ_WINDOW:
             self.link.stale += 1
             return None
+        if background and msg.cmd == sdp.CMD_ADVANCE and self.mode != "realtime" and 0 < msg.arg1 <= MAX_ADVANCE_TICKS:
+            self._start_run(_Run(msg, client, key, addr, raw))
+            return None
         try:
             reply = self._execute(msg, client)
         except EmulatorError as exc:
             reply = self._error(msg, sdp.RC_ARG, str(exc))
         except Exception as exc:  # noqa: BLE001 - a datagram must never take the board down; it is answered
             reply = self._error(msg, sdp.RC_ARG, f"{type(exc).__name__}: {exc}")
-        out = self._seal(reply, msg, b"" if msg.cmd == sdp.CMD_HELLO else client.nonce)
+        out = self._remember(client, key, msg, self._seal(reply, msg, b"" if msg.cmd == sdp.CMD_HELLO else client.nonce))
+        if msg.cmd == sdp.CMD_BYE:  # the host is done: its session ends, and the board is free if it owned it
+            self._release(addr)
+        return out
+
+    @staticmethod
+    def _remember(client: _Client, key: tuple[int, int], msg: sdp.Scp, out: bytes) -> bytes:
+        """Keep a reply for the repeats of its request, and move the session's sequence window."""
+        seq = msg.seq
         client.replies[key] = out
         while len(client.replies) > REPLY_CACHE:
             client.replies.popitem(last=False)
         client.newest = seq if client.newest is None or ((seq - client.newest) & 0xFFFF) < 0x8000 else client.newest
-        if msg.cmd == sdp.CMD_BYE:  # the host is done: its session ends, and the board is free if it owned it
-            self._release(addr)
         return out
 
     def _seal(self, reply: sdp.Scp, msg: sdp.Scp, nonce: bytes) -> bytes:
@@ -337,7 +450,7 @@ class BoardServer:
             t = self.chip.tick_count
             return self._ok(msg, t & 0xFFFFFFFF, t >> 32)
         if msg.cmd == sdp.CMD_STATUS:
-            return self._status(msg)
+            return self._status(msg, client)
         if msg.cmd == sdp.CMD_STREAM_ACK:
             return self._stream_ack(msg, client)
         if msg.cmd == sdp.CMD_SPIKES:
@@ -394,12 +507,17 @@ class BoardServer:
             client.stream_errors[stream] = str(exc)
             self.link.stream_errors += 1  # reported by the stream's STREAM_ACK
             return
-        if got and chunk < max(got):
+        top = client.stream_top.get(stream, -1)
+        if chunk < top:
             self.link.stream_reordered += 1
+        else:
+            client.stream_top[stream] = chunk
         got.add(chunk)
         self.link.stream_chunks += 1
         while len(client.streams) > 16:  # streams a client abandoned
-            client.streams.pop(next(iter(client.streams)))
+            abandoned = next(iter(client.streams))
+            del client.streams[abandoned]
+            client.stream_top.pop(abandoned, None)
         while len(client.stream_errors) > 16:
             client.stream_errors.pop(next(iter(client.stream_errors)))
 
@@ -416,6 +534,7 @@ class BoardServer:
                 bits[c >> 3] |= 1 << (c & 7)
         if len(got) >= n:
             client.streams.pop(stream, None)
+            client.stream_top.pop(stream, None)
             client.closed_streams[stream] = time.monotonic()
             while len(client.closed_streams) > 4096:
                 client.closed_streams.pop(next(iter(client.closed_streams)))
@@ -479,7 +598,9 @@ class BoardServer:
         del self._outbox[:n]
         return self._ok(msg, n, len(self._outbox), data)
 
-    def status(self) -> dict[str, Any]:
+    def status(self, brief: bool = False) -> dict[str, Any]:
+        """The board's status (STATUS); `brief`: only the clock, the chip's counters and the cores in error (what a
+        host checks after every sample; it fits one page)."""
         st = self.chip.stats()
         losses = {"queue_overflows": st.queue_overflows, "dma_faults": st.dma_faults}
         if hasattr(self.chip, "compliance"):
@@ -487,18 +608,23 @@ class BoardServer:
         # cores stopped by a run-time error (their memory was written into an invalid state): SpiNNaker's RTE
         core_errors = {str(c): {"at": list(self.desc.placement(c)), "error": why}
                        for c, why in self.chip.core_errors().items()}
+        if brief:
+            return {"ticks": self.chip.tick_count, "delivered": st.delivered, "dropped": st.dropped,
+                    "last_drop": list(st.last_drop) if st.last_drop else None, "losses": losses,
+                    "core_errors": core_errors}
         return {"ticks": self.chip.tick_count, "delivered": st.delivered, "dropped": st.dropped,
                 "last_drop": list(st.last_drop) if st.last_drop else None, "losses": losses,
                 "link": self.link.as_dict(), "mode": self.mode, "cores": self.chip.n_cores,
                 "last_spike_error": self.spikes.last_error, "core_errors": core_errors,
                 "last_internal_error": self.last_internal_error, "owner": self.owner()}
 
-    def _status(self, msg: sdp.Scp) -> sdp.Scp:
-        if msg.arg1 == 0 or not self._status_pages:  # page 0 takes a new snapshot
-            text = json.dumps(self.status(), separators=(",", ":")).encode()
+    def _status(self, msg: sdp.Scp, client: _Client) -> sdp.Scp:
+        """A page of the session's STATUS snapshot (each session its own: another's page 0 does not move it)."""
+        if msg.arg1 == 0 or not client.status_pages:  # page 0 takes a new snapshot (arg2 bit 0: a brief one)
+            text = json.dumps(self.status(brief=bool(msg.arg2 & sdp.STATUS_BRIEF)), separators=(",", ":")).encode()
             step = sdp.MAX_DATA_BYTES
-            self._status_pages = [text[i:i + step] for i in range(0, len(text), step)] or [b""]
+            client.status_pages = [text[i:i + step] for i in range(0, len(text), step)] or [b""]
         page = msg.arg1
-        if page >= len(self._status_pages):
-            return self._error(msg, sdp.RC_ARG, f"status page {page} of {len(self._status_pages)}")
-        return self._ok(msg, page, len(self._status_pages), self._status_pages[page])
+        if page >= len(client.status_pages):
+            return self._error(msg, sdp.RC_ARG, f"status page {page} of {len(client.status_pages)}")
+        return self._ok(msg, page, len(client.status_pages), client.status_pages[page])

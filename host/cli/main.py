@@ -1,6 +1,7 @@
 """Host layer, CLI: the `s2eprop` command line (train, eval, bench, memory, data).
 
-User errors (HostError, EmulatorError) are printed as one line without a traceback, exit code 2.
+User errors (HostError, EmulatorError) are printed as one line without a traceback, exit code 2. A training
+that lost samples (train.on_loss: count) finishes its run folder and exits with EXIT_SAMPLES_LOST (3).
 """
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from s2eprop.host.cli.common import config_from_args, folder_path
 from s2eprop.host.files import writable_folder
 from s2eprop.host.errors import HostError, TrainingInterrupted
 from s2eprop.host.files import check_writable_file
+
+
+EXIT_SAMPLES_LOST = 3  # train: the run finished, but samples were lost (no result came back)
 
 
 def _target(value: str) -> str:
@@ -66,7 +70,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                         argv=tuple(args.argv), key_file=args.key_file, link_patience_s=args.link_patience_s)
     report = run_training(cfg, data, opts)
     acc, train_acc = report["test_accuracy"], report["train_accuracy"]
-    print(f"trained {report['samples_trained_this_session']} samples on {report['target']} in {report['wall_s']:.1f} s "
+    n_lost, test_lost = report.get("samples_lost_this_session", 0), report.get("test_samples_lost", 0)
+    print(f"trained {report['samples_trained_this_session']} samples"
+          + (f" ({n_lost} more lost: no result came back, not trained on)" if n_lost else "")
+          + f" on {report['target']} in {report['wall_s']:.1f} s "
           f"({report['ms_per_training_sample']:.2f} ms per training sample)"
           + (f"; train accuracy {100 * train_acc:.1f} %" if train_acc is not None else "")
           + (f", test accuracy {100 * acc:.1f} %" if acc is not None else ""))
@@ -84,6 +91,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"warning: the chip counted losses: {lost}", file=sys.stderr)
     print(f"report: {args.out / 'report.json'}; weights: {args.out / 'weights.npz'}; "
           f"figures: {', '.join(str(args.out / f) for f in report['figures'].values())}")
+    if n_lost or test_lost:
+        print(f"s2eprop train: {n_lost} training and {test_lost} test sample(s) were lost (no result came back; "
+              f"train.on_loss: count): exit status {EXIT_SAMPLES_LOST}. The losses the chip and the link counted are "
+              f"in report.json `provenance` and `link`; set train.on_loss: stop to end the run at the first one",
+              file=sys.stderr)
+        return EXIT_SAMPLES_LOST
     return 0
 
 

@@ -85,6 +85,7 @@ class BoardTrainer:
                                        self.net.n_steps, tr.input_mode, tr.input_lookahead_ticks)
         self._l2_term = l2_loss(weights, tr.l2)  # of the weights the next update starts from
         self._next_id = 0
+        self._expected: np.ndarray | None = None  # the input of the sample after the next batch (expect)
         ffi = self.fw.ffi
         self._counters_at = self.fw.state_offset + ffi.offsetof("fw_state_t", "counters")
         self._counters_bytes = ffi.sizeof("fw_counters_t")
@@ -104,6 +105,16 @@ class BoardTrainer:
 
     def forward(self, x: np.ndarray, y: np.ndarray | None = None, record: np.ndarray | None = None) -> BatchResult:
         return self._run(x, y, train=False, record=record)
+
+    def expect(self, x: np.ndarray | None) -> None:
+        """The input (n_steps, n_in) of the sample that will follow the next batch, if known (None: not known):
+        its frames go up to the board while the batch's last sample runs (host/session/streamer.py). Only a
+        hint: whatever sample comes next runs on its own frames."""
+        self._expected = None
+        if x is not None:
+            x = np.asarray(x, dtype=np.float32)
+            if x.shape == (self.net.n_steps, self.net.n_in):
+                self._expected = x
 
     def recorded(self) -> list[SampleRecord]:
         """The records of the samples marked since the last call, in order."""
@@ -256,12 +267,15 @@ class BoardTrainer:
         x, labels = self.check_batch(x, y, train)
         self._enter_part("train" if train else "inference")
         acc = SampleResults(len(x), self.net.n_out, self._l2_term if train else 0.0)
+        expected, self._expected = self._expected, None
         for b in range(len(x)):
             rec = record is not None and bool(record[b])
             if rec and self.recording is None:
                 raise ConfigError("a sample is marked for recording, but the config's record section names nothing")
             sid = self.next_sample_id()
-            self.account(self.streamer.run_sample(sid, int(labels[b]), train, x[b], rec), train, acc, b)
+            after = x[b + 1] if b + 1 < len(x) else expected
+            upcoming = None if after is None else (sid + 1, after)
+            self.account(self.streamer.run_sample(sid, int(labels[b]), train, x[b], rec, upcoming), train, acc, b)
             if rec:
                 assert self.recording is not None
                 self._records.append(self.recording.read(self.transport.read_sdram, sid))

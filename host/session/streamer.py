@@ -9,6 +9,13 @@ chip's clock and collects the readout core's RESULT and every core's SAMPLE_DONE
 Two input modes write the same ring: `prefetch` (default) writes the whole sample before it starts,
 then advances n_steps + 1 ticks at once; `realtime` keeps only `lookahead_ticks` frames ahead of the
 chip's clock, one tick at a time, as a host streaming live input would.
+
+Pipelined (prefetch mode): when the host knows the sample that comes next (`upcoming`), its frames go
+into the ring slots after the current sample's while the current sample runs (between the transport's
+start_advance and finish_advance: a board takes them while its cores run; the ring holds
+INPUT_RING_SAMPLES samples, and a core reads only its own sample's slots, so the bits are those of
+writing them later). The next begin finds them there (same sample id, slots and frames) and writes
+nothing; anything else is written as usual.
 """
 from __future__ import annotations
 
@@ -54,10 +61,23 @@ class SampleStreamer:
         self.mode = mode
         self.lookahead_ticks = lookahead_ticks
         self._next_slot = 0
+        self._staged: tuple[int, int, np.ndarray] | None = None  # (sample id, slot 0, slots) written ahead
+        self.staged_used = 0     # samples whose frames were written ahead and found right by their begin
+        self.staged_wasted = 0   # ... and found wrong (another sample came): written again
 
     def run_sample(self, sample_id: int, label: int, train: bool, frames: np.ndarray,
-                   record: bool = False) -> SampleOutcome:
-        return run_samples([self], [(sample_id, label, train, frames, record)])[0]
+                   record: bool = False, upcoming: tuple[int, np.ndarray] | None = None) -> SampleOutcome:
+        """One sample; `upcoming`: (sample id, frames) of the sample that will run next, written while this runs."""
+        return run_samples([self], [(sample_id, label, train, frames, record)], [upcoming])[0]
+
+    def stage(self, sample_id: int, frames: np.ndarray) -> None:
+        """Write the frames of the sample that will begin next into its ring slots now (prefetch mode, a ring of
+        at least two samples; otherwise nothing is written ahead)."""
+        if self.mode != "prefetch" or self.ring.n_slots < 2 * self.n_steps:
+            return
+        slots = self.ring.slots(sample_id, frames)
+        self._write(self._next_slot, slots)
+        self._staged = (sample_id, self._next_slot, slots)
 
     def begin(self, sample_id: int, label: int, train: bool, frames: np.ndarray, record: bool = False) -> "_Pending":
         """Write the sample's frames (all of them in prefetch mode) and announce it to every core (`record`:
@@ -65,8 +85,13 @@ class SampleStreamer:
         slot0 = self._next_slot
         self._next_slot = (slot0 + self.n_steps) % self.ring.n_slots
         slots = self.ring.slots(sample_id, frames)
+        staged, self._staged = self._staged, None
         if self.mode == "prefetch":
-            self._write(slot0, slots)
+            if staged is not None and staged[:2] == (sample_id, slot0) and np.array_equal(staged[2], slots):
+                self.staged_used += 1  # written while the sample before ran
+            else:
+                self.staged_wasted += staged is not None
+                self._write(slot0, slots)
         msg = SampleMsg(sample_id, label, train, slot0, record).pack()
         for core in self.cores:
             self.transport.send(core, msg)
@@ -112,9 +137,11 @@ class _Pending:
     written: int  # frames in the ring so far
 
 
-def run_samples(streamers: list[SampleStreamer], items: list[tuple[Any, ...]]) -> list[SampleOutcome]:
+def run_samples(streamers: list[SampleStreamer], items: list[tuple[Any, ...]],
+                upcoming: list[tuple[int, np.ndarray] | None] | None = None) -> list[SampleOutcome]:
     """One sample on each streamer's cores at once, on one chip clock (copies of a network side by side:
-    each streamer owns its cores and input ring). Items are (sample id, label, train, frames[, record])."""
+    each streamer owns its cores and input ring). Items are (sample id, label, train, frames[, record]);
+    `upcoming`, per streamer: (sample id, frames) of its next sample, written while these run, or None."""
     if not streamers:
         return []
     transport, n_steps = streamers[0].transport, streamers[0].n_steps
@@ -123,7 +150,11 @@ def run_samples(streamers: list[SampleStreamer], items: list[tuple[Any, ...]]) -
     owner = {core: i for i, s in enumerate(streamers) for core in s.cores}
     pending = [s.begin(*item) for s, item in zip(streamers, items)]
     if streamers[0].mode == "prefetch":
-        transport.advance(n_steps + 1)
+        transport.start_advance(n_steps + 1)
+        for s, up in zip(streamers, upcoming or ()):
+            if up is not None:
+                s.stage(*up)
+        transport.finish_advance()
     else:
         # driven by the chip's clock: a board whose clock runs on its own may be further on than the host
         # (then the frames it skipped come late, and the firmware counts them)

@@ -124,6 +124,7 @@ class RunState:
     train_wall_s: float = 0.0  # time in the training loop only (no evaluation, no checkpoints)
     emulated_ms: int = 0       # chip ticks spent training, earlier sessions
     emulated_eval_ms: int = 0
+    samples_lost: int = 0      # training samples whose result never came back (on_loss: count): not trained on
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -210,7 +211,7 @@ def evaluate(trainer: Trainer, x: np.ndarray, y: np.ndarray, n_classes: int, rec
     cm = confusion_matrix(y, pred, n_classes)
     per_class = [float(cm[k, k] / cm[k].sum()) if cm[k].sum() else None for k in range(n_classes)]
     return {"accuracy": float(np.mean(pred == y)) if len(y) else None, "loss": float(np.mean(loss)) if len(loss) else None,
-            "per_class_accuracy": per_class, "confusion": cm, "n": int(len(y))}
+            "per_class_accuracy": per_class, "confusion": cm, "n": int(len(y)), "lost": int(np.sum(pred < 0))}
 
 
 def data_fingerprint(data: Dataset) -> str:
@@ -387,6 +388,7 @@ def train_epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, train
         raise DataError(f"dataset {data.name} has no training samples")
     t0 = time.perf_counter()
     ckpt = None if opts.out_dir is None else opts.out_dir / "checkpoint.npz"
+    lost_before = session.samples_lost
     base_ticks = (session.emulated_ms, session.emulated_eval_ms)
 
     def snapshot() -> RunState:
@@ -406,7 +408,8 @@ def train_epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, train
               f"(raise --epochs to train more)")
     session = snapshot()
     wall_s = time.perf_counter() - t0
-    report = finish_run(cfg, data, opts, trainer, session, session_samples, last_eval, has_test, wall_s, recordings)
+    report = finish_run(cfg, data, opts, trainer, session, session_samples, last_eval, has_test, wall_s, recordings,
+                        session.samples_lost - lost_before)
     return {**report, "_last_eval": last_eval, "_recordings": recordings}
 
 
@@ -420,6 +423,7 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
     masks = FeatureMasks(tr.freq_masks, tr.freq_mask_max_bands, tr.time_masks, tr.time_mask_max_steps)
     session_samples, last_eval = 0, None
     timing = getattr(trainer, "timing", None)
+    expect = getattr(trainer, "expect", None)  # a chip takes the next sample's input while one runs
     for epoch in range(session.pos.epoch, tr.epochs):
         start = session.pos.next_index if epoch == session.pos.epoch else 0
         if start == 0:
@@ -429,12 +433,21 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
         bar = progress_bar(n_train, f"epoch {epoch + 1}/{tr.epochs} [{opts.target}]", "sample", opts.progress,
                            initial=start, leave=True)
         order = epoch_order(tr, epoch, n_train)
+
+        def batch_input(b0: int) -> np.ndarray:
+            b1 = min(b0 + tr.batch_size, n_train)
+            xb = data.x_train[slice(b0, b1) if order is None else order[b0:b1]]
+            if masks.active:  # seeded by the batch's place, so a resumed run masks the same
+                xb = mask_features(xb, masks, np.random.default_rng([tr.seed, MASK_STREAM, epoch, b0]))
+            return xb
+
+        following = batch_input(start) if start < n_train else None
         for b0 in range(start, n_train, tr.batch_size):
             b1 = min(b0 + tr.batch_size, n_train)
             idx = slice(b0, b1) if order is None else order[b0:b1]
-            xb = data.x_train[idx]
-            if masks.active:  # seeded by the batch's place, so a resumed run masks the same
-                xb = mask_features(xb, masks, np.random.default_rng([tr.seed, MASK_STREAM, epoch, b0]))
+            xb, following = following, (batch_input(b1) if b1 < n_train else None)
+            if expect is not None:
+                expect(None if following is None else following[0])
             if timing is not None:  # the per-tick record keeps the first and the last sample of each epoch
                 timing.record(b0 == 0 or b1 >= n_train)
             t_batch = time.perf_counter()
@@ -456,6 +469,7 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
             if timing is not None:
                 timing.record(False)
             kept = r.pred >= 0  # a sample the chip lost (on_loss: count) has no loss and counts as wrong
+            session.samples_lost += int(np.sum(~kept))
             batch_loss = float(np.sum(r.loss[kept])) + r.l2_loss * int(np.sum(kept))
             if not np.isfinite(batch_loss) or batch_loss > LOSS_EXPLODED * (b1 - b0):
                 raise TrainingDiverged(f"training diverged at epoch {epoch + 1}, sample {b0}: the loss is {batch_loss:.4g}"
@@ -522,15 +536,18 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
 
 def finish_run(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: Trainer, session: RunState,
             session_samples: int, last_eval: dict[str, Any] | None, has_test: bool, wall_s: float,
-            recordings: Recordings | None = None) -> dict[str, Any]:
-    """The run's report; with opts.out_dir also its run folder (weights, report, figures)."""
+            recordings: Recordings | None = None, lost_this_session: int = 0) -> dict[str, Any]:
+    """The run's report; with opts.out_dir also its run folder (weights, report, figures). Samples lost (no
+    result came back, on_loss: count) are counted as lost, not as trained."""
     out = opts.out_dir
     if out is not None:
         trainer.weights.save(out / "weights.npz")
     epochs = session.epochs
     report: dict[str, Any] = {
         "target": opts.target, "dataset": data.name, "labels": list(data.labels),
-        "samples_trained": session.pos.samples_trained, "samples_trained_this_session": session_samples,
+        "samples_trained": session.pos.samples_trained - session.samples_lost,
+        "samples_trained_this_session": session_samples - lost_this_session,
+        "samples_lost": session.samples_lost, "samples_lost_this_session": lost_this_session,
         "epochs": epochs, "train_accuracy": epochs[-1]["train_accuracy"] if epochs else None,
         "test_accuracy": None, "wall_s": wall_s, "train_wall_s": session.train_wall_s,
         "ms_per_training_sample": 1000.0 * session.train_wall_s / max(session.pos.samples_trained, 1),
@@ -542,6 +559,7 @@ def finish_run(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer
         ev = last_eval or evaluate(trainer, data.x_test, data.y_test, len(data.labels),
                                    recordings if recordings and recordings.rec.test else None, session.pos.epoch - 1)
         report.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"], test_samples=ev["n"],
+                      test_samples_lost=ev["lost"],
                       per_class_test_accuracy=dict(zip(data.labels, ev["per_class_accuracy"])),
                       confusion_matrix=ev["confusion"].tolist())
         if out is not None:

@@ -21,6 +21,7 @@ class EmulatorTransport:
         self.chip = chip or FunctionalChip(n_cores, backend=backend, threads=threads)
         self.n_cores = self.chip.n_cores
         self._closed = False
+        self._advanced_to: int | None = None  # the tick start_advance reached, until finish_advance
 
     def _open(self) -> FunctionalChip:
         if self._closed:
@@ -66,6 +67,18 @@ class EmulatorTransport:
         chip = self._open()
         chip.run(ticks)
         return chip.tick_count
+
+    def start_advance(self, ticks: int, timeout_s: float | None = None) -> None:
+        """advance(ticks), whole (an in-process chip runs as it is called); finish_advance gives its tick."""
+        if self._advanced_to is not None:
+            raise TransportError("start_advance while another advance is unfinished: call finish_advance first")
+        self._advanced_to = self.advance(ticks)
+
+    def finish_advance(self, timeout_s: float | None = None) -> int:
+        tick, self._advanced_to = self._advanced_to, None
+        if tick is None:
+            raise TransportError("finish_advance without start_advance")
+        return tick
 
     def status(self, timeout_s: float | None = None) -> TransportStatus:
         chip = self._open()

@@ -3,8 +3,10 @@
 Every command is acknowledged; one without a reply in time is sent again with the same sequence
 number (the board answers a repeat from its reply cache, without executing it twice). Bulk reads and
 writes keep up to `window` datagrams in flight; every other command waits for the ones before it, so
-that the board executes them in the host's order. What the link lost, repeated or delivered late is
-counted (`link_stats`, report.json `link`).
+that the board executes them in the host's order. One exception: an ADVANCE begun with `start_advance`
+stays in flight while SDRAM streams (chunks and STREAM_ACKs) go up (the next sample's input, into ring
+slots the running ticks do not read); any other command first waits for its answer. What the link lost,
+repeated or delivered late is counted (`link_stats`, report.json `link`).
 """
 from __future__ import annotations
 
@@ -47,9 +49,24 @@ class ClientLinkCounters:
     spike_datagrams: int = 0   # CMD_SPIKES datagrams sent (acknowledged or posted; not counting retransmissions)
     spikes_posted: int = 0     # of those, posted (live spike input to a realtime board)
     spikes_late: int = 0       # acknowledged parts the board dropped: a core had read their slot already
+    stream_during_advance: int = 0  # SDRAM stream chunks sent while an ADVANCE was in flight (pipelined input)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
+
+
+class _Request:
+    """A command in flight: its datagram, its retransmission timer, and its reply once it came."""
+
+    __slots__ = ("call", "index", "raw", "msg", "deadline", "tries", "first", "rto", "give_up", "nonce", "reply")
+
+    def __init__(self, call: int, index: int, raw: bytes, msg: sdp.Scp, now: float, rto: float, patience_s: float,
+                 nonce: bytes) -> None:
+        self.call, self.index, self.raw, self.msg = call, index, raw, msg
+        # patience counts from the first send; an ADVANCE's own run time (its round trip) comes on top
+        self.deadline, self.tries, self.first, self.rto, self.give_up = now + rto, 1, now, rto, now + patience_s + rto
+        self.nonce = nonce
+        self.reply: sdp.Scp | None = None
 
 
 def parse_target(target: str) -> tuple[str, int]:
@@ -109,6 +126,10 @@ class UdpTransport:
             self.sock.close()
             raise TransportError(f"board at {target}: cannot reach it ({exc.strerror})") from None
         self._seq = int.from_bytes(os.urandom(2), "little")
+        self._inflight: dict[int, _Request] = {}  # seq -> a command sent and not answered yet
+        self._calls = 0                            # which call of _many a request belongs to
+        self._advancing: _Request | None = None    # an ADVANCE begun by start_advance, not finished yet
+        self._advanced_to: int | None = None       # ... or the tick a realtime board's start_advance reached
         self._queued: list[sdp.Scp] = []  # host messages not sent yet (send batches them)
         self._stream_id = int.from_bytes(os.urandom(2), "little")
         self._host_tick: int | None = None  # realtime board: the tick the host has advanced to
@@ -198,85 +219,103 @@ class UdpTransport:
     def _many(self, msgs: list[sdp.Scp], nonce: bytes | None = None, timeout_s: float | None = None,
               flush: bool = True) -> list[sdp.Scp]:
         """Send msgs with up to `window` in flight; their replies in order. Errors raise TransportError.
-        `timeout_s`: a fixed retransmission timeout instead of the measured one."""
+        `timeout_s`: a fixed retransmission timeout instead of the measured one. An ADVANCE in flight
+        (start_advance) is answered first unless all of msgs are STREAM_ACKs (the board answers those while it
+        runs), so that the board still executes every command in the host's order."""
         if self._closed:
             raise TransportError(f"the transport to {self.target} is closed")
+        if self._advancing is not None and any(m.cmd != sdp.CMD_STREAM_ACK for m in msgs):
+            self.finish_advance(timeout_s)
         if flush and self._queued:
             self.flush(timeout_s)
-        reply_nonce = self._nonce if nonce is None else nonce
-        pending: dict[int, list] = {}  # seq -> [index, raw, msg, deadline, tries, first sent, timeout, give up at]
-        replies: list[sdp.Scp | None] = [None] * len(msgs)
-        nxt = 0
-        earliest = float("inf")  # a lower bound of the pending deadlines: waking early only costs a scan
-        while nxt < len(msgs) or pending:
-            while nxt < len(msgs) and len(pending) < self.window:
-                seq, raw, m = self._packed(msgs[nxt], nonce)
-                self._send(raw)
-                self.link.sent += 1
-                now = time.monotonic()
-                rto = self._rto(m) if timeout_s is None else timeout_s
-                # patience counts from the first send; an ADVANCE's own run time (its round trip) comes on top
-                pending[seq] = [nxt, raw, m, now + rto, 1, now, rto, now + self.patience_s + rto]
-                earliest = min(earliest, now + rto)
+        self._calls += 1
+        call, mine, nxt, answered = self._calls, [], 0, 0
+        while nxt < len(msgs) or answered < len(mine):
+            while nxt < len(msgs) and len(mine) - answered < self.window:
+                mine.append(self._submit(msgs[nxt], call, nxt, nonce, timeout_s))
                 nxt += 1
-            self.sock.settimeout(max(0.0005, earliest - time.monotonic()))
-            try:
-                self._take_reply(self.sock.recv(4096), pending, replies, reply_nonce)
-                continue
-            except socket.timeout:
-                pass
-            except ConnectionRefusedError:  # nothing listens there (yet): as a lost datagram
-                time.sleep(0.05)
-            now = time.monotonic()
-            earliest = float("inf")
-            for entry in pending.values():
-                if entry[3] <= now:
-                    self.link.timeouts += 1
-                    if now >= entry[7] or (self.retries is not None and entry[4] > self.retries):
-                        what = sdp.CMD_NAMES.get(entry[2].cmd, str(entry[2].cmd))
-                        raise TransportError(f"no reply from the board at {self.target} to {what} for "
-                                             f"{now - entry[5]:.1f} s ({entry[4]} tries; link patience "
-                                             f"{self.patience_s:g} s, --link-patience-s): is `s2eprop serve` "
-                                             f"running there" + (", with the same key?" if self.key else "?"))
-                    self._send(entry[1])
-                    self.link.sent += 1
-                    self.link.retransmits += 1
-                    entry[6] = min(2.0 * entry[6], max(MAX_RTO_S, entry[6])) if timeout_s is None else entry[6]
-                    entry[3], entry[4] = min(now + entry[6], entry[7]), entry[4] + 1
-                earliest = min(earliest, entry[3])
-        return replies  # type: ignore[return-value]
+            answered += self._pump(call, timeout_s)
+        return [r.reply for r in mine]  # type: ignore[misc]
 
-    def _take_reply(self, raw: bytes, pending: dict, replies: list, nonce: bytes) -> None:
-        """File one datagram from the board under the command it answers. Any bytes may come: what is not a
-        well-formed, undamaged reply to a pending command is counted and dropped, never raised."""
+    def _submit(self, msg: sdp.Scp, call: int, index: int, nonce: bytes | None, timeout_s: float | None) -> _Request:
+        seq, raw, m = self._packed(msg, nonce)
+        self._send(raw)
+        self.link.sent += 1
+        rto = self._rto(m) if timeout_s is None else timeout_s
+        req = _Request(call, index, raw, m, time.monotonic(), rto, self.patience_s,
+                       self._nonce if nonce is None else nonce)
+        self._inflight[seq] = req
+        return req
+
+    def _pump(self, call: int, timeout_s: float | None) -> int:
+        """Wait for one datagram (or the next retransmission timeout) and file it; retransmit what timed out.
+        Returns how many requests of `call` were answered (0 or 1)."""
+        now = time.monotonic()
+        earliest = min((r.deadline for r in self._inflight.values()), default=now + 0.05)
+        self.sock.settimeout(max(0.0005, earliest - now))
+        try:
+            req = self._take_reply(self.sock.recv(4096))
+            return 1 if req is not None and req.call == call else 0
+        except socket.timeout:
+            pass
+        except ConnectionRefusedError:  # nothing listens there (yet): as a lost datagram
+            time.sleep(0.05)
+        now = time.monotonic()
+        for req in self._inflight.values():
+            if req.deadline <= now:
+                self.link.timeouts += 1
+                if now >= req.give_up or (self.retries is not None and req.tries > self.retries):
+                    what = sdp.CMD_NAMES.get(req.msg.cmd, str(req.msg.cmd))
+                    self._lost()
+                    raise TransportError(f"no reply from the board at {self.target} to {what} for "
+                                         f"{now - req.first:.1f} s ({req.tries} tries; link patience "
+                                         f"{self.patience_s:g} s, --link-patience-s): is `s2eprop serve` "
+                                         f"running there" + (", with the same key?" if self.key else "?"))
+                self._send(req.raw)
+                self.link.sent += 1
+                self.link.retransmits += 1
+                req.rto = min(2.0 * req.rto, max(MAX_RTO_S, req.rto)) if timeout_s is None else req.rto
+                req.deadline, req.tries = min(now + req.rto, req.give_up), req.tries + 1
+        return 0
+
+    def _lost(self) -> None:
+        """After an error: nothing in flight is waited for any more (the run ends; a later host starts anew)."""
+        self._inflight.clear()
+        self._advancing = None
+
+    def _take_reply(self, raw: bytes) -> _Request | None:
+        """File one datagram from the board under the command it answers (returned). Any bytes may come: what is
+        not a well-formed, undamaged reply to a command in flight is counted and dropped, never raised."""
         seq_at = len(sdp.PAD) + sdp.SDP_HEADER.size + 2
         cmd = sdp.peek_cmd(raw)
         seq = struct.unpack_from("<H", raw, seq_at)[0] if len(raw) >= seq_at + 2 else None
-        entry = pending.get(seq) if seq is not None else None
-        if entry is None:
+        req = self._inflight.get(seq) if seq is not None else None
+        if req is None:
             self.link.late_replies += 1 if seq is not None else 0
             self.link.foreign += 1 if seq is None else 0
-            return
-        i, m = entry[0], entry[2]
+            return None
+        m = req.msg
         has_args = not (m.cmd in (sdp.CMD_READ, sdp.CMD_WRITE) and cmd == sdp.RC_OK)
         try:
-            reply = sdp.unpack(raw, self.key, nonce, has_args=has_args)
+            reply = sdp.unpack(raw, self.key, req.nonce, has_args=has_args)
         except sdp.WireError:
             self.link.foreign += 1
-            return
+            return None
         if m.cmd in sdp.OWN_COMMANDS and (not sdp.crc_ok(raw, self.key is not None)
                                           or (reply.x, reply.y, reply.cpu) != (m.x, m.y, m.cpu)):
             self.link.foreign += 1  # damaged on the way: as if lost (sent again at its timeout)
-            return
-        del pending[seq]
-        if entry[4] == 1:
-            self._measured(m, time.monotonic() - entry[5])
+            return None
+        del self._inflight[seq]
+        if req.tries == 1:
+            self._measured(m, time.monotonic() - req.first)
         if reply.cmd != sdp.RC_OK:
             text = reply.data.decode("utf-8", "replace") if reply.data else ""
             what = sdp.CMD_NAMES.get(m.cmd, str(m.cmd))
+            self._lost()
             raise TransportError(f"board at {self.target} refused {what} ({sdp.RC_NAMES.get(reply.cmd, hex(reply.cmd))})"
                                  + (f": {text}" if text else ""))
-        replies[i] = reply
+        req.reply = reply
+        return req
 
     # -- the Transport protocol -------------------------------------------------------------------------
     def _read(self, at: tuple[int, int, int], addr: int, n_bytes: int, timeout_s: float | None) -> bytes:
@@ -333,6 +372,8 @@ class UdpTransport:
                                  timeout_s=timeout_s)
             self.link.spikes_late += sum(r.arg1 == sdp.SPIKE_REPLY_LATE for r in replies)
             return
+        if self._advancing is not None:
+            self.finish_advance(timeout_s)
         if self._queued:
             self.flush(timeout_s)
         head = sdp.sdp_header(sdp.FLAGS_NO_REPLY, *sdp.MONITOR)
@@ -345,6 +386,10 @@ class UdpTransport:
 
     def _stream(self, at: tuple[int, int, int], addr: int, raw: bytes, timeout_s: float | None,
                 acknowledged: bool = True) -> None:
+        """Chunks, then STREAM_ACK until none is missing. While an ADVANCE is in flight only SDRAM streams go
+        (the board writes them while it runs); a stream into a core's SRAM first waits for its answer."""
+        if self._advancing is not None and at != sdp.MONITOR:
+            self.finish_advance(timeout_s)
         if self._queued:
             self.flush(timeout_s)
         step = sdp.MAX_DATA_BYTES
@@ -362,6 +407,8 @@ class UdpTransport:
             self.link.sent += len(missing)
             if attempt:
                 self.link.stream_resent += len(missing)
+            if self._advancing is not None:
+                self.link.stream_during_advance += len(missing)
             if not acknowledged:
                 self.link.posted += len(missing)
                 return
@@ -435,9 +482,38 @@ class UdpTransport:
         """Functional and timed boards run `ticks` ticks; a realtime board runs on its own, and this waits
         until it has reached the host's tick + `ticks` (the host's lateness is counted: `link`)."""
         if self.realtime:
+            if self._advancing is not None:
+                self.finish_advance(timeout_s)
             return self._wait_for_tick(ticks, timeout_s)
         r = self._call(sdp.Scp(sdp.CMD_ADVANCE, 0, ticks), timeout_s=timeout_s)
         return r.arg1 | r.arg2 << 32
+
+    def start_advance(self, ticks: int, timeout_s: float | None = None) -> None:
+        """Begin `advance(ticks)` and return at once: until finish_advance, SDRAM writes (write_sdram) go up while
+        the board runs (they must not touch what the running ticks read); any other command first waits for
+        the ADVANCE's answer. A realtime board's advance (a wait for its clock) is done here, whole."""
+        if self._advancing is not None or self._advanced_to is not None:
+            raise TransportError("start_advance while another ADVANCE is in flight: call finish_advance first")
+        if self.realtime:
+            self._advanced_to = self.advance(ticks, timeout_s)
+            return
+        if self._queued:
+            self.flush(timeout_s)
+        self._calls += 1
+        self._advancing = self._submit(sdp.Scp(sdp.CMD_ADVANCE, 0, ticks), self._calls, 0, None, timeout_s)
+
+    def finish_advance(self, timeout_s: float | None = None) -> int:
+        """Wait for the ADVANCE begun by start_advance; the board's tick after it."""
+        req, tick = self._advancing, self._advanced_to
+        self._advanced_to = None
+        if req is None:
+            if tick is None:
+                raise TransportError("finish_advance without start_advance")
+            return tick
+        while req.reply is None:
+            self._pump(req.call, timeout_s)
+        self._advancing = None
+        return req.reply.arg1 | req.reply.arg2 << 32
 
     def _board_tick(self, timeout_s: float | None) -> int:
         r = self._call(sdp.Scp(sdp.CMD_ADVANCE, 0, 0), timeout_s=timeout_s)
@@ -469,8 +545,9 @@ class UdpTransport:
             now = self._board_tick(timeout_s)
         return now
 
-    def board_status(self, timeout_s: float | None = None) -> dict:
-        first = self._call(sdp.Scp(sdp.CMD_STATUS, 0, 0), timeout_s=timeout_s)
+    def board_status(self, timeout_s: float | None = None, brief: bool = False) -> dict:
+        """The board's STATUS (JSON); `brief`: the clock, chip counters and cores in error only (one page)."""
+        first = self._call(sdp.Scp(sdp.CMD_STATUS, 0, 0, sdp.STATUS_BRIEF if brief else 0), timeout_s=timeout_s)
         if not 1 <= first.arg2 <= 4096:
             raise TransportError(f"board at {self.target}: its STATUS has {first.arg2:,} pages (1..4,096 expected)")
         pages = [first.data] + [r.data for r in self._many([sdp.Scp(sdp.CMD_STATUS, 0, p) for p in range(1, first.arg2)],
@@ -484,7 +561,7 @@ class UdpTransport:
         return st
 
     def status(self, timeout_s: float | None = None) -> TransportStatus:
-        st = self.board_status(timeout_s)
+        st = self.board_status(timeout_s, brief=True)
         try:
             return TransportStatus(ticks=int(st["ticks"]), packets_delivered=int(st["delivered"]),
                                    packets_dropped=int(st["dropped"]),
