@@ -197,3 +197,40 @@ def test_study_memory_warns_about_cores_that_do_not_fit(tmp_path, capsys) -> Non
     cfg.write_text("partition: {neurons_per_core: 40}\n")
     assert main(["study", "memory", "--config", str(cfg), "--out", str(tmp_path / "m")]) == 0
     assert "warning: cores [0, 1, 2] do not fit their SRAM" in capsys.readouterr().out
+
+
+def test_ctrl_c_twice_during_a_checkpoint_write_keeps_the_last_one_whole(features_npz, tmp_path, monkeypatch,
+                                                                          capsys) -> None:
+    """Rule: two Ctrl-C inside a checkpoint's write stop at once, leave the checkpoint before it whole (no
+    half-written file), and --resume from it ends with the bits of an uninterrupted run."""
+    base = ["train", "--target", "golden", "--data", str(features_npz), "--epochs", "2", "--quiet",
+            "--checkpoint-every", "2"]
+    assert main([*base, "--out", str(tmp_path / "full")]) == 0
+    real = train.atomic_write
+    calls = {"n": 0}
+
+    def write_interrupted(path, write):
+        if path.name != "checkpoint.npz":
+            return real(path, write)
+        calls["n"] += 1
+        if calls["n"] < 3:
+            return real(path, write)
+
+        def half(f):
+            f.write(b"PK\x03\x04 half a checkpoint")
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)  # the second stops at once, inside the write
+
+        return real(path, half)
+
+    monkeypatch.setattr(train, "atomic_write", write_interrupted)
+    cut = tmp_path / "cut"
+    assert main([*base, "--out", str(cut)]) == 130
+    monkeypatch.setattr(train, "atomic_write", real)
+    assert not list(cut.glob(".*.tmp"))
+    with np.load(cut / "checkpoint.npz") as ck:  # the one before the interrupted write, whole
+        assert int(ck["samples_trained"]) > 0
+    assert main([*base, "--out", str(cut), "--resume", str(cut / "checkpoint.npz")]) == 0
+    for name in ("w_in", "w_rec", "w_out"):
+        with np.load(tmp_path / "full" / "weights.npz") as a, np.load(cut / "weights.npz") as b:
+            assert np.array_equal(a[name], b[name])
