@@ -502,9 +502,9 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
         session.epochs.append(record)
         session.pos = Position(epoch + 1, 0, session.pos.samples_trained)
         session.correct, session.loss_sum, session.seen = 0, 0.0, 0
-        if ckpt is not None:  # the finished epoch is safe before its evaluation, which a Ctrl-C may cut short
-            save_checkpoint(ckpt, trainer, snapshot(), cfg, opts.target, data_id)
         if has_test:
+            if ckpt is not None:  # the finished epoch is safe before its evaluation, which a Ctrl-C may cut short
+                save_checkpoint(ckpt, trainer, snapshot(), cfg, opts.target, data_id)
             try:
                 last_eval = evaluate(trainer, data.x_test, data.y_test, len(data.labels),
                                      recordings if epoch == tr.epochs - 1 and recordings and recordings.rec.test
@@ -519,7 +519,7 @@ def _epochs(cfg: ExperimentConfig, data: Dataset, opts: TrainOptions, trainer: T
         record.update(wall_s=time.perf_counter() - t_epoch, train_wall_s=epoch_train_s,
                       ms_per_training_sample=1000.0 * epoch_train_s / max(epoch_samples, 1),
                       samples_timed=epoch_samples)
-        if ckpt is not None:  # again, with the test accuracy and the epoch's times
+        if ckpt is not None:  # with the test accuracy and the epoch's times
             save_checkpoint(ckpt, trainer, snapshot(), cfg, opts.target, data_id)
         if opts.progress:
             print(f"epoch {epoch + 1}/{tr.epochs}: train accuracy (online) {100 * record['train_accuracy']:.1f} %, "

@@ -3,7 +3,6 @@ invalid is stopped with a run-time error (reported by STATUS and, naming the cor
 cores and the server go on, and reloaded cores train to the in-process bits."""
 from __future__ import annotations
 
-import dataclasses
 import socket
 
 import numpy as np
@@ -11,21 +10,12 @@ import pytest
 
 from s2eprop.emulator.board import protocol as sdp
 from s2eprop.firmware.abi import Firmware
-from s2eprop.host.config import ExperimentConfig
 from s2eprop.host.errors import TransportError
 from s2eprop.host.session.runtime import BoardTrainer
 from s2eprop.host.transport.udp import UdpTransport
 from s2eprop.host.weights import init_weights
 
-
-def _cfg() -> ExperimentConfig:
-    return dataclasses.replace(ExperimentConfig(), train=dataclasses.replace(ExperimentConfig().train,
-                                                                            on_loss="count")).validate()
-
-
-def _samples(n: int, seed: int = 5):
-    rng = np.random.default_rng(seed)
-    return (3 * rng.standard_normal((n, 100, 80))).astype(np.float32), rng.integers(0, 12, n)
+from board_data import counting_config, random_samples
 
 
 def _offsets() -> dict[str, int]:
@@ -61,8 +51,8 @@ def test_a_write_into_a_running_cores_state_stops_that_core_not_the_board(serve,
     """The issue's crash: two 4-byte WRITEs (layout.outbox, state.outbox_count), then a tick, segfaulted the
     server. Now the core is stopped (STATUS names it), the server answers, and the host names the core."""
     board = serve()
-    cfg = _cfg()
-    x, y = _samples(2)
+    cfg = counting_config()
+    x, y = random_samples(2)
     trainer = BoardTrainer(cfg, init_weights(cfg.network, seed=3), transport=UdpTransport(board.target))
     trainer.train_batch(x[0], y[:1])
     t = trainer.transport
@@ -85,8 +75,8 @@ def test_a_forged_header_and_a_kilobyte_into_a_running_core_stop_it(serve) -> No
     """A 1 KiB WRITE of random bytes over a running core's header, and a header claiming to run with a layout
     its config does not give: stopped cores, a live server."""
     board = serve()
-    cfg = _cfg()
-    x, y = _samples(1)
+    cfg = counting_config()
+    x, y = random_samples(1)
     trainer = BoardTrainer(cfg, init_weights(cfg.network, seed=3), transport=UdpTransport(board.target))
     trainer.train_batch(x[0], y[:1])
     t = trainer.transport
@@ -127,9 +117,9 @@ def test_random_bytes_in_every_idle_cores_sram_then_a_clean_training_gives_the_i
     t.advance(5)
     assert len(t.board_status()["core_errors"]) >= board.server.chip.n_cores // 2 - 1
     t.close()
-    cfg = _cfg()
+    cfg = counting_config()
     w0 = init_weights(cfg.network, seed=3)
-    x, y = _samples(2)
+    x, y = random_samples(2)
     over_udp = BoardTrainer(cfg, w0, transport=UdpTransport(board.target))
     local = BoardTrainer(cfg, w0)
     for i in range(2):

@@ -3,7 +3,6 @@ round trips (RFC 6298), not a fixed quarter second, and the host waits out an ou
 patience is 10 s) to end with the bits of a run that saw none."""
 from __future__ import annotations
 
-import dataclasses
 import select
 import socket
 import threading
@@ -13,11 +12,12 @@ import numpy as np
 import pytest
 
 from s2eprop.emulator.board import protocol as sdp
-from s2eprop.host.config import ExperimentConfig
 from s2eprop.host.errors import ConfigError
 from s2eprop.host.session.runtime import BoardTrainer
 from s2eprop.host.transport.udp import UdpTransport
 from s2eprop.host.weights import init_weights
+
+from board_data import counting_config, random_samples
 
 
 class Proxy:
@@ -70,16 +70,6 @@ class Proxy:
         self.back.close()
 
 
-def _cfg() -> ExperimentConfig:
-    return dataclasses.replace(ExperimentConfig(), train=dataclasses.replace(ExperimentConfig().train,
-                                                                            on_loss="count")).validate()
-
-
-def _samples(n: int, seed: int = 5):
-    rng = np.random.default_rng(seed)
-    return (3 * rng.standard_normal((n, 100, 80))).astype(np.float32), rng.integers(0, 12, n)
-
-
 def test_a_lost_request_costs_a_timeout_from_the_measured_round_trip(board) -> None:
     proxy = Proxy(board.server.address)
     try:
@@ -98,9 +88,9 @@ def test_a_lost_request_costs_a_timeout_from_the_measured_round_trip(board) -> N
 
 
 def test_a_5_s_outage_is_waited_out_and_training_ends_with_the_same_bits(board) -> None:
-    cfg = _cfg()
+    cfg = counting_config()
     w0 = init_weights(cfg.network, seed=3)
-    x, y = _samples(3)
+    x, y = random_samples(3)
     proxy = Proxy(board.server.address)
     try:
         over_udp, local = BoardTrainer(cfg, w0, transport=UdpTransport(proxy.target)), BoardTrainer(cfg, w0)

@@ -5,7 +5,6 @@ in order); the host writes ahead only what the running ticks do not read, and a 
 that does not come next is written again, so the bits are those of training in-process."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import socket
 import threading
@@ -20,10 +19,7 @@ from s2eprop.host.session.runtime import BoardTrainer
 from s2eprop.host.transport.udp import UdpTransport
 from s2eprop.host.weights import init_weights
 
-
-def _samples(n: int, seed: int = 5):
-    rng = np.random.default_rng(seed)
-    return (3 * rng.standard_normal((n, 100, 80))).astype(np.float32), rng.integers(0, 12, n)
+from board_data import counting_config, random_samples
 
 
 def _held_runs(board):
@@ -97,10 +93,9 @@ def test_a_host_command_after_start_advance_waits_for_the_advance(board) -> None
 
 @pytest.mark.parametrize("mode", ["functional", "timed"])
 def test_pipelined_training_over_udp_gives_the_in_process_bits(serve, mode) -> None:
-    cfg = dataclasses.replace(ExperimentConfig(), train=dataclasses.replace(ExperimentConfig().train,
-                                                                            on_loss="count")).validate()
+    cfg = counting_config()
     w0 = init_weights(cfg.network, seed=3)
-    x, y = _samples(4)
+    x, y = random_samples(4)
     board = serve(mode=mode)
     over_udp = BoardTrainer(cfg, w0, transport=UdpTransport(board.target))
     if mode == "timed":
@@ -128,7 +123,7 @@ def test_a_sample_written_ahead_that_does_not_come_is_written_again() -> None:
     sample runs on its own frames (the bits of a trainer never told)."""
     cfg = ExperimentConfig().validate()
     w0 = init_weights(cfg.network, seed=3)
-    x, y = _samples(3)
+    x, y = random_samples(3)
     hinted, plain = BoardTrainer(cfg, w0), BoardTrainer(cfg, w0)
     hinted.expect(x[2])            # says x[2] comes after x[0] ...
     hinted.train_batch(x[0], y[0:1])

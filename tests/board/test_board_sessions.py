@@ -2,7 +2,6 @@
 never take or evict the owner's session, and plain SC&MP WRITEs from anyone else are refused."""
 from __future__ import annotations
 
-import dataclasses
 import socket
 import threading
 import time
@@ -11,16 +10,12 @@ import numpy as np
 import pytest
 
 from s2eprop.emulator.board import protocol as sdp
-from s2eprop.host.config import ExperimentConfig
 from s2eprop.host.errors import TransportError
 from s2eprop.host.session.runtime import BoardTrainer
 from s2eprop.host.transport.udp import UdpTransport
 from s2eprop.host.weights import init_weights
 
-
-def _samples(n: int, seed: int = 5):
-    rng = np.random.default_rng(seed)
-    return (3 * rng.standard_normal((n, 100, 80))).astype(np.float32), rng.integers(0, 12, n)
+from board_data import counting_config, random_samples
 
 
 def _ask(address: tuple[str, int], msg: sdp.Scp, has_args: bool = True) -> sdp.Scp:
@@ -80,10 +75,9 @@ def test_80_status_calls_and_80_vers_from_other_sockets_during_a_training_leave_
     from s2eprop.emulator.board import server as server_module
 
     monkeypatch.setattr(server_module, "MAX_CLIENTS", 16)
-    cfg = dataclasses.replace(ExperimentConfig(), train=dataclasses.replace(ExperimentConfig().train,
-                                                                            on_loss="count")).validate()
+    cfg = counting_config()
     w0 = init_weights(cfg.network, seed=3)
-    x, y = _samples(4)
+    x, y = random_samples(4)
     over_udp, local = BoardTrainer(cfg, w0, transport=UdpTransport(board.target)), BoardTrainer(cfg, w0)
     failures: list[str] = []
 

@@ -12,18 +12,14 @@ from s2eprop.host.transport.inproc import EmulatorTransport
 from s2eprop.host.transport.udp import UdpTransport
 from s2eprop.host.weights import init_weights
 
-
-def _samples(n: int, seed: int = 5):
-    rng = np.random.default_rng(seed)
-    return (3 * rng.standard_normal((n, 100, 80))).astype(np.float32), rng.integers(0, 12, n)
+from board_data import counting_config, random_samples
 
 
 @pytest.mark.parametrize("mode", ["functional", "timed"])
 def test_training_over_udp_gives_the_same_bits(serve, mode) -> None:
-    cfg = dataclasses.replace(ExperimentConfig(), train=dataclasses.replace(ExperimentConfig().train,
-                                                                            on_loss="count")).validate()
+    cfg = counting_config()
     w0 = init_weights(cfg.network, seed=3)
-    x, y = _samples(3)
+    x, y = random_samples(3)
     board = serve(mode=mode)
     over_udp = BoardTrainer(cfg, w0, transport=UdpTransport(board.target))
     if mode == "timed":
@@ -53,7 +49,7 @@ def test_a_realtime_board_keeps_its_own_clock(serve) -> None:
     cfg = dataclasses.replace(ExperimentConfig(), train=dataclasses.replace(ExperimentConfig().train,
                                                                             input_mode="realtime")).validate()
     w0 = init_weights(cfg.network, seed=3)
-    x, y = _samples(2)
+    x, y = random_samples(2)
     board = serve(mode="realtime")
     import time
 
@@ -75,7 +71,7 @@ def test_a_new_host_does_not_get_the_messages_of_a_killed_ones_sample(serve) -> 
     stale_messages), so its first sample sees no stray message, and it learns what a fresh board learns."""
     cfg = ExperimentConfig().validate()
     w0 = init_weights(cfg.network, seed=3)
-    x, y = _samples(2)
+    x, y = random_samples(2)
     board = serve()
     first = BoardTrainer(cfg, w0, transport=UdpTransport(board.target))
     first.train_batch(x[:1], y[:1])
