@@ -177,7 +177,7 @@ class Compliance:
         def logs_of(tick: int) -> np.ndarray:
             return np.concatenate([prev[prev["tick"] == tick], logs[logs["tick"] == tick]])
 
-        self._prev_logs = self._open_logs(np.concatenate([prev, logs]))
+        self._prev_logs = np.concatenate([self._open_logs(prev), self._open_logs(logs)])
         if not len(recs):
             return
         i = int(np.argmax(recs["cycles"]))
