@@ -46,9 +46,9 @@ static void zero_diagonal(uint32_t nl, uint32_t skip_lo, float *ea, float *eb, f
  * ca spread per synapse once per call, and each vector takes its synapses' ev from the group's R values
  * with one permute. Explicit multiplies and adds (no FMA), each element's operations in the order of
  * trace_one: the bits of the ARM build's loop (tested over the ISS). The rows left over go one by one. */
-#define TRACE_GROUP_MAX (8u * FW_MAX_LOCAL)
+#define TRACE_GROUP_MAX 128u  /* synapses of a group; wider cores take the row loop (the stack stays small) */
 __attribute__((target("avx2")))
-static void trace_block_avx2(const fw_config_t *cfg, uint32_t n_pre, const float *ev, const float *psi,
+static int trace_block_avx2(const fw_config_t *cfg, uint32_t n_pre, const float *ev, const float *psi,
                              const float *ca, float *ea, float *eb, float *acc)
 {
     const uint32_t nl = cfg->n_local;
@@ -57,6 +57,7 @@ static void trace_block_avx2(const fw_config_t *cfg, uint32_t n_pre, const float
     uint32_t rows = 1u;  /* the fewest rows that make a multiple of 8 synapses: at most 8 */
     while ((rows * nl) & 7u) rows <<= 1;
     const uint32_t len = rows * nl;
+    if (len > TRACE_GROUP_MAX) return 0;
     float psi_g[TRACE_GROUP_MAX], ca_g[TRACE_GROUP_MAX];
     int32_t row_of[TRACE_GROUP_MAX];
     for (uint32_t r = 0; r < rows; ++r)
@@ -90,6 +91,7 @@ static void trace_block_avx2(const fw_config_t *cfg, uint32_t n_pre, const float
         for (uint32_t j = 0; j < nl; ++j)
             trace_one(ca[j], psi[j], ev[i], oaor, one_alpha, beta, kappa, ea + i * nl + j, eb + i * nl + j,
                       acc + i * nl + j);
+    return 1;
 }
 #define TRACE_HAS_AVX2 1
 #endif
@@ -113,10 +115,7 @@ static void trace_run(const fw_config_t *cfg, uint32_t n_pre, const float *ev, c
                       const float *ca, float *ea, float *eb, float *acc)
 {
 #ifdef TRACE_HAS_AVX2
-    if (__builtin_cpu_supports("avx2")) {
-        trace_block_avx2(cfg, n_pre, ev, psi, ca, ea, eb, acc);
-        return;
-    }
+    if (__builtin_cpu_supports("avx2") && trace_block_avx2(cfg, n_pre, ev, psi, ca, ea, eb, acc)) return;
 #endif
     trace_block(cfg, n_pre, ev, psi, ca, ea, eb, acc);
 }

@@ -101,11 +101,12 @@ def test_iss_matches_native_small(arm_elf, small_cfg, sample_maker) -> None:
     assert_same_bits(small_cfg, init_weights(small_cfg.network, seed=3), x, y, arm_elf, n_train=3)
 
 
-@pytest.mark.parametrize("n_in, n_rec, per_core", [(13, 21, 7), (10, 12, 4)])
+@pytest.mark.parametrize("n_in, n_rec, per_core", [(13, 21, 7), (10, 12, 4), (9, 34, 17)])
 def test_iss_matches_native_any_trace_group(arm_elf, cfg, with_options, sample_maker, n_in, n_rec, per_core) -> None:
     """Rule: the native build's flat trace loop (eprop_trace.c: groups of rows making a multiple of 8
     synapses, leftover rows one by one) gives the ARM build's bits for row lengths that are odd (7: groups
-    of 8 rows) or even (4: groups of 2), with leftover rows in the input and the recurrent blocks."""
+    of 8 rows) or even (4: groups of 2), with leftover rows in the input and the recurrent blocks, and the
+    row loop a core too wide for a group takes (17: 136 synapses)."""
     from s2eprop.host.weights import init_weights
 
     small = with_options(cfg, network={"n_in": n_in, "n_rec": n_rec, "n_out": 3, "n_steps": 20},
