@@ -87,7 +87,7 @@ def test_no_server_at_the_address_is_one_clear_error() -> None:
 
 def test_protocol_version_mismatch_is_named(board, monkeypatch) -> None:
     monkeypatch.setattr(UdpTransport, "protocol_version", 99)
-    with pytest.raises(TransportError, match="refused HELLO .RC_ARG.: protocol version 99: this board speaks version 2"):
+    with pytest.raises(TransportError, match="refused HELLO .RC_ARG.: protocol version 99: this board speaks version 3"):
         UdpTransport(board.target)
 
 
