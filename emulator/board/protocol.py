@@ -53,10 +53,13 @@ CMD_TIMING_CTL = 0x4D  # a timed board's compliance record: arg1 TIMING_RECORD (
                        # records, 0: stop) or TIMING_PART (data: the part the next ticks run, "train" or "inference")
 CMD_TIMING = 0x4E      # arg1 TIMING_SNAPSHOT (data: what, TIMING_WHAT) -> reply arg1 bytes, arg2 their CRC32, data
                        # the first page; arg1 TIMING_PAGE, arg2 byte offset -> data: that page of the snapshot
+CMD_SYNC = 0x4F        # delivers every held host message (SEND with SEND_HOLD) at once, on one tick -> reply arg1
+                       # messages delivered, arg2 the board's tick (low word)
 CMD_NAMES = {CMD_VER: "VER", CMD_READ: "READ", CMD_WRITE: "WRITE", CMD_HELLO: "HELLO", CMD_ROUTES: "ROUTES",
              CMD_START: "START", CMD_STOP: "STOP", CMD_SEND: "SEND", CMD_POLL: "POLL", CMD_ADVANCE: "ADVANCE",
              CMD_STATUS: "STATUS", CMD_STREAM: "STREAM", CMD_STREAM_ACK: "STREAM_ACK", CMD_MEM_READ: "MEM_READ",
-             CMD_SPIKES: "SPIKES", CMD_BYE: "BYE", CMD_TIMING_CTL: "TIMING_CTL", CMD_TIMING: "TIMING"}
+             CMD_SPIKES: "SPIKES", CMD_BYE: "BYE", CMD_TIMING_CTL: "TIMING_CTL", CMD_TIMING: "TIMING",
+             CMD_SYNC: "SYNC"}
 MAX_STREAM_CHUNKS = 8 * MAX_DATA_BYTES  # chunks one STREAM_ACK bitmap can report
 OWN_COMMANDS = frozenset(c for c in CMD_NAMES if c >= CMD_HELLO)
 # HELLO arg2: what the host means to do. A host that drives the board (loads, starts, sends, advances) claims
@@ -67,7 +70,11 @@ HELLO_CLAIM, HELLO_TAKE_OVER = 1, 2
 STATUS_BRIEF = 1
 # commands that change the board: only its owner may send them (the first to send one to a free board owns it)
 DRIVING_COMMANDS = frozenset((CMD_ROUTES, CMD_START, CMD_STOP, CMD_SEND, CMD_POLL, CMD_ADVANCE, CMD_STREAM,
-                              CMD_STREAM_ACK, CMD_SPIKES, CMD_TIMING_CTL))
+                              CMD_STREAM_ACK, CMD_SPIKES, CMD_TIMING_CTL, CMD_SYNC))
+# SEND arg1 bit 0: hold the message on the board until SYNC (SpiNNaker's SYNC0 barrier: the cores of one sample
+# start on one tick of a realtime board, a lost and resent SEND included); at most MAX_HELD held at a time
+SEND_HOLD = 1
+MAX_HELD = 4096
 # TIMING_CTL and TIMING ops (arg1)
 TIMING_RECORD, TIMING_PART = 0, 1
 TIMING_SNAPSHOT, TIMING_PAGE = 0, 1

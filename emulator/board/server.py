@@ -76,6 +76,7 @@ class LinkCounters:
     spikes_errors: int = 0    # spike datagrams refused: malformed, an id >= n_in, a slot outside SDRAM
     stale_messages: int = 0   # messages a core queued for the host before it was started again: dropped
     busy: int = 0             # datagrams refused (or, unanswered ones, dropped) because another host owns the board
+    held_dropped: int = 0     # held host messages (SEND_HOLD) not delivered: their core stopped, or their host left
     internal_errors: int = 0  # datagrams whose handling failed inside the server (a bug): dropped (last_internal_error)
 
     def as_dict(self) -> dict[str, int]:
@@ -146,6 +147,7 @@ class BoardServer:
         self._owner: tuple[str, int] | None = None
         self._owner_since = 0.0
         self._owner_seen = 0.0
+        self._held: list[tuple[int, np.ndarray]] = []  # host messages held for SYNC: (core, words)
         self.lag = Lag()  # realtime: how late each tick started on the wall clock (report.json timing.realtime_lag)
 
     # -- the loop -----------------------------------------------------------------------------------
@@ -391,6 +393,7 @@ class BoardServer:
             return None
         if self._owner is None or (claim and msg.arg2 & sdp.HELLO_TAKE_OVER):
             if claim or driving:
+                self._drop_held()  # what the last owner held is no message of this one
                 self._owner, self._owner_since, self._owner_seen = addr, time.time(), now
             return None
         host, port = self._owner
@@ -399,9 +402,14 @@ class BoardServer:
                 f"is free when that host ends, or {self.lease_s:g} s after its last datagram; if that host is dead, "
                 f"set S2EPROP_TAKE_BOARD=1 to take the board over now")
 
+    def _drop_held(self) -> None:
+        self.link.held_dropped += len(self._held)
+        self._held = []
+
     def _release(self, addr: tuple[str, int]) -> None:
         if addr == self._owner:
             self._owner = None
+            self._drop_held()
         self._clients.pop(addr, None)
 
     def owner(self) -> dict[str, Any] | None:
@@ -457,6 +465,8 @@ class BoardServer:
             return self._ok(msg, t & 0xFFFFFFFF, t >> 32)
         if msg.cmd == sdp.CMD_STATUS:
             return self._status(msg, client)
+        if msg.cmd == sdp.CMD_SYNC:
+            return self._sync(msg)
         if msg.cmd == sdp.CMD_TIMING_CTL:
             return self._timing_ctl(msg)
         if msg.cmd == sdp.CMD_TIMING:
@@ -488,7 +498,14 @@ class BoardServer:
             if stopped is not None:
                 return self._error(msg, sdp.RC_CPU, f"core {core} (x {msg.x}, y {msg.y}, cpu {msg.cpu}) is stopped by a "
                                                     f"run-time error: {stopped}; load its image and START it again")
-            self.chip.host_send(core, np.frombuffer(msg.data, dtype="<u4"))
+            words = np.frombuffer(msg.data, dtype="<u4")
+            if msg.arg1 & sdp.SEND_HOLD:  # delivered by SYNC, with the others held, on one tick
+                if len(self._held) >= sdp.MAX_HELD:
+                    return self._error(msg, sdp.RC_ARG, f"{len(self._held):,} host messages held already (at most "
+                                                        f"{sdp.MAX_HELD:,}): send SYNC to deliver them")
+                self._held.append((core, words.copy()))
+                return self._ok(msg, len(self._held))
+            self.chip.host_send(core, words)
             return self._ok(msg)
         return self._error(msg, sdp.RC_CMD, f"unknown command {msg.cmd}")
 
@@ -593,6 +610,19 @@ class BoardServer:
         if len(self._routes) == total:
             self.chip.load_routes([self._routes[i] for i in range(total)])
         return self._ok(msg, len(self._routes), total)
+
+    def _sync(self, msg: sdp.Scp) -> sdp.Scp:
+        """Deliver the held host messages, all now: no tick runs between them, so they reach their cores on one
+        tick. One whose core stopped with a run-time error meanwhile is dropped and counted (`held_dropped`)."""
+        held, self._held = self._held, []
+        sent = 0
+        for core, words in held:
+            if self.chip.core_error(core) is not None:
+                self.link.held_dropped += 1
+                continue
+            self.chip.host_send(core, words)
+            sent += 1
+        return self._ok(msg, sent, self.chip.tick_count & 0xFFFFFFFF)
 
     # -- the timed chip's compliance record (TIMING_CTL, TIMING) -------------------------------------
     def _timed(self) -> Any:

@@ -454,14 +454,26 @@ class UdpTransport:
     def stop(self, core: int, timeout_s: float | None = None) -> None:
         self._call(sdp.Scp(sdp.CMD_STOP, 0, 0, 0, 0, b"", *self._core_at(core)), timeout_s=timeout_s)
 
-    def send(self, core: int, words: np.ndarray, timeout_s: float | None = None) -> None:
+    def send(self, core: int, words: np.ndarray, timeout_s: float | None = None, hold: bool = False) -> None:
         """Queued, and sent with the other queued messages (up to `window` in flight) before the next
-        command of any other kind: the board still sees every command in the host's order."""
+        command of any other kind: the board still sees every command in the host's order. `hold`: the board
+        keeps the message until `sync` delivers all held ones on one tick."""
         data = np.ascontiguousarray(words, dtype="<u4").tobytes()
         if len(data) > sdp.MAX_DATA_BYTES:
             raise TransportError(f"host message of {len(data) // 4} words to core {core}: at most "
                                  f"{sdp.MAX_DATA_BYTES // 4} words fit a datagram")
-        self._queued.append(sdp.Scp(sdp.CMD_SEND, 0, 0, 0, 0, data, *self._core_at(core)))
+        self._queued.append(sdp.Scp(sdp.CMD_SEND, 0, sdp.SEND_HOLD if hold else 0, 0, 0, data, *self._core_at(core)))
+
+    @property
+    def starts_together(self) -> bool:
+        """Whether the host holds a sample's SAMPLE messages and starts them with one `sync`: on a realtime board,
+        whose clock would otherwise run between them (and past a lost one until it is sent again)."""
+        return self.realtime
+
+    def sync(self, timeout_s: float | None = None) -> int:
+        """Deliver the held host messages (send(hold=True)), each acknowledged before, on one tick of the board
+        (SpiNNaker's SYNC signal); returns how many were delivered."""
+        return self._call(sdp.Scp(sdp.CMD_SYNC, 0), timeout_s=timeout_s).arg1
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Send the queued host messages and wait for their acknowledgements."""
