@@ -34,6 +34,12 @@ SDP_PORT_SCP = 0  # SDP port 0 of a core: SCP (SC&MP's own)
 
 # SC&MP commands we speak as SC&MP does (SpiNNMan scp_command.py)
 CMD_VER, CMD_READ, CMD_WRITE = 0, 2, 3
+CMD_IPTAG = 26          # only its "set the tag timeout" operation (SpiNNMan's bring-up sends it), answered RC_OK
+IPTAG_TTO = 4           # the IPTAG operation (arg1 >> 16) that sets the timeout
+# VER's answer (SpiNNMan VersionInfo, "name/hardware\0version\0" with version number 0xFFFF in arg2's high half):
+# SpiNNMan's bring-up accepts only SC&MP 4.x; the hardware and the version's tail say what this board is
+SCAMP_NAME = b"SC&MP/SpiNNaker2-emulated-s2eprop-board"
+SCAMP_VERSION = b"4.0.0-s2eprop-protocol-"  # then PROTOCOL_VERSION
 # our own (0x40..): arg3 of a request and of its reply is the CRC32 of the whole datagram (datagram_crc)
 CMD_HELLO = 0x40       # arg1 protocol version, data: client nonce (8 B) -> reply data: server nonce (8 B)
 CMD_ROUTES = 0x41      # arg1 first entry, arg2 total entries; data: entries (key, mask, dest[5]) u32
@@ -55,7 +61,7 @@ CMD_TIMING = 0x4E      # arg1 TIMING_SNAPSHOT (data: what, TIMING_WHAT) -> reply
                        # the first page; arg1 TIMING_PAGE, arg2 byte offset -> data: that page of the snapshot
 CMD_SYNC = 0x4F        # delivers every held host message (SEND with SEND_HOLD) at once, on one tick -> reply arg1
                        # messages delivered, arg2 the board's tick (low word)
-CMD_NAMES = {CMD_VER: "VER", CMD_READ: "READ", CMD_WRITE: "WRITE", CMD_HELLO: "HELLO", CMD_ROUTES: "ROUTES",
+CMD_NAMES = {CMD_VER: "VER", CMD_IPTAG: "IPTAG", CMD_READ: "READ", CMD_WRITE: "WRITE", CMD_HELLO: "HELLO", CMD_ROUTES: "ROUTES",
              CMD_START: "START", CMD_STOP: "STOP", CMD_SEND: "SEND", CMD_POLL: "POLL", CMD_ADVANCE: "ADVANCE",
              CMD_STATUS: "STATUS", CMD_STREAM: "STREAM", CMD_STREAM_ACK: "STREAM_ACK", CMD_MEM_READ: "MEM_READ",
              CMD_SPIKES: "SPIKES", CMD_BYE: "BYE", CMD_TIMING_CTL: "TIMING_CTL", CMD_TIMING: "TIMING",

@@ -46,7 +46,6 @@ LEASE_S = 60.0       # the owner's session lapses after this long without a data
 # a host posting a stream a tick wraps them in about a minute, so an older id is a new stream)
 STREAM_LATE_S = 10.0
 MAX_ADVANCE_TICKS = 100_000  # per ADVANCE: the server answers other hosts again within a minute or so
-VERSION_NAME = b"s2eprop-board/SpiNNaker2-emulated\x00"
 
 
 @dataclass
@@ -435,6 +434,11 @@ class BoardServer:
         core = self._core(msg)
         if msg.cmd == sdp.CMD_VER:
             return self._version(msg)
+        if msg.cmd == sdp.CMD_IPTAG:  # SC&MP's IP tags: the board sends nothing unasked, so it has none to set
+            if msg.arg1 >> 16 == sdp.IPTAG_TTO:
+                return self._ok(msg)
+            return self._error(msg, sdp.RC_CMD, f"IPTAG operation {msg.arg1 >> 16}: this board has no IP tags (only "
+                                                f"the tag timeout, operation {sdp.IPTAG_TTO}, is accepted)")
         if msg.cmd in (sdp.CMD_READ, sdp.CMD_WRITE, sdp.CMD_MEM_READ):
             return self._memory(msg, core, at)
         if msg.cmd == sdp.CMD_HELLO:
@@ -569,11 +573,13 @@ class BoardServer:
 
     def _version(self, msg: sdp.Scp) -> sdp.Scp:
         """VER answers with the board's own chip coordinates, (0, 0), wherever it is addressed: SpiNNMan's
-        bring-up sends it to (255, 255), and an answer from (255, 255) means 'not booted' to it."""
+        bring-up sends it to (255, 255), and an answer from (255, 255) means 'not booted' to it. It names SC&MP
+        4.0.0 (all that SpiNNMan's bring-up accepts) on SpiNNaker2-emulated-s2eprop-board, and the board's
+        protocol version after the version number (docs/protocol.md, SpiNNMan)."""
         p2p = 0
-        data = VERSION_NAME + b"0.1.0\x00"
+        data = sdp.SCAMP_NAME + b"\x00" + sdp.SCAMP_VERSION + str(sdp.PROTOCOL_VERSION).encode() + b"\x00"
         return sdp.Scp(sdp.RC_OK, msg.seq, (p2p << 16) | (msg.cpu << 8) | msg.cpu,
-                       (sdp.PROTOCOL_VERSION << 16) | sdp.MAX_DATA_BYTES, int(time.time()) & 0xFFFFFFFF, data,
+                       (0xFFFF << 16) | sdp.MAX_DATA_BYTES, int(time.time()) & 0xFFFFFFFF, data,
                        x=msg.x, y=msg.y, cpu=msg.cpu)
 
     def _memory(self, msg: sdp.Scp, core: int | None, at: tuple[int, int, int]) -> sdp.Scp:
