@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PROTOCOL_VERSION = 2  # 2: the CRC of own commands covers the whole datagram; HELLO flags, BYE
+# 2: the CRC of own commands covers the whole datagram; HELLO flags, BYE. 3: TIMING_CTL and TIMING (a timed
+# board's compliance record on request), SYNC (held host messages start together)
+PROTOCOL_VERSION = 3
 DEFAULT_PORT = 17893
 MAX_DATA_BYTES = 256
 PAD = b"\x00\x00"
@@ -32,6 +34,12 @@ SDP_PORT_SCP = 0  # SDP port 0 of a core: SCP (SC&MP's own)
 
 # SC&MP commands we speak as SC&MP does (SpiNNMan scp_command.py)
 CMD_VER, CMD_READ, CMD_WRITE = 0, 2, 3
+CMD_IPTAG = 26          # only its "set the tag timeout" operation (SpiNNMan's bring-up sends it), answered RC_OK
+IPTAG_TTO = 4           # the IPTAG operation (arg1 >> 16) that sets the timeout
+# VER's answer (SpiNNMan VersionInfo, "name/hardware\0version\0" with version number 0xFFFF in arg2's high half):
+# SpiNNMan's bring-up accepts only SC&MP 4.x; the hardware and the version's tail say what this board is
+SCAMP_NAME = b"SC&MP/SpiNNaker2-emulated-s2eprop-board"
+SCAMP_VERSION = b"4.0.0-s2eprop-protocol-"  # then PROTOCOL_VERSION
 # our own (0x40..): arg3 of a request and of its reply is the CRC32 of the whole datagram (datagram_crc)
 CMD_HELLO = 0x40       # arg1 protocol version, data: client nonce (8 B) -> reply data: server nonce (8 B)
 CMD_ROUTES = 0x41      # arg1 first entry, arg2 total entries; data: entries (key, mask, dest[5]) u32
@@ -47,10 +55,17 @@ CMD_MEM_READ = 0x4A    # as READ (arg1 address, arg2 bytes; a core's SRAM, or SD
 CMD_SPIKES = 0x4B      # one step's input spikes (or a part of them): arg1 the slot's SDRAM address, arg2 sample id;
                        # data: SPIKES_HEAD, then an EIEIO data message of 16- or 32-bit keys (the input ids)
 CMD_BYE = 0x4C        # ends the session; the board is no longer owned by this host
-CMD_NAMES = {CMD_VER: "VER", CMD_READ: "READ", CMD_WRITE: "WRITE", CMD_HELLO: "HELLO", CMD_ROUTES: "ROUTES",
+CMD_TIMING_CTL = 0x4D  # a timed board's compliance record: arg1 TIMING_RECORD (arg2 1: keep the next ticks'
+                       # records, 0: stop) or TIMING_PART (data: the part the next ticks run, "train" or "inference")
+CMD_TIMING = 0x4E      # arg1 TIMING_SNAPSHOT (data: what, TIMING_WHAT) -> reply arg1 bytes, arg2 their CRC32, data
+                       # the first page; arg1 TIMING_PAGE, arg2 byte offset -> data: that page of the snapshot
+CMD_SYNC = 0x4F        # delivers every held host message (SEND with SEND_HOLD) at once, on one tick -> reply arg1
+                       # messages delivered, arg2 the board's tick (low word)
+CMD_NAMES = {CMD_VER: "VER", CMD_IPTAG: "IPTAG", CMD_READ: "READ", CMD_WRITE: "WRITE", CMD_HELLO: "HELLO", CMD_ROUTES: "ROUTES",
              CMD_START: "START", CMD_STOP: "STOP", CMD_SEND: "SEND", CMD_POLL: "POLL", CMD_ADVANCE: "ADVANCE",
              CMD_STATUS: "STATUS", CMD_STREAM: "STREAM", CMD_STREAM_ACK: "STREAM_ACK", CMD_MEM_READ: "MEM_READ",
-             CMD_SPIKES: "SPIKES", CMD_BYE: "BYE"}
+             CMD_SPIKES: "SPIKES", CMD_BYE: "BYE", CMD_TIMING_CTL: "TIMING_CTL", CMD_TIMING: "TIMING",
+             CMD_SYNC: "SYNC"}
 MAX_STREAM_CHUNKS = 8 * MAX_DATA_BYTES  # chunks one STREAM_ACK bitmap can report
 OWN_COMMANDS = frozenset(c for c in CMD_NAMES if c >= CMD_HELLO)
 # HELLO arg2: what the host means to do. A host that drives the board (loads, starts, sends, advances) claims
@@ -61,7 +76,19 @@ HELLO_CLAIM, HELLO_TAKE_OVER = 1, 2
 STATUS_BRIEF = 1
 # commands that change the board: only its owner may send them (the first to send one to a free board owns it)
 DRIVING_COMMANDS = frozenset((CMD_ROUTES, CMD_START, CMD_STOP, CMD_SEND, CMD_POLL, CMD_ADVANCE, CMD_STREAM,
-                              CMD_STREAM_ACK, CMD_SPIKES))
+                              CMD_STREAM_ACK, CMD_SPIKES, CMD_TIMING_CTL, CMD_SYNC))
+# SEND arg1 bit 0: hold the message on the board until SYNC (SpiNNaker's SYNC0 barrier: the cores of one sample
+# start on one tick of a realtime board, a lost and resent SEND included); at most MAX_HELD held at a time
+SEND_HOLD = 1
+MAX_HELD = 4096
+# TIMING_CTL and TIMING ops (arg1)
+TIMING_RECORD, TIMING_PART = 0, 1
+TIMING_SNAPSHOT, TIMING_PAGE = 0, 1
+# what a TIMING snapshot holds (its data names one, and the part where it has one): "summary PART" (report.json
+# `timing` as JSON, late_packets 0: the host counts those), "arrays PART" (the part's per-core arrays, .npz),
+# "window" (the training tick records kept, .npz of one structured array `window`), "npz" (timing.npz itself),
+# "state" (JSON: budget_cycles, overruns_seen, mode)
+TIMING_WHAT = ("summary", "arrays", "window", "npz", "state")
 
 # result codes (SpiNNMan scp_result.py)
 RC_OK, RC_LEN, RC_SUM, RC_CMD, RC_ARG, RC_PORT, RC_TIMEOUT, RC_ROUTE, RC_CPU = range(0x80, 0x89)

@@ -15,6 +15,7 @@ runs an ADVANCE to its end before it returns.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import select
@@ -32,6 +33,7 @@ import numpy as np
 from s2eprop.emulator.board import protocol as sdp
 from s2eprop.emulator.chip.functional import FunctionalChip
 from s2eprop.emulator.chip.description import ChipDescription
+from s2eprop.emulator.chip.pacing import Lag
 from s2eprop.emulator.errors import EmulatorError
 from s2eprop.firmware.routes import RouteEntry
 from s2eprop.emulator.board.spike_injector import SpikeInjector
@@ -44,7 +46,6 @@ LEASE_S = 60.0       # the owner's session lapses after this long without a data
 # a host posting a stream a tick wraps them in about a minute, so an older id is a new stream)
 STREAM_LATE_S = 10.0
 MAX_ADVANCE_TICKS = 100_000  # per ADVANCE: the server answers other hosts again within a minute or so
-VERSION_NAME = b"s2eprop-board/SpiNNaker2-emulated\x00"
 
 
 @dataclass
@@ -74,6 +75,7 @@ class LinkCounters:
     spikes_errors: int = 0    # spike datagrams refused: malformed, an id >= n_in, a slot outside SDRAM
     stale_messages: int = 0   # messages a core queued for the host before it was started again: dropped
     busy: int = 0             # datagrams refused (or, unanswered ones, dropped) because another host owns the board
+    held_dropped: int = 0     # held host messages (SEND_HOLD) not delivered: their core stopped, or their host left
     internal_errors: int = 0  # datagrams whose handling failed inside the server (a bug): dropped (last_internal_error)
 
     def as_dict(self) -> dict[str, int]:
@@ -106,6 +108,7 @@ class _Client:
     closed_streams: dict = field(default_factory=dict)         # stream acknowledged complete -> when
     stream_errors: dict = field(default_factory=dict)          # stream -> why a chunk could not be written
     status_pages: list = field(default_factory=list)           # the pages of this session's last STATUS snapshot
+    timing_blob: bytes = b""                                   # this session's last TIMING snapshot
 
 
 class BoardServer:
@@ -143,6 +146,8 @@ class BoardServer:
         self._owner: tuple[str, int] | None = None
         self._owner_since = 0.0
         self._owner_seen = 0.0
+        self._held: list[tuple[int, np.ndarray]] = []  # host messages held for SYNC: (core, words)
+        self.lag = Lag()  # realtime: how late each tick started on the wall clock (report.json timing.realtime_lag)
 
     # -- the loop -----------------------------------------------------------------------------------
     def serve_forever(self) -> None:
@@ -163,10 +168,12 @@ class BoardServer:
         """Answer what has arrived within timeout_s (in realtime mode, run the ticks that fall due)."""
         if self.mode == "realtime" and self._next_tick_s is not None:
             now = time.perf_counter()
+            tick_s = self.desc.tick_us * 1e-6
             while now >= self._next_tick_s:
+                self.lag = self.lag.noted(time.perf_counter() - self._next_tick_s, tick_s)
                 self.chip.run(1)
                 self._outbox.extend((c, w.tolist()) for c, w in self.chip.take_host_messages())
-                self._next_tick_s += self.desc.tick_us * 1e-6
+                self._next_tick_s += tick_s
                 if time.perf_counter() - self._next_tick_s > 0.1:  # far behind the wall clock: counted, not caught up
                     self.link.ticks_behind += 1
             timeout_s = max(0.0, min(timeout_s, self._next_tick_s - now))
@@ -385,6 +392,7 @@ class BoardServer:
             return None
         if self._owner is None or (claim and msg.arg2 & sdp.HELLO_TAKE_OVER):
             if claim or driving:
+                self._drop_held()  # what the last owner held is no message of this one
                 self._owner, self._owner_since, self._owner_seen = addr, time.time(), now
             return None
         host, port = self._owner
@@ -393,9 +401,14 @@ class BoardServer:
                 f"is free when that host ends, or {self.lease_s:g} s after its last datagram; if that host is dead, "
                 f"set S2EPROP_TAKE_BOARD=1 to take the board over now")
 
+    def _drop_held(self) -> None:
+        self.link.held_dropped += len(self._held)
+        self._held = []
+
     def _release(self, addr: tuple[str, int]) -> None:
         if addr == self._owner:
             self._owner = None
+            self._drop_held()
         self._clients.pop(addr, None)
 
     def owner(self) -> dict[str, Any] | None:
@@ -421,6 +434,11 @@ class BoardServer:
         core = self._core(msg)
         if msg.cmd == sdp.CMD_VER:
             return self._version(msg)
+        if msg.cmd == sdp.CMD_IPTAG:  # SC&MP's IP tags: the board sends nothing unasked, so it has none to set
+            if msg.arg1 >> 16 == sdp.IPTAG_TTO:
+                return self._ok(msg)
+            return self._error(msg, sdp.RC_CMD, f"IPTAG operation {msg.arg1 >> 16}: this board has no IP tags (only "
+                                                f"the tag timeout, operation {sdp.IPTAG_TTO}, is accepted)")
         if msg.cmd in (sdp.CMD_READ, sdp.CMD_WRITE, sdp.CMD_MEM_READ):
             return self._memory(msg, core, at)
         if msg.cmd == sdp.CMD_HELLO:
@@ -451,6 +469,12 @@ class BoardServer:
             return self._ok(msg, t & 0xFFFFFFFF, t >> 32)
         if msg.cmd == sdp.CMD_STATUS:
             return self._status(msg, client)
+        if msg.cmd == sdp.CMD_SYNC:
+            return self._sync(msg)
+        if msg.cmd == sdp.CMD_TIMING_CTL:
+            return self._timing_ctl(msg)
+        if msg.cmd == sdp.CMD_TIMING:
+            return self._timing(msg, client)
         if msg.cmd == sdp.CMD_STREAM_ACK:
             return self._stream_ack(msg, client)
         if msg.cmd == sdp.CMD_SPIKES:
@@ -478,7 +502,14 @@ class BoardServer:
             if stopped is not None:
                 return self._error(msg, sdp.RC_CPU, f"core {core} (x {msg.x}, y {msg.y}, cpu {msg.cpu}) is stopped by a "
                                                     f"run-time error: {stopped}; load its image and START it again")
-            self.chip.host_send(core, np.frombuffer(msg.data, dtype="<u4"))
+            words = np.frombuffer(msg.data, dtype="<u4")
+            if msg.arg1 & sdp.SEND_HOLD:  # delivered by SYNC, with the others held, on one tick
+                if len(self._held) >= sdp.MAX_HELD:
+                    return self._error(msg, sdp.RC_ARG, f"{len(self._held):,} host messages held already (at most "
+                                                        f"{sdp.MAX_HELD:,}): send SYNC to deliver them")
+                self._held.append((core, words.copy()))
+                return self._ok(msg, len(self._held))
+            self.chip.host_send(core, words)
             return self._ok(msg)
         return self._error(msg, sdp.RC_CMD, f"unknown command {msg.cmd}")
 
@@ -542,11 +573,13 @@ class BoardServer:
 
     def _version(self, msg: sdp.Scp) -> sdp.Scp:
         """VER answers with the board's own chip coordinates, (0, 0), wherever it is addressed: SpiNNMan's
-        bring-up sends it to (255, 255), and an answer from (255, 255) means 'not booted' to it."""
+        bring-up sends it to (255, 255), and an answer from (255, 255) means 'not booted' to it. It names SC&MP
+        4.0.0 (all that SpiNNMan's bring-up accepts) on SpiNNaker2-emulated-s2eprop-board, and the board's
+        protocol version after the version number (docs/protocol.md, SpiNNMan)."""
         p2p = 0
-        data = VERSION_NAME + b"0.1.0\x00"
+        data = sdp.SCAMP_NAME + b"\x00" + sdp.SCAMP_VERSION + str(sdp.PROTOCOL_VERSION).encode() + b"\x00"
         return sdp.Scp(sdp.RC_OK, msg.seq, (p2p << 16) | (msg.cpu << 8) | msg.cpu,
-                       (sdp.PROTOCOL_VERSION << 16) | sdp.MAX_DATA_BYTES, int(time.time()) & 0xFFFFFFFF, data,
+                       (0xFFFF << 16) | sdp.MAX_DATA_BYTES, int(time.time()) & 0xFFFFFFFF, data,
                        x=msg.x, y=msg.y, cpu=msg.cpu)
 
     def _memory(self, msg: sdp.Scp, core: int | None, at: tuple[int, int, int]) -> sdp.Scp:
@@ -584,6 +617,74 @@ class BoardServer:
             self.chip.load_routes([self._routes[i] for i in range(total)])
         return self._ok(msg, len(self._routes), total)
 
+    def _sync(self, msg: sdp.Scp) -> sdp.Scp:
+        """Deliver the held host messages, all now: no tick runs between them, so they reach their cores on one
+        tick. One whose core stopped with a run-time error meanwhile is dropped and counted (`held_dropped`)."""
+        held, self._held = self._held, []
+        sent = 0
+        for core, words in held:
+            if self.chip.core_error(core) is not None:
+                self.link.held_dropped += 1
+                continue
+            self.chip.host_send(core, words)
+            sent += 1
+        return self._ok(msg, sent, self.chip.tick_count & 0xFFFFFFFF)
+
+    # -- the timed chip's compliance record (TIMING_CTL, TIMING) -------------------------------------
+    def _timed(self) -> Any:
+        """The timed chip behind the board; EmulatorError (RC_ARG) on a functional board."""
+        if not hasattr(self.chip, "compliance"):
+            raise EmulatorError(f"this board is {self.mode}: it keeps no timing record; serve it with "
+                                f"--mode timed or realtime for one")
+        return self.chip
+
+    def _timing_ctl(self, msg: sdp.Scp) -> sdp.Scp:
+        chip = self._timed()
+        if msg.arg1 == sdp.TIMING_RECORD:
+            chip.record(bool(msg.arg2))
+        elif msg.arg1 == sdp.TIMING_PART:
+            chip.set_part(msg.data.decode("ascii", "replace"))
+        else:
+            return self._error(msg, sdp.RC_ARG, f"TIMING_CTL op {msg.arg1}: 0 (record) or 1 (part)")
+        return self._ok(msg, chip.tick_count & 0xFFFFFFFF)
+
+    def timing_snapshot(self, what: str) -> bytes:
+        """The bytes of one TIMING snapshot (protocol.TIMING_WHAT): what the in-process TimingRecord answers."""
+        chip = self._timed()
+        kind, _, part = what.partition(" ")
+        part = part or "train"
+        if kind == "summary":
+            summary = chip.compliance.summary(chip.timing_arrays(part), 0, self.mode, self.lag, part)
+            return json.dumps(summary, default=str).encode()
+        if kind == "arrays":
+            return _npz(**chip.timing_arrays(part))
+        if kind == "window":
+            return _npz(window=chip.compliance.window())
+        if kind == "npz":
+            return chip.timing_npz()
+        if kind == "state":
+            c = chip.compliance
+            return json.dumps({"budget_cycles": c.budget_cycles, "overruns_seen": c.overruns_seen,
+                               "mode": self.mode}).encode()
+        raise EmulatorError(f"TIMING snapshot {what!r}: one of {', '.join(sdp.TIMING_WHAT)} (summary and arrays "
+                            f"with a part: train or inference)")
+
+    def _timing(self, msg: sdp.Scp, client: _Client) -> sdp.Scp:
+        """A snapshot of the compliance record (op TIMING_SNAPSHOT: its size, CRC and first page), or a page of
+        this session's last one (TIMING_PAGE, arg2 its byte offset)."""
+        step = sdp.MAX_DATA_BYTES
+        if msg.arg1 == sdp.TIMING_SNAPSHOT:
+            client.timing_blob = self.timing_snapshot(msg.data.decode("ascii", "replace"))
+            blob = client.timing_blob
+            return self._ok(msg, len(blob), sdp.crc32(blob), blob[:step])
+        if msg.arg1 == sdp.TIMING_PAGE:
+            blob, at = client.timing_blob, msg.arg2
+            if at >= len(blob) or at % step:
+                return self._error(msg, sdp.RC_ARG, f"TIMING page at byte {at:,}: the snapshot has {len(blob):,} B "
+                                                    f"in pages of {step} B (take a snapshot first)")
+            return self._ok(msg, at, len(blob), blob[at:at + step])
+        return self._error(msg, sdp.RC_ARG, f"TIMING op {msg.arg1}: 0 (snapshot) or 1 (page)")
+
     def _drop_messages_of(self, core: int) -> None:
         """A core started again: what it queued for the host before (a host killed mid-sample never polled
         it) belongs to no run now, and would reach the new host as messages of no sample: dropped, counted."""
@@ -608,15 +709,18 @@ class BoardServer:
         # cores stopped by a run-time error (their memory was written into an invalid state): SpiNNaker's RTE
         core_errors = {str(c): {"at": list(self.desc.placement(c)), "error": why}
                        for c, why in self.chip.core_errors().items()}
+        timed = {"overruns_seen": int(self.chip.compliance.overruns_seen)} if hasattr(self.chip, "compliance") else {}
         if brief:
             return {"ticks": self.chip.tick_count, "delivered": st.delivered, "dropped": st.dropped,
                     "last_drop": list(st.last_drop) if st.last_drop else None, "losses": losses,
-                    "core_errors": core_errors}
+                    "core_errors": core_errors, **timed}
         return {"ticks": self.chip.tick_count, "delivered": st.delivered, "dropped": st.dropped,
                 "last_drop": list(st.last_drop) if st.last_drop else None, "losses": losses,
                 "link": self.link.as_dict(), "mode": self.mode, "cores": self.chip.n_cores,
                 "last_spike_error": self.spikes.last_error, "core_errors": core_errors,
-                "last_internal_error": self.last_internal_error, "owner": self.owner()}
+                "last_internal_error": self.last_internal_error, "owner": self.owner(), **timed,
+                "board": {"mode": self.mode, "chip": self.desc.name, "chip_file": str(self.desc.path),
+                          "clock_hz": self.desc.clock_hz, "tick_us": self.desc.tick_us}}
 
     def _status(self, msg: sdp.Scp, client: _Client) -> sdp.Scp:
         """A page of the session's STATUS snapshot (each session its own: another's page 0 does not move it)."""
@@ -628,3 +732,9 @@ class BoardServer:
         if page >= len(client.status_pages):
             return self._error(msg, sdp.RC_ARG, f"status page {page} of {len(client.status_pages)}")
         return self._ok(msg, page, len(client.status_pages), client.status_pages[page])
+
+
+def _npz(**arrays: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()

@@ -14,8 +14,8 @@ records and the Gantt ticks describe the training ticks; inference has its own s
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -264,10 +264,10 @@ class Compliance:
                                    "ticks_behind": lag.ticks_behind}
         return out
 
-    def save(self, path: Path, arrays: dict[str, np.ndarray],
-             inference: dict[str, np.ndarray] | None = None) -> None:
-        """timing.npz: the training part's per-core arrays (`core_*`; inference's as `inference_core_*`),
-        the window of training tick records, the two Gantt ticks (atomic)."""
+    def npz_contents(self, arrays: dict[str, np.ndarray],
+                     inference: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """What timing.npz holds: the training part's per-core arrays (`core_*`; inference's as
+        `inference_core_*`), the window of training tick records, the two Gantt ticks."""
         w = self.window()
         out: dict[str, np.ndarray] = {f"core_{k}": v for k, v in arrays.items()}
         out.update({f"inference_core_{k}": v for k, v in (inference or {}).items()})
@@ -289,6 +289,10 @@ class Compliance:
             out[f"gantt_{name}_utilisation"] = np.array(util)
             for f in log.dtype.names:
                 out[f"gantt_{name}_{f}"] = log[f]
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, **out)
-        tmp.replace(path)
+        return out
+
+    def npz_bytes(self, arrays: dict[str, np.ndarray], inference: dict[str, np.ndarray] | None = None) -> bytes:
+        """timing.npz as bytes (what a board sends its host: docs/protocol.md, TIMING)."""
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **self.npz_contents(arrays, inference))
+        return buf.getvalue()

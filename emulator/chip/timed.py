@@ -208,6 +208,11 @@ class TimedChip(FunctionalChip):
         """Per-core totals of the ticks of one part of the run (training, or inference)."""
         return self.compliance.part_arrays(part, self.phase_cycles())
 
+    def timing_npz(self) -> bytes:
+        """timing.npz as bytes: the training part's arrays, and inference's when inference ticks ran."""
+        inference = self.timing_arrays("inference")
+        return self.compliance.npz_bytes(self.timing_arrays(), inference if inference["ticks"].any() else None)
+
     def whole_run_arrays(self) -> dict[str, np.ndarray]:
         """Per-core totals of every tick, as the C loop keeps them (emu_tcore_t)."""
         return self.compliance.per_core([self._t.cores[c] for c in range(self.n_cores)])

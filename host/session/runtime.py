@@ -195,7 +195,9 @@ class BoardTrainer:
         timing = self.timing_summary(per_core)
         inference = self.timing_summary(per_core, "inference") if timing is not None else None
         link = getattr(self.transport, "link_stats", None)
-        return {**({"timing": timing} if timing is not None else {}),
+        board = getattr(self.transport, "board_report", None)
+        return {**({"board": board()} if board is not None else {}),
+                **({"timing": timing} if timing is not None else {}),
                 **({"timing_inference": inference} if inference is not None and inference["ticks"] else {}),
                 **({"link": link()} if link is not None else {}),
             "cores": self.plan.n_cores,

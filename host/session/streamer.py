@@ -16,6 +16,10 @@ start_advance and finish_advance: a board takes them while its cores run; the ri
 INPUT_RING_SAMPLES samples, and a core reads only its own sample's slots, so the bits are those of
 writing them later). The next begin finds them there (same sample id, slots and frames) and writes
 nothing; anything else is written as usual.
+
+A board whose clock runs on its own (realtime) would start each core when its SAMPLE message arrives, and
+one lost and sent again a retransmission timeout late: there the SAMPLE messages are held on the board and
+one SYNC delivers them all on one tick (`starts_together`, as SpiNNaker applications start on one signal).
 """
 from __future__ import annotations
 
@@ -93,8 +97,12 @@ class SampleStreamer:
                 self.staged_wasted += staged is not None
                 self._write(slot0, slots)
         msg = SampleMsg(sample_id, label, train, slot0, record).pack()
-        for core in self.cores:
-            self.transport.send(core, msg)
+        if getattr(self.transport, "starts_together", False):  # held on the board until run_samples' sync
+            for core in self.cores:
+                self.transport.send(core, msg, hold=True)  # type: ignore[call-arg]
+        else:
+            for core in self.cores:
+                self.transport.send(core, msg)
         return _Pending(self, SampleOutcome(sample_id, None), slot0, slots, 0 if self.mode == "realtime" else self.n_steps)
 
     def _write(self, slot: int, slots: np.ndarray, live: bool = False) -> None:
@@ -149,6 +157,8 @@ def run_samples(streamers: list[SampleStreamer], items: list[tuple[Any, ...]],
         raise ConfigError("samples run at once need one transport, one sample length and one input mode")
     owner = {core: i for i, s in enumerate(streamers) for core in s.cores}
     pending = [s.begin(*item) for s, item in zip(streamers, items)]
+    if getattr(transport, "starts_together", False):  # a realtime board: every core of every sample on one tick
+        transport.sync()  # type: ignore[attr-defined]
     if streamers[0].mode == "prefetch":
         transport.start_advance(n_steps + 1)
         for s, up in zip(streamers, upcoming or ()):

@@ -13,6 +13,7 @@ from s2eprop.emulator.errors import EmulatorError
 from s2eprop.firmware.routes import RouteEntry
 from s2eprop.emulator.chip.timed import TimedChip
 from s2eprop.host.errors import TransportError
+from s2eprop.host.files import atomic_write
 from s2eprop.host.transport.base import FW_STATUS, TransportStatus
 
 
@@ -128,5 +129,5 @@ class ChipTiming:
         return self._chip.compliance.summary(self.arrays(part), late_packets, self._chip.mode, self._chip.lag, part)
 
     def save(self, path: Path) -> None:
-        inference = self.arrays("inference")
-        self._chip.compliance.save(path, self.arrays(), inference if inference["ticks"].any() else None)
+        blob = self._chip.timing_npz()
+        atomic_write(path, lambda f: f.write(blob))

@@ -16,6 +16,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import numpy as np
@@ -24,6 +25,9 @@ from s2eprop.emulator.board import protocol as sdp
 from s2eprop.firmware.routes import RouteEntry
 from s2eprop.host.errors import ConfigError, TransportError
 from s2eprop.host.transport.base import TransportStatus
+
+if TYPE_CHECKING:
+    from s2eprop.host.transport.board_timing import BoardTiming
 
 KEY_ENV = "S2EPROP_BOARD_KEY"
 PATIENCE_S = 10.0   # a command fails after this long without a reply (SpiNNMan waits about as long)
@@ -136,6 +140,8 @@ class UdpTransport:
         self._last_wait_s: float | None = None
         self._nonce = b""
         self._closed = False
+        self._timing: "BoardTiming | None" = None
+        self._overruns_seen: int | None = None
         if take_over is None:
             take_over = os.environ.get(TAKE_ENV, "") == "1"
         self._hello_flags = (sdp.HELLO_CLAIM if claim else 0) | (sdp.HELLO_TAKE_OVER if claim and take_over else 0)
@@ -448,14 +454,26 @@ class UdpTransport:
     def stop(self, core: int, timeout_s: float | None = None) -> None:
         self._call(sdp.Scp(sdp.CMD_STOP, 0, 0, 0, 0, b"", *self._core_at(core)), timeout_s=timeout_s)
 
-    def send(self, core: int, words: np.ndarray, timeout_s: float | None = None) -> None:
+    def send(self, core: int, words: np.ndarray, timeout_s: float | None = None, hold: bool = False) -> None:
         """Queued, and sent with the other queued messages (up to `window` in flight) before the next
-        command of any other kind: the board still sees every command in the host's order."""
+        command of any other kind: the board still sees every command in the host's order. `hold`: the board
+        keeps the message until `sync` delivers all held ones on one tick."""
         data = np.ascontiguousarray(words, dtype="<u4").tobytes()
         if len(data) > sdp.MAX_DATA_BYTES:
             raise TransportError(f"host message of {len(data) // 4} words to core {core}: at most "
                                  f"{sdp.MAX_DATA_BYTES // 4} words fit a datagram")
-        self._queued.append(sdp.Scp(sdp.CMD_SEND, 0, 0, 0, 0, data, *self._core_at(core)))
+        self._queued.append(sdp.Scp(sdp.CMD_SEND, 0, sdp.SEND_HOLD if hold else 0, 0, 0, data, *self._core_at(core)))
+
+    @property
+    def starts_together(self) -> bool:
+        """Whether the host holds a sample's SAMPLE messages and starts them with one `sync`: on a realtime board,
+        whose clock would otherwise run between them (and past a lost one until it is sent again)."""
+        return self.realtime
+
+    def sync(self, timeout_s: float | None = None) -> int:
+        """Deliver the held host messages (send(hold=True)), each acknowledged before, on one tick of the board
+        (SpiNNaker's SYNC signal); returns how many were delivered."""
+        return self._call(sdp.Scp(sdp.CMD_SYNC, 0), timeout_s=timeout_s).arg1
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Send the queued host messages and wait for their acknowledgements."""
@@ -562,6 +580,8 @@ class UdpTransport:
 
     def status(self, timeout_s: float | None = None) -> TransportStatus:
         st = self.board_status(timeout_s, brief=True)
+        seen = st.get("overruns_seen")
+        self._overruns_seen = seen if isinstance(seen, int) else None
         try:
             return TransportStatus(ticks=int(st["ticks"]), packets_delivered=int(st["delivered"]),
                                    packets_dropped=int(st["dropped"]),
@@ -583,6 +603,46 @@ class UdpTransport:
             except (TypeError, ValueError, KeyError):
                 out[c] = str(e)
         return out
+
+    # -- a timed board's compliance record (docs/protocol.md, TIMING) ---------------------------------
+    def timing(self) -> "BoardTiming | None":
+        """The board's compliance record when it is timed or realtime (None for a functional board): the same
+        TimingRecord an in-process timed chip gives."""
+        if self.board_info.get("mode") not in ("timed", "realtime"):
+            return None
+        if self._timing is None:
+            from s2eprop.host.transport.board_timing import BoardTiming
+
+            self._timing = BoardTiming(self)
+        return self._timing
+
+    def timing_ctl(self, op: int, arg: int = 0, data: bytes = b"") -> None:
+        """Mark the board's next ticks (TIMING_RECORD: keep their records; TIMING_PART: the part they run)."""
+        self._call(sdp.Scp(sdp.CMD_TIMING_CTL, 0, op, arg, 0, data))
+
+    def timing_snapshot(self, what: str) -> bytes:
+        """One snapshot of the board's compliance record (protocol.TIMING_WHAT), read in pages (up to `window`
+        in flight) and checked against the CRC32 the board gave."""
+        first = self._call(sdp.Scp(sdp.CMD_TIMING, 0, sdp.TIMING_SNAPSHOT, 0, 0, what.encode("ascii")))
+        size, crc, step = first.arg1, first.arg2, sdp.MAX_DATA_BYTES
+        if size > 1 << 30:
+            raise TransportError(f"board at {self.target}: its TIMING {what!r} is {size:,} B (at most 1 GiB expected)")
+        pages = [first.data] + [r.data for r in self._many([sdp.Scp(sdp.CMD_TIMING, 0, sdp.TIMING_PAGE, at)
+                                                            for at in range(step, size, step)])]
+        blob = b"".join(pages)
+        if len(blob) != size or sdp.crc32(blob) != crc:
+            raise TransportError(f"board at {self.target}: its TIMING {what!r} came as {len(blob):,} B with CRC32 "
+                                 f"0x{sdp.crc32(blob):08x}, announced {size:,} B with 0x{crc:08x}")
+        return blob
+
+    def last_overruns_seen(self) -> int | None:
+        """The overruns the board had counted at its last STATUS (None: no STATUS yet)."""
+        return self._overruns_seen
+
+    def board_report(self) -> dict:
+        """report.json `board`: where the board is, its mode, chip file and clock."""
+        board = self.board_status().get("board")
+        return {"target": self.target, **(board if isinstance(board, dict) else {"mode": self.board_info.get("mode")})}
 
     def link_stats(self) -> dict[str, dict[str, int]]:
         """The link's counters seen from both ends (report.json `link`)."""

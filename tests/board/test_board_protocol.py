@@ -33,8 +33,10 @@ def test_ver_over_raw_scp(board) -> None:
     assert rc == 0x80 and seq == 7
     assert arg2 & 0xFFFF == 256                      # buffer size: 256 data bytes
     assert arg1 & 0xFF == 0 and arg1 >> 16 == 0      # cpu 0 at p2p address (0, 0)
-    name = reply[26:].split(b"\0")[0]
-    assert name.startswith(b"s2eprop-board")
+    # version number 0xFFFF: the version is the string after the name (SpiNNMan VersionInfo), which must be
+    # SC&MP 4.x for SpiNNMan's bring-up; the hardware and the version's tail say what the board is
+    assert arg2 >> 16 == 0xFFFF
+    assert reply[26:].split(b"\0")[:2] == [b"SC&MP/SpiNNaker2-emulated-s2eprop-board", b"4.0.0-s2eprop-protocol-3"]
 
 
 def test_ver_answers_with_the_boards_own_coordinates_wherever_it_is_addressed(board) -> None:
@@ -87,7 +89,7 @@ def test_no_server_at_the_address_is_one_clear_error() -> None:
 
 def test_protocol_version_mismatch_is_named(board, monkeypatch) -> None:
     monkeypatch.setattr(UdpTransport, "protocol_version", 99)
-    with pytest.raises(TransportError, match="refused HELLO .RC_ARG.: protocol version 99: this board speaks version 2"):
+    with pytest.raises(TransportError, match="refused HELLO .RC_ARG.: protocol version 99: this board speaks version 3"):
         UdpTransport(board.target)
 
 
