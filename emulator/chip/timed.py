@@ -234,6 +234,13 @@ class SimpyTimedChip(TimedChip):
     def now_ps(self) -> int:
         return self.model.now_ps
 
+    def set_router_faults(self, faults) -> None:
+        super().set_router_faults(faults)
+        self.model.faults = self._router_faults  # the model applies the Python mirror
+
+    def fault_hits(self) -> list[int]:
+        return list(self.model.faults.hits)
+
     def run(self, n_ticks: int) -> None:
         if n_ticks < 0:
             raise EmulatorError(f"cannot run a negative number of ticks ({n_ticks})")

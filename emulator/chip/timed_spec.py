@@ -12,7 +12,9 @@ per process:
 - `fire_timer(core)`: the core's timer: tick k fires at k x tick + the core's skew.
 - `deliver_burst(...)`: the router and NoC: a handler's packets to one destination core arrive as a
   burst after router latency + hops x hop latency + packets x packet interval, into the core's
-  receive queue, a bounded `simpy.Store` (a packet that finds it full is lost and counted).
+  receive queue, a bounded `simpy.Store` (a packet that finds it full is lost and counted). The
+  router's injected faults (`faults`, emulator/chip/faults.py) leave a dropped packet out, send a
+  duplicated one twice in a row, and a delayed one alone, after the bursts, delay x tick later.
 - `transfer_dma(...)`: one transfer on the core's DMA engine, a `simpy.Resource` (one at a time, in
   order): set-up latency + bytes / bandwidth; the copy is made at completion, then DMA done is pending.
 - `send_to_host(...)` / `receive_from_host(...)`: a message over the host link (a `simpy.Resource`
@@ -38,6 +40,7 @@ import simpy
 from simpy.events import URGENT
 
 from s2eprop.emulator.chip.description import HANDLERS, PHASE_OF_COUNT, PHASE_OF_HANDLER, PHASES, ChipDescription
+from s2eprop.emulator.chip.faults import RouterFaults
 from s2eprop.emulator.errors import EmulatorError
 from s2eprop.firmware.outbox import DmaTransfer, Effects
 from s2eprop.firmware.routes import RouteEntry, lookup
@@ -131,6 +134,7 @@ class TimedChipModel:
         self.host_out = simpy.Resource(self.env, capacity=1)
         self.counts = np.zeros((n_cores, len(count_fields)), dtype=np.uint64)
         self.counters = ChipCounters()
+        self.faults = RouterFaults()  # the router's injected faults (emulator/chip/faults.py)
         self.enabled = [False] * n_cores
         self.started = False
         self.now_ps = 0
@@ -367,11 +371,25 @@ class TimedChipModel:
             c.user_pending = True
         if effects.packets:
             routes = self.routes()
-            entries = [lookup(routes, key) for key, _ in effects.packets]
-            for (key, _), entry in zip(effects.packets, entries):
+            packets: list[tuple[int, int]] = []
+            entries: list[RouteEntry | None] = []
+            delayed = []
+            for key, payload in effects.packets:
+                entry = lookup(routes, key)
+                action, delay = (None, 0) if entry is None else self.faults.apply(core, key)
                 if entry is None:
                     self._drop(core, key)
-            self._send_bursts(core, end_ps, effects.packets, entries)
+                if action == "drop":
+                    continue
+                if action == "delay":
+                    delayed.append(((key, payload), entry, delay))
+                    continue
+                copies = 2 if action == "duplicate" else 1
+                packets += [(key, payload)] * copies
+                entries += [entry] * copies
+            self._send_bursts(core, end_ps, packets, entries)
+            for packet, entry, delay in delayed:  # alone, after the bursts, delay ticks later
+                self._send_bursts(core, end_ps + delay * self.tick_ps, [packet], [entry])
 
     def _send_bursts(self, src: int, end_ps: int, packets: list[tuple[int, int]],
                      entries: list[RouteEntry | None]) -> None:

@@ -206,19 +206,35 @@ static void release(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t end
     uint32_t *packets = t->stage_packets;
     const emu_route_t **routes = t->stage_routes;
     emu_tcore_t *c = &t->cores[core];
-    uint32_t count, at = 0, n = 0, len;
+    uint32_t count, at = 0, n = 0, n_delayed = 0, len;
     const uint32_t *box = emu_outbox_take(chip, core, &count);
     for (; at < count; at += len) {
         len = emu_outbox_entry_words(box, at, count);
         if (len == 0u) { chip->core_error[core] = EMU_RTE_OUTBOX; break; }  /* the rest is not trusted */
         const uint32_t tag = box[at] & 0xffu;
         if (tag == HAL_OUT_MC) {
+            const uint32_t key = box[at + 1], payload = box[at + 2];
             if (n == EMU_STAGE_PACKETS) { t->stage_overflows++; continue; }
-            packets[2u * n] = box[at + 1];
-            packets[2u * n + 1u] = box[at + 2];
-            routes[n] = emu_route(chip, box[at + 1]);
-            if (!routes[n]) drop(chip, core, box[at + 1]);
-            n++;
+            const emu_route_t *rt = emu_route(chip, key);
+            uint32_t action = EMU_FAULT_NONE, delay = 0, copies = 1u;
+            if (!rt) drop(chip, core, key);
+            else if (chip->n_faults) action = emu_faults_apply(chip->faults, chip->n_faults, core, key, &delay);
+            if (action == EMU_FAULT_DROP) continue;
+            if (action == EMU_FAULT_DELAY) {  /* sent apart, delay ticks later, after this handler's bursts */
+                if (n_delayed == EMU_STAGE_PACKETS) { t->stage_overflows++; continue; }
+                t->delayed_packets[2u * n_delayed] = key;
+                t->delayed_packets[2u * n_delayed + 1u] = payload;
+                t->delayed_ticks[n_delayed] = delay;
+                t->delayed_routes[n_delayed++] = rt;
+                continue;
+            }
+            if (action == EMU_FAULT_DUPLICATE) copies = 2u;
+            for (uint32_t copy = 0; copy < copies; ++copy) {
+                if (n == EMU_STAGE_PACKETS) { t->stage_overflows++; break; }
+                packets[2u * n] = key;
+                packets[2u * n + 1u] = payload;
+                routes[n++] = rt;
+            }
         } else if (tag == HAL_OUT_HOST) {
             host_out(chip, t, core, end_ps, box + at + 1, len - 1u);
         } else if (tag == HAL_OUT_DMA || tag == HAL_OUT_DMA_WRITE) {  /* one engine per core, in order */
@@ -234,6 +250,9 @@ static void release(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t end
         }
     }
     if (n) send_bursts(chip, t, core, end_ps, packets, routes, n);
+    for (uint32_t i = 0; i < n_delayed; ++i)
+        send_bursts(chip, t, core, end_ps + (int64_t)t->delayed_ticks[i] * t->tick_ps, t->delayed_packets + 2u * i,
+                    t->delayed_routes + i, 1u);
 }
 
 /* -- running handlers ----------------------------------------------------------------------------- */

@@ -7,7 +7,9 @@
  *    clock period. Events that arrive meanwhile wait, served by priority: packet received, DMA
  *    done, host message, timer, user event; FIFO within a priority.
  *  - a handler's side effects leave when it ends: packets to each destination core as one burst,
- *    arriving after router latency + hops x hop latency + the burst's packets x packet interval;
+ *    arriving after router latency + hops x hop latency + the burst's packets x packet interval
+ *    (router faults, chip->faults: a dropped packet is left out, a duplicated one sent twice in a row,
+ *    a delayed one sent alone, after the bursts, delay x tick later);
  *    DMA reads on the core's engine (set-up latency + bytes / bandwidth, one at a time; the copy is
  *    made at completion); host messages over the host link (bytes / bandwidth + latency).
  *  - core c's timer of tick k fires at k x tick_ps + skew_ps[c]; every handler's cycles are charged
@@ -98,6 +100,9 @@ typedef struct {
     /* staging of one handler's packets */
     uint32_t stage_packets[EMU_STAGE_WORDS], stage_burst[EMU_STAGE_WORDS];
     const emu_route_t *stage_routes[EMU_STAGE_PACKETS];
+    /* ... and those a delay fault (chip->faults) sends apart, delayed_ticks x tick_ps later */
+    uint32_t delayed_packets[EMU_STAGE_WORDS], delayed_ticks[EMU_STAGE_PACKETS];
+    const emu_route_t *delayed_routes[EMU_STAGE_PACKETS];
     /* clock and link state */
     int64_t now_ps, host_in_free_ps, host_out_free_ps;
     uint32_t started;
