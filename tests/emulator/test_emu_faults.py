@@ -102,7 +102,7 @@ def _timed_run(engine: str, cfg, init_w, x, y) -> dict:
 
     def add(r: np.ndarray, log: np.ndarray) -> None:
         recs.append(r)
-        logs.append(log)
+        logs.append(log.copy())  # a view of the C loop's buffer, valid during the call
         keep(r, log)
 
     chip.compliance.add = add
