@@ -16,6 +16,7 @@ import yaml
 from s2eprop.emulator.chip.description import default_chip
 from s2eprop.firmware.sdram_map import INPUT_KINDS, INPUT_RING_SAMPLES
 from s2eprop.host.errors import ConfigError
+from s2eprop.host.fault_config import FaultConfig, parse_faults
 
 SURROGATES = ("multi_gaussian", "triangle")
 FEEDBACKS = ("symmetric", "random")
@@ -134,6 +135,7 @@ class ChipConfig:
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     engine: str = "c"       # timed modes: the C event loop (fast) or "simpy", the SimPy model it is proven
                             # equal to (same bits and records, ~50x slower; docs/timing.md)
+    faults: tuple[FaultConfig, ...] = ()  # packets the router drops, duplicates or delays (host/fault_config.py)
 
 
 @dataclass(frozen=True)
@@ -258,6 +260,8 @@ class ExperimentConfig:
             raise ConfigError(f"chip.threads must be in 0..64 (0: the host cores this process may use), "
                               f"got {self.chip.threads}")
         _choice("chip.engine", self.chip.engine, TIMED_ENGINES)
+        for i, fault in enumerate(self.chip.faults):
+            fault.check(f"chip.faults[{i}]")
         if self.chip.clock_mhz < 0:
             raise ConfigError(f"chip.clock_mhz must be > 0 (or 0 for the chip file's clock), got {self.chip.clock_mhz}")
         _choice("dataset.kind", d.kind, DATASET_KINDS)
@@ -355,7 +359,12 @@ def parse_config(raw: Mapping[str, Any] | None) -> tuple[ExperimentConfig, bool]
         raise ConfigError(f"unknown top-level key(s): {', '.join(unknown)}; known: network, train, partition, "
                           f"dataset, chip, input, record")
     auto = _pop_auto(raw)
+    faults = ()
+    if isinstance(raw.get("chip"), Mapping) and "faults" in raw["chip"]:
+        faults = parse_faults(raw["chip"]["faults"])
+        raw["chip"] = {k: v for k, v in raw["chip"].items() if k != "faults"}
     parts = {name: _section(cls, name, raw.get(name)) for name, cls in sections.items()}
+    parts["chip"] = dataclasses.replace(parts["chip"], faults=faults)
     parts["dataset"] = _dataset_section(raw.get("dataset"))
     parts["record"] = _record_section(raw.get("record"), parts["network"])
     return ExperimentConfig(**parts).validate(), auto

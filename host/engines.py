@@ -30,6 +30,7 @@ class Engine:
     input_mode: str = "prefetch"
     threads: bool = False  # host threads other than one for the C loop
     engine: str = "c"      # the timed chip's event loop: c, or simpy (its SimPy model)
+    faults: bool = False   # chip.faults: the in-process emulator's router injects them
 
 
 def target_kind(target: str) -> str:
@@ -83,6 +84,9 @@ RULES: tuple[tuple[Callable[[Engine], bool], str], ...] = (
     (lambda e: e.target == "udp" and e.engine != "c",
      "chip.engine {engine} picks the in-process timed chip's loop; a udp:// board runs its own (s2eprop serve "
      "--engine): drop it"),
+    (lambda e: e.target != "emulator" and e.faults,
+     "chip.faults are injected by the in-process emulator's router; target {target} has no such router: "
+     "use target emulator (or drop chip.faults)"),
     (lambda e: e.target == "emulator" and e.mode == "functional" and e.clock,
      "a clock sets the timed chip's speed; the functional chip has no time: add mode timed (or realtime)"),
 )
@@ -101,4 +105,5 @@ def engine_of(cfg: ExperimentConfig, target: str, backend: str = "c", key_file: 
     """The engine a config asks for on `target`."""
     chip = cfg.chip
     return Engine(target_kind(target), chip.mode, chip.cpu, backend, cfg.train.batch_size, bool(key_file),
-                  bool(chip.file), bool(chip.clock_mhz), cfg.train.input_mode, chip.threads != 1, chip.engine)
+                  bool(chip.file), bool(chip.clock_mhz), cfg.train.input_mode, chip.threads != 1, chip.engine,
+                  bool(chip.faults))

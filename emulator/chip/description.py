@@ -34,7 +34,7 @@ PHASE_OF_HANDLER = {"mc_packet": "packet_handling", "dma_done": "overhead", "hos
                     "timer": "overhead", "user_event": "learning_update"}
 
 _INT_KEYS = ("sram_bytes_per_core", "sdram_bytes", "router_entries", "mc_key_bits", "mc_payload_bits",
-             "cores_per_qpe", "noc_hop_latency_ps", "router_latency_ps", "packet_interval_ps",
+             "cores_per_qpe", "noc_hop_latency_ps", "router_latency_ps", "router_drop_timeout_ps", "packet_interval_ps",
              "receive_queue_packets", "dma_setup_latency_ps", "dma_bandwidth_bytes_per_s", "host_link_latency_ps",
              "host_link_bandwidth_bytes_per_s", "interrupt_entry_cycles", "interrupt_exit_cycles", "clock_hz")
 _POSITIVE = ("sram_bytes_per_core", "sdram_bytes", "router_entries", "cores_per_qpe", "receive_queue_packets",
@@ -66,6 +66,7 @@ class ChipDescription:
     qpes: tuple[tuple[int, int], ...]
     noc_hop_latency_ps: int
     router_latency_ps: int
+    router_drop_timeout_ps: int  # a packet waits this long at a full receive queue, then is dropped (0: at once)
     packet_interval_ps: int
     receive_queue_packets: int
     dma_setup_latency_ps: int
@@ -189,9 +190,10 @@ def load_chip(path: Path | str | None = None) -> ChipDescription:
     unknown = sorted(set(data) - _KEYS)
     if unknown:
         raise _fail(path, unknown[0], f"is not a chip-file key (known: {', '.join(sorted(_KEYS))})")
-    missing = sorted(_KEYS - set(data) - {"timer_skew_us", "name"})
+    missing = sorted(_KEYS - set(data) - {"timer_skew_us", "name", "router_drop_timeout_ps"})
     if missing:
         raise _fail(path, missing[0], "is missing")
+    data = {"router_drop_timeout_ps": 0, **data}  # a file without it: dropped at once, as before it existed
     v: dict[str, Any] = {k: _number(path, k, data[k], integer=True) for k in _INT_KEYS}
     for k in _INT_KEYS:
         if v[k] < 0 or (k in _POSITIVE and v[k] == 0):

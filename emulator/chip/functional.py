@@ -12,6 +12,10 @@ file, the readable specification, over any core runner). Order of events per tic
   2. the packets are delivered in FIFO order, each to its destination cores in core order, and what
      those handlers send joins the FIFO, until it is empty;
   3. the user events raised, in core order, each followed by 2., until none is left.
+Both loops apply the router faults a user asks for (`set_router_faults`, emulator/chip/faults.py: drop,
+duplicate or delay packets by kind, a count or a rate), to a packet from a core as it is delivered, after
+its route is found: a duplicate is delivered twice in a row, a delayed one re-enters as an injected packet
+after the timers of its due tick (before that tick's own packets).
 The Python loop can also model faults and other schedules for tests of the firmware's loss rules:
 `PacketFault` holds matching packets for whole ticks, delivers them twice or drops them; `schedule="eager"`
 delivers each core's packets right after its own timer (so that later cores see them a tick early).
@@ -28,6 +32,7 @@ from s2eprop.firmware.abi import Firmware, abi
 from s2eprop.firmware.routes import RouteEntry, check_table, lookup
 from s2eprop.emulator.runners.native import DmaTransfer, Effects, NativeRunner
 from s2eprop.emulator.chip.description import default_chip
+from s2eprop.emulator.chip.faults import RouterFault, RouterFaults
 from s2eprop.emulator.chip.sdram import Sdram
 
 MAX_THREADS = 64  # chip_loop.h EMU_MAX_THREADS
@@ -113,6 +118,8 @@ class FunctionalChip:
         self._held: dict[int, list[tuple[int, int, int]]] = {}
         self._schedule = schedule
         self._user: set[int] = set()
+        self._router_faults = RouterFaults()
+        self._c_faults = None
         if backend == "c":
             self._chip = ffi.new("emu_chip_t *")
             self._chip.n_cores = n_cores
@@ -130,6 +137,9 @@ class FunctionalChip:
             self._host = np.zeros(host_capacity_words, dtype=np.uint32)
             self._chip.host_buf = ffi.cast("uint32_t *", ffi.from_buffer(self._host))
             self._chip.host_cap = host_capacity_words
+            self._held_buf = np.zeros(3 * packet_capacity, dtype=np.uint32)
+            self._chip.held_buf = ffi.cast("uint32_t *", ffi.from_buffer(self._held_buf))
+            self._chip.held_cap = packet_capacity
             self.threads = min(threads, n_cores)
             if self.threads > 1:
                 self._alloc_stages(packet_capacity, host_capacity_words)
@@ -221,6 +231,31 @@ class FunctionalChip:
                 care |= e.mask
             self._chip.route_care = care
             self._chip.route_epoch += 1  # forget the cached lookups of the old table
+
+    def set_router_faults(self, faults: tuple[RouterFault, ...] | list[RouterFault]) -> None:
+        """The faults the router injects from now on (emulator/chip/faults.py), their counters at 0; () for none."""
+        faults = tuple(faults)
+        for f in faults:
+            if f.src is not None and f.src >= self.n_cores:
+                raise EmulatorError(f"a fault names source core {f.src}; the chip has {self.n_cores} cores "
+                                    f"(0..{self.n_cores - 1})")
+        self._router_faults = RouterFaults(faults)
+        if self.backend == "c":
+            buf = self.fw.ffi.new("emu_fault_t[]", max(1, len(faults)))
+            for i, f in enumerate(faults):
+                f.fill(buf[i])
+            self._c_faults = buf
+            self._chip.faults, self._chip.n_faults = buf, len(faults)
+
+    @property
+    def router_faults(self) -> tuple[RouterFault, ...]:
+        return self._router_faults.faults
+
+    def fault_hits(self) -> list[int]:
+        """Packets each router fault has hit so far (in the order given to set_router_faults)."""
+        if self.backend == "c":
+            return [int(self._c_faults[i].hits) for i in range(len(self._router_faults.faults))]
+        return list(self._router_faults.hits)
 
     def init_core(self, core: int, arena_bytes: int) -> int:
         """fw_init on a core whose image is in its SRAM; returns the firmware's status word."""
@@ -387,6 +422,13 @@ class FunctionalChip:
                 st.dropped_from[src] = st.dropped_from.get(src, 0) + 1
                 st.last_drop = (src, key)
                 continue
-            for core in sorted(entry.cores):
-                self._take(core, self.runner.on_mc_packet(core, key, payload), fifo)
-                self._stats.delivered += 1
+            action, delay = self._router_faults.apply(src, key)
+            if action == "drop":
+                continue
+            if action == "delay":  # re-enters as an external packet, so that no fault applies again
+                self._held.setdefault(self.tick_count + delay, []).append((SRC_EXTERNAL, key, payload))
+                continue
+            for _ in range(2 if action == "duplicate" else 1):
+                for core in sorted(entry.cores):
+                    self._take(core, self.runner.on_mc_packet(core, key, payload), fifo)
+                    self._stats.delivered += 1

@@ -71,6 +71,14 @@ class TimedChip(FunctionalChip):
         t.rx_depth = depth
         t.rx_keys = ffi.cast("uint32_t *", ffi.from_buffer(self._rx[0]))
         t.rx_payloads = ffi.cast("uint32_t *", ffi.from_buffer(self._rx[1]))
+        t.drop_timeout_ps = desc.router_drop_timeout_ps
+        wait = int(lib.EMU_WAIT_PACKETS) if desc.router_drop_timeout_ps else 1
+        self._wait = np.zeros((2, n_cores, wait), dtype=np.uint32)
+        self._wait_deadline = np.zeros((n_cores, wait), dtype=np.int64)
+        t.wait_depth = wait
+        t.wait_keys = ffi.cast("uint32_t *", ffi.from_buffer(self._wait[0]))
+        t.wait_payloads = ffi.cast("uint32_t *", ffi.from_buffer(self._wait[1]))
+        t.wait_deadline_ps = ffi.cast("int64_t *", ffi.from_buffer(self._wait_deadline))
         self._heap = ffi.new("emu_event_t[]", heap_events)
         t.heap, t.heap_cap = self._heap, heap_events
         self._pool = np.zeros(pool_words, dtype=np.uint32)
@@ -239,6 +247,13 @@ class SimpyTimedChip(TimedChip):
     @property
     def now_ps(self) -> int:
         return self.model.now_ps
+
+    def set_router_faults(self, faults) -> None:
+        super().set_router_faults(faults)
+        self.model.faults = self._router_faults  # the model applies the Python mirror
+
+    def fault_hits(self) -> list[int]:
+        return list(self.model.faults.hits)
 
     def run(self, n_ticks: int) -> None:
         if n_ticks < 0:

@@ -12,7 +12,10 @@ per process:
 - `fire_timer(core)`: the core's timer: tick k fires at k x tick + the core's skew.
 - `deliver_burst(...)`: the router and NoC: a handler's packets to one destination core arrive as a
   burst after router latency + hops x hop latency + packets x packet interval, into the core's
-  receive queue, a bounded `simpy.Store` (a packet that finds it full is lost and counted).
+  receive queue, a bounded `simpy.Store` (a packet that finds it full waits at the router until a packet
+  handler makes room, or is dropped and counted when the chip file's drop timeout has passed). The
+  router's injected faults (`faults`, emulator/chip/faults.py) leave a dropped packet out, send a
+  duplicated one twice in a row, and a delayed one alone, after the bursts, delay x tick later.
 - `transfer_dma(...)`: one transfer on the core's DMA engine, a `simpy.Resource` (one at a time, in
   order): set-up latency + bytes / bandwidth; the copy is made at completion, then DMA done is pending.
 - `send_to_host(...)` / `receive_from_host(...)`: a message over the host link (a `simpy.Resource`
@@ -38,11 +41,14 @@ import simpy
 from simpy.events import URGENT
 
 from s2eprop.emulator.chip.description import HANDLERS, PHASE_OF_COUNT, PHASE_OF_HANDLER, PHASES, ChipDescription
+from s2eprop.emulator.chip.faults import RouterFaults
 from s2eprop.emulator.errors import EmulatorError
+from s2eprop.firmware.abi import abi
 from s2eprop.firmware.outbox import DmaTransfer, Effects
 from s2eprop.firmware.routes import RouteEntry, lookup
 
 SMALL_QUEUE = 32          # pending DMA completions, host messages and timer ticks per core (EMU_SMALLQ)
+WAIT_QUEUE = int(abi().EMU_WAIT_PACKETS)  # packets that may wait at the router for one core's receive queue
 UTIL_BINS = 202           # tick utilisation in 1 % bins, 0..200 %, then one for more (EMU_UTIL_BINS)
 NO_TICK = 0xFFFFFFFF
 PACKET, DMA, HOST, TIMER, USER = range(5)   # handler kinds, in priority order (EMU_H_*)
@@ -67,6 +73,7 @@ class CoreTiming:
 
     rx: simpy.Store
     dma_engine: simpy.Resource
+    waiting: deque = field(default_factory=deque)  # (deadline_ps, packet) waiting at the router for room in rx
     dma: deque = field(default_factory=deque)      # tags of completed transfers
     host: deque = field(default_factory=deque)     # messages from the host (uint32 words)
     timer: deque = field(default_factory=deque)    # (tick, fired_ps)
@@ -131,6 +138,7 @@ class TimedChipModel:
         self.host_out = simpy.Resource(self.env, capacity=1)
         self.counts = np.zeros((n_cores, len(count_fields)), dtype=np.uint64)
         self.counters = ChipCounters()
+        self.faults = RouterFaults()  # the router's injected faults (emulator/chip/faults.py)
         self.enabled = [False] * n_cores
         self.started = False
         self.now_ps = 0
@@ -216,16 +224,34 @@ class TimedChipModel:
             yield env.timeout(end_ps - start_ps)
 
     def deliver_burst(self, core: int, packets: list[tuple[int, int]], arrival: Arrival) -> Process:
-        """The router and NoC: a burst reaches the core's receive queue; what does not fit is lost."""
+        """The router and NoC: a burst reaches the core's receive queue; a packet that does not fit waits at
+        the router (behind those already waiting) until a packet handler makes room or the chip file's drop
+        timeout has passed (`drop_late`); with a timeout of 0 it is dropped at once."""
         yield arrival
-        c = self.cores[core]
+        c, timeout_ps = self.cores[core], self.desc.router_drop_timeout_ps
+        waited = False
         for packet in packets:
-            if len(c.rx.items) == c.rx.capacity:
-                c.rx_overflows += 1
-            else:
+            if len(c.rx.items) < c.rx.capacity:  # room: then nothing waits
                 c.rx.put(packet)
+            elif timeout_ps == 0:
+                c.rx_overflows += 1
+            elif len(c.waiting) == WAIT_QUEUE:
+                c.small_q_overflows += 1
+            else:
+                c.waiting.append((self.env.now + timeout_ps, packet))
+                waited = True
         c.cur_max_queue = max(c.cur_max_queue, len(c.rx.items))
+        if waited:
+            self.env.process(self.drop_late(core, Arrival(self.env, timeout_ps)))
         self.wake(core)
+
+    def drop_late(self, core: int, timeout: Arrival) -> Process:
+        """The router drops (and counts) the packets that have waited the drop timeout for room."""
+        yield timeout
+        c = self.cores[core]
+        while c.waiting and c.waiting[0][0] <= self.env.now:
+            c.waiting.popleft()
+            c.rx_overflows += 1
 
     def transfer_dma(self, core: int, transfer: DmaTransfer, end_ps: int, done: Arrival) -> Process:
         """One transfer on the core's engine, after those given to it before; data moves at completion.
@@ -304,6 +330,8 @@ class TimedChipModel:
             key, payload = c.rx.get().value
             c.cur_packets += 1
             c.packets_received += 1
+            if c.waiting:  # the oldest packet waiting at the router takes the room (its timeout is ahead)
+                c.rx.put(c.waiting.popleft()[1])
             return runner.on_mc_packet(core, key, payload)
         if kind == DMA:
             return runner.on_dma_done(core, c.dma.popleft())
@@ -367,11 +395,25 @@ class TimedChipModel:
             c.user_pending = True
         if effects.packets:
             routes = self.routes()
-            entries = [lookup(routes, key) for key, _ in effects.packets]
-            for (key, _), entry in zip(effects.packets, entries):
+            packets: list[tuple[int, int]] = []
+            entries: list[RouteEntry | None] = []
+            delayed = []
+            for key, payload in effects.packets:
+                entry = lookup(routes, key)
+                action, delay = (None, 0) if entry is None else self.faults.apply(core, key)
                 if entry is None:
                     self._drop(core, key)
-            self._send_bursts(core, end_ps, effects.packets, entries)
+                if action == "drop":
+                    continue
+                if action == "delay":
+                    delayed.append(((key, payload), entry, delay))
+                    continue
+                copies = 2 if action == "duplicate" else 1
+                packets += [(key, payload)] * copies
+                entries += [entry] * copies
+            self._send_bursts(core, end_ps, packets, entries)
+            for packet, entry, delay in delayed:  # alone, after the bursts, delay ticks later
+                self._send_bursts(core, end_ps + delay * self.tick_ps, [packet], [entry])
 
     def _send_bursts(self, src: int, end_ps: int, packets: list[tuple[int, int]],
                      entries: list[RouteEntry | None]) -> None:

@@ -11,7 +11,7 @@ from s2eprop.host.errors import HostError
 
 # study name -> its module in s2eprop.host.studies (each has run(out_dir, cfg, **options) and summary_lines(result))
 STUDIES = {"memory": "memory", "time": "time_profile", "energy": "energy", "whatif": "whatif",
-           "curve": "learning_curve", "sweep": "sweep"}
+           "curve": "learning_curve", "sweep": "sweep", "loss": "loss_rate"}
 
 
 # the options each study takes (argparse dest names); another one given is refused, not ignored
@@ -19,7 +19,8 @@ TAKES = {"memory": {"config"}, "time": {"config", "samples", "clock_mhz"},
          "energy": {"config", "samples", "clock_mhz", "no_gpu"},
          "whatif": {"config", "data", "samples", "accuracy_samples"},
          "curve": {"config", "data", "epochs", "max_samples"},
-         "sweep": {"config", "data", "samples", "grid", "ray_address"}}
+         "sweep": {"config", "data", "samples", "grid", "ray_address"},
+         "loss": {"config", "data", "max_samples"}}
 OPTIONAL = ("config", "data", "epochs", "max_samples", "samples", "clock_mhz", "accuracy_samples", "grid",
             "ray_address", "no_gpu")
 
@@ -44,6 +45,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         return {"grid": parse_grid(args.grid or []), "n_samples": _or(args.samples, 4), "ray_address": args.ray_address}
     if args.name == "curve":
         return {"epochs": _or(args.epochs, 3), "max_samples": _or(args.max_samples, 1000)}
+    if args.name == "loss":
+        return {"max_samples": args.max_samples}
     if args.name == "whatif":
         return {"n_samples": _or(args.samples, 10), "accuracy_samples": _or(args.accuracy_samples, 2000)}
     if args.name in ("time", "energy"):
@@ -74,13 +77,15 @@ def _run(args: argparse.Namespace) -> int:
 def add_study_command(sub: Any) -> None:
     s = sub.add_parser("study", help="the paper's studies: memory (byte map, E-prop vs BPTT), time (cycles by "
                                       "phase on the timed chip), energy (chip energy per sample against a V100), whatif (modified "
-                                      "chips), curve (learning curve, chip and golden model), sweep (a grid of runs on Ray)")
+                                      "chips), curve (learning curve, chip and golden model), sweep (a grid of runs on Ray), "
+                                      "loss (accuracy after one epoch at 0, 0.1, 1 and 5 %% spike loss)")
     s.add_argument("name", choices=tuple(STUDIES))
     s.add_argument("--out", type=folder_path, required=True, help="run folder (result.json and PNG figures)")
     s.add_argument("--config", type=Path, help="experiment YAML (network, partition); default: the paper's")
     s.add_argument("--data", help="whatif, curve: a GSC folder, a features .npz or 'synth' (default: the config's)")
     s.add_argument("--epochs", type=positive_int, help="curve: epochs (default 3)")
-    s.add_argument("--max-samples", type=positive_int, help="curve: training samples per epoch (default 1000)")
+    s.add_argument("--max-samples", type=positive_int, help="curve: training samples per epoch (default 1000); "
+                                                             "loss: training samples of the epoch (default all)")
     s.add_argument("--samples", type=int, help="time, energy, whatif: samples on the timed chip (default 10); sweep: per run (default 4)")
     s.add_argument("--clock-mhz", type=float, action="append",
                    help="time, energy: a clock level (repeat; default 150 and 300)")

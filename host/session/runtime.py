@@ -18,6 +18,7 @@ from s2eprop.host.config import ExperimentConfig
 from s2eprop.host.data.dataset import check_inputs
 from s2eprop.host.engines import check_engine, engine_of
 from s2eprop.host.errors import ConfigError, DataError, TransportError
+from s2eprop.host.fault_config import injected
 from s2eprop.host.mapping.images import CoreImage, build_images, gather_matrices, training_state_bytes
 from s2eprop.firmware.messages import ScaleLrMsg
 from s2eprop.host.mapping.partition import Plan, plan_partition
@@ -68,6 +69,12 @@ class BoardTrainer:
         self.images: list[CoreImage] = build_images(self.fw, cfg, self.plan, weights, adam, feedback,
                                                     recording=self.recording, **extra)
         self.transport: Transport = transport or open_transport("emulator", self.plan.n_cores, backend)
+        if cfg.chip.faults:
+            set_faults = getattr(self.transport, "set_faults", None)
+            if set_faults is None:
+                raise ConfigError("chip.faults are injected by the in-process emulator's router; this transport "
+                                  "has none: use target emulator (or drop chip.faults)")
+            set_faults(cfg.chip.faults)
         for img in self.images:
             self.transport.write_sram(img.plan.core_id, 0, img.data)
         if self.recording is not None:
@@ -205,10 +212,15 @@ class BoardTrainer:
             "sram_bytes_per_core": [img.layout.arena_bytes for img in self.images],
             "training_state_bytes_total": training_state_bytes(img.layout for img in self.images),
             **({"recording": self.recording_costs()} if self.recording is not None else {}),
+            **({"faults_injected": self.faults_injected()} if self.cfg.chip.faults else {}),
             "provenance": self.provenance(per_core),
             "provenance_per_core": {str(core): {k: v for k, v in c.items() if v} for core, c in per_core.items()
                                     if any(c.values())},
         }
+
+    def faults_injected(self) -> dict[str, dict[str, int]]:
+        """Packets the router's faults (chip.faults) hit so far, per kind and action."""
+        return injected(self.cfg.chip.faults, self.transport.fault_hits())
 
     def recording_costs(self) -> dict[str, Any]:
         """What recording costs: record buffers in each core's SRAM, and the DMA writes per recorded sample

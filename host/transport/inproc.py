@@ -14,6 +14,8 @@ from s2eprop.firmware.routes import RouteEntry
 from s2eprop.emulator.chip.timed import TimedChip
 from s2eprop.host.errors import TransportError
 from s2eprop.host.files import atomic_write
+from s2eprop.host.fault_config import FaultConfig
+from s2eprop.host.transport.faults import router_faults
 from s2eprop.host.transport.base import FW_STATUS, TransportStatus
 
 
@@ -80,6 +82,15 @@ class EmulatorTransport:
         if tick is None:
             raise TransportError("finish_advance without start_advance")
         return tick
+
+    def set_faults(self, faults: tuple[FaultConfig, ...]) -> None:
+        """The faults (a config's chip.faults) the chip's router injects from now on, their counters at 0."""
+        chip = self._open()
+        chip.set_router_faults(router_faults(faults, chip.n_cores))
+
+    def fault_hits(self) -> list[int]:
+        """Packets each router fault has hit so far."""
+        return self._open().fault_hits()
 
     def status(self, timeout_s: float | None = None) -> TransportStatus:
         chip = self._open()

@@ -182,13 +182,25 @@ def test_an_unrouted_key_is_dropped_and_counted(tmp_path, engine) -> None:
     assert st.last_drop == (2, 0x06000003)
 
 
-def test_receive_queue_overflow_is_counted(tmp_path, engine) -> None:
-    chip = stopped_chip(tmp_path, engine=engine, n_cores=2, receive_queue_packets=4)
+PACKET_HANDLER_PS = (IRQ + 30) * CYCLE_PS  # a stopped core's packet handler
+
+
+@pytest.mark.parametrize("timeout_ps, dropped", [(0, 2), (PACKET_HANDLER_PS // 2, 1), (2 * PACKET_HANDLER_PS, 0)])
+def test_a_packet_waits_at_the_router_for_room_then_is_dropped(tmp_path, engine, timeout_ps, dropped) -> None:
+    """Rule: a burst of 6 meets a receive queue of 4: packets 5 and 6 wait at the router; each packet handler
+    that starts takes one from the queue and the oldest waiting packet enters, unless it waited longer than
+    router_drop_timeout_ps, when the router dropped and counted it. Core 1 is idle when the burst arrives at T,
+    so packet 5 enters at T and packet 6 at T + one handler: a timeout of 0 drops both at once, half a handler
+    drops packet 6, two handlers drop none; the handlers that run follow each other with no gap."""
+    chip = stopped_chip(tmp_path, engine=engine, n_cores=2, receive_queue_packets=4, router_drop_timeout_ps=timeout_ps)
     chip.load_routes([RouteEntry(0x01000000, 0xff000000, (1,))])
     put_outbox(chip, 0, [w for i in range(6) for w in (1, 0x01000000 + i, 0)])  # one burst of 6
     chip.run(1)
-    assert chip.stats().rx_queue_overflows == 2
-    assert len(handlers(chip, 1, "mc_packet")) == 4
+    assert chip.stats().rx_queue_overflows == dropped
+    ran = handlers(chip, 1, "mc_packet")
+    arrival = timer_end() + ROUTER_PS + 6 * PACKET_PS
+    assert len(ran) == 6 - dropped
+    assert ran["start_ps"].tolist() == [arrival + i * PACKET_HANDLER_PS for i in range(6 - dropped)]
 
 
 @pytest.mark.parametrize("key, value, says", [

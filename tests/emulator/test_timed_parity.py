@@ -1,8 +1,8 @@
 """The timed chip's two engines, event for event: its SimPy model (emulator/chip/timed_spec.py) and the C
 event loop (emulator/chip/csrc/timed_loop.c) train the same samples to the same bits, through the same
-handler calls (core, kind, tick, start and end in ps, cycles), tick records and counters, in three
-regimes: the default chip; 150 MHz, where ticks overrun and a short receive queue overflows; a starved
-DMA engine with skewed timers. And `s2eprop train --mode timed --engine simpy | c` write the same
+handler calls (core, kind, tick, start and end in ps, cycles), tick records and counters, in four
+regimes: the default chip; 150 MHz, where ticks overrun and a short receive queue overflows (packets
+dropped at once, and packets waiting at the router up to 50 us); a starved DMA engine with skewed timers. And `s2eprop train --mode timed --engine simpy | c` write the same
 weights and timing arrays."""
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ from s2eprop.emulator.errors import EmulatorError
 
 REGIMES = {
     "default": {},
-    "150MHz_overflows": {"clock_hz": 150_000_000, "receive_queue_packets": 12},
+    "150MHz_overflows": {"clock_hz": 150_000_000, "receive_queue_packets": 12, "router_drop_timeout_ps": 0},
+    # packets wait at the router for room (thousands enter after waiting, the rest are dropped at 50 us)
+    "150MHz_router_waits": {"clock_hz": 150_000_000, "receive_queue_packets": 12, "router_drop_timeout_ps": 50_000_000},
     "starved_dma_skew": {"dma_setup_latency_ps": 700_000_000, "dma_bandwidth_bytes_per_s": 2_000_000,
                          "timer_skew_us": 3.5},
 }
@@ -90,7 +92,7 @@ def test_the_simpy_model_and_the_c_loop_agree_event_for_event(regime, tmp_path, 
             np.testing.assert_array_equal(log, run["handlers"][run["handlers"]["tick"] == tick])
     # the regime does what it is for
     losses = {k: v for k, v in c["provenance"].items() if v}
-    if regime == "150MHz_overflows":
+    if regime in ("150MHz_overflows", "150MHz_router_waits"):
         assert c["whole"]["overruns"].sum() > 0 and c["stats"].rx_queue_overflows > 0 and losses
     if regime == "starved_dma_skew":
         assert c["whole"]["max_timer_delay_ps"].max() > 0 and losses.get("input_underruns", 0) > 0

@@ -51,7 +51,7 @@ def test_every_rule_of_the_engine_table_refuses_something(i) -> None:
     grid = [Engine(*e) for e in itertools.product(("golden", "emulator", "udp"), ("functional", "timed"),
                                                   ("native", "iss"), ("c", "python"), (1, 8), (False, True),
                                                   (False, True), (False, True), ("prefetch", "realtime"),
-                                                  (False, True), ("c", "simpy"))]
+                                                  (False, True), ("c", "simpy"), (False, True))]
     first = []
     for e in grid:
         hit = next((k for k, (refused, _) in enumerate(RULES) if refused(e)), None)

@@ -203,6 +203,34 @@ const emu_route_t *emu_route(emu_chip_t *chip, uint32_t key)
     return found < 0 ? 0 : &chip->routes[found];
 }
 
+/* a packet a delay fault holds back until the timers of tick `due` have run (re-entering as injected) */
+static void hold(emu_chip_t *chip, uint32_t due, uint32_t key, uint32_t payload)
+{
+    if (chip->held_len == chip->held_cap) { chip->pkt_overflows++; return; }
+    uint32_t *h = chip->held_buf + 3u * chip->held_len++;
+    h[0] = due; h[1] = key; h[2] = payload;
+}
+
+/* the held packets due at `tick`, in the order they were held, to the front of the (empty) packet FIFO */
+static void release_held(run_t *r, uint32_t tick)
+{
+    emu_chip_t *chip = r->chip;
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < chip->held_len; ++i) {
+        const uint32_t *h = chip->held_buf + 3u * i;
+        if (h[0] != tick) {
+            uint32_t *k = chip->held_buf + 3u * kept++;
+            k[0] = h[0]; k[1] = h[1]; k[2] = h[2];
+        } else if (r->main.pkt_len < r->main.pkt_cap) {
+            uint32_t *p = r->main.pkt_buf + 3u * r->main.pkt_len++;
+            p[0] = EMU_SRC_EXTERNAL; p[1] = h[1]; p[2] = h[2];
+        } else {
+            r->main.pkt_overflows++;
+        }
+    }
+    chip->held_len = kept;
+}
+
 static void deliver_all(run_t *r)
 {
     emu_chip_t *chip = r->chip;
@@ -217,14 +245,24 @@ static void deliver_all(run_t *r)
             chip->last_drop_key = key;
             continue;
         }
-        for (uint32_t w = 0; w < EMU_DEST_WORDS; ++w) {  /* destinations in core order */
-            for (uint32_t bits = rt->dest[w]; bits; bits &= bits - 1u) {
-                const uint32_t core = 32u * w + (uint32_t)__builtin_ctz(bits);
-                if (core >= chip->n_cores) break;
-                if (!emu_core_ok(chip, core)) continue;  /* stopped by a run-time error: nothing runs */
-                emu_add_counts(&chip->counts[core], fw_on_mc_packet(chip->arenas[core], key, payload));
-                chip->delivered++;
-                settle_core(chip, &r->main, core);
+        uint32_t copies = 1u;
+        if (chip->n_faults) {
+            uint32_t delay = 0;
+            const uint32_t action = emu_faults_apply(chip->faults, chip->n_faults, src, key, &delay);
+            if (action == EMU_FAULT_DROP) continue;
+            if (action == EMU_FAULT_DELAY) { hold(chip, chip->tick + delay, key, payload); continue; }
+            if (action == EMU_FAULT_DUPLICATE) copies = 2u;
+        }
+        for (uint32_t copy = 0; copy < copies; ++copy) {
+            for (uint32_t w = 0; w < EMU_DEST_WORDS; ++w) {  /* destinations in core order */
+                for (uint32_t bits = rt->dest[w]; bits; bits &= bits - 1u) {
+                    const uint32_t core = 32u * w + (uint32_t)__builtin_ctz(bits);
+                    if (core >= chip->n_cores) break;
+                    if (!emu_core_ok(chip, core)) continue;  /* stopped by a run-time error: nothing runs */
+                    emu_add_counts(&chip->counts[core], fw_on_mc_packet(chip->arenas[core], key, payload));
+                    chip->delivered++;
+                    settle_core(chip, &r->main, core);
+                }
             }
         }
     }
@@ -356,6 +394,8 @@ void emu_run(emu_chip_t *chip, uint32_t first_tick, uint32_t n_ticks)
     if (!chip->stages) n_threads = 1;
     if (n_threads <= 1) {
         for (uint32_t t = 0; t < n_ticks; ++t) {
+            chip->tick = first_tick + t;
+            if (chip->held_len) release_held(&r, chip->tick);
             for (uint32_t core = 0; core < chip->n_cores; ++core) {
                 if (!emu_core_ok(chip, core)) continue;
                 emu_add_counts(&chip->counts[core], fw_on_timer(chip->arenas[core], first_tick + t));
@@ -363,6 +403,7 @@ void emu_run(emu_chip_t *chip, uint32_t first_tick, uint32_t n_ticks)
             }
             settle_chip(&r);
         }
+        chip->tick = first_tick + n_ticks;
         run_end(&r);
         return;
     }
@@ -391,7 +432,8 @@ void emu_run(emu_chip_t *chip, uint32_t first_tick, uint32_t n_ticks)
         n_threads = started;
     }
     for (uint32_t t = 0; t < n_ticks; ++t) {
-        pool.tick = first_tick + t;
+        pool.tick = chip->tick = first_tick + t;
+        if (chip->held_len) release_held(&r, chip->tick);
         atomic_store_explicit(&pool.done, 0u, memory_order_relaxed);
         atomic_fetch_add_explicit(&pool.phase, 1u, memory_order_release);
         timer_phase(chip, &chip->stages[0], first_tick + t);
@@ -406,6 +448,7 @@ void emu_run(emu_chip_t *chip, uint32_t first_tick, uint32_t n_ticks)
     atomic_store_explicit(&pool.quit, 1, memory_order_release);
     atomic_fetch_add_explicit(&pool.phase, 1u, memory_order_release);
     for (uint32_t t = 1; t < n_threads; ++t) pthread_join(ids[t], 0);
+    chip->tick = first_tick + n_ticks;
     run_end(&r);
 }
 

@@ -35,6 +35,42 @@ typedef struct {
     uint32_t dest[EMU_DEST_WORDS];
 } emu_route_t;
 
+/* Faults the router injects (a user's chip.faults, docs/chip.md section 7), the same in every loop: the
+ * functional loops apply them as they deliver a routed packet, the timed loop as it routes a handler's
+ * packets. A packet from a core (never an injected one, nor one a fault already held back) whose key & mask
+ * equals `key`, from `src` (or any core), is hit by the first fault in the list that decides so:
+ *  - count mode (count > 0): the first `count` such packets the router sees;
+ *  - rate mode (count == 0): the packet with index n among those of its source core this fault has seen is
+ *    hit when emu_fault_hash(seed, src, n) < threshold (rate x 2^32), a counter-based hash, so that the
+ *    decision of every packet is the same in every loop whatever the order the cores' packets interleave.
+ * Hit: dropped (lost on a link: only the firmware can see it), duplicated (delivered twice in a row), or
+ * delayed by delay_ticks ticks (functional: delivered after the timers of tick + delay_ticks; timed:
+ * arriving delay_ticks x tick later). */
+#define EMU_FAULT_NONE 0u
+#define EMU_FAULT_DROP 1u
+#define EMU_FAULT_DUPLICATE 2u
+#define EMU_FAULT_DELAY 3u
+#define EMU_FAULT_ANY_SRC 0xffffffffu
+
+typedef struct {
+    uint32_t key, mask;               /* packets whose key & mask == key */
+    uint32_t src;                     /* from this core, or EMU_FAULT_ANY_SRC */
+    uint32_t action;                  /* EMU_FAULT_DROP, _DUPLICATE or _DELAY */
+    uint32_t delay_ticks;
+    uint32_t seed;
+    uint64_t count;                   /* count mode: packets to hit; 0: rate mode */
+    uint64_t threshold;               /* rate mode: hit when the packet's hash is below (rate x 2^32) */
+    uint64_t seen[FW_MAX_CORES];      /* packets of each source core this fault has seen */
+    uint64_t hits;                    /* packets it hit */
+} emu_fault_t;
+
+/* the counter-based hash of a packet's decision: splitmix64's finaliser over (seed, src) + the golden ratio,
+ * then over that + (n + 1) x the golden ratio; its high 32 bits (mirrored in emulator/chip/faults.py) */
+uint32_t emu_fault_hash(uint32_t seed, uint32_t src, uint64_t n);
+/* the action of the first of n_faults faults that hits this packet from core src (EMU_FAULT_NONE: none
+ * does); *delay_ticks is set for EMU_FAULT_DELAY */
+uint32_t emu_faults_apply(emu_fault_t *faults, uint32_t n_faults, uint32_t src, uint32_t key, uint32_t *delay_ticks);
+
 /* a DMA transfer: SDRAM -> SRAM (write 0) or SRAM -> SDRAM (write 1) */
 typedef struct { uint32_t core, sdram_addr, sram_offset, n_bytes, tag, write; } emu_dma_t;
 
@@ -80,6 +116,14 @@ typedef struct {
      * handlers touch its own SRAM, its counts, its own SDRAM records; their effects merge in core order). */
     uint32_t n_threads;
     emu_stage_t *stages;
+    /* faults the router injects (functional and timed loops); n_faults 0: none */
+    emu_fault_t *faults;
+    uint32_t n_faults;
+    /* functional loop: the tick running, or the next to run between emu_run calls; packets a delay fault
+     * holds back, 3 words each (tick due, key, payload), delivered after that tick's timers */
+    uint32_t tick;
+    uint32_t *held_buf;
+    uint32_t held_cap, held_len;      /* in packets */
 } emu_chip_t;
 
 /* EMU_RTE_NONE when the arena (a core's sram_bytes) is not running (status other than FW_RUNNING: its

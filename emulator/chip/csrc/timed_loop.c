@@ -7,7 +7,7 @@
 _Static_assert(sizeof(fw_counts_t) == 4u * EMU_COUNT_FIELDS, "fw_counts_t is EMU_COUNT_FIELDS uint32 words");
 _Static_assert(EMU_STAGE_WORDS == 2u * EMU_STAGE_PACKETS, "a staged packet is a key and a payload");
 
-enum { EV_TIMER, EV_BURST, EV_DMA, EV_HOST, EV_WAKE };
+enum { EV_TIMER, EV_BURST, EV_DMA, EV_HOST, EV_WAKE, EV_DROP };
 enum { CLS_ARRIVAL, CLS_WAKE };
 
 /* -- the event heap, ordered by (time, class, sequence) --------------------------------------------- */
@@ -112,16 +112,37 @@ static void arrive(emu_chip_t *chip, emu_timed_t *t, const emu_event_t *ev)
     case EV_BURST: {
         const uint64_t at = (uint64_t)ev->a | (uint64_t)ev->b << 32;
         if (!pool_live(t, at, 2u * ev->c)) break;
+        uint32_t waited = 0;
         for (uint32_t i = 0; i < ev->c; ++i) {
-            if (c->rx_len == t->rx_depth) { c->rx_overflows++; continue; }
-            const uint32_t slot = ev->core * t->rx_depth + (c->rx_head + c->rx_len) % t->rx_depth;
-            t->rx_keys[slot] = pool_word(t, at + 2u * i);
-            t->rx_payloads[slot] = pool_word(t, at + 2u * i + 1u);
-            c->rx_len++;
+            const uint32_t key = pool_word(t, at + 2u * i), payload = pool_word(t, at + 2u * i + 1u);
+            if (c->rx_len < t->rx_depth) {  /* room: then nothing waits (a waiting packet takes the first room) */
+                const uint32_t slot = ev->core * t->rx_depth + (c->rx_head + c->rx_len) % t->rx_depth;
+                t->rx_keys[slot] = key;
+                t->rx_payloads[slot] = payload;
+                c->rx_len++;
+            } else if (t->drop_timeout_ps == 0) {
+                c->rx_overflows++;
+            } else if (c->wait_len == t->wait_depth) {
+                c->small_q_overflows++;
+            } else {
+                const uint32_t slot = ev->core * t->wait_depth + (c->wait_head + c->wait_len++) % t->wait_depth;
+                t->wait_keys[slot] = key;
+                t->wait_payloads[slot] = payload;
+                t->wait_deadline_ps[slot] = ev->time_ps + t->drop_timeout_ps;
+                waited = 1u;
+            }
         }
         if (c->rx_len > c->cur_max_queue) c->cur_max_queue = c->rx_len;
+        if (waited) push(t, event(ev->time_ps + t->drop_timeout_ps, CLS_ARRIVAL, EV_DROP, ev->core));
         break;
     }
+    case EV_DROP:  /* the router drops the packets that waited their timeout; nothing for the core to do */
+        while (c->wait_len && t->wait_deadline_ps[ev->core * t->wait_depth + c->wait_head] <= ev->time_ps) {
+            c->wait_head = (c->wait_head + 1u) % t->wait_depth;
+            c->wait_len--;
+            c->rx_overflows++;
+        }
+        return;
     case EV_DMA: {
         const emu_dma_t d = {ev->core, ev->a, ev->b, ev->c, ev->d, ev->e};
         if (!emu_dma_copy(chip, &d)) break;
@@ -206,19 +227,35 @@ static void release(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t end
     uint32_t *packets = t->stage_packets;
     const emu_route_t **routes = t->stage_routes;
     emu_tcore_t *c = &t->cores[core];
-    uint32_t count, at = 0, n = 0, len;
+    uint32_t count, at = 0, n = 0, n_delayed = 0, len;
     const uint32_t *box = emu_outbox_take(chip, core, &count);
     for (; at < count; at += len) {
         len = emu_outbox_entry_words(box, at, count);
         if (len == 0u) { chip->core_error[core] = EMU_RTE_OUTBOX; break; }  /* the rest is not trusted */
         const uint32_t tag = box[at] & 0xffu;
         if (tag == HAL_OUT_MC) {
+            const uint32_t key = box[at + 1], payload = box[at + 2];
             if (n == EMU_STAGE_PACKETS) { t->stage_overflows++; continue; }
-            packets[2u * n] = box[at + 1];
-            packets[2u * n + 1u] = box[at + 2];
-            routes[n] = emu_route(chip, box[at + 1]);
-            if (!routes[n]) drop(chip, core, box[at + 1]);
-            n++;
+            const emu_route_t *rt = emu_route(chip, key);
+            uint32_t action = EMU_FAULT_NONE, delay = 0, copies = 1u;
+            if (!rt) drop(chip, core, key);
+            else if (chip->n_faults) action = emu_faults_apply(chip->faults, chip->n_faults, core, key, &delay);
+            if (action == EMU_FAULT_DROP) continue;
+            if (action == EMU_FAULT_DELAY) {  /* sent apart, delay ticks later, after this handler's bursts */
+                if (n_delayed == EMU_STAGE_PACKETS) { t->stage_overflows++; continue; }
+                t->delayed_packets[2u * n_delayed] = key;
+                t->delayed_packets[2u * n_delayed + 1u] = payload;
+                t->delayed_ticks[n_delayed] = delay;
+                t->delayed_routes[n_delayed++] = rt;
+                continue;
+            }
+            if (action == EMU_FAULT_DUPLICATE) copies = 2u;
+            for (uint32_t copy = 0; copy < copies; ++copy) {
+                if (n == EMU_STAGE_PACKETS) { t->stage_overflows++; break; }
+                packets[2u * n] = key;
+                packets[2u * n + 1u] = payload;
+                routes[n++] = rt;
+            }
         } else if (tag == HAL_OUT_HOST) {
             host_out(chip, t, core, end_ps, box + at + 1, len - 1u);
         } else if (tag == HAL_OUT_DMA || tag == HAL_OUT_DMA_WRITE) {  /* one engine per core, in order */
@@ -234,6 +271,9 @@ static void release(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t end
         }
     }
     if (n) send_bursts(chip, t, core, end_ps, packets, routes, n);
+    for (uint32_t i = 0; i < n_delayed; ++i)
+        send_bursts(chip, t, core, end_ps + (int64_t)t->delayed_ticks[i] * t->tick_ps, t->delayed_packets + 2u * i,
+                    t->delayed_routes + i, 1u);
 }
 
 /* -- running handlers ----------------------------------------------------------------------------- */
@@ -302,6 +342,15 @@ static int64_t serve(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t ti
         counts = ok ? fw_on_mc_packet(arena, t->rx_keys[slot], t->rx_payloads[slot]) : none;
         c->cur_packets++;
         c->packets_received++;
+        if (c->wait_len) {  /* the oldest packet waiting at the router takes the room (its timeout is ahead) */
+            const uint32_t from = core * t->wait_depth + c->wait_head;
+            const uint32_t to = core * t->rx_depth + (c->rx_head + c->rx_len) % t->rx_depth;
+            t->rx_keys[to] = t->wait_keys[from];
+            t->rx_payloads[to] = t->wait_payloads[from];
+            c->rx_len++;
+            c->wait_head = (c->wait_head + 1u) % t->wait_depth;
+            c->wait_len--;
+        }
     } else if (c->dma_len) {
         const uint32_t tag = c->dma_q[c->dma_head];
         c->dma_head = (c->dma_head + 1u) % EMU_SMALLQ;

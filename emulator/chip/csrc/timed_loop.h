@@ -7,12 +7,17 @@
  *    clock period. Events that arrive meanwhile wait, served by priority: packet received, DMA
  *    done, host message, timer, user event; FIFO within a priority.
  *  - a handler's side effects leave when it ends: packets to each destination core as one burst,
- *    arriving after router latency + hops x hop latency + the burst's packets x packet interval;
+ *    arriving after router latency + hops x hop latency + the burst's packets x packet interval
+ *    (router faults, chip->faults: a dropped packet is left out, a duplicated one sent twice in a row,
+ *    a delayed one sent alone, after the bursts, delay x tick later);
  *    DMA reads on the core's engine (set-up latency + bytes / bandwidth, one at a time; the copy is
  *    made at completion); host messages over the host link (bytes / bandwidth + latency).
  *  - core c's timer of tick k fires at k x tick_ps + skew_ps[c]; every handler's cycles are charged
  *    to the tick of the last timer handler the core started, so a step whose work exceeds the
  *    tick's cycles is an overrun, and the next timer handler starts late.
+ *  - a packet that finds its core's receive queue full waits at the router, behind those already waiting,
+ *    until a packet handler starts (then the oldest waiting one enters) or the chip file's drop timeout
+ *    has passed since it arrived: then the router drops it and counts it (rx_overflows).
  *  - events at the same time: arrivals first, then core wake-ups; each class in scheduling order. */
 #ifndef TIMED_LOOP_H
 #define TIMED_LOOP_H
@@ -36,6 +41,7 @@
 #define EMU_STAGE_PACKETS 4096u /* packets one handler may send */
 #define EMU_STAGE_WORDS 8192u   /* 2 x EMU_STAGE_PACKETS: key, payload */
 #define EMU_NO_TICK 0xffffffffu
+#define EMU_WAIT_PACKETS 4096u  /* packets that may wait at the router for one core's receive queue */
 
 typedef struct { int64_t time_ps; uint64_t seq; uint32_t cls, type, core, a, b, c, d, e; } emu_event_t;
 
@@ -53,6 +59,7 @@ typedef struct {
     uint32_t enabled;                   /* started by the host: only such a core's timer runs */
     uint32_t busy, wake_pending, user_pending;
     uint32_t rx_head, rx_len;
+    uint32_t wait_head, wait_len;       /* packets waiting at the router for room in the receive queue */
     uint32_t dma_q[EMU_SMALLQ], dma_head, dma_len;
     uint64_t host_at[EMU_SMALLQ];
     uint32_t host_words[EMU_SMALLQ], host_head, host_len;
@@ -70,7 +77,8 @@ typedef struct {
     uint64_t util_hist[EMU_UTIL_BINS];
     double phase_cycles[EMU_PHASES];
     int64_t max_timer_delay_ps;
-    uint64_t rx_overflows, small_q_overflows, packets_received;
+    uint64_t rx_overflows;              /* packets the router dropped: the receive queue stayed full too long */
+    uint64_t small_q_overflows, packets_received;
 } emu_tcore_t;
 
 typedef struct {
@@ -84,6 +92,13 @@ typedef struct {
     const uint8_t *hops;                /* [n_cores][n_cores] NoC hops between the cores' QPEs */
     uint32_t rx_depth;                  /* receive queue of each core, in packets */
     uint32_t *rx_keys, *rx_payloads;    /* [n_cores][rx_depth] */
+    /* a packet that finds its receive queue full waits at the router (in order, behind those already
+     * waiting) until the queue has room or drop_timeout_ps has passed, then is dropped (rx_overflows);
+     * drop_timeout_ps 0: dropped at once. At most wait_depth wait for one core (more: small_q_overflows) */
+    int64_t drop_timeout_ps;
+    uint32_t wait_depth;
+    uint32_t *wait_keys, *wait_payloads; /* [n_cores][wait_depth] */
+    int64_t *wait_deadline_ps;           /* [n_cores][wait_depth] */
     /* buffers (allocated by emulator/chip/timed.py) */
     emu_event_t *heap;
     uint32_t heap_cap, heap_len;
@@ -98,6 +113,9 @@ typedef struct {
     /* staging of one handler's packets */
     uint32_t stage_packets[EMU_STAGE_WORDS], stage_burst[EMU_STAGE_WORDS];
     const emu_route_t *stage_routes[EMU_STAGE_PACKETS];
+    /* ... and those a delay fault (chip->faults) sends apart, delayed_ticks x tick_ps later */
+    uint32_t delayed_packets[EMU_STAGE_WORDS], delayed_ticks[EMU_STAGE_PACKETS];
+    const emu_route_t *delayed_routes[EMU_STAGE_PACKETS];
     /* clock and link state */
     int64_t now_ps, host_in_free_ps, host_out_free_ps;
     uint32_t started;
