@@ -72,8 +72,10 @@ RULES: tuple[tuple[Callable[[Engine], bool], str], ...] = (
      "drop them from this session and from the config's chip section"),
     (lambda e: e.target == "udp" and e.backend != "c",
      "backend {backend} picks the in-process emulator's loop; a udp:// board runs its own: drop it"),
-    (lambda e: e.cpu == "iss" and e.mode != "functional",
-     "chip.cpu iss runs the functional chip (the ISS counts its own cycles); chip.mode is {mode}: use functional"),
+    (lambda e: e.target == "emulator" and e.cpu == "iss" and e.mode != "functional" and e.engine != "simpy",
+     "chip.cpu iss in mode {mode} runs the ARM build on the timed chip's SimPy model (the ISS counts the cycles, "
+     "packets preempt); the C event loop (engine {engine}) runs the native build only: add chip.engine simpy "
+     "(--engine simpy), or use cpu native"),
     (lambda e: e.mode != "functional" and e.backend != "c",
      "chip mode {mode} runs on the C event loop only: drop backend {backend}"),
     (lambda e: e.target == "golden" and e.engine != "c",

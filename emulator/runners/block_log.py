@@ -17,16 +17,38 @@ import numpy as np
 from s2eprop.emulator.errors import EmulatorError
 
 CDEF = """
-typedef struct { uint64_t *keys; uint64_t n, cap, overflow; } s2e_block_log_t;
+typedef struct {
+    uint64_t *keys; uint64_t n, cap, overflow;
+    const uint32_t *est; uint64_t est_len;   /* cycles before each halfword of code, summed (a stop's estimate) */
+    uint64_t budget, spent; uint32_t limited, stopped;
+    int (*stop)(void *uc);
+} s2e_block_log_t;
 void s2e_block_hook(void *uc, uint64_t address, uint32_t size, void *user);
 """
 SOURCE = """
 #include <stdint.h>
-typedef struct { uint64_t *keys; uint64_t n, cap, overflow; } s2e_block_log_t;
+typedef struct {
+    uint64_t *keys; uint64_t n, cap, overflow;
+    const uint32_t *est; uint64_t est_len;
+    uint64_t budget, spent; uint32_t limited, stopped;
+    int (*stop)(void *uc);
+} s2e_block_log_t;
+/* Logs the block about to run. With a cycle budget (`limited`), a block that starts once the blocks
+ * run so far are estimated to have spent it is not run: the simulator stops before it (unicorn
+ * stops before a block whose hook asks it to, PC at the block), and it is not logged. */
 void s2e_block_hook(void *uc, uint64_t address, uint32_t size, void *user)
 {
     s2e_block_log_t *log = user;
-    (void)uc;
+    if (log->limited) {
+        if (log->spent >= log->budget) {
+            log->stopped = 1;
+            log->limited = 0;
+            log->stop(uc);
+            return;
+        }
+        const uint64_t a = address >> 1, b = (address + size) >> 1;
+        log->spent += b < log->est_len ? log->est[b] - log->est[a] : size;
+    }
     if (log->n < log->cap) log->keys[log->n++] = address << 12 | size;
     else log->overflow++;
 }
@@ -54,6 +76,35 @@ class BlockLog:
         self._log.keys = self._ffi.cast("uint64_t *", self._keys.ctypes.data)
         self._log.cap = capacity
         self._hooks: list[Any] = []
+        self._est: np.ndarray | None = None
+
+    def set_estimate(self, cycles_before: np.ndarray) -> None:
+        """The stop's estimate: cycles_before[i] = estimated cycles of the code before halfword i, summed
+        (a block at a..a+size is estimated at cycles_before[(a+size)/2] - cycles_before[a/2])."""
+        self._est = np.ascontiguousarray(cycles_before, dtype=np.uint32)
+        self._log.est = self._ffi.cast("uint32_t *", self._est.ctypes.data)
+        self._log.est_len = self._est.size
+
+    def limit(self, budget_cycles: int | None) -> None:
+        """Stop the simulator before the first block that starts once `budget_cycles` (estimated) are
+        spent from now (None: no limit). `stopped` says whether the last run stopped so."""
+        self._log.stopped = 0
+        self._log.spent = 0
+        if budget_cycles is None:
+            self._log.limited = 0
+            return
+        if self._est is None:
+            raise EmulatorError("BlockLog.limit needs set_estimate first (model bug)")
+        if not self._log.stop:
+            from unicorn.unicorn_py3.unicorn import uclib
+
+            self._log.stop = self._ffi.cast("int (*)(void *)", ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p).value)
+        self._log.budget = max(1, int(budget_cycles))  # a run always makes progress: one block at least
+        self._log.limited = 1
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self._log.stopped)
 
     def attach(self, uc: Any) -> None:
         """Add the C block hook to a unicorn.Uc (through the C API: the Python one would wrap it)."""

@@ -78,3 +78,23 @@ class BlockPricer:
         self._keys = keys[order]
         self._rows = np.concatenate([self._rows, np.array(rows, dtype=np.int64)])[order]
         self._classes = np.concatenate([self._classes, np.array(classes, dtype=np.int64)])[order]
+
+
+def cycles_before(code: bytes, timer: BlockTimer) -> np.ndarray:
+    """Estimated cycles of the code before each halfword, summed (for stopping the simulator at a cycle
+    budget, emulator/runners/block_log.py): every instruction of a linear sweep priced alone, a
+    conditional branch as taken and a load as not pipelined, so a block's estimate is at least what
+    the timing table charges it (the runner then takes the exact cycles from the log)."""
+    import capstone
+
+    md = capstone.Cs(capstone.CS_ARCH_ARM, capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
+    md.skipdata = True
+    per_half = np.zeros(len(code) // 2 + 1, dtype=np.uint64)
+    for addr, size, _, _ in md.disasm_lite(code, 0):
+        c = timer.cost(code[addr:addr + size], addr)
+        per_half[addr >> 1] = max(1, c.cycles + c.taken_extra)
+    out = np.zeros(per_half.size + 1, dtype=np.uint64)
+    np.cumsum(per_half, out=out[1:])
+    if out[-1] >= 1 << 32:
+        raise ValueError(f"{len(code)} B of code estimated at {int(out[-1]):,} cycles: past uint32")
+    return out.astype(np.uint32)

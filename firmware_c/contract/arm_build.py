@@ -26,7 +26,7 @@ ARM_CC = "arm-none-eabi-gcc"
 
 CPU_FLAGS = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
 # the native build's float rules (fw_build.BASE_FLAGS) plus a freestanding target without libc
-C_FLAGS = ("-std=c11", "-O2", "-ffp-contract=off", "-ffreestanding", "-fno-math-errno", "-fno-strict-aliasing",
+C_FLAGS = ("-std=c11", "-O2", "-g", "-ffp-contract=off", "-ffreestanding", "-fno-math-errno", "-fno-strict-aliasing",
            "-Wall", "-Wextra", "-Werror", "-Wpedantic")
 LINK_FLAGS = ("-nostdlib", f"-T{LINKER_SCRIPT}")
 LIBS = ("-lgcc",)  # compiler helpers only, should GCC ever need one; no libc, no libm

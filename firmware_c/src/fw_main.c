@@ -123,9 +123,11 @@ static void sample_done(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
     fw_state_t *s = &h->state;
     const uint32_t *now = (const uint32_t *)&s->counters, *then = (const uint32_t *)&s->reported;
     uint32_t moved = 0;
+    const uint32_t irq = hal_irq_disable();  /* a packet's count between the two would never be reported */
     for (uint32_t i = 0; i < sizeof(fw_counters_t) / 4u; ++i)
         if (now[i] != then[i]) moved |= 1u << i;
     s->reported = s->counters;
+    hal_irq_restore(irq);
     const uint32_t msg[FW_SAMPLE_DONE_WORDS] = {FW_MSG_SAMPLE_DONE, s->sample_id, fw_bits(weights_sum_sq(h, arena, c)),
                                                 s->spikes, moved};
     hal_send_host(h, msg, FW_SAMPLE_DONE_WORDS);
@@ -165,20 +167,22 @@ static void end_of_steps(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
     fw_state_t *s = &h->state;
     if (s->dma_busy) { s->counters.input_underruns++; s->dma_busy = 0; }  /* the last frame never came */
     if (!(h->config.role & FW_ROLE_NEURON) || !s->train) { sample_done(h, arena, c); return; }
+    /* the packet handler queues the update itself once the last error is in, but only in WAIT_ERR */
+    const uint32_t irq = hal_irq_disable();
     if (s->err_received == h->config.n_out) queue_update(h);
     else s->phase = FW_PHASE_WAIT_ERR;
+    hal_irq_restore(irq);
 }
 
-/* Called at each timer tick once the spikes filed under the previous tick (tag parity `parity`) are
- * taken: they are this sample's if that tick ran one of its steps. At step n_steps (the sample's last
- * spikes taken) compare the spikes filed with those the senders announced. */
-static void check_spikes(fw_header_t *h, uint32_t parity)
+/* Called at each timer tick once the `filed` spikes of the previous tick are taken: they are this
+ * sample's if that tick ran one of its steps. At step n_steps (the sample's last spikes taken)
+ * compare the spikes filed with those the senders announced. */
+static void check_spikes(fw_header_t *h, uint32_t filed)
 {
     fw_state_t *s = &h->state;
     const fw_config_t *cfg = &h->config;
     const int running = s->phase == FW_PHASE_RUN && s->step >= 1u;
-    if (running) s->spikes_filed += s->spikes_rx[parity];
-    s->spikes_rx[parity] = 0u;
+    if (running) s->spikes_filed += filed;
     if (!running || s->step != cfg->n_steps) return;
     const uint32_t seen = fw_popcount(s->counts_seen, fw_bitmap_words(cfg->n_src));
     if (seen != cfg->n_src) s->counters.spike_counts_missing += cfg->n_src - seen;  /* cannot compare */
@@ -194,11 +198,17 @@ fw_counts_t fw_on_timer(uint8_t *arena, uint32_t tick)
     fw_state_t *s = &h->state;
     fw_counts_t c = no_counts();
     if (h->status != FW_OK) return c;
+    const uint32_t zw = fw_bitmap_words(cfg->n_rec), parity = (tick - 1u) & 1u;
+    uint32_t *z_prev = FW_U32(arena, h, z_prev), *z_rx = FW_U32(arena, h, z_rx) + parity * zw;
+    /* Masked: once the tick moves, the packet handler files spikes tagged tick + 1 under the parity
+     * of tick - 1, into the buffer (and count) taken here (docs/chip.md section 10, race 1). */
+    uint32_t irq = hal_irq_disable();
     s->tick = tick;
-    const uint32_t zw = fw_bitmap_words(cfg->n_rec);
-    uint32_t *z_prev = FW_U32(arena, h, z_prev), *z_rx = FW_U32(arena, h, z_rx) + ((tick - 1u) & 1u) * zw;
     for (uint32_t w = 0; w < zw; ++w) { z_prev[w] = z_rx[w]; z_rx[w] = 0u; }
-    if (cfg->role & FW_ROLE_NEURON) check_spikes(h, (tick - 1u) & 1u);
+    const uint32_t filed = s->spikes_rx[parity];
+    s->spikes_rx[parity] = 0u;
+    hal_irq_restore(irq);
+    if (cfg->role & FW_ROLE_NEURON) check_spikes(h, filed);
 
     if (s->phase == FW_PHASE_UPDATE) apply_update(h, arena, &c);
     if (s->phase == FW_PHASE_WAIT_ERR && ++s->step > cfg->n_steps + FW_ERR_WAIT_TICKS && s->pending_valid) {
@@ -208,13 +218,13 @@ fw_counts_t fw_on_timer(uint8_t *arena, uint32_t tick)
     if (s->phase == FW_PHASE_IDLE && s->pending_valid) start_sample(h, arena, &c);
     const int reducing = s->phase == FW_PHASE_RUN && s->step >= 1u;
     if (cfg->role & FW_ROLE_READOUT) {
-        if (reducing) {
-            float y[FW_MAX_OUT];
-            readout_reduce(h, arena, tick - 1u, y, &c);
-            recording_readout_step(h, arena, s->step - 1u, y, &c);
-        } else {
-            readout_discard(h, arena, tick - 1u, &c);
-        }
+        /* Masked: partial sums tagged tick + 1 go to the buffer of tick - 1 read and cleared here (race 2) */
+        float y[FW_MAX_OUT];
+        irq = hal_irq_disable();
+        if (reducing) readout_reduce(h, arena, tick - 1u, y, &c);
+        else readout_discard(h, arena, tick - 1u, &c);
+        hal_irq_restore(irq);
+        if (reducing) recording_readout_step(h, arena, s->step - 1u, y, &c);
     }
     if (s->phase != FW_PHASE_RUN) return c;
     const uint32_t k = s->step++;

@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "or simpy (its SimPy model: same bits and records, slower); config chip.engine")
     t.add_argument("--cpu", choices=("native", "iss"), help="core runner: native (default) or iss, the ARM build in "
                                                            "the instruction-set simulator (same bits, about 1,000x "
-                                                           "slower; functional mode); config chip.cpu")
+                                                           "slower; in timed modes with --engine simpy: packets preempt, the ISS counts the cycles); config chip.cpu")
     t.add_argument("--threads", type=int, help="host threads of the functional emulator's C loop (same bits for "
                                                 "any number; default 1; 0: the host cores this process may use); "
                                                 "config chip.threads")

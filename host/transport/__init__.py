@@ -41,6 +41,12 @@ def open_transport(target: str, n_cores: int, backend: str = "c", chip: ChipConf
 
         if chip.clock_mhz:
             desc = desc.with_clock(round(chip.clock_mhz * 1e6))
+        if chip.cpu == "iss":  # the ARM build in time (engines.py: SimPy engine only), packets preempt
+            from s2eprop.emulator.chip.timed_iss import IssTimedChip
+            from s2eprop.emulator.runners.iss import IssRunner
+
+            return EmulatorTransport(n_cores, chip=IssTimedChip(n_cores, desc, chip.mode, runner=IssRunner(
+                None, n_cores, desc.sram_bytes_per_core)))
         return EmulatorTransport(n_cores, chip=timed_chip(n_cores, desc, chip.mode, chip.engine))
     if target.startswith("udp://"):
         from s2eprop.host.transport.udp import UdpTransport, read_key

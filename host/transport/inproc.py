@@ -137,7 +137,11 @@ class ChipTiming:
         return self._chip.compliance.window()
 
     def summary(self, late_packets: int, part: str = "train") -> dict[str, Any]:
-        return self._chip.compliance.summary(self.arrays(part), late_packets, self._chip.mode, self._chip.lag, part)
+        out = self._chip.compliance.summary(self.arrays(part), late_packets, self._chip.mode, self._chip.lag, part)
+        iss = getattr(self._chip, "iss_summary", None)  # the ARM build in time: preemptions, measured stack (whole run)
+        if iss is not None:
+            out.update(iss())
+        return out
 
     def save(self, path: Path) -> None:
         blob = self._chip.timing_npz()

@@ -62,7 +62,8 @@ def test_every_rule_of_the_engine_table_refuses_something(i) -> None:
 @pytest.mark.parametrize("engine", [Engine("golden", batch_size=32), Engine("emulator", "timed", clock=True),
                                     Engine("emulator", cpu="iss", backend="python"), Engine("udp", key_file=True),
                                     Engine("emulator", "realtime", chip_file=True, input_mode="realtime"),
-                                    Engine("emulator", "timed", engine="simpy")])
+                                    Engine("emulator", "timed", engine="simpy"),
+                                    Engine("emulator", "timed", cpu="iss", engine="simpy")])
 def test_engines_that_run_are_accepted(engine) -> None:
     check_engine(engine)
 
@@ -70,7 +71,7 @@ def test_engines_that_run_are_accepted(engine) -> None:
 @pytest.mark.parametrize("kwargs, says", [
     ({"target": "golden", "mode": "timed"}, "golden model has no chip"),
     ({"target": "golden", "cpu": "iss"}, "golden model has no cores"),
-    ({"cpu": "iss", "mode": "timed"}, "chip.cpu iss runs the functional chip"),
+    ({"cpu": "iss", "mode": "timed"}, "add chip.engine simpy"),
     ({"clock_mhz": 150}, "add mode timed"),
     ({"target": "udp://127.0.0.1:9", "mode": "timed"}, "the board's chip, mode"),
     ({"target": "emulator", "key_file": "k"}, "needs none"),

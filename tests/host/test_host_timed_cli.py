@@ -75,7 +75,7 @@ def test_cpu_iss_puts_the_arm_build_behind_the_chip() -> None:
 def test_cpu_iss_in_timed_mode_is_refused(features_npz, tmp_path, capsys) -> None:
     assert main(["train", "--data", str(features_npz), "--out", str(tmp_path / "r"), "--quiet", "--cpu", "iss",
                  "--mode", "timed"]) == 2
-    assert "chip.cpu iss runs the functional chip" in capsys.readouterr().err
+    assert "the C event loop (engine c) runs the native build only: add chip.engine simpy" in capsys.readouterr().err
 
 
 def test_a_timed_run_reports_training_and_inference_apart(tmp_path) -> None:
