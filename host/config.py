@@ -17,7 +17,8 @@ from s2eprop.emulator.chip.description import default_chip
 from s2eprop.firmware.sdram_map import INPUT_KINDS, INPUT_RING_SAMPLES
 from s2eprop.host.errors import ConfigError
 
-SURROGATES = ("multi_gaussian", "triangle")
+# piecewise_linear is NEST's name of the triangle; the last four are NEST's surrogate_gradient_function
+SURROGATES = ("multi_gaussian", "triangle", "piecewise_linear", "exponential", "fast_sigmoid", "arctan")
 FEEDBACKS = ("symmetric", "random")
 READOUT_PLACEMENTS = ("shared", "extra")
 DATASET_KINDS = ("synth", "gsc", "npz", "shd")
@@ -50,8 +51,12 @@ class NetworkConfig:
     mg_sigma: float = 0.5
     mg_scale: float = 6.0
     mg_height: float = 0.15
-    # Bellec's triangle: (gamma_pd / v_th) * max(0, 1 - |u / v_th|)
-    triangle_gamma: float = 0.3
+    # NEST's surrogates (eprop_iaf_adapt `beta`, `gamma`; NEST's adaptation beta is our `beta`), of u = v - A:
+    #   triangle = piecewise_linear: gamma / v_th * max(0, 1 - beta |u / v_th|)  (Bellec's: beta 1, gamma 0.3)
+    #   exponential: gamma exp(-beta |u|);  fast_sigmoid: gamma (1 + beta |u|)^-2;
+    #   arctan: gamma / pi / (1 + (beta pi u)^2)   (docs/options.md)
+    surrogate_beta: float = 1.0
+    surrogate_gamma: float = 0.3
 
     def decays(self) -> tuple[float, float, float]:
         """(alpha, rho, kappa) as float32 values, computed in double like the authors' code."""
@@ -210,7 +215,7 @@ class ExperimentConfig:
             raise ConfigError(f"partition.arena_limit_bytes must be in 1..{most:,}, got {p.arena_limit_bytes:,}"
                               + ("" if self.chip.file else " (a core's SRAM; a what-if chip with more SRAM per core "
                                                            "needs chip.file naming its chip file)"))
-        for name in ("mg_sigma", "mg_scale", "mg_gamma", "triangle_gamma"):
+        for name in ("mg_sigma", "mg_scale", "mg_gamma", "surrogate_beta", "surrogate_gamma"):
             if not getattr(n, name) > 0:
                 raise ConfigError(f"network.{name} must be > 0, got {getattr(n, name)}")
         for name in ("beta", "mg_height"):  # 0 turns adaptation / the side Gaussians off

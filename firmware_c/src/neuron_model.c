@@ -17,12 +17,28 @@ static float gaussian(float u, float mu, float sigma, fw_counts_t *c)
     return fw_expf(arg) / sqrt_2pi / sigma;
 }
 
+/* NEST's surrogates (eprop_archiving_node: piecewise_linear, exponential, fast_sigmoid_derivative, arctan)
+ * with their beta (width) and gamma (height), of u = v - A (NEST: v_m - v_th_adapt); no libm */
 static float surrogate(const fw_config_t *cfg, float u, fw_counts_t *c)
 {
+    const float au = u < 0.0f ? -u : u, beta = cfg->surr_beta, gamma = cfg->surr_gamma;
     if (cfg->surrogate == FW_SURR_TRIANGLE) {
         float x = u / cfg->v_th;
-        float t = 1.0f - (x < 0.0f ? -x : x);
-        return t > 0.0f ? (cfg->tri_gamma / cfg->v_th) * t : 0.0f;
+        float t = 1.0f - beta * (x < 0.0f ? -x : x);
+        return t > 0.0f ? (gamma / cfg->v_th) * t : 0.0f;
+    }
+    if (cfg->surrogate == FW_SURR_EXPONENTIAL) {
+        c->exp_calls++;
+        return gamma * fw_expf(-(beta * au));
+    }
+    if (cfg->surrogate == FW_SURR_FAST_SIGMOID) {
+        const float d = 1.0f + beta * au;
+        return gamma / (d * d);
+    }
+    if (cfg->surrogate == FW_SURR_ARCTAN) {
+        const float pi = 3.14159265f;
+        const float q = beta * pi * u;
+        return (gamma / pi) / (1.0f + q * q);
     }
     const float s = cfg->mg_sigma, h = cfg->mg_height;
     float g0 = gaussian(u, 0.0f, s, c) * (1.0f + h);

@@ -124,13 +124,29 @@ def _gaussian(u: np.ndarray, mu: float, s: float, dtype: Any) -> np.ndarray:
     return (np.exp(ratio.astype(np.float64)) / sqrt_2pi / s).astype(dtype)
 
 
+_PI_F = 3.14159265  # the firmware's float literal of pi (float32 mode rounds it)
+
+
 def surrogate(u: np.ndarray, net: NetworkConfig, dtype: Any = np.float32) -> np.ndarray:
-    """Pseudo-derivative psi(u), u = v - A: the multi-Gaussian (default) or Bellec's triangle."""
+    """Pseudo-derivative psi(u), u = v - A: the multi-Gaussian (default), or one of NEST's four with its
+    beta and gamma (network.surrogate_beta, surrogate_gamma), in the firmware's order of operations."""
     dtype = float_type(dtype)
     u = np.asarray(u, dtype)
-    if net.surrogate == "triangle":
-        scale = dtype(net.triangle_gamma) / dtype(net.v_th)
-        return scale * np.maximum(dtype(0), dtype(1) - np.abs(u / dtype(net.v_th)))
+    beta, gamma = dtype(net.surrogate_beta), dtype(net.surrogate_gamma)
+    if net.surrogate in ("triangle", "piecewise_linear"):
+        scale = gamma / dtype(net.v_th)
+        t = dtype(1) - beta * np.abs(u / dtype(net.v_th))
+        return np.where(t > 0, scale * t, dtype(0)).astype(dtype)
+    if net.surrogate == "exponential":
+        arg = -(beta * np.abs(u))
+        return (gamma * np.exp(arg.astype(np.float64)).astype(dtype)).astype(dtype)
+    if net.surrogate == "fast_sigmoid":
+        d = dtype(1) + beta * np.abs(u)
+        return gamma / (d * d)
+    if net.surrogate == "arctan":
+        pi = dtype(_PI_F) if dtype == np.float32 else dtype(math.pi)
+        q = beta * pi * u
+        return (gamma / pi) / (dtype(1) + q * q)
     h, sigma = dtype(net.mg_height), net.mg_sigma
     centre = _gaussian(u, 0.0, sigma, dtype) * (dtype(1) + h)
     side = net.mg_scale * sigma

@@ -101,6 +101,26 @@ def test_iss_matches_native_small(arm_elf, small_cfg, sample_maker) -> None:
     assert_same_bits(small_cfg, init_weights(small_cfg.network, seed=3), x, y, arm_elf, n_train=3)
 
 
+# every option of issue 27 (docs/options.md), each on the 3-core network
+OPTIONS = [
+    {"network": {"surrogate": "triangle", "surrogate_beta": 1.5}},
+    {"network": {"surrogate": "exponential", "surrogate_beta": 0.8}},
+    {"network": {"surrogate": "fast_sigmoid", "surrogate_beta": 2.0}},
+    {"network": {"surrogate": "arctan", "surrogate_gamma": 0.5}},
+]
+
+
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for sec in o.values() for k, v in sec.items()))
+def test_iss_matches_native_with_options(arm_elf, small_cfg, sample_maker, with_options, option) -> None:
+    """Rule: with each option, the 3-core network's 3 training samples and 1 inference sample give the same
+    handler calls, effects, counts, SRAM bytes, weights and results on the ISS as natively."""
+    from s2eprop.host.weights import init_weights
+
+    c = with_options(small_cfg, **option)
+    x, y = sample_maker(4, seed=5, n_steps=30, n_in=16, n_out=4)
+    assert_same_bits(c, init_weights(c.network, seed=3), x, y, arm_elf, n_train=3)
+
+
 def test_iss_records_cycles_per_call_and_function(arm_elf, small_cfg) -> None:
     """Rule: each handler call leaves its instruction and cycle figures; a timer tick of an idle core is
     short (the median one), the neuron step's dma_done calls long, and its cycles lie in the firmware's functions."""

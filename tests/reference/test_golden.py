@@ -161,6 +161,33 @@ def test_surrogate_values(u: float) -> None:
     assert abs(float(surrogate(np.array([u], np.float32), tri)[0]) - want) <= 1e-7
 
 
+# NEST's surrogate_gradient_function (nestkernel/eprop_archiving_node_recurrent: u = v_m - v_th_adapt, V_th the
+# relative threshold, our v_th), written from NEST's formulas in float64, with beta and gamma away from 1
+NEST_SURROGATES = {
+    "piecewise_linear": lambda u, b, g: g * max(0.0, 1.0 - b * abs(u / 1.6)) / 1.6,
+    "exponential": lambda u, b, g: g * math.exp(-b * abs(u)),
+    "fast_sigmoid": lambda u, b, g: g * (1.0 + b * abs(u)) ** -2,
+    "arctan": lambda u, b, g: g / math.pi * (1.0 / (1.0 + (b * math.pi * u) ** 2)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NEST_SURROGATES))
+@pytest.mark.parametrize("u", [-4.0, -1.6, -0.5, -0.1, 0.0, 0.25, 0.8, 2.0])
+def test_nest_surrogate_values(name: str, u: float) -> None:
+    """Each of NEST's four surrogates (beta 1.7, gamma 0.45) matches NEST's formula: float64 within 1e-15
+    relative, float32 within 1e-6 relative (+1e-12: beta rounded to float32 moves exp(-beta |u|) by up to 7e-7); the triangle is piecewise_linear under another name."""
+    net = dataclasses.replace(NET, surrogate=name, surrogate_beta=1.7, surrogate_gamma=0.45)
+    want = NEST_SURROGATES[name](u, 1.7, 0.45)
+    got64 = float(surrogate(np.array([u]), net, np.float64)[0])
+    assert abs(got64 - want) <= 1e-15 * max(abs(want), 1e-3), (got64, want)
+    got32 = surrogate(np.array([u], np.float32), net)[0]
+    assert got32.dtype == np.float32
+    assert abs(float(got32) - want) <= 1e-6 * abs(want) + 1e-12, (float(got32), want)
+    if name == "piecewise_linear":
+        tri = dataclasses.replace(net, surrogate="triangle")
+        assert surrogate(np.array([u], np.float32), tri)[0] == got32
+
+
 def test_float64_mode_runs_in_double() -> None:
     """dtype=float64 keeps weights, Adam state and outputs in float64 and stays close to float32."""
     net = NetworkConfig(n_in=10, n_rec=12, n_out=3, n_steps=20)
