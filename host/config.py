@@ -45,6 +45,9 @@ class NetworkConfig:
     tau_out_ms: float = 10.0
     v_th: float = 1.6
     beta: float = 0.184
+    # LIF neurons (no adaptation: beta 0, eps_a 0) among the hidden ones, as Bellec et al.'s n_regular: the
+    # first n_regular (global ids 0 .. n_regular-1); the other n_rec - n_regular are ALIF
+    n_regular: int = 0
     surrogate: str = "multi_gaussian"
     # multi-Gaussian surrogate (Yin et al. 2021): gamma * [(1+h) N(u;0,s) - h N(u;s,k s) - h N(u;-s,k s)]
     mg_gamma: float = 0.5
@@ -207,6 +210,9 @@ class ExperimentConfig:
                            ("n_steps", lib.FW_MAX_SLOTS // INPUT_RING_SAMPLES)):
             if getattr(n, name) > most:
                 raise ConfigError(f"network.{name} is {getattr(n, name)}, the firmware supports at most {most}")
+        if not 0 <= n.n_regular <= n.n_rec:
+            raise ConfigError(f"network.n_regular (LIF neurons among the hidden ones) must be in 0..{n.n_rec} "
+                              f"(network.n_rec), got {n.n_regular}")
         if p.neurons_per_core > lib.FW_MAX_LOCAL:
             raise ConfigError(f"partition.neurons_per_core is {p.neurons_per_core}, the firmware supports at most "
                               f"{lib.FW_MAX_LOCAL}")

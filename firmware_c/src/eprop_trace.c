@@ -3,7 +3,8 @@
  *   ea   = (rho - (1-rho) beta psi_j) ea + psi_j ev_i (1-alpha)(1-rho)
  *   e    = psi_j ((1-alpha) ev_i - beta ea)
  *   eb   = kappa eb + e;   acc += eb               (acc: sum over the sample, used at the update)
- * The recurrent diagonal keeps no trace (its weight changes only through the L2 term). */
+ * The recurrent diagonal keeps no trace (its weight changes only through the L2 term). A LIF neuron
+ * (network.n_regular) takes psi_a = 0 in the ea line: its ea stays 0. */
 #include "eprop_trace.h"
 #include "fw_internal.h"
 
@@ -26,7 +27,8 @@ void eprop_trace_reset(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
 #endif
 
 TRACE_CLONES static void trace_block(const fw_config_t *cfg, uint32_t n_pre, const float *ev, const float *psi,
-                        const float *ca, float *ea, float *eb, float *acc, uint32_t skip_lo, int skip_diag)
+                        const float *psi_a, const float *ca, float *ea, float *eb, float *acc, uint32_t skip_lo,
+                        int skip_diag)
 {
     const uint32_t nl = cfg->n_local;
     const float oaor = cfg->one_alpha_x_one_rho, one_alpha = cfg->one_alpha;
@@ -35,7 +37,7 @@ TRACE_CLONES static void trace_block(const fw_config_t *cfg, uint32_t n_pre, con
         const float evi = ev[i];
         float *ea_r = ea + i * nl, *eb_r = eb + i * nl, *acc_r = acc + i * nl;
         for (uint32_t j = 0; j < nl; ++j) {
-            const float ean = ca[j] * ea_r[j] + psi[j] * evi * oaor;
+            const float ean = ca[j] * ea_r[j] + psi_a[j] * evi * oaor;
             const float e = psi[j] * (one_alpha * evi - beta * ean);
             ea_r[j] = ean;
             eb_r[j] = eb_r[j] * kappa + e;
@@ -75,10 +77,18 @@ void eprop_trace_step(fw_header_t *h, uint8_t *arena, const uint32_t *input, con
     }
     decay_add_spikes(ev_rec, z_prev, cfg->n_rec, cfg->alpha);
     for (uint32_t j = 0; j < nl; ++j) ca[j] = cfg->rho - cfg->one_rho * cfg->beta * psi[j];
+    /* LIF neurons (network.n_regular: global ids below it) take no psi into eps_a, which stays 0, so
+     * e = psi (1-alpha) ev for them; the ALIF ones read psi itself */
+    const float *psi_a = psi;
+    float psi_lif[FW_MAX_LOCAL];
+    if (cfg->neuron_lo < cfg->n_regular) {
+        for (uint32_t j = 0; j < nl; ++j) psi_lif[j] = cfg->neuron_lo + j < cfg->n_regular ? 0.0f : psi[j];
+        psi_a = psi_lif;
+    }
 
-    trace_block(cfg, cfg->n_in, ev_in, psi, ca, FW_F32(arena, h, ea_in), FW_F32(arena, h, eb_in),
+    trace_block(cfg, cfg->n_in, ev_in, psi, psi_a, ca, FW_F32(arena, h, ea_in), FW_F32(arena, h, eb_in),
                 FW_F32(arena, h, acc_in), 0u, 0);
-    trace_block(cfg, cfg->n_rec, ev_rec, psi, ca, FW_F32(arena, h, ea_rec), FW_F32(arena, h, eb_rec),
+    trace_block(cfg, cfg->n_rec, ev_rec, psi, psi_a, ca, FW_F32(arena, h, ea_rec), FW_F32(arena, h, eb_rec),
                 FW_F32(arena, h, acc_rec), cfg->neuron_lo, 1);
     c->trace_updates += (cfg->n_in + cfg->n_rec) * nl - nl;
 }

@@ -2,6 +2,7 @@
  *   a = rho a + (1-rho) z[t-1];  A = v_th + beta a
  *   v = alpha v + (1-alpha)(x W_in + z[t-1] W_rec) - z[t-1] A   (full W_rec, diagonal included)
  *   u = v - A;  z = u > 0;  psi = surrogate(u), 0 where |surrogate(u)| < 2^-64 (FW_TINY_EXP)
+ * The first n_regular neurons (global ids) are LIF: beta 0 for them, so A = v_th.
  * Sums run sequentially over the presynaptic index; a silent presynaptic neuron adds nothing. */
 #include "neuron_model.h"
 #include "fw_internal.h"
@@ -97,7 +98,8 @@ void neuron_step(fw_header_t *h, uint8_t *arena, const uint32_t *input, const ui
     for (uint32_t j = 0; j < nl; ++j) {
         const float zp = (float)fw_bit(z_prev, lo + j);
         a[j] = cfg->rho * a[j] + cfg->one_rho * zp;
-        const float A = cfg->v_th + cfg->beta * a[j];
+        const float beta = lo + j < cfg->n_regular ? 0.0f : cfg->beta;  /* LIF: no adaptation */
+        const float A = cfg->v_th + beta * a[j];
         v[j] = cfg->alpha * v[j] + cfg->one_alpha * (i_in[j] + i_rec[j]) - zp * A;
         const float u = v[j] - A;
         z[j] = u > 0.0f ? 1.0f : 0.0f;

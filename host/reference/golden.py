@@ -92,7 +92,7 @@ class Constants:
     one_alpha: Any
     one_rho: Any
     one_alpha_x_one_rho: Any
-    beta: Any
+    beta: Any            # a scalar, or per neuron (n_rec,) with 0 for the LIF ones (network.n_regular)
     v_th: Any
     one_rho_x_beta: Any
 
@@ -106,8 +106,13 @@ class Constants:
             alpha, rho, kappa = (dtype(math.exp(-net.dt_ms / tau)) for tau in taus)
         one = dtype(1)
         beta = dtype(net.beta)
+        one_rho_x_beta = (one - rho) * beta
+        if net.n_regular:  # the first n_regular hidden neurons are LIF: beta 0 (per neuron, the last axis)
+            alif = np.arange(net.n_rec) >= net.n_regular
+            beta = np.where(alif, beta, dtype(0)).astype(dtype)
+            one_rho_x_beta = np.where(alif, one_rho_x_beta, dtype(0)).astype(dtype)
         return cls(dtype, alpha, rho, kappa, one - alpha, one - rho, (one - alpha) * (one - rho),
-                   beta, dtype(net.v_th), (one - rho) * beta)
+                   beta, dtype(net.v_th), one_rho_x_beta)
 
 
 def random_feedback(net: NetworkConfig, seed: int, dtype: Any = np.float32) -> np.ndarray:
@@ -298,6 +303,7 @@ class GoldenModel:
             ev = np.zeros((b, n_pre), f)                       # eps_v, per presynaptic neuron
             ea, eb, elig, tmp = (np.zeros((b, n_pre, n_rec), f) for _ in range(4))
             diag = (slice(None), np.arange(n_in, n_pre), np.arange(n_rec))
+            alif = (np.arange(n_rec) >= net.n_regular).astype(f)  # 0 for the LIF neurons
         steps = {"z": np.zeros((b, n_steps, n_rec), np.uint8), "v": np.zeros((b, n_steps, n_rec), f),
                  "y": np.zeros((b, n_steps, net.n_out), f)} if record else None
         for t in range(n_steps):
@@ -320,7 +326,8 @@ class GoldenModel:
                 ev = c.alpha * ev + np.concatenate([x[:, t], z_prev], axis=1)
                 psi_b = psi[:, None, :]
                 ea *= (c.rho - c.one_rho_x_beta * psi)[:, None, :]
-                np.multiply(psi_b, ev[:, :, None], out=tmp)
+                # eps_a stays 0 for the LIF neurons (network.n_regular): no psi term enters it
+                np.multiply(psi_b if not net.n_regular else psi_b * alif, ev[:, :, None], out=tmp)
                 tmp *= c.one_alpha_x_one_rho
                 ea += tmp
                 ea[diag] = 0

@@ -122,6 +122,8 @@ TOL_OPTION = 1e-6
     ("network", {"surrogate": "exponential", "surrogate_beta": 0.8}),
     ("network", {"surrogate": "fast_sigmoid", "surrogate_beta": 2.0}),
     ("network", {"surrogate": "arctan"}),
+    ("network", {"n_regular": 60}),
+    ("network", {"n_regular": 5}),  # core 0 holds 5 LIF and 5 ALIF neurons
 ])
 def test_options_match_golden(cfg, init_w, sample_maker, with_options, weights_close, rel_err,
                               section, option) -> None:
@@ -161,3 +163,20 @@ def test_uneven_partition_learns_the_same(cfg, init_w, sample_maker, with_option
         assert abs(float(rb.loss[0]) - float(rg.loss[0])) <= 1e-5, f"sample {i}"
     weights_close(board.weights, golden.weights, 1e-5, "7 cores (18 per core, the last 12)")
     assert board.provenance() == dict.fromkeys(board.provenance(), 0)
+
+
+def test_lif_neurons_keep_no_adaptation_trace(cfg, init_w, sample_maker, with_options) -> None:
+    """Rule: with network.n_regular 5, after a training sample core 0's eps_a traces (ea_in, ea_rec) are 0 in
+    the columns of its 5 LIF neurons (global ids 0-4) and not in those of its 5 ALIF ones; the default
+    network's are not 0 there."""
+    x, y = sample_maker(1, seed=99)
+    for n_regular in (5, 0):
+        board = BoardTrainer(with_options(cfg, network={"n_regular": n_regular}), init_w.copy())
+        board.train_batch(x, y)
+        img = board.images[0]
+        assert (img.plan.neuron_lo, img.plan.n_local) == (0, 10)
+        for region, n_pre in (("ea_in", cfg.network.n_in), ("ea_rec", cfg.network.n_rec)):
+            raw = board.transport.read_sram(0, img.layout.region(region), 4 * n_pre * 10)
+            ea = np.frombuffer(raw, np.float32).reshape(n_pre, 10)
+            assert np.count_nonzero(ea[:, 5:]) > n_pre // 2, (region, n_regular)
+            assert (np.count_nonzero(ea[:, :5]) == 0) == (n_regular == 5), (region, n_regular)

@@ -107,6 +107,7 @@ OPTIONS = [
     {"network": {"surrogate": "exponential", "surrogate_beta": 0.8}},
     {"network": {"surrogate": "fast_sigmoid", "surrogate_beta": 2.0}},
     {"network": {"surrogate": "arctan", "surrogate_gamma": 0.5}},
+    {"network": {"n_regular": 12}},  # core 1 holds 4 LIF and 4 ALIF neurons
 ]
 
 

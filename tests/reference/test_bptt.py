@@ -114,6 +114,15 @@ def test_eprop_equals_bptt_without_recurrence_and_adaptation(surrogate: str) -> 
     assert all(d < 1e-9 for d in diffs.values())
 
 
+def test_eprop_equals_bptt_when_every_neuron_is_lif() -> None:
+    """float64, W_rec = 0, beta 0.184 but n_regular = n_rec (all LIF: no adaptation): e-prop is exact again,
+    BPTT's gradients to 1e-9; with half of them LIF it is not (the ALIF half's adaptation)."""
+    diffs = eprop_vs_bptt(dataclasses.replace(SMALL, n_regular=SMALL.n_rec), zero_rec=True)
+    assert all(d < 1e-9 for d in diffs.values()), diffs
+    half = eprop_vs_bptt(dataclasses.replace(SMALL, n_regular=SMALL.n_rec // 2), zero_rec=True)
+    assert max(half.values()) > 1e-6, half
+
+
 @pytest.mark.parametrize("beta, zero_rec", [(0.184, True), (0.0, False), (0.184, False)])
 def test_eprop_approximates_bptt_otherwise(beta: float, zero_rec: bool) -> None:
     """With adaptation or recurrence e-prop is an approximation: close to BPTT but not equal."""

@@ -130,6 +130,29 @@ def test_options_change_learning_only() -> None:
     assert 0.5 < b.std() * math.sqrt(NET.n_rec) < 1.5
 
 
+def test_n_regular_neurons_are_lif() -> None:
+    """network.n_regular: the first n_regular neurons behave as with beta 0 (their threshold never adapts)
+    and the others as ALIF: all LIF (n_regular = n_rec) gives exactly the beta-0 network's forward pass and
+    gradients; with 60 LIF and nothing recurrent mixing the neurons (W_rec = 0), the LIF neurons'
+    input synapses' eligibility E_ji is the beta-0 network's and the ALIF ones' the default network's (the learning signal
+    mixes them all through the output error)."""
+    w = init_weights(NET, 8)
+    x, y = sample_batch(1, seed=8)
+    lif = GoldenModel(dataclasses.replace(NET, beta=0.0), TRAIN, w).gradients(x, y)
+    all_lif = GoldenModel(dataclasses.replace(NET, n_regular=NET.n_rec), TRAIN, w).gradients(x, y)
+    np.testing.assert_array_equal(all_lif[1].output_mean, lif[1].output_mean)
+    for key in lif[0]:
+        np.testing.assert_array_equal(all_lif[0][key], lif[0][key])
+    w0 = Weights(w.w_in, np.zeros_like(w.w_rec), w.w_out)
+    def elig(net: NetworkConfig) -> np.ndarray:
+        return GoldenModel(net, TRAIN, w0)._run(x, traces=True).elig[0, :NET.n_in]  # input synapses
+    e_lif, e_alif = elig(dataclasses.replace(NET, beta=0.0)), elig(NET)
+    e_mix = elig(dataclasses.replace(NET, n_regular=60))
+    np.testing.assert_array_equal(e_mix[:, :60], e_lif[:, :60])
+    np.testing.assert_array_equal(e_mix[:, 60:], e_alif[:, 60:])
+    assert rel(e_lif[:, :60], e_alif[:, :60]) > 1e-3  # adaptation matters to these neurons
+
+
 def test_lr_schedule() -> None:
     """lr is unchanged at epochs 0, 1, 3 and multiplied by 0.3 (float32) at epochs 2 and 4."""
     model = GoldenModel(NET, TRAIN, init_weights(NET, 0))
