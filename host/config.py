@@ -20,6 +20,7 @@ from s2eprop.host.errors import ConfigError
 # piecewise_linear is NEST's name of the triangle; the last four are NEST's surrogate_gradient_function
 SURROGATES = ("multi_gaussian", "triangle", "piecewise_linear", "exponential", "fast_sigmoid", "arctan")
 FEEDBACKS = ("symmetric", "random")
+OPTIMIZERS = ("adam", "sgd")
 READOUT_PLACEMENTS = ("shared", "extra")
 DATASET_KINDS = ("synth", "gsc", "npz", "shd")
 ON_LOSS = ("stop", "count")
@@ -88,6 +89,10 @@ class TrainConfig:
     adam_b2: float = 0.999
     adam_eps: float = 1e-5
     l2: float = 1e-5
+    # weight optimizer: adam (the authors', bias-corrected lr, adam_* below) or sgd (m = momentum m + g,
+    # W -= lr m; NEST's gradient_descent with momentum 0); both take lr and its schedule, and g includes 2 l2 W
+    optimizer: str = "adam"
+    momentum: float = 0.0
     feedback: str = "symmetric"
     seed: int = 0
     max_samples: int | None = None
@@ -258,6 +263,12 @@ class ExperimentConfig:
                 raise ConfigError(f"network.{name} must be > 0, got {getattr(n, name)}")
         _choice("network.surrogate", n.surrogate, SURROGATES)
         _choice("train.feedback", t.feedback, FEEDBACKS)
+        _choice("train.optimizer", t.optimizer, OPTIMIZERS)
+        if not 0 <= t.momentum < 1:
+            raise ConfigError(f"train.momentum (sgd) must be in [0, 1), got {t.momentum}")
+        if t.momentum and t.optimizer != "sgd":
+            raise ConfigError(f"train.momentum is {t.momentum} but train.optimizer is {t.optimizer!r}: momentum is "
+                              f"sgd's (Adam's is adam_b1); set train.optimizer: sgd or drop train.momentum")
         _choice("train.on_loss", t.on_loss, ON_LOSS)
         _choice("train.input_mode", t.input_mode, INPUT_MODES)
         if t.input_lookahead_ticks < 1:

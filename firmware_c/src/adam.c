@@ -2,6 +2,7 @@
  *   L_j = (sum_k B_jk err_k) / T, B = W_out (before the update) or a fixed random feedback matrix
  *   g = L_j acc_ij + 2 l2 W;  g_out_jk = (zsum_j err_k) / T + 2 l2 W_out
  *   lr_t = lr sqrt(1 - b2^t) / (1 - b1^t);  m, v moments;  W -= lr_t m / (sqrt(v) + eps)
+ *   or, train.optimizer sgd: m = momentum m + g;  W -= lr m
  * m, v and W are stored as 0 where below 2^-64 in magnitude (fw_flush_tiny): a weight that L2 alone
  * decays (no trace, a silent neuron) reaches 0 instead of lingering in subnormal floats. */
 #include "adam.h"
@@ -20,6 +21,27 @@ static void adam_block(const fw_config_t *cfg, float lr_t, uint32_t n, const flo
         v[idx] = fw_flush_tiny(b2 * v[idx] + one_b2 * g * g);
         w[idx] = fw_flush_tiny(w[idx] - (lr_t * m[idx]) / (fw_sqrtf(v[idx]) + eps));
     }
+}
+
+/* train.optimizer sgd: m = momentum m + g;  W -= lr m  (lr after the schedule; v unused) */
+static void sgd_block(const fw_config_t *cfg, float lr, uint32_t n, const float *grad_scale,
+                      uint32_t stride, const float *acc, float *w, float *m)
+{
+    const float mu = cfg->momentum, l2x2 = cfg->l2x2;
+    for (uint32_t idx = 0; idx < n; ++idx) {
+        float g = grad_scale[idx % stride] * acc[idx];
+        g = g + l2x2 * w[idx];
+        m[idx] = fw_flush_tiny(mu * m[idx] + g);
+        w[idx] = fw_flush_tiny(w[idx] - lr * m[idx]);
+    }
+}
+
+/* one optimizer step on n weights: Adam (lr_t bias-corrected) or SGD (lr) */
+static void step_block(const fw_config_t *cfg, const fw_state_t *s, float lr_t, uint32_t n, const float *grad_scale,
+                       uint32_t stride, const float *acc, float *w, float *m, float *v)
+{
+    if (cfg->optimizer == FW_OPT_SGD) sgd_block(cfg, s->lr, n, grad_scale, stride, acc, w, m);
+    else adam_block(cfg, lr_t, n, grad_scale, stride, acc, w, m, v);
 }
 
 void adam_apply_sample(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
@@ -41,16 +63,16 @@ void adam_apply_sample(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
         L[j] = sum / T;
     }
     const float lr_t = s->lr * fw_sqrtf(1.0f - s->b2_pow) / (1.0f - s->b1_pow);
-    adam_block(cfg, lr_t, cfg->n_in * nl, L, nl, FW_F32(arena, h, acc_in), FW_F32(arena, h, w_in),
+    step_block(cfg, s, lr_t, cfg->n_in * nl, L, nl, FW_F32(arena, h, acc_in), FW_F32(arena, h, w_in),
                FW_F32(arena, h, m_in), FW_F32(arena, h, v_in));
-    adam_block(cfg, lr_t, cfg->n_rec * nl, L, nl, FW_F32(arena, h, acc_rec), FW_F32(arena, h, w_rec),
+    step_block(cfg, s, lr_t, cfg->n_rec * nl, L, nl, FW_F32(arena, h, acc_rec), FW_F32(arena, h, w_rec),
                FW_F32(arena, h, m_rec), FW_F32(arena, h, v_rec));
     /* readout weights, row by row: the gradient (zsum_j err_k) / T is formed in place of acc */
     float *wo = FW_F32(arena, h, w_out), *mo = FW_F32(arena, h, m_out), *vo = FW_F32(arena, h, v_out);
     const float one = 1.0f;
     for (uint32_t j = 0; j < nl; ++j) {
         for (uint32_t k = 0; k < no; ++k) g_out[k] = (zsum[j] * err[k]) / T;
-        adam_block(cfg, lr_t, no, &one, 1u, g_out, wo + j * no, mo + j * no, vo + j * no);
+        step_block(cfg, s, lr_t, no, &one, 1u, g_out, wo + j * no, mo + j * no, vo + j * no);
     }
     s->b1_pow = s->b1_pow * cfg->adam_b1;
     s->b2_pow = s->b2_pow * cfg->adam_b2;

@@ -176,7 +176,7 @@ def l2_loss(weights: Weights, l2: float) -> float:
 
 
 def apply_update(weights: Weights, grads: dict[str, np.ndarray], adam: AdamState, train: TrainConfig) -> None:
-    """Coupled L2 (g + 2*l2*W, in double, on all weights) then one Adam step, in place.
+    """Coupled L2 (g + 2*l2*W, in double, on all weights) then one Adam step (or SGD's), in place.
 
     Rounds like the authors' `grad_L2` and `AdamOptimizer`; the dtype is that of the weights.
     """
@@ -184,6 +184,16 @@ def apply_update(weights: Weights, grads: dict[str, np.ndarray], adam: AdamState
     f = w["w_in"].dtype.type
     b1, b2 = f(train.adam_b1), f(train.adam_b2)
     one = f(1)
+    if train.optimizer == "sgd":  # m = momentum m + g; W -= lr m (the firmware's order)
+        lr, mu = f(adam.lr), f(train.momentum)
+        for key in WEIGHT_KEYS:
+            g = (grads[key].astype(np.float64) + 2 * train.l2 * w[key].astype(np.float64)).astype(f)
+            adam.m[key] = mu * adam.m[key] + g
+            w[key] -= lr * adam.m[key]
+        adam.b1_pow = f(adam.b1_pow * b1)  # kept as the chip keeps them (unused by sgd)
+        adam.b2_pow = f(adam.b2_pow * b2)
+        adam.t += 1
+        return
     lr_t = f(float(adam.lr) * math.sqrt(float(one - adam.b2_pow)) / float(one - adam.b1_pow))
     eps = float(f(train.adam_eps))
     for key in WEIGHT_KEYS:

@@ -124,6 +124,8 @@ TOL_OPTION = 1e-6
     ("network", {"surrogate": "arctan"}),
     ("network", {"n_regular": 60}),
     ("network", {"n_regular": 5}),  # core 0 holds 5 LIF and 5 ALIF neurons
+    ("train", {"optimizer": "sgd", "lr": 0.05}),
+    ("train", {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9}),
 ])
 def test_options_match_golden(cfg, init_w, sample_maker, with_options, weights_close, rel_err,
                               section, option) -> None:

@@ -108,6 +108,7 @@ OPTIONS = [
     {"network": {"surrogate": "fast_sigmoid", "surrogate_beta": 2.0}},
     {"network": {"surrogate": "arctan", "surrogate_gamma": 0.5}},
     {"network": {"n_regular": 12}},  # core 1 holds 4 LIF and 4 ALIF neurons
+    {"train": {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9}},
 ]
 
 

@@ -153,6 +153,31 @@ def test_n_regular_neurons_are_lif() -> None:
     assert rel(e_lif[:, :60], e_alif[:, :60]) > 1e-3  # adaptation matters to these neurons
 
 
+def test_sgd_update_by_hand() -> None:
+    """train.optimizer sgd: two steps with momentum 0.9 give m1 = g1 + 2 l2 W0, W1 = W0 - lr m1,
+    m2 = 0.9 m1 + g2 + 2 l2 W1, W2 = W1 - lr m2 (float64 by hand, within 1e-6 relative); Adam's v untouched."""
+    from s2eprop.host.reference.golden import apply_update
+
+    train = dataclasses.replace(TRAIN, optimizer="sgd", momentum=0.9, lr=0.05, l2=1e-3)
+    w = init_weights(NET, 9)
+    rng = np.random.default_rng(9)
+    grads = [{k: rng.standard_normal(a.shape).astype(np.float32) for k, a in w.as_dict().items()} for _ in range(2)]
+    adam = AdamState.zeros(NET, train)
+    model = w.copy()
+    want = {k: a.astype(np.float64) for k, a in w.as_dict().items()}
+    m = {k: np.zeros_like(a) for k, a in want.items()}
+    for g in grads:
+        apply_update(model, g, adam, train)
+        for k in want:
+            m[k] = 0.9 * m[k] + g[k] + 2 * 1e-3 * want[k]
+            want[k] = want[k] - 0.05 * m[k]
+    for k, a in model.as_dict().items():
+        assert rel(a, want[k]) < 1e-6, k
+        assert rel(adam.m[k], m[k]) < 1e-6, k
+        assert not adam.v[k].any()
+    assert adam.t == 2
+
+
 def test_lr_schedule() -> None:
     """lr is unchanged at epochs 0, 1, 3 and multiplied by 0.3 (float32) at epochs 2 and 4."""
     model = GoldenModel(NET, TRAIN, init_weights(NET, 0))
