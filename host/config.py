@@ -77,6 +77,24 @@ class NetworkConfig:
 
 
 @dataclass(frozen=True)
+class RateRegConfig:
+    """Firing-rate regularisation (Bellec et al. 2020; NEST's c_reg, f_target): E_reg = c_reg / 2 sum_j
+    (f_j - f_target)^2 with f_j the neuron's spikes per step over the sample (n_j / T) and f_target =
+    target_hz dt; its gradient c_reg (f_j - f_target) / T sum_t e_ji^t is added to the learning signal's
+    (docs/options.md). c_reg 0: off."""
+
+    c_reg: float = 0.0
+    target_hz: float = 10.0
+
+    @property
+    def active(self) -> bool:
+        return self.c_reg != 0.0
+
+    def f_target_per_step(self, dt_ms: float) -> float:
+        return self.target_hz * dt_ms / 1000.0
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Optimiser and schedule (authors' C defaults: batch 1, Adam, lr x0.3 every 2 epochs)."""
 
@@ -93,6 +111,7 @@ class TrainConfig:
     # W -= lr m; NEST's gradient_descent with momentum 0); both take lr and its schedule, and g includes 2 l2 W
     optimizer: str = "adam"
     momentum: float = 0.0
+    rate_reg: RateRegConfig = field(default_factory=RateRegConfig)
     feedback: str = "symmetric"
     seed: int = 0
     max_samples: int | None = None
@@ -264,6 +283,13 @@ class ExperimentConfig:
         _choice("network.surrogate", n.surrogate, SURROGATES)
         _choice("train.feedback", t.feedback, FEEDBACKS)
         _choice("train.optimizer", t.optimizer, OPTIMIZERS)
+        if not isinstance(t.rate_reg, RateRegConfig):
+            raise ConfigError(f"train.rate_reg must be a mapping {{c_reg, target_hz}}, got {t.rate_reg!r}")
+        if not t.rate_reg.c_reg >= 0:
+            raise ConfigError(f"train.rate_reg.c_reg must be >= 0 (0: off), got {t.rate_reg.c_reg}")
+        if not 0 <= t.rate_reg.target_hz <= 1000.0 / n.dt_ms:
+            raise ConfigError(f"train.rate_reg.target_hz must be in 0..{1000.0 / n.dt_ms:g} (one spike per step of "
+                              f"{n.dt_ms} ms), got {t.rate_reg.target_hz}")
         if not 0 <= t.momentum < 1:
             raise ConfigError(f"train.momentum (sgd) must be in [0, 1), got {t.momentum}")
         if t.momentum and t.optimizer != "sgd":
@@ -336,6 +362,8 @@ def _section(cls: type, key: str, raw: Any) -> Any:
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
+    if dataclasses.is_dataclass(default):  # a nested section (train.rate_reg)
+        return value if isinstance(value, type(default)) else _section(type(default), key, value)
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{key} must be true or false, got {value!r}")

@@ -44,6 +44,23 @@ static void step_block(const fw_config_t *cfg, const fw_state_t *s, float lr_t, 
     else adam_block(cfg, lr_t, n, grad_scale, stride, acc, w, m, v);
 }
 
+/* Firing-rate regularisation (train.rate_reg): r_j = c_reg (n_j / T - f_target), n_j the neuron's spikes in
+ * the sample, f_target in spikes per step; its gradient r_j / T sum_t e_ji^t needs the unfiltered trace sum,
+ * which the filtered ones give exactly: eb^t = kappa eb^(t-1) + e^t summed over t is
+ * sum_t e^t = (1 - kappa) acc + kappa eb^T (eb^T: the last step's eb, still in place). The gradient
+ * L_j acc + r_j / T sum_t e^t is formed in acc, in place, before the optimizer reads it with scale 1. */
+static void add_rate_reg(const fw_config_t *cfg, uint32_t n_pre, const float *L, const float *r, float *acc,
+                         const float *eb)
+{
+    const uint32_t nl = cfg->n_local;
+    const float one_kappa = 1.0f - cfg->kappa, kappa = cfg->kappa;
+    for (uint32_t i = 0; i < n_pre; ++i)
+        for (uint32_t j = 0; j < nl; ++j) {
+            const float sum_e = one_kappa * acc[i * nl + j] + kappa * eb[i * nl + j];
+            acc[i * nl + j] = L[j] * acc[i * nl + j] + r[j] * sum_e;
+        }
+}
+
 void adam_apply_sample(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
 {
     const fw_config_t *cfg = &h->config;
@@ -63,9 +80,22 @@ void adam_apply_sample(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
         L[j] = sum / T;
     }
     const float lr_t = s->lr * fw_sqrtf(1.0f - s->b2_pow) / (1.0f - s->b1_pow);
-    step_block(cfg, s, lr_t, cfg->n_in * nl, L, nl, FW_F32(arena, h, acc_in), FW_F32(arena, h, w_in),
+    const float *scale = L;
+    uint32_t stride = nl;
+    if (cfg->c_reg != 0.0f) {  /* the rate term joins the gradient in acc (the region exists: fw_layout) */
+        const float *zcount = FW_F32(arena, h, zcount);
+        float r[FW_MAX_LOCAL];
+        for (uint32_t j = 0; j < nl; ++j) r[j] = (cfg->c_reg * (zcount[j] / T - cfg->f_target)) / T;
+        add_rate_reg(cfg, cfg->n_in, L, r, FW_F32(arena, h, acc_in), FW_F32(arena, h, eb_in));
+        add_rate_reg(cfg, cfg->n_rec, L, r, FW_F32(arena, h, acc_rec), FW_F32(arena, h, eb_rec));
+        c->adam_updates += (cfg->n_in + cfg->n_rec) * nl;  /* a second pass over the synapses */
+        static const float one_scale = 1.0f;
+        scale = &one_scale;
+        stride = 1u;
+    }
+    step_block(cfg, s, lr_t, cfg->n_in * nl, scale, stride, FW_F32(arena, h, acc_in), FW_F32(arena, h, w_in),
                FW_F32(arena, h, m_in), FW_F32(arena, h, v_in));
-    step_block(cfg, s, lr_t, cfg->n_rec * nl, L, nl, FW_F32(arena, h, acc_rec), FW_F32(arena, h, w_rec),
+    step_block(cfg, s, lr_t, cfg->n_rec * nl, scale, stride, FW_F32(arena, h, acc_rec), FW_F32(arena, h, w_rec),
                FW_F32(arena, h, m_rec), FW_F32(arena, h, v_rec));
     /* readout weights, row by row: the gradient (zsum_j err_k) / T is formed in place of acc */
     float *wo = FW_F32(arena, h, w_out), *mo = FW_F32(arena, h, m_out), *vo = FW_F32(arena, h, v_out);

@@ -79,6 +79,7 @@ void neuron_step(fw_header_t *h, uint8_t *arena, const uint32_t *input, const ui
     const float *w_rec = FW_F32(arena, h, w_rec);
     float *v = FW_F32(arena, h, v), *a = FW_F32(arena, h, a), *psi = FW_F32(arena, h, psi);
     float *z = FW_F32(arena, h, z_local);
+    float *zcount = h->layout.zcount ? FW_F32(arena, h, zcount) : 0;
     float i_in[FW_MAX_LOCAL], i_rec[FW_MAX_LOCAL];
 
     for (uint32_t j = 0; j < nl; ++j) { i_in[j] = 0.0f; i_rec[j] = 0.0f; }
@@ -105,6 +106,7 @@ void neuron_step(fw_header_t *h, uint8_t *arena, const uint32_t *input, const ui
         z[j] = u > 0.0f ? 1.0f : 0.0f;
         psi[j] = neuron_surrogate(cfg, u, c);
         if (z[j] != 0.0f) {
+            if (zcount) zcount[j] = zcount[j] + 1.0f;  /* train.rate_reg: the neuron's spikes in the sample */
             hal_send_mc(h, key | (lo + j), 0u);
             h->state.spikes++;
             c->mc_sent++;

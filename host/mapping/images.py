@@ -67,6 +67,7 @@ def core_config_fields(cfg: ExperimentConfig, plan: Plan, core: CorePlan, adam: 
         mg_height=net.mg_height, surr_gamma=net.surrogate_gamma, surr_beta=net.surrogate_beta,
         n_regular=net.n_regular,
         optimizer=abi().FW_OPT_SGD if tr.optimizer == "sgd" else abi().FW_OPT_ADAM, momentum=tr.momentum,
+        c_reg=tr.rate_reg.c_reg, f_target=tr.rate_reg.f_target_per_step(net.dt_ms),
         lr=float(adam.lr) if adam is not None else tr.lr, adam_b1=tr.adam_b1, adam_b2=tr.adam_b2,
         adam_eps=tr.adam_eps, l2x2=2.0 * tr.l2,
         adam_t0=int(adam.t) if adam is not None else 0,

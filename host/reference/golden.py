@@ -160,6 +160,18 @@ def surrogate(u: np.ndarray, net: NetworkConfig, dtype: Any = np.float32) -> np.
     return dtype(net.mg_gamma) * (centre - plus - minus)
 
 
+def rate_reg_signal(zcount: np.ndarray | None, net: NetworkConfig, train: TrainConfig, f: Any) -> np.ndarray | None:
+    """train.rate_reg: r_j = c_reg (n_j / T - f_target) / T per sample and neuron (the firmware's order), the
+    factor of sum_t e_ji^t in the gradient of c_reg / 2 sum_j (f_j - f_target)^2, f in spikes per step; None
+    when off."""
+    rr = train.rate_reg
+    if not rr.active:
+        return None
+    assert zcount is not None
+    t = f(net.n_steps)
+    return (f(rr.c_reg) * (zcount / t - f(rr.f_target_per_step(net.dt_ms)))) / t
+
+
 def softmax_cross_entropy(m: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-sample CE and error softmax - onehot of logits m (B, n_out), via the max-shifted logsumexp."""
     mx = m.max(axis=1, keepdims=True)
@@ -222,6 +234,8 @@ class _Run:
     elig: np.ndarray | None     # (B, n_in + n_rec, n_rec) summed filtered eligibility E
     spikes: np.ndarray          # (B,)
     steps: dict[str, np.ndarray] | None = None  # recorded: z, v (B, T, n_rec), y (B, T, n_out) per step
+    zcount: np.ndarray | None = None  # (B, n_rec) spikes per neuron (train.rate_reg)
+    sum_e: np.ndarray | None = None   # (B, n_in + n_rec, n_rec) sum over time of the unfiltered e (train.rate_reg)
 
 
 class GoldenModel:
@@ -275,6 +289,9 @@ class GoldenModel:
         fb = self.weights.w_out if self.feedback is None else self.feedback
         learning = (err @ fb.T) / f(n_steps)                               # L_j, (B, n_rec)
         per_sample = learning[:, None, :] * run.elig                       # (B, n_pre, n_rec)
+        reg = rate_reg_signal(run.zcount, self.net, self.train, f)         # (B, n_rec) or None
+        if reg is not None:
+            per_sample = per_sample + reg[:, None, :] * run.sum_e
         g = per_sample.sum(axis=0) / f(b)
         g_out = ((run.zbar_sum[:, :, None] * err[:, None, :]) / f(n_steps)).sum(axis=0) / f(b)
         n_in = self.net.n_in
@@ -309,6 +326,9 @@ class GoldenModel:
         out = np.zeros((b, net.n_out), f)
         zbar_sum = np.zeros((b, n_rec), f)
         spikes = np.zeros(b, np.int64)
+        rate = traces and self.train.rate_reg.active
+        zcount = np.zeros((b, n_rec), f) if rate else None
+        sum_e = np.zeros((b, n_pre, n_rec), f) if rate else None
         if traces:
             ev = np.zeros((b, n_pre), f)                       # eps_v, per presynaptic neuron
             ea, eb, elig, tmp = (np.zeros((b, n_pre, n_rec), f) for _ in range(4))
@@ -325,6 +345,8 @@ class GoldenModel:
             u = v - thr
             z = (u > 0).astype(f)
             spikes += np.count_nonzero(z, axis=1)
+            if zcount is not None:
+                zcount += z
             zbar = zbar * c.kappa + z
             y_t = zbar @ w.w_out
             out = y_t + out
@@ -345,13 +367,15 @@ class GoldenModel:
                 tmp += (c.one_alpha * ev)[:, :, None]
                 tmp *= psi_b
                 tmp[diag] = 0
+                if sum_e is not None:
+                    sum_e += tmp
                 eb *= c.kappa
                 eb += tmp
                 elig += eb
                 if self.trace_round is not None:
                     for stored in (ea, eb, elig):
                         self.trace_round(stored)
-        return _Run(out / f(n_steps), zbar_sum, elig if traces else None, spikes, steps)
+        return _Run(out / f(n_steps), zbar_sum, elig if traces else None, spikes, steps, zcount, sum_e)
 
     def _check_x(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)

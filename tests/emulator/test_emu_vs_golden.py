@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from s2eprop.host.config import RateRegConfig
 from s2eprop.host.reference.golden import GoldenModel
 from s2eprop.host.session.runtime import BoardTrainer
 
@@ -126,6 +127,7 @@ TOL_OPTION = 1e-6
     ("network", {"n_regular": 5}),  # core 0 holds 5 LIF and 5 ALIF neurons
     ("train", {"optimizer": "sgd", "lr": 0.05}),
     ("train", {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9}),
+    ("train", {"rate_reg": RateRegConfig(c_reg=50.0, target_hz=10.0)}),
 ])
 def test_options_match_golden(cfg, init_w, sample_maker, with_options, weights_close, rel_err,
                               section, option) -> None:

@@ -14,6 +14,7 @@ from s2eprop.firmware.arm_image import SRAM_BYTES
 from s2eprop.firmware.outbox import Effects
 from s2eprop.emulator.runners.native import NativeRunner
 from s2eprop.host.mapping.partition import plan_partition
+from s2eprop.host.config import RateRegConfig
 from s2eprop.host.session.runtime import BoardTrainer
 from s2eprop.host.transport.inproc import EmulatorTransport
 
@@ -109,6 +110,7 @@ OPTIONS = [
     {"network": {"surrogate": "arctan", "surrogate_gamma": 0.5}},
     {"network": {"n_regular": 12}},  # core 1 holds 4 LIF and 4 ALIF neurons
     {"train": {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9}},
+    {"train": {"rate_reg": RateRegConfig(c_reg=50.0, target_hz=10.0)}},
 ]
 
 
