@@ -19,7 +19,7 @@ from s2eprop.host.errors import ConfigError
 
 # piecewise_linear is NEST's name of the triangle; the last four are NEST's surrogate_gradient_function
 SURROGATES = ("multi_gaussian", "triangle", "piecewise_linear", "exponential", "fast_sigmoid", "arctan")
-FEEDBACKS = ("symmetric", "random")
+FEEDBACKS = ("symmetric", "random", "adaptive")  # adaptive: B starts random, learns as W_out does
 OPTIMIZERS = ("adam", "sgd")
 READOUT_PLACEMENTS = ("shared", "extra")
 DATASET_KINDS = ("synth", "gsc", "npz", "shd")

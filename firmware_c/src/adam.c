@@ -1,5 +1,6 @@
 /* End-of-sample update (reference notes section 10.7-10.8), on this core's weights only:
- *   L_j = (sum_k B_jk err_k) / T, B = W_out (before the update) or a fixed random feedback matrix
+ *   L_j = (sum_k B_jk err_k) / T, B = W_out (before the update) or a random feedback matrix (fixed, or
+ *   adaptive: updated after W_out with W_out's gradient g_out and its own moments m_fb, v_fb)
  *   g = L_j acc_ij + 2 l2 W;  g_out_jk = (zsum_j err_k) / T + 2 l2 W_out
  *   lr_t = lr sqrt(1 - b2^t) / (1 - b1^t);  m, v moments;  W -= lr_t m / (sqrt(v) + eps)
  *   or, train.optimizer sgd: m = momentum m + g;  W -= lr m
@@ -69,14 +70,15 @@ void adam_apply_sample(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
     const float T = (float)cfg->n_steps;
     const float *err = FW_F32(arena, h, err);
     const float *w_out = FW_F32(arena, h, w_out);
-    const float *fb = cfg->feedback == FW_FEEDBACK_RANDOM ? FW_F32(arena, h, fb) : w_out;
+    float *fb = cfg->feedback != FW_FEEDBACK_SYMMETRIC ? FW_F32(arena, h, fb) : 0;
+    const float *B = fb ? fb : w_out;
     const float *zsum = FW_F32(arena, h, zsum);
     float L[FW_MAX_LOCAL];
     float g_out[FW_MAX_OUT];
 
     for (uint32_t j = 0; j < nl; ++j) {
         float sum = 0.0f;
-        for (uint32_t k = 0; k < no; ++k) sum += fb[j * no + k] * err[k];
+        for (uint32_t k = 0; k < no; ++k) sum += B[j * no + k] * err[k];
         L[j] = sum / T;
     }
     const float lr_t = s->lr * fw_sqrtf(1.0f - s->b2_pow) / (1.0f - s->b1_pow);
@@ -103,7 +105,11 @@ void adam_apply_sample(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
     for (uint32_t j = 0; j < nl; ++j) {
         for (uint32_t k = 0; k < no; ++k) g_out[k] = (zsum[j] * err[k]) / T;
         step_block(cfg, s, lr_t, no, &one, 1u, g_out, wo + j * no, mo + j * no, vo + j * no);
+        if (cfg->feedback == FW_FEEDBACK_ADAPTIVE)  /* B learns as W_out does: the same gradient, its own moments */
+            step_block(cfg, s, lr_t, no, &one, 1u, g_out, fb + j * no, FW_F32(arena, h, m_fb) + j * no,
+                       FW_F32(arena, h, v_fb) + j * no);
     }
+    if (cfg->feedback == FW_FEEDBACK_ADAPTIVE) c->adam_updates += nl * no;
     s->b1_pow = s->b1_pow * cfg->adam_b1;
     s->b2_pow = s->b2_pow * cfg->adam_b2;
     s->adam_t++;

@@ -60,7 +60,8 @@ def core_config_fields(cfg: ExperimentConfig, plan: Plan, core: CorePlan, adam: 
         key_err=KEY_ERR + off, key_count=KEY_COUNT + off,
         sdram_ring=ring.sdram_addr, ring_slots=ring.n_slots, outbox_words=outbox_words,
         surrogate=surrogate_code(net.surrogate),
-        feedback=0 if tr.feedback == "symmetric" else 1,
+        feedback={"symmetric": abi().FW_FEEDBACK_SYMMETRIC, "random": abi().FW_FEEDBACK_RANDOM,
+                  "adaptive": abi().FW_FEEDBACK_ADAPTIVE}[tr.feedback],
         alpha=alpha, one_alpha=one_alpha, rho=rho, one_rho=one_rho,
         one_alpha_x_one_rho=float(f32(one_alpha) * f32(one_rho)), kappa=kappa,
         v_th=net.v_th, beta=net.beta, mg_gamma=net.mg_gamma, mg_sigma=net.mg_sigma, mg_scale=net.mg_scale,
@@ -146,6 +147,17 @@ def gather_matrices(images: list[CoreImage], read: Any, prefix: str, shapes: dic
                 full[name][lo:lo + nl, :] = block
             else:
                 full[name][:, lo:lo + nl] = block
+    return full
+
+
+def gather_feedback(images: list[CoreImage], read: Any, n_rec: int, n_out: int) -> np.ndarray:
+    """The feedback matrix B (n_rec, n_out) from the neuron cores' fb regions ([local][n_out] each)."""
+    full = np.zeros((n_rec, n_out), dtype=np.float32)
+    for img in images:
+        core = img.plan
+        if core.role & ROLE_NEURON:
+            raw = read(core.core_id, img.layout.region("fb"), 4 * core.n_local * n_out)
+            full[core.neuron_lo:core.neuron_lo + core.n_local] = np.frombuffer(raw, np.float32).reshape(-1, n_out)
     return full
 
 

@@ -187,35 +187,33 @@ def l2_loss(weights: Weights, l2: float) -> float:
     return float(l2 * sum(float(np.sum(np.square(w, dtype=np.float64))) for w in weights.as_dict().values()))
 
 
-def apply_update(weights: Weights, grads: dict[str, np.ndarray], adam: AdamState, train: TrainConfig) -> None:
+def apply_update(weights: Weights, grads: dict[str, np.ndarray], adam: AdamState, train: TrainConfig,
+                 extra: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = ()) -> None:
     """Coupled L2 (g + 2*l2*W, in double, on all weights) then one Adam step (or SGD's), in place.
 
-    Rounds like the authors' `grad_L2` and `AdamOptimizer`; the dtype is that of the weights.
+    Rounds like the authors' `grad_L2` and `AdamOptimizer`; the dtype is that of the weights. `extra`:
+    more (w, g, m, v) arrays stepped the same way, in place (adaptive feedback's B).
     """
     w = weights.as_dict()
     f = w["w_in"].dtype.type
     b1, b2 = f(train.adam_b1), f(train.adam_b2)
     one = f(1)
+    items = [(w[k], grads[k], adam.m[k], adam.v[k]) for k in WEIGHT_KEYS] + list(extra)
     if train.optimizer == "sgd":  # m = momentum m + g; W -= lr m (the firmware's order)
         lr, mu = f(adam.lr), f(train.momentum)
-        for key in WEIGHT_KEYS:
-            g = (grads[key].astype(np.float64) + 2 * train.l2 * w[key].astype(np.float64)).astype(f)
-            adam.m[key] = mu * adam.m[key] + g
-            w[key] -= lr * adam.m[key]
-        adam.b1_pow = f(adam.b1_pow * b1)  # kept as the chip keeps them (unused by sgd)
-        adam.b2_pow = f(adam.b2_pow * b2)
-        adam.t += 1
-        return
-    lr_t = f(float(adam.lr) * math.sqrt(float(one - adam.b2_pow)) / float(one - adam.b1_pow))
-    eps = float(f(train.adam_eps))
-    for key in WEIGHT_KEYS:
-        g = (grads[key].astype(np.float64) + 2 * train.l2 * w[key].astype(np.float64)).astype(f)
-        m = b1 * adam.m[key] + (one - b1) * g
-        v = b2 * adam.v[key] + (one - b2) * g * g
-        upd = ((lr_t * m).astype(np.float64) / (np.sqrt(v.astype(np.float64)) + eps)).astype(f)
-        adam.m[key], adam.v[key] = m, v
-        w[key] -= upd
-    adam.b1_pow = f(adam.b1_pow * b1)
+        for wk, gk, mk, _ in items:
+            g = (gk.astype(np.float64) + 2 * train.l2 * wk.astype(np.float64)).astype(f)
+            mk[...] = mu * mk + g
+            wk -= lr * mk
+    else:
+        lr_t = f(float(adam.lr) * math.sqrt(float(one - adam.b2_pow)) / float(one - adam.b1_pow))
+        eps = float(f(train.adam_eps))
+        for wk, gk, mk, vk in items:
+            g = (gk.astype(np.float64) + 2 * train.l2 * wk.astype(np.float64)).astype(f)
+            mk[...] = b1 * mk + (one - b1) * g
+            vk[...] = b2 * vk + (one - b2) * g * g
+            wk -= ((lr_t * mk).astype(np.float64) / (np.sqrt(vk.astype(np.float64)) + eps)).astype(f)
+    adam.b1_pow = f(adam.b1_pow * b1)  # (sgd: kept as the chip keeps them, unused)
     adam.b2_pow = f(adam.b2_pow * b2)
     adam.t += 1
 
@@ -243,7 +241,8 @@ class GoldenModel:
 
     `weights` are copied (to `dtype`); `self.weights` and `self.adam` are then updated in place.
     The learning signal uses W_out (symmetric e-prop), a random B seeded by `train.seed` when
-    `train.feedback == "random"`, or the `feedback` matrix (n_rec, n_out) when one is given.
+    `train.feedback` is "random" (fixed) or "adaptive" (B then learns as W_out does: W_out's gradient, its
+    own L2 and optimizer moments), or the `feedback` matrix (n_rec, n_out) when one is given.
     A float64 model converts a given AdamState to float64.
     """
 
@@ -256,11 +255,16 @@ class GoldenModel:
                                labels=weights.labels)
         adam = adam if adam is not None else AdamState.zeros(net, train, dtype)
         self.adam = adam if dtype == np.float32 else adam.astype(dtype)
-        if train.feedback == "random":
+        if train.feedback in ("random", "adaptive"):
             self.feedback: np.ndarray | None = (random_feedback(net, train.seed, dtype) if feedback is None
-                                                else np.asarray(feedback, dtype))
+                                                else np.array(feedback, dtype))
         else:
             self.feedback = None if feedback is None else np.asarray(feedback, dtype)
+        # adaptive feedback: B learns as W_out does (W_out's gradient, its own L2 and optimizer moments)
+        self.feedback_moments: tuple[np.ndarray, np.ndarray] | None = None
+        if train.feedback == "adaptive":
+            assert self.feedback is not None
+            self.feedback_moments = (np.zeros_like(self.feedback), np.zeros_like(self.feedback))
         # what-if studies (host/studies/whatif.py): rounds the stored traces in place after every step
         self.trace_round: Callable[[np.ndarray], None] | None = None
 
@@ -311,7 +315,11 @@ class GoldenModel:
     def train_batch(self, x: np.ndarray, y: np.ndarray) -> BatchResult:
         """E-prop gradients + 2*l2*W on all weights, then one Adam step."""
         grads, result = self.gradients(x, y)
-        apply_update(self.weights, grads, self.adam, self.train)
+        extra = []
+        if self.feedback_moments is not None:  # B takes W_out's gradient (no L2 in it), then its own step
+            assert self.feedback is not None
+            extra.append((self.feedback, grads["w_out"], *self.feedback_moments))
+        apply_update(self.weights, grads, self.adam, self.train, extra)
         return result
 
     # -- per-step simulation -------------------------------------------------------------------

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from s2eprop.host.config import RateRegConfig
-from s2eprop.host.reference.golden import GoldenModel
+from s2eprop.host.reference.golden import GoldenModel, random_feedback
 from s2eprop.host.session.runtime import BoardTrainer
 
 # one update from the same state, relative to max|w| per matrix: the README's 2e-6 (measured: 8.7e-7 for this
@@ -128,6 +128,8 @@ TOL_OPTION = 1e-6
     ("train", {"optimizer": "sgd", "lr": 0.05}),
     ("train", {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9}),
     ("train", {"rate_reg": RateRegConfig(c_reg=50.0, target_hz=10.0)}),
+    ("train", {"feedback": "adaptive"}),
+    ("train", {"feedback": "adaptive", "optimizer": "sgd", "lr": 0.05}),
 ])
 def test_options_match_golden(cfg, init_w, sample_maker, with_options, weights_close, rel_err,
                               section, option) -> None:
@@ -145,6 +147,11 @@ def test_options_match_golden(cfg, init_w, sample_maker, with_options, weights_c
         default.train_batch(x[i:i + 1], y[i:i + 1])
         assert rb.pred.tolist() == rg.pred.tolist()
     weights_close(board.weights, golden.weights, TOL_OPTION, f"option {option}")
+    if c.train.feedback != "symmetric":  # the chip's B: fixed (random) or learned as the golden model's (adaptive)
+        fb_b, fb_g = board.feedback, golden.feedback
+        assert _rel(fb_b, fb_g) <= TOL_OPTION, f"option {option}: feedback B differs by {_rel(fb_b, fb_g):.3g}"
+        moved = _rel(fb_g, random_feedback(c.network, c.train.seed))
+        assert (moved > 100 * TOL_OPTION) == (c.train.feedback == "adaptive"), f"option {option}: B moved {moved:.3g}"
     diff = rel_err(default.weights, golden.weights)
     assert max(diff[k] for k in ("w_in", "w_rec")) > 100 * 1e-5, f"option {option} changed nothing: {diff}"
 

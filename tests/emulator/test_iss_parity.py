@@ -111,6 +111,7 @@ OPTIONS = [
     {"network": {"n_regular": 12}},  # core 1 holds 4 LIF and 4 ALIF neurons
     {"train": {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9}},
     {"train": {"rate_reg": RateRegConfig(c_reg=50.0, target_hz=10.0)}},
+    {"train": {"feedback": "adaptive"}},
 ]
 
 

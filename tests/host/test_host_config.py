@@ -44,10 +44,10 @@ def test_bad_values_name_their_key(raw, key) -> None:
 def test_options_read_from_a_mapping() -> None:
     """Rule: issue 27's options read from YAML's mapping form, nested train.rate_reg included."""
     cfg = config_from_dict({"network": {"surrogate": "arctan", "surrogate_beta": 2, "n_regular": 60},
-                            "train": {"optimizer": "sgd", "momentum": 0.5, "feedback": "random",
+                            "train": {"optimizer": "sgd", "momentum": 0.5, "feedback": "adaptive",
                                       "rate_reg": {"c_reg": 50, "target_hz": 5}}})
     assert (cfg.network.surrogate, cfg.network.surrogate_beta, cfg.network.n_regular) == ("arctan", 2.0, 60)
-    assert (cfg.train.optimizer, cfg.train.momentum, cfg.train.feedback) == ("sgd", 0.5, "random")
+    assert (cfg.train.optimizer, cfg.train.momentum, cfg.train.feedback) == ("sgd", 0.5, "adaptive")
     assert (cfg.train.rate_reg.c_reg, cfg.train.rate_reg.target_hz) == (50.0, 5.0)
     assert cfg.train.rate_reg.f_target_per_step(cfg.network.dt_ms) == 0.005
 

@@ -178,6 +178,29 @@ def test_sgd_update_by_hand() -> None:
     assert adam.t == 2
 
 
+def test_adaptive_feedback_learns_as_w_out() -> None:
+    """train.feedback adaptive: B starts as the random B and takes W_out's gradient with its own moments, so
+    without L2 every step moves B as it moves W_out (the same gradient and moments: the same update value,
+    to 1e-7); the learning signal of the next step uses the moved B."""
+    train = dataclasses.replace(TRAIN, feedback="adaptive", l2=0.0)
+    w = init_weights(NET, 10)
+    x, y = sample_batch(2, seed=10)
+    model = GoldenModel(NET, train, w)
+    b0 = model.feedback.copy()
+    np.testing.assert_array_equal(b0, random_feedback(NET, train.seed))
+    for i in range(2):
+        w_out0, b_before = model.weights.w_out.copy(), model.feedback.copy()
+        model.train_batch(x[i:i + 1], y[i:i + 1])
+        # the same update value, up to the rounding of adding it to weights of other magnitudes (updates ~1e-2)
+        np.testing.assert_allclose(model.feedback - b_before, model.weights.w_out - w_out0, rtol=0, atol=1e-7)
+    assert rel(model.feedback, b0) > 1e-3
+    fixed = GoldenModel(NET, dataclasses.replace(train, feedback="random"), w)
+    for i in range(2):
+        fixed.train_batch(x[i:i + 1], y[i:i + 1])
+    np.testing.assert_array_equal(fixed.feedback, b0)
+    assert rel(fixed.weights.w_in, model.weights.w_in) > 1e-6  # the second step saw another B
+
+
 def test_lr_schedule() -> None:
     """lr is unchanged at epochs 0, 1, 3 and multiplied by 0.3 (float32) at epochs 2 and 4."""
     model = GoldenModel(NET, TRAIN, init_weights(NET, 0))
