@@ -94,6 +94,9 @@ class Compliance:
         self.records_dropped = 0  # window records beyond max_records
         self.overruns_seen = 0
         self._prev_logs = np.zeros(0, dtype=self.log_dtype)
+        self._last_logs = self._prev_logs
+        self._closed = np.full(n_cores, -1, dtype=np.int64)  # per core, the last tick whose record came
+        self.no_tick = int(fw.lib.EMU_NO_TICK)
         self.worst: tuple[float, int, np.ndarray] | None = None    # (utilisation, tick, handler log)
         self.typical: tuple[float, int, np.ndarray] | None = None
         self.parts = {name: PartTotals(n_cores, self.budget_cycles) for name in PARTS}
@@ -149,8 +152,10 @@ class Compliance:
         return keep
 
     def add(self, recs: np.ndarray, logs: np.ndarray) -> None:
-        """The tick records and handler logs of one advance of the clock."""
+        """The tick records and handler logs of one advance of the clock (`logs` may be a view of the C
+        loop's buffer, valid only during the call: what is kept is copied)."""
         self.overruns_seen += int(np.count_nonzero(recs["overrun"]))
+        np.maximum.at(self._closed, recs["core"].astype(np.intp), recs["tick"].astype(np.int64))
         part = self._parts_of(recs["tick"])
         for i, name in enumerate(PARTS):
             self.parts[name].add(recs[part == i])
@@ -164,22 +169,39 @@ class Compliance:
         if len(keep):
             self._kept.append(keep)
             self.records_kept += len(keep)
-        both = np.concatenate([self._prev_logs, logs])  # a tick closes on the next timer, maybe an advance later
-        self._prev_logs = logs
+        # a tick closes on the next timer, maybe an advance later: its handlers' logs may span two advances.
+        # `logs` may be a view of the loop's buffer: only copies of the ticks needed are kept.
+        prev = self._prev_logs
+        self._last_logs = logs
+
+        def logs_of(tick: int) -> np.ndarray:
+            return np.concatenate([prev[prev["tick"] == tick], logs[logs["tick"] == tick]])
+
+        self._prev_logs = np.concatenate([self._open_logs(prev), self._open_logs(logs)])
         if not len(recs):
             return
         i = int(np.argmax(recs["cycles"]))
         util = float(recs["cycles"][i]) / self.budget_cycles
         if self.worst is None or util > self.worst[0]:
             tick = int(recs["tick"][i])
-            self.worst = (util, tick, both[both["tick"] == tick])
+            self.worst = (util, tick, logs_of(tick))
         if self.typical is None and windowed.any():
             ticks, at = np.unique(recs["tick"][windowed], return_inverse=True)
             busiest = np.zeros(len(ticks), dtype=np.int64)
             np.maximum.at(busiest, at, recs["cycles"][windowed])
             i = int(np.argsort(busiest, kind="stable")[len(ticks) // 2])
             tick = int(ticks[i])
-            self.typical = (int(busiest[i]) / self.budget_cycles, tick, both[both["tick"] == tick])
+            self.typical = (int(busiest[i]) / self.budget_cycles, tick, logs_of(tick))
+
+    def last_logs(self) -> np.ndarray:
+        """A copy of the handler logs of the last advance of the clock (tests, diagnostics)."""
+        return self._last_logs.copy()
+
+    def _open_logs(self, logs: np.ndarray) -> np.ndarray:
+        """The logs of ticks that their core has not closed yet (a handler before a core's first timer has
+        no tick and never closes one)."""
+        tick = logs["tick"].astype(np.int64)
+        return logs[(tick > self._closed[logs["core"].astype(np.intp)]) & (tick != self.no_tick)]
 
     def window(self) -> np.ndarray:
         return np.concatenate(self._kept) if self._kept else np.zeros(0, dtype=self.tick_dtype)

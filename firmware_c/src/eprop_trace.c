@@ -4,7 +4,7 @@
  *   e    = psi_j ((1-alpha) ev_i - beta ea)
  *   eb   = kappa eb + e;   acc += eb               (acc: sum over the sample, used at the update)
  * The recurrent diagonal keeps no trace (its weight changes only through the L2 term). A LIF neuron
- * (network.n_regular) takes psi_a = 0 in the ea line: its ea stays 0. */
+ * (network.n_regular) takes psi_a = 0 in the ea line: its ea stays 0 (trace_block_lif). */
 #include "eprop_trace.h"
 #include "fw_internal.h"
 
@@ -16,19 +16,87 @@ void eprop_trace_reset(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
     c->words_cleared += (to - from) / 4u;
 }
 
-/* The native x86-64 build keeps an AVX2 copy of the loop beside the SSE2 one and takes it on a CPU
- * that has AVX2 (GCC's function multiversioning): 8 synapses per instruction instead of 4, each
- * element's operations and their order unchanged and no FMA (-ffp-contract=off, and AVX2 alone does
- * not enable it), so the bits are those of the ARM build (tested over the ISS). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define TRACE_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define TRACE_CLONES
+/* One synapse's trace step; every build computes each element with these operations in this order
+ * (no contraction: -ffp-contract=off), so any loop shape over the synapses gives the same bits. */
+static inline void trace_one(float ca, float psi, float evi, float oaor, float one_alpha, float beta, float kappa,
+                             float *ea, float *eb, float *acc)
+{
+    const float ean = ca * *ea + psi * evi * oaor;
+    const float e = psi * (one_alpha * evi - beta * ean);
+    *ea = ean;
+    *eb = *eb * kappa + e;
+    *acc = *acc + *eb;
+}
+
+/* a self-connection keeps no trace: the loops run branch-free over it, then it is zeroed again */
+static void zero_diagonal(uint32_t nl, uint32_t skip_lo, float *ea, float *eb, float *acc)
+{
+    for (uint32_t d = 0; d < nl; ++d) {
+        const uint32_t k = (skip_lo + d) * nl + d;
+        ea[k] = 0.0f;
+        eb[k] = 0.0f;
+        acc[k] = 0.0f;
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* The native x86-64 build, on a CPU with AVX2, runs the block as one flat run of n_pre x n_local
+ * synapses, eight at a time: a core's row of n_local neurons is shorter than two vectors, so by rows
+ * most of the work would be scalar tails. A group of R rows (R x n_local a multiple of 8) has psi and
+ * ca spread per synapse once per call, and each vector takes its synapses' ev from the group's R values
+ * with one permute. Explicit multiplies and adds (no FMA), each element's operations in the order of
+ * trace_one: the bits of the ARM build's loop (tested over the ISS). The rows left over go one by one. */
+#define TRACE_GROUP_MAX (8u * FW_MAX_LOCAL)
+__attribute__((target("avx2")))
+static void trace_block_avx2(const fw_config_t *cfg, uint32_t n_pre, const float *ev, const float *psi,
+                             const float *ca, float *ea, float *eb, float *acc)
+{
+    const uint32_t nl = cfg->n_local;
+    const float oaor = cfg->one_alpha_x_one_rho, one_alpha = cfg->one_alpha;
+    const float beta = cfg->beta, kappa = cfg->kappa;
+    uint32_t rows = 1u;  /* the fewest rows that make a multiple of 8 synapses: at most 8 */
+    while ((rows * nl) & 7u) rows <<= 1;
+    const uint32_t len = rows * nl;
+    float psi_g[TRACE_GROUP_MAX], ca_g[TRACE_GROUP_MAX];
+    int32_t row_of[TRACE_GROUP_MAX];
+    for (uint32_t r = 0; r < rows; ++r)
+        for (uint32_t j = 0; j < nl; ++j) {
+            psi_g[r * nl + j] = psi[j];
+            ca_g[r * nl + j] = ca[j];
+            row_of[r * nl + j] = (int32_t)r;
+        }
+    const __m256 v_oaor = _mm256_set1_ps(oaor), v_one_alpha = _mm256_set1_ps(one_alpha);
+    const __m256 v_beta = _mm256_set1_ps(beta), v_kappa = _mm256_set1_ps(kappa);
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i first_rows = _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)rows), lanes);
+    uint32_t i = 0;
+    for (; i + rows <= n_pre; i += rows) {
+        const __m256 ev_rows = _mm256_maskload_ps(ev + i, first_rows);  /* ev[i .. i + rows - 1] */
+        float *ea_g = ea + i * nl, *eb_g = eb + i * nl, *acc_g = acc + i * nl;
+        for (uint32_t m = 0; m < len; m += 8u) {
+            const __m256 evq = _mm256_permutevar8x32_ps(ev_rows, _mm256_loadu_si256((const __m256i *)(row_of + m)));
+            const __m256 psq = _mm256_loadu_ps(psi_g + m);
+            const __m256 ean = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(ca_g + m), _mm256_loadu_ps(ea_g + m)),
+                                             _mm256_mul_ps(_mm256_mul_ps(psq, evq), v_oaor));
+            const __m256 e = _mm256_mul_ps(psq, _mm256_sub_ps(_mm256_mul_ps(v_one_alpha, evq),
+                                                              _mm256_mul_ps(v_beta, ean)));
+            const __m256 ebn = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(eb_g + m), v_kappa), e);
+            _mm256_storeu_ps(ea_g + m, ean);
+            _mm256_storeu_ps(eb_g + m, ebn);
+            _mm256_storeu_ps(acc_g + m, _mm256_add_ps(_mm256_loadu_ps(acc_g + m), ebn));
+        }
+    }
+    for (; i < n_pre; ++i)
+        for (uint32_t j = 0; j < nl; ++j)
+            trace_one(ca[j], psi[j], ev[i], oaor, one_alpha, beta, kappa, ea + i * nl + j, eb + i * nl + j,
+                      acc + i * nl + j);
+}
+#define TRACE_HAS_AVX2 1
 #endif
 
-TRACE_CLONES static void trace_block(const fw_config_t *cfg, uint32_t n_pre, const float *ev, const float *psi,
-                        const float *psi_a, const float *ca, float *ea, float *eb, float *acc, uint32_t skip_lo,
-                        int skip_diag)
+__attribute__((noinline)) static void trace_block(const fw_config_t *cfg, uint32_t n_pre, const float *ev, const float *psi,
+                        const float *ca, float *ea, float *eb, float *acc)
 {
     const uint32_t nl = cfg->n_local;
     const float oaor = cfg->one_alpha_x_one_rho, one_alpha = cfg->one_alpha;
@@ -36,21 +104,45 @@ TRACE_CLONES static void trace_block(const fw_config_t *cfg, uint32_t n_pre, con
     for (uint32_t i = 0; i < n_pre; ++i) {
         const float evi = ev[i];
         float *ea_r = ea + i * nl, *eb_r = eb + i * nl, *acc_r = acc + i * nl;
+        for (uint32_t j = 0; j < nl; ++j)
+            trace_one(ca[j], psi[j], evi, oaor, one_alpha, beta, kappa, ea_r + j, eb_r + j, acc_r + j);
+    }
+}
+
+/* network.n_regular: a core with LIF neurons runs this loop (every build, so the bits agree): trace_one's
+ * operations with psi_a in the eps_a line, psi_a 0 for a LIF neuron (its ea stays 0, so e = psi (1-alpha) ev)
+ * and psi for an ALIF one */
+__attribute__((noinline)) static void trace_block_lif(const fw_config_t *cfg, uint32_t n_pre, const float *ev,
+                                                      const float *psi, const float *psi_a, const float *ca,
+                                                      float *ea, float *eb, float *acc)
+{
+    const uint32_t nl = cfg->n_local;
+    const float oaor = cfg->one_alpha_x_one_rho, one_alpha = cfg->one_alpha;
+    const float beta = cfg->beta, kappa = cfg->kappa;
+    for (uint32_t i = 0; i < n_pre; ++i) {
+        const float evi = ev[i];
         for (uint32_t j = 0; j < nl; ++j) {
-            const float ean = ca[j] * ea_r[j] + psi_a[j] * evi * oaor;
+            const uint32_t k = i * nl + j;
+            const float ean = ca[j] * ea[k] + psi_a[j] * evi * oaor;
             const float e = psi[j] * (one_alpha * evi - beta * ean);
-            ea_r[j] = ean;
-            eb_r[j] = eb_r[j] * kappa + e;
-            acc_r[j] = acc_r[j] + eb_r[j];
-        }
-        if (skip_diag && i >= skip_lo && i < skip_lo + nl) {
-            /* a self-connection keeps no trace: branch-free loop above, then zero it again */
-            const uint32_t d = i - skip_lo;
-            ea_r[d] = 0.0f;
-            eb_r[d] = 0.0f;
-            acc_r[d] = 0.0f;
+            ea[k] = ean;
+            eb[k] = eb[k] * kappa + e;
+            acc[k] = acc[k] + eb[k];
         }
     }
+}
+
+/* the block by the fastest loop this CPU has (the same bits) */
+static void trace_run(const fw_config_t *cfg, uint32_t n_pre, const float *ev, const float *psi,
+                      const float *ca, float *ea, float *eb, float *acc)
+{
+#ifdef TRACE_HAS_AVX2
+    if (__builtin_cpu_supports("avx2")) {
+        trace_block_avx2(cfg, n_pre, ev, psi, ca, ea, eb, acc);
+        return;
+    }
+#endif
+    trace_block(cfg, n_pre, ev, psi, ca, ea, eb, acc);
 }
 
 /* ev_i = alpha ev_i + spike_i for the n presynaptic neurons of a spike bitmap (recurrent spikes, spike
@@ -77,18 +169,20 @@ void eprop_trace_step(fw_header_t *h, uint8_t *arena, const uint32_t *input, con
     }
     decay_add_spikes(ev_rec, z_prev, cfg->n_rec, cfg->alpha);
     for (uint32_t j = 0; j < nl; ++j) ca[j] = cfg->rho - cfg->one_rho * cfg->beta * psi[j];
-    /* LIF neurons (network.n_regular: global ids below it) take no psi into eps_a, which stays 0, so
-     * e = psi (1-alpha) ev for them; the ALIF ones read psi itself */
-    const float *psi_a = psi;
-    float psi_lif[FW_MAX_LOCAL];
-    if (cfg->neuron_lo < cfg->n_regular) {
-        for (uint32_t j = 0; j < nl; ++j) psi_lif[j] = cfg->neuron_lo + j < cfg->n_regular ? 0.0f : psi[j];
-        psi_a = psi_lif;
-    }
 
-    trace_block(cfg, cfg->n_in, ev_in, psi, psi_a, ca, FW_F32(arena, h, ea_in), FW_F32(arena, h, eb_in),
-                FW_F32(arena, h, acc_in), 0u, 0);
-    trace_block(cfg, cfg->n_rec, ev_rec, psi, psi_a, ca, FW_F32(arena, h, ea_rec), FW_F32(arena, h, eb_rec),
-                FW_F32(arena, h, acc_rec), cfg->neuron_lo, 1);
+    if (cfg->neuron_lo < cfg->n_regular) {  /* LIF neurons here (network.n_regular) */
+        float psi_a[FW_MAX_LOCAL];
+        for (uint32_t j = 0; j < nl; ++j) psi_a[j] = cfg->neuron_lo + j < cfg->n_regular ? 0.0f : psi[j];
+        trace_block_lif(cfg, cfg->n_in, ev_in, psi, psi_a, ca, FW_F32(arena, h, ea_in), FW_F32(arena, h, eb_in),
+                        FW_F32(arena, h, acc_in));
+        trace_block_lif(cfg, cfg->n_rec, ev_rec, psi, psi_a, ca, FW_F32(arena, h, ea_rec), FW_F32(arena, h, eb_rec),
+                        FW_F32(arena, h, acc_rec));
+    } else {
+        trace_run(cfg, cfg->n_in, ev_in, psi, ca, FW_F32(arena, h, ea_in), FW_F32(arena, h, eb_in),
+                    FW_F32(arena, h, acc_in));
+        trace_run(cfg, cfg->n_rec, ev_rec, psi, ca, FW_F32(arena, h, ea_rec), FW_F32(arena, h, eb_rec),
+                    FW_F32(arena, h, acc_rec));
+    }
+    zero_diagonal(nl, cfg->neuron_lo, FW_F32(arena, h, ea_rec), FW_F32(arena, h, eb_rec), FW_F32(arena, h, acc_rec));
     c->trace_updates += (cfg->n_in + cfg->n_rec) * nl - nl;
 }

@@ -126,6 +126,19 @@ def test_iss_matches_native_with_options(arm_elf, small_cfg, sample_maker, with_
     assert_same_bits(c, init_weights(c.network, seed=3), x, y, arm_elf, n_train=3)
 
 
+@pytest.mark.parametrize("n_in, n_rec, per_core", [(13, 21, 7), (10, 12, 4)])
+def test_iss_matches_native_any_trace_group(arm_elf, cfg, with_options, sample_maker, n_in, n_rec, per_core) -> None:
+    """Rule: the native build's flat trace loop (eprop_trace.c: groups of rows making a multiple of 8
+    synapses, leftover rows one by one) gives the ARM build's bits for row lengths that are odd (7: groups
+    of 8 rows) or even (4: groups of 2), with leftover rows in the input and the recurrent blocks."""
+    from s2eprop.host.weights import init_weights
+
+    small = with_options(cfg, network={"n_in": n_in, "n_rec": n_rec, "n_out": 3, "n_steps": 20},
+                         partition={"neurons_per_core": per_core})
+    x, y = sample_maker(3, seed=9, n_steps=20, n_in=n_in, n_out=3)
+    assert_same_bits(small, init_weights(small.network, seed=4), x, y, arm_elf, n_train=2)
+
+
 def test_iss_records_cycles_per_call_and_function(arm_elf, small_cfg) -> None:
     """Rule: each handler call leaves its instruction and cycle figures; a timer tick of an idle core is
     short (the median one), the neuron step's dma_done calls long, and its cycles lie in the firmware's functions."""

@@ -66,7 +66,7 @@ def put_outbox(chip: TimedChip, core: int, words: list[int]) -> None:
 
 
 def handlers(chip: TimedChip, core: int, kind: str) -> np.ndarray:
-    log = chip.compliance._prev_logs  # the handlers of the last advance
+    log = chip.compliance.last_logs()  # the handlers of the last advance
     k = {v: k for k, v in chip.compliance.kinds.items()}[kind]
     return log[(log["core"] == core) & (log["kind"] == k)]
 
@@ -164,7 +164,7 @@ def test_an_arrival_at_the_instant_a_handler_ends_is_served_by_priority(tmp_path
 def test_a_core_never_started_has_no_timer_and_one_started_later_ticks_from_the_next_tick(tmp_path, engine) -> None:
     chip = timed_chip(2, load_chip(chip_file(tmp_path)), engine=engine)
     chip.run(2)
-    assert len(chip.compliance._prev_logs) == 0
+    assert len(chip.compliance.last_logs()) == 0
     chip.enable_timer(1)
     chip.run(2)
     assert list(handlers(chip, 1, "timer")["start_ps"]) == [2 * TICK_PS, 3 * TICK_PS]

@@ -46,7 +46,7 @@ def train_on(engine: str, chip_path: Path, cfg, init_w, x, y) -> dict:
 
     def add(r: np.ndarray, log: np.ndarray) -> None:
         recs.append(r)
-        logs.append(log)
+        logs.append(log.copy())  # a view of the C loop's buffer, valid during the call
         keep(r, log)
 
     chip.compliance.add = add
@@ -55,7 +55,8 @@ def train_on(engine: str, chip_path: Path, cfg, init_w, x, y) -> dict:
     board.forward(x[:1], y[:1])
     return {"weights": board.weights, "handlers": np.concatenate(logs), "ticks": np.concatenate(recs),
             "whole": chip.whole_run_arrays(), "train": chip.timing_arrays("train"), "stats": chip.stats(),
-            "provenance": board.provenance(), "work": chip.work_counts(), "host_ticks": chip.tick_count}
+            "provenance": board.provenance(), "work": chip.work_counts(), "host_ticks": chip.tick_count,
+            "gantt": (chip.compliance.worst, chip.compliance.typical)}
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,11 @@ def test_the_simpy_model_and_the_c_loop_agree_event_for_event(regime, tmp_path, 
     assert s["stats"] == c["stats"] and s["provenance"] == c["provenance"]
     for k in ("w_in", "w_rec", "w_out"):
         np.testing.assert_array_equal(getattr(s["weights"], k).view(np.uint32), getattr(c["weights"], k).view(np.uint32))
+    # the worst and the typical tick's Gantt chart: every handler of that tick, though its calls span advances
+    for run in (c, s):
+        assert run["gantt"][0] is not None
+        for _, tick, log in filter(None, run["gantt"]):
+            np.testing.assert_array_equal(log, run["handlers"][run["handlers"]["tick"] == tick])
     # the regime does what it is for
     losses = {k: v for k, v in c["provenance"].items() if v}
     if regime == "150MHz_overflows":
