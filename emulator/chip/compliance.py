@@ -51,11 +51,13 @@ class PartTotals:
         a = self.arrays
         core = recs["core"].astype(np.intp)
         cycles = recs["cycles"].astype(np.int64)
-        for c in np.unique(core):  # the worst tick: the first of the most cycles, as the C loop keeps it
-            mine = np.flatnonzero(core == c)
-            i = mine[int(np.argmax(cycles[mine]))]
-            if a["ticks"][c] == 0 or cycles[i] > a["worst_cycles"][c]:
-                a["worst_cycles"][c], a["worst_tick"][c] = cycles[i], int(recs["tick"][i])
+        # the worst tick of each core: the first of the most cycles, as the C loop keeps it
+        order = np.lexsort((np.arange(len(core)), -cycles, core))
+        first = order[np.r_[True, core[order][1:] != core[order][:-1]]]
+        c = core[first]
+        better = (a["ticks"][c] == 0) | (cycles[first] > a["worst_cycles"][c])
+        a["worst_cycles"][c[better]] = cycles[first][better]
+        a["worst_tick"][c[better]] = recs["tick"][first][better]
         np.add.at(a["ticks"], core, 1)
         np.add.at(a["overruns"], core, recs["overrun"].astype(np.int64))
         np.add.at(a["busy_cycles"], core, cycles)

@@ -91,17 +91,19 @@ def _time_emulator(cfg: Any, data: Any, backend: str, init_weights_path: Path | 
 
 
 def bench_emulator(n_samples: int = 64, seed: int = 0, backend: str = "c", mode: str = "functional",
-                   trained: str | Path | None = None, engine: str = "c") -> dict[str, Any]:
+                   trained: str | Path | None = None, engine: str = "c", threads: int = 1) -> dict[str, Any]:
     """Time on-chip training through the path `s2eprop train --target emulator` runs (run_training:
     trainer, transport, streamer, the chip's event loop, per-sample checks, checkpoint at the end) on
     the paper's 12-core partition, on random inputs 3*N(0, 1) with no test split: from fresh weights,
     and from trained ones (`trained_weights_path(trained)`: the steady state of a long run, whose
-    silent neurons' weights decay towards 0; docs/chip.md section 9), when there are any."""
+    silent neurons' weights decay towards 0; docs/chip.md section 9), when there are any. `threads`: the
+    functional chip's (config chip.threads; the timed modes run on one)."""
     from s2eprop.host.config import ChipConfig, ExperimentConfig
     from s2eprop.host.data.dataset import KWS_LABELS, Dataset
     from s2eprop.host.weights import load_weights
 
-    cfg = dataclasses.replace(ExperimentConfig(), chip=ChipConfig(mode=mode, engine=engine)).validate()
+    chip = ChipConfig(mode=mode, engine=engine, threads=threads if mode == "functional" else 1)
+    cfg = dataclasses.replace(ExperimentConfig(), chip=chip).validate()
     net = cfg.network
     rng = np.random.default_rng(seed)
     x = (3 * rng.standard_normal((n_samples, net.n_steps, net.n_in))).astype(np.float32)
@@ -113,6 +115,7 @@ def bench_emulator(n_samples: int = 64, seed: int = 0, backend: str = "c", mode:
         "emulator_cores": fresh["cores"],
         "emulator_backend": backend,
         "emulator_mode": mode,
+        "emulator_threads": cfg.chip.n_threads(),
         **({"emulator_engine": engine} if mode != "functional" else {}),
     }
     path = trained_weights_path(trained)
@@ -128,10 +131,11 @@ def bench_emulator(n_samples: int = 64, seed: int = 0, backend: str = "c", mode:
 
 
 def bench_copies(copies: Sequence[int] = (1, 2, 4, 8, 12), modes: Sequence[str] = ("functional", "timed"),
-                 n_samples: int = 8, seed: int = 0) -> dict[str, Any]:
+                 n_samples: int = 8, seed: int = 0, threads: int = 1) -> dict[str, Any]:
     """Wall time of training n copies of the paper's 12-core network side by side on one chip
     (host/session/copies.py: one sample on every copy per step), per mode, after one untimed warm-up step;
-    with the log-log slope of wall time against cores from the smallest to the largest chip."""
+    with the log-log slope of wall time against cores from the smallest to the largest chip. `threads`: the
+    functional chip's host threads (the timed chip runs on one)."""
     from s2eprop.host.config import ChipConfig, ExperimentConfig
     from s2eprop.host.session.copies import ChipCopies
 
@@ -142,7 +146,8 @@ def bench_copies(copies: Sequence[int] = (1, 2, 4, 8, 12), modes: Sequence[str] 
     x = (3 * rng.standard_normal((n_samples + 1, net.n_steps, net.n_in))).astype(np.float32)
     y = rng.integers(0, net.n_out, n_samples + 1)
     for mode in modes:
-        cfg = dataclasses.replace(base, chip=ChipConfig(mode=mode),
+        chip = ChipConfig(mode=mode, threads=threads if mode == "functional" else 1)
+        cfg = dataclasses.replace(base, chip=chip,
                                   train=dataclasses.replace(base.train, on_loss="count")).validate()
         walls, factors = [], []
         for n in copies:
@@ -159,5 +164,6 @@ def bench_copies(copies: Sequence[int] = (1, 2, 4, 8, 12), modes: Sequence[str] 
         cores = [12 * n for n in copies]
         slope = float(np.log(walls[-1] / walls[0]) / np.log(cores[-1] / cores[0])) if len(copies) > 1 else None
         out[mode] = {"cores": cores, "wall_s": [round(w, 3) for w in walls],
-                     "emulated_ms_per_wall_ms": [round(f, 2) for f in factors], "loglog_slope": slope}
+                     "emulated_ms_per_wall_ms": [round(f, 2) for f in factors], "loglog_slope": slope,
+                     "threads": cfg.chip.n_threads()}
     return out

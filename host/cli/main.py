@@ -139,9 +139,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.what in ("golden", "all"):
         result.update(bench_golden(n_samples=args.samples))
     if args.what in ("emulator", "all"):
-        result.update(bench_emulator(n_samples=args.samples, mode=args.mode, trained=args.weights, engine=args.engine))
+        result.update(bench_emulator(n_samples=args.samples, mode=args.mode, trained=args.weights, engine=args.engine,
+                                     threads=args.threads))
     if args.what == "copies":
-        result.update(bench_copies(n_samples=min(args.samples, 16)))
+        result.update(bench_copies(n_samples=min(args.samples, 16), threads=args.threads))
     print(json.dumps(result, indent=2))
     return 0
 
@@ -284,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "folder (default: runs/demo/weights.npz, where `make demo` puts them, if it exists)")
     b.add_argument("--engine", choices=("c", "simpy"), default="c",
                    help="timed modes: the chip's event loop (c, or its SimPy model)")
+    b.add_argument("--threads", type=int, default=1,
+                   help="host threads of the functional chip's C loop (emulator in functional mode, and the copies' "
+                        "functional runs; 0: the host cores this process may use; default 1)")
     b.set_defaults(func=cmd_bench)
 
     pl = sub.add_parser("plot", help="redraw a run folder's figures: timing (timing.png, tick.png from timing.npz), "

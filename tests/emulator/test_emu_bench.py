@@ -55,3 +55,24 @@ def test_bench_emulator_times_trained_weights_of_a_run(tmp_path, monkeypatch) ->
     with pytest.raises(HostError, match=str(tmp_path / "empty" / "weights.npz")):
         (tmp_path / "empty").mkdir()
         bench_emulator(n_samples=1, trained=tmp_path / "empty")
+
+
+def test_bench_threads_reach_the_functional_chip(monkeypatch) -> None:
+    """Rule: `bench --threads N` runs the functional chip's C loop on N host threads (reported), in `bench
+    emulator` and in the copies' functional runs; the timed chip runs on one."""
+    from s2eprop.emulator.chip.functional import FunctionalChip
+    from s2eprop.host.cli.bench import bench_copies
+
+    seen: list[int] = []
+    init = FunctionalChip.__init__
+
+    def spy(self, *a, **kw):
+        init(self, *a, **kw)
+        seen.append(self.threads)
+
+    monkeypatch.setattr(FunctionalChip, "__init__", spy)
+    assert bench_emulator(n_samples=1, threads=2, trained=None)["emulator_threads"] == 2 and set(seen) == {2}
+    seen.clear()
+    out = bench_copies(copies=(1, 2), modes=("functional",), n_samples=1, threads=2)
+    assert out["functional"]["threads"] == 2 and set(seen) == {2}
+    assert bench_emulator(n_samples=1, mode="timed", threads=2, trained=None)["emulator_threads"] == 1
