@@ -18,8 +18,10 @@ from s2eprop.firmware.sdram_map import INPUT_KINDS, INPUT_RING_SAMPLES
 from s2eprop.host.errors import ConfigError
 from s2eprop.host.fault_config import FaultConfig, parse_faults
 
-SURROGATES = ("multi_gaussian", "triangle")
-FEEDBACKS = ("symmetric", "random")
+# piecewise_linear is NEST's name of the triangle; the last four are NEST's surrogate_gradient_function
+SURROGATES = ("multi_gaussian", "triangle", "piecewise_linear", "exponential", "fast_sigmoid", "arctan")
+FEEDBACKS = ("symmetric", "random", "adaptive")  # adaptive: B starts random, learns as W_out does
+OPTIMIZERS = ("adam", "sgd")
 READOUT_PLACEMENTS = ("shared", "extra")
 DATASET_KINDS = ("synth", "gsc", "npz", "shd")
 ON_LOSS = ("stop", "count")
@@ -45,14 +47,21 @@ class NetworkConfig:
     tau_out_ms: float = 10.0
     v_th: float = 1.6
     beta: float = 0.184
+    # LIF neurons (no adaptation: beta 0, eps_a 0) among the hidden ones, as Bellec et al.'s n_regular: the
+    # first n_regular (global ids 0 .. n_regular-1); the other n_rec - n_regular are ALIF
+    n_regular: int = 0
     surrogate: str = "multi_gaussian"
     # multi-Gaussian surrogate (Yin et al. 2021): gamma * [(1+h) N(u;0,s) - h N(u;s,k s) - h N(u;-s,k s)]
     mg_gamma: float = 0.5
     mg_sigma: float = 0.5
     mg_scale: float = 6.0
     mg_height: float = 0.15
-    # Bellec's triangle: (gamma_pd / v_th) * max(0, 1 - |u / v_th|)
-    triangle_gamma: float = 0.3
+    # NEST's surrogates (eprop_iaf_adapt `beta`, `gamma`; NEST's adaptation beta is our `beta`), of u = v - A:
+    #   triangle = piecewise_linear: gamma / v_th * max(0, 1 - beta |u / v_th|)  (Bellec's: beta 1, gamma 0.3)
+    #   exponential: gamma exp(-beta |u|);  fast_sigmoid: gamma (1 + beta |u|)^-2;
+    #   arctan: gamma / pi / (1 + (beta pi u)^2)   (docs/options.md)
+    surrogate_beta: float = 1.0
+    surrogate_gamma: float = 0.3
 
     def decays(self) -> tuple[float, float, float]:
         """(alpha, rho, kappa) as float32 values, computed in double like the authors' code."""
@@ -69,6 +78,24 @@ class NetworkConfig:
 
 
 @dataclass(frozen=True)
+class RateRegConfig:
+    """Firing-rate regularisation (Bellec et al. 2020; NEST's c_reg, f_target): E_reg = c_reg / 2 sum_j
+    (f_j - f_target)^2 with f_j the neuron's spikes per step over the sample (n_j / T) and f_target =
+    target_hz dt; its gradient c_reg (f_j - f_target) / T sum_t e_ji^t is added to the learning signal's
+    (docs/options.md). c_reg 0: off."""
+
+    c_reg: float = 0.0
+    target_hz: float = 10.0
+
+    @property
+    def active(self) -> bool:
+        return self.c_reg != 0.0
+
+    def f_target_per_step(self, dt_ms: float) -> float:
+        return self.target_hz * dt_ms / 1000.0
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Optimiser and schedule (authors' C defaults: batch 1, Adam, lr x0.3 every 2 epochs)."""
 
@@ -81,6 +108,11 @@ class TrainConfig:
     adam_b2: float = 0.999
     adam_eps: float = 1e-5
     l2: float = 1e-5
+    # weight optimizer: adam (the authors', bias-corrected lr, adam_* below) or sgd (m = momentum m + g,
+    # W -= lr m; NEST's gradient_descent with momentum 0); both take lr and its schedule, and g includes 2 l2 W
+    optimizer: str = "adam"
+    momentum: float = 0.0
+    rate_reg: RateRegConfig = field(default_factory=RateRegConfig)
     feedback: str = "symmetric"
     seed: int = 0
     max_samples: int | None = None
@@ -204,6 +236,9 @@ class ExperimentConfig:
                            ("n_steps", lib.FW_MAX_SLOTS // INPUT_RING_SAMPLES)):
             if getattr(n, name) > most:
                 raise ConfigError(f"network.{name} is {getattr(n, name)}, the firmware supports at most {most}")
+        if not 0 <= n.n_regular <= n.n_rec:
+            raise ConfigError(f"network.n_regular (LIF neurons among the hidden ones) must be in 0..{n.n_rec} "
+                              f"(network.n_rec), got {n.n_regular}")
         if p.neurons_per_core > lib.FW_MAX_LOCAL:
             raise ConfigError(f"partition.neurons_per_core is {p.neurons_per_core}, the firmware supports at most "
                               f"{lib.FW_MAX_LOCAL}")
@@ -212,7 +247,7 @@ class ExperimentConfig:
             raise ConfigError(f"partition.arena_limit_bytes must be in 1..{most:,}, got {p.arena_limit_bytes:,}"
                               + ("" if self.chip.file else " (a core's SRAM; a what-if chip with more SRAM per core "
                                                            "needs chip.file naming its chip file)"))
-        for name in ("mg_sigma", "mg_scale", "mg_gamma", "triangle_gamma"):
+        for name in ("mg_sigma", "mg_scale", "mg_gamma", "surrogate_beta", "surrogate_gamma"):
             if not getattr(n, name) > 0:
                 raise ConfigError(f"network.{name} must be > 0, got {getattr(n, name)}")
         for name in ("beta", "mg_height"):  # 0 turns adaptation / the side Gaussians off
@@ -249,6 +284,19 @@ class ExperimentConfig:
                 raise ConfigError(f"network.{name} must be > 0, got {getattr(n, name)}")
         _choice("network.surrogate", n.surrogate, SURROGATES)
         _choice("train.feedback", t.feedback, FEEDBACKS)
+        _choice("train.optimizer", t.optimizer, OPTIMIZERS)
+        if not isinstance(t.rate_reg, RateRegConfig):
+            raise ConfigError(f"train.rate_reg must be a mapping {{c_reg, target_hz}}, got {t.rate_reg!r}")
+        if not t.rate_reg.c_reg >= 0:
+            raise ConfigError(f"train.rate_reg.c_reg must be >= 0 (0: off), got {t.rate_reg.c_reg}")
+        if not 0 <= t.rate_reg.target_hz <= 1000.0 / n.dt_ms:
+            raise ConfigError(f"train.rate_reg.target_hz must be in 0..{1000.0 / n.dt_ms:g} (one spike per step of "
+                              f"{n.dt_ms} ms), got {t.rate_reg.target_hz}")
+        if not 0 <= t.momentum < 1:
+            raise ConfigError(f"train.momentum (sgd) must be in [0, 1), got {t.momentum}")
+        if t.momentum and t.optimizer != "sgd":
+            raise ConfigError(f"train.momentum is {t.momentum} but train.optimizer is {t.optimizer!r}: momentum is "
+                              f"sgd's (Adam's is adam_b1); set train.optimizer: sgd or drop train.momentum")
         _choice("train.on_loss", t.on_loss, ON_LOSS)
         _choice("train.input_mode", t.input_mode, INPUT_MODES)
         if t.input_lookahead_ticks < 1:
@@ -318,6 +366,8 @@ def _section(cls: type, key: str, raw: Any) -> Any:
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
+    if dataclasses.is_dataclass(default):  # a nested section (train.rate_reg)
+        return value if isinstance(value, type(default)) else _section(type(default), key, value)
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{key} must be true or false, got {value!r}")

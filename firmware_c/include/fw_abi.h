@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define FW_MAGIC 0x53324550u /* "S2EP" */
-#define FW_ABI_VERSION 5u
+#define FW_ABI_VERSION 6u
 #define FW_MAX_CORES 160u
 #define FW_MAX_REC 1024u
 #define FW_MAX_OUT 56u        /* a RESULT message (5 + n_out words) fits one host message */
@@ -20,14 +20,21 @@
 #define FW_ROLE_NEURON 1u
 #define FW_ROLE_READOUT 2u
 
-/* surrogate and feedback kinds */
-#define FW_SURR_MULTI_GAUSSIAN 0u
-#define FW_SURR_TRIANGLE 1u
+/* surrogate kinds (docs/options.md): u = v - A, NEST's beta (surr_beta) and gamma (surr_gamma) */
+#define FW_SURR_MULTI_GAUSSIAN 0u /* Yin et al.: mg_* parameters */
+#define FW_SURR_TRIANGLE 1u       /* NEST piecewise_linear: gamma max(0, 1 - beta |u / v_th|) / v_th */
+#define FW_SURR_EXPONENTIAL 2u    /* gamma exp(-beta |u|) */
+#define FW_SURR_FAST_SIGMOID 3u   /* NEST fast_sigmoid_derivative: gamma (1 + beta |u|)^-2 */
+#define FW_SURR_ARCTAN 4u         /* gamma / pi / (1 + (beta pi u)^2) */
 /* No subnormals: the surrogate derivative psi, Adam's moments and the weights are stored as 0
  * where their magnitude is below 2^-FW_TINY_EXP (docs/chip.md section 9) */
 #define FW_TINY_EXP 64u
 #define FW_FEEDBACK_SYMMETRIC 0u
 #define FW_FEEDBACK_RANDOM 1u
+#define FW_FEEDBACK_ADAPTIVE 2u   /* B starts random and learns as W_out does (its own optimizer moments) */
+/* weight optimizers */
+#define FW_OPT_ADAM 0u
+#define FW_OPT_SGD 1u             /* m = momentum m + g;  W -= lr m */
 
 /* host -> core messages: word 0 is the type; none is longer than FW_MAX_HOST_WORDS */
 #define FW_MAX_HOST_WORDS 64u /* 256 B: SpiNNaker's SDP payload */
@@ -115,7 +122,7 @@ typedef struct {
     /* neuron model, decays precomputed by the host (no exp of time constants on the core) */
     float alpha, one_alpha, rho, one_rho, one_alpha_x_one_rho, kappa;
     float v_th, beta;
-    float mg_gamma, mg_sigma, mg_scale, mg_height, tri_gamma;
+    float mg_gamma, mg_sigma, mg_scale, mg_height, surr_gamma; /* surr_gamma: NEST's gamma */
     /* learning */
     float lr, adam_b1, adam_b2, adam_eps, l2x2; /* l2x2 = 2 * l2 coefficient */
     /* Adam state to resume from: steps taken, and beta1^(t+1), beta2^(t+1) */
@@ -126,6 +133,12 @@ typedef struct {
     uint32_t rec_sdram, rec_sdram_out, rec_out;
     uint32_t rec_z_mask[FW_REC_MASK_WORDS], rec_v_mask[FW_REC_MASK_WORDS];
     uint32_t key_count;       /* spike count key = key_count + src_index (neuron role: needs src_index < n_src) */
+    /* options (docs/options.md) */
+    float surr_beta;          /* NEST's beta of the surrogate (width scaling; not the adaptation's beta) */
+    uint32_t n_regular;       /* hidden neurons 0 .. n_regular-1 (global ids) are LIF: no adaptation */
+    uint32_t optimizer;       /* FW_OPT_* */
+    float momentum;           /* FW_OPT_SGD: momentum of m (0: plain gradient descent) */
+    float c_reg, f_target;    /* firing-rate regularisation: coefficient (0: off), target in spikes per step */
 } fw_config_t;
 
 /* byte offsets of the arena regions (0 = absent) and the total size */
@@ -144,6 +157,8 @@ typedef struct {
     uint32_t dma_buf;                            /* input slots: [2][fw_input_slot_words()] words */
     uint32_t rec_buf, rec_out_buf;               /* records: [2][fw_record_words()] words per stream */
     uint32_t outbox;                             /* outbox ring [outbox_words] */
+    uint32_t m_fb, v_fb;                         /* adaptive feedback: optimizer moments of fb [local][n_out] */
+    uint32_t zcount;                             /* rate regularisation: spikes of each neuron in the sample [local] */
     uint32_t end;                                /* total arena bytes */
     /* byte counts for memory accounting */
     uint32_t weights_bytes, optimizer_bytes, trace_bytes, neuron_bytes, readout_bytes, buffer_bytes;

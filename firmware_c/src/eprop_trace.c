@@ -3,7 +3,8 @@
  *   ea   = (rho - (1-rho) beta psi_j) ea + psi_j ev_i (1-alpha)(1-rho)
  *   e    = psi_j ((1-alpha) ev_i - beta ea)
  *   eb   = kappa eb + e;   acc += eb               (acc: sum over the sample, used at the update)
- * The recurrent diagonal keeps no trace (its weight changes only through the L2 term). */
+ * The recurrent diagonal keeps no trace (its weight changes only through the L2 term). A LIF neuron
+ * (network.n_regular) takes psi_a = 0 in the ea line: its ea stays 0 (trace_block_lif). */
 #include "eprop_trace.h"
 #include "fw_internal.h"
 
@@ -110,6 +111,29 @@ __attribute__((noinline)) static void trace_block(const fw_config_t *cfg, uint32
     }
 }
 
+/* network.n_regular: a core with LIF neurons runs this loop (every build, so the bits agree): trace_one's
+ * operations with psi_a in the eps_a line, psi_a 0 for a LIF neuron (its ea stays 0, so e = psi (1-alpha) ev)
+ * and psi for an ALIF one */
+__attribute__((noinline)) static void trace_block_lif(const fw_config_t *cfg, uint32_t n_pre, const float *ev,
+                                                      const float *psi, const float *psi_a, const float *ca,
+                                                      float *ea, float *eb, float *acc)
+{
+    const uint32_t nl = cfg->n_local;
+    const float oaor = cfg->one_alpha_x_one_rho, one_alpha = cfg->one_alpha;
+    const float beta = cfg->beta, kappa = cfg->kappa;
+    for (uint32_t i = 0; i < n_pre; ++i) {
+        const float evi = ev[i];
+        for (uint32_t j = 0; j < nl; ++j) {
+            const uint32_t k = i * nl + j;
+            const float ean = ca[j] * ea[k] + psi_a[j] * evi * oaor;
+            const float e = psi[j] * (one_alpha * evi - beta * ean);
+            ea[k] = ean;
+            eb[k] = eb[k] * kappa + e;
+            acc[k] = acc[k] + eb[k];
+        }
+    }
+}
+
 /* the block by the fastest loop this CPU has (the same bits) */
 static void trace_run(const fw_config_t *cfg, uint32_t n_pre, const float *ev, const float *psi,
                       const float *ca, float *ea, float *eb, float *acc)
@@ -122,7 +146,7 @@ static void trace_run(const fw_config_t *cfg, uint32_t n_pre, const float *ev, c
 
 /* ev_i = alpha ev_i + spike_i for the n presynaptic neurons of a spike bitmap (recurrent spikes, spike
  * input). Not inlined: one copy keeps the ARM image small, so the arena, which starts on the next
- * 1 KiB boundary after the code, keeps its room (116,736 B) (GCC and Clang both take the attribute). */
+ * 1 KiB boundary after the code, keeps its room (114,688 B with ABI 6) (GCC and Clang both take the attribute). */
 __attribute__((noinline)) static void decay_add_spikes(float *ev, const uint32_t *bits, uint32_t n, float alpha)
 {
     for (uint32_t i = 0; i < n; ++i) ev[i] = alpha * ev[i] + (float)fw_bit(bits, i);
@@ -145,10 +169,19 @@ void eprop_trace_step(fw_header_t *h, uint8_t *arena, const uint32_t *input, con
     decay_add_spikes(ev_rec, z_prev, cfg->n_rec, cfg->alpha);
     for (uint32_t j = 0; j < nl; ++j) ca[j] = cfg->rho - cfg->one_rho * cfg->beta * psi[j];
 
-    trace_run(cfg, cfg->n_in, ev_in, psi, ca, FW_F32(arena, h, ea_in), FW_F32(arena, h, eb_in),
-                FW_F32(arena, h, acc_in));
-    trace_run(cfg, cfg->n_rec, ev_rec, psi, ca, FW_F32(arena, h, ea_rec), FW_F32(arena, h, eb_rec),
-                FW_F32(arena, h, acc_rec));
+    if (cfg->neuron_lo < cfg->n_regular) {  /* LIF neurons here (network.n_regular) */
+        float psi_a[FW_MAX_LOCAL];
+        for (uint32_t j = 0; j < nl; ++j) psi_a[j] = cfg->neuron_lo + j < cfg->n_regular ? 0.0f : psi[j];
+        trace_block_lif(cfg, cfg->n_in, ev_in, psi, psi_a, ca, FW_F32(arena, h, ea_in), FW_F32(arena, h, eb_in),
+                        FW_F32(arena, h, acc_in));
+        trace_block_lif(cfg, cfg->n_rec, ev_rec, psi, psi_a, ca, FW_F32(arena, h, ea_rec), FW_F32(arena, h, eb_rec),
+                        FW_F32(arena, h, acc_rec));
+    } else {
+        trace_run(cfg, cfg->n_in, ev_in, psi, ca, FW_F32(arena, h, ea_in), FW_F32(arena, h, eb_in),
+                    FW_F32(arena, h, acc_in));
+        trace_run(cfg, cfg->n_rec, ev_rec, psi, ca, FW_F32(arena, h, ea_rec), FW_F32(arena, h, eb_rec),
+                    FW_F32(arena, h, acc_rec));
+    }
     zero_diagonal(nl, cfg->neuron_lo, FW_F32(arena, h, ea_rec), FW_F32(arena, h, eb_rec), FW_F32(arena, h, acc_rec));
     c->trace_updates += (cfg->n_in + cfg->n_rec) * nl - nl;
 }

@@ -8,7 +8,7 @@
 #define FW_SIZE(T, n) _Static_assert(sizeof(T) == (n), "sizeof(" #T ") is " #n " B in the ABI")
 #define FW_AT(T, f, n) _Static_assert(offsetof(T, f) == (n), #T "." #f " lies at byte " #n " in the ABI")
 
-FW_SIZE(fw_config_t, 240);
+FW_SIZE(fw_config_t, 264);
 FW_AT(fw_config_t, core_id, 0);
 FW_AT(fw_config_t, role, 4);
 FW_AT(fw_config_t, n_in, 8);
@@ -39,7 +39,7 @@ FW_AT(fw_config_t, mg_gamma, 104);
 FW_AT(fw_config_t, mg_sigma, 108);
 FW_AT(fw_config_t, mg_scale, 112);
 FW_AT(fw_config_t, mg_height, 116);
-FW_AT(fw_config_t, tri_gamma, 120);
+FW_AT(fw_config_t, surr_gamma, 120);
 FW_AT(fw_config_t, lr, 124);
 FW_AT(fw_config_t, adam_b1, 128);
 FW_AT(fw_config_t, adam_b2, 132);
@@ -55,8 +55,14 @@ FW_AT(fw_config_t, rec_out, 168);
 FW_AT(fw_config_t, rec_z_mask, 172);
 FW_AT(fw_config_t, rec_v_mask, 204);
 FW_AT(fw_config_t, key_count, 236);
+FW_AT(fw_config_t, surr_beta, 240);
+FW_AT(fw_config_t, n_regular, 244);
+FW_AT(fw_config_t, optimizer, 248);
+FW_AT(fw_config_t, momentum, 252);
+FW_AT(fw_config_t, c_reg, 256);
+FW_AT(fw_config_t, f_target, 260);
 
-FW_SIZE(fw_layout_t, 168);
+FW_SIZE(fw_layout_t, 180);
 FW_AT(fw_layout_t, w_in, 0);
 FW_AT(fw_layout_t, w_rec, 4);
 FW_AT(fw_layout_t, w_out, 8);
@@ -91,14 +97,17 @@ FW_AT(fw_layout_t, dma_buf, 120);
 FW_AT(fw_layout_t, rec_buf, 124);
 FW_AT(fw_layout_t, rec_out_buf, 128);
 FW_AT(fw_layout_t, outbox, 132);
-FW_AT(fw_layout_t, end, 136);
-FW_AT(fw_layout_t, weights_bytes, 140);
-FW_AT(fw_layout_t, optimizer_bytes, 144);
-FW_AT(fw_layout_t, trace_bytes, 148);
-FW_AT(fw_layout_t, neuron_bytes, 152);
-FW_AT(fw_layout_t, readout_bytes, 156);
-FW_AT(fw_layout_t, buffer_bytes, 160);
-FW_AT(fw_layout_t, record_bytes, 164);
+FW_AT(fw_layout_t, m_fb, 136);
+FW_AT(fw_layout_t, v_fb, 140);
+FW_AT(fw_layout_t, zcount, 144);
+FW_AT(fw_layout_t, end, 148);
+FW_AT(fw_layout_t, weights_bytes, 152);
+FW_AT(fw_layout_t, optimizer_bytes, 156);
+FW_AT(fw_layout_t, trace_bytes, 160);
+FW_AT(fw_layout_t, neuron_bytes, 164);
+FW_AT(fw_layout_t, readout_bytes, 168);
+FW_AT(fw_layout_t, buffer_bytes, 172);
+FW_AT(fw_layout_t, record_bytes, 176);
 
 FW_SIZE(fw_counters_t, 48);
 FW_AT(fw_counters_t, outbox_overflows, 0);
@@ -148,14 +157,14 @@ FW_AT(fw_state_t, spikes_filed, 212);
 FW_AT(fw_state_t, spikes_announced, 216);
 FW_AT(fw_state_t, counts_seen, 220);
 
-FW_SIZE(fw_header_t, 664);
+FW_SIZE(fw_header_t, 700);
 FW_AT(fw_header_t, magic, 0);
 FW_AT(fw_header_t, abi_version, 4);
 FW_AT(fw_header_t, arena_bytes, 8);
 FW_AT(fw_header_t, status, 12);
 FW_AT(fw_header_t, config, 16);
-FW_AT(fw_header_t, layout, 256);
-FW_AT(fw_header_t, state, 424);
+FW_AT(fw_header_t, layout, 280);
+FW_AT(fw_header_t, state, 460);
 
 FW_SIZE(fw_counts_t, 56);
 FW_AT(fw_counts_t, neuron_updates, 0);

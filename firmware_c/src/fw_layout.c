@@ -75,7 +75,8 @@ static int config_valid(const fw_config_t *c)
         || (c->key_partial & FW_KEY_INDEX_MASK) + n_partials > FW_KEY_INDEX_MASK + 1u
         || (c->key_err & FW_KEY_INDEX_MASK) + (uint64_t)c->n_out > FW_KEY_INDEX_MASK + 1u
         || (c->key_count & FW_KEY_INDEX_MASK) + (uint64_t)c->n_src > FW_KEY_INDEX_MASK + 1u) return 0;
-    if (c->surrogate > FW_SURR_TRIANGLE || c->feedback > FW_FEEDBACK_RANDOM) return 0;
+    if (c->surrogate > FW_SURR_ARCTAN || c->feedback > FW_FEEDBACK_ADAPTIVE || c->optimizer > FW_OPT_SGD) return 0;
+    if (c->n_regular > c->n_rec) return 0;
     if (c->rec_out > 1u || !masks_valid(c)) return 0;
     if (!region_fits(c->rec_sdram, c->n_steps, fw_record_words(c, FW_REC_NEURON))
         || !region_fits(c->rec_sdram_out, c->n_steps, fw_record_words(c, FW_REC_READOUT))) return 0;
@@ -95,7 +96,7 @@ uint32_t fw_layout(const fw_config_t *c, fw_layout_t *out)
         L.w_in = take(&cur, c->n_in * nl);
         L.w_rec = take(&cur, c->n_rec * nl);
         L.w_out = take(&cur, nl * c->n_out);
-        if (c->feedback == FW_FEEDBACK_RANDOM) L.fb = take(&cur, nl * c->n_out);
+        if (c->feedback != FW_FEEDBACK_SYMMETRIC) L.fb = take(&cur, nl * c->n_out);
         L.weights_bytes = cur - mark;
         mark = cur;
         L.m_in = take(&cur, c->n_in * nl);
@@ -104,6 +105,10 @@ uint32_t fw_layout(const fw_config_t *c, fw_layout_t *out)
         L.v_rec = take(&cur, c->n_rec * nl);
         L.m_out = take(&cur, nl * c->n_out);
         L.v_out = take(&cur, nl * c->n_out);
+        if (c->feedback == FW_FEEDBACK_ADAPTIVE) {
+            L.m_fb = take(&cur, nl * c->n_out);
+            L.v_fb = take(&cur, nl * c->n_out);
+        }
         L.optimizer_bytes = cur - mark;
         mark = cur;
         L.ea_in = take(&cur, c->n_in * nl);
@@ -124,6 +129,7 @@ uint32_t fw_layout(const fw_config_t *c, fw_layout_t *out)
         L.zbar = take(&cur, nl);
         L.zsum = take(&cur, nl);
         L.z_local = take(&cur, nl);
+        if (c->c_reg != 0.0f) L.zcount = take(&cur, nl);
     }
     L.z_prev = take(&cur, zw);
     L.z_rx = take(&cur, 2u * zw);

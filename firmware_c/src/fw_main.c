@@ -101,6 +101,11 @@ static void start_sample(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
     for (uint32_t r = 0; r < sizeof state_f / sizeof state_f[0]; ++r)
         for (uint32_t j = 0; j < nl; ++j) state_f[r][j] = 0.0f;
     c->words_cleared += (uint32_t)(sizeof state_f / sizeof state_f[0]) * nl;
+    if (h->layout.zcount) {  /* train.rate_reg: spikes per neuron of this sample */
+        float *zcount = FW_F32(arena, h, zcount);
+        for (uint32_t j = 0; j < nl; ++j) zcount[j] = 0.0f;
+        c->words_cleared += nl;
+    }
 }
 
 /* sum of w^2 over this core's weights, float32 in a fixed order */

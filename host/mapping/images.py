@@ -11,7 +11,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from s2eprop.firmware.abi import Firmware, Layout
+from s2eprop.firmware.abi import Firmware, Layout, abi
 from s2eprop.firmware.arm_size import arena_budget
 from s2eprop.host.config import ExperimentConfig
 from s2eprop.host.errors import ConfigError
@@ -33,6 +33,14 @@ class CoreImage:
     data: np.ndarray  # uint8, layout.arena_bytes long
 
 
+def surrogate_code(name: str) -> int:
+    """fw_config_t.surrogate (FW_SURR_*) of network.surrogate; piecewise_linear is the triangle."""
+    lib = abi()
+    return {"multi_gaussian": lib.FW_SURR_MULTI_GAUSSIAN, "triangle": lib.FW_SURR_TRIANGLE,
+            "piecewise_linear": lib.FW_SURR_TRIANGLE, "exponential": lib.FW_SURR_EXPONENTIAL,
+            "fast_sigmoid": lib.FW_SURR_FAST_SIGMOID, "arctan": lib.FW_SURR_ARCTAN}[name]
+
+
 def core_config_fields(cfg: ExperimentConfig, plan: Plan, core: CorePlan, adam: Any | None,
                        outbox_words: int = OUTBOX_WORDS, recording: RecordingPlan | None = None) -> dict[str, Any]:
     """A core's fw_config_t fields; `recording`: the plan's record regions (made here from cfg.record when
@@ -51,12 +59,16 @@ def core_config_fields(cfg: ExperimentConfig, plan: Plan, core: CorePlan, adam: 
         n_src=len(plan.neuron_cores), key_spike=KEY_SPIKE + off, key_partial=KEY_PARTIAL + off,
         key_err=KEY_ERR + off, key_count=KEY_COUNT + off,
         sdram_ring=ring.sdram_addr, ring_slots=ring.n_slots, outbox_words=outbox_words,
-        surrogate=0 if net.surrogate == "multi_gaussian" else 1,
-        feedback=0 if tr.feedback == "symmetric" else 1,
+        surrogate=surrogate_code(net.surrogate),
+        feedback={"symmetric": abi().FW_FEEDBACK_SYMMETRIC, "random": abi().FW_FEEDBACK_RANDOM,
+                  "adaptive": abi().FW_FEEDBACK_ADAPTIVE}[tr.feedback],
         alpha=alpha, one_alpha=one_alpha, rho=rho, one_rho=one_rho,
         one_alpha_x_one_rho=float(f32(one_alpha) * f32(one_rho)), kappa=kappa,
         v_th=net.v_th, beta=net.beta, mg_gamma=net.mg_gamma, mg_sigma=net.mg_sigma, mg_scale=net.mg_scale,
-        mg_height=net.mg_height, tri_gamma=net.triangle_gamma,
+        mg_height=net.mg_height, surr_gamma=net.surrogate_gamma, surr_beta=net.surrogate_beta,
+        n_regular=net.n_regular,
+        optimizer=abi().FW_OPT_SGD if tr.optimizer == "sgd" else abi().FW_OPT_ADAM, momentum=tr.momentum,
+        c_reg=tr.rate_reg.c_reg, f_target=tr.rate_reg.f_target_per_step(net.dt_ms),
         lr=float(adam.lr) if adam is not None else tr.lr, adam_b1=tr.adam_b1, adam_b2=tr.adam_b2,
         adam_eps=tr.adam_eps, l2x2=2.0 * tr.l2,
         adam_t0=int(adam.t) if adam is not None else 0,
@@ -135,6 +147,17 @@ def gather_matrices(images: list[CoreImage], read: Any, prefix: str, shapes: dic
                 full[name][lo:lo + nl, :] = block
             else:
                 full[name][:, lo:lo + nl] = block
+    return full
+
+
+def gather_feedback(images: list[CoreImage], read: Any, n_rec: int, n_out: int) -> np.ndarray:
+    """The feedback matrix B (n_rec, n_out) from the neuron cores' fb regions ([local][n_out] each)."""
+    full = np.zeros((n_rec, n_out), dtype=np.float32)
+    for img in images:
+        core = img.plan
+        if core.role & ROLE_NEURON:
+            raw = read(core.core_id, img.layout.region("fb"), 4 * core.n_local * n_out)
+            full[core.neuron_lo:core.neuron_lo + core.n_local] = np.frombuffer(raw, np.float32).reshape(-1, n_out)
     return full
 
 

@@ -62,11 +62,13 @@ def _forward(net: NetworkConfig, w: dict[str, np.ndarray], x: np.ndarray, c: Con
 
 
 def _backward(w: dict[str, np.ndarray], x: np.ndarray, fw: _Forward, err: np.ndarray,
-              c: Constants) -> dict[str, np.ndarray]:
-    """Adjoints of v and a, from the last step back; returns batch-mean gradients."""
+              c: Constants, reg: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Adjoints of v and a, from the last step back; returns batch-mean gradients. `reg` (B, n_rec):
+    dE_reg/dz_j^t of the rate regularisation, the same at every t (train.rate_reg)."""
     f = c.dtype
     b, n_steps, _ = x.shape
     err = err / f(b)
+    reg = None if reg is None else reg / f(b)
     grads = {"w_in": np.zeros_like(w["w_in"]), "w_rec": np.zeros_like(w["w_rec"]),
              "w_out": (fw.zbar_sum.T @ err) / f(n_steps)}
     direct = (err @ w["w_out"].T) / f(n_steps)  # dL/dzbar_t through the readout, the same at every t
@@ -77,6 +79,8 @@ def _backward(w: dict[str, np.ndarray], x: np.ndarray, fw: _Forward, err: np.nda
     for t in range(n_steps - 1, -1, -1):
         g_zbar = direct + c.kappa * g_zbar
         g_z = g_zbar + (c.one_alpha * g_v_next) @ w["w_rec"].T + c.one_rho * g_a_next
+        if reg is not None:
+            g_z = g_z + reg
         g_u = g_z * fw.dz_du[t]
         g_v = g_u + c.alpha * g_v_next
         g_a = -c.beta * g_u + c.rho * g_a_next
@@ -103,20 +107,27 @@ def _check(net: NetworkConfig, x: np.ndarray, y: np.ndarray, f: Any) -> tuple[np
 
 
 def _bptt(net: NetworkConfig, weights: Weights, x: np.ndarray, y: np.ndarray, dtype: Any,
-          spike_fn: SpikeFn | None) -> tuple[dict[str, np.ndarray], np.ndarray, _Forward]:
+          spike_fn: SpikeFn | None, train: TrainConfig | None = None) -> tuple[dict[str, np.ndarray], np.ndarray, _Forward]:
     dtype = float_type(dtype)
     c = Constants.of(net, dtype)
     x, y = _check(net, x, y, dtype)
     w = {k: np.asarray(a, dtype) for k, a in weights.as_dict().items()}
     fw = _forward(net, w, x, c, spike_fn or _default_spike(net, dtype))
     loss, err = softmax_cross_entropy(fw.out_mean, y)
-    return _backward(w, x, fw, err, c), loss, fw
+    reg = None
+    if train is not None and train.rate_reg.active:
+        # E_reg = c_reg / 2 sum_j (f_j - f*)^2, f_j = sum_t z_j^t / T: dE_reg/dz_j^t = c_reg (f_j - f*) / T
+        rr, t = train.rate_reg, dtype(net.n_steps)
+        reg = dtype(rr.c_reg) * (fw.z.sum(axis=0) / t - dtype(rr.f_target_per_step(net.dt_ms))) / t
+    return _backward(w, x, fw, err, c, reg), loss, fw
 
 
 def bptt_gradients(net: NetworkConfig, weights: Weights, x: np.ndarray, y: np.ndarray, dtype: Any = np.float64,
-                   *, spike_fn: SpikeFn | None = None) -> tuple[dict[str, np.ndarray], float]:
-    """Batch-mean BPTT gradients (no L2) of the mean cross-entropy, and that mean loss."""
-    grads, loss, _ = _bptt(net, weights, x, y, dtype, spike_fn)
+                   *, spike_fn: SpikeFn | None = None, train: TrainConfig | None = None
+                   ) -> tuple[dict[str, np.ndarray], float]:
+    """Batch-mean BPTT gradients (no L2) of the mean cross-entropy (plus train.rate_reg's term when `train`
+    has one), and the mean cross-entropy."""
+    grads, loss, _ = _bptt(net, weights, x, y, dtype, spike_fn, train)
     return grads, float(np.mean(loss, dtype=np.float64))
 
 
@@ -137,7 +148,7 @@ class BPTTModel:
         apply_schedule(self.adam, self.train, epoch)
 
     def train_batch(self, x: np.ndarray, y: np.ndarray) -> BatchResult:
-        grads, loss, fw = _bptt(self.net, self.weights, x, y, self.dtype, None)
+        grads, loss, fw = _bptt(self.net, self.weights, x, y, self.dtype, None, self.train)
         result = BatchResult(loss, fw.out_mean.argmax(axis=1).astype(np.int64), fw.out_mean,
                              l2_loss(self.weights, self.train.l2), fw.z.sum(axis=(0, 2)).astype(np.int64))
         apply_update(self.weights, grads, self.adam, self.train)

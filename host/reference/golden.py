@@ -92,7 +92,7 @@ class Constants:
     one_alpha: Any
     one_rho: Any
     one_alpha_x_one_rho: Any
-    beta: Any
+    beta: Any            # a scalar, or per neuron (n_rec,) with 0 for the LIF ones (network.n_regular)
     v_th: Any
     one_rho_x_beta: Any
 
@@ -106,8 +106,13 @@ class Constants:
             alpha, rho, kappa = (dtype(math.exp(-net.dt_ms / tau)) for tau in taus)
         one = dtype(1)
         beta = dtype(net.beta)
+        one_rho_x_beta = (one - rho) * beta
+        if net.n_regular:  # the first n_regular hidden neurons are LIF: beta 0 (per neuron, the last axis)
+            alif = np.arange(net.n_rec) >= net.n_regular
+            beta = np.where(alif, beta, dtype(0)).astype(dtype)
+            one_rho_x_beta = np.where(alif, one_rho_x_beta, dtype(0)).astype(dtype)
         return cls(dtype, alpha, rho, kappa, one - alpha, one - rho, (one - alpha) * (one - rho),
-                   beta, dtype(net.v_th), (one - rho) * beta)
+                   beta, dtype(net.v_th), one_rho_x_beta)
 
 
 def random_feedback(net: NetworkConfig, seed: int, dtype: Any = np.float32) -> np.ndarray:
@@ -124,19 +129,47 @@ def _gaussian(u: np.ndarray, mu: float, s: float, dtype: Any) -> np.ndarray:
     return (np.exp(ratio.astype(np.float64)) / sqrt_2pi / s).astype(dtype)
 
 
+_PI_F = 3.14159265  # the firmware's float literal of pi (float32 mode rounds it)
+
+
 def surrogate(u: np.ndarray, net: NetworkConfig, dtype: Any = np.float32) -> np.ndarray:
-    """Pseudo-derivative psi(u), u = v - A: the multi-Gaussian (default) or Bellec's triangle."""
+    """Pseudo-derivative psi(u), u = v - A: the multi-Gaussian (default), or one of NEST's four with its
+    beta and gamma (network.surrogate_beta, surrogate_gamma), in the firmware's order of operations."""
     dtype = float_type(dtype)
     u = np.asarray(u, dtype)
-    if net.surrogate == "triangle":
-        scale = dtype(net.triangle_gamma) / dtype(net.v_th)
-        return scale * np.maximum(dtype(0), dtype(1) - np.abs(u / dtype(net.v_th)))
+    beta, gamma = dtype(net.surrogate_beta), dtype(net.surrogate_gamma)
+    if net.surrogate in ("triangle", "piecewise_linear"):
+        scale = gamma / dtype(net.v_th)
+        t = dtype(1) - beta * np.abs(u / dtype(net.v_th))
+        return np.where(t > 0, scale * t, dtype(0)).astype(dtype)
+    if net.surrogate == "exponential":
+        arg = -(beta * np.abs(u))
+        return (gamma * np.exp(arg.astype(np.float64)).astype(dtype)).astype(dtype)
+    if net.surrogate == "fast_sigmoid":
+        d = dtype(1) + beta * np.abs(u)
+        return gamma / (d * d)
+    if net.surrogate == "arctan":
+        pi = dtype(_PI_F) if dtype == np.float32 else dtype(math.pi)
+        q = beta * pi * u
+        return (gamma / pi) / (dtype(1) + q * q)
     h, sigma = dtype(net.mg_height), net.mg_sigma
     centre = _gaussian(u, 0.0, sigma, dtype) * (dtype(1) + h)
     side = net.mg_scale * sigma
     plus = _gaussian(u, sigma, side, dtype) * h
     minus = _gaussian(u, -sigma, side, dtype) * h
     return dtype(net.mg_gamma) * (centre - plus - minus)
+
+
+def rate_reg_signal(zcount: np.ndarray | None, net: NetworkConfig, train: TrainConfig, f: Any) -> np.ndarray | None:
+    """train.rate_reg: r_j = c_reg (n_j / T - f_target) / T per sample and neuron (the firmware's order), the
+    factor of sum_t e_ji^t in the gradient of c_reg / 2 sum_j (f_j - f_target)^2, f in spikes per step; None
+    when off."""
+    rr = train.rate_reg
+    if not rr.active:
+        return None
+    assert zcount is not None
+    t = f(net.n_steps)
+    return (f(rr.c_reg) * (zcount / t - f(rr.f_target_per_step(net.dt_ms)))) / t
 
 
 def softmax_cross_entropy(m: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -154,25 +187,33 @@ def l2_loss(weights: Weights, l2: float) -> float:
     return float(l2 * sum(float(np.sum(np.square(w, dtype=np.float64))) for w in weights.as_dict().values()))
 
 
-def apply_update(weights: Weights, grads: dict[str, np.ndarray], adam: AdamState, train: TrainConfig) -> None:
-    """Coupled L2 (g + 2*l2*W, in double, on all weights) then one Adam step, in place.
+def apply_update(weights: Weights, grads: dict[str, np.ndarray], adam: AdamState, train: TrainConfig,
+                 extra: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = ()) -> None:
+    """Coupled L2 (g + 2*l2*W, in double, on all weights) then one Adam step (or SGD's), in place.
 
-    Rounds like the authors' `grad_L2` and `AdamOptimizer`; the dtype is that of the weights.
+    Rounds like the authors' `grad_L2` and `AdamOptimizer`; the dtype is that of the weights. `extra`:
+    more (w, g, m, v) arrays stepped the same way, in place (adaptive feedback's B).
     """
     w = weights.as_dict()
     f = w["w_in"].dtype.type
     b1, b2 = f(train.adam_b1), f(train.adam_b2)
     one = f(1)
-    lr_t = f(float(adam.lr) * math.sqrt(float(one - adam.b2_pow)) / float(one - adam.b1_pow))
-    eps = float(f(train.adam_eps))
-    for key in WEIGHT_KEYS:
-        g = (grads[key].astype(np.float64) + 2 * train.l2 * w[key].astype(np.float64)).astype(f)
-        m = b1 * adam.m[key] + (one - b1) * g
-        v = b2 * adam.v[key] + (one - b2) * g * g
-        upd = ((lr_t * m).astype(np.float64) / (np.sqrt(v.astype(np.float64)) + eps)).astype(f)
-        adam.m[key], adam.v[key] = m, v
-        w[key] -= upd
-    adam.b1_pow = f(adam.b1_pow * b1)
+    items = [(w[k], grads[k], adam.m[k], adam.v[k]) for k in WEIGHT_KEYS] + list(extra)
+    if train.optimizer == "sgd":  # m = momentum m + g; W -= lr m (the firmware's order)
+        lr, mu = f(adam.lr), f(train.momentum)
+        for wk, gk, mk, _ in items:
+            g = (gk.astype(np.float64) + 2 * train.l2 * wk.astype(np.float64)).astype(f)
+            mk[...] = mu * mk + g
+            wk -= lr * mk
+    else:
+        lr_t = f(float(adam.lr) * math.sqrt(float(one - adam.b2_pow)) / float(one - adam.b1_pow))
+        eps = float(f(train.adam_eps))
+        for wk, gk, mk, vk in items:
+            g = (gk.astype(np.float64) + 2 * train.l2 * wk.astype(np.float64)).astype(f)
+            mk[...] = b1 * mk + (one - b1) * g
+            vk[...] = b2 * vk + (one - b2) * g * g
+            wk -= ((lr_t * mk).astype(np.float64) / (np.sqrt(vk.astype(np.float64)) + eps)).astype(f)
+    adam.b1_pow = f(adam.b1_pow * b1)  # (sgd: kept as the chip keeps them, unused)
     adam.b2_pow = f(adam.b2_pow * b2)
     adam.t += 1
 
@@ -191,6 +232,8 @@ class _Run:
     elig: np.ndarray | None     # (B, n_in + n_rec, n_rec) summed filtered eligibility E
     spikes: np.ndarray          # (B,)
     steps: dict[str, np.ndarray] | None = None  # recorded: z, v (B, T, n_rec), y (B, T, n_out) per step
+    zcount: np.ndarray | None = None  # (B, n_rec) spikes per neuron (train.rate_reg)
+    sum_e: np.ndarray | None = None   # (B, n_in + n_rec, n_rec) sum over time of the unfiltered e (train.rate_reg)
 
 
 class GoldenModel:
@@ -198,7 +241,8 @@ class GoldenModel:
 
     `weights` are copied (to `dtype`); `self.weights` and `self.adam` are then updated in place.
     The learning signal uses W_out (symmetric e-prop), a random B seeded by `train.seed` when
-    `train.feedback == "random"`, or the `feedback` matrix (n_rec, n_out) when one is given.
+    `train.feedback` is "random" (fixed) or "adaptive" (B then learns as W_out does: W_out's gradient, its
+    own L2 and optimizer moments), or the `feedback` matrix (n_rec, n_out) when one is given.
     A float64 model converts a given AdamState to float64.
     """
 
@@ -211,11 +255,16 @@ class GoldenModel:
                                labels=weights.labels)
         adam = adam if adam is not None else AdamState.zeros(net, train, dtype)
         self.adam = adam if dtype == np.float32 else adam.astype(dtype)
-        if train.feedback == "random":
+        if train.feedback in ("random", "adaptive"):
             self.feedback: np.ndarray | None = (random_feedback(net, train.seed, dtype) if feedback is None
-                                                else np.asarray(feedback, dtype))
+                                                else np.array(feedback, dtype))
         else:
             self.feedback = None if feedback is None else np.asarray(feedback, dtype)
+        # adaptive feedback: B learns as W_out does (W_out's gradient, its own L2 and optimizer moments)
+        self.feedback_moments: tuple[np.ndarray, np.ndarray] | None = None
+        if train.feedback == "adaptive":
+            assert self.feedback is not None
+            self.feedback_moments = (np.zeros_like(self.feedback), np.zeros_like(self.feedback))
         # what-if studies (host/studies/whatif.py): rounds the stored traces in place after every step
         self.trace_round: Callable[[np.ndarray], None] | None = None
 
@@ -244,6 +293,9 @@ class GoldenModel:
         fb = self.weights.w_out if self.feedback is None else self.feedback
         learning = (err @ fb.T) / f(n_steps)                               # L_j, (B, n_rec)
         per_sample = learning[:, None, :] * run.elig                       # (B, n_pre, n_rec)
+        reg = rate_reg_signal(run.zcount, self.net, self.train, f)         # (B, n_rec) or None
+        if reg is not None:
+            per_sample = per_sample + reg[:, None, :] * run.sum_e
         g = per_sample.sum(axis=0) / f(b)
         g_out = ((run.zbar_sum[:, :, None] * err[:, None, :]) / f(n_steps)).sum(axis=0) / f(b)
         n_in = self.net.n_in
@@ -263,7 +315,11 @@ class GoldenModel:
     def train_batch(self, x: np.ndarray, y: np.ndarray) -> BatchResult:
         """E-prop gradients + 2*l2*W on all weights, then one Adam step."""
         grads, result = self.gradients(x, y)
-        apply_update(self.weights, grads, self.adam, self.train)
+        extra = []
+        if self.feedback_moments is not None:  # B takes W_out's gradient (no L2 in it), then its own step
+            assert self.feedback is not None
+            extra.append((self.feedback, grads["w_out"], *self.feedback_moments))
+        apply_update(self.weights, grads, self.adam, self.train, extra)
         return result
 
     # -- per-step simulation -------------------------------------------------------------------
@@ -278,10 +334,14 @@ class GoldenModel:
         out = np.zeros((b, net.n_out), f)
         zbar_sum = np.zeros((b, n_rec), f)
         spikes = np.zeros(b, np.int64)
+        rate = traces and self.train.rate_reg.active
+        zcount = np.zeros((b, n_rec), f) if rate else None
+        sum_e = np.zeros((b, n_pre, n_rec), f) if rate else None
         if traces:
             ev = np.zeros((b, n_pre), f)                       # eps_v, per presynaptic neuron
             ea, eb, elig, tmp = (np.zeros((b, n_pre, n_rec), f) for _ in range(4))
             diag = (slice(None), np.arange(n_in, n_pre), np.arange(n_rec))
+            alif = (np.arange(n_rec) >= net.n_regular).astype(f)  # 0 for the LIF neurons
         steps = {"z": np.zeros((b, n_steps, n_rec), np.uint8), "v": np.zeros((b, n_steps, n_rec), f),
                  "y": np.zeros((b, n_steps, net.n_out), f)} if record else None
         for t in range(n_steps):
@@ -293,6 +353,8 @@ class GoldenModel:
             u = v - thr
             z = (u > 0).astype(f)
             spikes += np.count_nonzero(z, axis=1)
+            if zcount is not None:
+                zcount += z
             zbar = zbar * c.kappa + z
             y_t = zbar @ w.w_out
             out = y_t + out
@@ -304,7 +366,8 @@ class GoldenModel:
                 ev = c.alpha * ev + np.concatenate([x[:, t], z_prev], axis=1)
                 psi_b = psi[:, None, :]
                 ea *= (c.rho - c.one_rho_x_beta * psi)[:, None, :]
-                np.multiply(psi_b, ev[:, :, None], out=tmp)
+                # eps_a stays 0 for the LIF neurons (network.n_regular): no psi term enters it
+                np.multiply(psi_b if not net.n_regular else psi_b * alif, ev[:, :, None], out=tmp)
                 tmp *= c.one_alpha_x_one_rho
                 ea += tmp
                 ea[diag] = 0
@@ -312,13 +375,15 @@ class GoldenModel:
                 tmp += (c.one_alpha * ev)[:, :, None]
                 tmp *= psi_b
                 tmp[diag] = 0
+                if sum_e is not None:
+                    sum_e += tmp
                 eb *= c.kappa
                 eb += tmp
                 elig += eb
                 if self.trace_round is not None:
                     for stored in (ea, eb, elig):
                         self.trace_round(stored)
-        return _Run(out / f(n_steps), zbar_sum, elig if traces else None, spikes, steps)
+        return _Run(out / f(n_steps), zbar_sum, elig if traces else None, spikes, steps, zcount, sum_e)
 
     def _check_x(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)

@@ -19,7 +19,7 @@ from s2eprop.host.data.dataset import check_inputs
 from s2eprop.host.engines import check_engine, engine_of
 from s2eprop.host.errors import ConfigError, DataError, TransportError
 from s2eprop.host.fault_config import injected
-from s2eprop.host.mapping.images import CoreImage, build_images, gather_matrices, training_state_bytes
+from s2eprop.host.mapping.images import CoreImage, build_images, gather_feedback, gather_matrices, training_state_bytes
 from s2eprop.firmware.messages import ScaleLrMsg
 from s2eprop.host.mapping.partition import Plan, plan_partition
 from s2eprop.host.mapping.recording import RecordingPlan, SampleRecord
@@ -63,7 +63,7 @@ class BoardTrainer:
         self.plan: Plan = plan_partition(cfg.network, cfg.partition, copy, copies)
         self.labels = weights.labels
         weights = weights.check(self.net)
-        feedback = random_feedback(self.net, cfg.train.seed) if cfg.train.feedback == "random" else None
+        feedback = random_feedback(self.net, cfg.train.seed) if cfg.train.feedback != "symmetric" else None
         extra = {} if outbox_words is None else {"outbox_words": outbox_words}
         self.recording = RecordingPlan(cfg, self.plan) if cfg.record.active else None
         self.images: list[CoreImage] = build_images(self.fw, cfg, self.plan, weights, adam, feedback,
@@ -139,6 +139,13 @@ class BoardTrainer:
     def weights(self) -> Weights:
         w = gather_matrices(self.images, self.transport.read_sram, "w", self._shapes())
         return Weights(w["w_in"], w["w_rec"], w["w_out"], self.labels)
+
+    @property
+    def feedback(self) -> np.ndarray | None:
+        """The feedback matrix B (n_rec, n_out) the cores hold (train.feedback random or adaptive), else None."""
+        if self.cfg.train.feedback == "symmetric":
+            return None
+        return gather_feedback(self.images, self.transport.read_sram, self.net.n_rec, self.net.n_out)
 
     @property
     def adam(self) -> AdamState:

@@ -239,6 +239,10 @@ def save_checkpoint(path: Path, trainer: Trainer, session: RunState, cfg: Experi
 
 
 def load_checkpoint(path: Path, cfg: ExperimentConfig) -> tuple[Weights, AdamState, RunState]:
+    if cfg.train.feedback == "adaptive":  # B and its moments live on the chip only (not in checkpoints yet)
+        raise DataError(f"checkpoint {path}: train.feedback adaptive cannot resume (a checkpoint does not hold the "
+                        f"learned feedback matrix B); start from its weights with --init-weights (B restarts "
+                        f"random), or train with feedback random or symmetric")
     weights = load_weights(path, cfg.network)
     try:
         with np.load(path, allow_pickle=False) as f:

@@ -14,6 +14,7 @@ from s2eprop.firmware.arm_image import SRAM_BYTES
 from s2eprop.firmware.outbox import Effects
 from s2eprop.emulator.runners.native import NativeRunner
 from s2eprop.host.mapping.partition import plan_partition
+from s2eprop.host.config import RateRegConfig
 from s2eprop.host.session.runtime import BoardTrainer
 from s2eprop.host.transport.inproc import EmulatorTransport
 
@@ -99,6 +100,30 @@ def test_iss_matches_native_small(arm_elf, small_cfg, sample_maker) -> None:
 
     x, y = sample_maker(4, seed=5, n_steps=30, n_in=16, n_out=4)
     assert_same_bits(small_cfg, init_weights(small_cfg.network, seed=3), x, y, arm_elf, n_train=3)
+
+
+# every option of issue 27 (docs/options.md), each on the 3-core network
+OPTIONS = [
+    {"network": {"surrogate": "triangle", "surrogate_beta": 1.5}},
+    {"network": {"surrogate": "exponential", "surrogate_beta": 0.8}},
+    {"network": {"surrogate": "fast_sigmoid", "surrogate_beta": 2.0}},
+    {"network": {"surrogate": "arctan", "surrogate_gamma": 0.5}},
+    {"network": {"n_regular": 12}},  # core 1 holds 4 LIF and 4 ALIF neurons
+    {"train": {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9}},
+    {"train": {"rate_reg": RateRegConfig(c_reg=50.0, target_hz=10.0)}},
+    {"train": {"feedback": "adaptive"}},
+]
+
+
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for sec in o.values() for k, v in sec.items()))
+def test_iss_matches_native_with_options(arm_elf, small_cfg, sample_maker, with_options, option) -> None:
+    """Rule: with each option, the 3-core network's 3 training samples and 1 inference sample give the same
+    handler calls, effects, counts, SRAM bytes, weights and results on the ISS as natively."""
+    from s2eprop.host.weights import init_weights
+
+    c = with_options(small_cfg, **option)
+    x, y = sample_maker(4, seed=5, n_steps=30, n_in=16, n_out=4)
+    assert_same_bits(c, init_weights(c.network, seed=3), x, y, arm_elf, n_train=3)
 
 
 @pytest.mark.parametrize("n_in, n_rec, per_core", [(13, 21, 7), (10, 12, 4), (9, 34, 17)])

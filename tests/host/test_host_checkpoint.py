@@ -158,3 +158,18 @@ def test_resuming_a_finished_run_trains_nothing(full_run, tmp_path, features_npz
     report = json.loads((out / "report.json").read_text())
     assert report["samples_trained_this_session"] == 0 and report["samples_trained"] == N * EPOCHS
     _assert_same_bits(_load(out / "weights.npz"), _load(full / "weights.npz"), MATRICES, "unchanged weights")
+
+
+def test_adaptive_feedback_does_not_resume(tmp_path) -> None:
+    """Rule: train.feedback adaptive refuses --resume, naming why (a checkpoint lacks the learned B) and what
+    to do, rather than resuming with B restarted from its seed."""
+    import dataclasses
+
+    from s2eprop.host.config import ExperimentConfig
+    from s2eprop.host.errors import DataError
+    from s2eprop.host.session.train import load_checkpoint
+
+    cfg = ExperimentConfig()
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, feedback="adaptive")).validate()
+    with pytest.raises(DataError, match="adaptive cannot resume.*--init-weights"):
+        load_checkpoint(tmp_path / "ckpt.npz", cfg)

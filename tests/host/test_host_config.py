@@ -24,11 +24,32 @@ from s2eprop.host.errors import ConfigError
     ({"partition": {"neurons_per_core": 300}}, "partition.neurons_per_core"),
     ({"partition": {"arena_limit_bytes": 1_000_000}}, "partition.arena_limit_bytes"),
     ({"network": {"v_th": float("nan")}}, "network.v_th"),
+    ({"network": {"surrogate": "sigmoid"}}, "network.surrogate"),
+    ({"network": {"surrogate_beta": 0.0}}, "network.surrogate_beta"),
+    ({"network": {"n_regular": 121}}, "network.n_regular"),
+    ({"train": {"optimizer": "rmsprop"}}, "train.optimizer"),
+    ({"train": {"momentum": 0.9}}, "train.momentum"),  # momentum is sgd's
+    ({"train": {"optimizer": "sgd", "momentum": 1.0}}, "train.momentum"),
+    ({"train": {"rate_reg": {"c_reg": -1.0}}}, "train.rate_reg.c_reg"),
+    ({"train": {"rate_reg": {"target_hz": 2000.0}}}, "train.rate_reg.target_hz"),
+    ({"train": {"rate_reg": {"c_reg": 1.0, "f_target": 10}}}, "train.rate_reg"),  # NEST's name, not ours
+    ({"train": {"rate_reg": 3.0}}, "train.rate_reg"),
 ])
 def test_bad_values_name_their_key(raw, key) -> None:
     """Rule: a value the network, optimiser or firmware cannot take is refused, naming its key."""
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         config_from_dict(raw)
+
+
+def test_options_read_from_a_mapping() -> None:
+    """Rule: issue 27's options read from YAML's mapping form, nested train.rate_reg included."""
+    cfg = config_from_dict({"network": {"surrogate": "arctan", "surrogate_beta": 2, "n_regular": 60},
+                            "train": {"optimizer": "sgd", "momentum": 0.5, "feedback": "adaptive",
+                                      "rate_reg": {"c_reg": 50, "target_hz": 5}}})
+    assert (cfg.network.surrogate, cfg.network.surrogate_beta, cfg.network.n_regular) == ("arctan", 2.0, 60)
+    assert (cfg.train.optimizer, cfg.train.momentum, cfg.train.feedback) == ("sgd", 0.5, "adaptive")
+    assert (cfg.train.rate_reg.c_reg, cfg.train.rate_reg.target_hz) == (50.0, 5.0)
+    assert cfg.train.rate_reg.f_target_per_step(cfg.network.dt_ms) == 0.005
 
 
 def test_yaml_exponent_without_dot_is_a_number() -> None:

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from s2eprop.host.config import NetworkConfig, TrainConfig
+from s2eprop.host.config import NetworkConfig, RateRegConfig, TrainConfig
 from s2eprop.host.reference.bptt import BPTTModel, bptt_gradients, bptt_state_bytes
 from s2eprop.host.reference.golden import Constants, GoldenModel
 from s2eprop.host.weights import Weights, init_weights
@@ -22,7 +22,8 @@ def smooth_spike(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def smooth_loss(net: NetworkConfig, w: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
-                resets: list[np.ndarray] | None = None) -> tuple[float, list[np.ndarray]]:
+                resets: list[np.ndarray] | None = None, c_reg: float = 0.0,
+                f_target: float = 0.0) -> tuple[float, list[np.ndarray]]:
     """Forward pass with z = sigmoid(u); the reset terms are frozen to `resets` when given.
 
     Freezing -z_{t-1} A_t at its base-point value makes finite differences see exactly the
@@ -32,6 +33,7 @@ def smooth_loss(net: NetworkConfig, w: dict[str, np.ndarray], x: np.ndarray, y: 
     b = x.shape[0]
     z, v, a, zbar = (np.zeros((b, net.n_rec)) for _ in range(4))
     out = np.zeros((b, net.n_out))
+    count = np.zeros((b, net.n_rec))
     used = []
     for t in range(net.n_steps):
         a = c.rho * a + c.one_rho * z
@@ -40,11 +42,13 @@ def smooth_loss(net: NetworkConfig, w: dict[str, np.ndarray], x: np.ndarray, y: 
         used.append(reset)
         v = c.alpha * v + c.one_alpha * (x[:, t] @ w["w_in"] + z @ w["w_rec"]) - reset
         z, _ = smooth_spike(v - thr)
+        count += z
         zbar = c.kappa * zbar + z
         out += zbar @ w["w_out"]
     m = out / net.n_steps
     logz = m.max(axis=1) + np.log(np.exp(m - m.max(axis=1, keepdims=True)).sum(axis=1))
-    return float(np.mean(logz - m[np.arange(b), y])), used
+    reg = c_reg / 2 * np.sum((count / net.n_steps - f_target) ** 2, axis=1)  # rate regularisation per sample
+    return float(np.mean(logz - m[np.arange(b), y] + reg)), used
 
 
 def tiny_problem(seed: int = 0) -> tuple[Weights, np.ndarray, np.ndarray]:
@@ -80,6 +84,50 @@ def test_backward_pass_matches_finite_differences() -> None:
         assert rel(grads[key], fd) < 1e-6, key
 
 
+def test_rate_regularisation_gradient_matches_finite_differences() -> None:
+    """train.rate_reg (c_reg 3, target 100 Hz = 0.1 spikes per 1 ms step): BPTT's gradients of CE + c_reg / 2
+    sum_j (f_j - f*)^2 equal central differences (float64, smooth spikes), and differ from CE's alone."""
+    w, x, y = tiny_problem()
+    train = TrainConfig(rate_reg=RateRegConfig(c_reg=3.0, target_hz=100.0))
+    grads, _ = bptt_gradients(TINY, w, x, y, spike_fn=smooth_spike, train=train)
+    plain, _ = bptt_gradients(TINY, w, x, y, spike_fn=smooth_spike)
+    base = {k: a.astype(np.float64) for k, a in w.as_dict().items()}
+    _, resets = smooth_loss(TINY, base, x, y)
+    h = 1e-6
+    for key in ("w_in", "w_rec"):
+        arr = base[key]
+        fd = np.zeros_like(arr)
+        for idx in np.ndindex(arr.shape):
+            plus, minus = ({**base, key: arr.copy()} for _ in range(2))
+            plus[key][idx] += h
+            minus[key][idx] -= h
+            fd[idx] = (smooth_loss(TINY, plus, x, y, resets, 3.0, 0.1)[0]
+                       - smooth_loss(TINY, minus, x, y, resets, 3.0, 0.1)[0]) / (2 * h)
+        if key == "w_rec":
+            np.fill_diagonal(fd, 0)
+        assert rel(grads[key], fd) < 1e-6, key
+        assert rel(grads[key], plain[key]) > 1e-3, key
+
+
+@pytest.mark.parametrize("surrogate", ["multi_gaussian", "arctan"])
+def test_eprop_equals_bptt_with_rate_regularisation(surrogate: str) -> None:
+    """float64, W_rec = 0, beta = 0, train.rate_reg on (c_reg 0.5, 10 Hz): e-prop's gradients (the golden
+    model sums the unfiltered e) are BPTT's to 1e-9 relative."""
+    net = dataclasses.replace(SMALL, beta=0.0, surrogate=surrogate)
+    train = TrainConfig(rate_reg=RateRegConfig(c_reg=0.5, target_hz=10.0))
+    w = init_weights(net, 2)
+    w.w_rec[:] = 0
+    rng = np.random.default_rng(2)
+    x = 3 * rng.standard_normal((3, net.n_steps, net.n_in))
+    y = rng.integers(0, net.n_out, 3)
+    eprop, _ = GoldenModel(net, train, w, dtype=np.float64).gradients(x, y)
+    bptt, _ = bptt_gradients(net, w, x, y, train=train)
+    plain, _ = bptt_gradients(net, w, x, y)
+    for k in bptt:
+        assert rel(eprop[k], bptt[k]) < 1e-9, k
+    assert rel(plain["w_in"], bptt["w_in"]) > 1e-3  # the term matters
+
+
 def test_default_forward_is_the_golden_forward() -> None:
     """BPTT's forward pass (Heaviside spikes) gives exactly the golden model's readout and loss."""
     x = 3 * np.random.default_rng(1).standard_normal((2, SMALL.n_steps, SMALL.n_in))
@@ -106,11 +154,21 @@ def eprop_vs_bptt(net: NetworkConfig, zero_rec: bool) -> dict[str, float]:
     return {k: rel(eprop[k], bptt[k]) for k in bptt}
 
 
-def test_eprop_equals_bptt_without_recurrence_and_adaptation() -> None:
-    """float64, W_rec = 0, beta = 0: e-prop's gradients are BPTT's to 1e-9 relative."""
-    diffs = eprop_vs_bptt(dataclasses.replace(SMALL, beta=0.0), zero_rec=True)
-    print(f"W_rec=0, beta=0: e-prop vs BPTT relative diff {diffs}")
+@pytest.mark.parametrize("surrogate", ["multi_gaussian", "triangle", "exponential", "fast_sigmoid", "arctan"])
+def test_eprop_equals_bptt_without_recurrence_and_adaptation(surrogate: str) -> None:
+    """float64, W_rec = 0, beta = 0: e-prop's gradients are BPTT's to 1e-9 relative, with every surrogate."""
+    diffs = eprop_vs_bptt(dataclasses.replace(SMALL, beta=0.0, surrogate=surrogate), zero_rec=True)
+    print(f"W_rec=0, beta=0, {surrogate}: e-prop vs BPTT relative diff {diffs}")
     assert all(d < 1e-9 for d in diffs.values())
+
+
+def test_eprop_equals_bptt_when_every_neuron_is_lif() -> None:
+    """float64, W_rec = 0, beta 0.184 but n_regular = n_rec (all LIF: no adaptation): e-prop is exact again,
+    BPTT's gradients to 1e-9; with half of them LIF it is not (the ALIF half's adaptation)."""
+    diffs = eprop_vs_bptt(dataclasses.replace(SMALL, n_regular=SMALL.n_rec), zero_rec=True)
+    assert all(d < 1e-9 for d in diffs.values()), diffs
+    half = eprop_vs_bptt(dataclasses.replace(SMALL, n_regular=SMALL.n_rec // 2), zero_rec=True)
+    assert max(half.values()) > 1e-6, half
 
 
 @pytest.mark.parametrize("beta, zero_rec", [(0.184, True), (0.0, False), (0.184, False)])

@@ -130,6 +130,77 @@ def test_options_change_learning_only() -> None:
     assert 0.5 < b.std() * math.sqrt(NET.n_rec) < 1.5
 
 
+def test_n_regular_neurons_are_lif() -> None:
+    """network.n_regular: the first n_regular neurons behave as with beta 0 (their threshold never adapts)
+    and the others as ALIF: all LIF (n_regular = n_rec) gives exactly the beta-0 network's forward pass and
+    gradients; with 60 LIF and nothing recurrent mixing the neurons (W_rec = 0), the LIF neurons'
+    input synapses' eligibility E_ji is the beta-0 network's and the ALIF ones' the default network's (the learning signal
+    mixes them all through the output error)."""
+    w = init_weights(NET, 8)
+    x, y = sample_batch(1, seed=8)
+    lif = GoldenModel(dataclasses.replace(NET, beta=0.0), TRAIN, w).gradients(x, y)
+    all_lif = GoldenModel(dataclasses.replace(NET, n_regular=NET.n_rec), TRAIN, w).gradients(x, y)
+    np.testing.assert_array_equal(all_lif[1].output_mean, lif[1].output_mean)
+    for key in lif[0]:
+        np.testing.assert_array_equal(all_lif[0][key], lif[0][key])
+    w0 = Weights(w.w_in, np.zeros_like(w.w_rec), w.w_out)
+    def elig(net: NetworkConfig) -> np.ndarray:
+        return GoldenModel(net, TRAIN, w0)._run(x, traces=True).elig[0, :NET.n_in]  # input synapses
+    e_lif, e_alif = elig(dataclasses.replace(NET, beta=0.0)), elig(NET)
+    e_mix = elig(dataclasses.replace(NET, n_regular=60))
+    np.testing.assert_array_equal(e_mix[:, :60], e_lif[:, :60])
+    np.testing.assert_array_equal(e_mix[:, 60:], e_alif[:, 60:])
+    assert rel(e_lif[:, :60], e_alif[:, :60]) > 1e-3  # adaptation matters to these neurons
+
+
+def test_sgd_update_by_hand() -> None:
+    """train.optimizer sgd: two steps with momentum 0.9 give m1 = g1 + 2 l2 W0, W1 = W0 - lr m1,
+    m2 = 0.9 m1 + g2 + 2 l2 W1, W2 = W1 - lr m2 (float64 by hand, within 1e-6 relative); Adam's v untouched."""
+    from s2eprop.host.reference.golden import apply_update
+
+    train = dataclasses.replace(TRAIN, optimizer="sgd", momentum=0.9, lr=0.05, l2=1e-3)
+    w = init_weights(NET, 9)
+    rng = np.random.default_rng(9)
+    grads = [{k: rng.standard_normal(a.shape).astype(np.float32) for k, a in w.as_dict().items()} for _ in range(2)]
+    adam = AdamState.zeros(NET, train)
+    model = w.copy()
+    want = {k: a.astype(np.float64) for k, a in w.as_dict().items()}
+    m = {k: np.zeros_like(a) for k, a in want.items()}
+    for g in grads:
+        apply_update(model, g, adam, train)
+        for k in want:
+            m[k] = 0.9 * m[k] + g[k] + 2 * 1e-3 * want[k]
+            want[k] = want[k] - 0.05 * m[k]
+    for k, a in model.as_dict().items():
+        assert rel(a, want[k]) < 1e-6, k
+        assert rel(adam.m[k], m[k]) < 1e-6, k
+        assert not adam.v[k].any()
+    assert adam.t == 2
+
+
+def test_adaptive_feedback_learns_as_w_out() -> None:
+    """train.feedback adaptive: B starts as the random B and takes W_out's gradient with its own moments, so
+    without L2 every step moves B as it moves W_out (the same gradient and moments: the same update value,
+    to 1e-7); the learning signal of the next step uses the moved B."""
+    train = dataclasses.replace(TRAIN, feedback="adaptive", l2=0.0)
+    w = init_weights(NET, 10)
+    x, y = sample_batch(2, seed=10)
+    model = GoldenModel(NET, train, w)
+    b0 = model.feedback.copy()
+    np.testing.assert_array_equal(b0, random_feedback(NET, train.seed))
+    for i in range(2):
+        w_out0, b_before = model.weights.w_out.copy(), model.feedback.copy()
+        model.train_batch(x[i:i + 1], y[i:i + 1])
+        # the same update value, up to the rounding of adding it to weights of other magnitudes (updates ~1e-2)
+        np.testing.assert_allclose(model.feedback - b_before, model.weights.w_out - w_out0, rtol=0, atol=1e-7)
+    assert rel(model.feedback, b0) > 1e-3
+    fixed = GoldenModel(NET, dataclasses.replace(train, feedback="random"), w)
+    for i in range(2):
+        fixed.train_batch(x[i:i + 1], y[i:i + 1])
+    np.testing.assert_array_equal(fixed.feedback, b0)
+    assert rel(fixed.weights.w_in, model.weights.w_in) > 1e-6  # the second step saw another B
+
+
 def test_lr_schedule() -> None:
     """lr is unchanged at epochs 0, 1, 3 and multiplied by 0.3 (float32) at epochs 2 and 4."""
     model = GoldenModel(NET, TRAIN, init_weights(NET, 0))
@@ -159,6 +230,33 @@ def test_surrogate_values(u: float) -> None:
     want = 0.3 / 1.6 * max(0.0, 1 - abs(u / 1.6))
     assert abs(float(surrogate(np.array([u]), tri, np.float64)[0]) - want) <= 1e-15
     assert abs(float(surrogate(np.array([u], np.float32), tri)[0]) - want) <= 1e-7
+
+
+# NEST's surrogate_gradient_function (nestkernel/eprop_archiving_node_recurrent: u = v_m - v_th_adapt, V_th the
+# relative threshold, our v_th), written from NEST's formulas in float64, with beta and gamma away from 1
+NEST_SURROGATES = {
+    "piecewise_linear": lambda u, b, g: g * max(0.0, 1.0 - b * abs(u / 1.6)) / 1.6,
+    "exponential": lambda u, b, g: g * math.exp(-b * abs(u)),
+    "fast_sigmoid": lambda u, b, g: g * (1.0 + b * abs(u)) ** -2,
+    "arctan": lambda u, b, g: g / math.pi * (1.0 / (1.0 + (b * math.pi * u) ** 2)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NEST_SURROGATES))
+@pytest.mark.parametrize("u", [-4.0, -1.6, -0.5, -0.1, 0.0, 0.25, 0.8, 2.0])
+def test_nest_surrogate_values(name: str, u: float) -> None:
+    """Each of NEST's four surrogates (beta 1.7, gamma 0.45) matches NEST's formula: float64 within 1e-15
+    relative, float32 within 1e-6 relative (+1e-12: beta rounded to float32 moves exp(-beta |u|) by up to 7e-7); the triangle is piecewise_linear under another name."""
+    net = dataclasses.replace(NET, surrogate=name, surrogate_beta=1.7, surrogate_gamma=0.45)
+    want = NEST_SURROGATES[name](u, 1.7, 0.45)
+    got64 = float(surrogate(np.array([u]), net, np.float64)[0])
+    assert abs(got64 - want) <= 1e-15 * max(abs(want), 1e-3), (got64, want)
+    got32 = surrogate(np.array([u], np.float32), net)[0]
+    assert got32.dtype == np.float32
+    assert abs(float(got32) - want) <= 1e-6 * abs(want) + 1e-12, (float(got32), want)
+    if name == "piecewise_linear":
+        tri = dataclasses.replace(net, surrogate="triangle")
+        assert surrogate(np.array([u], np.float32), tri)[0] == got32
 
 
 def test_float64_mode_runs_in_double() -> None:
