@@ -47,7 +47,7 @@ static void zero_diagonal(uint32_t nl, uint32_t skip_lo, float *ea, float *eb, f
  * ca spread per synapse once per call, and each vector takes its synapses' ev from the group's R values
  * with one permute. Explicit multiplies and adds (no FMA), each element's operations in the order of
  * trace_one: the bits of the ARM build's loop (tested over the ISS). The rows left over go one by one. */
-#define TRACE_GROUP_MAX 128u  /* synapses of a group; wider cores take the row loop (the stack stays small) */
+#define TRACE_GROUP_MAX 64u  /* synapses of a group; wider groups take the row loop (the stack stays small) */
 __attribute__((target("avx2")))
 static int trace_block_avx2(const fw_config_t *cfg, uint32_t n_pre, const float *ev, const float *psi,
                              const float *ca, float *ea, float *eb, float *acc)
