@@ -8,10 +8,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-
 from s2eprop.emulator.chip.description import load_chip
 from s2eprop.emulator.chip.faults import RouterFault, RouterFaults, fault_hash
-from s2eprop.emulator.chip.functional import FunctionalChip
 from s2eprop.emulator.chip.timed import timed_chip
 from s2eprop.firmware.abi import Firmware
 from s2eprop.host.engines import check_engine, engine_of
@@ -21,6 +19,7 @@ from s2eprop.host.mapping.resolve import config_from_dict
 from s2eprop.host.session.runtime import BoardTrainer
 from s2eprop.host.transport import EmulatorTransport
 from s2eprop.host.weights import init_weights
+from timed_records import record_every_advance
 
 # one of each action on each kind the network sends, at rates that hit some packets of 2 samples
 MIXED = (FaultConfig("spike", "drop", rate=0.02, seed=1), FaultConfig("spike", "duplicate", rate=0.02, seed=2),
@@ -97,15 +96,7 @@ def test_the_functional_loops_give_the_same_bits_under_faults(cfg, init_w, sampl
 
 def _timed_run(engine: str, cfg, init_w, x, y) -> dict:
     chip = timed_chip(12, load_chip(), engine=engine)
-    logs, recs = [], []
-    keep = chip.compliance.add
-
-    def add(r: np.ndarray, log: np.ndarray) -> None:
-        recs.append(r)
-        logs.append(log.copy())  # a view of the C loop's buffer, valid during the call
-        keep(r, log)
-
-    chip.compliance.add = add
+    recs, logs = record_every_advance(chip)
     board = BoardTrainer(cfg, init_w.copy(), transport=EmulatorTransport(12, chip=chip))
     board.train_batch(x, y)
     return {"weights": board.weights, "handlers": np.concatenate(logs), "ticks": np.concatenate(recs),

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from s2eprop.emulator.chip.description import DEFAULT_CHIP, load_chip
 from s2eprop.emulator.chip.timed import ENGINES, TimedChip, timed_chip
 from s2eprop.emulator.errors import EmulatorError
+from timed_records import record_every_advance
 
 REGIMES = {
     "default": {},
@@ -43,15 +43,7 @@ def train_on(engine: str, chip_path: Path, cfg, init_w, x, y) -> dict:
     from s2eprop.host.transport.inproc import EmulatorTransport
 
     chip = timed_chip(12, load_chip(chip_path), engine=engine)
-    logs, recs = [], []
-    keep = chip.compliance.add
-
-    def add(r: np.ndarray, log: np.ndarray) -> None:
-        recs.append(r)
-        logs.append(log.copy())  # a view of the C loop's buffer, valid during the call
-        keep(r, log)
-
-    chip.compliance.add = add
+    recs, logs = record_every_advance(chip)
     board = BoardTrainer(cfg, init_w, transport=EmulatorTransport(12, chip=chip))
     board.train_batch(x, y)
     board.forward(x[:1], y[:1])
@@ -183,8 +175,9 @@ def test_the_simpy_model_runs_handlers_through_any_core_runner(cfg, init_w, two_
 
 def test_a_board_served_on_either_engine_trains_the_same_bits(two_samples) -> None:
     """Rule: `s2eprop serve --mode timed --engine simpy` is the same board as `--engine c` to a host on UDP."""
-    import s2eprop
     from s2eprop.host.cli.local_board import LocalBoard
+
+    import s2eprop
 
     x, y = two_samples
     weights = {}
