@@ -148,10 +148,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_memory(args: argparse.Namespace) -> int:
-    from s2eprop.host.mapping.memory import memory_map, format_memory_map
+    from s2eprop.host.mapping.memory import format_memory_map, measured_stack, memory_map
 
     cfg = config_from_args(args)
+    measured = measured_stack(Path(args.measured)) if args.measured else None
     m = memory_map(cfg)
+    if measured is not None:
+        m.setdefault("stack", {})["measured"] = measured
     print(json.dumps(m, indent=2) if args.json else format_memory_map(m))
     return 0
 
@@ -301,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("memory", help="per-core byte map of the partitioned network, stack use per handler")
     _add_common(m)
     m.add_argument("--json", action="store_true")
+    m.add_argument("--measured", metavar="RUN", help="also show the stack a run of the ARM build in time measured "
+                                                     "(its report.json; train --mode timed --cpu iss --engine simpy)")
     m.set_defaults(func=cmd_memory)
 
     c = sub.add_parser("calibrate", help="fit the timed chip's cycle costs to the ARM build run in the ISS")

@@ -3,6 +3,9 @@ the most neurons per core whose arenas fit the arena budget (`partition.neurons_
 stack use of the firmware's handlers against a core's stack budget (firmware_c/contract/stack.py)."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from typing import Any
 
 from s2eprop.firmware.abi import Firmware
@@ -87,4 +90,28 @@ def format_memory_map(m: dict[str, Any]) -> str:
     if st is not None:
         lines.append("stack use per handler (worst call path):")
         lines.extend(st["lines"] if "lines" in st else [f"  not measured: {st['error']}"])
+        mst = st.get("measured")
+        if mst is not None:
+            lines.append(f"measured in the ISS ({mst['run']}): deepest handler {mst['bytes']:,} B ({mst['handler']}, core "
+                         f"{mst['core']}), nested {mst['nested_bytes']:,} B (a packet over {mst['nested_over']}, core "
+                         f"{mst['nested_core']}, {mst['nested_calls']:,} nested calls) of a {mst['budget_bytes']:,} B "
+                         f"budget, beside the static {st.get('worst_nesting_bytes', 0):,} B")
     return "\n".join(lines)
+
+
+def measured_stack(run_dir: Path) -> dict[str, Any]:
+    """The stack a run of the ARM build in time measured (report.json `timing.stack_measured`, written by
+    `s2eprop train --mode timed --cpu iss --engine simpy`), with the run it came from."""
+    report_path = Path(run_dir) / "report.json"
+    try:
+        report = json.loads(report_path.read_text())
+    except FileNotFoundError:
+        raise HostError(f"--measured {run_dir}: no report.json there; give the run folder of a "
+                        f"`s2eprop train --mode timed --cpu iss --engine simpy` run") from None
+    except json.JSONDecodeError as exc:
+        raise HostError(f"--measured {run_dir}: report.json is not JSON ({exc}); is the run complete?") from None
+    got = (report.get("timing") or {}).get("stack_measured")
+    if not got:
+        raise HostError(f"--measured {run_dir}: its report.json has no timing.stack_measured (the run was not the "
+                        f"ARM build in time); train with --mode timed --cpu iss --engine simpy to measure the stack")
+    return {**got, "run": str(run_dir)}

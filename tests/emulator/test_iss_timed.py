@@ -24,10 +24,10 @@ def train_one(cfg, weights, x, y, chip: ChipConfig) -> BoardTrainer:
     return board
 
 
-def test_iss_in_time_learns_the_native_bits_with_preemption(arm_elf, small_cfg, sample_maker) -> None:
+def test_iss_in_time_learns_the_native_bits_with_preemption(arm_elf, small_cfg, sample_maker, tmp_path, capsys) -> None:
     """Rule: one training sample on the ISS in time gives the native timed run's weights, its worst tick
     within 3 % of the calibrated model's (see below), packets that preempted (> 0) and a measured stack under nesting
-    within the 4 KiB budget."""
+    within the 4 KiB budget, which `s2eprop memory --measured` shows."""
     from s2eprop.host.weights import init_weights
 
     x, y = sample_maker(1, seed=5, n_steps=30, n_in=16, n_out=4)
@@ -45,6 +45,27 @@ def test_iss_in_time_learns_the_native_bits_with_preemption(arm_elf, small_cfg, 
     st = b["stack_measured"]
     assert st["nested_calls"] > 0 and 0 < st["nested_bytes"] <= st["budget_bytes"]
     assert st["nested_bytes"] > st["bytes"] - 200 and a["overruns"] == b["overruns"] == 0
+    # `s2eprop memory --measured RUN` shows the measured stack beside the static bound
+    import json
+
+    from s2eprop.host.cli.main import main
+
+    (tmp_path / "report.json").write_text(json.dumps({"timing": b}))
+    assert main(["memory", "--measured", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"nested {st['nested_bytes']:,} B (a packet over {st['nested_over']}" in out and "beside the static" in out
+
+
+def test_memory_measured_needs_a_run_of_the_arm_build_in_time(tmp_path, capsys) -> None:
+    """Rule: `memory --measured` of a folder without report.json, or of a run that did not measure the
+    stack, exits 2 with one line naming the folder and the run to make."""
+    from s2eprop.host.cli.main import main
+
+    assert main(["memory", "--measured", str(tmp_path)]) == 2
+    assert "no report.json" in capsys.readouterr().err
+    (tmp_path / "report.json").write_text('{"timing": {"preemptions": 0}}')
+    assert main(["memory", "--measured", str(tmp_path)]) == 2
+    assert "--cpu iss --engine simpy" in capsys.readouterr().err
 
 
 def test_iss_timed_with_the_c_engine_is_refused() -> None:
