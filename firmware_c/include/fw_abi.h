@@ -201,7 +201,12 @@ typedef struct {
     uint32_t spikes_filed;    /* spikes filed for this sample's steps */
     uint32_t spikes_announced; /* sum of the spike counts received for this sample */
     uint32_t counts_seen[FW_COUNT_SEEN_WORDS]; /* senders (src_index) whose count of this sample came */
+    uint32_t count_tag;       /* the tag this sample's spike counts carry (the tick of its step n_steps - 1),
+                               * FW_COUNT_TAG_NONE while none is expected: one word the packet handler reads,
+                               * set by the timer where phase and step change (docs/chip.md section 10, race 7) */
 } fw_state_t;
+
+#define FW_COUNT_TAG_NONE 0xffffffffu  /* never a tag (tags are FW_KEY_TAG_MASK wide) */
 
 #define FW_PHASE_IDLE 0u
 #define FW_PHASE_RUN 1u       /* steps 0 .. n_steps (the readout reduces step n_steps - 1 at n_steps) */

@@ -123,7 +123,7 @@ FW_AT(fw_counters_t, record_overruns, 36);
 FW_AT(fw_counters_t, spikes_missing, 40);
 FW_AT(fw_counters_t, spike_counts_missing, 44);
 
-FW_SIZE(fw_state_t, 240);
+FW_SIZE(fw_state_t, 244);
 FW_AT(fw_state_t, phase, 0);
 FW_AT(fw_state_t, step, 4);
 FW_AT(fw_state_t, tick, 8);
@@ -156,8 +156,9 @@ FW_AT(fw_state_t, spikes_rx, 204);
 FW_AT(fw_state_t, spikes_filed, 212);
 FW_AT(fw_state_t, spikes_announced, 216);
 FW_AT(fw_state_t, counts_seen, 220);
+FW_AT(fw_state_t, count_tag, 240);
 
-FW_SIZE(fw_header_t, 700);
+FW_SIZE(fw_header_t, 704);
 FW_AT(fw_header_t, magic, 0);
 FW_AT(fw_header_t, abi_version, 4);
 FW_AT(fw_header_t, arena_bytes, 8);

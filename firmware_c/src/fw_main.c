@@ -62,6 +62,7 @@ uint32_t fw_init(uint8_t *arena, uint32_t arena_bytes)
         if (a[i] != b[i]) return h->status = FW_ERR_LAYOUT;
     fw_state_t s = {0};
     s.tick = 0xffffffffu;  /* no tick handled yet: packets of tick 0 are a step ahead */
+    s.count_tag = FW_COUNT_TAG_NONE;
     s.lr = h->config.lr;
     s.b1_pow = h->config.b1_pow0;
     s.b2_pow = h->config.b2_pow0;
@@ -91,6 +92,8 @@ static void start_sample(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
     for (uint32_t w = 0; w < FW_COUNT_SEEN_WORDS; ++w) s->counts_seen[w] = 0u;
     s->dma_busy = 0;
     s->phase = FW_PHASE_RUN;
+    /* step 0 runs at this tick: the counts come tagged with the tick of step n_steps - 1 */
+    s->count_tag = (s->tick + h->config.n_steps - 1u) & FW_KEY_TAG_MASK;
     uint32_t *z_prev = FW_U32(arena, h, z_prev);
     for (uint32_t w = 0; w < zw; ++w) z_prev[w] = 0u;  /* spikes of before the sample */
     c->words_cleared += zw;
@@ -206,9 +209,11 @@ fw_counts_t fw_on_timer(uint8_t *arena, uint32_t tick)
     const uint32_t zw = fw_bitmap_words(cfg->n_rec), parity = (tick - 1u) & 1u;
     uint32_t *z_prev = FW_U32(arena, h, z_prev), *z_rx = FW_U32(arena, h, z_rx) + parity * zw;
     /* Masked: once the tick moves, the packet handler files spikes tagged tick + 1 under the parity
-     * of tick - 1, into the buffer (and count) taken here (docs/chip.md section 10, race 1). */
+     * of tick - 1, into the buffer (and count) taken here (docs/chip.md section 10, race 1). The
+     * sample's spike counts stop with the tick whose check_spikes compares them (race 7). */
     uint32_t irq = hal_irq_disable();
     s->tick = tick;
+    if (s->phase != FW_PHASE_RUN || s->step >= cfg->n_steps) s->count_tag = FW_COUNT_TAG_NONE;
     for (uint32_t w = 0; w < zw; ++w) { z_prev[w] = z_rx[w]; z_rx[w] = 0u; }
     const uint32_t filed = s->spikes_rx[parity];
     s->spikes_rx[parity] = 0u;
@@ -280,8 +285,8 @@ static void on_spike_count(fw_header_t *h, uint32_t tag, uint32_t src, uint32_t 
 {
     fw_state_t *s = &h->state;
     if (!fw_tag_in_window(s, tag)) return;
-    const uint32_t last = (s->tick + h->config.n_steps - s->step) & FW_KEY_TAG_MASK; /* tick of step n_steps - 1 */
-    if (s->phase != FW_PHASE_RUN || tag != last) { s->counters.late_packets++; return; }  /* not this sample's end */
+    /* one word the timer sets, never tick and step (which it moves apart): not this sample's end is late */
+    if (tag != s->count_tag) { s->counters.late_packets++; return; }
     const uint32_t bit = 1u << (src & 31u);
     if (s->counts_seen[src >> 5] & bit) { s->counters.duplicate_packets++; return; }
     s->counts_seen[src >> 5] |= bit;

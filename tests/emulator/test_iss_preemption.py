@@ -2,7 +2,9 @@
 running handler, the packet handler nested there as the Cortex-M4F would run it, the handler resumed.
 The race test: a spike tagged tick + 1 arriving inside the timer's swap of the receive buffers (found
 through the ELF's line table) gives the same bits as when it arrives after the timer, because the swap
-runs with the packet interrupt masked (hal_irq_disable) and the interrupt is taken where it is unmasked."""
+runs with the packet interrupt masked (hal_irq_disable) and the interrupt is taken where it is unmasked.
+The same for a sender's spike count arriving between the timer's store of the tick and its step++ (race 7):
+the packet handler reads one word (count_tag) the timer sets, never tick and step."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,11 +15,12 @@ import pytest
 from s2eprop.emulator.chip.functional import FunctionalChip
 from s2eprop.firmware.abi import Firmware
 from s2eprop.firmware.arm_image import SRAM_BYTES
-from s2eprop.host.mapping.routing import KEY_SPIKE
+from s2eprop.host.mapping.routing import KEY_COUNT, KEY_SPIKE
 from s2eprop.host.session.runtime import BoardTrainer
 from s2eprop.host.transport.inproc import EmulatorTransport
 
 SWAP_LINE = "for (uint32_t w = 0; w < zw; ++w) { z_prev[w] = z_rx[w]; z_rx[w] = 0u; }"
+CHECK_LINE = "if (cfg->role & FW_ROLE_NEURON) check_spikes(h, filed);"  # after the masked store of the tick
 
 
 def line_addresses(elf: Path, source: str, text: str) -> list[int]:
@@ -90,11 +93,58 @@ def small_cfg(cfg, with_options):
                         partition={"neurons_per_core": 8}, train={"on_loss": "count"})
 
 
-def run_with(cfg, weights, x, y, elf, preempt: bool, address: int, core: int = 1, tick: int = 12, neuron: int = 3):
+class PreemptAtLastStep(PreemptAt):
+    """PreemptAt at core `core`'s timer that starts the sample's last step (phase RUN, step n_steps - 1
+    before it), the packet a spike count of source `src` tagged with that tick (the sample's count tag).
+    At the nested packet it keeps the state's tick and step (the race window: tick stored, step not yet
+    moved) and whether the interrupt was masked."""
+
+    def __init__(self, runner, core: int, src: int, n_spikes: int, address: int, preempt: bool) -> None:
+        super().__init__(runner, core, -1, 0, address, preempt)
+        self.src, self.n_spikes = src, n_spikes
+        self.at_nest: tuple[int, int] | None = None
+        self.state_after = None
+
+    def on_timer(self, core, tick):
+        st = self.runner._headers[core].state
+        n_steps = self.runner._headers[core].config.n_steps
+        if core != self.core or self.tick >= 0 or st.phase != 1 or st.step != n_steps - 1:
+            return self.runner.on_timer(core, tick)
+        self.tick, self.key = tick, KEY_COUNT | (tick & 0xFF) << 16 | self.src
+        r = self.runner
+        if not self.preempt:
+            out = r.on_timer(core, tick)
+            packet = r.on_mc_packet(core, self.key, self.n_spikes)
+            assert not packet.packets and not packet.host
+        else:
+            r.begin(core, "timer", (tick,))
+            r.resume_to(core, self.address)
+            assert not r.done(core), "the timer never reached the chosen instruction"
+            r.run_to_unmask(core)
+            self.masked_at_address = r.masked(core)
+            self.at_nest = (int(st.tick), int(st.step))
+            r.nest_packet(core, self.key, self.n_spikes)
+            self.nested_packets += 1
+            while not r.done(core):
+                r.resume(core)
+            out = r.finish(core)
+        self.after = self.runner.sram[core].copy()
+        return out
+
+
+def run_with(cfg, weights, x, y, elf, preempt: bool, address: int, core: int = 1, tick: int = 12, neuron: int = 3,
+             count_src: int | None = None):
     from s2eprop.emulator.runners.iss import IssRunner
 
     fw = Firmware()
-    runner = PreemptAt(IssRunner(fw, 3, SRAM_BYTES, elf_path=elf), core, tick, 0, address, preempt)
+    iss = IssRunner(fw, 3, SRAM_BYTES, elf_path=elf)
+    if count_src is not None:
+        runner = PreemptAtLastStep(iss, core, count_src, 7, address, preempt)
+        chip = FunctionalChip(3, backend="python", runner=runner, firmware=fw)
+        board = BoardTrainer(cfg, weights.copy(), firmware=fw, transport=EmulatorTransport(3, chip=chip))
+        board.train_batch(x, y)
+        return board, runner
+    runner = PreemptAt(iss, core, tick, 0, address, preempt)
     chip = FunctionalChip(3, backend="python", runner=runner, firmware=fw)
     board = BoardTrainer(cfg, weights.copy(), firmware=fw, transport=EmulatorTransport(3, chip=chip))
     runner.key = KEY_SPIKE | ((tick + 1) & 0xFF) << 16 | neuron   # a spike tagged tick + 1
@@ -118,6 +168,33 @@ def test_spike_of_next_tick_inside_the_swap_gives_the_bits_of_no_preemption(arm_
     diff = np.flatnonzero(ref_run.after != got_run.after)
     assert diff.size == 0, f"core 1's SRAM differs right after the timer in {diff.size} bytes"
     assert got_run.masked_at_address, "the chosen instruction is not in the masked swap"
+    for k in ("w_in", "w_rec", "w_out"):
+        assert (getattr(ref.weights, k).view(np.uint32) == getattr(got.weights, k).view(np.uint32)).all(), k
+
+
+def test_spike_count_between_tick_and_step_gives_the_bits_of_no_preemption(arm_elf, small_cfg, sample_maker) -> None:
+    """Rule: a sender's spike count tagged with the sample's last step, raised in the timer of that step
+    after the masked store of the tick and before step++ (the check_spikes line, ELF line table), is
+    filed as when it arrives after the timer: core 1's SRAM right after the timer, its counters after
+    the sample and the weights are the same. Fails with the expected tag computed from tick and step
+    (tried: 3 bytes of core 1's SRAM differ right after the timer)."""
+    from s2eprop.host.weights import init_weights
+
+    x, y = sample_maker(1, seed=5, n_steps=30, n_in=16, n_out=4)
+    w = init_weights(small_cfg.network, seed=3)
+    address = line_addresses(Path(arm_elf), "fw_main.c", CHECK_LINE)[0]
+    runs = [run_with(small_cfg, w, x, y, arm_elf, preempt=p, address=address, count_src=2) for p in (False, True)]
+    (ref, ref_run), (got, got_run) = runs
+    assert got_run.nested_packets == 1 and ref_run.after is not None and got_run.after is not None
+    assert got_run.masked_at_address is False
+    assert got_run.at_nest == (got_run.tick, 29), f"not inside the window (tick, step) = {got_run.at_nest}"
+    assert ref_run.tick == got_run.tick
+    diff = np.flatnonzero(ref_run.after != got_run.after)
+    assert diff.size == 0, f"core 1's SRAM differs right after the timer in {diff.size} bytes"
+    c_ref, c_got = (r.runner._headers[1].state.counters for r in (ref_run, got_run))
+    names = [f[0] for f in ref_run.runner.fw.ffi.typeof("fw_counters_t").fields]
+    assert {n: getattr(c_got, n) for n in names} == {n: getattr(c_ref, n) for n in names}
+    assert c_ref.late_packets == 0  # the count was in time in both orders
     for k in ("w_in", "w_rec", "w_out"):
         assert (getattr(ref.weights, k).view(np.uint32) == getattr(got.weights, k).view(np.uint32)).all(), k
 
