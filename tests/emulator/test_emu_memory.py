@@ -42,7 +42,7 @@ def test_paper_network_fits(cfg, init_w, with_options) -> None:
     """Rule: the paper's network (12 cores of 10 neurons) has training state <= 612,000 B in all and
     every core's arena <= 96 KiB; report()'s arena per core and state total equal a hand computation
     from the network's sizes (weights, 2x for Adam, 3 traces per synapse, neuron, readout, buffers),
-    which gives the README's 106,368 B for 20 neurons per core (header 700 B, ABI 6)."""
+    which gives the README's 106,368 B for 20 neurons per core (header 704 B, ABI 6)."""
     board = BoardTrainer(cfg, init_w.copy())
     rep = board.report()
     assert rep["cores"] == 12 and rep["neurons_per_core"] == 10
