@@ -4,7 +4,8 @@ our own commands for what SpiNNaker has none for (spike input as EIEIO-style lis
 them), and the optional HMAC-SHA256 trailer.
 
 Datagram: 2 padding bytes | SDP header (8 B: flags, tag, dest port<<5|cpu, src port<<5|cpu, dest y,
-dest x, src y, src x) | SCP (cmd u16, seq u16, arg1..arg3 u32; little-endian) | data (<= 256 B)
+dest x, src y, src x) | SCP (cmd u16, seq u16, arg1..arg3 u32; little-endian) | data (<= 256 B; a STREAM chunk
+or a reply <= 1,024 B)
 [| HMAC-SHA256 (32 B) when the board has a key]. A reply carries the result code (RC_*) in the cmd
 field and the request's sequence number.
 """
@@ -19,15 +20,20 @@ from dataclasses import dataclass
 import numpy as np
 
 # 2: the CRC of own commands covers the whole datagram; HELLO flags, BYE. 3: TIMING_CTL and TIMING (a timed
-# board's compliance record on request), SYNC (held host messages start together)
-PROTOCOL_VERSION = 3
+# board's compliance record on request), SYNC (held host messages start together). 4: STREAM chunks and POLL
+# replies carry up to MAX_BULK_DATA_BYTES (fewer datagrams a sample)
+PROTOCOL_VERSION = 4
 DEFAULT_PORT = 17893
-MAX_DATA_BYTES = 256
+MAX_DATA_BYTES = 256  # SDP's (SC&MP READ / WRITE), and every datagram's but the bulk ones below
+# the data of a STREAM chunk and of a POLL reply: SpiNNaker's SDP stops at 256 B, this board takes more, as
+# much as one Ethernet frame holds with the headers and the MAC (26 + 1,024 + 32 B, plus 28 of IPv4 and UDP)
+MAX_BULK_DATA_BYTES = 1024
 PAD = b"\x00\x00"
 SDP_HEADER = struct.Struct("<8B")
 SCP_HEADER = struct.Struct("<HHIII")
 HEADER_BYTES = len(PAD) + SDP_HEADER.size + SCP_HEADER.size  # 2 + 8 + 16
 MAC_BYTES = 32
+MAX_DATAGRAM_BYTES = HEADER_BYTES + MAX_BULK_DATA_BYTES + MAC_BYTES  # what a receive buffer must hold
 FLAGS_REPLY_EXPECTED = 0x87
 FLAGS_NO_REPLY = 0x07
 SDP_PORT_SCP = 0  # SDP port 0 of a core: SCP (SC&MP's own)
@@ -66,7 +72,7 @@ CMD_NAMES = {CMD_VER: "VER", CMD_IPTAG: "IPTAG", CMD_READ: "READ", CMD_WRITE: "W
              CMD_STATUS: "STATUS", CMD_STREAM: "STREAM", CMD_STREAM_ACK: "STREAM_ACK", CMD_MEM_READ: "MEM_READ",
              CMD_SPIKES: "SPIKES", CMD_BYE: "BYE", CMD_TIMING_CTL: "TIMING_CTL", CMD_TIMING: "TIMING",
              CMD_SYNC: "SYNC"}
-MAX_STREAM_CHUNKS = 8 * MAX_DATA_BYTES  # chunks one STREAM_ACK bitmap can report
+MAX_STREAM_CHUNKS = 8 * MAX_DATA_BYTES  # chunks one STREAM_ACK bitmap (a reply's 256 B) can report
 OWN_COMMANDS = frozenset(c for c in CMD_NAMES if c >= CMD_HELLO)
 # HELLO arg2: what the host means to do. A host that drives the board (loads, starts, sends, advances) claims
 # it; one that only looks (board status) does not. TAKE_OVER claims a board another host owns (that host died).
@@ -163,10 +169,16 @@ def sealed(msg: "Scp") -> "Scp":
     return msg
 
 
+def max_data_bytes(cmd: int) -> int:
+    """The most data a datagram with this cmd field carries: MAX_BULK_DATA_BYTES for a STREAM chunk and a reply
+    (a POLL's), MAX_DATA_BYTES (SDP's) for every other request."""
+    return MAX_BULK_DATA_BYTES if cmd == CMD_STREAM or RC_OK <= cmd <= RC_CPU else MAX_DATA_BYTES
+
+
 def pack(msg: Scp, src: tuple[int, int, int] = (0, 0, 0), mac_key: bytes | None = None, nonce: bytes = b"") -> bytes:
     """The datagram of msg (with its HMAC trailer when mac_key is given)."""
-    if len(msg.data) > MAX_DATA_BYTES:
-        raise WireError(f"SCP data of {len(msg.data)} B: at most {MAX_DATA_BYTES} B fit a datagram")
+    if len(msg.data) > max_data_bytes(msg.cmd):
+        raise WireError(f"SCP data of {len(msg.data)} B: at most {max_data_bytes(msg.cmd)} B fit a datagram")
     head = sdp_header(msg.flags, msg.x, msg.y, msg.cpu, src)
     if msg.has_args:
         scp = SCP_HEADER.pack(msg.cmd & 0xFFFF, msg.seq & 0xFFFF, msg.arg1 & 0xFFFFFFFF, msg.arg2 & 0xFFFFFFFF,
@@ -215,8 +227,8 @@ def unpack(raw: bytes, mac_key: bytes | None = None, nonce: bytes = b"", has_arg
         cmd, seq = struct.unpack_from("<HH", raw, at)
         a1 = a2 = a3 = 0
         data = raw[at + 4:]
-    if len(data) > MAX_DATA_BYTES:
-        raise WireError(f"{len(data)} B of data: at most {MAX_DATA_BYTES} B")
+    if len(data) > max_data_bytes(cmd):
+        raise WireError(f"{len(data)} B of data: at most {max_data_bytes(cmd)} B")
     return Scp(cmd, seq, a1, a2, a3, bytes(data), x=dx, y=dy, cpu=dport_cpu & 31, flags=flags, has_args=has_args)
 
 

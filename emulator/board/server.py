@@ -187,7 +187,7 @@ class BoardServer:
         try:
             for _ in range(256):  # a burst, without starving the clock
                 try:
-                    raw, addr = self.sock.recvfrom(2048)
+                    raw, addr = self.sock.recvfrom(sdp.MAX_DATAGRAM_BYTES + 1)
                 except BlockingIOError:
                     break
                 self._dispatch(raw, addr)
@@ -695,7 +695,7 @@ class BoardServer:
 
     def _poll(self, msg: sdp.Scp) -> sdp.Scp:
         self._outbox.extend((c, w.tolist()) for c, w in self.chip.take_host_messages())
-        data, n = sdp.pack_messages(self._outbox)
+        data, n = sdp.pack_messages(self._outbox, sdp.MAX_BULK_DATA_BYTES)
         del self._outbox[:n]
         return self._ok(msg, n, len(self._outbox), data)
 

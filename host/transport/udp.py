@@ -260,7 +260,7 @@ class UdpTransport:
         earliest = min((r.deadline for r in self._inflight.values()), default=now + 0.05)
         self.sock.settimeout(max(0.0005, earliest - now))
         try:
-            req = self._take_reply(self.sock.recv(4096))
+            req = self._take_reply(self.sock.recv(sdp.MAX_DATAGRAM_BYTES + 1))
             return 1 if req is not None and req.call == call else 0
         except socket.timeout:
             pass
@@ -348,7 +348,7 @@ class UdpTransport:
         """Memory writes are streamed: chunks without a reply each, then STREAM_ACK says which arrived and
         the missing ones are sent again (input frames: the SDRAM ring is the jitter buffer)."""
         raw = bytes(memoryview(data).cast("B")) if not isinstance(data, bytes) else data
-        span = sdp.MAX_DATA_BYTES * sdp.MAX_STREAM_CHUNKS
+        span = sdp.MAX_BULK_DATA_BYTES * sdp.MAX_STREAM_CHUNKS
         for base in range(0, len(raw), span):
             self._stream(at, addr + base, raw[base:base + span], timeout_s)
 
@@ -398,7 +398,7 @@ class UdpTransport:
             self.finish_advance(timeout_s)
         if self._queued:
             self.flush(timeout_s)
-        step = sdp.MAX_DATA_BYTES
+        step = sdp.MAX_BULK_DATA_BYTES
         self._stream_id = (self._stream_id + 1) & 0xFFFF
         sid, n = self._stream_id, -(-len(raw) // step)
         missing = list(range(n))

@@ -48,13 +48,13 @@ def test_the_board_takes_sdram_streams_while_an_advance_runs_and_keeps_the_rest_
     release = _held_runs(board)
     t = UdpTransport(board.target, patience_s=3.0)
     tick0 = t.advance(0)
-    data = np.arange(3000, dtype=np.uint32)  # 12,000 B: 47 chunks
+    data = np.arange(3000, dtype=np.uint32)  # 12,000 B: 12 chunks of 1,024 B
     t.start_advance(7)
     _wait_for(lambda: board.server._run is not None, "the board to start the run")
     t.write_sdram(0x0020_0000, data)  # STREAM_ACK answered: every chunk is in, while the run is held
     assert board.server.chip.read_sdram(0x0020_0000, data.nbytes) == data.tobytes()
     assert board.server.chip.tick_count == tick0
-    assert t.link.stream_during_advance == 47 and board.server.link.stream_during_run >= 48
+    assert t.link.stream_during_advance == 12 and board.server.link.stream_during_run >= 13
     # a bystander's VER waits for the run to end
     other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     other.connect(board.server.address)
@@ -112,7 +112,7 @@ def test_pipelined_training_over_udp_gives_the_in_process_bits(serve, mode) -> N
     for k in ("w_in", "w_rec", "w_out"):
         assert np.array_equal(getattr(over_udp.weights, k).view(np.uint32), getattr(local.weights, k).view(np.uint32))
     assert over_udp.streamer.staged_used == 3 and local.streamer.staged_used == 0
-    per_sample = -(-100 * over_udp.streamer.ring.slot_words * 4 // sdp.MAX_DATA_BYTES)
+    per_sample = -(-100 * over_udp.streamer.ring.slot_words * 4 // sdp.MAX_BULK_DATA_BYTES)
     assert over_udp.transport.link.stream_during_advance == 3 * per_sample
     assert not any(over_udp.provenance().values())
     over_udp.close()
