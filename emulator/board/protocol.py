@@ -21,8 +21,9 @@ import numpy as np
 
 # 2: the CRC of own commands covers the whole datagram; HELLO flags, BYE. 3: TIMING_CTL and TIMING (a timed
 # board's compliance record on request), SYNC (held host messages start together). 4: STREAM chunks and POLL
-# replies carry up to MAX_BULK_DATA_BYTES (fewer datagrams a sample)
-PROTOCOL_VERSION = 4
+# replies carry up to MAX_BULK_DATA_BYTES (fewer datagrams a sample). 5: SEND_MANY (a sample's host messages, one
+# to each core, in one datagram)
+PROTOCOL_VERSION = 5
 DEFAULT_PORT = 17893
 MAX_DATA_BYTES = 256  # SDP's (SC&MP READ / WRITE), and every datagram's but the bulk ones below
 # the data of a STREAM chunk and of a POLL reply: SpiNNaker's SDP stops at 256 B, this board takes more, as
@@ -67,11 +68,14 @@ CMD_TIMING = 0x4E      # arg1 TIMING_SNAPSHOT (data: what, TIMING_WHAT) -> reply
                        # the first page; arg1 TIMING_PAGE, arg2 byte offset -> data: that page of the snapshot
 CMD_SYNC = 0x4F        # delivers every held host message (SEND with SEND_HOLD) at once, on one tick -> reply arg1
                        # messages delivered, arg2 the board's tick (low word)
+CMD_SEND_MANY = 0x50   # to the monitor; arg1 bit 0 SEND_HOLD (every message), arg2 messages; data: [core, n, words]
+                       # ... (POLL's format, <= MAX_BULK_DATA_BYTES) -> reply arg1 messages taken, arg2 held now.
+                       # All or none: one refused (no such core, a stopped one, too many held) delivers none
 CMD_NAMES = {CMD_VER: "VER", CMD_IPTAG: "IPTAG", CMD_READ: "READ", CMD_WRITE: "WRITE", CMD_HELLO: "HELLO", CMD_ROUTES: "ROUTES",
              CMD_START: "START", CMD_STOP: "STOP", CMD_SEND: "SEND", CMD_POLL: "POLL", CMD_ADVANCE: "ADVANCE",
              CMD_STATUS: "STATUS", CMD_STREAM: "STREAM", CMD_STREAM_ACK: "STREAM_ACK", CMD_MEM_READ: "MEM_READ",
              CMD_SPIKES: "SPIKES", CMD_BYE: "BYE", CMD_TIMING_CTL: "TIMING_CTL", CMD_TIMING: "TIMING",
-             CMD_SYNC: "SYNC"}
+             CMD_SYNC: "SYNC", CMD_SEND_MANY: "SEND_MANY"}
 MAX_STREAM_CHUNKS = 8 * MAX_DATA_BYTES  # chunks one STREAM_ACK bitmap (a reply's 256 B) can report
 OWN_COMMANDS = frozenset(c for c in CMD_NAMES if c >= CMD_HELLO)
 # HELLO arg2: what the host means to do. A host that drives the board (loads, starts, sends, advances) claims
@@ -82,7 +86,7 @@ HELLO_CLAIM, HELLO_TAKE_OVER = 1, 2
 STATUS_BRIEF = 1
 # commands that change the board: only its owner may send them (the first to send one to a free board owns it)
 DRIVING_COMMANDS = frozenset((CMD_ROUTES, CMD_START, CMD_STOP, CMD_SEND, CMD_POLL, CMD_ADVANCE, CMD_STREAM,
-                              CMD_STREAM_ACK, CMD_SPIKES, CMD_TIMING_CTL, CMD_SYNC))
+                              CMD_STREAM_ACK, CMD_SPIKES, CMD_TIMING_CTL, CMD_SYNC, CMD_SEND_MANY))
 # SEND arg1 bit 0: hold the message on the board until SYNC (SpiNNaker's SYNC0 barrier: the cores of one sample
 # start on one tick of a realtime board, a lost and resent SEND included); at most MAX_HELD held at a time
 SEND_HOLD = 1
@@ -170,9 +174,9 @@ def sealed(msg: "Scp") -> "Scp":
 
 
 def max_data_bytes(cmd: int) -> int:
-    """The most data a datagram with this cmd field carries: MAX_BULK_DATA_BYTES for a STREAM chunk and a reply
-    (a POLL's), MAX_DATA_BYTES (SDP's) for every other request."""
-    return MAX_BULK_DATA_BYTES if cmd == CMD_STREAM or RC_OK <= cmd <= RC_CPU else MAX_DATA_BYTES
+    """The most data a datagram with this cmd field carries: MAX_BULK_DATA_BYTES for a STREAM chunk, a SEND_MANY
+    and a reply (a POLL's), MAX_DATA_BYTES (SDP's) for every other request."""
+    return MAX_BULK_DATA_BYTES if cmd in (CMD_STREAM, CMD_SEND_MANY) or RC_OK <= cmd <= RC_CPU else MAX_DATA_BYTES
 
 
 def pack(msg: Scp, src: tuple[int, int, int] = (0, 0, 0), mac_key: bytes | None = None, nonce: bytes = b"") -> bytes:
@@ -238,12 +242,15 @@ def peek_cmd(raw: bytes) -> int | None:
     return struct.unpack_from("<H", raw, at)[0] if len(raw) >= at + 2 else None
 
 
-def pack_messages(messages: list[tuple[int, "list[int] | bytes"]], limit: int = MAX_DATA_BYTES) -> tuple[bytes, int]:
-    """As many (core, words) host messages as fit `limit` bytes: [core, n_words, words...] u32 each;
-    returns the bytes and how many messages went in."""
+def pack_messages(messages: "list[tuple[int, list[int] | np.ndarray]]", limit: int = MAX_DATA_BYTES) -> tuple[bytes, int]:
+    """As many (core, words) messages as fit `limit` bytes, from the first on: [core, n_words, words...] u32 each
+    (a POLL reply's data, a SEND_MANY's); returns the bytes and how many messages went in."""
     out, n = bytearray(), 0
     for core, words in messages:
-        body = struct.pack(f"<2I{len(words)}I", core, len(words), *words)
+        if isinstance(words, np.ndarray):
+            body = struct.pack("<2I", core, len(words)) + np.ascontiguousarray(words, dtype="<u4").tobytes()
+        else:
+            body = struct.pack(f"<2I{len(words)}I", core, len(words), *words)
         if len(out) + len(body) > limit:
             break
         out += body
@@ -251,16 +258,19 @@ def pack_messages(messages: list[tuple[int, "list[int] | bytes"]], limit: int = 
     return bytes(out), n
 
 
-def unpack_messages(data: bytes, count: int) -> list[tuple[int, list[int]]]:
+def unpack_messages(data: bytes, count: int, exact: bool = False) -> list[tuple[int, list[int]]]:
+    """The `count` messages of pack_messages' data; `exact`: and no byte after them (a SEND_MANY's)."""
     out, at = [], 0
     for _ in range(count):
         if at + 8 > len(data):
-            raise WireError("POLL reply shorter than its messages")
+            raise WireError(f"{len(data)} B of data: shorter than its {count} messages")
         core, n = struct.unpack_from("<2I", data, at)
         if at + 8 + 4 * n > len(data):
-            raise WireError("POLL reply shorter than its messages")
+            raise WireError(f"{len(data)} B of data: shorter than its {count} messages")
         out.append((core, list(struct.unpack_from(f"<{n}I", data, at + 8))))
         at += 8 + 4 * n
+    if exact and at != len(data):
+        raise WireError(f"{len(data)} B of data: {len(data) - at} B more than its {count} messages")
     return out
 
 

@@ -471,6 +471,8 @@ class BoardServer:
             return self._status(msg, client)
         if msg.cmd == sdp.CMD_SYNC:
             return self._sync(msg)
+        if msg.cmd == sdp.CMD_SEND_MANY:
+            return self._send_many(msg)
         if msg.cmd == sdp.CMD_TIMING_CTL:
             return self._timing_ctl(msg)
         if msg.cmd == sdp.CMD_TIMING:
@@ -616,6 +618,39 @@ class BoardServer:
         if len(self._routes) == total:
             self.chip.load_routes([self._routes[i] for i in range(total)])
         return self._ok(msg, len(self._routes), total)
+
+    def _send_many(self, msg: sdp.Scp) -> sdp.Scp:
+        """SEND_MANY: several host messages (one to each core of a sample) in one datagram, all delivered (or all
+        held for SYNC, arg1 SEND_HOLD) in their order, or, when one is refused, none."""
+        if (msg.x, msg.y, msg.cpu) != sdp.MONITOR:
+            return self._error(msg, sdp.RC_CPU, f"SEND_MANY goes to the monitor {sdp.MONITOR}, not (x {msg.x}, "
+                                                f"y {msg.y}, cpu {msg.cpu}); its data names each message's core")
+        try:
+            messages = sdp.unpack_messages(msg.data, msg.arg2, exact=True)
+        except sdp.WireError as exc:
+            return self._error(msg, sdp.RC_LEN, f"SEND_MANY of {msg.arg2} messages: {exc}")
+        for core, _words in messages:
+            if not 0 <= core < self.chip.n_cores:
+                return self._error(msg, sdp.RC_CPU, f"SEND_MANY to core {core}: the board has cores "
+                                                    f"0..{self.chip.n_cores - 1}; nothing delivered")
+            stopped = self.chip.core_error(core)
+            if stopped is not None:
+                return self._error(msg, sdp.RC_CPU, f"core {core} is stopped by a run-time error: {stopped}; load "
+                                                    f"its image and START it again (nothing of this SEND_MANY delivered)")
+        hold = bool(msg.arg1 & sdp.SEND_HOLD)
+        if hold and len(self._held) + len(messages) > sdp.MAX_HELD:
+            return self._error(msg, sdp.RC_ARG, f"{len(self._held):,} host messages held already and {len(messages)} "
+                                                f"more (at most {sdp.MAX_HELD:,}): send SYNC to deliver them")
+        for i, (core, words) in enumerate(messages):
+            if hold:
+                self._held.append((core, np.array(words, dtype=np.uint32)))
+                continue
+            try:
+                self.chip.host_send(core, np.array(words, dtype=np.uint32))
+            except EmulatorError as exc:  # a message before it stopped this core: the reply says how far it got
+                return self._error(msg, sdp.RC_CPU, f"SEND_MANY message {i} of {len(messages)} (to core {core}): "
+                                                    f"{exc}; the {i} before it were delivered, none after")
+        return self._ok(msg, len(messages), len(self._held))
 
     def _sync(self, msg: sdp.Scp) -> sdp.Scp:
         """Deliver the held host messages, all now: no tick runs between them, so they reach their cores on one

@@ -132,8 +132,7 @@ class BoardTrainer:
         tr = self.cfg.train
         if epoch > 0 and epoch % tr.lr_decay_every_epochs == 0:
             msg = ScaleLrMsg(tr.lr_decay).pack()
-            for core in self.plan.neuron_cores:
-                self.transport.send(core, msg)
+            self.transport.send_many([(core, msg) for core in self.plan.neuron_cores])
 
     @property
     def weights(self) -> Weights:

@@ -97,12 +97,10 @@ class SampleStreamer:
                 self.staged_wasted += staged is not None
                 self._write(slot0, slots)
         msg = SampleMsg(sample_id, label, train, slot0, record).pack()
-        if getattr(self.transport, "starts_together", False):  # held on the board until run_samples' sync
-            for core in self.cores:
-                self.transport.send(core, msg, hold=True)  # type: ignore[call-arg]
-        else:
-            for core in self.cores:
-                self.transport.send(core, msg)
+        # one message to each core, together (one datagram to a board); held on the board until run_samples' sync
+        # where the board's clock runs on its own
+        self.transport.send_many([(core, msg) for core in self.cores],
+                                 hold=getattr(self.transport, "starts_together", False))
         return _Pending(self, SampleOutcome(sample_id, None), slot0, slots, 0 if self.mode == "realtime" else self.n_steps)
 
     def _write(self, slot: int, slots: np.ndarray, live: bool = False) -> None:

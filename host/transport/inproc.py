@@ -63,6 +63,16 @@ class EmulatorTransport:
         except EmulatorError as exc:
             raise TransportError(str(exc)) from None
 
+    def send_many(self, messages: list[tuple[int, np.ndarray]], timeout_s: float | None = None,
+                  hold: bool = False) -> None:
+        """send() of each (core, words), in order. `hold` (a board's: start together on its running clock) has no
+        meaning for a chip that runs only when advanced: refused."""
+        if hold:
+            raise TransportError("send_many(hold=True): an in-process chip runs only when advanced, so its cores "
+                                 "start together without holding (starts_together is False); send without hold")
+        for core, words in messages:
+            self.send(core, words, timeout_s)
+
     def poll(self, timeout_s: float | None = None) -> list[tuple[int, np.ndarray]]:
         return self._open().take_host_messages()
 

@@ -134,7 +134,7 @@ class UdpTransport:
         self._calls = 0                            # which call of _many a request belongs to
         self._advancing: _Request | None = None    # an ADVANCE begun by start_advance, not finished yet
         self._advanced_to: int | None = None       # ... or the tick a realtime board's start_advance reached
-        self._queued: list[sdp.Scp] = []  # host messages not sent yet (send batches them)
+        self._queued: list[tuple[int, np.ndarray, bool]] = []  # host messages not sent yet: (core, words, hold)
         self._stream_id = int.from_bytes(os.urandom(2), "little")
         self._host_tick: int | None = None  # realtime board: the tick the host has advanced to
         self._last_wait_s: float | None = None
@@ -455,14 +455,21 @@ class UdpTransport:
         self._call(sdp.Scp(sdp.CMD_STOP, 0, 0, 0, 0, b"", *self._core_at(core)), timeout_s=timeout_s)
 
     def send(self, core: int, words: np.ndarray, timeout_s: float | None = None, hold: bool = False) -> None:
-        """Queued, and sent with the other queued messages (up to `window` in flight) before the next
-        command of any other kind: the board still sees every command in the host's order. `hold`: the board
-        keeps the message until `sync` delivers all held ones on one tick."""
-        data = np.ascontiguousarray(words, dtype="<u4").tobytes()
-        if len(data) > sdp.MAX_DATA_BYTES:
-            raise TransportError(f"host message of {len(data) // 4} words to core {core}: at most "
-                                 f"{sdp.MAX_DATA_BYTES // 4} words fit a datagram")
-        self._queued.append(sdp.Scp(sdp.CMD_SEND, 0, sdp.SEND_HOLD if hold else 0, 0, 0, data, *self._core_at(core)))
+        """Queued, and sent with the other queued messages (SEND_MANY datagrams, up to `window` in flight) before
+        the next command of any other kind: the board still sees every command in the host's order. `hold`: the
+        board keeps the message until `sync` delivers all held ones on one tick."""
+        self.send_many([(core, words)], timeout_s, hold)
+
+    def send_many(self, messages: list[tuple[int, np.ndarray]], timeout_s: float | None = None,
+                  hold: bool = False) -> None:
+        """send() of each (core, words), in order: they go up together, as few SEND_MANY datagrams as hold them."""
+        for core, words in messages:
+            w = np.ascontiguousarray(words, dtype="<u4")
+            if 4 * len(w) > sdp.MAX_DATA_BYTES:
+                raise TransportError(f"host message of {len(w)} words to core {core}: at most "
+                                     f"{sdp.MAX_DATA_BYTES // 4} words a message")
+            self._core_at(core)
+            self._queued.append((core, w, hold))
 
     @property
     def starts_together(self) -> bool:
@@ -478,8 +485,19 @@ class UdpTransport:
     def flush(self, timeout_s: float | None = None) -> None:
         """Send the queued host messages and wait for their acknowledgements."""
         queued, self._queued = self._queued, []
-        if queued:
-            self._many(queued, timeout_s=timeout_s, flush=False)
+        msgs, at = [], 0
+        while at < len(queued):  # a run of messages alike in `hold`, in as few datagrams as hold it
+            hold, end = queued[at][2], at
+            while end < len(queued) and queued[end][2] == hold:
+                end += 1
+            run = [(c, w) for c, w, _ in queued[at:end]]
+            while run:
+                data, n = sdp.pack_messages(run, sdp.MAX_BULK_DATA_BYTES)
+                msgs.append(sdp.Scp(sdp.CMD_SEND_MANY, 0, sdp.SEND_HOLD if hold else 0, n, 0, data, *sdp.MONITOR))
+                run = run[n:]
+            at = end
+        if msgs:
+            self._many(msgs, timeout_s=timeout_s, flush=False)
 
     def poll(self, timeout_s: float | None = None) -> list[tuple[int, np.ndarray]]:
         out: list[tuple[int, np.ndarray]] = []

@@ -28,7 +28,7 @@ def _start_ticks(trainer: BoardTrainer) -> dict[int, int]:
 
 
 def test_a_lost_sample_message_starts_no_core_late(serve) -> None:
-    """Rule: with one core's SAMPLE message lost on the way (and sent again after a retransmission timeout of
+    """Rule: with the SAMPLE messages lost on the way (their SEND_MANY, sent again after a retransmission timeout of
     several ticks), every core of the sample starts on the same tick of the realtime board, mid-sample too."""
     cfg = dataclasses.replace(ExperimentConfig(), train=dataclasses.replace(
         ExperimentConfig().train, input_mode="realtime", on_loss="count")).validate()
@@ -41,12 +41,12 @@ def test_a_lost_sample_message_starts_no_core_late(serve) -> None:
         assert trainer.transport.starts_together
         trainer.train_batch(x[0], y[:1])  # round trips measured
         for i in (1, 2):
-            proxy.drop_next(sdp.CMD_SEND)
+            proxy.drop_next(sdp.CMD_SEND_MANY)
             dropped = proxy.dropped
             streamer = trainer.streamer
             pending = [streamer.begin(trainer.next_sample_id(), int(y[i]), True, x[i])]
             trainer.transport.sync()
-            assert proxy.dropped == dropped + 1  # one SAMPLE message was lost, and sent again before SYNC
+            assert proxy.dropped == dropped + 1  # the SAMPLE messages were lost, and sent again before SYNC
             time.sleep(0.03)  # mid-sample (100 ticks of 1 ms)
             starts = _start_ticks(trainer)
             assert len(set(starts.values())) == 1, starts
