@@ -27,6 +27,8 @@ def _valid_datagrams(server: BoardServer) -> list[bytes]:
                               (sdp.CMD_STREAM, 0x100000, 3 << 16, bytes(16)), (sdp.CMD_MEM_READ, 0x100000, 8, b""),
                               (sdp.CMD_ROUTES, 0, 1, struct.pack("<7I", 0x01000000, 0xff000000, 1, 0, 0, 0, 0))):
         out.append(sdp.pack(sdp.sealed(sdp.Scp(cmd, 6 + len(out), a1, a2, 0, data, x=7, y=6, cpu=0))))
+    out.append(sdp.pack(sdp.sealed(sdp.Scp(sdp.CMD_SEND_MANY, 6 + len(out), 0, 2, 0,
+                                           struct.pack("<7I", 0, 2, 1, 0, 1, 1, 0)))))
     spikes = sdp.spike_parts(3, 80, np.array([1, 7, 79]))[0]
     for flags in (sdp.FLAGS_REPLY_EXPECTED, sdp.FLAGS_NO_REPLY):  # acknowledged, posted
         out.append(sdp.pack(sdp.sealed(sdp.Scp(sdp.CMD_SPIKES, 6 + len(out), 0x100000, 5, 0, spikes, flags=flags))))
