@@ -2,6 +2,7 @@
  * then a degree-6 minimax polynomial (Cephes expf coefficients) and an exact scaling by 2^k. */
 #include "fw_math.h"
 #include <stdint.h>
+#include "fw_vec_x86.h"
 
 static float scale_pow2(float p, int k)
 {
@@ -36,6 +37,27 @@ float fw_expf(float x)
     if (k > 127) return scale_pow2(p * 2.0f, k - 1);
     return scale_pow2(p, k);
 }
+
+#if !defined(__arm__)
+/* natively only: the vector path of the neuron step's surrogate, callable lane by lane by the tests */
+#ifdef FW_VEC_X86
+__attribute__((target("avx2"))) static void expf_n_avx2(const float *x, float *y, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i += 8u) {
+        const uint32_t m = n - i < 8u ? n - i : 8u;
+        _mm256_maskstore_ps(y + i, fw_lanes8(m), fw_expf8(_mm256_maskload_ps(x + i, fw_lanes8(m))));
+    }
+}
+#endif
+
+void fw_expf_n(const float *x, float *y, uint32_t n, int vectors)
+{
+#ifdef FW_VEC_X86
+    if (vectors && __builtin_cpu_supports("avx2")) { expf_n_avx2(x, y, n); return; }
+#endif
+    for (uint32_t i = 0; i < n; ++i) y[i] = fw_expf(x[i]);
+}
+#endif
 
 float fw_logf(float x)
 {

@@ -8,6 +8,7 @@
 #include "fw_internal.h"
 #include "fw_math.h"
 #include "hal.h"
+#include "fw_vec_x86.h"
 
 static float gaussian(float u, float mu, float sigma, fw_counts_t *c)
 {
@@ -53,6 +54,55 @@ float neuron_surrogate(const fw_config_t *cfg, float u, fw_counts_t *c)
     /* psi of a neuron far from its threshold is tiny, down to subnormal; as 0 it keeps the traces,
      * its products with the presynaptic traces, in normal floats */
     return fw_flush_tiny(surrogate(cfg, u, c));
+}
+
+#ifdef FW_VEC_X86
+/* The native build, on an AVX2 CPU: the default multi-Gaussian psi of 8 neurons at a time, from v and a
+ * as the step left them (u = v - A recomputed by the step's operations), each lane with surrogate()'s
+ * and gaussian()'s operations in their order, fw_expf8 for fw_expf: the scalar bits (tested over the ISS). */
+__attribute__((target("avx2")))
+static __m256 gaussian8(__m256 u, float mu, float sigma)
+{
+    const float sqrt_2pi = 2.5066282746f;
+    const __m256 d = _mm256_sub_ps(u, _mm256_set1_ps(mu));
+    const __m256 neg_dd = _mm256_xor_ps(_mm256_mul_ps(d, d), _mm256_set1_ps(-0.0f));
+    const __m256 arg = _mm256_div_ps(neg_dd, _mm256_set1_ps(2.0f * sigma * sigma));
+    return _mm256_div_ps(_mm256_div_ps(fw_expf8(arg), _mm256_set1_ps(sqrt_2pi)), _mm256_set1_ps(sigma));
+}
+
+__attribute__((target("avx2")))
+static void multi_gaussian_psi_avx2(const fw_config_t *cfg, const float *v, const float *a, float *psi, fw_counts_t *c)
+{
+    const uint32_t nl = cfg->n_local;
+    const float s = cfg->mg_sigma, h = cfg->mg_height, wide = cfg->mg_scale * s;
+    const __m256 tiny = _mm256_set1_ps(fw_float((127u - FW_TINY_EXP) << 23));
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (uint32_t j = 0; j < nl; j += 8u) {
+        const __m256i lanes = fw_lanes8(nl - j < 8u ? nl - j : 8u);
+        const __m256 A = _mm256_add_ps(_mm256_set1_ps(cfg->v_th),
+                                       _mm256_mul_ps(_mm256_set1_ps(cfg->beta), _mm256_maskload_ps(a + j, lanes)));
+        const __m256 u = _mm256_sub_ps(_mm256_maskload_ps(v + j, lanes), A);
+        const __m256 g0 = _mm256_mul_ps(gaussian8(u, 0.0f, s), _mm256_set1_ps(1.0f + h));
+        const __m256 g1 = _mm256_mul_ps(gaussian8(u, s, wide), _mm256_set1_ps(h));
+        const __m256 g2 = _mm256_mul_ps(gaussian8(u, -s, wide), _mm256_set1_ps(h));
+        const __m256 p = _mm256_mul_ps(_mm256_sub_ps(_mm256_sub_ps(g0, g1), g2), _mm256_set1_ps(cfg->mg_gamma));
+        const __m256 small = _mm256_cmp_ps(_mm256_and_ps(p, abs_mask), tiny, _CMP_LT_OQ);
+        _mm256_maskstore_ps(psi + j, lanes, _mm256_andnot_ps(small, p));  /* fw_flush_tiny */
+    }
+    c->exp_calls += 3u * nl;
+}
+#endif
+
+/* whether the neuron step leaves psi to multi_gaussian_psi_avx2: the default surrogate, all ALIF */
+static int psi_by_vectors(const fw_config_t *cfg)
+{
+#ifdef FW_VEC_X86
+    return cfg->surrogate == FW_SURR_MULTI_GAUSSIAN && cfg->neuron_lo >= cfg->n_regular
+        && __builtin_cpu_supports("avx2");
+#else
+    (void)cfg;
+    return 0;
+#endif
 }
 
 /* add the row of every presynaptic neuron whose bit is set, in ascending order (the dense sum with
@@ -160,6 +210,7 @@ void neuron_step(fw_header_t *h, uint8_t *arena, const uint32_t *input, const ui
     }
     rows += spiking_rows(w_rec, z_prev, cfg->n_rec, nl, i_rec);
     c->synapse_mults += rows * nl;
+    const int vectors = psi_by_vectors(cfg);
     for (uint32_t j = 0; j < nl; ++j) {
         const float zp = (float)fw_bit(z_prev, lo + j);
         a[j] = cfg->rho * a[j] + cfg->one_rho * zp;
@@ -168,7 +219,7 @@ void neuron_step(fw_header_t *h, uint8_t *arena, const uint32_t *input, const ui
         v[j] = cfg->alpha * v[j] + cfg->one_alpha * (i_in[j] + i_rec[j]) - zp * A;
         const float u = v[j] - A;
         z[j] = u > 0.0f ? 1.0f : 0.0f;
-        psi[j] = neuron_surrogate(cfg, u, c);
+        if (!vectors) psi[j] = neuron_surrogate(cfg, u, c);
         if (z[j] != 0.0f) {
             if (zcount) zcount[j] = zcount[j] + 1.0f;  /* train.rate_reg: the neuron's spikes in the sample */
             hal_send_mc(h, key | (lo + j), 0u);
@@ -176,5 +227,8 @@ void neuron_step(fw_header_t *h, uint8_t *arena, const uint32_t *input, const ui
             c->mc_sent++;
         }
     }
+#ifdef FW_VEC_X86
+    if (vectors) multi_gaussian_psi_avx2(cfg, v, a, psi, c);
+#endif
     c->neuron_updates += nl;
 }

@@ -75,6 +75,30 @@ def test_fw_expf_edges(lib) -> None:
     assert np.isnan(lib.fw_expf(float("nan")))
 
 
+def test_fw_expf_vectors_give_the_scalar_bits(lib) -> None:
+    """Rule: the native build's 8-wide exp (the neuron step's multi-Gaussian path on an AVX2 CPU) gives
+    fw_expf's bits lane by lane over the whole float range: every 4099th float of each sign, NaN, the
+    infinities, the range edges and the results that are subnormal or scaled past 2^127, and counts that
+    leave a partial last vector."""
+    ffi = Firmware().ffi
+    xs = np.concatenate([
+        np.arange(0, 0x7F800000, 4099, dtype=np.int64).astype(np.int32).view(np.float32),
+        np.arange(0, 0x7F800000, 4099, dtype=np.int64).astype(np.uint32).__or__(0x80000000).view(np.float32),
+        np.linspace(-103.98, -87.3, 20_001, dtype=np.float32), np.linspace(88.0, 88.8, 2_001, dtype=np.float32),
+        np.float32([np.nan, np.inf, -np.inf, 88.7228391, 88.72284, -103.972084, -103.97209, 0.0, -0.0]),
+    ])
+    if len(xs) % 8 == 0:
+        xs = np.append(xs, np.float32(0.5))  # a partial last vector
+    assert len(xs) % 8
+    scalar, vector = np.empty_like(xs), np.empty_like(xs)
+    x_ptr = ffi.cast("float *", ffi.from_buffer(xs))
+    lib.fw_expf_n(x_ptr, ffi.cast("float *", ffi.from_buffer(scalar)), len(xs), 0)
+    lib.fw_expf_n(x_ptr, ffi.cast("float *", ffi.from_buffer(vector)), len(xs), 1)
+    assert scalar.view(np.uint32)[100] == np.float32(lib.fw_expf(float(xs[100]))).view(np.uint32)
+    bad = np.flatnonzero(scalar.view(np.uint32) != vector.view(np.uint32))
+    assert bad.size == 0, f"x = {xs[bad[0]]!r}: scalar {scalar[bad[0]]!r}, vectors {vector[bad[0]]!r} ({bad.size} lanes differ)"
+
+
 def test_fw_logf_within_two_ulp(lib) -> None:
     """Rule: fw_logf(x) is within 2 ulp of float32(log(double(x))) for float32 x in (1e-30, 1e30): a
     log-spaced grid, random points, and every float of [0.5, 2] at a fine stride (around log's zero)."""
