@@ -9,22 +9,17 @@
 
 _Static_assert(EMU_DROP_SOURCES == FW_MAX_CORES + 1u, "a drop counter per core and one for injected packets");
 
+/* every field is a uint32_t count: added as one array (a few vector adds per handler call) */
+#define EMU_COUNT_FIELDS (sizeof(fw_counts_t) / sizeof(uint32_t))
+_Static_assert(sizeof(fw_counts_t) % sizeof(uint32_t) == 0, "fw_counts_t holds uint32_t counts only");
+
 void emu_add_counts(fw_counts_t *acc, fw_counts_t c)
 {
-    acc->neuron_updates += c.neuron_updates;
-    acc->synapse_mults += c.synapse_mults;
-    acc->trace_updates += c.trace_updates;
-    acc->exp_calls += c.exp_calls;
-    acc->adam_updates += c.adam_updates;
-    acc->mc_sent += c.mc_sent;
-    acc->mc_received += c.mc_received;
-    acc->host_words += c.host_words;
-    acc->dma_bytes += c.dma_bytes;
-    acc->words_cleared += c.words_cleared;
-    acc->partials_reduced += c.partials_reduced;
-    acc->w2_terms += c.w2_terms;
-    acc->spikes_received += c.spikes_received;
-    acc->partials_received += c.partials_received;
+    uint32_t a[EMU_COUNT_FIELDS], b[EMU_COUNT_FIELDS];
+    memcpy(a, acc, sizeof a);
+    memcpy(b, &c, sizeof b);
+    for (uint32_t i = 0; i < EMU_COUNT_FIELDS; ++i) a[i] += b[i];
+    memcpy(acc, a, sizeof a);
 }
 
 /* Where a core's side effects go: the chip's own buffers (`main`: packet FIFO, host buffer, DMA queue), or
