@@ -106,18 +106,21 @@ class TimedChip(FunctionalChip):
         self._drain_records()
 
     def _run_ticks(self, n_ticks: int):
-        """Run n_ticks windows of one tick each; in realtime mode each starts when it is due on the wall
-        clock (the advance is anchored when it starts: the host's time between advances is not lag)."""
+        """Run n_ticks of virtual time. Timed mode runs them as one window of the event loop (the same
+        events as tick by tick: the host sends nothing within an advance). Realtime mode runs one window a
+        tick, each when it is due on the wall clock (the advance is anchored when it starts: the host's time
+        between advances is not lag)."""
         lib, t, tick_ps, pacer = self.fw.lib, self._t, self.desc.tick_ps, self.pacer
-        if pacer is not None:
-            pacer.anchor(self.env.now)
+        if pacer is None:  # nothing to pace, and the host sends nothing in between: all the ticks at once
+            lib.emu_timed_run(self._chip, t, self.env.now + n_ticks * tick_ps)
+            yield self.env.timeout(n_ticks * tick_ps)
+            return
+        pacer.anchor(self.env.now)
         for _ in range(n_ticks):
-            if pacer is not None:
-                pacer.start_tick(self.env.now)
+            pacer.start_tick(self.env.now)
             lib.emu_timed_run(self._chip, t, self.env.now + tick_ps)
             yield self.env.timeout(tick_ps)
-        if pacer is not None:
-            pacer.wait_until(self.env.now)  # the last tick lasts its millisecond too
+        pacer.wait_until(self.env.now)  # the last tick lasts its millisecond too
 
     def record(self, on: bool) -> None:
         """Keep the per-tick records of every core from the next tick on (True) or stop (False)."""
