@@ -53,19 +53,26 @@ class PartTotals:
         cycles = recs["cycles"].astype(np.int64)
         # the worst tick of each core: the first of the most cycles, as the C loop keeps it
         order = np.lexsort((np.arange(len(core)), -cycles, core))
-        first = order[np.r_[True, core[order][1:] != core[order][:-1]]]
+        run_start = np.flatnonzero(np.r_[True, core[order][1:] != core[order][:-1]])  # each core's run in order
+        first = order[run_start]
         c = core[first]
         better = (a["ticks"][c] == 0) | (cycles[first] > a["worst_cycles"][c])
         a["worst_cycles"][c[better]] = cycles[first][better]
         a["worst_tick"][c[better]] = recs["tick"][first][better]
-        np.add.at(a["ticks"], core, 1)
-        np.add.at(a["overruns"], core, recs["overrun"].astype(np.int64))
-        np.add.at(a["busy_cycles"], core, cycles)
-        np.add.at(a["packets_received"], core, recs["packets"].astype(np.int64))
-        np.maximum.at(a["max_queue"], core, recs["max_queue"].astype(np.int64))
-        np.maximum.at(a["max_timer_delay_ps"], core, recs["timer_delay_ps"].astype(np.int64))
+        n = self.n_cores
+
+        def total(x: np.ndarray) -> np.ndarray:  # per core, exact: each advance's sums stay far below 2^53
+            return np.bincount(core, weights=x, minlength=n).astype(np.int64)
+
+        a["ticks"] += np.bincount(core, minlength=n)
+        a["overruns"] += total(recs["overrun"])
+        a["busy_cycles"] += total(cycles)
+        a["packets_received"] += total(recs["packets"])
+        for key, field in (("max_queue", "max_queue"), ("max_timer_delay_ps", "timer_delay_ps")):
+            most = np.maximum.reduceat(recs[field].astype(np.int64)[order], run_start)
+            a[key][c] = np.maximum(a[key][c], most)
         bins = np.minimum((cycles.astype(np.float64) * 100.0 / self.budget_cycles).astype(np.int64), N_UTIL_BINS - 1)
-        np.add.at(a["util_hist"], (core, bins), 1)
+        a["util_hist"] += np.bincount(core * N_UTIL_BINS + bins, minlength=n * N_UTIL_BINS).reshape(n, N_UTIL_BINS)
 
 
 def _dtype(ffi: Any, struct: str, fields: list[tuple[str, str]]) -> np.dtype:
