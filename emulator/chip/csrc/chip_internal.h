@@ -4,7 +4,17 @@
 
 #include "chip_loop.h"
 
-void emu_add_counts(fw_counts_t *acc, fw_counts_t c);
+_Static_assert(sizeof(fw_counts_t) % sizeof(uint32_t) == 0, "fw_counts_t holds uint32_t counts only");
+
+/* acc += c, field by field (every field is a uint32_t count). Scalar and only the nonzero ones: a handler
+ * returns a few, and vector loads of the struct it has just stored stall on store forwarding. */
+static inline void emu_add_counts(fw_counts_t *acc, fw_counts_t c)
+{
+    uint32_t *a = (uint32_t *)acc;
+    const uint32_t *b = (const uint32_t *)&c;
+    for (uint32_t i = 0; i < sizeof c / sizeof *b; ++i)
+        if (b[i]) a[i] += b[i];
+}
 /* copy SDRAM -> SRAM; 0 for an address outside SDRAM or the core's SRAM (counted, no completion) */
 int emu_dma_copy(emu_chip_t *chip, const emu_dma_t *d);
 /* the first routing entry matching key, or 0 */

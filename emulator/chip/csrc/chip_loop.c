@@ -9,19 +9,6 @@
 
 _Static_assert(EMU_DROP_SOURCES == FW_MAX_CORES + 1u, "a drop counter per core and one for injected packets");
 
-/* every field is a uint32_t count: added as one array (a few vector adds per handler call) */
-#define EMU_COUNT_FIELDS (sizeof(fw_counts_t) / sizeof(uint32_t))
-_Static_assert(sizeof(fw_counts_t) % sizeof(uint32_t) == 0, "fw_counts_t holds uint32_t counts only");
-
-void emu_add_counts(fw_counts_t *acc, fw_counts_t c)
-{
-    uint32_t a[EMU_COUNT_FIELDS], b[EMU_COUNT_FIELDS];
-    memcpy(a, acc, sizeof a);
-    memcpy(b, &c, sizeof b);
-    for (uint32_t i = 0; i < EMU_COUNT_FIELDS; ++i) a[i] += b[i];
-    memcpy(acc, a, sizeof a);
-}
-
 /* Where a core's side effects go: the chip's own buffers (`main`: packet FIFO, host buffer, DMA queue), or
  * a thread's stage in a timer phase run by several threads. The DMA queue is emptied by each settle. */
 typedef struct {

@@ -56,11 +56,15 @@ static emu_event_t event(int64_t time_ps, uint32_t cls, uint32_t type, uint32_t 
     return ev;
 }
 
+/* x mod n; a mask where n is a power of two (the pool and queues by default: a division per word in
+ * flight was a tenth of the loop's time) */
+static inline uint64_t wrap(uint64_t x, uint64_t n) { return (n & (n - 1u)) == 0u ? x & (n - 1u) : x % n; }
+
 /* -- the ring of words in flight (packet bursts, host messages) ----------------------------------- */
 static uint64_t pool_put(emu_timed_t *t, const uint32_t *words, uint32_t n)
 {
     const uint64_t at = t->pool_head;
-    for (uint32_t i = 0; i < n; ++i) t->pool[(at + i) % t->pool_cap] = words[i];
+    for (uint32_t i = 0; i < n; ++i) t->pool[wrap(at + i, t->pool_cap)] = words[i];
     t->pool_head += n;
     return at;
 }
@@ -71,7 +75,7 @@ static int pool_live(emu_timed_t *t, uint64_t at, uint32_t n)
     return 1;
 }
 
-static uint32_t pool_word(const emu_timed_t *t, uint64_t at) { return t->pool[at % t->pool_cap]; }
+static uint32_t pool_word(const emu_timed_t *t, uint64_t at) { return t->pool[wrap(at, t->pool_cap)]; }
 
 /* -- arrivals at a core ------------------------------------------------------------------------------ */
 static void wake(emu_timed_t *t, uint32_t core, int64_t time_ps)
@@ -116,7 +120,7 @@ static void arrive(emu_chip_t *chip, emu_timed_t *t, const emu_event_t *ev)
         for (uint32_t i = 0; i < ev->c; ++i) {
             const uint32_t key = pool_word(t, at + 2u * i), payload = pool_word(t, at + 2u * i + 1u);
             if (c->rx_len < t->rx_depth) {  /* room: then nothing waits (a waiting packet takes the first room) */
-                const uint32_t slot = ev->core * t->rx_depth + (c->rx_head + c->rx_len) % t->rx_depth;
+                const uint32_t slot = ev->core * t->rx_depth + (uint32_t)wrap(c->rx_head + c->rx_len, t->rx_depth);
                 t->rx_keys[slot] = key;
                 t->rx_payloads[slot] = payload;
                 c->rx_len++;
@@ -125,7 +129,7 @@ static void arrive(emu_chip_t *chip, emu_timed_t *t, const emu_event_t *ev)
             } else if (c->wait_len == t->wait_depth) {
                 c->small_q_overflows++;
             } else {
-                const uint32_t slot = ev->core * t->wait_depth + (c->wait_head + c->wait_len++) % t->wait_depth;
+                const uint32_t slot = ev->core * t->wait_depth + (uint32_t)wrap(c->wait_head + c->wait_len++, t->wait_depth);
                 t->wait_keys[slot] = key;
                 t->wait_payloads[slot] = payload;
                 t->wait_deadline_ps[slot] = ev->time_ps + t->drop_timeout_ps;
@@ -138,7 +142,7 @@ static void arrive(emu_chip_t *chip, emu_timed_t *t, const emu_event_t *ev)
     }
     case EV_DROP:  /* the router drops the packets that waited their timeout; nothing for the core to do */
         while (c->wait_len && t->wait_deadline_ps[ev->core * t->wait_depth + c->wait_head] <= ev->time_ps) {
-            c->wait_head = (c->wait_head + 1u) % t->wait_depth;
+            c->wait_head = (uint32_t)wrap(c->wait_head + 1u, t->wait_depth);
             c->wait_len--;
             c->rx_overflows++;
         }
@@ -302,10 +306,10 @@ static void close_tick(emu_timed_t *t, uint32_t core)
     }
 }
 
-static uint32_t charge(emu_timed_t *t, uint32_t core, uint32_t kind, fw_counts_t counts)
+static uint32_t charge(emu_timed_t *t, uint32_t core, uint32_t kind, const fw_counts_t *counts)
 {
     emu_tcore_t *c = &t->cores[core];
-    const uint32_t *v = (const uint32_t *)&counts;
+    const uint32_t *v = (const uint32_t *)counts;
     double cycles = (double)t->irq_cycles + t->base_cycles[kind];
     c->phase_cycles[EMU_PHASE_OVERHEAD] += (double)t->irq_cycles;
     c->phase_cycles[t->phase_of_base[kind]] += t->base_cycles[kind];
@@ -336,7 +340,7 @@ static int64_t serve(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t ti
     c->wake_pending = 0;
     if (c->rx_len) {
         const uint32_t slot = core * t->rx_depth + c->rx_head;
-        c->rx_head = (c->rx_head + 1u) % t->rx_depth;
+        c->rx_head = (uint32_t)wrap(c->rx_head + 1u, t->rx_depth);
         c->rx_len--;
         kind = EMU_H_PACKET;
         counts = ok ? fw_on_mc_packet(arena, t->rx_keys[slot], t->rx_payloads[slot]) : none;
@@ -344,11 +348,11 @@ static int64_t serve(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t ti
         c->packets_received++;
         if (c->wait_len) {  /* the oldest packet waiting at the router takes the room (its timeout is ahead) */
             const uint32_t from = core * t->wait_depth + c->wait_head;
-            const uint32_t to = core * t->rx_depth + (c->rx_head + c->rx_len) % t->rx_depth;
+            const uint32_t to = core * t->rx_depth + (uint32_t)wrap(c->rx_head + c->rx_len, t->rx_depth);
             t->rx_keys[to] = t->wait_keys[from];
             t->rx_payloads[to] = t->wait_payloads[from];
             c->rx_len++;
-            c->wait_head = (c->wait_head + 1u) % t->wait_depth;
+            c->wait_head = (uint32_t)wrap(c->wait_head + 1u, t->wait_depth);
             c->wait_len--;
         }
     } else if (c->dma_len) {
@@ -392,7 +396,7 @@ static int64_t serve(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t ti
         return -1;  /* nothing to do: idle until the next arrival */
     }
     emu_add_counts(&chip->counts[core], counts);
-    const uint32_t cycles = charge(t, core, kind, counts);
+    const uint32_t cycles = charge(t, core, kind, &counts);
     const int64_t end_ps = time_ps + (int64_t)cycles * t->cycle_ps[core];
     if (t->log_len < t->log_cap) {
         emu_hlog_t *l = &t->log[t->log_len++];
