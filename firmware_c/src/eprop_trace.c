@@ -94,6 +94,23 @@ static int trace_block_avx2(const fw_config_t *cfg, uint32_t n_pre, const float 
                       acc + i * nl + j);
     return 1;
 }
+
+/* decay_add_spikes' first n rounded down to 8 (the rest by the scalar loop): alpha ev + (0 or 1) per lane,
+ * the bit spread to a lane mask that selects 1.0f or +0.0f, as (float)fw_bit gives */
+__attribute__((target("avx2")))
+static uint32_t decay_add_spikes_avx2(float *ev, const uint32_t *bits, uint32_t n, float alpha)
+{
+    const __m256 v_alpha = _mm256_set1_ps(alpha), one = _mm256_set1_ps(1.0f);
+    const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    uint32_t i = 0;
+    for (; i + 8u <= n; i += 8u) {
+        const __m256i byte = _mm256_set1_epi32((int32_t)((bits[i >> 5] >> (i & 31u)) & 0xffu));
+        const __m256 spike = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(byte, lane_bit),
+                                                                                    lane_bit)), one);
+        _mm256_storeu_ps(ev + i, _mm256_add_ps(_mm256_mul_ps(v_alpha, _mm256_loadu_ps(ev + i)), spike));
+    }
+    return i;
+}
 #define TRACE_HAS_AVX2 1
 #endif
 
@@ -149,7 +166,11 @@ static void trace_run(const fw_config_t *cfg, uint32_t n_pre, const float *ev, c
  * 1 KiB boundary after the code, keeps its room (114,688 B with ABI 6) (GCC and Clang both take the attribute). */
 __attribute__((noinline)) static void decay_add_spikes(float *ev, const uint32_t *bits, uint32_t n, float alpha)
 {
-    for (uint32_t i = 0; i < n; ++i) ev[i] = alpha * ev[i] + (float)fw_bit(bits, i);
+    uint32_t i = 0;
+#ifdef TRACE_HAS_AVX2
+    if (__builtin_cpu_supports("avx2")) i = decay_add_spikes_avx2(ev, bits, n, alpha);
+#endif
+    for (; i < n; ++i) ev[i] = alpha * ev[i] + (float)fw_bit(bits, i);
 }
 
 void eprop_trace_step(fw_header_t *h, uint8_t *arena, const uint32_t *input, const uint32_t *z_prev, fw_counts_t *c)

@@ -7,6 +7,23 @@
 #include "fw_internal.h"
 #include "fw_math.h"
 #include "hal.h"
+#include "fw_vec_x86.h"
+
+#ifdef FW_VEC_X86
+/* The native build, on an AVX2 CPU: the partial sums of 8 outputs at a time, each lane adding
+ * zbar[j] w_out[j][k] over j in ascending order from +0 as the scalar loop does: its bits. */
+__attribute__((target("avx2")))
+static void partials_avx2(const float *zbar, const float *w_out, uint32_t nl, uint32_t no, float *y)
+{
+    for (uint32_t k = 0; k < no; k += 8u) {
+        const __m256i lanes = fw_lanes8(no - k < 8u ? no - k : 8u);
+        __m256 sum = _mm256_setzero_ps();
+        for (uint32_t j = 0; j < nl; ++j)
+            sum = _mm256_add_ps(sum, _mm256_mul_ps(_mm256_set1_ps(zbar[j]), _mm256_maskload_ps(w_out + j * no + k, lanes)));
+        _mm256_maskstore_ps(y + k, lanes, sum);
+    }
+}
+#endif
 
 void readout_send_partials(fw_header_t *h, uint8_t *arena, uint32_t tick, fw_counts_t *c)
 {
@@ -19,6 +36,15 @@ void readout_send_partials(fw_header_t *h, uint8_t *arena, uint32_t tick, fw_cou
         zbar[j] = zbar[j] * cfg->kappa + z[j];
         zsum[j] = zsum[j] + zbar[j];
     }
+#ifdef FW_VEC_X86
+    if (__builtin_cpu_supports("avx2")) {
+        float y[FW_MAX_OUT];
+        partials_avx2(zbar, w_out, nl, no, y);
+        for (uint32_t k = 0; k < no; ++k) hal_send_mc(h, key | (cfg->src_index * no + k), fw_bits(y[k]));
+        c->mc_sent += no;
+        return;
+    }
+#endif
     for (uint32_t k = 0; k < no; ++k) {
         float y = 0.0f;
         for (uint32_t j = 0; j < nl; ++j) y += zbar[j] * w_out[j * no + k];
