@@ -149,14 +149,20 @@ static int add_rows_avx2(const float *w, const float *x, const uint32_t *bits, u
         sum[v] = _mm256_maskload_ps(acc + 8u * v, mask[v]);
     }
     uint32_t n = 0;
-    for (uint32_t i = 0; i < n_pre; ++i) {
-        const float *row = w + i * nl;
-        if (bits) {
-            if (!fw_bit(bits, i)) continue;
-            n++;
-            for (uint32_t v = 0; v < nv; ++v)
-                sum[v] = _mm256_add_ps(sum[v], _mm256_maskload_ps(row + 8u * v, mask[v]));
-        } else {
+    if (bits) {  /* the set bits in ascending order, word by word (no branch per silent neuron) */
+        for (uint32_t wd = 0; wd < fw_bitmap_words(n_pre); ++wd) {
+            uint32_t word = bits[wd];
+            if (32u * wd + 32u > n_pre) word &= (1u << (n_pre & 31u)) - 1u;  /* bits past n_pre are not rows */
+            for (; word; word &= word - 1u) {
+                const float *row = w + (32u * wd + (uint32_t)__builtin_ctz(word)) * nl;
+                n++;
+                for (uint32_t v = 0; v < nv; ++v)
+                    sum[v] = _mm256_add_ps(sum[v], _mm256_maskload_ps(row + 8u * v, mask[v]));
+            }
+        }
+    } else {
+        for (uint32_t i = 0; i < n_pre; ++i) {
+            const float *row = w + i * nl;
             const __m256 xi = _mm256_set1_ps(x[i]);
             for (uint32_t v = 0; v < nv; ++v)
                 sum[v] = _mm256_add_ps(sum[v], _mm256_mul_ps(xi, _mm256_maskload_ps(row + 8u * v, mask[v])));
