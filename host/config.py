@@ -34,6 +34,22 @@ MAX_ARENA_BYTES = 16 << 20  # what-if chips with more SRAM per core; the chip's 
 
 
 @dataclass(frozen=True)
+class ConnectivityConfig:
+    """Sparse connectivity (issue 27; NEST's N-MNIST e-prop example keeps 0.25 / 0.01 of the synapses): each
+    input synapse i -> j is present with probability p_in, each recurrent one with p_rec, drawn once from
+    `seed` (host/connectivity.py). Absent synapses have weight 0, no gradient, and no state on the chip.
+    1.0, 1.0: all-to-all (the default, today's bits and dense loops)."""
+
+    p_in: float = 1.0
+    p_rec: float = 1.0
+    seed: int = 0
+
+    @property
+    def sparse(self) -> bool:
+        return self.p_in < 1.0 or self.p_rec < 1.0
+
+
+@dataclass(frozen=True)
 class NetworkConfig:
     """Sizes and neuron/surrogate parameters of the ALIF SRNN."""
 
@@ -62,6 +78,8 @@ class NetworkConfig:
     #   arctan: gamma / pi / (1 + (beta pi u)^2)   (docs/options.md)
     surrogate_beta: float = 1.0
     surrogate_gamma: float = 0.3
+    # sparse connectivity: the mask of present input and recurrent synapses (docs/options.md)
+    connectivity: ConnectivityConfig = field(default_factory=ConnectivityConfig)
 
     def decays(self) -> tuple[float, float, float]:
         """(alpha, rho, kappa) as float32 values, computed in double like the authors' code."""
@@ -239,6 +257,14 @@ class ExperimentConfig:
         if not 0 <= n.n_regular <= n.n_rec:
             raise ConfigError(f"network.n_regular (LIF neurons among the hidden ones) must be in 0..{n.n_rec} "
                               f"(network.n_rec), got {n.n_regular}")
+        if not isinstance(n.connectivity, ConnectivityConfig):
+            raise ConfigError(f"network.connectivity must be a mapping {{p_in, p_rec, seed}}, got {n.connectivity!r}")
+        for name in ("p_in", "p_rec"):
+            if not 0 < getattr(n.connectivity, name) <= 1:
+                raise ConfigError(f"network.connectivity.{name} (the fraction of synapses present) must be in (0, 1], "
+                                  f"got {getattr(n.connectivity, name)}")
+        if n.connectivity.seed < 0:
+            raise ConfigError(f"network.connectivity.seed must be >= 0, got {n.connectivity.seed}")
         if p.neurons_per_core > lib.FW_MAX_LOCAL:
             raise ConfigError(f"partition.neurons_per_core is {p.neurons_per_core}, the firmware supports at most "
                               f"{lib.FW_MAX_LOCAL}")

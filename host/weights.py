@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from s2eprop.host.config import NetworkConfig
+from s2eprop.host.connectivity import connectivity_masks
 from s2eprop.host.errors import DataError
 from s2eprop.host.files import atomic_write
 
@@ -37,7 +38,23 @@ class Weights:
                 raise DataError(f"{source}: {key} must be float32, got {arr.dtype}")
             if not np.all(np.isfinite(arr)):
                 raise DataError(f"{source}: {key} contains NaN or infinity")
+        masks = connectivity_masks(net)
+        for key in ("w_in", "w_rec") if masks is not None else ():
+            stray = np.count_nonzero(getattr(self, key)[~masks.of(key)])
+            if stray:
+                c = net.connectivity
+                raise DataError(f"{source}: {key} has {stray} nonzero weight(s) at synapses absent from the network's "
+                                f"mask (network.connectivity p_in {c.p_in}, p_rec {c.p_rec}, seed {c.seed}); "
+                                f"zero them (Weights.masked) or train with the connectivity these weights came from")
         return self
+
+    def masked(self, net: NetworkConfig) -> "Weights":
+        """A copy with the weights of the synapses absent from net's mask set to 0 (network.connectivity)."""
+        masks = connectivity_masks(net)
+        if masks is None:
+            return self.copy()
+        return Weights(np.where(masks.w_in, self.w_in, self.w_in.dtype.type(0)),
+                       np.where(masks.w_rec, self.w_rec, self.w_rec.dtype.type(0)), self.w_out.copy(), self.labels)
 
     def save(self, path: str | Path) -> Path:
         arrays = dict(self.as_dict(), labels=np.asarray(self.labels))
@@ -45,7 +62,8 @@ class Weights:
 
 
 def init_weights(net: NetworkConfig, seed: int, labels: tuple[str, ...] = ()) -> Weights:
-    """Reference initialisation: W_in ~ N(0, 1/n_in), W_rec and W_out ~ N(0, 1/n_rec); diagonal kept."""
+    """Reference initialisation: W_in ~ N(0, 1/n_in), W_rec and W_out ~ N(0, 1/n_rec); diagonal kept; the
+    synapses absent from network.connectivity's mask 0 (the others keep the values of the dense draw)."""
     rng = np.random.default_rng(seed)
     f32 = np.float32
     return Weights(
@@ -53,7 +71,7 @@ def init_weights(net: NetworkConfig, seed: int, labels: tuple[str, ...] = ()) ->
         w_rec=(rng.standard_normal((net.n_rec, net.n_rec)) / np.sqrt(net.n_rec)).astype(f32),
         w_out=(rng.standard_normal((net.n_rec, net.n_out)) / np.sqrt(net.n_rec)).astype(f32),
         labels=labels,
-    )
+    ).masked(net)
 
 
 def load_weights(path: str | Path, net: NetworkConfig) -> Weights:

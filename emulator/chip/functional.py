@@ -39,7 +39,7 @@ MAX_THREADS = 64  # chip_loop.h EMU_MAX_THREADS
 # a core's run-time error (chip_loop.h EMU_RTE_*): why the emulator stopped it
 RTE_REASONS = {
     int(abi().EMU_RTE_HEADER): "its header is no longer a valid image's (magic, ABI version or arena size)",
-    int(abi().EMU_RTE_LAYOUT): "its config or layout is no longer valid (the layout is not its config's)",
+    int(abi().EMU_RTE_LAYOUT): "its config or layout is no longer valid (the layout is not its config's, or its sparse index breaks fw_abi.h's rules)",
     int(abi().EMU_RTE_STATE): "a state field is out of range (outbox not empty between handlers, or a label >= n_out)",
     int(abi().EMU_RTE_OUTBOX): "its outbox holds an entry past its count, or lies outside its SRAM",
 }

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define FW_MAGIC 0x53324550u /* "S2EP" */
-#define FW_ABI_VERSION 6u
+#define FW_ABI_VERSION 7u
 #define FW_MAX_CORES 160u
 #define FW_MAX_REC 1024u
 #define FW_MAX_OUT 56u        /* a RESULT message (5 + n_out words) fits one host message */
@@ -35,6 +35,15 @@
 /* weight optimizers */
 #define FW_OPT_ADAM 0u
 #define FW_OPT_SGD 1u             /* m = momentum m + g;  W -= lr m */
+
+/* Sparse connectivity (network.connectivity, docs/options.md). A core with fw_config_t.sparse = 1 stores only
+ * the present synapses of its input and recurrent blocks, by presynaptic row: the synapses of presynaptic
+ * neuron i are the entries row[i] .. row[i+1]-1 of every [pre][local] region of the block (w, m, v, ea, eb,
+ * acc), and col[k] is the local neuron of entry k, ascending within a row. row: n_pre + 1 uint16 (row[0] = 0,
+ * row[n_pre] = the block's present synapses, nnz_in or nnz_rec: at most FW_MAX_SPARSE), col: nnz uint8
+ * (n_local <= FW_MAX_LOCAL = 256). fw_init and the emulator's core check refuse an index that breaks these
+ * rules (fw_index_valid), so the loops never read outside their regions. */
+#define FW_MAX_SPARSE 65535u
 
 /* host -> core messages: word 0 is the type; none is longer than FW_MAX_HOST_WORDS */
 #define FW_MAX_HOST_WORDS 64u /* 256 B: SpiNNaker's SDP payload */
@@ -139,6 +148,8 @@ typedef struct {
     uint32_t optimizer;       /* FW_OPT_* */
     float momentum;           /* FW_OPT_SGD: momentum of m (0: plain gradient descent) */
     float c_reg, f_target;    /* firing-rate regularisation: coefficient (0: off), target in spikes per step */
+    uint32_t sparse;          /* 1: the input and recurrent blocks hold the present synapses only (FW_MAX_SPARSE) */
+    uint32_t nnz_in, nnz_rec; /* sparse: present synapses of the input and recurrent blocks (0 when dense) */
 } fw_config_t;
 
 /* byte offsets of the arena regions (0 = absent) and the total size */
@@ -159,10 +170,12 @@ typedef struct {
     uint32_t outbox;                             /* outbox ring [outbox_words] */
     uint32_t m_fb, v_fb;                         /* adaptive feedback: optimizer moments of fb [local][n_out] */
     uint32_t zcount;                             /* rate regularisation: spikes of each neuron in the sample [local] */
+    uint32_t row_in, col_in, row_rec, col_rec;   /* sparse index: uint16 [n_pre + 1], uint8 [nnz] per block */
     uint32_t end;                                /* total arena bytes */
     /* byte counts for memory accounting */
     uint32_t weights_bytes, optimizer_bytes, trace_bytes, neuron_bytes, readout_bytes, buffer_bytes;
     uint32_t record_bytes;
+    uint32_t index_bytes;                        /* sparse index (row and col of both blocks) */
 } fw_layout_t;
 
 /* provenance counters: every loss the core can see, never silent (read by the host) */
@@ -243,6 +256,9 @@ uint32_t fw_input_slot_words(uint32_t input_kind, uint32_t n_in);
 uint32_t fw_record_words(const fw_config_t *cfg, uint32_t stream);
 /* layout of an arena for a config; returns total bytes (0 if the config is invalid) */
 uint32_t fw_layout(const fw_config_t *cfg, fw_layout_t *out);
+/* 1 if the arena's sparse index keeps the rules above (or the core is dense), else 0; the header's layout
+ * must be its config's (fw_layout) and lie inside the arena */
+uint32_t fw_index_valid(const uint8_t *arena);
 
 /* handlers: the arena is the core's data memory, header first */
 uint32_t fw_init(uint8_t *arena, uint32_t arena_bytes);

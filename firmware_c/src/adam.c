@@ -111,6 +111,24 @@ static void add_rate_reg(const fw_config_t *cfg, uint32_t n_pre, const float *L,
         }
 }
 
+/* network.connectivity: a block's gradient over its present synapses (fw_abi.h: col), formed in acc in place as
+ * the dense passes form it: L_j acc, or with the rate term (r not 0) L_j acc + r_j sum_e, in add_rate_reg's order;
+ * the optimizer then reads it with scale 1 (1 x g is g: the dense path's bits). Plain C on every build. */
+__attribute__((noinline)) static void gradient_sparse(const fw_config_t *cfg, uint32_t nnz, const uint8_t *col,
+                                                      const float *L, const float *r, float *acc, const float *eb)
+{
+    const float one_kappa = 1.0f - cfg->kappa, kappa = cfg->kappa;
+    for (uint32_t k = 0; k < nnz; ++k) {
+        const uint32_t j = col[k];
+        if (r) {
+            const float sum_e = one_kappa * acc[k] + kappa * eb[k];
+            acc[k] = L[j] * acc[k] + r[j] * sum_e;
+        } else {
+            acc[k] = L[j] * acc[k];
+        }
+    }
+}
+
 void adam_apply_sample(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
 {
     const fw_config_t *cfg = &h->config;
@@ -133,20 +151,30 @@ void adam_apply_sample(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
     const float lr_t = s->lr * fw_sqrtf(1.0f - s->b2_pow) / (1.0f - s->b1_pow);
     const float *scale = L;
     uint32_t stride = nl;
+    const uint32_t syn_in = fw_syn_in(cfg), syn_rec = fw_syn_rec(cfg);  /* stored synapses (sparse: present) */
+    static const float one_scale = 1.0f;
+    float r[FW_MAX_LOCAL];
     if (cfg->c_reg != 0.0f) {  /* the rate term joins the gradient in acc (the region exists: fw_layout) */
         const float *zcount = FW_F32(arena, h, zcount);
-        float r[FW_MAX_LOCAL];
         for (uint32_t j = 0; j < nl; ++j) r[j] = (cfg->c_reg * (zcount[j] / T - cfg->f_target)) / T;
+        c->adam_updates += syn_in + syn_rec;  /* a second pass over the synapses */
+    }
+    if (cfg->sparse) {  /* network.connectivity: the present synapses' gradients formed in acc */
+        const float *rr = cfg->c_reg != 0.0f ? r : 0;
+        gradient_sparse(cfg, syn_in, FW_U8(arena, h, col_in), L, rr, FW_F32(arena, h, acc_in), FW_F32(arena, h, eb_in));
+        gradient_sparse(cfg, syn_rec, FW_U8(arena, h, col_rec), L, rr, FW_F32(arena, h, acc_rec),
+                        FW_F32(arena, h, eb_rec));
+        scale = &one_scale;
+        stride = 1u;
+    } else if (cfg->c_reg != 0.0f) {
         add_rate_reg(cfg, cfg->n_in, L, r, FW_F32(arena, h, acc_in), FW_F32(arena, h, eb_in));
         add_rate_reg(cfg, cfg->n_rec, L, r, FW_F32(arena, h, acc_rec), FW_F32(arena, h, eb_rec));
-        c->adam_updates += (cfg->n_in + cfg->n_rec) * nl;  /* a second pass over the synapses */
-        static const float one_scale = 1.0f;
         scale = &one_scale;
         stride = 1u;
     }
-    step_block(cfg, s, lr_t, cfg->n_in * nl, scale, stride, FW_F32(arena, h, acc_in), FW_F32(arena, h, w_in),
+    step_block(cfg, s, lr_t, syn_in, scale, stride, FW_F32(arena, h, acc_in), FW_F32(arena, h, w_in),
                FW_F32(arena, h, m_in), FW_F32(arena, h, v_in));
-    step_block(cfg, s, lr_t, cfg->n_rec * nl, scale, stride, FW_F32(arena, h, acc_rec), FW_F32(arena, h, w_rec),
+    step_block(cfg, s, lr_t, syn_rec, scale, stride, FW_F32(arena, h, acc_rec), FW_F32(arena, h, w_rec),
                FW_F32(arena, h, m_rec), FW_F32(arena, h, v_rec));
     /* readout weights, row by row: the gradient (zsum_j err_k) / T is formed in place of acc */
     float *wo = FW_F32(arena, h, w_out), *mo = FW_F32(arena, h, m_out), *vo = FW_F32(arena, h, v_out);
@@ -162,5 +190,5 @@ void adam_apply_sample(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
     s->b1_pow = s->b1_pow * cfg->adam_b1;
     s->b2_pow = s->b2_pow * cfg->adam_b2;
     s->adam_t++;
-    c->adam_updates += (cfg->n_in + cfg->n_rec + no) * nl;
+    c->adam_updates += syn_in + syn_rec + no * nl;
 }

@@ -173,6 +173,47 @@ __attribute__((noinline)) static void decay_add_spikes(float *ev, const uint32_t
     for (; i < n; ++i) ev[i] = alpha * ev[i] + (float)fw_bit(bits, i);
 }
 
+/* network.connectivity: the present synapses of the input block, then of the recurrent one, row by row
+ * (fw_abi.h: row, col), each element as trace_one with psi_a in the eps_a line (psi_a = psi for an ALIF neuron:
+ * trace_one's bits; 0 for a LIF one: trace_block_lif's). The recurrent block's self-connections (local j of
+ * presynaptic row neuron_lo + j) keep no trace: skipped, their ea, eb, acc stay the 0 of the sample's start.
+ * Plain C on every build. Returns the synapses updated. */
+__attribute__((noinline)) static uint32_t trace_blocks_sparse(const fw_header_t *h, uint8_t *arena, const float *ev_in,
+                                                              const float *ev_rec, const float *psi, const float *psi_a,
+                                                              const float *ca)
+{
+    const fw_config_t *cfg = &h->config;
+    const fw_layout_t *L = &h->layout;
+    const float oaor = cfg->one_alpha_x_one_rho, one_alpha = cfg->one_alpha;
+    const float beta = cfg->beta, kappa = cfg->kappa;
+    uint32_t n = 0;
+    for (int rec = 0; rec < 2; ++rec) {  /* the input block, then the recurrent one */
+        const float *ev = rec ? ev_rec : ev_in;
+        const uint32_t n_pre = rec ? cfg->n_rec : cfg->n_in;
+        const uint32_t diag_lo = rec ? cfg->neuron_lo : FW_MAX_REC + FW_MAX_IN;  /* the input block: no row reaches it */
+        const uint16_t *row = (const uint16_t *)(arena + (rec ? L->row_rec : L->row_in));
+        const uint8_t *col = arena + (rec ? L->col_rec : L->col_in);
+        float *ea = (float *)(arena + (rec ? L->ea_rec : L->ea_in));
+        float *eb = (float *)(arena + (rec ? L->eb_rec : L->eb_in));
+        float *acc = (float *)(arena + (rec ? L->acc_rec : L->acc_in));
+        for (uint32_t i = 0; i < n_pre; ++i) {
+            const float evi = ev[i];
+            const uint32_t self = i - diag_lo;  /* the local neuron of the self-connection (wraps past FW_MAX_LOCAL: none) */
+            for (uint32_t k = row[i]; k < row[i + 1u]; ++k) {
+                const uint32_t j = col[k];
+                if (j == self) continue;
+                const float ean = ca[j] * ea[k] + psi_a[j] * evi * oaor;
+                const float e = psi[j] * (one_alpha * evi - beta * ean);
+                ea[k] = ean;
+                eb[k] = eb[k] * kappa + e;
+                acc[k] = acc[k] + eb[k];
+                n++;
+            }
+        }
+    }
+    return n;
+}
+
 void eprop_trace_step(fw_header_t *h, uint8_t *arena, const uint32_t *input, const uint32_t *z_prev, fw_counts_t *c)
 {
     const fw_config_t *cfg = &h->config;
@@ -190,9 +231,13 @@ void eprop_trace_step(fw_header_t *h, uint8_t *arena, const uint32_t *input, con
     decay_add_spikes(ev_rec, z_prev, cfg->n_rec, cfg->alpha);
     for (uint32_t j = 0; j < nl; ++j) ca[j] = cfg->rho - cfg->one_rho * cfg->beta * psi[j];
 
-    if (cfg->neuron_lo < cfg->n_regular) {  /* LIF neurons here (network.n_regular) */
+    if (cfg->neuron_lo < cfg->n_regular || cfg->sparse) {  /* LIF neurons here (network.n_regular), or sparse */
         float psi_a[FW_MAX_LOCAL];
         for (uint32_t j = 0; j < nl; ++j) psi_a[j] = cfg->neuron_lo + j < cfg->n_regular ? 0.0f : psi[j];
+        if (cfg->sparse) {  /* network.connectivity: the present synapses only, the diagonal skipped */
+            c->trace_updates += trace_blocks_sparse(h, arena, ev_in, ev_rec, psi, psi_a, ca);
+            return;
+        }
         trace_block_lif(cfg, cfg->n_in, ev_in, psi, psi_a, ca, FW_F32(arena, h, ea_in), FW_F32(arena, h, eb_in),
                         FW_F32(arena, h, acc_in));
         trace_block_lif(cfg, cfg->n_rec, ev_rec, psi, psi_a, ca, FW_F32(arena, h, ea_rec), FW_F32(arena, h, eb_rec),

@@ -8,7 +8,7 @@
 #define FW_SIZE(T, n) _Static_assert(sizeof(T) == (n), "sizeof(" #T ") is " #n " B in the ABI")
 #define FW_AT(T, f, n) _Static_assert(offsetof(T, f) == (n), #T "." #f " lies at byte " #n " in the ABI")
 
-FW_SIZE(fw_config_t, 264);
+FW_SIZE(fw_config_t, 276);
 FW_AT(fw_config_t, core_id, 0);
 FW_AT(fw_config_t, role, 4);
 FW_AT(fw_config_t, n_in, 8);
@@ -61,8 +61,11 @@ FW_AT(fw_config_t, optimizer, 248);
 FW_AT(fw_config_t, momentum, 252);
 FW_AT(fw_config_t, c_reg, 256);
 FW_AT(fw_config_t, f_target, 260);
+FW_AT(fw_config_t, sparse, 264);
+FW_AT(fw_config_t, nnz_in, 268);
+FW_AT(fw_config_t, nnz_rec, 272);
 
-FW_SIZE(fw_layout_t, 180);
+FW_SIZE(fw_layout_t, 200);
 FW_AT(fw_layout_t, w_in, 0);
 FW_AT(fw_layout_t, w_rec, 4);
 FW_AT(fw_layout_t, w_out, 8);
@@ -100,14 +103,19 @@ FW_AT(fw_layout_t, outbox, 132);
 FW_AT(fw_layout_t, m_fb, 136);
 FW_AT(fw_layout_t, v_fb, 140);
 FW_AT(fw_layout_t, zcount, 144);
-FW_AT(fw_layout_t, end, 148);
-FW_AT(fw_layout_t, weights_bytes, 152);
-FW_AT(fw_layout_t, optimizer_bytes, 156);
-FW_AT(fw_layout_t, trace_bytes, 160);
-FW_AT(fw_layout_t, neuron_bytes, 164);
-FW_AT(fw_layout_t, readout_bytes, 168);
-FW_AT(fw_layout_t, buffer_bytes, 172);
-FW_AT(fw_layout_t, record_bytes, 176);
+FW_AT(fw_layout_t, row_in, 148);
+FW_AT(fw_layout_t, col_in, 152);
+FW_AT(fw_layout_t, row_rec, 156);
+FW_AT(fw_layout_t, col_rec, 160);
+FW_AT(fw_layout_t, end, 164);
+FW_AT(fw_layout_t, weights_bytes, 168);
+FW_AT(fw_layout_t, optimizer_bytes, 172);
+FW_AT(fw_layout_t, trace_bytes, 176);
+FW_AT(fw_layout_t, neuron_bytes, 180);
+FW_AT(fw_layout_t, readout_bytes, 184);
+FW_AT(fw_layout_t, buffer_bytes, 188);
+FW_AT(fw_layout_t, record_bytes, 192);
+FW_AT(fw_layout_t, index_bytes, 196);
 
 FW_SIZE(fw_counters_t, 48);
 FW_AT(fw_counters_t, outbox_overflows, 0);
@@ -158,14 +166,14 @@ FW_AT(fw_state_t, spikes_announced, 216);
 FW_AT(fw_state_t, counts_seen, 220);
 FW_AT(fw_state_t, count_tag, 240);
 
-FW_SIZE(fw_header_t, 704);
+FW_SIZE(fw_header_t, 736);
 FW_AT(fw_header_t, magic, 0);
 FW_AT(fw_header_t, abi_version, 4);
 FW_AT(fw_header_t, arena_bytes, 8);
 FW_AT(fw_header_t, status, 12);
 FW_AT(fw_header_t, config, 16);
-FW_AT(fw_header_t, layout, 280);
-FW_AT(fw_header_t, state, 460);
+FW_AT(fw_header_t, layout, 292);
+FW_AT(fw_header_t, state, 492);
 
 FW_SIZE(fw_counts_t, 56);
 FW_AT(fw_counts_t, neuron_updates, 0);

@@ -35,6 +35,12 @@ static inline int fw_tag_in_window(fw_state_t *s, uint32_t tag)
     return 0;
 }
 
+/* synapses stored in the input and recurrent blocks: n_pre x n_local, or the present ones (sparse) */
+static inline uint32_t fw_syn_in(const fw_config_t *c) { return c->sparse ? c->nnz_in : c->n_in * c->n_local; }
+static inline uint32_t fw_syn_rec(const fw_config_t *c) { return c->sparse ? c->nnz_rec : c->n_rec * c->n_local; }
+#define FW_U16(arena, h, region) ((const uint16_t *)((arena) + (h)->layout.region))
+#define FW_U8(arena, h, region) ((const uint8_t *)((arena) + (h)->layout.region))
+
 /* number of set bits in n words */
 static inline uint32_t fw_popcount(const uint32_t *bitmap, uint32_t n_words)
 {

@@ -47,7 +47,7 @@ __attribute__((noinline)) static int masks_valid(const fw_config_t *c)
     return 1;
 }
 
-static int config_valid(const fw_config_t *c)
+__attribute__((noinline, cold)) static int config_valid(const fw_config_t *c)
 {
     if (c->n_in == 0 || c->n_in > FW_MAX_IN || c->n_rec == 0 || c->n_rec > FW_MAX_REC) return 0;
     if (c->n_out == 0 || c->n_out > FW_MAX_OUT || c->n_steps == 0) return 0;
@@ -77,6 +77,17 @@ static int config_valid(const fw_config_t *c)
         || (c->key_count & FW_KEY_INDEX_MASK) + (uint64_t)c->n_src > FW_KEY_INDEX_MASK + 1u) return 0;
     if (c->surrogate > FW_SURR_ARCTAN || c->feedback > FW_FEEDBACK_ADAPTIVE || c->optimizer > FW_OPT_SGD) return 0;
     if (c->n_regular > c->n_rec) return 0;
+    /* sparse connectivity: a neuron core's present synapses, at most every synapse of its blocks and
+     * FW_MAX_SPARSE per block (the uint16 row index); a dense core has none counted */
+    if (c->sparse > 1u) return 0;
+    if (c->sparse) {
+        if (!(c->role & FW_ROLE_NEURON)) return 0;
+        /* n_pre x n_local < 2^19: no overflow */
+        if (c->nnz_in > c->n_in * c->n_local || c->nnz_rec > c->n_rec * c->n_local
+            || c->nnz_in > FW_MAX_SPARSE || c->nnz_rec > FW_MAX_SPARSE) return 0;
+    } else if (c->nnz_in | c->nnz_rec) {
+        return 0;
+    }
     if (c->rec_out > 1u || !masks_valid(c)) return 0;
     if (!region_fits(c->rec_sdram, c->n_steps, fw_record_words(c, FW_REC_NEURON))
         || !region_fits(c->rec_sdram_out, c->n_steps, fw_record_words(c, FW_REC_READOUT))) return 0;
@@ -91,18 +102,28 @@ uint32_t fw_layout(const fw_config_t *c, fw_layout_t *out)
     uint32_t mark;
     const uint32_t nl = (c->role & FW_ROLE_NEURON) ? c->n_local : 0u;
     const uint32_t zw = fw_bitmap_words(c->n_rec);
+    /* synapses stored per block: every one (dense), or the present ones (sparse, with their index) */
+    const uint32_t syn_in = c->sparse ? c->nnz_in : c->n_in * nl, syn_rec = c->sparse ? c->nnz_rec : c->n_rec * nl;
     if (nl) {
+        if (c->sparse) {
+            mark = cur;
+            L.row_in = take(&cur, (c->n_in + 2u) / 2u);    /* n_in + 1 uint16 */
+            L.col_in = take(&cur, (c->nnz_in + 3u) / 4u);  /* nnz_in uint8 */
+            L.row_rec = take(&cur, (c->n_rec + 2u) / 2u);
+            L.col_rec = take(&cur, (c->nnz_rec + 3u) / 4u);
+            L.index_bytes = cur - mark;
+        }
         mark = cur;
-        L.w_in = take(&cur, c->n_in * nl);
-        L.w_rec = take(&cur, c->n_rec * nl);
+        L.w_in = take(&cur, syn_in);
+        L.w_rec = take(&cur, syn_rec);
         L.w_out = take(&cur, nl * c->n_out);
         if (c->feedback != FW_FEEDBACK_SYMMETRIC) L.fb = take(&cur, nl * c->n_out);
         L.weights_bytes = cur - mark;
         mark = cur;
-        L.m_in = take(&cur, c->n_in * nl);
-        L.v_in = take(&cur, c->n_in * nl);
-        L.m_rec = take(&cur, c->n_rec * nl);
-        L.v_rec = take(&cur, c->n_rec * nl);
+        L.m_in = take(&cur, syn_in);
+        L.v_in = take(&cur, syn_in);
+        L.m_rec = take(&cur, syn_rec);
+        L.v_rec = take(&cur, syn_rec);
         L.m_out = take(&cur, nl * c->n_out);
         L.v_out = take(&cur, nl * c->n_out);
         if (c->feedback == FW_FEEDBACK_ADAPTIVE) {
@@ -111,12 +132,12 @@ uint32_t fw_layout(const fw_config_t *c, fw_layout_t *out)
         }
         L.optimizer_bytes = cur - mark;
         mark = cur;
-        L.ea_in = take(&cur, c->n_in * nl);
-        L.eb_in = take(&cur, c->n_in * nl);
-        L.acc_in = take(&cur, c->n_in * nl);
-        L.ea_rec = take(&cur, c->n_rec * nl);
-        L.eb_rec = take(&cur, c->n_rec * nl);
-        L.acc_rec = take(&cur, c->n_rec * nl);
+        L.ea_in = take(&cur, syn_in);
+        L.eb_in = take(&cur, syn_in);
+        L.acc_in = take(&cur, syn_in);
+        L.ea_rec = take(&cur, syn_rec);
+        L.eb_rec = take(&cur, syn_rec);
+        L.acc_rec = take(&cur, syn_rec);
         L.ev_in = take(&cur, c->n_in);
         L.ev_rec = take(&cur, c->n_rec);
         L.trace_bytes = cur - mark;
@@ -154,4 +175,29 @@ uint32_t fw_layout(const fw_config_t *c, fw_layout_t *out)
     L.end = cur;
     *out = L;
     return cur;
+}
+
+/* one block's index: row[0] = 0, rows non-decreasing up to row[n_pre] = nnz, each row's local neurons
+ * ascending and below n_local */
+__attribute__((noinline, cold)) static int block_index_valid(const uint16_t *row, const uint8_t *col, uint32_t n_pre, uint32_t nnz, uint32_t nl)
+{
+    if (row[0] != 0u || row[n_pre] != nnz) return 0;
+    for (uint32_t i = 0; i < n_pre; ++i)  /* first the rows: then every entry they name is below nnz */
+        if (row[i] > row[i + 1u]) return 0;
+    for (uint32_t i = 0; i < n_pre; ++i) {
+        for (uint32_t k = row[i]; k < row[i + 1u]; ++k)
+            if (col[k] >= nl || (k > row[i] && col[k] <= col[k - 1u])) return 0;
+    }
+    return 1;
+}
+
+uint32_t fw_index_valid(const uint8_t *arena)
+{
+    const fw_header_t *h = (const fw_header_t *)arena;
+    const fw_config_t *c = &h->config;
+    if (!c->sparse) return 1u;
+    const fw_layout_t *L = &h->layout;
+    return block_index_valid((const uint16_t *)(arena + L->row_in), arena + L->col_in, c->n_in, c->nnz_in, c->n_local)
+           && block_index_valid((const uint16_t *)(arena + L->row_rec), arena + L->col_rec, c->n_rec, c->nnz_rec,
+                                c->n_local) ? 1u : 0u;
 }

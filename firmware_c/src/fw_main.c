@@ -60,6 +60,7 @@ uint32_t fw_init(uint8_t *arena, uint32_t arena_bytes)
     const uint8_t *a = (const uint8_t *)&expect, *b = (const uint8_t *)&h->layout;
     for (uint32_t i = 0; i < sizeof(fw_layout_t); ++i)
         if (a[i] != b[i]) return h->status = FW_ERR_LAYOUT;
+    if (!fw_index_valid(arena)) return h->status = FW_ERR_LAYOUT;  /* sparse: the index stays inside its regions */
     fw_state_t s = {0};
     s.tick = 0xffffffffu;  /* no tick handled yet: packets of tick 0 are a step ahead */
     s.count_tag = FW_COUNT_TAG_NONE;
@@ -117,7 +118,7 @@ static float weights_sum_sq(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
     const fw_config_t *cfg = &h->config;
     const uint32_t nl = cfg->n_local;
     const float *blocks[] = {FW_F32(arena, h, w_in), FW_F32(arena, h, w_rec), FW_F32(arena, h, w_out)};
-    const uint32_t sizes[] = {cfg->n_in * nl, cfg->n_rec * nl, nl * cfg->n_out};
+    const uint32_t sizes[] = {fw_syn_in(cfg), fw_syn_rec(cfg), nl * cfg->n_out};
     float sum = 0.0f;
     if (!nl) return sum;
     for (uint32_t b = 0; b < 3u; ++b)

@@ -194,6 +194,39 @@ static void weighted_rows(const float *w, const float *x, uint32_t n_pre, uint32
     add_weighted_rows(w, x, n_pre, nl, acc);
 }
 
+/* network.connectivity: the input currents over the present synapses (fw_abi.h: row, col) of the input block
+ * (into i_in), then of the recurrent one (i_rec), rows in ascending order as the dense loops (an absent synapse
+ * adds nothing there either): acc[col] += x_i w for analog input, or acc[col] += w for each row whose bit is set
+ * (spike input, recurrent spikes). Plain C on every build. Returns the synapses added. */
+__attribute__((noinline)) static uint32_t add_rows_sparse(const fw_header_t *h, const uint8_t *arena, const uint32_t *input,
+                                                          const uint32_t *z_prev, float *i_in, float *i_rec)
+{
+    const fw_config_t *cfg = &h->config;
+    const fw_layout_t *L = &h->layout;
+    uint32_t n = 0;
+    for (int rec = 0; rec < 2; ++rec) {  /* the input block, then the recurrent one */
+        const int analog = !rec && cfg->input_kind == FW_INPUT_ANALOG;
+        const uint32_t n_pre = rec ? cfg->n_rec : cfg->n_in;
+        const uint32_t *in = rec ? z_prev : input;
+        const uint16_t *row = (const uint16_t *)(arena + (rec ? L->row_rec : L->row_in));
+        const uint8_t *col = arena + (rec ? L->col_rec : L->col_in);
+        const float *w = (const float *)(arena + (rec ? L->w_rec : L->w_in));
+        float *acc = rec ? i_rec : i_in;
+        for (uint32_t i = 0; i < n_pre; ++i) {
+            const uint32_t from = row[i], to = row[i + 1u];
+            if (analog) {
+                const float xi = ((const float *)in)[i];
+                for (uint32_t k = from; k < to; ++k) acc[col[k]] += xi * w[k];
+            } else {
+                if (!fw_bit(in, i)) continue;
+                for (uint32_t k = from; k < to; ++k) acc[col[k]] += w[k];
+            }
+            n += to - from;
+        }
+    }
+    return n;
+}
+
 void neuron_step(fw_header_t *h, uint8_t *arena, const uint32_t *input, const uint32_t *z_prev, uint32_t tick,
                  fw_counts_t *c)
 {
@@ -208,14 +241,18 @@ void neuron_step(fw_header_t *h, uint8_t *arena, const uint32_t *input, const ui
     float i_in[FW_MAX_LOCAL], i_rec[FW_MAX_LOCAL];
 
     for (uint32_t j = 0; j < nl; ++j) { i_in[j] = 0.0f; i_rec[j] = 0.0f; }
-    uint32_t rows = cfg->n_in;  /* weight rows used: analog, every input's */
-    if (cfg->input_kind == FW_INPUT_ANALOG) {
-        weighted_rows(w_in, (const float *)input, cfg->n_in, nl, i_in);
-    } else {  /* spike input: the work follows the input spikes */
-        rows = spiking_rows(w_in, input, cfg->n_in, nl, i_in);
+    if (cfg->sparse) {  /* network.connectivity: the present synapses only */
+        c->synapse_mults += add_rows_sparse(h, arena, input, z_prev, i_in, i_rec);
+    } else {
+        uint32_t rows = cfg->n_in;  /* weight rows used: analog, every input's */
+        if (cfg->input_kind == FW_INPUT_ANALOG) {
+            weighted_rows(w_in, (const float *)input, cfg->n_in, nl, i_in);
+        } else {  /* spike input: the work follows the input spikes */
+            rows = spiking_rows(w_in, input, cfg->n_in, nl, i_in);
+        }
+        rows += spiking_rows(w_rec, z_prev, cfg->n_rec, nl, i_rec);
+        c->synapse_mults += rows * nl;
     }
-    rows += spiking_rows(w_rec, z_prev, cfg->n_rec, nl, i_rec);
-    c->synapse_mults += rows * nl;
     const int vectors = psi_by_vectors(cfg);
     for (uint32_t j = 0; j < nl; ++j) {
         const float zp = (float)fw_bit(z_prev, lo + j);

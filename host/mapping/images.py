@@ -14,6 +14,7 @@ import numpy as np
 from s2eprop.firmware.abi import Firmware, Layout, abi
 from s2eprop.firmware.arm_size import arena_budget
 from s2eprop.host.config import ExperimentConfig
+from s2eprop.host.connectivity import Masks, connectivity_masks
 from s2eprop.host.errors import ConfigError
 from s2eprop.emulator.chip.description import default_chip
 from s2eprop.host.mapping.partition import ROLE_NEURON, CorePlan, Plan, cores_needed, plan_partition
@@ -24,6 +25,46 @@ from s2eprop.host.weights import Weights
 
 OUTBOX_WORDS = 1024
 MATRICES = ("w_in", "w_rec", "w_out")
+# the [pre][local] regions of each block: stored compressed on a sparse core (fw_abi.h, network.connectivity)
+BLOCK_REGIONS = {"w_in": ("w_in", "m_in", "v_in"), "w_rec": ("w_rec", "m_rec", "v_rec")}
+
+
+@dataclass(frozen=True)
+class CoreIndex:
+    """A sparse core's index of one block (fw_abi.h): the present synapses of its columns lo .. lo + n_local of
+    the mask, by presynaptic row; `present` (n_pre, n_local) bool; row (n_pre + 1) uint16, col (nnz) uint8."""
+
+    present: np.ndarray
+    row: np.ndarray
+    col: np.ndarray
+
+    @classmethod
+    def of(cls, mask: np.ndarray, lo: int, n_local: int) -> "CoreIndex":
+        present = np.ascontiguousarray(mask[:, lo:lo + n_local])
+        row = np.concatenate([[0], np.cumsum(present.sum(axis=1))]).astype(np.uint16)
+        col = np.nonzero(present)[1].astype(np.uint8)  # row-major: rows ascending, local neurons ascending
+        return cls(present, row, col)
+
+    @property
+    def nnz(self) -> int:
+        return int(self.col.size)
+
+    def pack(self, block: np.ndarray) -> np.ndarray:
+        """The present entries of a (n_pre, n_local) block, [pre][local] order."""
+        return block[self.present]
+
+    def unpack(self, values: np.ndarray) -> np.ndarray:
+        """The (n_pre, n_local) block of the present entries `values`, 0 at absent synapses."""
+        block = np.zeros(self.present.shape, dtype=np.float32)
+        block[self.present] = values
+        return block
+
+
+def core_indexes(masks: Masks | None, core: CorePlan) -> dict[str, CoreIndex] | None:
+    """A neuron core's index per block ("w_in", "w_rec"), or None where the network is dense."""
+    if masks is None or not core.role & ROLE_NEURON:
+        return None
+    return {key: CoreIndex.of(masks.of(key), core.neuron_lo, core.n_local) for key in ("w_in", "w_rec")}
 
 
 @dataclass
@@ -42,11 +83,17 @@ def surrogate_code(name: str) -> int:
 
 
 def core_config_fields(cfg: ExperimentConfig, plan: Plan, core: CorePlan, adam: Any | None,
-                       outbox_words: int = OUTBOX_WORDS, recording: RecordingPlan | None = None) -> dict[str, Any]:
+                       outbox_words: int = OUTBOX_WORDS, recording: RecordingPlan | None = None,
+                       masks: Masks | None = None) -> dict[str, Any]:
     """A core's fw_config_t fields; `recording`: the plan's record regions (made here from cfg.record when
-    it is active and none is given: callers looping over the cores pass one made once)."""
+    it is active and none is given: callers looping over the cores pass one made once); `masks`: the
+    network's connectivity masks (likewise drawn here when the network is sparse and none is given)."""
     if recording is None and cfg.record.active:
         recording = RecordingPlan(cfg, plan)
+    if masks is None:
+        masks = connectivity_masks(cfg.network)
+    index = core_indexes(masks, core)
+    sparse = {} if index is None else dict(sparse=1, nnz_in=index["w_in"].nnz, nnz_rec=index["w_rec"].nnz)
     net, tr = cfg.network, cfg.train
     ring = InputRing.for_network(net.n_in, net.n_steps, plan.copy, cfg.input.kind)
     off = key_offset(plan)
@@ -76,6 +123,7 @@ def core_config_fields(cfg: ExperimentConfig, plan: Plan, core: CorePlan, adam: 
         b2_pow0=float(adam.b2_pow) if adam is not None else tr.adam_b2,
         input_kind=input_kind_code(cfg.input.kind),
         **(recording.config_fields(core) if recording is not None else {}),
+        **sparse,
     )
 
 
@@ -92,8 +140,11 @@ def build_images(fw: Firmware, cfg: ExperimentConfig, plan: Plan, weights: Weigh
     if recording is None and cfg.record.active:
         recording = RecordingPlan(cfg, plan)
     limit = arena_budget(cfg.partition.arena_limit_bytes)[0]
+    masks = connectivity_masks(cfg.network)
+    if masks is not None:
+        weights.check(cfg.network, "weights for the chip")  # none at absent synapses: the chip cannot hold them
     for core in plan.cores:
-        c = fw.new_config(core_config_fields(cfg, plan, core, adam, outbox_words, recording))
+        c = fw.new_config(core_config_fields(cfg, plan, core, adam, outbox_words, recording, masks))
         layout = fw.layout(c)
         if layout.arena_bytes > limit:
             raise ConfigError(
@@ -119,6 +170,18 @@ def build_images(fw: Firmware, cfg: ExperimentConfig, plan: Plan, weights: Weigh
                     regions["v" + suffix] = v_blocks[name]
             if feedback is not None:
                 regions["fb"] = feedback[core.neuron_lo:core.neuron_lo + core.n_local, :]
+            index = core_indexes(masks, core)
+            if index is not None:  # network.connectivity: the present synapses only, and the index
+                for key, names in BLOCK_REGIONS.items():
+                    for name in names:
+                        if name in regions:
+                            regions[name] = index[key].pack(np.asarray(regions[name]))
+                suffix = {"w_in": "_in", "w_rec": "_rec"}
+                for key, idx in index.items():
+                    for part, arr in (("row", idx.row), ("col", idx.col)):
+                        raw8 = arr.view(np.uint8)
+                        off = layout.region(part + suffix[key])
+                        data[off:off + raw8.size] = raw8
             for name, arr in regions.items():
                 raw = np.ascontiguousarray(arr, dtype=np.float32).view(np.uint8).ravel()
                 off = layout.region(name)
@@ -127,22 +190,29 @@ def build_images(fw: Firmware, cfg: ExperimentConfig, plan: Plan, weights: Weigh
     return images
 
 
-def gather_matrices(images: list[CoreImage], read: Any, prefix: str, shapes: dict[str, tuple[int, int]]
-                    ) -> dict[str, np.ndarray]:
+def gather_matrices(images: list[CoreImage], read: Any, prefix: str, shapes: dict[str, tuple[int, int]],
+                    masks: Masks | None = None) -> dict[str, np.ndarray]:
     """Reassemble full matrices from the cores: prefix "w" (weights), "m" or "v" (Adam moments).
-    `read(core_id, offset, n_bytes) -> bytes` reads a core's memory."""
+    `read(core_id, offset, n_bytes) -> bytes` reads a core's memory. `masks` (network.connectivity): the
+    sparse cores' present synapses, unpacked into the dense matrices with 0 at the absent ones."""
     full = {name: np.zeros(shape, dtype=np.float32) for name, shape in shapes.items()}
     for img in images:
         core = img.plan
         if not core.role & ROLE_NEURON:
             continue
         lo, nl = core.neuron_lo, core.n_local
+        index = core_indexes(masks, core)
         for name, (rows, cols) in shapes.items():
             region = prefix + name[1:]
             block_shape = (rows, nl) if name != "w_out" else (nl, cols)
-            n = block_shape[0] * block_shape[1]
-            block = np.frombuffer(read(core.core_id, img.layout.region(region), 4 * n), dtype=np.float32)
-            block = block.reshape(block_shape)
+            if index is not None and name in index:
+                idx = index[name]
+                raw = read(core.core_id, img.layout.region(region), 4 * idx.nnz) if idx.nnz else b""
+                block = idx.unpack(np.frombuffer(raw, dtype=np.float32))
+            else:
+                n = block_shape[0] * block_shape[1]
+                block = np.frombuffer(read(core.core_id, img.layout.region(region), 4 * n), dtype=np.float32)
+                block = block.reshape(block_shape)
             if name == "w_out":
                 full[name][lo:lo + nl, :] = block
             else:
@@ -163,14 +233,16 @@ def gather_feedback(images: list[CoreImage], read: Any, n_rec: int, n_out: int) 
 
 def training_state_bytes(layouts: Iterable[Layout]) -> int:
     """Weights, optimizer state, traces, neuron and readout state over all cores (buffers, config excluded)."""
-    keys = ("weights_bytes", "optimizer_bytes", "trace_bytes", "neuron_bytes", "readout_bytes")
+    keys = ("weights_bytes", "optimizer_bytes", "trace_bytes", "neuron_bytes", "readout_bytes", "index_bytes")
     return sum(layout.accounting[k] for layout in layouts for k in keys)
 
 
 def core_layouts(cfg: ExperimentConfig, plan: Plan, fw: Firmware) -> list[Layout]:
     """The firmware's layout (fw_layout) of each core of `plan`, as the image builder lays them out."""
     rec = RecordingPlan(cfg, plan) if cfg.record.active else None
-    return [fw.layout(fw.new_config(core_config_fields(cfg, plan, core, None, recording=rec))) for core in plan.cores]
+    masks = connectivity_masks(cfg.network)
+    return [fw.layout(fw.new_config(core_config_fields(cfg, plan, core, None, recording=rec, masks=masks)))
+            for core in plan.cores]
 
 
 def largest_neurons_per_core(cfg: ExperimentConfig, firmware: Firmware | None = None) -> int:
@@ -180,6 +252,7 @@ def largest_neurons_per_core(cfg: ExperimentConfig, firmware: Firmware | None = 
     fw = firmware or Firmware()
     net = cfg.network
     limit, limit_from = arena_budget(cfg.partition.arena_limit_bytes)
+    masks = connectivity_masks(net)  # the network's: the same for every partition tried
     need = 0
     for npc in range(min(net.n_rec, int(fw.lib.FW_MAX_LOCAL)), 0, -1):
         trial = dataclasses.replace(cfg, partition=dataclasses.replace(cfg.partition, neurons_per_core=npc))
@@ -192,7 +265,8 @@ def largest_neurons_per_core(cfg: ExperimentConfig, firmware: Firmware | None = 
         rec = RecordingPlan(trial, plan) if trial.record.active else None
         need = 0
         for core in plan.cores:  # core 0 first, the largest with a shared readout: most candidates stop there
-            need = fw.layout(fw.new_config(core_config_fields(trial, plan, core, None, recording=rec))).arena_bytes
+            need = fw.layout(fw.new_config(core_config_fields(trial, plan, core, None, recording=rec,
+                                                              masks=masks))).arena_bytes
             if need > limit:
                 break
         else:

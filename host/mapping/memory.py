@@ -81,7 +81,8 @@ def format_memory_map(m: dict[str, Any]) -> str:
                      f"arena {c['arena_bytes']:7,} B = header {c['header_bytes']} + weights {a['weights_bytes']:,} "
                      f"+ optimizer {a['optimizer_bytes']:,} + traces {a['trace_bytes']:,} + neuron {a['neuron_bytes']:,} "
                      f"+ readout {a['readout_bytes']:,} + buffers {a['buffer_bytes']:,}"
-                     + (f" + records {a['record_bytes']:,}" if a.get("record_bytes") else "") + flag)
+                     + (f" + records {a['record_bytes']:,}" if a.get("record_bytes") else "")
+                     + (f" + sparse index {a['index_bytes']:,}" if a.get("index_bytes") else "") + flag)
     first = m["per_core"][0]
     lines.append(f"byte map of core {first['core']}:")
     for r in first["regions"]:

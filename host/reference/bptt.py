@@ -7,7 +7,8 @@ readout, no L2 in the gradients), differentiated exactly with a hand-written bac
   surrogate), and u = v - A, so dz/dv = psi and dz/da = -beta * psi;
 * the reset term -z_{t-1} * A_t is treated as a constant (its gradient is stopped), as e-prop
   assumes; the recurrent input z_{t-1} @ W_rec and the adaptation a_t = rho a + (1-rho) z_{t-1} are not;
-* the recurrent diagonal is used in the forward pass and its gradient is reported as 0, as e-prop does.
+* the recurrent diagonal is used in the forward pass and its gradient is reported as 0, as e-prop does;
+* network.connectivity: absent synapses (weight 0) have their gradients reported as 0.
 
 With W_rec = 0 and beta = 0 e-prop is exact, so its gradients must equal these (tests). The
 backward pass needs x, z, v, a of every step (`bptt_state_bytes`); e-prop needs none of them.
@@ -21,7 +22,8 @@ import numpy as np
 
 from s2eprop.host.config import NetworkConfig, TrainConfig
 from s2eprop.host.errors import DataError
-from s2eprop.host.reference.golden import (AdamState, BatchResult, Constants, apply_schedule, apply_update, float_type, l2_loss, softmax_cross_entropy, surrogate)
+from s2eprop.host.reference.golden import (AdamState, BatchResult, Constants, apply_schedule, apply_update, float_type, l2_loss, mask_gradients, softmax_cross_entropy, surrogate)
+from s2eprop.host.connectivity import connectivity_masks
 from s2eprop.host.weights import Weights
 
 SpikeFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -111,7 +113,7 @@ def _bptt(net: NetworkConfig, weights: Weights, x: np.ndarray, y: np.ndarray, dt
     dtype = float_type(dtype)
     c = Constants.of(net, dtype)
     x, y = _check(net, x, y, dtype)
-    w = {k: np.asarray(a, dtype) for k, a in weights.as_dict().items()}
+    w = {k: np.asarray(a, dtype) for k, a in weights.masked(net).as_dict().items()}
     fw = _forward(net, w, x, c, spike_fn or _default_spike(net, dtype))
     loss, err = softmax_cross_entropy(fw.out_mean, y)
     reg = None
@@ -119,7 +121,8 @@ def _bptt(net: NetworkConfig, weights: Weights, x: np.ndarray, y: np.ndarray, dt
         # E_reg = c_reg / 2 sum_j (f_j - f*)^2, f_j = sum_t z_j^t / T: dE_reg/dz_j^t = c_reg (f_j - f*) / T
         rr, t = train.rate_reg, dtype(net.n_steps)
         reg = dtype(rr.c_reg) * (fw.z.sum(axis=0) / t - dtype(rr.f_target_per_step(net.dt_ms))) / t
-    return _backward(w, x, fw, err, c, reg), loss, fw
+    # network.connectivity: the absent synapses' weights are 0 and their gradients reported as 0, as e-prop's
+    return mask_gradients(_backward(w, x, fw, err, c, reg), connectivity_masks(net)), loss, fw
 
 
 def bptt_gradients(net: NetworkConfig, weights: Weights, x: np.ndarray, y: np.ndarray, dtype: Any = np.float64,
@@ -139,7 +142,7 @@ class BPTTModel:
         dtype = float_type(dtype)
         self.net, self.train, self.dtype = net, train, dtype
         self.weights = Weights(*(np.array(a, dtype=dtype) for a in (weights.w_in, weights.w_rec, weights.w_out)),
-                               labels=weights.labels)
+                               labels=weights.labels).masked(net)
         adam = adam if adam is not None else AdamState.zeros(net, train, dtype)
         self.adam = adam if dtype == np.float32 else adam.astype(dtype)
 

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from s2eprop.host.config import NetworkConfig, TrainConfig
+from s2eprop.host.connectivity import Masks, connectivity_masks
 from s2eprop.host.errors import DataError
 from s2eprop.host.weights import Weights
 
@@ -172,6 +173,15 @@ def rate_reg_signal(zcount: np.ndarray | None, net: NetworkConfig, train: TrainC
     return (f(rr.c_reg) * (zcount / t - f(rr.f_target_per_step(net.dt_ms)))) / t
 
 
+def mask_gradients(grads: dict[str, np.ndarray], masks: Masks | None) -> dict[str, np.ndarray]:
+    """network.connectivity: the gradients of absent synapses are 0 (in place), so that their weights, 0
+    from the start, stay 0 under L2 and either optimizer (g = 0 + 2 l2 0, m = v = 0, step 0)."""
+    if masks is not None:
+        for key in ("w_in", "w_rec"):
+            grads[key] = np.where(masks.of(key), grads[key], grads[key].dtype.type(0))
+    return grads
+
+
 def softmax_cross_entropy(m: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-sample CE and error softmax - onehot of logits m (B, n_out), via the max-shifted logsumexp."""
     mx = m.max(axis=1, keepdims=True)
@@ -251,8 +261,12 @@ class GoldenModel:
         dtype = float_type(dtype)
         self.net, self.train, self.dtype = net, train, dtype
         self.c = Constants.of(net, dtype)
+        # network.connectivity: absent synapses are 0 (as on the chip, which does not store them)
+        self.masks = connectivity_masks(net)
         self.weights = Weights(*(np.array(a, dtype=dtype) for a in (weights.w_in, weights.w_rec, weights.w_out)),
                                labels=weights.labels)
+        if self.masks is not None:
+            self.weights = self.weights.masked(net)
         adam = adam if adam is not None else AdamState.zeros(net, train, dtype)
         self.adam = adam if dtype == np.float32 else adam.astype(dtype)
         if train.feedback in ("random", "adaptive"):
@@ -299,7 +313,7 @@ class GoldenModel:
         g = per_sample.sum(axis=0) / f(b)
         g_out = ((run.zbar_sum[:, :, None] * err[:, None, :]) / f(n_steps)).sum(axis=0) / f(b)
         n_in = self.net.n_in
-        grads = {"w_in": g[:n_in], "w_rec": g[n_in:], "w_out": g_out}
+        grads = mask_gradients({"w_in": g[:n_in], "w_rec": g[n_in:], "w_out": g_out}, self.masks)
         result = BatchResult(loss, run.out_mean.argmax(axis=1).astype(np.int64), run.out_mean,
                              l2_loss(self.weights, self.train.l2), run.spikes)
         return grads, result

@@ -19,6 +19,7 @@ from s2eprop.host.data.dataset import check_inputs
 from s2eprop.host.engines import check_engine, engine_of
 from s2eprop.host.errors import ConfigError, DataError, TransportError
 from s2eprop.host.fault_config import injected
+from s2eprop.host.connectivity import connectivity_masks
 from s2eprop.host.mapping.images import CoreImage, build_images, gather_feedback, gather_matrices, training_state_bytes
 from s2eprop.firmware.messages import ScaleLrMsg
 from s2eprop.host.mapping.partition import Plan, plan_partition
@@ -62,7 +63,8 @@ class BoardTrainer:
         self.fw = firmware or Firmware()
         self.plan: Plan = plan_partition(cfg.network, cfg.partition, copy, copies)
         self.labels = weights.labels
-        weights = weights.check(self.net)
+        weights = weights.check(self.net)  # network.connectivity: refuses weights at absent synapses
+        self.masks = connectivity_masks(self.net)
         feedback = random_feedback(self.net, cfg.train.seed) if cfg.train.feedback != "symmetric" else None
         extra = {} if outbox_words is None else {"outbox_words": outbox_words}
         self.recording = RecordingPlan(cfg, self.plan) if cfg.record.active else None
@@ -136,7 +138,7 @@ class BoardTrainer:
 
     @property
     def weights(self) -> Weights:
-        w = gather_matrices(self.images, self.transport.read_sram, "w", self._shapes())
+        w = gather_matrices(self.images, self.transport.read_sram, "w", self._shapes(), self.masks)
         return Weights(w["w_in"], w["w_rec"], w["w_out"], self.labels)
 
     @property
@@ -149,8 +151,8 @@ class BoardTrainer:
     @property
     def adam(self) -> AdamState:
         shapes = self._shapes()
-        m = gather_matrices(self.images, self.transport.read_sram, "m", shapes)
-        v = gather_matrices(self.images, self.transport.read_sram, "v", shapes)
+        m = gather_matrices(self.images, self.transport.read_sram, "m", shapes, self.masks)
+        v = gather_matrices(self.images, self.transport.read_sram, "v", shapes, self.masks)
         s = self.core_state(self.plan.neuron_cores[0])
         return AdamState(m=m, v=v, t=int(s["adam_t"]), lr=np.float32(s["lr"]),
                          b1_pow=np.float32(s["b1_pow"]), b2_pow=np.float32(s["b2_pow"]))

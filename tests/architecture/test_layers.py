@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                           "s2eprop.host.progress")),
     ("contracts", ("s2eprop.firmware", "s2eprop.emulator.board.protocol")),
     ("descriptions", ("s2eprop.emulator.chip.description", "s2eprop.host.config", "s2eprop.host.fault_config",
-                      "s2eprop.host.weights", "s2eprop.host.engines")),
+                      "s2eprop.host.weights", "s2eprop.host.engines", "s2eprop.host.connectivity")),
     ("runners, data, models, mapping, plots", ("s2eprop.emulator.runners", "s2eprop.host.data",
                                                "s2eprop.host.reference", "s2eprop.host.mapping",
                                                "s2eprop.host.plots")),

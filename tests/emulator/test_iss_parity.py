@@ -14,7 +14,7 @@ from s2eprop.firmware.arm_image import SRAM_BYTES
 from s2eprop.firmware.outbox import Effects
 from s2eprop.emulator.runners.native import NativeRunner
 from s2eprop.host.mapping.partition import plan_partition
-from s2eprop.host.config import RateRegConfig
+from s2eprop.host.config import ConnectivityConfig, RateRegConfig
 from s2eprop.host.session.runtime import BoardTrainer
 from s2eprop.host.transport.inproc import EmulatorTransport
 
@@ -112,6 +112,9 @@ OPTIONS = [
     {"train": {"optimizer": "sgd", "lr": 0.02, "momentum": 0.9}},
     {"train": {"rate_reg": RateRegConfig(c_reg=50.0, target_hz=10.0)}},
     {"train": {"feedback": "adaptive"}},
+    {"network": {"connectivity": ConnectivityConfig(p_in=0.5, p_rec=0.25)}},
+    {"network": {"connectivity": ConnectivityConfig(p_in=0.3, p_rec=0.2, seed=4), "n_regular": 12},
+     "train": {"rate_reg": RateRegConfig(c_reg=50.0, target_hz=10.0)}},
 ]
 
 

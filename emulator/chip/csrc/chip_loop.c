@@ -26,6 +26,7 @@ uint32_t emu_core_check(const uint8_t *arena, uint32_t sram_bytes)
     fw_layout_t expect;
     const uint32_t need = fw_layout(&h->config, &expect);
     if (need == 0 || need != h->arena_bytes || memcmp(&expect, &h->layout, sizeof expect) != 0) return EMU_RTE_LAYOUT;
+    if (!fw_index_valid(arena)) return EMU_RTE_LAYOUT;  /* sparse connectivity: an index past its regions */
     /* the state fields the firmware indexes with that fw_init and its own handlers keep in range */
     const fw_state_t *s = &h->state;
     if (s->outbox_count != 0u || s->label >= h->config.n_out || s->pending_label >= h->config.n_out)

@@ -26,7 +26,7 @@
  * that fails stops: it runs no handler and sends nothing until fw_init runs on it again (a host's START). */
 #define EMU_RTE_NONE 0u
 #define EMU_RTE_HEADER 1u  /* magic, ABI version or arena size no longer those of a valid image */
-#define EMU_RTE_LAYOUT 2u  /* config rejected, or the layout is not the one its config gives */
+#define EMU_RTE_LAYOUT 2u  /* config rejected, the layout is not the one its config gives, or a sparse index breaks its rules */
 #define EMU_RTE_STATE 3u   /* a state field out of range: outbox not empty between handlers, label >= n_out */
 #define EMU_RTE_OUTBOX 4u  /* an outbox count or entry past the outbox or the arena */
 
