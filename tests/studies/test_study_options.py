@@ -1,6 +1,7 @@
 """`s2eprop study options`: the accuracy table of the learning options, one row per variant of the config."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def test_options_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFix
     assert (table["epochs"], table["train_samples_per_epoch"], table["test_samples"]) == (1, N_TRAIN, N_TEST)
     rows = {r["key"]: r for r in table["rows"]}
     assert list(rows) == [v.key for v in options.VARIANTS]
-    knows_connectivity = "connectivity" in {f for f in ExperimentConfig().network.__dataclass_fields__}
+    knows_connectivity = "connectivity" in {f.name for f in dataclasses.fields(ExperimentConfig().network)}
     done = [r for r in table["rows"] if r["status"] == "done"]
     assert len(done) == len(options.VARIANTS) - (0 if knows_connectivity else 1)
     if not knows_connectivity:
