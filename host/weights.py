@@ -61,6 +61,29 @@ class Weights:
         return atomic_write(Path(path), lambda f: np.savez(f, **arrays))
 
 
+@dataclass
+class FeedbackState:
+    """Adaptive feedback's learned matrix B (n_rec, n_out) and its optimizer moments m, v (same shape; SGD
+    uses m only): what a checkpoint of a `train.feedback: adaptive` run holds besides the weights."""
+
+    b: np.ndarray
+    m: np.ndarray
+    v: np.ndarray
+
+    def copy(self) -> "FeedbackState":
+        return FeedbackState(self.b.copy(), self.m.copy(), self.v.copy())
+
+    def check(self, net: NetworkConfig, source: str) -> "FeedbackState":
+        for name in ("b", "m", "v"):
+            arr = getattr(self, name)
+            if arr.shape != (net.n_rec, net.n_out):
+                raise DataError(f"{source}: feedback {name} has shape {arr.shape}, the network needs "
+                                f"{(net.n_rec, net.n_out)} (n_rec, n_out): the checkpoint is damaged")
+            if not np.all(np.isfinite(arr)):
+                raise DataError(f"{source}: feedback {name} contains NaN or infinity: the checkpoint is damaged")
+        return self
+
+
 def init_weights(net: NetworkConfig, seed: int, labels: tuple[str, ...] = ()) -> Weights:
     """Reference initialisation: W_in ~ N(0, 1/n_in), W_rec and W_out ~ N(0, 1/n_rec); diagonal kept; the
     synapses absent from network.connectivity's mask 0 (the others keep the values of the dense draw)."""

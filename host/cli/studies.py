@@ -11,7 +11,7 @@ from s2eprop.host.errors import HostError
 
 # study name -> its module in s2eprop.host.studies (each has run(out_dir, cfg, **options) and summary_lines(result))
 STUDIES = {"memory": "memory", "time": "time_profile", "energy": "energy", "whatif": "whatif",
-           "curve": "learning_curve", "sweep": "sweep", "loss": "loss_rate"}
+           "curve": "learning_curve", "sweep": "sweep", "loss": "loss_rate", "options": "options"}
 
 
 # the options each study takes (argparse dest names); another one given is refused, not ignored
@@ -20,9 +20,10 @@ TAKES = {"memory": {"config"}, "time": {"config", "samples", "clock_mhz"},
          "whatif": {"config", "data", "samples", "accuracy_samples"},
          "curve": {"config", "data", "epochs", "max_samples"},
          "sweep": {"config", "data", "samples", "grid", "ray_address"},
-         "loss": {"config", "data", "max_samples"}}
+         "loss": {"config", "data", "max_samples"},
+         "options": {"config", "data", "epochs", "max_samples", "variant"}}
 OPTIONAL = ("config", "data", "epochs", "max_samples", "samples", "clock_mhz", "accuracy_samples", "grid",
-            "ray_address", "no_gpu")
+            "ray_address", "no_gpu", "variant")
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -45,6 +46,10 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         return {"grid": parse_grid(args.grid or []), "n_samples": _or(args.samples, 4), "ray_address": args.ray_address}
     if args.name == "curve":
         return {"epochs": _or(args.epochs, 3), "max_samples": _or(args.max_samples, 1000)}
+    if args.name == "options":
+        from s2eprop.host.studies.options import select
+
+        return {"epochs": _or(args.epochs, 2), "max_samples": args.max_samples, "variants": select(args.variant)}
     if args.name == "loss":
         return {"max_samples": args.max_samples}
     if args.name == "whatif":
@@ -78,14 +83,16 @@ def add_study_command(sub: Any) -> None:
     s = sub.add_parser("study", help="the paper's studies: memory (byte map, E-prop vs BPTT), time (cycles by "
                                       "phase on the timed chip), energy (chip energy per sample against a V100), whatif (modified "
                                       "chips), curve (learning curve, chip and golden model), sweep (a grid of runs on Ray), "
-                                      "loss (accuracy after one epoch at 0, 0.1, 1 and 5 %% spike loss)")
+                                      "loss (accuracy after one epoch at 0, 0.1, 1 and 5 %% spike loss), options (held-out "
+                                      "accuracy of each learning option after 2 epochs on the chip)")
     s.add_argument("name", choices=tuple(STUDIES))
     s.add_argument("--out", type=folder_path, required=True, help="run folder (result.json and PNG figures)")
     s.add_argument("--config", type=Path, help="experiment YAML (network, partition); default: the paper's")
-    s.add_argument("--data", help="whatif, curve: a GSC folder, a features .npz or 'synth' (default: the config's)")
-    s.add_argument("--epochs", type=positive_int, help="curve: epochs (default 3)")
+    s.add_argument("--data", help="whatif, curve, loss, options: a GSC folder, a features .npz or 'synth' (default: the config's)")
+    s.add_argument("--epochs", type=positive_int, help="curve: epochs (default 3); options: epochs (default 2)")
     s.add_argument("--max-samples", type=positive_int, help="curve: training samples per epoch (default 1000); "
-                                                             "loss: training samples of the epoch (default all)")
+                                                             "loss: training samples of the epoch (default all); "
+                                                             "options: training samples per epoch (default all)")
     s.add_argument("--samples", type=int, help="time, energy, whatif: samples on the timed chip (default 10); sweep: per run (default 4)")
     s.add_argument("--clock-mhz", type=float, action="append",
                    help="time, energy: a clock level (repeat; default 150 and 300)")
@@ -94,5 +101,8 @@ def add_study_command(sub: Any) -> None:
     s.add_argument("--grid", action="append", help="sweep: NAME=V1,V2,... (seed, lr, neurons_per_core, clock_mhz; "
                                                    "repeat for a product)")
     s.add_argument("--ray-address", help="sweep: a Ray cluster (default: local worker processes)")
+    s.add_argument("--variant", action="append",
+                   help="options: a row of the table (repeat; default all): default, triangle, exponential, "
+                        "fast_sigmoid, arctan, n_regular, rate_reg, p_rec")
     s.add_argument("--no-gpu", action="store_true", help="energy: leave out the V100 estimate (it needs PyTorch)")
     s.set_defaults(func=_run)

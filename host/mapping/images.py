@@ -135,7 +135,11 @@ def _core_blocks(core: CorePlan, mats: dict[str, np.ndarray]) -> dict[str, np.nd
 
 def build_images(fw: Firmware, cfg: ExperimentConfig, plan: Plan, weights: Weights, adam: Any | None = None,
                  feedback: np.ndarray | None = None, outbox_words: int = OUTBOX_WORDS,
-                 recording: RecordingPlan | None = None) -> list[CoreImage]:
+                 recording: RecordingPlan | None = None,
+                 feedback_moments: tuple[np.ndarray, np.ndarray] | None = None) -> list[CoreImage]:
+    """Every core's arena image. `feedback`: B (n_rec, n_out) of train.feedback random or adaptive;
+    `feedback_moments`: adaptive feedback's optimizer moments (m, v) of B, each (n_rec, n_out) (a resumed
+    run; None: zeros, as the arena starts)."""
     images = []
     if recording is None and cfg.record.active:
         recording = RecordingPlan(cfg, plan)
@@ -168,8 +172,15 @@ def build_images(fw: Firmware, cfg: ExperimentConfig, plan: Plan, weights: Weigh
                     suffix = name[1:]  # "_in", "_rec", "_out"
                     regions["m" + suffix] = m_blocks[name]
                     regions["v" + suffix] = v_blocks[name]
+            rows = slice(core.neuron_lo, core.neuron_lo + core.n_local)
             if feedback is not None:
-                regions["fb"] = feedback[core.neuron_lo:core.neuron_lo + core.n_local, :]
+                regions["fb"] = feedback[rows, :]
+            if feedback_moments is not None:
+                if not (layout.region("m_fb") and layout.region("v_fb")):
+                    raise ConfigError(f"core {core.core_id} holds no feedback moments (train.feedback is "
+                                      f"{cfg.train.feedback!r}): give feedback moments only with train.feedback "
+                                      f"adaptive")
+                regions["m_fb"], regions["v_fb"] = feedback_moments[0][rows, :], feedback_moments[1][rows, :]
             index = core_indexes(masks, core)
             if index is not None:  # network.connectivity: the present synapses only, and the index
                 for key, names in BLOCK_REGIONS.items():
@@ -220,13 +231,14 @@ def gather_matrices(images: list[CoreImage], read: Any, prefix: str, shapes: dic
     return full
 
 
-def gather_feedback(images: list[CoreImage], read: Any, n_rec: int, n_out: int) -> np.ndarray:
-    """The feedback matrix B (n_rec, n_out) from the neuron cores' fb regions ([local][n_out] each)."""
+def gather_feedback(images: list[CoreImage], read: Any, n_rec: int, n_out: int, region: str = "fb") -> np.ndarray:
+    """The feedback matrix B (n_rec, n_out) from the neuron cores' fb regions ([local][n_out] each); region
+    "m_fb" or "v_fb": adaptive feedback's optimizer moments of B, laid out the same way."""
     full = np.zeros((n_rec, n_out), dtype=np.float32)
     for img in images:
         core = img.plan
         if core.role & ROLE_NEURON:
-            raw = read(core.core_id, img.layout.region("fb"), 4 * core.n_local * n_out)
+            raw = read(core.core_id, img.layout.region(region), 4 * core.n_local * n_out)
             full[core.neuron_lo:core.neuron_lo + core.n_local] = np.frombuffer(raw, np.float32).reshape(-1, n_out)
     return full
 

@@ -26,7 +26,7 @@ from s2eprop.host.mapping.resolve import config_from_dict
 from s2eprop.host.mapping.resolve import load_config as _load_config_file
 from s2eprop.host.reference.golden import AdamState
 from s2eprop.host.session import train as loop
-from s2eprop.host.weights import Weights, init_weights, load_weights
+from s2eprop.host.weights import FeedbackState, Weights, init_weights, load_weights
 
 MATRICES = ("w_in", "w_rec", "w_out")
 
@@ -113,10 +113,11 @@ class Session:
         self.resume = None if resume is None else Path(resume)
         self.state = loop.RunState()
         adam: AdamState | None = None
+        feedback: FeedbackState | None = None  # adaptive feedback's B and moments, from a checkpoint
         if self.resume is not None:
             if not self.resume.is_file():
                 raise DataError(f"checkpoint {self.resume}: no such file")
-            weights, adam, self.state = loop.load_checkpoint(self.resume, self.cfg)
+            weights, adam, self.state, feedback = loop.load_checkpoint(self.resume, self.cfg)
             made_on, self._resumed_data = loop.checkpoint_origin(self.resume)
             if made_on and loop.learner_kind(made_on) != loop.learner_kind(target):
                 raise DataError(f"checkpoint {self.resume} was made on target {made_on}, this run is on {target}: "
@@ -130,7 +131,7 @@ class Session:
                 raise DataError(f"weights were trained on labels {list(weights.labels)}, the dataset has {list(labels)}")
             weights = dataclasses.replace(weights, labels=tuple(labels))
         self._trainer: loop.Trainer | None = loop.make_trainer(self.cfg, target, weights, adam, backend, self.key_file,
-                                                               link_patience_s)
+                                                               link_patience_s, feedback)
         self._encoded: tuple[int, Dataset, Dataset] | None = None  # (id of the data, the data, its encoding)
         self._data: Dataset | None = None
         self._data_id = ""

@@ -30,7 +30,7 @@ from s2eprop.firmware.sdram_map import InputRing
 from s2eprop.host.session.streamer import GRACE_TICKS, SampleOutcome, SampleStreamer
 from s2eprop.host.transport.base import TimingRecord
 from s2eprop.host.transport import Transport, TransportStatus, open_transport
-from s2eprop.host.weights import Weights
+from s2eprop.host.weights import FeedbackState, Weights
 
 
 class SampleResults:
@@ -54,9 +54,11 @@ class BoardTrainer:
 
     def __init__(self, cfg: ExperimentConfig, weights: Weights, adam: AdamState | None = None,
                  transport: Transport | None = None, backend: str = "c", firmware: Firmware | None = None,
-                 outbox_words: int | None = None, copy: int = 0, copies: int = 1) -> None:
+                 outbox_words: int | None = None, copy: int = 0, copies: int = 1,
+                 feedback: FeedbackState | None = None) -> None:
         """`copy` of `copies`: this network's place among identical ones sharing the chip (host/session/copies.py
-        loads their routing table; a network alone loads its own)."""
+        loads their routing table; a network alone loads its own). `feedback`: adaptive feedback's B and its
+        moments to start from (a resumed run; None: B from train.seed, moments zero)."""
         check_engine(engine_of(cfg, "emulator", backend))
         self.cfg = cfg
         self.net = cfg.network
@@ -65,11 +67,19 @@ class BoardTrainer:
         self.labels = weights.labels
         weights = weights.check(self.net)  # network.connectivity: refuses weights at absent synapses
         self.masks = connectivity_masks(self.net)
-        feedback = random_feedback(self.net, cfg.train.seed) if cfg.train.feedback != "symmetric" else None
+        b, moments = None, None
+        if feedback is not None:
+            if cfg.train.feedback != "adaptive":
+                raise ConfigError(f"a learned feedback state is given, train.feedback is {cfg.train.feedback!r}: "
+                                  f"it belongs to train.feedback adaptive (give none)")
+            fb = feedback.check(self.net, "feedback state")
+            b, moments = fb.b, (fb.m, fb.v)
+        elif cfg.train.feedback != "symmetric":
+            b = random_feedback(self.net, cfg.train.seed)
         extra = {} if outbox_words is None else {"outbox_words": outbox_words}
         self.recording = RecordingPlan(cfg, self.plan) if cfg.record.active else None
-        self.images: list[CoreImage] = build_images(self.fw, cfg, self.plan, weights, adam, feedback,
-                                                    recording=self.recording, **extra)
+        self.images: list[CoreImage] = build_images(self.fw, cfg, self.plan, weights, adam, b,
+                                                    recording=self.recording, feedback_moments=moments, **extra)
         self.transport: Transport = transport or open_transport("emulator", self.plan.n_cores, backend)
         if cfg.chip.faults:
             set_faults = getattr(self.transport, "set_faults", None)
@@ -147,6 +157,14 @@ class BoardTrainer:
         if self.cfg.train.feedback == "symmetric":
             return None
         return gather_feedback(self.images, self.transport.read_sram, self.net.n_rec, self.net.n_out)
+
+    @property
+    def feedback_state(self) -> FeedbackState | None:
+        """Adaptive feedback's B and its optimizer moments as the cores hold them (None unless adaptive)."""
+        if self.cfg.train.feedback != "adaptive":
+            return None
+        read, n_rec, n_out = self.transport.read_sram, self.net.n_rec, self.net.n_out
+        return FeedbackState(*(gather_feedback(self.images, read, n_rec, n_out, r) for r in ("fb", "m_fb", "v_fb")))
 
     @property
     def adam(self) -> AdamState:

@@ -26,7 +26,7 @@ from s2eprop.host.files import atomic_write, writable_folder, write_json
 from s2eprop.host.progress import progress_bar
 from s2eprop.host.mapping.recording import Recordings, SampleRecord
 from s2eprop.host.reference.golden import AdamState, BatchResult, GoldenModel
-from s2eprop.host.weights import Weights, load_weights
+from s2eprop.host.weights import FeedbackState, Weights, load_weights
 
 EVAL_BATCH = 256
 LOSS_EXPLODED = 1e3  # nats of cross-entropy per sample: ~2.5 untrained, never near this unless lr is too high
@@ -44,6 +44,8 @@ class Trainer(Protocol):
     @property
     def adam(self) -> AdamState: ...
     @property
+    def feedback_state(self) -> FeedbackState | None: ...  # adaptive feedback's B and moments (None otherwise)
+    @property
     def chip_ms(self) -> tuple[int, int]: ...   # emulated ms spent training and on inference (0 off-chip)
     def report(self) -> dict[str, Any]: ...     # the target's own part of report.json
     def close(self) -> None: ...                # release the board (stop its cores)
@@ -55,10 +57,26 @@ class GoldenTrainer(GoldenModel):
 
     chip_ms = (0, 0)
 
-    def __init__(self, *args: Any, record: RecordConfig | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, record: RecordConfig | None = None, feedback_state: FeedbackState | None = None,
+                 **kwargs: Any) -> None:
+        """`feedback_state`: adaptive feedback's B and moments to start from (a resumed run)."""
+        if feedback_state is not None:
+            kwargs["feedback"] = feedback_state.b
         super().__init__(*args, **kwargs)
+        if feedback_state is not None:
+            if self.feedback_moments is None:
+                raise ConfigError(f"a learned feedback state is given, train.feedback is {self.train.feedback!r}: "
+                                  f"it belongs to train.feedback adaptive (give none)")
+            self.feedback_moments = (np.array(feedback_state.m, self.dtype), np.array(feedback_state.v, self.dtype))
         self.record_cfg = record or RecordConfig()
         self._records: list[SampleRecord] = []
+
+    @property
+    def feedback_state(self) -> FeedbackState | None:
+        if self.feedback_moments is None:
+            return None
+        assert self.feedback is not None
+        return FeedbackState(self.feedback.copy(), *(a.copy() for a in self.feedback_moments))
 
     def train_batch(self, x: np.ndarray, y: np.ndarray, record: np.ndarray | None = None) -> BatchResult:
         check_inputs(np.asarray(x), "the batch's input")
@@ -135,6 +153,9 @@ class RunState:
         return cls(**{**d, "pos": Position(**d["pos"])})
 
 
+# adaptive feedback's learned B and its optimizer moments in a checkpoint (train.feedback adaptive only)
+FEEDBACK_KEYS = ("fb", "adam_m_fb", "adam_v_fb")
+
 # train settings that may change when a run is resumed; everything else must match the checkpoint
 RESUMABLE_CHANGES = ("epochs", "max_samples", "checkpoint_every_samples", "on_loss", "input_mode",
                      "input_lookahead_ticks")
@@ -147,17 +168,19 @@ def learner_kind(target: str) -> str:
 
 
 def make_trainer(cfg: ExperimentConfig, target: str, weights: Weights, adam: AdamState | None,
-                 backend: str = "c", key_file: str | None = None, link_patience_s: float = 10.0) -> Trainer:
+                 backend: str = "c", key_file: str | None = None, link_patience_s: float = 10.0,
+                 feedback: FeedbackState | None = None) -> Trainer:
+    """The trainer of `target`; `feedback`: adaptive feedback's B and moments (a resumed run)."""
     check_engine(engine_of(cfg, target, backend, key_file))
     if target == "golden":
-        return GoldenTrainer(cfg.network, cfg.train, weights, adam, record=cfg.record)
+        return GoldenTrainer(cfg.network, cfg.train, weights, adam, record=cfg.record, feedback_state=feedback)
     from s2eprop.host.mapping.partition import plan_partition
     from s2eprop.host.session.runtime import BoardTrainer
     from s2eprop.host.transport import open_transport
 
     transport = open_transport(target, plan_partition(cfg.network, cfg.partition).n_cores, backend, cfg.chip, key_file,
                                link_patience_s)
-    return BoardTrainer(cfg, weights, adam, transport=transport)
+    return BoardTrainer(cfg, weights, adam, transport=transport, feedback=feedback)
 
 
 def epoch_order(train: TrainConfig, epoch: int, n_train: int) -> np.ndarray | None:
@@ -231,6 +254,9 @@ def save_checkpoint(path: Path, trainer: Trainer, session: RunState, cfg: Experi
     for k in ("w_in", "w_rec", "w_out"):
         arrays[f"adam_m_{k}"] = adam.m[k]
         arrays[f"adam_v_{k}"] = adam.v[k]
+    fb = trainer.feedback_state  # adaptive feedback: B learns, so the checkpoint holds it and its moments
+    if fb is not None:
+        arrays.update({k: a for k, a in zip(FEEDBACK_KEYS, (fb.b, fb.m, fb.v))})
     arrays.update(adam_t=adam.t, adam_lr=np.float32(adam.lr), adam_b1_pow=np.float32(adam.b1_pow),
                   adam_b2_pow=np.float32(adam.b2_pow), epoch=session.pos.epoch, next_index=session.pos.next_index,
                   samples_trained=session.pos.samples_trained, target=target, session=session.to_json(),
@@ -238,11 +264,8 @@ def save_checkpoint(path: Path, trainer: Trainer, session: RunState, cfg: Experi
     return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def load_checkpoint(path: Path, cfg: ExperimentConfig) -> tuple[Weights, AdamState, RunState]:
-    if cfg.train.feedback == "adaptive":  # B and its moments live on the chip only (not in checkpoints yet)
-        raise DataError(f"checkpoint {path}: train.feedback adaptive cannot resume (a checkpoint does not hold the "
-                        f"learned feedback matrix B); start from its weights with --init-weights (B restarts "
-                        f"random), or train with feedback random or symmetric")
+def load_checkpoint(path: Path, cfg: ExperimentConfig) -> tuple[Weights, AdamState, RunState, FeedbackState | None]:
+    """Weights, optimizer state, position and (train.feedback adaptive) the learned B and its moments."""
     weights = load_weights(path, cfg.network)
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -252,6 +275,8 @@ def load_checkpoint(path: Path, cfg: ExperimentConfig) -> tuple[Weights, AdamSta
                              b2_pow=np.float32(f["adam_b2_pow"]))
             session = RunState.from_json(str(f["session"]))
             saved = json.loads(str(f["config"]))
+            held = [k for k in FEEDBACK_KEYS if k in f.files]
+            feedback = FeedbackState(*(f[k] for k in FEEDBACK_KEYS)) if len(held) == len(FEEDBACK_KEYS) else None
     except KeyError as exc:
         raise DataError(f"checkpoint {path} lacks {exc}: it is a weights file, not a checkpoint "
                         f"(use --init-weights for weights)") from None
@@ -269,7 +294,15 @@ def load_checkpoint(path: Path, cfg: ExperimentConfig) -> tuple[Weights, AdamSta
     if changed:
         raise DataError(f"checkpoint {path} was made with another configuration ({'; '.join(changed)}); "
                         f"resume with the same config (only train.{', train.'.join(RESUMABLE_CHANGES)} may change)")
-    return weights, adam, session
+    if cfg.train.feedback != "adaptive":
+        return weights, adam, session, None
+    if feedback is None:  # checkpoints made before they held B (or damaged): B would restart from its seed
+        lacks = ", ".join(k for k in FEEDBACK_KEYS if k not in held)
+        raise DataError(f"checkpoint {path} lacks {lacks}: train.feedback adaptive learns the feedback matrix B, "
+                        f"and this checkpoint was made before checkpoints held it (or is damaged), so the run cannot "
+                        f"resume with the same bits; start from its weights with --init-weights {path} (B and its "
+                        f"moments restart from train.seed), or train again from the start")
+    return weights, adam, session, feedback.check(cfg.network, f"checkpoint {path}")
 
 
 def _check_adam(path: Path, adam: AdamState, weights: Weights, session: RunState) -> None:

@@ -160,16 +160,53 @@ def test_resuming_a_finished_run_trains_nothing(full_run, tmp_path, features_npz
     _assert_same_bits(_load(out / "weights.npz"), _load(full / "weights.npz"), MATRICES, "unchanged weights")
 
 
-def test_adaptive_feedback_does_not_resume(tmp_path) -> None:
-    """Rule: train.feedback adaptive refuses --resume, naming why (a checkpoint lacks the learned B) and what
-    to do, rather than resuming with B restarted from its seed."""
-    import dataclasses
+FB_KEYS = ("fb", "adam_m_fb", "adam_v_fb")
 
+
+@pytest.mark.parametrize("target", ["golden", "emulator"])
+def test_adaptive_feedback_resumes_to_the_same_bits(target, tmp_path, features_npz, weights_npz) -> None:
+    """Rule: with train.feedback adaptive, a checkpoint holds the learned B and its optimizer moments, and a
+    run of 2 epochs over 4 samples (8 samples straight) ends with the same bits of weights, B and moments as
+    a run of 1 epoch (4 samples), checkpointed, then resumed for the second; B really learned (moved from
+    its seeded start), so a resume that restarted it from the seed would differ."""
     from s2eprop.host.config import ExperimentConfig
-    from s2eprop.host.errors import DataError
-    from s2eprop.host.session.train import load_checkpoint
+    from s2eprop.host.reference.golden import random_feedback
 
-    cfg = ExperimentConfig()
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, feedback="adaptive")).validate()
-    with pytest.raises(DataError, match="adaptive cannot resume.*--init-weights"):
-        load_checkpoint(tmp_path / "ckpt.npz", cfg)
+    cfg = tmp_path / "adaptive.yaml"
+    cfg.write_text("train:\n  feedback: adaptive\n")
+    opts = ("--config", str(cfg))
+    full, part, resumed = tmp_path / "full", tmp_path / "part", tmp_path / "resumed"
+    assert _train(full, features_npz, target, *opts, "--init-weights", str(weights_npz), "--epochs", "2") == 0
+    assert _train(part, features_npz, target, *opts, "--init-weights", str(weights_npz), "--epochs", "1") == 0
+    assert _train(resumed, features_npz, target, *opts, "--resume", str(part / "checkpoint.npz"), "--epochs", "2") == 0
+    want, got = _load(full / "checkpoint.npz"), _load(resumed / "checkpoint.npz")
+    assert int(got["adam_t"]) == int(want["adam_t"]) == 2 * N
+    _assert_same_bits(got, want, (*MATRICES, *FB_KEYS, *(f"adam_{m}_{k}" for m in "mv" for k in MATRICES)),
+                      "resumed vs straight")
+    b0 = random_feedback(ExperimentConfig().network, seed=0)
+    assert not np.array_equal(_load(part / "checkpoint.npz")["fb"], b0), "B did not learn in the first epoch"
+    assert np.any(want["adam_v_fb"] > 0)
+
+
+def test_old_adaptive_checkpoint_is_refused(tmp_path, features_npz, weights_npz, capsys) -> None:
+    """Rule: a checkpoint of an adaptive run without B (made before checkpoints held it) is refused with one
+    line naming the file, what it lacks and the fix (--init-weights), rather than resuming with B restarted."""
+    cfg = tmp_path / "adaptive.yaml"
+    cfg.write_text("train:\n  feedback: adaptive\n")
+    part = tmp_path / "part"
+    assert _train(part, features_npz, "golden", "--config", str(cfg), "--init-weights", str(weights_npz),
+                  "--epochs", "1") == 0
+    ck = _load(part / "checkpoint.npz")
+    old = tmp_path / "old.npz"
+    np.savez(old, **{k: a for k, a in ck.items() if k not in FB_KEYS})
+    assert _train(tmp_path / "r", features_npz, "golden", "--config", str(cfg), "--resume", str(old),
+                  "--epochs", "2") == 2
+    err = capsys.readouterr().err
+    assert f"checkpoint {old} lacks fb, adam_m_fb, adam_v_fb" in err and f"--init-weights {old}" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_symmetric_checkpoint_holds_no_feedback(full_run) -> None:
+    """Rule: only adaptive feedback's checkpoints hold B (the default's checkpoint keeps its keys)."""
+    _, full = full_run
+    assert not set(FB_KEYS) & set(_load(full / "checkpoint.npz"))
