@@ -34,7 +34,8 @@ SDP_HEADER = struct.Struct("<8B")
 SCP_HEADER = struct.Struct("<HHIII")
 HEADER_BYTES = len(PAD) + SDP_HEADER.size + SCP_HEADER.size  # 2 + 8 + 16
 MAC_BYTES = 32
-MAX_DATAGRAM_BYTES = HEADER_BYTES + MAX_BULK_DATA_BYTES + MAC_BYTES  # what a receive buffer must hold
+MAX_STREAM_DATA_BYTES = 60 * 1024
+MAX_DATAGRAM_BYTES = HEADER_BYTES + MAX_STREAM_DATA_BYTES + MAC_BYTES  # what a receive buffer must hold
 FLAGS_REPLY_EXPECTED = 0x87
 FLAGS_NO_REPLY = 0x07
 SDP_PORT_SCP = 0  # SDP port 0 of a core: SCP (SC&MP's own)
@@ -176,6 +177,8 @@ def sealed(msg: "Scp") -> "Scp":
 def max_data_bytes(cmd: int) -> int:
     """The most data a datagram with this cmd field carries: MAX_BULK_DATA_BYTES for a STREAM chunk, a SEND_MANY
     and a reply (a POLL's), MAX_DATA_BYTES (SDP's) for every other request."""
+    if cmd == CMD_STREAM:
+        return MAX_STREAM_DATA_BYTES
     return MAX_BULK_DATA_BYTES if cmd in (CMD_STREAM, CMD_SEND_MANY) or RC_OK <= cmd <= RC_CPU else MAX_DATA_BYTES
 
 

@@ -348,7 +348,7 @@ class UdpTransport:
         """Memory writes are streamed: chunks without a reply each, then STREAM_ACK says which arrived and
         the missing ones are sent again (input frames: the SDRAM ring is the jitter buffer)."""
         raw = bytes(memoryview(data).cast("B")) if not isinstance(data, bytes) else data
-        span = sdp.MAX_BULK_DATA_BYTES * sdp.MAX_STREAM_CHUNKS
+        span = sdp.MAX_STREAM_DATA_BYTES * sdp.MAX_STREAM_CHUNKS
         for base in range(0, len(raw), span):
             self._stream(at, addr + base, raw[base:base + span], timeout_s)
 
@@ -398,7 +398,7 @@ class UdpTransport:
             self.finish_advance(timeout_s)
         if self._queued:
             self.flush(timeout_s)
-        step = sdp.MAX_BULK_DATA_BYTES
+        step = sdp.MAX_STREAM_DATA_BYTES
         self._stream_id = (self._stream_id + 1) & 0xFFFF
         sid, n = self._stream_id, -(-len(raw) // step)
         missing = list(range(n))
