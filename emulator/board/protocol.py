@@ -4,8 +4,8 @@ our own commands for what SpiNNaker has none for (spike input as EIEIO-style lis
 them), and the optional HMAC-SHA256 trailer.
 
 Datagram: 2 padding bytes | SDP header (8 B: flags, tag, dest port<<5|cpu, src port<<5|cpu, dest y,
-dest x, src y, src x) | SCP (cmd u16, seq u16, arg1..arg3 u32; little-endian) | data (<= 256 B; a STREAM chunk
-or a reply <= 1,024 B)
+dest x, src y, src x) | SCP (cmd u16, seq u16, arg1..arg3 u32; little-endian) | data (<= 256 B; a SEND_MANY, an
+ADVANCE or a reply <= 1,024 B, a STREAM chunk <= 60 KiB)
 [| HMAC-SHA256 (32 B) when the board has a key]. A reply carries the result code (RC_*) in the cmd
 field and the request's sequence number.
 """
@@ -22,8 +22,10 @@ import numpy as np
 # 2: the CRC of own commands covers the whole datagram; HELLO flags, BYE. 3: TIMING_CTL and TIMING (a timed
 # board's compliance record on request), SYNC (held host messages start together). 4: STREAM chunks and POLL
 # replies carry up to MAX_BULK_DATA_BYTES (fewer datagrams a sample). 5: SEND_MANY (a sample's host messages, one
-# to each core, in one datagram)
-PROTOCOL_VERSION = 5
+# to each core, in one datagram). 6: STREAM chunks of up to MAX_STREAM_DATA_BYTES (the host sends 1,024 B over a
+# network, larger ones on loopback); ADVANCE carries the host messages that go before its ticks, and its reply the
+# cores' messages and the brief status after them (ADVANCE_REPORT): one round trip a sample
+PROTOCOL_VERSION = 6
 DEFAULT_PORT = 17893
 MAX_DATA_BYTES = 256  # SDP's (SC&MP READ / WRITE), and every datagram's but the bulk ones below
 # the data of a STREAM chunk and of a POLL reply: SpiNNaker's SDP stops at 256 B, this board takes more, as
@@ -34,7 +36,10 @@ SDP_HEADER = struct.Struct("<8B")
 SCP_HEADER = struct.Struct("<HHIII")
 HEADER_BYTES = len(PAD) + SDP_HEADER.size + SCP_HEADER.size  # 2 + 8 + 16
 MAC_BYTES = 32
-MAX_DATAGRAM_BYTES = HEADER_BYTES + MAX_BULK_DATA_BYTES + MAC_BYTES  # what a receive buffer must hold
+# the data of a STREAM chunk the board takes: what one datagram holds on loopback (IPv4's 65,507 B of UDP payload,
+# less headers and MAC), where no Ethernet frame limits it; a host sends MAX_BULK_DATA_BYTES over a network
+MAX_STREAM_DATA_BYTES = 60 * 1024
+MAX_DATAGRAM_BYTES = HEADER_BYTES + MAX_STREAM_DATA_BYTES + MAC_BYTES  # what a receive buffer must hold
 FLAGS_REPLY_EXPECTED = 0x87
 FLAGS_NO_REPLY = 0x07
 SDP_PORT_SCP = 0  # SDP port 0 of a core: SCP (SC&MP's own)
@@ -54,7 +59,10 @@ CMD_START = 0x42       # to a core; arg1 arena bytes -> reply arg1 the firmware'
 CMD_STOP = 0x43        # to a core
 CMD_SEND = 0x44        # to a core; data: a host message (u32 words)
 CMD_POLL = 0x45        # -> reply arg1 messages in data, arg2 still queued; data: [core, n, words] ...
-CMD_ADVANCE = 0x46     # arg1 ticks -> reply arg1/arg2 the board's tick (low/high)
+CMD_ADVANCE = 0x46     # arg1 ticks; arg2 bits 0-15: host messages in data (SEND_MANY's format and rules: all
+                       # delivered before the ticks run, or, one refused, none and no tick), bit 16 ADVANCE_REPORT
+                       # -> reply arg1/arg2 the board's tick (low/high); with ADVANCE_REPORT, data: REPORT_HEAD
+                       # (messages in it, messages still queued, status bytes), the brief STATUS JSON, the messages
 CMD_STATUS = 0x47      # arg1 page -> reply arg1 page, arg2 pages; data: JSON (ticks, packets, losses, link)
 CMD_STREAM = 0x48      # no reply (flags 0x07): arg1 SDRAM address, arg2 stream << 16 | chunk; data: bytes
 CMD_STREAM_ACK = 0x49  # arg1 stream, arg2 chunks -> reply data: bitmap of the chunks the board holds
@@ -87,6 +95,11 @@ STATUS_BRIEF = 1
 # commands that change the board: only its owner may send them (the first to send one to a free board owns it)
 DRIVING_COMMANDS = frozenset((CMD_ROUTES, CMD_START, CMD_STOP, CMD_SEND, CMD_POLL, CMD_ADVANCE, CMD_STREAM,
                               CMD_STREAM_ACK, CMD_SPIKES, CMD_TIMING_CTL, CMD_SYNC, CMD_SEND_MANY))
+# ADVANCE arg2: the count of host messages its data carries (ADVANCE_MESSAGES bits), and ADVANCE_REPORT: answer with
+# what the cores queued for the host (as a POLL) and the brief STATUS after the ticks (a host's per-sample check)
+ADVANCE_MESSAGES = 0xFFFF
+ADVANCE_REPORT = 1 << 16
+REPORT_HEAD = struct.Struct("<III")  # messages in the report, messages still queued on the board, status JSON bytes
 # SEND arg1 bit 0: hold the message on the board until SYNC (SpiNNaker's SYNC0 barrier: the cores of one sample
 # start on one tick of a realtime board, a lost and resent SEND included); at most MAX_HELD held at a time
 SEND_HOLD = 1
@@ -174,9 +187,12 @@ def sealed(msg: "Scp") -> "Scp":
 
 
 def max_data_bytes(cmd: int) -> int:
-    """The most data a datagram with this cmd field carries: MAX_BULK_DATA_BYTES for a STREAM chunk, a SEND_MANY
-    and a reply (a POLL's), MAX_DATA_BYTES (SDP's) for every other request."""
-    return MAX_BULK_DATA_BYTES if cmd in (CMD_STREAM, CMD_SEND_MANY) or RC_OK <= cmd <= RC_CPU else MAX_DATA_BYTES
+    """The most data a datagram with this cmd field carries: MAX_STREAM_DATA_BYTES for a STREAM chunk,
+    MAX_BULK_DATA_BYTES for a SEND_MANY, an ADVANCE (its host messages) and a reply (a POLL's, an ADVANCE's report),
+    MAX_DATA_BYTES (SDP's) for every other request."""
+    if cmd == CMD_STREAM:
+        return MAX_STREAM_DATA_BYTES
+    return MAX_BULK_DATA_BYTES if cmd in (CMD_SEND_MANY, CMD_ADVANCE) or RC_OK <= cmd <= RC_CPU else MAX_DATA_BYTES
 
 
 def pack(msg: Scp, src: tuple[int, int, int] = (0, 0, 0), mac_key: bytes | None = None, nonce: bytes = b"") -> bytes:

@@ -254,9 +254,7 @@ class BoardServer:
         self._run = None
         msg = run.msg
         if run.error is None:
-            self._outbox.extend((c, w.tolist()) for c, w in self.chip.take_host_messages())
-            t = self.chip.tick_count
-            reply = self._ok(msg, t & 0xFFFFFFFF, t >> 32)
+            reply = self._advanced(msg)
         elif isinstance(run.error, EmulatorError):
             reply = self._error(msg, sdp.RC_ARG, str(run.error))
         else:
@@ -344,8 +342,11 @@ class BoardServer:
             self.link.stale += 1
             return None
         if background and msg.cmd == sdp.CMD_ADVANCE and self.mode != "realtime" and 0 < msg.arg1 <= MAX_ADVANCE_TICKS:
-            self._start_run(_Run(msg, client, key, addr, raw))
-            return None
+            refused = self._deliver(msg, msg.data, msg.arg2 & sdp.ADVANCE_MESSAGES, hold=False, what="ADVANCE")
+            if refused is None:
+                self._start_run(_Run(msg, client, key, addr, raw))
+                return None
+            return self._remember(client, key, msg, self._seal(refused, msg, client.nonce))
         try:
             reply = self._execute(msg, client)
         except EmulatorError as exc:
@@ -387,7 +388,9 @@ class BoardServer:
         claiming HELLO) from a host when the board is free makes that host its owner; a plain SC&MP WRITE is
         allowed on a free board only; a HELLO with TAKE_OVER takes the board from its owner."""
         claim = msg.cmd == sdp.CMD_HELLO and msg.arg2 & (sdp.HELLO_CLAIM | sdp.HELLO_TAKE_OVER)
-        driving = msg.cmd in sdp.DRIVING_COMMANDS and not (msg.cmd == sdp.CMD_ADVANCE and msg.arg1 == 0)
+        # an ADVANCE of 0 ticks with nothing in it only asks the tick (a realtime board's host waits with it)
+        driving = msg.cmd in sdp.DRIVING_COMMANDS and not (msg.cmd == sdp.CMD_ADVANCE and msg.arg1 == 0
+                                                            and msg.arg2 == 0 and not msg.data)
         if not (claim or driving or msg.cmd == sdp.CMD_WRITE) or addr == self._owner:
             return None
         if self._owner is None or (claim and msg.arg2 & sdp.HELLO_TAKE_OVER):
@@ -457,16 +460,15 @@ class BoardServer:
         if msg.cmd == sdp.CMD_POLL:
             return self._poll(msg)
         if msg.cmd == sdp.CMD_ADVANCE:
-            if self.mode == "realtime":  # the clock runs on its own: the answer is where it is now
-                t = self.chip.tick_count
-                return self._ok(msg, t & 0xFFFFFFFF, t >> 32)
-            if msg.arg1 > MAX_ADVANCE_TICKS:
+            if self.mode != "realtime" and msg.arg1 > MAX_ADVANCE_TICKS:
                 return self._error(msg, sdp.RC_ARG, f"ADVANCE of {msg.arg1:,} ticks: at most {MAX_ADVANCE_TICKS:,} "
                                                     f"per command")
-            self.chip.run(msg.arg1)
-            self._outbox.extend((c, w.tolist()) for c, w in self.chip.take_host_messages())
-            t = self.chip.tick_count
-            return self._ok(msg, t & 0xFFFFFFFF, t >> 32)
+            refused = self._deliver(msg, msg.data, msg.arg2 & sdp.ADVANCE_MESSAGES, hold=False, what="ADVANCE")
+            if refused is not None:
+                return refused
+            if self.mode != "realtime":  # a realtime board's clock runs on its own: the answer is where it is now
+                self.chip.run(msg.arg1)
+            return self._advanced(msg)
         if msg.cmd == sdp.CMD_STATUS:
             return self._status(msg, client)
         if msg.cmd == sdp.CMD_SYNC:
@@ -619,25 +621,48 @@ class BoardServer:
             self.chip.load_routes([self._routes[i] for i in range(total)])
         return self._ok(msg, len(self._routes), total)
 
+    def _advanced(self, msg: sdp.Scp) -> sdp.Scp:
+        """The answer to an ADVANCE whose ticks have run: the board's tick and, asked for (ADVANCE_REPORT), the report:
+        the brief STATUS and the messages the cores queued for the host, as many as fit (the rest stay for POLL)."""
+        self._outbox.extend((c, w.tolist()) for c, w in self.chip.take_host_messages())
+        t = self.chip.tick_count
+        data = b""
+        if msg.arg2 & sdp.ADVANCE_REPORT:
+            status = json.dumps(self.status(brief=True), separators=(",", ":")).encode()
+            if sdp.REPORT_HEAD.size + len(status) > sdp.MAX_BULK_DATA_BYTES:
+                status = b""  # does not fit: the host asks STATUS itself
+            room = sdp.MAX_BULK_DATA_BYTES - sdp.REPORT_HEAD.size - len(status)
+            packed, n = sdp.pack_messages(self._outbox, room)
+            del self._outbox[:n]
+            data = sdp.REPORT_HEAD.pack(n, len(self._outbox), len(status)) + status + packed
+        return self._ok(msg, t & 0xFFFFFFFF, t >> 32, data)
+
     def _send_many(self, msg: sdp.Scp) -> sdp.Scp:
         """SEND_MANY: several host messages (one to each core of a sample) in one datagram, all delivered (or all
         held for SYNC, arg1 SEND_HOLD) in their order, or, when one is refused, none."""
         if (msg.x, msg.y, msg.cpu) != sdp.MONITOR:
             return self._error(msg, sdp.RC_CPU, f"SEND_MANY goes to the monitor {sdp.MONITOR}, not (x {msg.x}, "
                                                 f"y {msg.y}, cpu {msg.cpu}); its data names each message's core")
+        refused = self._deliver(msg, msg.data, msg.arg2, bool(msg.arg1 & sdp.SEND_HOLD), "SEND_MANY")
+        return refused if refused is not None else self._ok(msg, msg.arg2, len(self._held))
+
+    def _deliver(self, msg: sdp.Scp, data: bytes, count: int, hold: bool, what: str) -> sdp.Scp | None:
+        """Deliver `count` host messages packed in `data` (SEND_MANY's format), in order (or hold them for SYNC), all
+        or, when one is refused, none: None, or the error reply that says why."""
+        if count == 0 and not data:
+            return None
         try:
-            messages = sdp.unpack_messages(msg.data, msg.arg2, exact=True)
+            messages = sdp.unpack_messages(data, count, exact=True)
         except sdp.WireError as exc:
-            return self._error(msg, sdp.RC_LEN, f"SEND_MANY of {msg.arg2} messages: {exc}")
+            return self._error(msg, sdp.RC_LEN, f"{what} of {count} messages: {exc}")
         for core, _words in messages:
             if not 0 <= core < self.chip.n_cores:
-                return self._error(msg, sdp.RC_CPU, f"SEND_MANY to core {core}: the board has cores "
+                return self._error(msg, sdp.RC_CPU, f"{what} to core {core}: the board has cores "
                                                     f"0..{self.chip.n_cores - 1}; nothing delivered")
             stopped = self.chip.core_error(core)
             if stopped is not None:
                 return self._error(msg, sdp.RC_CPU, f"core {core} is stopped by a run-time error: {stopped}; load "
-                                                    f"its image and START it again (nothing of this SEND_MANY delivered)")
-        hold = bool(msg.arg1 & sdp.SEND_HOLD)
+                                                    f"its image and START it again (nothing of this {what} delivered)")
         if hold and len(self._held) + len(messages) > sdp.MAX_HELD:
             return self._error(msg, sdp.RC_ARG, f"{len(self._held):,} host messages held already and {len(messages)} "
                                                 f"more (at most {sdp.MAX_HELD:,}): send SYNC to deliver them")
@@ -648,9 +673,9 @@ class BoardServer:
             try:
                 self.chip.host_send(core, np.array(words, dtype=np.uint32))
             except EmulatorError as exc:  # a message before it stopped this core: the reply says how far it got
-                return self._error(msg, sdp.RC_CPU, f"SEND_MANY message {i} of {len(messages)} (to core {core}): "
+                return self._error(msg, sdp.RC_CPU, f"{what} message {i} of {len(messages)} (to core {core}): "
                                                     f"{exc}; the {i} before it were delivered, none after")
-        return self._ok(msg, len(messages), len(self._held))
+        return None
 
     def _sync(self, msg: sdp.Scp) -> sdp.Scp:
         """Deliver the held host messages, all now: no tick runs between them, so they reach their cores on one

@@ -167,3 +167,87 @@ def bench_copies(copies: Sequence[int] = (1, 2, 4, 8, 12), modes: Sequence[str] 
                      "emulated_ms_per_wall_ms": [round(f, 2) for f in factors], "loglog_slope": slope,
                      "threads": cfg.chip.n_threads()}
     return out
+
+
+def _serve_child(mode: str) -> tuple[Any, str]:
+    """`s2eprop serve` on a free loopback port in a child process (as a user runs it): (the process, its target)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from s2eprop.host.cli.main import main; "
+                             "sys.exit(main())", "serve", "--port", "0", "--mode", mode],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline() if proc.stdout is not None else ""
+    if " on udp://" not in line:
+        proc.kill()
+        err = proc.stderr.read() if proc.stderr is not None else ""
+        raise HostError(f"bench udp: `s2eprop serve` did not start ({line.strip() or err.strip()[-400:]})")
+    target = "udp://" + line.split(" on udp://", 1)[1].split(";", 1)[0].strip()
+    return proc, target
+
+
+def _child_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) a child process has used so far (Linux /proc; None elsewhere)."""
+    import os
+
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_udp(n_samples: int = 64, rounds: int = 3, seed: int = 0) -> dict[str, Any]:
+    """Wall ms per training sample in-process (`--target emulator`) and over UDP on loopback to `s2eprop serve` in
+    a child process (`--target udp://`), through the path `s2eprop train` runs (run_training), alternating for
+    `rounds` rounds in one sitting after an untimed one-sample warm-up of each; with their ratio (median of the
+    rounds) and the board process's CPU ms per sample. Functional chip, one thread, random inputs 3*N(0, 1)."""
+    import tempfile
+
+    from s2eprop.host.config import ExperimentConfig
+    from s2eprop.host.data.dataset import KWS_LABELS, Dataset
+    from s2eprop.host.session.api import run_training
+    from s2eprop.host.session.train import TrainOptions
+
+    base = ExperimentConfig()
+    cfg = dataclasses.replace(base, train=dataclasses.replace(base.train, epochs=1)).validate()
+    net = cfg.network
+    rng = np.random.default_rng(seed)
+    x = (3 * rng.standard_normal((n_samples, net.n_steps, net.n_in))).astype(np.float32)
+    data = Dataset(x, rng.integers(0, net.n_out, n_samples), KWS_LABELS, name="bench")
+    one = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_samples=1))
+    proc, target = _serve_child("functional")
+    walls: dict[str, list[float]] = {"emulator": [], "udp": []}
+    board_cpu: list[float] = []
+    checks: dict[str, float] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="s2eprop-bench-") as tmp:
+            def run(tgt: str, name: str, c: Any) -> dict[str, Any]:
+                opts = TrainOptions(target=tgt, out_dir=Path(tmp) / name, progress=False, overwrite=True)
+                return run_training(c, data, opts)
+
+            for tgt in ("emulator", target):
+                run(tgt, "warmup", one)
+            for r in range(rounds):
+                for name, tgt in (("emulator", "emulator"), ("udp", target)):
+                    cpu0 = _child_cpu_s(proc.pid) if name == "udp" else None
+                    report = run(tgt, f"{name}{r}", cfg)
+                    walls[name].append(report["ms_per_training_sample"])
+                    if cpu0 is not None:
+                        cpu1 = _child_cpu_s(proc.pid)
+                        if cpu1 is not None:  # the whole run's (connect, load, read-back too): an upper bound
+                            board_cpu.append((cpu1 - cpu0) * 1e3 / report["samples_trained"])
+                    w = np.load(Path(tmp) / f"{name}{r}" / "weights.npz")
+                    checks[name] = float(sum(np.sum(w[k].astype(np.float64)) for k in ("w_in", "w_rec", "w_out")))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    ratios = [u / e for u, e in zip(walls["udp"], walls["emulator"])]
+    return {"udp_target": "loopback, s2eprop serve in a child process, functional, 1 thread",
+            "udp_samples": n_samples, "udp_rounds": rounds,
+            "inproc_ms_per_sample": [round(v, 3) for v in walls["emulator"]],
+            "udp_ms_per_sample": [round(v, 3) for v in walls["udp"]],
+            "udp_over_inproc": [round(v, 3) for v in ratios],
+            "udp_over_inproc_median": round(float(np.median(ratios)), 3),
+            "board_cpu_ms_per_sample": [round(v, 3) for v in board_cpu],
+            "same_bits": checks["emulator"] == checks["udp"]}

@@ -131,7 +131,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from s2eprop.host.cli.bench import bench_copies, bench_emulator, bench_golden
+    from s2eprop.host.cli.bench import bench_copies, bench_emulator, bench_golden, bench_udp
 
     if args.samples < 1:
         raise HostError(f"--samples must be >= 1, got {args.samples}")
@@ -143,6 +143,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                      threads=args.threads))
     if args.what == "copies":
         result.update(bench_copies(n_samples=min(args.samples, 16), threads=args.threads))
+    if args.what == "udp":
+        result.update(bench_udp(n_samples=args.samples, rounds=args.rounds))
     print(json.dumps(result, indent=2))
     return 0
 
@@ -279,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="training speed per sample: golden model (batch 1 and 32), emulator, "
                                       "and copies of the network side by side on one chip")
-    b.add_argument("what", nargs="?", choices=("golden", "emulator", "copies", "all"), default="all")
+    b.add_argument("what", nargs="?", choices=("golden", "emulator", "copies", "udp", "all"), default="all")
     b.add_argument("--samples", type=int, default=64, help="samples timed (copies: per copy, at most 16)")
     b.add_argument("--mode", choices=("functional", "timed", "realtime"), default="functional",
                    help="emulated chip mode of `bench emulator`")
@@ -291,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=1,
                    help="host threads of the functional chip's C loop (emulator in functional mode, and the copies' "
                         "functional runs; 0: the host cores this process may use; default 1)")
+    b.add_argument("--rounds", type=int, default=3,
+                   help="udp: rounds of in-process then UDP, alternating in one sitting (default 3)")
     b.set_defaults(func=cmd_bench)
 
     pl = sub.add_parser("plot", help="redraw a run folder's figures: timing (timing.png, tick.png from timing.npz), "

@@ -10,6 +10,7 @@ repeated or delivered late is counted (`link_stats`, report.json `link`).
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
@@ -54,6 +55,9 @@ class ClientLinkCounters:
     spikes_posted: int = 0     # of those, posted (live spike input to a realtime board)
     spikes_late: int = 0       # acknowledged parts the board dropped: a core had read their slot already
     stream_during_advance: int = 0  # SDRAM stream chunks sent while an ADVANCE was in flight (pipelined input)
+    advance_messages: int = 0  # host messages that went up inside an ADVANCE (no SEND_MANY round trip of their own)
+    reports: int = 0           # ADVANCE replies that carried the cores' messages and the brief status (ADVANCE_REPORT)
+    reports_used: int = 0      # POLLs and STATUSes answered from the last report, without a round trip
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -103,13 +107,16 @@ class UdpTransport:
 
     def __init__(self, target: str, key: bytes | None = None, timeout_s: float = 0.25, retries: int | None = None,
                  window: int = 32, spike_limit_bytes: int = sdp.MAX_DATA_BYTES, claim: bool = True,
-                 take_over: bool | None = None, patience_s: float = PATIENCE_S) -> None:
+                 take_over: bool | None = None, patience_s: float = PATIENCE_S,
+                 stream_chunk_bytes: int | None = None) -> None:
         """`timeout_s`: the first retransmission timeout, until round trips are measured (then RFC 6298's
         SRTT + 4 RTTVAR per kind of command, doubled at each retransmission up to MAX_RTO_S). `patience_s`: a
         command fails when it has had no reply this long (an ADVANCE: plus its expected run time); `retries`
         (None: no limit): or after this many tries. `claim`: this host drives the board and owns it until it
         closes (another host is refused as busy); False for a host that only looks (board status).
-        `take_over`: claim it even from another owner (default: $S2EPROP_TAKE_BOARD is 1)."""
+        `take_over`: claim it even from another owner (default: $S2EPROP_TAKE_BOARD is 1). `stream_chunk_bytes`: the
+        data of one SDRAM stream chunk (None: MAX_STREAM_DATA_BYTES to a board on loopback, where no Ethernet frame
+        limits a datagram, else MAX_BULK_DATA_BYTES, one Ethernet frame)."""
         if not patience_s > 0:
             raise ConfigError(f"link patience {patience_s} s: give a positive number of seconds (default {PATIENCE_S:g})")
         self.target = target
@@ -129,12 +136,26 @@ class UdpTransport:
         except OSError as exc:
             self.sock.close()
             raise TransportError(f"board at {target}: cannot reach it ({exc.strerror})") from None
+        if stream_chunk_bytes is None:
+            try:
+                loopback = ipaddress.ip_address(self.sock.getpeername()[0]).is_loopback
+            except ValueError:
+                loopback = False
+            stream_chunk_bytes = sdp.MAX_STREAM_DATA_BYTES if loopback else sdp.MAX_BULK_DATA_BYTES
+        if not 1 <= stream_chunk_bytes <= sdp.MAX_STREAM_DATA_BYTES:
+            self.sock.close()
+            raise ConfigError(f"stream chunks of {stream_chunk_bytes:,} B: give 1..{sdp.MAX_STREAM_DATA_BYTES:,} B")
+        self.stream_chunk_bytes = stream_chunk_bytes
         self._seq = int.from_bytes(os.urandom(2), "little")
         self._inflight: dict[int, _Request] = {}  # seq -> a command sent and not answered yet
         self._calls = 0                            # which call of _many a request belongs to
         self._advancing: _Request | None = None    # an ADVANCE begun by start_advance, not finished yet
         self._advanced_to: int | None = None       # ... or the tick a realtime board's start_advance reached
         self._queued: list[tuple[int, np.ndarray, bool]] = []  # host messages not sent yet: (core, words, hold)
+        self._inbox: list[tuple[int, np.ndarray]] = []  # the cores' messages an ADVANCE's report brought, not polled yet
+        # the last ADVANCE's report while nothing has been sent since (the board is as it said): (brief status or
+        # None, messages still queued on the board); None: stale
+        self._report: tuple[dict | None, int] | None = None
         self._stream_id = int.from_bytes(os.urandom(2), "little")
         self._host_tick: int | None = None  # realtime board: the tick the host has advanced to
         self._last_wait_s: float | None = None
@@ -245,6 +266,7 @@ class UdpTransport:
 
     def _submit(self, msg: sdp.Scp, call: int, index: int, nonce: bytes | None, timeout_s: float | None) -> _Request:
         seq, raw, m = self._packed(msg, nonce)
+        self._report = None  # the board may change from here on
         self._send(raw)
         self.link.sent += 1
         rto = self._rto(m) if timeout_s is None else timeout_s
@@ -348,7 +370,7 @@ class UdpTransport:
         """Memory writes are streamed: chunks without a reply each, then STREAM_ACK says which arrived and
         the missing ones are sent again (input frames: the SDRAM ring is the jitter buffer)."""
         raw = bytes(memoryview(data).cast("B")) if not isinstance(data, bytes) else data
-        span = sdp.MAX_BULK_DATA_BYTES * sdp.MAX_STREAM_CHUNKS
+        span = self.stream_chunk_bytes * sdp.MAX_STREAM_CHUNKS
         for base in range(0, len(raw), span):
             self._stream(at, addr + base, raw[base:base + span], timeout_s)
 
@@ -383,6 +405,7 @@ class UdpTransport:
         if self._queued:
             self.flush(timeout_s)
         head = sdp.sdp_header(sdp.FLAGS_NO_REPLY, *sdp.MONITOR)
+        self._report = None
         for a1, a2, data in msgs:
             seq = self._next_seq()
             body = sdp.seal_body(head + sdp.SCP_HEADER.pack(sdp.CMD_SPIKES, seq, a1, a2, 0) + data)
@@ -398,7 +421,8 @@ class UdpTransport:
             self.finish_advance(timeout_s)
         if self._queued:
             self.flush(timeout_s)
-        step = sdp.MAX_BULK_DATA_BYTES
+        step = self.stream_chunk_bytes
+        self._report = None
         self._stream_id = (self._stream_id + 1) & 0xFFFF
         sid, n = self._stream_id, -(-len(raw) // step)
         missing = list(range(n))
@@ -500,7 +524,12 @@ class UdpTransport:
             self._many(msgs, timeout_s=timeout_s, flush=False)
 
     def poll(self, timeout_s: float | None = None) -> list[tuple[int, np.ndarray]]:
-        out: list[tuple[int, np.ndarray]] = []
+        """The cores' messages to the host since the last poll: those the last ADVANCE's report brought, and, unless
+        that report said none were left and nothing was sent since, POLL's."""
+        out, self._inbox = self._inbox, []
+        if self._report is not None and self._report[1] == 0 and not self._queued:
+            self.link.reports_used += 1
+            return out
         while True:
             r = self._call(sdp.Scp(sdp.CMD_POLL, 0), timeout_s=timeout_s)
             try:
@@ -521,8 +550,52 @@ class UdpTransport:
             if self._advancing is not None:
                 self.finish_advance(timeout_s)
             return self._wait_for_tick(ticks, timeout_s)
-        r = self._call(sdp.Scp(sdp.CMD_ADVANCE, 0, ticks), timeout_s=timeout_s)
-        return r.arg1 | r.arg2 << 32
+        if self._advancing is not None:
+            self.finish_advance(timeout_s)
+        req = self._submit_advance(ticks, timeout_s)
+        while req.reply is None:
+            self._pump(req.call, timeout_s)
+        return self._advanced(req.reply)
+
+    def _submit_advance(self, ticks: int, timeout_s: float | None) -> _Request:
+        """Send an ADVANCE of a functional or timed board: the queued host messages go in it when they fit one
+        datagram and none is held (else they go first, as SEND_MANYs), and its reply brings the report."""
+        if self._closed:
+            raise TransportError(f"the transport to {self.target} is closed")
+        data, n = b"", 0
+        if self._queued and not any(hold for _, _, hold in self._queued) and len(self._queued) <= sdp.ADVANCE_MESSAGES:
+            data, n = sdp.pack_messages([(c, w) for c, w, _ in self._queued], sdp.MAX_BULK_DATA_BYTES)
+            if n == len(self._queued):
+                self._queued = []
+                self.link.advance_messages += n
+            else:
+                data, n = b"", 0
+        if self._queued:
+            self.flush(timeout_s)
+        self._calls += 1
+        return self._submit(sdp.Scp(sdp.CMD_ADVANCE, 0, ticks, n | sdp.ADVANCE_REPORT, 0, data), self._calls, 0,
+                            None, timeout_s)
+
+    def _advanced(self, reply: sdp.Scp) -> int:
+        """File an ADVANCE's report (its messages for poll, its status for status); the board's tick after it."""
+        data = reply.data
+        try:
+            if len(data) < sdp.REPORT_HEAD.size:
+                raise ValueError(f"{len(data)} B, shorter than its head")
+            n, queued, status_bytes = sdp.REPORT_HEAD.unpack_from(data)
+            at = sdp.REPORT_HEAD.size + status_bytes
+            if at > len(data):
+                raise ValueError(f"a status of {status_bytes:,} B in {len(data)} B")
+            status = json.loads(data[sdp.REPORT_HEAD.size:at]) if status_bytes else None
+            if status is not None and not isinstance(status, dict):
+                raise ValueError("its status is not a JSON object")
+            messages = sdp.unpack_messages(data[at:], n, exact=True)
+        except (ValueError, sdp.WireError) as exc:
+            raise TransportError(f"board at {self.target}: its ADVANCE report is garbled ({exc})") from None
+        self._inbox.extend((c, np.array(w, dtype=np.uint32)) for c, w in messages)
+        self._report = (status, queued)
+        self.link.reports += 1
+        return reply.arg1 | reply.arg2 << 32
 
     def start_advance(self, ticks: int, timeout_s: float | None = None) -> None:
         """Begin `advance(ticks)` and return at once: until finish_advance, SDRAM writes (write_sdram) go up while
@@ -533,10 +606,7 @@ class UdpTransport:
         if self.realtime:
             self._advanced_to = self.advance(ticks, timeout_s)
             return
-        if self._queued:
-            self.flush(timeout_s)
-        self._calls += 1
-        self._advancing = self._submit(sdp.Scp(sdp.CMD_ADVANCE, 0, ticks), self._calls, 0, None, timeout_s)
+        self._advancing = self._submit_advance(ticks, timeout_s)
 
     def finish_advance(self, timeout_s: float | None = None) -> int:
         """Wait for the ADVANCE begun by start_advance; the board's tick after it."""
@@ -549,7 +619,7 @@ class UdpTransport:
         while req.reply is None:
             self._pump(req.call, timeout_s)
         self._advancing = None
-        return req.reply.arg1 | req.reply.arg2 << 32
+        return self._advanced(req.reply)
 
     def _board_tick(self, timeout_s: float | None) -> int:
         r = self._call(sdp.Scp(sdp.CMD_ADVANCE, 0, 0), timeout_s=timeout_s)
@@ -597,7 +667,12 @@ class UdpTransport:
         return st
 
     def status(self, timeout_s: float | None = None) -> TransportStatus:
-        st = self.board_status(timeout_s, brief=True)
+        """The board's brief status: the last ADVANCE's report's when nothing was sent since, else STATUS's."""
+        if self._report is not None and self._report[0] is not None and not self._queued:
+            st = self._report[0]
+            self.link.reports_used += 1
+        else:
+            st = self.board_status(timeout_s, brief=True)
         seen = st.get("overruns_seen")
         self._overruns_seen = seen if isinstance(seen, int) else None
         try:

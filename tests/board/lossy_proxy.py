@@ -38,7 +38,7 @@ class Proxy:
         while not self._stop:
             ready, _, _ = select.select([self.front, self.back], [], [], 0.05)
             for sock in ready:
-                raw, addr = sock.recvfrom(4096)
+                raw, addr = sock.recvfrom(sdp.MAX_DATAGRAM_BYTES + 1)
                 if time.monotonic() < self._dark_until:
                     self.dropped += 1
                     continue

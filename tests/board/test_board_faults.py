@@ -10,6 +10,7 @@ import threading
 
 import numpy as np
 
+from s2eprop.emulator.board import protocol as sdp
 from s2eprop.host.config import ExperimentConfig
 from s2eprop.host.session.runtime import BoardTrainer
 from s2eprop.host.transport.udp import UdpTransport
@@ -65,7 +66,7 @@ class FaultyLink:
         while not self._stop:
             ready, _, _ = select.select([self.front, self.back], [], [], 0.05)
             for sock in ready:
-                raw, addr = sock.recvfrom(4096)
+                raw, addr = sock.recvfrom(sdp.MAX_DATAGRAM_BYTES + 1)
                 if sock is self.front:
                     self.client = addr
                     self._send(self.back, raw, self.server)
@@ -88,7 +89,8 @@ def test_training_through_a_lossy_link_learns_the_same_bits(serve) -> None:
     board = serve()
     link = FaultyLink(board.server.address, seed=11)
     try:
-        lossy = BoardTrainer(cfg, w0, transport=UdpTransport(link.target, timeout_s=0.02, retries=40))
+        lossy = BoardTrainer(cfg, w0, transport=UdpTransport(link.target, timeout_s=0.02, retries=40,
+                                                                stream_chunk_bytes=sdp.MAX_BULK_DATA_BYTES))  # a network's chunks
         local = BoardTrainer(cfg, w0)
         lossy.train_batch(x, y)  # pipelined: samples 1 and 2 go up while the one before runs
         for i in range(3):

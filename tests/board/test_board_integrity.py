@@ -104,7 +104,7 @@ class MangledBoard:
     def _run(self) -> None:
         while not self._stop:
             try:
-                raw, addr = self.sock.recvfrom(4096)
+                raw, addr = self.sock.recvfrom(sdp.MAX_DATAGRAM_BYTES + 1)
             except (socket.timeout, OSError):
                 continue
             reply = self.server.handle(raw, addr)

@@ -46,7 +46,7 @@ def test_the_board_takes_sdram_streams_while_an_advance_runs_and_keeps_the_rest_
     """Rule: while an ADVANCE runs, SDRAM stream chunks and their STREAM_ACK are handled (the host's write
     completes although the run has not ended); any other datagram is answered only after the run's answer."""
     release = _held_runs(board)
-    t = UdpTransport(board.target, patience_s=3.0)
+    t = UdpTransport(board.target, patience_s=3.0, stream_chunk_bytes=sdp.MAX_BULK_DATA_BYTES)
     tick0 = t.advance(0)
     data = np.arange(3000, dtype=np.uint32)  # 12,000 B: 12 chunks of 1,024 B
     t.start_advance(7)
@@ -112,7 +112,7 @@ def test_pipelined_training_over_udp_gives_the_in_process_bits(serve, mode) -> N
     for k in ("w_in", "w_rec", "w_out"):
         assert np.array_equal(getattr(over_udp.weights, k).view(np.uint32), getattr(local.weights, k).view(np.uint32))
     assert over_udp.streamer.staged_used == 3 and local.streamer.staged_used == 0
-    per_sample = -(-100 * over_udp.streamer.ring.slot_words * 4 // sdp.MAX_BULK_DATA_BYTES)
+    per_sample = -(-100 * over_udp.streamer.ring.slot_words * 4 // over_udp.transport.stream_chunk_bytes)
     assert over_udp.transport.link.stream_during_advance == 3 * per_sample
     assert not any(over_udp.provenance().values())
     over_udp.close()

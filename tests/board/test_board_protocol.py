@@ -36,7 +36,7 @@ def test_ver_over_raw_scp(board) -> None:
     # version number 0xFFFF: the version is the string after the name (SpiNNMan VersionInfo), which must be
     # SC&MP 4.x for SpiNNMan's bring-up; the hardware and the version's tail say what the board is
     assert arg2 >> 16 == 0xFFFF
-    assert reply[26:].split(b"\0")[:2] == [b"SC&MP/SpiNNaker2-emulated-s2eprop-board", b"4.0.0-s2eprop-protocol-5"]
+    assert reply[26:].split(b"\0")[:2] == [b"SC&MP/SpiNNaker2-emulated-s2eprop-board", b"4.0.0-s2eprop-protocol-6"]
 
 
 def test_ver_answers_with_the_boards_own_coordinates_wherever_it_is_addressed(board) -> None:
@@ -89,7 +89,7 @@ def test_no_server_at_the_address_is_one_clear_error() -> None:
 
 def test_protocol_version_mismatch_is_named(board, monkeypatch) -> None:
     monkeypatch.setattr(UdpTransport, "protocol_version", 99)
-    with pytest.raises(TransportError, match="refused HELLO .RC_ARG.: protocol version 99: this board speaks version 5"):
+    with pytest.raises(TransportError, match="refused HELLO .RC_ARG.: protocol version 99: this board speaks version 6"):
         UdpTransport(board.target)
 
 

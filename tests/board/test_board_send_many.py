@@ -1,4 +1,4 @@
-"""SEND_MANY (protocol 5): the host messages of a sample, one to each core, go up in one datagram, executed at
+"""SEND_MANY (protocol 5; since 6 a sample's go in its ADVANCE): the host messages of a sample, one to each core, go up in one datagram, executed at
 most once (damaged: dropped; repeated: answered from the reply cache), all or none, held for SYNC with HOLD."""
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _count_datagrams(t: UdpTransport) -> Counter:
 
 def test_a_samples_messages_go_up_in_one_datagram(board) -> None:
     """Rule: training a sample sends its SAMPLE message to every core (12 with the paper's config) in one
-    SEND_MANY datagram, and no SEND."""
+    datagram, and no SEND: since protocol 6 in its ADVANCE (the messages SEND_MANY would carry, in its data)."""
     cfg = counting_config()
     x, y = random_samples(3)
     trainer = BoardTrainer(cfg, init_weights(cfg.network, seed=3), transport=UdpTransport(board.target))
@@ -38,8 +38,9 @@ def test_a_samples_messages_go_up_in_one_datagram(board) -> None:
     sent = _count_datagrams(trainer.transport)
     trainer.train_batch(x[1:], y[1:])
     assert len(trainer.streamer.cores) == 12
-    assert sent[sdp.CMD_SEND_MANY] == 2 and sent[sdp.CMD_SEND] == 0, dict(sent)
-    assert trainer.transport.link.retransmits == 0
+    assert sent[sdp.CMD_SEND_MANY] == 0 and sent[sdp.CMD_SEND] == 0, dict(sent)
+    assert sent[sdp.CMD_ADVANCE] - trainer.transport.link.retransmits <= 2 <= sent[sdp.CMD_ADVANCE], dict(sent)
+    assert trainer.transport.link.advance_messages == 12 * 3
     trainer.close()
 
 

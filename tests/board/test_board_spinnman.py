@@ -28,7 +28,7 @@ def test_spinnman_brings_the_board_up_and_reads_and_writes_its_memory(board) -> 
         assert time.monotonic() - t0 < 10
         version = tx._get_scamp_version(255, 255)
         assert (version.x, version.y) == (0, 0) and version.name == "SC&MP"
-        assert version.version_string.endswith("s2eprop-protocol-5") and "s2eprop" in version.hardware
+        assert version.version_string.endswith("s2eprop-protocol-6") and "s2eprop" in version.hardware
         tx.write_memory(0, 0, 0x1000, b"hello board!")                  # SDRAM: the monitor, (0, 0, 0)
         assert bytes(tx.read_memory(0, 0, 0x1000, 12)) == b"hello board!" == board.server.chip.read_sdram(0x1000, 12)
         tx.write_memory(7, 6, 64, b"\x01\x02\x03\x04", cpu=1)            # core 1: QPE (7, 6), slot 1

@@ -6,6 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from s2eprop.emulator.board import protocol as sdp
 from s2eprop.host.config import ExperimentConfig
 from s2eprop.host.session.runtime import BoardTrainer
 from s2eprop.host.transport.inproc import EmulatorTransport
@@ -75,9 +76,10 @@ def test_a_new_host_does_not_get_the_messages_of_a_killed_ones_sample(serve) -> 
     board = serve()
     first = BoardTrainer(cfg, w0, transport=UdpTransport(board.target))
     first.train_batch(x[:1], y[:1])
-    # the host sends the next sample and the board runs it, but the host dies before it polls
+    # the host sends the next sample and the board runs it, but the host dies before it polls (an ADVANCE without
+    # REPORT, whose reply would bring the messages along: they stay queued on the board)
     first.streamer.begin(first.next_sample_id(), int(y[1]), True, x[1])
-    first.transport.advance(cfg.network.n_steps + 1 + 16)
+    first.transport._call(sdp.Scp(sdp.CMD_ADVANCE, 0, cfg.network.n_steps + 1 + 16))
     queued = board.server.link.as_dict()["stale_messages"]
     # the first host never ended its session: the board is still its own, so the new host takes it over
     again = BoardTrainer(cfg, w0, transport=UdpTransport(board.target, take_over=True))

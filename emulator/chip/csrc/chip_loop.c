@@ -312,7 +312,7 @@ typedef struct { pool_t *pool; emu_stage_t *st; } worker_t;
 static void timer_phase(emu_chip_t *chip, emu_stage_t *st, uint32_t tick)
 {
     for (uint32_t core = st->core_lo; core < st->core_hi; ++core) {
-        if (!emu_core_ok(chip, core)) continue;  /* each thread checks only its own cores */
+        if (chip->core_asleep[core] || !emu_core_ok(chip, core)) continue;  /* each thread checks only its own cores */
         emu_add_counts(&chip->counts[core], fw_on_timer(chip->arenas[core], tick));
         settle_core(chip, st, core);
     }
@@ -370,9 +370,21 @@ static void merge_stages(run_t *r, uint32_t n_threads)
     }
 }
 
+/* which cores this run's timer phases skip (emu_chip_t.core_asleep): checked once a run, not each tick */
+static void mark_asleep(emu_chip_t *chip)
+{
+    for (uint32_t core = 0; core < chip->n_cores; ++core) {
+        const fw_header_t *h = (const fw_header_t *)chip->arenas[core];
+        chip->core_asleep[core] = (uint8_t)(!emu_core_ok(chip, core)
+            || (chip->sram_bytes >= sizeof *h && h->status != FW_OK && h->state.outbox_count == 0u
+                && !chip->user_pending[core]));
+    }
+}
+
 void emu_run(emu_chip_t *chip, uint32_t first_tick, uint32_t n_ticks)
 {
     run_t r = run_begin(chip);
+    mark_asleep(chip);
     uint32_t n_threads = chip->n_threads < chip->n_cores ? chip->n_threads : chip->n_cores;
     if (!chip->stages) n_threads = 1;
     if (n_threads <= 1) {
@@ -380,7 +392,7 @@ void emu_run(emu_chip_t *chip, uint32_t first_tick, uint32_t n_ticks)
             chip->tick = first_tick + t;
             if (chip->held_len) release_held(&r, chip->tick);
             for (uint32_t core = 0; core < chip->n_cores; ++core) {
-                if (!emu_core_ok(chip, core)) continue;
+                if (chip->core_asleep[core] || !emu_core_ok(chip, core)) continue;
                 emu_add_counts(&chip->counts[core], fw_on_timer(chip->arenas[core], first_tick + t));
                 settle_core(chip, &r.main, core);
             }
