@@ -219,7 +219,7 @@ def bench_udp(n_samples: int = 64, rounds: int = 3, seed: int = 0) -> dict[str, 
     proc, target = _serve_child("functional")
     walls: dict[str, list[float]] = {"emulator": [], "udp": []}
     board_cpu: list[float] = []
-    checks: dict[str, float] = {}
+    checks: dict[str, bytes] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="s2eprop-bench-") as tmp:
             def run(tgt: str, name: str, c: Any) -> dict[str, Any]:
@@ -238,7 +238,7 @@ def bench_udp(n_samples: int = 64, rounds: int = 3, seed: int = 0) -> dict[str, 
                         if cpu1 is not None:  # the whole run's (connect, load, read-back too): an upper bound
                             board_cpu.append((cpu1 - cpu0) * 1e3 / report["samples_trained"])
                     w = np.load(Path(tmp) / f"{name}{r}" / "weights.npz")
-                    checks[name] = float(sum(np.sum(w[k].astype(np.float64)) for k in ("w_in", "w_rec", "w_out")))
+                    checks[name] = b"".join(np.ascontiguousarray(w[k]).tobytes() for k in ("w_in", "w_rec", "w_out"))
     finally:
         proc.terminate()
         proc.wait(timeout=10)
