@@ -22,6 +22,7 @@ delivers each core's packets right after its own timer (so that later cores see 
 """
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -161,6 +162,8 @@ class FunctionalChip:
             st.dma_buf, st.dma_cap = dma, 4 * self.n_cores
             self._stage_bufs.append((pkt, host, dma))
         self._chip.stages, self._chip.n_threads = self._stages, n
+        # the C loop keeps its threads between runs: ended with the chip (the finaliser holds the chip's buffers)
+        weakref.finalize(self, self.fw.lib.emu_threads_stop, self._chip)
 
     # -- memory and tables ------------------------------------------------------------------
     def write_sram(self, core: int, offset: int, data: bytes | np.ndarray) -> None:

@@ -91,3 +91,23 @@ def test_train_threads_option_reaches_the_chip(tmp_path, sample_maker) -> None:
     transport = open_transport("emulator", 12, chip=ChipConfig(threads=3))
     assert transport.chip.threads == 3
     transport.close()
+
+
+def test_threads_give_the_bits_of_one_thread_under_router_faults(cfg, init_w, sample_maker, with_options) -> None:
+    """Rule: under drops, duplicates and delays of spikes, partial sums and errors (decided in the one-thread
+    order), 2 and 3 threads give one thread's bits, statistics and work counts; and no packet handler or user
+    event of the firmware sends a packet (late_sends 0: the threaded order is the one-thread order)."""
+    from s2eprop.host.fault_config import FaultConfig
+    faults = (FaultConfig("spike", "drop", rate=0.02, seed=1), FaultConfig("spike", "duplicate", rate=0.02, seed=2),
+              FaultConfig("spike", "delay", rate=0.02, ticks=1, seed=3), FaultConfig("partial", "delay", rate=0.01,
+              ticks=2, seed=5), FaultConfig("error", "duplicate", count=3, core=0))
+    faulty = with_options(cfg, train={"on_loss": "count"}, chip={"faults": faults})
+    x, y = sample_maker(3, seed=33)
+    spec = _run(faulty, init_w, x, y, threads=1)
+    assert spec[1].stats().delivered > 0
+    for n in (2, 3):
+        run = _run(faulty, init_w, x, y, threads=n)
+        _same(run, spec, f"{n} threads under faults")
+        assert int(run[1]._chip.late_sends) == 0
+    clean = _run(cfg, init_w, x, y, threads=2)
+    assert int(clean[1]._chip.late_sends) == 0 and clean[1].stats().delivered > 0

@@ -1,8 +1,11 @@
 /* See chip_loop.h. */
+#define _POSIX_C_SOURCE 199309L  /* clock_gettime */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "chip_loop.h"
 #include "chip_internal.h"
 #include "hal.h"
@@ -298,33 +301,98 @@ static void run_end(run_t *r)
 
 /* ---- threads of the timer phase ------------------------------------------------------------------ */
 
-typedef struct {
-    emu_chip_t *chip;
-    uint32_t tick;                 /* the tick of the phase being run */
-    atomic_uint phase;             /* bumped by the main thread to start a phase */
-    atomic_uint done;              /* threads that finished the current phase */
-    atomic_int quit;
-} pool_t;
-
+typedef struct pool pool_t;
 typedef struct { pool_t *pool; emu_stage_t *st; } worker_t;
 
-/* one thread's cores, in order: timer handler, then its outbox and DMA transfers, into the stage */
-static void timer_phase(emu_chip_t *chip, emu_stage_t *st, uint32_t tick)
+/* The threads of emu_run's ticks, kept between runs (a sample is one run: starting threads for each cost
+ * 0.3 ms of its 1.7): thread 0 is the caller's, workers 1 .. n_threads-1 wait for the next phase, spinning
+ * a while, then asleep on the condition variable (the host's Python runs between runs). */
+struct pool {
+    emu_chip_t *chip;
+    uint32_t n_threads;
+    uint32_t n_packets;            /* the routed packets at the front of the chip's FIFO, for the phase */
+    uint32_t tick;                 /* the tick of the phase being run */
+    int timers;                    /* whether the phase runs the timers (the last one of a run does not) */
+    atomic_uint phase;             /* bumped by the main thread to start a phase */
+    atomic_uint done;              /* threads that finished the current phase */
+    atomic_uint sleepers;          /* workers asleep on `wake` (the main thread signals only then) */
+    atomic_int quit;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    worker_t workers[EMU_MAX_THREADS];
+    pthread_t ids[EMU_MAX_THREADS];
+};
+
+/* A routed packet's source word (pkt_buf[3 i]) holds its route's index, or NO_ROUTE (dropped, counted). */
+#define NO_ROUTE 0xffffffffu
+
+static double seconds_now(void)
 {
-    for (uint32_t core = st->core_lo; core < st->core_hi; ++core) {
-        if (chip->core_asleep[core] || !emu_core_ok(chip, core)) continue;  /* each thread checks only its own cores */
-        emu_add_counts(&chip->counts[core], fw_on_timer(chip->arenas[core], tick));
-        settle_core(chip, st, core);
-    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* wait until `*word` differs from `seen`: spin a while, then yield the CPU (the host may have fewer
- * free cores than threads) */
-static unsigned wait_change(atomic_uint *word, unsigned seen)
+/* One thread's cores in a threaded tick, each in turn: the previous tick's routed packets that reach it, in
+ * FIFO order (a core receives them in the one-thread loop's order), its user event if one is due, then its
+ * timer handler for `tick`; each handler settled into the stage. What the deliveries and user events leave
+ * comes first in the stage (up to settle_*_len): merged ahead of the timers' effects, the one-thread order. */
+static void tick_phase(emu_chip_t *chip, emu_stage_t *shared, uint32_t n_packets, uint32_t tick, int timers)
+{
+    emu_stage_t local = *shared, *st = &local;  /* the stages share cache lines: each thread writes its own copy */
+    const uint32_t lo = st->core_lo, hi = st->core_hi;
+    double t0 = seconds_now();
+    st->settle_pkt_len = st->settle_host_len = 0;
+    for (uint32_t core = lo; core < hi; ++core) {
+        const uint32_t w = core / 32u, bit = 1u << (core & 31u);
+        for (uint32_t i = 0; i < n_packets; ++i) {
+            const uint32_t *p = chip->pkt_buf + 3u * i;
+            if (p[0] == NO_ROUTE || !(chip->routes[p[0]].dest[w] & bit) || !emu_core_ok(chip, core)) continue;
+            emu_add_counts(&chip->counts[core], fw_on_mc_packet(chip->arenas[core], p[1], p[2]));
+            st->delivered++;
+            settle_core(chip, st, core);
+        }
+        if (chip->user_pending[core]) {
+            chip->user_pending[core] = 0u;
+            if (emu_core_ok(chip, core)) {
+                emu_add_counts(&chip->counts[core], fw_on_user_event(chip->arenas[core]));
+                settle_core(chip, st, core);
+            }
+        }
+    }
+    st->settle_pkt_len = st->pkt_len;
+    st->settle_host_len = st->host_len;
+    for (uint32_t core = lo; core < hi; ++core) {
+        if (timers && !chip->core_asleep[core] && emu_core_ok(chip, core)) {  /* each thread: its own cores */
+            emu_add_counts(&chip->counts[core], fw_on_timer(chip->arenas[core], tick));
+            settle_core(chip, st, core);
+        }
+        const double t1 = seconds_now();
+        chip->core_s[core] += t1 - t0;
+        t0 = t1;
+    }
+    *shared = local;
+}
+
+/* Workers spin this long for the next phase before they sleep: longer than the host's Python between two
+ * samples' runs (0.2-0.3 ms), as a wake-up from sleep costs tens of microseconds. */
+#define SPIN_S 1e-3
+
+/* a worker: until the phase counter moves on from `seen`, spin a while, then sleep (seq_cst with the
+ * main thread's bump-then-check of sleepers: one of the two sees the other) */
+static unsigned wait_phase(pool_t *pool, unsigned seen)
 {
     unsigned now;
-    for (uint32_t spin = 0; (now = atomic_load_explicit(word, memory_order_acquire)) == seen; ++spin)
-        if (spin > 2000u) sched_yield();
+    const double until = seconds_now() + SPIN_S;
+    for (uint32_t spin = 1;; ++spin) {
+        if ((now = atomic_load(&pool->phase)) != seen) return now;
+        if (!(spin & 1023u) && seconds_now() > until) break;
+    }
+    pthread_mutex_lock(&pool->lock);
+    atomic_fetch_add(&pool->sleepers, 1u);
+    while ((now = atomic_load(&pool->phase)) == seen) pthread_cond_wait(&pool->wake, &pool->lock);
+    atomic_fetch_sub(&pool->sleepers, 1u);
+    pthread_mutex_unlock(&pool->lock);
     return now;
 }
 
@@ -334,39 +402,156 @@ static void *worker_main(void *arg)
     pool_t *pool = w->pool;
     unsigned seen = 0;
     for (;;) {
-        seen = wait_change(&pool->phase, seen);
+        seen = wait_phase(pool, seen);
         if (atomic_load_explicit(&pool->quit, memory_order_acquire)) return 0;
-        timer_phase(pool->chip, w->st, pool->tick);
+        tick_phase(pool->chip, w->st, pool->n_packets, pool->tick, pool->timers);
         atomic_fetch_add_explicit(&pool->done, 1u, memory_order_release);
     }
 }
 
-/* the stages' packets and host messages, appended in core order (stage order) to the chip's buffers
- * with the capacity checks the one-thread loop makes as it goes */
+/* start a phase on the workers (set n_packets and tick first) */
+static void start_phase(pool_t *pool)
+{
+    atomic_store_explicit(&pool->done, 0u, memory_order_relaxed);
+    atomic_fetch_add(&pool->phase, 1u);
+    if (atomic_load(&pool->sleepers)) {
+        pthread_mutex_lock(&pool->lock);
+        pthread_cond_broadcast(&pool->wake);
+        pthread_mutex_unlock(&pool->lock);
+    }
+}
+
+void emu_threads_stop(emu_chip_t *chip)
+{
+    pool_t *pool = (pool_t *)chip->pool;
+    if (!pool) return;
+    atomic_store(&pool->quit, 1);
+    start_phase(pool);
+    for (uint32_t t = 1; t < pool->n_threads; ++t) pthread_join(pool->ids[t], 0);
+    pthread_cond_destroy(&pool->wake);
+    pthread_mutex_destroy(&pool->lock);
+    free(pool);
+    chip->pool = 0;
+}
+
+/* the chip's pool of n_threads (started, or kept from the last run), or 0: no thread to be had */
+static pool_t *pool_of(emu_chip_t *chip, uint32_t n_threads)
+{
+    pool_t *pool = (pool_t *)chip->pool;
+    if (pool && pool->n_threads == n_threads) return pool;
+    emu_threads_stop(chip);
+    pool = (pool_t *)calloc(1, sizeof *pool);
+    if (!pool) return 0;
+    pool->chip = chip;
+    atomic_init(&pool->phase, 0u);
+    atomic_init(&pool->done, 0u);
+    atomic_init(&pool->sleepers, 0u);
+    atomic_init(&pool->quit, 0);
+    pthread_mutex_init(&pool->lock, 0);
+    pthread_cond_init(&pool->wake, 0);
+    uint32_t started = 1;  /* thread 0 is the caller */
+    for (; started < n_threads; ++started) {
+        pool->workers[started].pool = pool;
+        pool->workers[started].st = &chip->stages[started];
+        if (pthread_create(&pool->ids[started], 0, worker_main, &pool->workers[started]) != 0) break;
+    }
+    pool->n_threads = started;
+    chip->pool = pool;
+    if (started == 1) {  /* no thread to be had */
+        emu_threads_stop(chip);
+        return 0;
+    }
+    return pool;
+}
+
+/* stage st's packets [from, to) and host messages [hfrom, hto) appended to the chip's buffers, with the
+ * capacity checks the one-thread loop makes as it goes */
+static void append_stage(run_t *r, const emu_stage_t *st, uint32_t from, uint32_t to, uint32_t hfrom, uint32_t hto)
+{
+    for (uint32_t i = from; i < to; ++i) {
+        if (r->main.pkt_len < r->main.pkt_cap) {
+            memcpy(r->main.pkt_buf + 3u * r->main.pkt_len++, st->pkt_buf + 3u * i, 3u * sizeof(uint32_t));
+        } else {
+            r->main.pkt_overflows++;
+        }
+    }
+    for (uint32_t at = hfrom; at < hto;) {
+        const uint32_t n = st->host_buf[at + 1];
+        if (r->main.host_len + n + 2u <= r->main.host_cap) {
+            memcpy(r->main.host_buf + r->main.host_len, st->host_buf + at, (n + 2u) * sizeof(uint32_t));
+            r->main.host_len += n + 2u;
+        } else {
+            r->main.host_overflows++;
+        }
+        at += n + 2u;
+    }
+}
+
+/* after a threaded tick: what the deliveries and user events left (all stages, in core order), then what the
+ * timers left (the same), appended to the chip's FIFO and its host buffer */
 static void merge_stages(run_t *r, uint32_t n_threads)
 {
     emu_chip_t *chip = r->chip;
     for (uint32_t t = 0; t < n_threads; ++t) {
+        const emu_stage_t *st = &chip->stages[t];
+        chip->late_sends += st->settle_pkt_len;
+        append_stage(r, st, 0, st->settle_pkt_len, 0, st->settle_host_len);
+    }
+    for (uint32_t t = 0; t < n_threads; ++t) {
         emu_stage_t *st = &chip->stages[t];
-        for (uint32_t i = 0; i < st->pkt_len; ++i) {
-            if (r->main.pkt_len < r->main.pkt_cap) {
-                memcpy(r->main.pkt_buf + 3u * r->main.pkt_len++, st->pkt_buf + 3u * i, 3u * sizeof(uint32_t));
-            } else {
-                r->main.pkt_overflows++;
-            }
-        }
-        for (uint32_t at = 0; at < st->host_len;) {
-            const uint32_t n = st->host_buf[at + 1];
-            if (r->main.host_len + n + 2u <= r->main.host_cap) {
-                memcpy(r->main.host_buf + r->main.host_len, st->host_buf + at, (n + 2u) * sizeof(uint32_t));
-                r->main.host_len += n + 2u;
-            } else {
-                r->main.host_overflows++;
-            }
-            at += n + 2u;
-        }
-        st->pkt_len = st->host_len = 0;
+        append_stage(r, st, st->settle_pkt_len, st->pkt_len, st->settle_host_len, st->host_len);
+        chip->delivered += st->delivered;
+        st->pkt_len = st->host_len = st->settle_pkt_len = st->settle_host_len = 0;
+        st->delivered = 0;
         add_stage_counters(chip, st);
+    }
+}
+
+/* the packets in the FIFO routed for a threaded tick (their source word becomes the route's index or NO_ROUTE),
+ * the dropped ones counted as deliver_all counts them; returns how many */
+static uint32_t route_fifo(run_t *r)
+{
+    emu_chip_t *chip = r->chip;
+    for (uint32_t i = 0; i < r->main.pkt_len; ++i) {
+        uint32_t *p = chip->pkt_buf + 3u * i;
+        const emu_route_t *rt = emu_route(chip, p[1]);
+        if (!rt) {
+            const uint32_t src = p[0];
+            chip->dropped++;
+            chip->dropped_from[src == EMU_SRC_EXTERNAL ? FW_MAX_CORES : src]++;
+            chip->last_drop_src = src;
+            chip->last_drop_key = p[1];
+            p[0] = NO_ROUTE;
+        } else {
+            p[0] = (uint32_t)(rt - chip->routes);
+        }
+    }
+    return r->main.pkt_len;
+}
+
+/* contiguous shares of the cores, in core order, with about equal seconds of handlers so far (a core not yet
+ * timed counts as the mean of those timed, or 1) */
+static void share_cores(emu_chip_t *chip, uint32_t n_threads)
+{
+    double total = 0.0, timed = 0.0;
+    uint32_t n_timed = 0;
+    for (uint32_t c = 0; c < chip->n_cores; ++c)
+        if (!chip->core_asleep[c] && chip->core_s[c] > 0.0) { timed += chip->core_s[c]; n_timed++; }
+    const double mean = n_timed ? timed / n_timed : 1.0;
+    double w[FW_MAX_CORES];
+    for (uint32_t c = 0; c < chip->n_cores; ++c) {
+        w[c] = chip->core_asleep[c] ? 0.0 : (chip->core_s[c] > 0.0 ? chip->core_s[c] : mean);
+        total += w[c];
+    }
+    uint32_t core = 0;
+    double sum = 0.0;
+    for (uint32_t t = 0; t < n_threads; ++t) {  /* cut where the running sum passes (t + 1) / n of the total */
+        chip->stages[t].core_lo = core;
+        const double cut = total * (double)(t + 1u) / (double)n_threads;
+        while (core < chip->n_cores && (t + 1u == n_threads || sum + 0.5 * w[core] < cut)) sum += w[core++];
+        chip->stages[t].core_hi = core;
+        chip->stages[t].pkt_len = chip->stages[t].host_len = 0;
+        chip->stages[t].delivered = 0;
     }
 }
 
@@ -402,47 +587,42 @@ void emu_run(emu_chip_t *chip, uint32_t first_tick, uint32_t n_ticks)
         run_end(&r);
         return;
     }
-    pool_t pool;
-    pool.chip = chip;
-    pool.tick = first_tick;
-    atomic_init(&pool.phase, 0u);
-    atomic_init(&pool.done, 0u);
-    atomic_init(&pool.quit, 0);
-    worker_t workers[EMU_MAX_THREADS];
-    pthread_t ids[EMU_MAX_THREADS];
     if (n_threads > EMU_MAX_THREADS) n_threads = EMU_MAX_THREADS;
-    for (uint32_t t = 0; t < n_threads; ++t) {  /* contiguous shares of the cores, in core order */
-        chip->stages[t].core_lo = (uint32_t)((uint64_t)chip->n_cores * t / n_threads);
-        chip->stages[t].core_hi = (uint32_t)((uint64_t)chip->n_cores * (t + 1u) / n_threads);
-        chip->stages[t].pkt_len = chip->stages[t].host_len = 0;
-    }
-    uint32_t started = 1;  /* thread 0 is this one */
-    for (; started < n_threads; ++started) {
-        workers[started].pool = &pool;
-        workers[started].st = &chip->stages[started];
-        if (pthread_create(&ids[started], 0, worker_main, &workers[started]) != 0) break;
-    }
-    if (started < n_threads) {  /* no thread to be had: this one runs the shares of those missing */
-        chip->stages[started - 1u].core_hi = chip->n_cores;
-        n_threads = started;
-    }
-    for (uint32_t t = 0; t < n_ticks; ++t) {
-        pool.tick = chip->tick = first_tick + t;
-        if (chip->held_len) release_held(&r, chip->tick);
-        atomic_store_explicit(&pool.done, 0u, memory_order_relaxed);
-        atomic_fetch_add_explicit(&pool.phase, 1u, memory_order_release);
-        timer_phase(chip, &chip->stages[0], first_tick + t);
-        while (atomic_load_explicit(&pool.done, memory_order_acquire) != n_threads - 1u) {
-            for (uint32_t spin = 0; spin < 2000u && atomic_load_explicit(&pool.done, memory_order_acquire)
-                 != n_threads - 1u; ++spin) {}
-            if (atomic_load_explicit(&pool.done, memory_order_acquire) != n_threads - 1u) sched_yield();
+    pool_t *pool = pool_of(chip, n_threads);
+    n_threads = pool ? pool->n_threads : 1u;
+    share_cores(chip, n_threads);
+    /* Each tick delivers the previous tick's packets and runs due user events on the threads, core by core,
+     * before the core's timer: the one-thread loop's order for every core, as its packet handlers and user
+     * events send no packets (counted in late_sends if they do). Router faults decide in the one-thread
+     * order: with faults (or packets they hold) a tick runs its timers on the threads and settles here. */
+    for (uint32_t t = 0; t <= n_ticks; ++t) {  /* the last phase settles the last tick: no timers */
+        const int timers = t < n_ticks;
+        chip->tick = first_tick + t;
+        const int faults = chip->n_faults || chip->held_len;
+        if (faults && !timers) break;  /* settled already */
+        uint32_t n_packets = 0;  /* with faults: settled, no packet and no user event waits */
+        if (faults) {
+            if (chip->held_len) release_held(&r, chip->tick);
+        } else {
+            n_packets = route_fifo(&r);
         }
+        if (pool) {
+            pool->n_packets = n_packets;
+            pool->tick = chip->tick;
+            pool->timers = timers;
+            start_phase(pool);
+        }
+        tick_phase(chip, &chip->stages[0], n_packets, chip->tick, timers);
+        while (pool && atomic_load_explicit(&pool->done, memory_order_acquire) != n_threads - 1u) {
+            for (uint32_t spin = 0; spin < 2000u && atomic_load_explicit(&pool->done, memory_order_acquire)
+                 != n_threads - 1u; ++spin) {}
+            if (atomic_load_explicit(&pool->done, memory_order_acquire) != n_threads - 1u) sched_yield();
+        }
+        if (!faults) r.pkt_head = r.main.pkt_len = 0;  /* all delivered */
         merge_stages(&r, n_threads);
-        settle_chip(&r);
+        if (faults) settle_chip(&r);
     }
-    atomic_store_explicit(&pool.quit, 1, memory_order_release);
-    atomic_fetch_add_explicit(&pool.phase, 1u, memory_order_release);
-    for (uint32_t t = 1; t < n_threads; ++t) pthread_join(ids[t], 0);
+    settle_chip(&r);  /* what the last phase left (the firmware leaves nothing), in the one-thread order */
     chip->tick = first_tick + n_ticks;
     run_end(&r);
 }

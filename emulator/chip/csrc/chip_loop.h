@@ -83,6 +83,10 @@ typedef struct {
     emu_dma_t *dma_buf; uint32_t dma_cap;
     uint32_t core_lo, core_hi;                        /* the cores [lo, hi) this thread runs */
     uint64_t pkt_overflows, host_overflows, dma_overflows, dma_faults, dma_bytes;
+    /* a threaded tick (emu_run): what the delivery and user events left comes first in the buffers, up to
+     * these marks, then what the timers left; packets delivered */
+    uint32_t settle_pkt_len, settle_host_len;
+    uint64_t delivered;
 } emu_stage_t;
 
 typedef struct {
@@ -122,6 +126,10 @@ typedef struct {
      * handlers touch its own SRAM, its counts, its own SDRAM records; their effects merge in core order). */
     uint32_t n_threads;
     emu_stage_t *stages;
+    double core_s[FW_MAX_CORES];      /* threaded runs: seconds of each core's handlers, to share cores out evenly */
+    void *pool;                       /* threaded runs: the threads, kept between runs (emu_threads_stop ends them) */
+    uint64_t late_sends;              /* threaded runs: packets sent by packet handlers or user events (the
+                                       * firmware sends none), which arrive after the next timers there */
     /* faults the router injects (functional and timed loops); n_faults 0: none */
     emu_fault_t *faults;
     uint32_t n_faults;
@@ -141,6 +149,8 @@ void emu_check_written(emu_chip_t *chip);
 uint32_t emu_core_error(emu_chip_t *chip, uint32_t core);
 /* ticks first_tick .. first_tick + n_ticks - 1 on every core */
 void emu_run(emu_chip_t *chip, uint32_t first_tick, uint32_t n_ticks);
+/* end the threads emu_run started and kept for the next runs (the owner calls it before freeing the chip) */
+void emu_threads_stop(emu_chip_t *chip);
 /* a host message to one core, then everything it causes; -1 if there is no such core, -2 if it is stopped
  * by a run-time error (core_error) */
 int32_t emu_host_msg(emu_chip_t *chip, uint32_t core, const uint32_t *msg, uint32_t n_words);
