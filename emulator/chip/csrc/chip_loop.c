@@ -566,12 +566,44 @@ static void mark_asleep(emu_chip_t *chip)
     }
 }
 
+/* Every PROBE_RUNS runs the way (one thread or the threads) that was slower when last timed is timed again. */
+#define PROBE_RUNS 32u
+
+/* whether this run goes on the threads: the faster way per tick as last timed, each way timed first */
+static int threads_pay(emu_chip_t *chip)
+{
+    if (chip->tick_s_threads <= 0.0) return 1;
+    if (chip->tick_s_one <= 0.0) return 0;
+    const int faster = chip->tick_s_threads < chip->tick_s_one;
+    if (++chip->runs_since_probe >= PROBE_RUNS) {
+        chip->runs_since_probe = 0;
+        return !faster;
+    }
+    return faster;
+}
+
+static void emu_run_ticks(emu_chip_t *chip, uint32_t first_tick, uint32_t n_ticks, uint32_t n_threads);
+
 void emu_run(emu_chip_t *chip, uint32_t first_tick, uint32_t n_ticks)
+{
+    uint32_t n_threads = chip->n_threads < chip->n_cores ? chip->n_threads : chip->n_cores;
+    if (!chip->stages) n_threads = 1;
+    if (n_threads <= 1 || n_ticks == 0) {
+        emu_run_ticks(chip, first_tick, n_ticks, 1u);
+        return;
+    }
+    const int threaded = threads_pay(chip);
+    const double t0 = seconds_now();
+    emu_run_ticks(chip, first_tick, n_ticks, threaded ? n_threads : 1u);
+    const double per_tick = (seconds_now() - t0) / n_ticks;
+    if (threaded) chip->tick_s_threads = per_tick;
+    else chip->tick_s_one = per_tick;
+}
+
+static void emu_run_ticks(emu_chip_t *chip, uint32_t first_tick, uint32_t n_ticks, uint32_t n_threads)
 {
     run_t r = run_begin(chip);
     mark_asleep(chip);
-    uint32_t n_threads = chip->n_threads < chip->n_cores ? chip->n_threads : chip->n_cores;
-    if (!chip->stages) n_threads = 1;
     if (n_threads <= 1) {
         for (uint32_t t = 0; t < n_ticks; ++t) {
             chip->tick = first_tick + t;

@@ -128,6 +128,10 @@ typedef struct {
     emu_stage_t *stages;
     double core_s[FW_MAX_CORES];      /* threaded runs: seconds of each core's handlers, to share cores out evenly */
     void *pool;                       /* threaded runs: the threads, kept between runs (emu_threads_stop ends them) */
+    /* threads only where they pay: the last seconds per tick on one thread and on n_threads, and runs since the
+     * slower way was last tried (a host core taken by another process makes the threads' meetings slow) */
+    double tick_s_one, tick_s_threads;
+    uint32_t runs_since_probe;
     uint64_t late_sends;              /* threaded runs: packets sent by packet handlers or user events (the
                                        * firmware sends none), which arrive after the next timers there */
     /* faults the router injects (functional and timed loops); n_faults 0: none */
