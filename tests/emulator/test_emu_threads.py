@@ -111,3 +111,23 @@ def test_threads_give_the_bits_of_one_thread_under_router_faults(cfg, init_w, sa
         assert int(run[1]._chip.late_sends) == 0
     clean = _run(cfg, init_w, x, y, threads=2)
     assert int(clean[1]._chip.late_sends) == 0 and clean[1].stats().delivered > 0
+
+
+def test_threads_count_the_drops_of_one_thread(cfg, init_w, sample_maker) -> None:
+    """Rule: packets without a route (here every partial sum: its route removed) are dropped and counted on
+    the threads as on one thread: the same count, the same count per source core and the same last drop."""
+    from s2eprop.firmware.routes import RouteEntry
+    from s2eprop.host.errors import TransportError
+    from s2eprop.host.mapping.routing import FIELD_MASK, KEY_COUNT, KEY_ERR, KEY_SPIKE
+    x, y = sample_maker(1, seed=34)
+    stats = []
+    for n in (1, 2, 3):
+        chip = FunctionalChip(12, threads=n)
+        board = BoardTrainer(cfg, init_w.copy(), transport=EmulatorTransport(12, chip=chip))
+        keep = [RouteEntry(k, FIELD_MASK, board.plan.neuron_cores) for k in (KEY_SPIKE, KEY_ERR, KEY_COUNT)]
+        board.transport.load_routes(keep)
+        with pytest.raises(TransportError):
+            board.train_batch(x, y)
+        stats.append(chip.stats())
+    assert stats[0].dropped > 0 and len(stats[0].dropped_from) == 12 and stats[0].last_drop is not None
+    assert stats[1] == stats[0] and stats[2] == stats[0]

@@ -189,6 +189,20 @@ const emu_route_t *emu_route(emu_chip_t *chip, uint32_t key)
     return found < 0 ? 0 : &chip->routes[found];
 }
 
+/* emu_route without filling the cache: what the threads call in a phase (the cache is filled between phases) */
+static const emu_route_t *route_peek(const emu_chip_t *chip, uint32_t key)
+{
+    const uint32_t cared = key & chip->route_care;
+    const uint32_t slot = (cared ^ (cared >> 8) ^ (cared >> 16) ^ (cared >> 24)) % EMU_ROUTE_CACHE;
+    if (chip->cache_epoch[slot] == chip->route_epoch && chip->cache_key[slot] == cared) {
+        const int32_t r = chip->cache_route[slot];
+        return r < 0 ? 0 : &chip->routes[r];
+    }
+    for (uint32_t r = 0; r < chip->n_routes; ++r)
+        if ((key & chip->routes[r].mask) == chip->routes[r].key) return &chip->routes[r];
+    return 0;
+}
+
 /* a packet a delay fault holds back until the timers of tick `due` have run (re-entering as injected) */
 static void hold(emu_chip_t *chip, uint32_t due, uint32_t key, uint32_t payload)
 {
@@ -313,6 +327,7 @@ struct pool {
     uint32_t n_packets;            /* the routed packets at the front of the chip's FIFO, for the phase */
     uint32_t tick;                 /* the tick of the phase being run */
     int timers;                    /* whether the phase runs the timers (the last one of a run does not) */
+    int route;                     /* whether the threads route their timers' packets */
     atomic_uint phase;             /* bumped by the main thread to start a phase */
     atomic_uint done;              /* threads that finished the current phase */
     atomic_uint sleepers;          /* workers asleep on `wake` (the main thread signals only then) */
@@ -323,8 +338,8 @@ struct pool {
     pthread_t ids[EMU_MAX_THREADS];
 };
 
-/* A routed packet's source word (pkt_buf[3 i]) holds its route's index, or NO_ROUTE (dropped, counted). */
-#define NO_ROUTE 0xffffffffu
+/* A routed packet's source word (pkt_buf[3 i]) holds its route's index, or DROPPED | its source (no route). */
+#define DROPPED 0x80000000u
 
 static double seconds_now(void)
 {
@@ -337,7 +352,8 @@ static double seconds_now(void)
  * FIFO order (a core receives them in the one-thread loop's order), its user event if one is due, then its
  * timer handler for `tick`; each handler settled into the stage. What the deliveries and user events leave
  * comes first in the stage (up to settle_*_len): merged ahead of the timers' effects, the one-thread order. */
-static void tick_phase(emu_chip_t *chip, emu_stage_t *shared, uint32_t n_packets, uint32_t tick, int timers)
+static void tick_phase(emu_chip_t *chip, emu_stage_t *shared, uint32_t n_packets, uint32_t tick, int timers,
+                       int route)
 {
     emu_stage_t local = *shared, *st = &local;  /* the stages share cache lines: each thread writes its own copy */
     const uint32_t lo = st->core_lo, hi = st->core_hi;
@@ -347,7 +363,7 @@ static void tick_phase(emu_chip_t *chip, emu_stage_t *shared, uint32_t n_packets
         const uint32_t w = core / 32u, bit = 1u << (core & 31u);
         for (uint32_t i = 0; i < n_packets; ++i) {
             const uint32_t *p = chip->pkt_buf + 3u * i;
-            if (p[0] == NO_ROUTE || !(chip->routes[p[0]].dest[w] & bit) || !emu_core_ok(chip, core)) continue;
+            if ((p[0] & DROPPED) || !(chip->routes[p[0]].dest[w] & bit) || !emu_core_ok(chip, core)) continue;
             emu_add_counts(&chip->counts[core], fw_on_mc_packet(chip->arenas[core], p[1], p[2]));
             st->delivered++;
             settle_core(chip, st, core);
@@ -371,6 +387,12 @@ static void tick_phase(emu_chip_t *chip, emu_stage_t *shared, uint32_t n_packets
         chip->core_s[core] += t1 - t0;
         t0 = t1;
     }
+    if (route)  /* the timers' packets routed for the next phase (merge_stages counts the dropped ones in order) */
+        for (uint32_t i = st->settle_pkt_len; i < st->pkt_len; ++i) {
+            uint32_t *p = st->pkt_buf + 3u * i;
+            const emu_route_t *rt = route_peek(chip, p[1]);
+            p[0] = rt ? (uint32_t)(rt - chip->routes) : DROPPED | p[0];
+        }
     *shared = local;
 }
 
@@ -404,7 +426,7 @@ static void *worker_main(void *arg)
     for (;;) {
         seen = wait_phase(pool, seen);
         if (atomic_load_explicit(&pool->quit, memory_order_acquire)) return 0;
-        tick_phase(pool->chip, w->st, pool->n_packets, pool->tick, pool->timers);
+        tick_phase(pool->chip, w->st, pool->n_packets, pool->tick, pool->timers, pool->route);
         atomic_fetch_add_explicit(&pool->done, 1u, memory_order_release);
     }
 }
@@ -487,46 +509,47 @@ static void append_stage(run_t *r, const emu_stage_t *st, uint32_t from, uint32_
     }
 }
 
+/* count a packet without a route, as deliver_all does */
+static void count_drop(emu_chip_t *chip, uint32_t src, uint32_t key)
+{
+    chip->dropped++;
+    chip->dropped_from[src == EMU_SRC_EXTERNAL ? FW_MAX_CORES : src]++;
+    chip->last_drop_src = src;
+    chip->last_drop_key = key;
+}
+
 /* after a threaded tick: what the deliveries and user events left (all stages, in core order), then what the
- * timers left (the same), appended to the chip's FIFO and its host buffer */
-static void merge_stages(run_t *r, uint32_t n_threads)
+ * timers left (the same), appended to the chip's FIFO and its host buffer. `routed`: the FIFO is for the next
+ * threaded phase: the first part routed here, the timers' routed by their threads; the drops counted in FIFO
+ * order. Else the packets keep their source (settle_chip routes them). */
+static void merge_stages(run_t *r, uint32_t n_threads, int routed)
 {
     emu_chip_t *chip = r->chip;
     for (uint32_t t = 0; t < n_threads; ++t) {
         const emu_stage_t *st = &chip->stages[t];
         chip->late_sends += st->settle_pkt_len;
+        const uint32_t at = r->main.pkt_len;
         append_stage(r, st, 0, st->settle_pkt_len, 0, st->settle_host_len);
+        for (uint32_t i = at; routed && i < r->main.pkt_len; ++i) {
+            uint32_t *p = r->main.pkt_buf + 3u * i;
+            const emu_route_t *rt = emu_route(chip, p[1]);
+            if (!rt) count_drop(chip, p[0], p[1]);
+            p[0] = rt ? (uint32_t)(rt - chip->routes) : DROPPED | p[0];
+        }
     }
     for (uint32_t t = 0; t < n_threads; ++t) {
         emu_stage_t *st = &chip->stages[t];
+        const uint32_t at = r->main.pkt_len;
         append_stage(r, st, st->settle_pkt_len, st->pkt_len, st->settle_host_len, st->host_len);
+        for (uint32_t i = at; routed && i < r->main.pkt_len; ++i) {
+            const uint32_t *p = r->main.pkt_buf + 3u * i;
+            if (p[0] & DROPPED) count_drop(chip, p[0] & ~DROPPED, p[1]);
+        }
         chip->delivered += st->delivered;
         st->pkt_len = st->host_len = st->settle_pkt_len = st->settle_host_len = 0;
         st->delivered = 0;
         add_stage_counters(chip, st);
     }
-}
-
-/* the packets in the FIFO routed for a threaded tick (their source word becomes the route's index or NO_ROUTE),
- * the dropped ones counted as deliver_all counts them; returns how many */
-static uint32_t route_fifo(run_t *r)
-{
-    emu_chip_t *chip = r->chip;
-    for (uint32_t i = 0; i < r->main.pkt_len; ++i) {
-        uint32_t *p = chip->pkt_buf + 3u * i;
-        const emu_route_t *rt = emu_route(chip, p[1]);
-        if (!rt) {
-            const uint32_t src = p[0];
-            chip->dropped++;
-            chip->dropped_from[src == EMU_SRC_EXTERNAL ? FW_MAX_CORES : src]++;
-            chip->last_drop_src = src;
-            chip->last_drop_key = p[1];
-            p[0] = NO_ROUTE;
-        } else {
-            p[0] = (uint32_t)(rt - chip->routes);
-        }
-    }
-    return r->main.pkt_len;
 }
 
 /* contiguous shares of the cores, in core order, with about equal seconds of handlers so far (a core not yet
@@ -632,26 +655,26 @@ static void emu_run_ticks(emu_chip_t *chip, uint32_t first_tick, uint32_t n_tick
         chip->tick = first_tick + t;
         const int faults = chip->n_faults || chip->held_len;
         if (faults && !timers) break;  /* settled already */
-        uint32_t n_packets = 0;  /* with faults: settled, no packet and no user event waits */
-        if (faults) {
-            if (chip->held_len) release_held(&r, chip->tick);
-        } else {
-            n_packets = route_fifo(&r);
-        }
+        if (faults && chip->held_len) release_held(&r, chip->tick);
+        /* without faults the FIFO holds the last phase's packets, routed; with faults it is settled: the
+         * phase runs the timers, and their packets keep their source for the faults' decisions */
+        const uint32_t n_packets = faults ? 0u : r.main.pkt_len;
+        const int route = timers && !faults;
         if (pool) {
             pool->n_packets = n_packets;
             pool->tick = chip->tick;
             pool->timers = timers;
+            pool->route = route;
             start_phase(pool);
         }
-        tick_phase(chip, &chip->stages[0], n_packets, chip->tick, timers);
+        tick_phase(chip, &chip->stages[0], n_packets, chip->tick, timers, route);
         while (pool && atomic_load_explicit(&pool->done, memory_order_acquire) != n_threads - 1u) {
             for (uint32_t spin = 0; spin < 2000u && atomic_load_explicit(&pool->done, memory_order_acquire)
                  != n_threads - 1u; ++spin) {}
             if (atomic_load_explicit(&pool->done, memory_order_acquire) != n_threads - 1u) sched_yield();
         }
         if (!faults) r.pkt_head = r.main.pkt_len = 0;  /* all delivered */
-        merge_stages(&r, n_threads);
+        merge_stages(&r, n_threads, route);
         if (faults) settle_chip(&r);
     }
     settle_chip(&r);  /* what the last phase left (the firmware leaves nothing), in the one-thread order */
