@@ -14,8 +14,10 @@ from s2eprop.host.config import CHIP_MODES
 from s2eprop.host.errors import HostError
 
 
-def build_board(chip_file: Path | None, mode: str, clock_mhz: float | None, cores: int | None, engine: str = "c"):
-    """The emulated chip behind a server: (chip, its description)."""
+def build_board(chip_file: Path | None, mode: str, clock_mhz: float | None, cores: int | None, engine: str = "c",
+                threads: int = 1):
+    """The emulated chip behind a server: (chip, its description). `threads`: the functional chip's C loop's
+    (0: the host cores this process may use)."""
     from s2eprop.emulator.chip.functional import FunctionalChip
     from s2eprop.emulator.chip.description import load_chip
 
@@ -28,8 +30,16 @@ def build_board(chip_file: Path | None, mode: str, clock_mhz: float | None, core
     if mode == "functional" and engine != "c":
         raise HostError(f"--engine {engine} runs the timed chip's SimPy model; the functional chip has no time: "
                         f"add --mode timed (or realtime)")
+    if not 0 <= threads <= 64:
+        raise HostError(f"--threads {threads}: give 1..64 host threads, or 0 for the host cores this process may use")
+    if threads != 1 and mode != "functional":
+        raise HostError(f"--threads {threads}: the timed chip's event loop runs on one thread; threads are the "
+                        f"functional chip's (--mode functional)")
     if mode == "functional":
-        return FunctionalChip(n, sram_bytes=desc.sram_bytes_per_core, sdram_bytes=desc.sdram_bytes), desc
+        from s2eprop.host.config import ChipConfig
+
+        return FunctionalChip(n, sram_bytes=desc.sram_bytes_per_core, sdram_bytes=desc.sdram_bytes,
+                              threads=ChipConfig(threads=threads).n_threads()), desc
     from s2eprop.emulator.chip.timed import timed_chip
 
     # a realtime board paces the timed chip itself, a tick when its time comes, serving datagrams between
@@ -42,7 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from s2eprop.host.transport.udp import read_key
 
     key = read_key(args.key_file)
-    chip, desc = build_board(args.chip, args.mode, args.clock_mhz, args.cores, args.engine)
+    chip, desc = build_board(args.chip, args.mode, args.clock_mhz, args.cores, args.engine, args.threads)
     server = BoardServer(chip, desc, bind=args.bind, port=args.port, key=key, mode=args.mode, lease_s=args.lease_s)
     try:
         loopback = ipaddress.ip_address(args.bind).is_loopback
@@ -100,6 +110,8 @@ def add_board_commands(sub) -> None:
     s.add_argument("--engine", choices=("c", "simpy"), default="c",
                    help="timed modes: the chip's event loop, c (fast) or simpy (its SimPy model, same bits)")
     s.add_argument("--cores", type=positive_int, help="cores of the board (default: all of the chip file's)")
+    s.add_argument("--threads", type=int, default=1, help="host threads of a functional board's C loop (same "
+                   "bits for any number; default 1; 0: the host cores this process may use)")
     s.add_argument("--key-file", help="shared key: every datagram is authenticated (HMAC-SHA256); default "
                                       "$S2EPROP_BOARD_KEY, none: no authentication")
     s.add_argument("--lease-s", type=float, default=60.0,

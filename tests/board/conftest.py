@@ -12,8 +12,8 @@ from s2eprop.host.cli.board import build_board
 
 class Served:
     def __init__(self, mode: str = "functional", key: bytes | None = None, cores: int | None = 24,
-                 clock_mhz: float | None = None) -> None:
-        chip, desc = build_board(None, mode, clock_mhz, cores)
+                 clock_mhz: float | None = None, threads: int = 1) -> None:
+        chip, desc = build_board(None, mode, clock_mhz, cores, threads=threads)
         self.server = BoardServer(chip, desc, port=0, key=key, mode=mode)
         host, port = self.server.address
         self.target = f"udp://{host}:{port}"

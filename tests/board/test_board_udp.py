@@ -16,12 +16,14 @@ from s2eprop.host.weights import init_weights
 from board_data import counting_config, random_samples
 
 
-@pytest.mark.parametrize("mode", ["functional", "timed"])
-def test_training_over_udp_gives_the_same_bits(serve, mode) -> None:
+@pytest.mark.parametrize("mode, threads", [("functional", 1), ("timed", 1), ("functional", 2)])
+def test_training_over_udp_gives_the_same_bits(serve, mode, threads) -> None:
+    """Rule: a board over UDP (functional on 1 or 2 host threads, or timed) trains the in-process bits."""
     cfg = counting_config()
     w0 = init_weights(cfg.network, seed=3)
     x, y = random_samples(3)
-    board = serve(mode=mode)
+    board = serve(mode=mode, threads=threads)
+    assert board.server.chip.threads == threads
     over_udp = BoardTrainer(cfg, w0, transport=UdpTransport(board.target))
     if mode == "timed":
         from s2eprop.emulator.chip.timed import TimedChip
