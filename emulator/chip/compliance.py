@@ -109,6 +109,8 @@ class Compliance:
         self.worst: tuple[float, int, np.ndarray] | None = None    # (utilisation, tick, handler log)
         self.typical: tuple[float, int, np.ndarray] | None = None
         self.parts = {name: PartTotals(n_cores, self.budget_cycles) for name in PARTS}
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # (tick records, their parts) not summed yet
+        self._pending_records = 0
         self._part_from: list[tuple[int, str]] = [(0, "train")]  # (first tick, part), ticks ascending
         self._phase_mark = np.zeros((n_cores, len(PHASES)))      # the chip's phase cycles when the part began
 
@@ -130,6 +132,16 @@ class Compliance:
         else:
             self._part_from.append((tick, name))
 
+    def _sum_pending(self) -> None:
+        """The tick records added since the last call, into their parts' totals (in the order they came)."""
+        if not self._pending:
+            return
+        recs = np.concatenate([r for r, _ in self._pending])
+        part = np.concatenate([p for _, p in self._pending])
+        self._pending, self._pending_records = [], 0
+        for i, name in enumerate(PARTS):
+            self.parts[name].add(recs[part == i])
+
     def _parts_of(self, ticks: np.ndarray) -> np.ndarray:
         """The index into PARTS of each tick."""
         starts = np.array([t for t, _ in self._part_from], dtype=np.int64)
@@ -138,6 +150,7 @@ class Compliance:
 
     def part_arrays(self, name: str, phase_cycles: np.ndarray) -> dict[str, np.ndarray]:
         """Per-core totals of one part (phase_cycles: the chip's running totals by phase now)."""
+        self._sum_pending()
         out = {k: v.copy() for k, v in self.parts[name].arrays.items()}
         if name == self.part:
             out["phase_cycles"] += phase_cycles - self._phase_mark
@@ -166,8 +179,10 @@ class Compliance:
         self.overruns_seen += int(np.count_nonzero(recs["overrun"]))
         np.maximum.at(self._closed, recs["core"].astype(np.intp), recs["tick"].astype(np.int64))
         part = self._parts_of(recs["tick"])
-        for i, name in enumerate(PARTS):
-            self.parts[name].add(recs[part == i])
+        self._pending.append((recs, part))  # the parts' totals are summed when read (a few NumPy calls a sample)
+        self._pending_records += len(recs)
+        if self._pending_records > 200_000:
+            self._sum_pending()
         recs = recs[part == PARTS.index("train")]  # the window and the Gantt ticks show training
         windowed = self._in_windows(recs["tick"])
         keep = recs[windowed | (recs["overrun"] != 0)]
