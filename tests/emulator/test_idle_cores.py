@@ -6,23 +6,14 @@ from __future__ import annotations
 import numpy as np
 
 from s2eprop.emulator.chip.functional import FunctionalChip
-
-
-def _put_outbox(chip: FunctionalChip, core: int, words: list[int]) -> None:
-    ffi = chip.fw.ffi
-    outbox = 4096
-    chip.write_sram(core, ffi.offsetof("fw_header_t", "layout") + ffi.offsetof("fw_layout_t", "outbox"),
-                    np.array([outbox], np.uint32))
-    chip.write_sram(core, ffi.offsetof("fw_header_t", "state") + ffi.offsetof("fw_state_t", "outbox_count"),
-                    np.array([len(words)], np.uint32))
-    chip.write_sram(core, outbox, np.array(words, np.uint32))
+from core_outbox import put_outbox
 
 
 def test_a_stopped_cores_outbox_written_by_the_host_is_released_by_the_next_tick() -> None:
     chip = FunctionalChip(4)
     host = int(chip.fw.lib.HAL_OUT_HOST)
     chip.run(3)  # every core idle: marked asleep for these ticks
-    _put_outbox(chip, 2, [host | (2 << 8), 11, 12])  # a host message of 2 words, queued by hand
+    put_outbox(chip, 2, [host | (2 << 8), 11, 12])  # a host message of 2 words, queued by hand
     chip.run(1)
     assert [(c, [int(v) for v in w]) for c, w in chip.take_host_messages()] == [(2, [11, 12])]
     chip.run(2)  # released once: the outbox count went back to 0

@@ -19,6 +19,7 @@ from s2eprop.emulator.errors import EmulatorError
 from s2eprop.firmware.abi import Firmware
 from s2eprop.firmware.routes import RouteEntry
 from s2eprop.emulator.chip.timed import ENGINES, TimedChip, timed_chip
+from core_outbox import put_outbox
 
 CYCLE_PS = 3333          # 300 MHz
 IRQ = 12 + 10            # interrupt entry + exit cycles of the default chip file
@@ -52,17 +53,6 @@ def stopped_chip(tmp_path: Path, n_cores: int = 12, mode: str = "timed", engine:
     for c in range(n_cores):
         chip.enable_timer(c)
     return chip
-
-
-def put_outbox(chip: TimedChip, core: int, words: list[int]) -> None:
-    """Side effects a stopped core releases at the end of its next handler."""
-    ffi = chip.fw.ffi
-    outbox = 4096
-    chip.write_sram(core, ffi.offsetof("fw_header_t", "layout") + ffi.offsetof("fw_layout_t", "outbox"),
-                    np.array([outbox], np.uint32))
-    chip.write_sram(core, ffi.offsetof("fw_header_t", "state") + ffi.offsetof("fw_state_t", "outbox_count"),
-                    np.array([len(words)], np.uint32))
-    chip.write_sram(core, outbox, np.array(words, np.uint32))
 
 
 def handlers(chip: TimedChip, core: int, kind: str) -> np.ndarray:
