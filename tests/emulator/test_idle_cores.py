@@ -3,7 +3,6 @@ same bits as running their handlers, which return at once. A stopped core's outb
 released (as every handler of it releases it), and the idle cores of a larger chip change nothing."""
 from __future__ import annotations
 
-
 from s2eprop.emulator.chip.functional import FunctionalChip
 from core_outbox import put_outbox
 
