@@ -18,18 +18,25 @@ static int before(const emu_event_t *a, const emu_event_t *b)
     return a->seq < b->seq;
 }
 
-static void push(emu_timed_t *t, emu_event_t ev)
+/* A new event in the heap, its place found before it is written (no event copied in: a struct built field by
+ * field and copied whole stalled on store forwarding): the slot, with a .. e zero for the caller to fill, or 0
+ * when the heap is full (counted). */
+static emu_event_t *push(emu_timed_t *t, int64_t time_ps, uint32_t cls, uint32_t type, uint32_t core)
 {
-    if (t->heap_len == t->heap_cap) { t->heap_overflows++; return; }
-    ev.seq = t->seq++;
+    if (t->heap_len == t->heap_cap) { t->heap_overflows++; return 0; }
+    const uint64_t seq = t->seq++;
     uint32_t i = t->heap_len++;
-    while (i > 0) {
+    while (i > 0) {  /* before(new, parent): by time, then class, then sequence (the new one's is the largest) */
         const uint32_t up = (i - 1u) / 2u;
-        if (!before(&ev, &t->heap[up])) break;
-        t->heap[i] = t->heap[up];
+        const emu_event_t *p = &t->heap[up];
+        if (!(time_ps < p->time_ps || (time_ps == p->time_ps && cls < p->cls))) break;
+        t->heap[i] = *p;
         i = up;
     }
-    t->heap[i] = ev;
+    emu_event_t *e = &t->heap[i];
+    e->time_ps = time_ps; e->seq = seq; e->cls = cls; e->type = type; e->core = core;
+    e->a = e->b = e->c = e->d = e->e = 0u;
+    return e;
 }
 
 static emu_event_t pop(emu_timed_t *t)
@@ -46,14 +53,6 @@ static emu_event_t pop(emu_timed_t *t)
     }
     if (t->heap_len) t->heap[i] = last;
     return top;
-}
-
-static emu_event_t event(int64_t time_ps, uint32_t cls, uint32_t type, uint32_t core)
-{
-    emu_event_t ev;
-    memset(&ev, 0, sizeof ev);
-    ev.time_ps = time_ps; ev.cls = cls; ev.type = type; ev.core = core;
-    return ev;
 }
 
 /* x mod n; a mask where n is a power of two (the pool and queues by default: a division per word in
@@ -83,7 +82,7 @@ static void wake(emu_timed_t *t, uint32_t core, int64_t time_ps)
     emu_tcore_t *c = &t->cores[core];
     if (c->busy || c->wake_pending) return;
     c->wake_pending = 1u;
-    push(t, event(time_ps, CLS_WAKE, EV_WAKE, core));
+    (void)push(t, time_ps, CLS_WAKE, EV_WAKE, core);
 }
 
 /* the slot of a new entry at the back of a small per-core queue */
@@ -95,9 +94,9 @@ static uint32_t enqueue(uint32_t head, uint32_t *len)
 static void schedule_timer(emu_timed_t *t, uint32_t core)
 {
     emu_tcore_t *c = &t->cores[core];
-    emu_event_t ev = event((int64_t)c->next_tick * t->tick_ps + t->skew_ps[core], CLS_ARRIVAL, EV_TIMER, core);
-    ev.a = c->next_tick++;
-    push(t, ev);
+    emu_event_t *ev = push(t, (int64_t)c->next_tick * t->tick_ps + t->skew_ps[core], CLS_ARRIVAL, EV_TIMER, core);
+    if (ev) ev->a = c->next_tick;
+    c->next_tick++;
 }
 
 static void arrive(emu_chip_t *chip, emu_timed_t *t, const emu_event_t *ev)
@@ -137,7 +136,7 @@ static void arrive(emu_chip_t *chip, emu_timed_t *t, const emu_event_t *ev)
             }
         }
         if (c->rx_len > c->cur_max_queue) c->cur_max_queue = c->rx_len;
-        if (waited) push(t, event(ev->time_ps + t->drop_timeout_ps, CLS_ARRIVAL, EV_DROP, ev->core));
+        if (waited) (void)push(t, ev->time_ps + t->drop_timeout_ps, CLS_ARRIVAL, EV_DROP, ev->core);
         break;
     }
     case EV_DROP:  /* the router drops the packets that waited their timeout; nothing for the core to do */
@@ -205,10 +204,9 @@ static void send_bursts(emu_chip_t *chip, emu_timed_t *t, uint32_t src, int64_t 
             }
             const uint64_t at = pool_put(t, burst, 2u * m);
             const uint32_t hops = src == EMU_SRC_EXTERNAL ? 0u : t->hops[src * chip->n_cores + core];
-            emu_event_t ev = event(end_ps + t->router_latency_ps + (int64_t)hops * t->hop_latency_ps
-                                   + (int64_t)m * t->packet_interval_ps, CLS_ARRIVAL, EV_BURST, core);
-            ev.a = (uint32_t)at; ev.b = (uint32_t)(at >> 32); ev.c = m;
-            push(t, ev);
+            emu_event_t *ev = push(t, end_ps + t->router_latency_ps + (int64_t)hops * t->hop_latency_ps
+                                      + (int64_t)m * t->packet_interval_ps, CLS_ARRIVAL, EV_BURST, core);
+            if (ev) { ev->a = (uint32_t)at; ev->b = (uint32_t)(at >> 32); ev->c = m; }
             chip->delivered += m;
         }
     }
@@ -266,10 +264,11 @@ static void release(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t end
             const int64_t start = end_ps > c->dma_free_ps ? end_ps : c->dma_free_ps;
             c->dma_free_ps = start + t->dma_latency_ps + transfer_ps(box[at + 3], t->dma_bytes_per_s);
             c->cur_dma_wait_ps += c->dma_free_ps - end_ps;
-            emu_event_t ev = event(c->dma_free_ps, CLS_ARRIVAL, EV_DMA, core);
-            ev.a = box[at + 1]; ev.b = box[at + 2]; ev.c = box[at + 3]; ev.d = box[at + 4];
-            ev.e = tag == HAL_OUT_DMA_WRITE;
-            push(t, ev);
+            emu_event_t *ev = push(t, c->dma_free_ps, CLS_ARRIVAL, EV_DMA, core);
+            if (ev) {
+                ev->a = box[at + 1]; ev->b = box[at + 2]; ev->c = box[at + 3]; ev->d = box[at + 4];
+                ev->e = tag == HAL_OUT_DMA_WRITE;
+            }
         } else {  /* HAL_OUT_USER: only this core sees it, and it is busy until end_ps */
             c->user_pending = 1u;
         }
@@ -417,7 +416,7 @@ static void serve_from(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t 
         const int64_t end_ps = serve(chip, t, core, time_ps);
         if (end_ps < 0) return;
         if (end_ps >= until_ps || (t->heap_len && t->heap[0].time_ps <= end_ps)) {
-            push(t, event(end_ps, CLS_WAKE, EV_WAKE, core));
+            (void)push(t, end_ps, CLS_WAKE, EV_WAKE, core);
             return;
         }
         t->now_ps = time_ps = end_ps;
@@ -467,9 +466,8 @@ int32_t emu_timed_host_msg(emu_chip_t *chip, emu_timed_t *t, uint32_t core, cons
     const int64_t begin = t->now_ps > t->host_in_free_ps ? t->now_ps : t->host_in_free_ps;
     t->host_in_free_ps = begin + transfer_ps(4u * n_words, t->host_bytes_per_s);
     const uint64_t at = pool_put(t, msg, n_words);
-    emu_event_t ev = event(t->host_in_free_ps + t->host_latency_ps, CLS_ARRIVAL, EV_HOST, core);
-    ev.a = (uint32_t)at; ev.b = (uint32_t)(at >> 32); ev.c = n_words;
-    push(t, ev);
+    emu_event_t *ev = push(t, t->host_in_free_ps + t->host_latency_ps, CLS_ARRIVAL, EV_HOST, core);
+    if (ev) { ev->a = (uint32_t)at; ev->b = (uint32_t)(at >> 32); ev->c = n_words; }
     return 0;
 }
 
