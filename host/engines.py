@@ -28,7 +28,7 @@ class Engine:
     chip_file: bool = False
     clock: bool = False
     input_mode: str = "prefetch"
-    threads: bool = False  # host threads other than one for the C loop
+    threads: bool = False  # chip.threads > 1 asked (0, the default, takes the host cores only where the C loop can)
     engine: str = "c"      # the timed chip's event loop: c, or simpy (its SimPy model)
     faults: bool = False   # chip.faults: the in-process emulator's router injects them
 
@@ -107,5 +107,5 @@ def engine_of(cfg: ExperimentConfig, target: str, backend: str = "c", key_file: 
     """The engine a config asks for on `target`."""
     chip = cfg.chip
     return Engine(target_kind(target), chip.mode, chip.cpu, backend, cfg.train.batch_size, bool(key_file),
-                  bool(chip.file), bool(chip.clock_mhz), cfg.train.input_mode, chip.threads != 1, chip.engine,
+                  bool(chip.file), bool(chip.clock_mhz), cfg.train.input_mode, chip.threads > 1, chip.engine,
                   bool(chip.faults))
