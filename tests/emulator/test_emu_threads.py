@@ -131,3 +131,24 @@ def test_threads_count_the_drops_of_one_thread(cfg, init_w, sample_maker) -> Non
         stats.append(chip.stats())
     assert stats[0].dropped > 0 and len(stats[0].dropped_from) == 12 and stats[0].last_drop is not None
     assert stats[1] == stats[0] and stats[2] == stats[0]
+
+
+def test_a_forked_child_runs_the_threaded_chip_it_inherited(cfg, init_w, sample_maker) -> None:
+    """Rule: a process forked after the chip's threads started (a sweep's workers) has none of them: its runs
+    start threads of their own instead of waiting for the parent's, and learn the parent's bits."""
+    import multiprocessing as mp
+
+    x, y = sample_maker(2, seed=35)
+    chip = FunctionalChip(12, threads=2)
+    board = BoardTrainer(cfg, init_w.copy(), transport=EmulatorTransport(12, chip=chip))
+    board.train_batch(x[:1], y[:1])  # the threads start here
+    assert chip._chip.pool != chip.fw.ffi.NULL
+    chip._chip.tick_s_one, chip._chip.tick_s_threads = 1.0, 1e-9  # the next runs go on the threads
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=lambda: out.put(board.train_batch(x[1:], y[1:]) and board.weights.w_rec.tobytes()))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0, "the forked child hung or failed on the inherited chip"
+    board.train_batch(x[1:], y[1:])
+    assert out.get(timeout=5) == board.weights.w_rec.tobytes()

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "chip_loop.h"
 #include "chip_internal.h"
 #include "hal.h"
@@ -323,6 +324,7 @@ typedef struct { pool_t *pool; emu_stage_t *st; } worker_t;
  * a while, then asleep on the condition variable (the host's Python runs between runs). */
 struct pool {
     emu_chip_t *chip;
+    pid_t pid;                     /* the process that started the threads (a forked child has none of them) */
     uint32_t n_threads;
     uint32_t n_packets;            /* the routed packets at the front of the chip's FIFO, for the phase */
     uint32_t tick;                 /* the tick of the phase being run */
@@ -447,6 +449,10 @@ void emu_threads_stop(emu_chip_t *chip)
 {
     pool_t *pool = (pool_t *)chip->pool;
     if (!pool) return;
+    if (pool->pid != getpid()) {  /* a forked child: the threads are the parent's (their memory is left alone) */
+        chip->pool = 0;
+        return;
+    }
     atomic_store(&pool->quit, 1);
     start_phase(pool);
     for (uint32_t t = 1; t < pool->n_threads; ++t) pthread_join(pool->ids[t], 0);
@@ -460,11 +466,13 @@ void emu_threads_stop(emu_chip_t *chip)
 static pool_t *pool_of(emu_chip_t *chip, uint32_t n_threads)
 {
     pool_t *pool = (pool_t *)chip->pool;
+    if (pool && pool->pid != getpid()) chip->pool = pool = 0;  /* forked: the parent's threads are not here */
     if (pool && pool->n_threads == n_threads) return pool;
     emu_threads_stop(chip);
     pool = (pool_t *)calloc(1, sizeof *pool);
     if (!pool) return 0;
     pool->chip = chip;
+    pool->pid = getpid();
     atomic_init(&pool->phase, 0u);
     atomic_init(&pool->done, 0u);
     atomic_init(&pool->sleepers, 0u);
