@@ -258,8 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "the instruction-set simulator (same bits, about 1,000x "
                                                            "slower; in timed modes with --engine simpy: packets preempt, the ISS counts the cycles); config chip.cpu")
     t.add_argument("--threads", type=int, help="host threads of the functional emulator's C loop (same bits for "
-                                                "any number; default 0: the host cores this process may use, each "
-                                                "run on them only where they pay); config chip.threads")
+                                                "any number; default 1; 0: the host cores this process may use, "
+                                                "each run on them only where they pay); config chip.threads")
     t.add_argument("--quiet", action="store_true", help="no progress bars and no per-epoch lines (the summary "
                                                           "and errors still print)")
     t.set_defaults(func=cmd_train)
