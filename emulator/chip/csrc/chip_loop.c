@@ -377,6 +377,9 @@ static void tick_phase(emu_chip_t *chip, emu_stage_t *shared, uint32_t n_packets
                 settle_core(chip, st, core);
             }
         }
+        const double t1 = seconds_now();  /* each core's deliveries are its own time, not its thread's first core's */
+        chip->core_s[core] += t1 - t0;
+        t0 = t1;
     }
     st->settle_pkt_len = st->pkt_len;
     st->settle_host_len = st->host_len;
