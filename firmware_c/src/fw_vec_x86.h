@@ -57,5 +57,54 @@ __attribute__((target("avx2"))) static inline __m256i fw_lanes8(uint32_t n)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+/* Sparse blocks (network.connectivity, fw_abi.h: row starts, uint8 local-neuron columns). */
+
+/* the per-neuron table v[0 .. n) as two vectors for fw_pick8 (n <= 16; lanes past n are 0) */
+__attribute__((target("avx2"))) static inline __m256 fw_table8(const float *v, uint32_t n, uint32_t half)
+{
+    const uint32_t from = 8u * half;
+    if (n <= from) return _mm256_setzero_ps();
+    return _mm256_maskload_ps(v + from, fw_lanes8(n - from < 8u ? n - from : 8u));
+}
+
+/* v[j] for the 8 lanes' local neurons j (each < n): by two permutes and a blend of the tables lo, hi
+ * (fw_table8) where n <= 16, else by a gather from v */
+__attribute__((target("avx2"))) static inline __m256 fw_pick8(const float *v, __m256 lo, __m256 hi, uint32_t n, __m256i j)
+{
+    if (n > 16u) return _mm256_i32gather_ps(v, j, 4);
+    return _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, j), _mm256_permutevar8x32_ps(hi, j),
+                            _mm256_castsi256_ps(_mm256_cmpgt_epi32(j, _mm256_set1_epi32(7))));
+}
+
+/* the 8 local-neuron columns col[0 .. 8) as 32-bit lanes */
+__attribute__((target("avx2"))) static inline __m256i fw_cols8(const uint8_t *col)
+{
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)col));
+}
+
+#define FW_SPREAD_CHUNK 128u  /* entries per spread: the buffers take FW_SPREAD_CHUNK + 8 lanes */
+
+/* Entries [k0, k1) of a block whose rows start at row[0 .. n_pre] (k1 <= row[n_pre]): out_v[k - k0] = v[i] and,
+ * where out_row is given, out_row[k - k0] = i, for the row i holding entry k. *i_row: a row at or before the
+ * one holding k0 (0 at first), advanced to it; call with ascending k0. Each row stores 8 lanes at a time and
+ * the next row overwrites what passed its end, so out_v and out_row take k1 - k0 + 7 lanes. */
+__attribute__((target("avx2"))) static inline void fw_spread_rows8(const uint16_t *row, uint32_t *i_row, uint32_t k0,
+                                                                   uint32_t k1, const float *v, float *out_v,
+                                                                   int32_t *out_row)
+{
+    uint32_t i = *i_row;
+    while (row[i + 1u] <= k0) ++i;  /* ends: k0 < row[n_pre] */
+    *i_row = i;
+    for (; row[i] < k1; ++i) {      /* ends at n_pre at the latest: row[n_pre] >= k1 */
+        const uint32_t a = row[i] > k0 ? row[i] : k0, b = row[i + 1u] < k1 ? row[i + 1u] : k1;
+        const __m256 x = _mm256_set1_ps(v[i]);
+        const __m256i r = _mm256_set1_epi32((int32_t)i);
+        for (uint32_t p = a; p < b; p += 8u) {
+            _mm256_storeu_ps(out_v + (p - k0), x);
+            if (out_row) _mm256_storeu_si256((__m256i *)(out_row + (p - k0)), r);
+        }
+    }
+}
+
 #endif
 #endif
