@@ -82,27 +82,30 @@ __attribute__((target("avx2"))) static inline __m256i fw_cols8(const uint8_t *co
     return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)col));
 }
 
-#define FW_SPREAD_CHUNK 128u  /* entries per spread: the buffers take FW_SPREAD_CHUNK + 8 lanes */
+#define FW_SPREAD_CHUNK 128u  /* entries per spread: out takes FW_SPREAD_CHUNK + 8 floats */
 
-/* Entries [k0, k1) of a block whose rows start at row[0 .. n_pre] (k1 <= row[n_pre]): out_v[k - k0] = v[i] and,
- * where out_row is given, out_row[k - k0] = i, for the row i holding entry k. *i_row: a row at or before the
- * one holding k0 (0 at first), advanced to it; call with ascending k0. Each row stores 8 lanes at a time and
- * the next row overwrites what passed its end, so out_v and out_row take k1 - k0 + 7 lanes. */
+/* Entries [k0, k1) of a block whose rows start at row[0 .. n_pre] (k0 < k1 <= row[n_pre]): out[k - k0] = v[i] for
+ * the row i holding entry k. *i_row: a row at or before the one holding k0 (0 at first), advanced to it; call
+ * with ascending k0. Each row stores 8 lanes (more only for a row longer than 8) and the next row, empty ones
+ * included, overwrites what passed its end: one store a row, no branch on its length, and out takes
+ * k1 - k0 + 8 floats. */
 __attribute__((target("avx2"))) static inline void fw_spread_rows8(const uint16_t *row, uint32_t *i_row, uint32_t k0,
-                                                                   uint32_t k1, const float *v, float *out_v,
-                                                                   int32_t *out_row)
+                                                                   uint32_t k1, const float *v, float *out)
 {
     uint32_t i = *i_row;
     while (row[i + 1u] <= k0) ++i;  /* ends: k0 < row[n_pre] */
     *i_row = i;
-    for (; row[i] < k1; ++i) {      /* ends at n_pre at the latest: row[n_pre] >= k1 */
-        const uint32_t a = row[i] > k0 ? row[i] : k0, b = row[i + 1u] < k1 ? row[i + 1u] : k1;
+    /* the row holding k0 may start before it */
+    uint32_t a = k0, b = row[i + 1u];
+    for (;;) {
         const __m256 x = _mm256_set1_ps(v[i]);
-        const __m256i r = _mm256_set1_epi32((int32_t)i);
-        for (uint32_t p = a; p < b; p += 8u) {
-            _mm256_storeu_ps(out_v + (p - k0), x);
-            if (out_row) _mm256_storeu_si256((__m256i *)(out_row + (p - k0)), r);
-        }
+        _mm256_storeu_ps(out + (a - k0), x);
+        if (b - a > 8u)  /* a long row: the rest of it in the chunk */
+            for (uint32_t p = a + 8u; p < b && p < k1; p += 8u) _mm256_storeu_ps(out + (p - k0), x);
+        if (b >= k1) break;
+        ++i;
+        a = b;
+        b = row[i + 1u];
     }
 }
 
