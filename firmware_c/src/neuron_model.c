@@ -179,12 +179,15 @@ static int add_rows_avx2(const float *w, const float *x, const uint32_t *bits, u
  * entry by entry in ascending order: rows ascending for each neuron, as the scalar loop. Spikes: the set bits
  * word by word (no test per silent row); a spiking row's entries 8 at a time as a gather of acc by column, the
  * adds, and 8 scalar stores (a row's columns are distinct), the rest one by one. Each element's operations are
- * the scalar loop's. Returns the synapses added. */
+ * the scalar loop's. A block with every synapse present is stored as a dense one and takes add_rows_avx2.
+ * Returns the synapses added. */
 __attribute__((target("avx2")))
-static uint32_t add_rows_sparse_avx2(int analog, uint32_t n_pre, const uint16_t *row, const uint8_t *col,
+static uint32_t add_rows_sparse_avx2(int analog, uint32_t n_pre, uint32_t nl, const uint16_t *row, const uint8_t *col,
                                      const float *w, const uint32_t *in, float *acc)
 {
     uint32_t n = 0;
+    if (row[n_pre] == n_pre * nl && add_rows_avx2(w, analog ? (const float *)in : 0, analog ? 0 : in, n_pre, nl, acc, &n))
+        return analog ? n_pre * nl : n * nl;  /* every synapse present (p = 1): the dense layout, the dense sums */
     if (analog) {
         const uint32_t nnz = row[n_pre];
         float x_k[FW_SPREAD_CHUNK + 8u], prod[FW_SPREAD_CHUNK];
@@ -261,7 +264,7 @@ __attribute__((noinline)) static uint32_t add_rows_sparse(const fw_header_t *h, 
         float *acc = rec ? i_rec : i_in;
 #ifdef SPARSE_ROWS_HAVE_AVX2
         if (__builtin_cpu_supports("avx2")) {
-            n += add_rows_sparse_avx2(analog, n_pre, row, col, w, in, acc);
+            n += add_rows_sparse_avx2(analog, n_pre, cfg->n_local, row, col, w, in, acc);
             continue;
         }
 #endif
