@@ -173,8 +173,9 @@ class ChipConfig:
     clock_mhz: float = 0.0  # one of the chip file's clock levels; 0 = the file's clock_hz
     cpu: str = "native"     # core runner: native (the firmware built for this machine) or iss (the ARM
                             # build in the instruction-set simulator: same bits, ~1,000x slower; functional)
-    threads: int = 1        # host threads of the functional C loop (same bits for any number); 0 = the
-                            # host cores this process may use (1 by default: see docs/chip.md section 7)
+    threads: int = 0        # host threads of the functional C loop (same bits for any number); 0 = the
+                            # host cores this process may use (each run takes them only where they pay:
+                            # docs/chip.md section 7)
 
     def n_threads(self) -> int:
         """`threads`, or for 0 the host cores this process may use."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -299,6 +300,25 @@ class FunctionalChip:
         fifo: deque[tuple[int, int, int]] = deque()
         self._take(core, self.runner.on_host_msg(core, words), fifo)
         self._settle(fifo)
+
+    def host_send_many(self, messages: list[tuple[int, np.ndarray]]) -> None:
+        """host_send of each (core, words), in order; the C loop's calls made with each message checked once (the
+        host sends one SAMPLE message to every core of a network before each sample)."""
+        if self.backend != "c" or type(self).host_send is not FunctionalChip.host_send:
+            for core, words in messages:
+                self.host_send(core, words)
+            return
+        ffi, send = self.fw.ffi, self.fw.lib.emu_host_msg
+        checked: dict[int, tuple[np.ndarray, Any]] = {}  # by id(words): the array (kept alive) and its pointer
+        for core, words in messages:
+            got = checked.get(id(words))
+            if got is None:
+                arr = self._host_words(core, words)
+                got = checked[id(words)] = (arr, ffi.cast("uint32_t *", ffi.from_buffer(arr)))
+            elif not 0 <= core < self.n_cores:
+                self._check_core(core)
+            if send(self._chip, core, got[1], got[0].size) == -2:
+                raise self._stopped(core)
 
     def inject(self, key: int, payload: int = 0) -> None:
         """A multicast packet entering the router from outside the cores (a chip link, a test)."""

@@ -6,6 +6,7 @@ One dataclass per message: `pack` for what the host sends, `unpack` for what a c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -110,16 +111,18 @@ class ResultMsg:
 
     @staticmethod
     def is_result(words: np.ndarray) -> bool:
-        return len(words) >= int(abi().FW_RESULT_HEAD_WORDS) and int(words[0]) == abi().FW_MSG_RESULT
+        kind, head = _result_shape()
+        return len(words) >= head and int(words[0]) == kind
 
     @classmethod
     def unpack(cls, words: np.ndarray) -> "ResultMsg":
         words = np.asarray(words, dtype=np.uint32)
         if not cls.is_result(words):
             raise TransportError(f"not a result message: {words[:8].tolist()}")
-        head = int(abi().FW_RESULT_HEAD_WORDS)
+        head = _result_shape()[1]
+        floats = words.view(np.float32)
         return cls(sample_id=int(words[1]), label=int(words[2]), pred=int(words[3]),
-                   loss=float(words[4:5].view(np.float32)[0]), output_mean=words[head:].view(np.float32).copy())
+                   loss=float(floats[4]), output_mean=floats[head:].copy())
 
 
 @dataclass(frozen=True)
@@ -133,12 +136,25 @@ class SampleDoneMsg:
 
     @staticmethod
     def is_done(words: np.ndarray) -> bool:
-        return len(words) == int(abi().FW_SAMPLE_DONE_WORDS) and int(words[0]) == abi().FW_MSG_SAMPLE_DONE
+        kind, n_words = _done_shape()
+        return len(words) == n_words and int(words[0]) == kind
 
     @classmethod
     def unpack(cls, words: np.ndarray) -> "SampleDoneMsg":
         words = np.asarray(words, dtype=np.uint32)
         if not cls.is_done(words):
             raise TransportError(f"not a sample-done message: {words[:8].tolist()}")
-        return cls(sample_id=int(words[1]), sum_w2=float(words[2:3].view(np.float32)[0]), spikes=int(words[3]),
+        return cls(sample_id=int(words[1]), sum_w2=float(words.view(np.float32)[2]), spikes=int(words[3]),
                    counters_moved=int(words[4]))
+
+
+# the type and size of the messages the host reads once a sample per core, from fw_abi.h (read once: the
+# checks run for every message)
+@lru_cache(maxsize=None)
+def _result_shape() -> tuple[int, int]:
+    return int(abi().FW_MSG_RESULT), int(abi().FW_RESULT_HEAD_WORDS)
+
+
+@lru_cache(maxsize=None)
+def _done_shape() -> tuple[int, int]:
+    return int(abi().FW_MSG_SAMPLE_DONE), int(abi().FW_SAMPLE_DONE_WORDS)

@@ -91,7 +91,7 @@ def _time_emulator(cfg: Any, data: Any, backend: str, init_weights_path: Path | 
 
 
 def bench_emulator(n_samples: int = 64, seed: int = 0, backend: str = "c", mode: str = "functional",
-                   trained: str | Path | None = None, engine: str = "c", threads: int = 1) -> dict[str, Any]:
+                   trained: str | Path | None = None, engine: str = "c", threads: int = 0) -> dict[str, Any]:
     """Time on-chip training through the path `s2eprop train --target emulator` runs (run_training:
     trainer, transport, streamer, the chip's event loop, per-sample checks, checkpoint at the end) on
     the paper's 12-core partition, on random inputs 3*N(0, 1) with no test split: from fresh weights,
@@ -131,7 +131,7 @@ def bench_emulator(n_samples: int = 64, seed: int = 0, backend: str = "c", mode:
 
 
 def bench_copies(copies: Sequence[int] = (1, 2, 4, 8, 12), modes: Sequence[str] = ("functional", "timed"),
-                 n_samples: int = 8, seed: int = 0, threads: int = 1) -> dict[str, Any]:
+                 n_samples: int = 8, seed: int = 0, threads: int = 0) -> dict[str, Any]:
     """Wall time of training n copies of the paper's 12-core network side by side on one chip
     (host/session/copies.py: one sample on every copy per step), per mode, after one untimed warm-up step;
     with the log-log slope of wall time against cores from the smallest to the largest chip. `threads`: the

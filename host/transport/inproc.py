@@ -70,8 +70,10 @@ class EmulatorTransport:
         if hold:
             raise TransportError("send_many(hold=True): an in-process chip runs only when advanced, so its cores "
                                  "start together without holding (starts_together is False); send without hold")
-        for core, words in messages:
-            self.send(core, words, timeout_s)
+        try:
+            self._open().host_send_many(messages)
+        except EmulatorError as exc:
+            raise TransportError(str(exc)) from None
 
     def poll(self, timeout_s: float | None = None) -> list[tuple[int, np.ndarray]]:
         return self._open().take_host_messages()

@@ -60,11 +60,11 @@ def test_threads_keep_the_loss_rules_of_full_buffers(cfg, init_w, sample_maker, 
 
 
 def test_thread_counts_are_checked_and_default_to_the_cores_at_hand() -> None:
-    """Rule: chip.threads is 1 unless set, 0 means the host cores this process may use; a count outside
+    """Rule: chip.threads is 0 unless set, which means the host cores this process may use; a count outside
     0..64 is refused by the config and the chip, naming the value."""
     import os
 
-    assert ChipConfig().n_threads() == 1
+    assert ChipConfig().n_threads() == len(os.sched_getaffinity(0))
     assert ChipConfig(threads=0).n_threads() == len(os.sched_getaffinity(0))
     assert ChipConfig(threads=3).n_threads() == 3
     with pytest.raises(ConfigError, match="chip.threads must be in 0..64.*got 65"):

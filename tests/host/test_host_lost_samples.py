@@ -14,15 +14,14 @@ from s2eprop.host.transport.inproc import EmulatorTransport
 def _drop_sample(monkeypatch, sample_id: int) -> None:
     """The SAMPLE messages of one sample never reach the cores (as if their datagrams were lost): no core runs
     it, so no RESULT and no SAMPLE_DONE come back."""
-    send = EmulatorTransport.send
+    send_many = EmulatorTransport.send_many
 
-    def lossy(self, core, words, timeout_s=None):
-        w = np.asarray(words)
-        if int(w[0]) == int(abi().FW_MSG_SAMPLE) and int(w[1]) == sample_id:
-            return None
-        return send(self, core, words, timeout_s)
+    def lossy(self, messages, timeout_s=None, hold=False):
+        kept = [(core, words) for core, words in messages
+                if not (int(words[0]) == int(abi().FW_MSG_SAMPLE) and int(words[1]) == sample_id)]
+        return send_many(self, kept, timeout_s, hold)
 
-    monkeypatch.setattr(EmulatorTransport, "send", lossy)
+    monkeypatch.setattr(EmulatorTransport, "send_many", lossy)
 
 
 def test_a_lost_sample_is_reported_as_lost_with_its_own_exit_status(tmp_path, features_npz, weights_npz, monkeypatch,

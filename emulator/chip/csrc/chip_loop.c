@@ -317,7 +317,7 @@ static void run_end(run_t *r)
 /* ---- threads of the timer phase ------------------------------------------------------------------ */
 
 typedef struct pool pool_t;
-typedef struct { pool_t *pool; emu_stage_t *st; } worker_t;
+typedef struct { pool_t *pool; emu_stage_t *st; uint32_t index; } worker_t;
 
 /* The threads of emu_run's ticks, kept between runs (a sample is one run: starting threads for each cost
  * 0.3 ms of its 1.7): thread 0 is the caller's, workers 1 .. n_threads-1 wait for the next phase, spinning
@@ -330,6 +330,8 @@ struct pool {
     uint32_t tick;                 /* the tick of the phase being run */
     int timers;                    /* whether the phase runs the timers (the last one of a run does not) */
     int route;                     /* whether the threads route their timers' packets */
+    emu_job_fn job;                /* set: the phase runs job(job_arg, thread, n_threads) (emu_pool_run), not a tick */
+    void *job_arg;
     atomic_uint phase;             /* bumped by the main thread to start a phase */
     atomic_uint done;              /* threads that finished the current phase */
     atomic_uint sleepers;          /* workers asleep on `wake` (the main thread signals only then) */
@@ -402,18 +404,27 @@ static void tick_phase(emu_chip_t *chip, emu_stage_t *shared, uint32_t n_packets
 }
 
 /* Workers spin this long for the next phase before they sleep: longer than the host's Python between two
- * samples' runs (0.2-0.3 ms), as a wake-up from sleep costs tens of microseconds. */
+ * samples' runs (0.2-0.3 ms), as a wake-up from sleep costs tens of microseconds. Past the first YIELD_AFTER_S
+ * (a phase of a run in progress comes sooner) they yield the CPU at each turn, so that another thread of the
+ * process (a loopback board's, the host's) runs first where it needs the CPU. */
 #define SPIN_S 1e-3
+#define YIELD_AFTER_S 20e-6
 
 /* a worker: until the phase counter moves on from `seen`, spin a while, then sleep (seq_cst with the
  * main thread's bump-then-check of sleepers: one of the two sees the other) */
 static unsigned wait_phase(pool_t *pool, unsigned seen)
 {
     unsigned now;
-    const double until = seconds_now() + SPIN_S;
+    const double start = seconds_now();
+    int yielding = 0;
     for (uint32_t spin = 1;; ++spin) {
         if ((now = atomic_load(&pool->phase)) != seen) return now;
-        if (!(spin & 1023u) && seconds_now() > until) break;
+        if (yielding) sched_yield();
+        if (!(spin & (yielding ? 15u : 1023u))) {
+            const double waited = seconds_now() - start;
+            if (waited > SPIN_S) break;
+            yielding = waited > YIELD_AFTER_S;
+        }
     }
     pthread_mutex_lock(&pool->lock);
     atomic_fetch_add(&pool->sleepers, 1u);
@@ -431,7 +442,8 @@ static void *worker_main(void *arg)
     for (;;) {
         seen = wait_phase(pool, seen);
         if (atomic_load_explicit(&pool->quit, memory_order_acquire)) return 0;
-        tick_phase(pool->chip, w->st, pool->n_packets, pool->tick, pool->timers, pool->route);
+        if (pool->job) pool->job(pool->job_arg, w->index, pool->n_threads);
+        else tick_phase(pool->chip, w->st, pool->n_packets, pool->tick, pool->timers, pool->route);
         atomic_fetch_add_explicit(&pool->done, 1u, memory_order_release);
     }
 }
@@ -445,6 +457,17 @@ static void start_phase(pool_t *pool)
         pthread_mutex_lock(&pool->lock);
         pthread_cond_broadcast(&pool->wake);
         pthread_mutex_unlock(&pool->lock);
+    }
+}
+
+/* the main thread: until every worker has finished the phase (spinning, yielding now and then) */
+static void wait_done(pool_t *pool)
+{
+    const unsigned workers = pool->n_threads - 1u;
+    while (atomic_load_explicit(&pool->done, memory_order_acquire) != workers) {
+        for (uint32_t spin = 0; spin < 2000u && atomic_load_explicit(&pool->done, memory_order_acquire) != workers;
+             ++spin) {}
+        if (atomic_load_explicit(&pool->done, memory_order_acquire) != workers) sched_yield();
     }
 }
 
@@ -486,6 +509,7 @@ static pool_t *pool_of(emu_chip_t *chip, uint32_t n_threads)
     for (; started < n_threads; ++started) {
         pool->workers[started].pool = pool;
         pool->workers[started].st = &chip->stages[started];
+        pool->workers[started].index = started;
         if (pthread_create(&pool->ids[started], 0, worker_main, &pool->workers[started]) != 0) break;
     }
     pool->n_threads = started;
@@ -600,11 +624,27 @@ static void mark_asleep(emu_chip_t *chip)
     }
 }
 
+uint32_t emu_pool_run(emu_chip_t *chip, uint32_t n_threads, emu_job_fn fn, void *arg)
+{
+    if (n_threads > EMU_MAX_THREADS) n_threads = EMU_MAX_THREADS;
+    pool_t *pool = chip->stages && n_threads > 1u ? pool_of(chip, n_threads) : 0;
+    if (!pool) {
+        fn(arg, 0u, 1u);
+        return 1u;
+    }
+    pool->job = fn;
+    pool->job_arg = arg;
+    start_phase(pool);  /* seq_cst: the workers see the job once they see the phase move */
+    fn(arg, 0u, pool->n_threads);
+    wait_done(pool);
+    pool->job = 0;
+    return pool->n_threads;
+}
+
 /* Every PROBE_RUNS runs the way (one thread or the threads) that was slower when last timed is timed again. */
 #define PROBE_RUNS 32u
 
-/* whether this run goes on the threads: the faster way per tick as last timed, each way timed first */
-static int threads_pay(emu_chip_t *chip)
+int emu_threads_pay(emu_chip_t *chip)
 {
     if (chip->tick_s_threads <= 0.0) return 1;
     if (chip->tick_s_one <= 0.0) return 0;
@@ -626,13 +666,19 @@ void emu_run(emu_chip_t *chip, uint32_t first_tick, uint32_t n_ticks)
         emu_run_ticks(chip, first_tick, n_ticks, 1u);
         return;
     }
-    const int threaded = threads_pay(chip);
+    const int threaded = emu_threads_pay(chip);
     const double t0 = seconds_now();
     emu_run_ticks(chip, first_tick, n_ticks, threaded ? n_threads : 1u);
-    const double per_tick = (seconds_now() - t0) / n_ticks;
-    if (threaded) chip->tick_s_threads = per_tick;
-    else chip->tick_s_one = per_tick;
+    emu_threads_timed(chip, threaded, (seconds_now() - t0) / n_ticks);
 }
+
+void emu_threads_timed(emu_chip_t *chip, int threaded, double s_per_tick)
+{
+    if (threaded) chip->tick_s_threads = s_per_tick;
+    else chip->tick_s_one = s_per_tick;
+}
+
+double emu_seconds_now(void) { return seconds_now(); }
 
 static void emu_run_ticks(emu_chip_t *chip, uint32_t first_tick, uint32_t n_ticks, uint32_t n_threads)
 {
@@ -679,11 +725,7 @@ static void emu_run_ticks(emu_chip_t *chip, uint32_t first_tick, uint32_t n_tick
             start_phase(pool);
         }
         tick_phase(chip, &chip->stages[0], n_packets, chip->tick, timers, route);
-        while (pool && atomic_load_explicit(&pool->done, memory_order_acquire) != n_threads - 1u) {
-            for (uint32_t spin = 0; spin < 2000u && atomic_load_explicit(&pool->done, memory_order_acquire)
-                 != n_threads - 1u; ++spin) {}
-            if (atomic_load_explicit(&pool->done, memory_order_acquire) != n_threads - 1u) sched_yield();
-        }
+        if (pool) wait_done(pool);
         if (!faults) r.pkt_head = r.main.pkt_len = 0;  /* all delivered */
         merge_stages(&r, n_threads, route);
         if (faults) settle_chip(&r);
