@@ -179,27 +179,24 @@ static int add_rows_avx2(const float *w, const float *x, const uint32_t *bits, u
  * entry by entry in ascending order: rows ascending for each neuron, as the scalar loop. Spikes: the set bits
  * word by word (no test per silent row); a spiking row's entries 8 at a time as a gather of acc by column, the
  * adds, and 8 scalar stores (a row's columns are distinct), the rest one by one. Each element's operations are
- * the scalar loop's. A block with every synapse present is stored as a dense one and takes add_rows_avx2.
- * Returns the synapses added. */
+ * the scalar loop's. Returns the synapses added. */
 __attribute__((target("avx2")))
-static uint32_t add_rows_sparse_avx2(int analog, uint32_t n_pre, uint32_t nl, const uint16_t *row, const uint8_t *col,
+static uint32_t add_rows_sparse_avx2(int analog, uint32_t n_pre, const uint16_t *row, const uint8_t *col,
                                      const float *w, const uint32_t *in, float *acc)
 {
     uint32_t n = 0;
-    if (row[n_pre] == n_pre * nl && add_rows_avx2(w, analog ? (const float *)in : 0, analog ? 0 : in, n_pre, nl, acc, &n))
-        return analog ? n_pre * nl : n * nl;  /* every synapse present (p = 1): the dense layout, the dense sums */
     if (analog) {
         const uint32_t nnz = row[n_pre];
-        float x_k[FW_SPREAD_CHUNK + 8u], prod[FW_SPREAD_CHUNK];
+        float x_k[FW_SPREAD_CHUNK + 8u];  /* x_i, then x_i w in place */
         uint32_t i_row = 0;
         for (uint32_t k0 = 0; k0 < nnz; k0 += FW_SPREAD_CHUNK) {
             const uint32_t len = nnz - k0 < FW_SPREAD_CHUNK ? nnz - k0 : FW_SPREAD_CHUNK;
             fw_spread_rows8(row, &i_row, k0, k0 + len, (const float *)in, x_k);
             uint32_t m = 0;
             for (; m + 8u <= len; m += 8u)
-                _mm256_storeu_ps(prod + m, _mm256_mul_ps(_mm256_loadu_ps(x_k + m), _mm256_loadu_ps(w + k0 + m)));
-            for (; m < len; ++m) prod[m] = x_k[m] * w[k0 + m];
-            for (m = 0; m < len; ++m) acc[col[k0 + m]] += prod[m];
+                _mm256_storeu_ps(x_k + m, _mm256_mul_ps(_mm256_loadu_ps(x_k + m), _mm256_loadu_ps(w + k0 + m)));
+            for (; m < len; ++m) x_k[m] = x_k[m] * w[k0 + m];
+            for (m = 0; m < len; ++m) acc[col[k0 + m]] += x_k[m];
         }
         return nnz;
     }
@@ -263,8 +260,13 @@ __attribute__((noinline)) static uint32_t add_rows_sparse(const fw_header_t *h, 
         const float *w = (const float *)(arena + (rec ? L->w_rec : L->w_in));
         float *acc = rec ? i_rec : i_in;
 #ifdef SPARSE_ROWS_HAVE_AVX2
-        if (__builtin_cpu_supports("avx2")) {
-            n += add_rows_sparse_avx2(analog, n_pre, cfg->n_local, row, col, w, in, acc);
+        if (__builtin_cpu_supports("avx2")) {  /* every synapse present (p = 1): a dense block's layout and sums */
+            uint32_t spikes;
+            if (row[n_pre] == n_pre * cfg->n_local
+                && add_rows_avx2(w, analog ? (const float *)in : 0, analog ? 0 : in, n_pre, cfg->n_local, acc, &spikes))
+                n += (analog ? n_pre : spikes) * cfg->n_local;
+            else
+                n += add_rows_sparse_avx2(analog, n_pre, row, col, w, in, acc);
             continue;
         }
 #endif
