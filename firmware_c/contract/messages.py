@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -116,10 +117,7 @@ class ResultMsg:
 
     @classmethod
     def unpack(cls, words: np.ndarray) -> "ResultMsg":
-        got = cls.parse(words)
-        if got is None:
-            raise TransportError(f"not a result message: {np.asarray(words)[:8].tolist()}")
-        return got
+        return _parsed(cls.parse(words), words, "a result message")
 
     @classmethod
     def parse(cls, words: np.ndarray) -> "ResultMsg | None":
@@ -149,10 +147,7 @@ class SampleDoneMsg:
 
     @classmethod
     def unpack(cls, words: np.ndarray) -> "SampleDoneMsg":
-        got = cls.parse(words)
-        if got is None:
-            raise TransportError(f"not a sample-done message: {np.asarray(words)[:8].tolist()}")
-        return got
+        return _parsed(cls.parse(words), words, "a sample-done message")
 
     @classmethod
     def parse(cls, words: np.ndarray) -> "SampleDoneMsg | None":
@@ -162,6 +157,13 @@ class SampleDoneMsg:
             return None
         return cls(sample_id=int(words[1]), sum_w2=float(words.view(np.float32)[2]), spikes=int(words[3]),
                    counters_moved=int(words[4]))
+
+
+def _parsed(got: Any, words: np.ndarray, what: str) -> Any:
+    """What a message's parse gave, or the error naming the words that are not `what`."""
+    if got is None:
+        raise TransportError(f"not {what}: {np.asarray(words)[:8].tolist()}")
+    return got
 
 
 # the type and size of the messages the host reads once a sample per core, from fw_abi.h (read once: the
