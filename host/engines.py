@@ -57,10 +57,9 @@ RULES: tuple[tuple[Callable[[Engine], bool], str], ...] = (
      "a chip file or clock describes the emulated chip; the golden model has none: drop chip.file and clock_mhz"),
     (lambda e: e.target != "emulator" and e.threads,
      "threads split the in-process emulator's C loop over host cores; target {target} runs elsewhere: drop it"),
-    (lambda e: e.target == "emulator" and e.threads and (e.mode != "functional" or e.backend != "c"
-                                                          or e.cpu != "native"),
-     "threads split the functional chip's C loop of native cores; mode {mode}, backend {backend} and cpu {cpu} "
-     "run on one thread: drop threads"),
+    (lambda e: e.target == "emulator" and e.threads and (e.backend != "c" or e.cpu != "native" or e.engine != "c"),
+     "threads split the C event loops of native cores (functional, and timed with engine c); backend {backend}, "
+     "cpu {cpu} and engine {engine} run on one thread: drop threads"),
     (lambda e: e.target == "golden" and e.input_mode != "prefetch",
      "train.input_mode {input_mode} streams frames to a chip; the golden model reads them directly: drop it"),
     (lambda e: e.target != "golden" and e.batch_size != 1,

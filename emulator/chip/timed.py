@@ -31,15 +31,17 @@ __all__ = ["ENGINES", "Lag", "SimpyTimedChip", "TIMED_MODES", "TimedChip", "time
 class TimedChip(FunctionalChip):
     def __init__(self, n_cores: int, chip: ChipDescription | None = None, mode: str = "timed",
                  firmware: Firmware | None = None, heap_events: int = 1 << 16, pool_words: int = 1 << 22,
-                 host_capacity_words: int = 1 << 20, wall_clock: WallClock | None = None) -> None:
-        """`wall_clock`: what realtime mode keeps pace with (default: the machine's; tests pass a fake)."""
+                 host_capacity_words: int = 1 << 20, wall_clock: WallClock | None = None, threads: int = 1) -> None:
+        """`wall_clock`: what realtime mode keeps pace with (default: the machine's; tests pass a fake). `threads`:
+        host threads of the C event loop's batches (handlers that start at one time on several cores; same
+        events and bits for any number; docs/timing.md)."""
         if mode not in TIMED_MODES:
             raise EmulatorError(f"timed chip mode must be one of {', '.join(TIMED_MODES)}, got {mode!r}")
         desc = chip or load_chip()
         if n_cores > desc.n_cores:
             raise EmulatorError(f"{n_cores} cores do not fit {desc.name} ({desc.n_cores} cores in {desc.path})")
         super().__init__(n_cores, sram_bytes=desc.sram_bytes_per_core, backend="c", firmware=firmware,
-                         sdram_bytes=desc.sdram_bytes, host_capacity_words=host_capacity_words)
+                         sdram_bytes=desc.sdram_bytes, host_capacity_words=host_capacity_words, threads=threads)
         self.desc = desc
         self.mode = mode
         ffi, lib = self.fw.ffi, self.fw.lib
@@ -321,8 +323,11 @@ class SimpyTimedChip(TimedChip):
 
 
 def timed_chip(n_cores: int, chip: ChipDescription | None = None, mode: str = "timed", engine: str = "c",
-               **kw) -> TimedChip:
-    """A timed chip on one engine: "c" (the C event loop, fast) or "simpy" (its SimPy model)."""
+               threads: int = 1, **kw) -> TimedChip:
+    """A timed chip on one engine: "c" (the C event loop, fast, on `threads` host threads) or "simpy" (its
+    SimPy model, on one)."""
     if engine not in ENGINES:
         raise EmulatorError(f"timed chip engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    return (SimpyTimedChip if engine == "simpy" else TimedChip)(n_cores, chip, mode, **kw)
+    if engine == "simpy":
+        return SimpyTimedChip(n_cores, chip, mode, **kw)
+    return TimedChip(n_cores, chip, mode, threads=threads, **kw)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -116,10 +117,15 @@ class ResultMsg:
 
     @classmethod
     def unpack(cls, words: np.ndarray) -> "ResultMsg":
+        return _parsed(cls.parse(words), words, "a result message")
+
+    @classmethod
+    def parse(cls, words: np.ndarray) -> "ResultMsg | None":
+        """The message in a core's uint32 words, or None when they are not one (checked once)."""
         words = np.asarray(words, dtype=np.uint32)
-        if not cls.is_result(words):
-            raise TransportError(f"not a result message: {words[:8].tolist()}")
-        head = _result_shape()[1]
+        kind, head = _result_shape()
+        if len(words) < head or int(words[0]) != kind:
+            return None
         floats = words.view(np.float32)
         return cls(sample_id=int(words[1]), label=int(words[2]), pred=int(words[3]),
                    loss=float(floats[4]), output_mean=floats[head:].copy())
@@ -141,11 +147,23 @@ class SampleDoneMsg:
 
     @classmethod
     def unpack(cls, words: np.ndarray) -> "SampleDoneMsg":
+        return _parsed(cls.parse(words), words, "a sample-done message")
+
+    @classmethod
+    def parse(cls, words: np.ndarray) -> "SampleDoneMsg | None":
+        """The message in a core's uint32 words, or None when they are not one (checked once)."""
         words = np.asarray(words, dtype=np.uint32)
         if not cls.is_done(words):
-            raise TransportError(f"not a sample-done message: {words[:8].tolist()}")
+            return None
         return cls(sample_id=int(words[1]), sum_w2=float(words.view(np.float32)[2]), spikes=int(words[3]),
                    counters_moved=int(words[4]))
+
+
+def _parsed(got: Any, words: np.ndarray, what: str) -> Any:
+    """What a message's parse gave, or the error naming the words that are not `what`."""
+    if got is None:
+        raise TransportError(f"not {what}: {np.asarray(words)[:8].tolist()}")
+    return got
 
 
 # the type and size of the messages the host reads once a sample per core, from fw_abi.h (read once: the

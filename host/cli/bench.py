@@ -97,12 +97,12 @@ def bench_emulator(n_samples: int = 64, seed: int = 0, backend: str = "c", mode:
     the paper's 12-core partition, on random inputs 3*N(0, 1) with no test split: from fresh weights,
     and from trained ones (`trained_weights_path(trained)`: the steady state of a long run, whose
     silent neurons' weights decay towards 0; docs/chip.md section 9), when there are any. `threads`: the
-    functional chip's (config chip.threads; the timed modes run on one)."""
+    C event loop's (config chip.threads; the SimPy engine runs on one)."""
     from s2eprop.host.config import ChipConfig, ExperimentConfig
     from s2eprop.host.data.dataset import KWS_LABELS, Dataset
     from s2eprop.host.weights import load_weights
 
-    chip = ChipConfig(mode=mode, engine=engine, threads=threads if mode == "functional" else 1)
+    chip = ChipConfig(mode=mode, engine=engine, threads=threads if engine == "c" else 1)
     cfg = dataclasses.replace(ExperimentConfig(), chip=chip).validate()
     net = cfg.network
     rng = np.random.default_rng(seed)
@@ -135,7 +135,7 @@ def bench_copies(copies: Sequence[int] = (1, 2, 4, 8, 12), modes: Sequence[str] 
     """Wall time of training n copies of the paper's 12-core network side by side on one chip
     (host/session/copies.py: one sample on every copy per step), per mode, after one untimed warm-up step;
     with the log-log slope of wall time against cores from the smallest to the largest chip. `threads`: the
-    functional chip's host threads (the timed chip runs on one)."""
+    C event loops' host threads."""
     from s2eprop.host.config import ChipConfig, ExperimentConfig
     from s2eprop.host.session.copies import ChipCopies
 
@@ -146,7 +146,7 @@ def bench_copies(copies: Sequence[int] = (1, 2, 4, 8, 12), modes: Sequence[str] 
     x = (3 * rng.standard_normal((n_samples + 1, net.n_steps, net.n_in))).astype(np.float32)
     y = rng.integers(0, net.n_out, n_samples + 1)
     for mode in modes:
-        chip = ChipConfig(mode=mode, threads=threads if mode == "functional" else 1)
+        chip = ChipConfig(mode=mode, threads=threads)
         cfg = dataclasses.replace(base, chip=chip,
                                   train=dataclasses.replace(base.train, on_loss="count")).validate()
         walls, factors = [], []

@@ -16,8 +16,8 @@ from s2eprop.host.errors import HostError
 
 def build_board(chip_file: Path | None, mode: str, clock_mhz: float | None, cores: int | None, engine: str = "c",
                 threads: int = 0):
-    """The emulated chip behind a server: (chip, its description). `threads`: the functional chip's C loop's
-    (0: the host cores this process may use; a timed chip runs on one)."""
+    """The emulated chip behind a server: (chip, its description). `threads`: the chip's C event loop's
+    (0: the host cores this process may use; the SimPy engine runs on one)."""
     from s2eprop.emulator.chip.functional import FunctionalChip
     from s2eprop.emulator.chip.description import load_chip
 
@@ -32,19 +32,19 @@ def build_board(chip_file: Path | None, mode: str, clock_mhz: float | None, core
                         f"add --mode timed (or realtime)")
     if not 0 <= threads <= 64:
         raise HostError(f"--threads {threads}: give 1..64 host threads, or 0 for the host cores this process may use")
-    if threads > 1 and mode != "functional":
-        raise HostError(f"--threads {threads}: the timed chip's event loop runs on one thread; threads are the "
-                        f"functional chip's (--mode functional)")
-    if mode == "functional":
-        from s2eprop.host.config import ChipConfig
+    if threads > 1 and engine != "c":
+        raise HostError(f"--threads {threads}: the SimPy model runs on one thread; threads are the C event loops' "
+                        f"(--engine c)")
+    from s2eprop.host.config import ChipConfig
 
+    if mode == "functional":
         return FunctionalChip(n, sram_bytes=desc.sram_bytes_per_core, sdram_bytes=desc.sdram_bytes,
                               threads=ChipConfig(threads=threads).n_threads()), desc
     from s2eprop.emulator.chip.timed import timed_chip
 
     # a realtime board paces the timed chip itself, a tick when its time comes, serving datagrams between
     # ticks (SimPy's RealtimeEnvironment would block the socket while it waits)
-    return timed_chip(n, desc, "timed", engine), desc
+    return timed_chip(n, desc, "timed", engine, threads=ChipConfig(threads=threads).n_threads()), desc
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -112,7 +112,7 @@ def add_board_commands(sub) -> None:
     s.add_argument("--cores", type=positive_int, help="cores of the board (default: all of the chip file's)")
     s.add_argument("--threads", type=int, default=0, help="host threads of a functional board's C loop (same "
                    "bits for any number; default 0: the host cores this process may use, each run on them only "
-                   "where they pay; a timed board runs on one)")
+                   "where they pay; the SimPy engine runs on one)")
     s.add_argument("--key-file", help="shared key: every datagram is authenticated (HMAC-SHA256); default "
                                       "$S2EPROP_BOARD_KEY, none: no authentication")
     s.add_argument("--lease-s", type=float, default=60.0,

@@ -257,9 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--cpu", choices=("native", "iss"), help="core runner: native (default) or iss, the ARM build in "
                                                            "the instruction-set simulator (same bits, about 1,000x "
                                                            "slower; in timed modes with --engine simpy: packets preempt, the ISS counts the cycles); config chip.cpu")
-    t.add_argument("--threads", type=int, help="host threads of the functional emulator's C loop (same bits for "
-                                                "any number; default 0: the host cores this process may use, each "
-                                                "run on them only where they pay); config chip.threads")
+    t.add_argument("--threads", type=int, help="host threads of the emulator's C event loop, functional or timed "
+                                                "(same bits for any number; default 0: the host cores this process "
+                                                "may use, each run on them only where they pay); config chip.threads")
     t.add_argument("--quiet", action="store_true", help="no progress bars and no per-epoch lines (the summary "
                                                           "and errors still print)")
     t.set_defaults(func=cmd_train)
@@ -291,8 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--engine", choices=("c", "simpy"), default="c",
                    help="timed modes: the chip's event loop (c, or its SimPy model)")
     b.add_argument("--threads", type=int, default=0,
-                   help="host threads of the functional chip's C loop (emulator in functional mode, and the copies' "
-                        "functional runs; default 0: the host cores this process may use, each run on them only "
+                   help="host threads of the chip's C event loop (emulator, copies; functional or timed: the SimPy "
+                        "engine runs on one; default 0: the host cores this process may use, each run on them only "
                         "where they pay)")
     b.add_argument("--rounds", type=int, default=3,
                    help="udp: rounds of in-process then UDP, alternating in one sitting (default 3)")

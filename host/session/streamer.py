@@ -122,13 +122,16 @@ class SampleStreamer:
             done += n
 
     def _take(self, out: SampleOutcome, core: int, words: np.ndarray) -> None:
-        if ResultMsg.is_result(words) and core == self.readout_core and int(words[1]) == out.sample_id \
-                and out.result is None:
-            out.result = ResultMsg.unpack(words)
-        elif SampleDoneMsg.is_done(words) and int(words[1]) == out.sample_id and core not in out.done:
-            out.done[core] = SampleDoneMsg.unpack(words)
-        else:
-            out.stray_messages += 1
+        """A core's message (uint32 words, from poll): the sample's result, a SAMPLE_DONE, or a stray one."""
+        if ResultMsg.is_result(words):
+            if core == self.readout_core and int(words[1]) == out.sample_id and out.result is None:
+                out.result = ResultMsg.unpack(words)
+                return
+        elif (done := SampleDoneMsg.parse(words)) is not None and done.sample_id == out.sample_id \
+                and core not in out.done:
+            out.done[core] = done
+            return
+        out.stray_messages += 1
 
     def _complete(self, out: SampleOutcome) -> bool:
         return out.result is not None and len(out.done) == len(self.cores)

@@ -47,7 +47,8 @@ def open_transport(target: str, n_cores: int, backend: str = "c", chip: ChipConf
 
             return EmulatorTransport(n_cores, chip=IssTimedChip(n_cores, desc, chip.mode, runner=IssRunner(
                 None, n_cores, desc.sram_bytes_per_core)))
-        return EmulatorTransport(n_cores, chip=timed_chip(n_cores, desc, chip.mode, chip.engine))
+        return EmulatorTransport(n_cores, chip=timed_chip(n_cores, desc, chip.mode, chip.engine,
+                                                          threads=chip.n_threads()))
     if target.startswith("udp://"):
         from s2eprop.host.transport.udp import UdpTransport, read_key
 

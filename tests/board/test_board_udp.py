@@ -16,9 +16,9 @@ from s2eprop.host.weights import init_weights
 from board_data import counting_config, random_samples
 
 
-@pytest.mark.parametrize("mode, threads", [("functional", 1), ("timed", 1), ("functional", 2)])
+@pytest.mark.parametrize("mode, threads", [("functional", 1), ("timed", 1), ("functional", 2), ("timed", 2)])
 def test_training_over_udp_gives_the_same_bits(serve, mode, threads) -> None:
-    """Rule: a board over UDP (functional on 1 or 2 host threads, or timed) trains the in-process bits."""
+    """Rule: a board over UDP (functional or timed, on 1 or 2 host threads) trains the in-process bits."""
     cfg = counting_config()
     w0 = init_weights(cfg.network, seed=3)
     x, y = random_samples(3)

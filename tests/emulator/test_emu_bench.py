@@ -57,9 +57,9 @@ def test_bench_emulator_times_trained_weights_of_a_run(tmp_path, monkeypatch) ->
         bench_emulator(n_samples=1, trained=tmp_path / "empty")
 
 
-def test_bench_threads_reach_the_functional_chip(monkeypatch) -> None:
-    """Rule: `bench --threads N` runs the functional chip's C loop on N host threads (reported), in `bench
-    emulator` and in the copies' functional runs; the timed chip runs on one."""
+def test_bench_threads_reach_the_chip(monkeypatch) -> None:
+    """Rule: `bench --threads N` runs the chip's C event loop on N host threads (reported), functional or timed,
+    in `bench emulator` and in the copies' runs; the SimPy engine runs on one."""
     from s2eprop.emulator.chip.functional import FunctionalChip
     from s2eprop.host.cli.bench import bench_copies
 
@@ -75,4 +75,9 @@ def test_bench_threads_reach_the_functional_chip(monkeypatch) -> None:
     seen.clear()
     out = bench_copies(copies=(1, 2), modes=("functional",), n_samples=1, threads=2)
     assert out["functional"]["threads"] == 2 and set(seen) == {2}
-    assert bench_emulator(n_samples=1, mode="timed", threads=2, trained=None)["emulator_threads"] == 1
+    seen.clear()
+    assert bench_emulator(n_samples=1, mode="timed", threads=2, trained=None)["emulator_threads"] == 2 and set(seen) == {2}
+    seen.clear()
+    out = bench_copies(copies=(1,), modes=("timed",), n_samples=1, threads=2)
+    assert out["timed"]["threads"] == 2 and set(seen) == {2}
+    assert bench_emulator(n_samples=1, mode="timed", engine="simpy", threads=2, trained=None)["emulator_threads"] == 1

@@ -37,12 +37,15 @@ def regime_chip(tmp_path: Path, changes: dict) -> Path:
     return path
 
 
-def train_on(engine: str, chip_path: Path, cfg, init_w, x, y) -> dict:
-    """Train on one engine; every handler call and tick record of the run, the totals, the counters."""
+def train_on(engine: str, chip_path: Path, cfg, init_w, x, y, threads: int = 1) -> dict:
+    """Train on one engine (the C loop on `threads` threads, every run on them); every handler call and tick
+    record of the run, the totals, the counters."""
     from s2eprop.host.session.runtime import BoardTrainer
     from s2eprop.host.transport.inproc import EmulatorTransport
 
-    chip = timed_chip(12, load_chip(chip_path), engine=engine)
+    chip = timed_chip(12, load_chip(chip_path), engine=engine, threads=threads)
+    if threads > 1:  # the runs go on the threads (faster when last timed), whatever this machine's load
+        chip._chip.tick_s_one, chip._chip.tick_s_threads = 1.0, 1e-9
     recs, logs = record_every_advance(chip)
     board = BoardTrainer(cfg, init_w, transport=EmulatorTransport(12, chip=chip))
     board.train_batch(x, y)
@@ -59,13 +62,15 @@ def two_samples(samples20):
     return x[:2], y[:2]
 
 
-@pytest.mark.parametrize("regime", list(REGIMES))
-def test_the_simpy_model_and_the_c_loop_agree_event_for_event(regime, tmp_path, cfg, init_w, two_samples) -> None:
+@pytest.mark.parametrize("regime,threads", [(r, 1) for r in REGIMES] + [("default", 3), ("150MHz_router_waits", 2)])
+def test_the_simpy_model_and_the_c_loop_agree_event_for_event(regime, threads, tmp_path, cfg, init_w, two_samples) -> None:
     """Rule: both engines make the same handler calls at the same picoseconds, charge the same cycles,
-    keep the same records and counters, and learn the same bits."""
+    keep the same records and counters, and learn the same bits; the C loop on one thread or on several
+    (the handlers that start at one time on several cores called on the threads)."""
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, on_loss="count"))
     path = regime_chip(tmp_path, REGIMES[regime])
-    c, s = (train_on(engine, path, cfg, init_w, *two_samples) for engine in ("c", "simpy"))
+    c, s = train_on("c", path, cfg, init_w, *two_samples, threads=threads), train_on("simpy", path, cfg, init_w,
+                                                                                      *two_samples)
     assert len(c["handlers"]) > 10_000 and s["host_ticks"] == c["host_ticks"]
     first = np.flatnonzero(c["handlers"][:len(s["handlers"])] != s["handlers"][:len(c["handlers"])])
     assert len(s["handlers"]) == len(c["handlers"]) and not len(first), \

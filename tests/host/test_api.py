@@ -63,7 +63,8 @@ def test_every_rule_of_the_engine_table_refuses_something(i) -> None:
                                     Engine("emulator", cpu="iss", backend="python"), Engine("udp", key_file=True),
                                     Engine("emulator", "realtime", chip_file=True, input_mode="realtime"),
                                     Engine("emulator", "timed", engine="simpy"),
-                                    Engine("emulator", "timed", cpu="iss", engine="simpy")])
+                                    Engine("emulator", "timed", cpu="iss", engine="simpy"),
+                                    Engine("emulator", "timed", threads=True)])
 def test_engines_that_run_are_accepted(engine) -> None:
     check_engine(engine)
 
@@ -77,6 +78,7 @@ def test_engines_that_run_are_accepted(engine) -> None:
     ({"target": "emulator", "key_file": "k"}, "needs none"),
     ({"config": {"train": {"batch_size": 4}}}, "the chip learns online"),
     ({"target": "tpu"}, "unknown target"),
+    ({"mode": "timed", "config": {"chip": {"engine": "simpy", "threads": 2}}}, "engine simpy run on one thread"),
 ])
 def test_a_session_refuses_what_cannot_run_when_made(kwargs, says) -> None:
     with pytest.raises(ConfigError, match=says):

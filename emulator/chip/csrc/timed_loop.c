@@ -324,25 +324,43 @@ static uint32_t charge(emu_timed_t *t, uint32_t core, uint32_t kind, const fw_co
     return whole;
 }
 
-/* the core is free at time_ps: start its highest-priority pending event; returns when that handler
- * ends (the core is busy until then), or -1 if nothing is pending (the core is idle) */
-static int64_t serve(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t time_ps)
+/* A handler a core starts: what it takes from the core's queues (kind, and the packet, DMA tag, tick or host
+ * message words it is called with), then what the firmware returns. */
+typedef struct {
+    uint32_t core, kind, ok, a, b, n_words;
+    uint32_t words[FW_MAX_HOST_WORDS];
+    fw_counts_t counts;
+} job_t;
+
+/* the kind of handler the core would start next, by priority; EMU_HANDLERS: nothing pending */
+static uint32_t next_kind(const emu_tcore_t *c)
+{
+    if (c->rx_len) return EMU_H_PACKET;
+    if (c->dma_len) return EMU_H_DMA;
+    if (c->host_len) return EMU_H_HOST;
+    if (c->timer_len) return EMU_H_TIMER;
+    if (c->user_pending) return EMU_H_USER;
+    return EMU_HANDLERS;
+}
+
+/* the core is free at time_ps: take its highest-priority pending event into j (0: nothing pending, the core is
+ * idle). Everything but the firmware call: the queues, the tick's bookkeeping when a timer handler starts. */
+static int take(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t time_ps, job_t *j)
 {
     emu_tcore_t *c = &t->cores[core];
-    uint8_t *arena = chip->arenas[core];
-    fw_counts_t counts, none;
-    uint32_t kind;
     /* a core stopped by a run-time error takes its events and runs nothing */
-    const int ok = emu_core_ok(chip, core);
-    memset(&none, 0, sizeof none);
+    j->ok = (uint32_t)emu_core_ok(chip, core);
+    j->core = core;
+    j->kind = next_kind(c);
     c->busy = 0;
     c->wake_pending = 0;
-    if (c->rx_len) {
+    switch (j->kind) {
+    case EMU_H_PACKET: {
         const uint32_t slot = core * t->rx_depth + c->rx_head;
         c->rx_head = (uint32_t)wrap(c->rx_head + 1u, t->rx_depth);
         c->rx_len--;
-        kind = EMU_H_PACKET;
-        counts = ok ? fw_on_mc_packet(arena, t->rx_keys[slot], t->rx_payloads[slot]) : none;
+        j->a = t->rx_keys[slot];
+        j->b = t->rx_payloads[slot];
         c->cur_packets++;
         c->packets_received++;
         if (c->wait_len) {  /* the oldest packet waiting at the router takes the room (its timeout is ahead) */
@@ -354,26 +372,24 @@ static int64_t serve(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t ti
             c->wait_head = (uint32_t)wrap(c->wait_head + 1u, t->wait_depth);
             c->wait_len--;
         }
-    } else if (c->dma_len) {
-        const uint32_t tag = c->dma_q[c->dma_head];
+        return 1;
+    }
+    case EMU_H_DMA:
+        j->a = c->dma_q[c->dma_head];
         c->dma_head = (c->dma_head + 1u) % EMU_SMALLQ;
         c->dma_len--;
-        kind = EMU_H_DMA;
-        counts = ok ? fw_on_dma_done(arena, tag) : none;
-    } else if (c->host_len) {
-        uint32_t words[FW_MAX_HOST_WORDS];
+        return 1;
+    case EMU_H_HOST: {
         const uint32_t n = c->host_words[c->host_head];
         const uint64_t at = c->host_at[c->host_head];
         c->host_head = (c->host_head + 1u) % EMU_SMALLQ;
         c->host_len--;
-        kind = EMU_H_HOST;
-        if (ok && pool_live(t, at, n)) {
-            for (uint32_t i = 0; i < n; ++i) words[i] = pool_word(t, at + i);
-            counts = fw_on_host_msg(arena, words, n);
-        } else {
-            memset(&counts, 0, sizeof counts);
-        }
-    } else if (c->timer_len) {
+        if (j->ok && !pool_live(t, at, n)) j->ok = 0u;  /* overwritten in flight: nothing runs */
+        j->n_words = n;
+        for (uint32_t i = 0; j->ok && i < n; ++i) j->words[i] = pool_word(t, at + i);
+        return 1;
+    }
+    case EMU_H_TIMER: {
         const uint32_t tick = c->timer_q[c->timer_head];
         const int64_t fired = c->timer_fire_ps[c->timer_head];
         c->timer_head = (c->timer_head + 1u) % EMU_SMALLQ;
@@ -385,21 +401,44 @@ static int64_t serve(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t ti
         c->cur_max_queue = c->rx_len;
         c->cur_dma_wait_ps = 0;
         c->cur_timer_delay_ps = time_ps - fired;
-        kind = EMU_H_TIMER;
-        counts = ok ? fw_on_timer(arena, tick) : none;
-    } else if (c->user_pending) {
-        c->user_pending = 0;
-        kind = EMU_H_USER;
-        counts = ok ? fw_on_user_event(arena) : none;
-    } else {
-        return -1;  /* nothing to do: idle until the next arrival */
+        j->a = tick;
+        return 1;
     }
-    emu_add_counts(&chip->counts[core], counts);
-    const uint32_t cycles = charge(t, core, kind, &counts);
+    case EMU_H_USER:
+        c->user_pending = 0;
+        return 1;
+    default:
+        return 0;  /* nothing to do: idle until the next arrival */
+    }
+}
+
+/* the firmware's handler for a job: touches the core's own SRAM only, so jobs of different cores may run at once */
+static void call(emu_chip_t *chip, job_t *j)
+{
+    uint8_t *arena = chip->arenas[j->core];
+    if (!j->ok) { memset(&j->counts, 0, sizeof j->counts); return; }
+    switch (j->kind) {
+    case EMU_H_PACKET: j->counts = fw_on_mc_packet(arena, j->a, j->b); break;
+    case EMU_H_DMA: j->counts = fw_on_dma_done(arena, j->a); break;
+    case EMU_H_HOST: j->counts = fw_on_host_msg(arena, j->words, j->n_words); break;
+    case EMU_H_TIMER: j->counts = fw_on_timer(arena, j->a); break;
+    default: j->counts = fw_on_user_event(arena); break;
+    }
+}
+
+/* after the call: the handler's cycles, its log line and its side effects; returns when it ends (the core is
+ * busy until then) */
+static int64_t finish(emu_chip_t *chip, emu_timed_t *t, const job_t *j, int64_t time_ps)
+{
+    const uint32_t core = j->core;
+    emu_tcore_t *c = &t->cores[core];
+    emu_add_counts(&chip->counts[core], j->counts);
+    const uint32_t cycles = charge(t, core, j->kind, &j->counts);
     const int64_t end_ps = time_ps + (int64_t)cycles * t->cycle_ps[core];
     if (t->log_len < t->log_cap) {
         emu_hlog_t *l = &t->log[t->log_len++];
-        l->start_ps = time_ps; l->end_ps = end_ps; l->core = core; l->kind = kind; l->tick = c->cur_tick; l->cycles = cycles;
+        l->start_ps = time_ps; l->end_ps = end_ps; l->core = core; l->kind = j->kind; l->tick = c->cur_tick;
+        l->cycles = cycles;
     } else {
         t->log_dropped++;
     }
@@ -408,19 +447,89 @@ static int64_t serve(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t ti
     return end_ps;
 }
 
-/* serve core from time_ps on: while its next handler would start before anything else in the heap,
- * run it at once (the order popping a wake-up for it would give, without the heap round trip) */
-static void serve_from(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t time_ps, int64_t until_ps)
+/* the core is free at time_ps: start its highest-priority pending event; returns when that handler
+ * ends (the core is busy until then), or -1 if nothing is pending (the core is idle) */
+static int64_t serve(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t time_ps)
 {
-    for (;;) {
-        const int64_t end_ps = serve(chip, t, core, time_ps);
-        if (end_ps < 0) return;
+    job_t j;
+    if (!take(chip, t, core, time_ps, &j)) return -1;
+    call(chip, &j);
+    return finish(chip, t, &j, time_ps);
+}
+
+/* after a handler that ended at end_ps: a wake-up then, unless the core's next handler would start before
+ * anything else in the heap: then it runs at once (the order popping a wake-up for it would give, without
+ * the heap round trip), and so on */
+static void go_on(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t end_ps, int64_t until_ps)
+{
+    while (end_ps >= 0) {
         if (end_ps >= until_ps || (t->heap_len && t->heap[0].time_ps <= end_ps)) {
             (void)push(t, end_ps, CLS_WAKE, EV_WAKE, core);
             return;
         }
-        t->now_ps = time_ps = end_ps;
+        t->now_ps = end_ps;
         t->events++;
+        end_ps = serve(chip, t, core, end_ps);
+    }
+}
+
+/* serve core from time_ps on */
+static void serve_from(emu_chip_t *chip, emu_timed_t *t, uint32_t core, int64_t time_ps, int64_t until_ps)
+{
+    go_on(chip, t, core, serve(chip, t, core, time_ps), until_ps);
+}
+
+/* Handlers that start at one time on several cores (the neuron cores' steps after their input frame's DMA, the
+ * update at a sample's end): their firmware calls run on the chip's threads, everything else in the one-thread
+ * order. A batch's heavy calls (DMA done, user event: the neuron, trace and learning steps) are shared out by
+ * position; packet and timer handlers (a few hundred cycles) are not worth a meeting of the threads. */
+typedef struct {
+    emu_chip_t *chip;
+    job_t *jobs[FW_MAX_CORES];
+    uint32_t n;
+} batch_t;
+
+static void call_batch(void *arg, uint32_t thread, uint32_t n_threads)
+{
+    batch_t *b = (batch_t *)arg;
+    for (uint32_t i = thread; i < b->n; i += n_threads) call(b->chip, b->jobs[i]);
+}
+
+static int heavy(uint32_t kind) { return kind == EMU_H_DMA || kind == EMU_H_USER; }
+
+/* The wake-ups at ev's time, ev's first: in the one-thread loop each core's handler starts in turn (a wake-up
+ * of the next core is at the top of the heap, so each but the last pushes a wake-up at its end). Here every
+ * core's queues are taken first (in that order: the tick records close in it), the calls run (heavy ones on
+ * the threads), then each handler's cycles and side effects are settled in that order: the same events with
+ * the same sequence numbers. A host message's words are read from the pool in flight, which handlers settled
+ * before it may overwrite: such a core is served whole, in its turn. */
+static void serve_batch(emu_chip_t *chip, emu_timed_t *t, const emu_event_t *ev, int64_t until_ps, uint32_t n_threads)
+{
+    static _Thread_local job_t jobs[FW_MAX_CORES];  /* large (host words): not on the stack */
+    uint32_t cores[FW_MAX_CORES], n = 0, has[FW_MAX_CORES];
+    batch_t heavy_calls;
+    heavy_calls.chip = chip;
+    heavy_calls.n = 0;
+    cores[n++] = ev->core;
+    while (n < FW_MAX_CORES && t->heap_len && t->heap[0].time_ps == ev->time_ps && t->heap[0].type == EV_WAKE) {
+        cores[n++] = pop(t).core;
+        t->events++;
+    }
+    for (uint32_t i = 0; i < n; ++i) {
+        if (next_kind(&t->cores[cores[i]]) == EMU_H_HOST) { has[i] = 2u; continue; }  /* served whole, below */
+        has[i] = (uint32_t)take(chip, t, cores[i], ev->time_ps, &jobs[i]);
+        if (!has[i]) continue;
+        if (heavy(jobs[i].kind) && jobs[i].ok) heavy_calls.jobs[heavy_calls.n++] = &jobs[i];
+        else call(chip, &jobs[i]);
+    }
+    if (heavy_calls.n > 1u) (void)emu_pool_run(chip, n_threads, call_batch, &heavy_calls);
+    else if (heavy_calls.n) call(chip, heavy_calls.jobs[0]);
+    for (uint32_t i = 0; i < n; ++i) {
+        const int64_t end_ps = has[i] == 2u ? serve(chip, t, cores[i], ev->time_ps)
+                             : has[i] ? finish(chip, t, &jobs[i], ev->time_ps) : -1;
+        if (end_ps < 0) continue;
+        if (i + 1u < n) (void)push(t, end_ps, CLS_WAKE, EV_WAKE, cores[i]);  /* the next core's wake-up is ahead */
+        else go_on(chip, t, cores[i], end_ps, until_ps);
     }
 }
 
@@ -445,15 +554,31 @@ void emu_timed_enable(emu_chip_t *chip, emu_timed_t *t, uint32_t core)
     schedule_timer(t, core);
 }
 
-void emu_timed_run(emu_chip_t *chip, emu_timed_t *t, int64_t until_ps)
+static void run_events(emu_chip_t *chip, emu_timed_t *t, int64_t until_ps, uint32_t n_threads)
 {
-    start(chip, t);
     while (t->heap_len && t->heap[0].time_ps < until_ps) {
         const emu_event_t ev = pop(t);
         t->now_ps = ev.time_ps;
         t->events++;
-        if (ev.type == EV_WAKE) serve_from(chip, t, ev.core, ev.time_ps, until_ps);
-        else arrive(chip, t, &ev);
+        if (ev.type != EV_WAKE) arrive(chip, t, &ev);
+        else if (n_threads > 1u && t->heap_len && t->heap[0].time_ps == ev.time_ps) serve_batch(chip, t, &ev, until_ps, n_threads);
+        else serve_from(chip, t, ev.core, ev.time_ps, until_ps);
+    }
+}
+
+void emu_timed_run(emu_chip_t *chip, emu_timed_t *t, int64_t until_ps)
+{
+    start(chip, t);
+    uint32_t n_threads = chip->n_threads < chip->n_cores ? chip->n_threads : chip->n_cores;
+    if (!chip->stages) n_threads = 1u;
+    const int64_t from_ps = t->now_ps;
+    if (n_threads <= 1u || until_ps <= from_ps) {
+        run_events(chip, t, until_ps, 1u);
+    } else {  /* on the threads only where they pay, as the functional loop (chip_loop.c emu_run) */
+        const int threaded = emu_threads_pay(chip);
+        const double t0 = emu_seconds_now();
+        run_events(chip, t, until_ps, threaded ? n_threads : 1u);
+        emu_threads_timed(chip, threaded, (emu_seconds_now() - t0) * (double)t->tick_ps / (double)(until_ps - from_ps));
     }
     if (until_ps > t->now_ps) t->now_ps = until_ps;
 }
