@@ -85,8 +85,8 @@ __attribute__((target("avx2"))) static inline __m256i fw_cols8(const uint8_t *co
 #define FW_SPREAD_CHUNK 128u  /* entries per spread: out takes FW_SPREAD_CHUNK + 8 floats */
 
 /* Entries [k0, k1) of a block whose rows start at row[0 .. n_pre] (k0 < k1 <= row[n_pre]): out[k - k0] = v[i] for
- * the row i holding entry k. *i_row: a row at or before the one holding k0 (0 at first), advanced to it; call
- * with ascending k0. Each row stores 8 lanes (more only for a row longer than 8) and the next row, empty ones
+ * the row i holding entry k. *i_row: a row at or before the one holding k0 (0 at first), advanced to the one
+ * holding k1 - 1; call with ascending k0. Each row stores 8 lanes (more only for a row longer than 8) and the next row, empty ones
  * included, overwrites what passed its end: one store a row, no branch on its length, and out takes
  * k1 - k0 + 8 floats. */
 __attribute__((target("avx2"))) static inline void fw_spread_rows8(const uint16_t *row, uint32_t *i_row, uint32_t k0,
@@ -94,7 +94,6 @@ __attribute__((target("avx2"))) static inline void fw_spread_rows8(const uint16_
 {
     uint32_t i = *i_row;
     while (row[i + 1u] <= k0) ++i;  /* ends: k0 < row[n_pre] */
-    *i_row = i;
     /* the row holding k0 may start before it */
     uint32_t a = k0, b = row[i + 1u];
     for (;;) {
@@ -102,11 +101,12 @@ __attribute__((target("avx2"))) static inline void fw_spread_rows8(const uint16_
         _mm256_storeu_ps(out + (a - k0), x);
         if (b - a > 8u)  /* a long row: the rest of it in the chunk */
             for (uint32_t p = a + 8u; p < b && p < k1; p += 8u) _mm256_storeu_ps(out + (p - k0), x);
-        if (b >= k1) break;
+        if (b >= k1) break;  /* row i holds k1 - 1: the next chunk starts there or just after */
         ++i;
         a = b;
         b = row[i + 1u];
     }
+    *i_row = i;
 }
 
 #endif
