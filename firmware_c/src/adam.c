@@ -66,6 +66,39 @@ static void adam_block_avx2(const fw_config_t *cfg, float lr_t, uint32_t n, cons
     }
 #undef FLUSH
 }
+
+/* gradient_sparse on an AVX2 CPU: 8 entries at a time, L_j and r_j picked by the entries' columns (fw_pick8),
+ * each lane with gradient_sparse's operations in its order (no FMA); the last entries one by one */
+__attribute__((target("avx2")))
+static void gradient_sparse_avx2(const fw_config_t *cfg, uint32_t nnz, const uint8_t *col, const float *L,
+                                 const float *r, float *acc, const float *eb)
+{
+    const uint32_t nl = cfg->n_local;
+    const float one_kappa = 1.0f - cfg->kappa, kappa = cfg->kappa;
+    const __m256 v_one_kappa = _mm256_set1_ps(one_kappa), v_kappa = _mm256_set1_ps(kappa);
+    const __m256 l_lo = fw_table8(L, nl, 0), l_hi = fw_table8(L, nl, 1);
+    const __m256 r_lo = r ? fw_table8(r, nl, 0) : l_lo, r_hi = r ? fw_table8(r, nl, 1) : l_hi;
+    uint32_t k = 0;
+    for (; k + 8u <= nnz; k += 8u) {
+        const __m256i j = fw_cols8(col + k);
+        const __m256 a = _mm256_loadu_ps(acc + k);
+        __m256 g = _mm256_mul_ps(fw_pick8(L, l_lo, l_hi, nl, j), a);
+        if (r) {
+            const __m256 sum_e = _mm256_add_ps(_mm256_mul_ps(v_one_kappa, a), _mm256_mul_ps(v_kappa, _mm256_loadu_ps(eb + k)));
+            g = _mm256_add_ps(g, _mm256_mul_ps(fw_pick8(r, r_lo, r_hi, nl, j), sum_e));
+        }
+        _mm256_storeu_ps(acc + k, g);
+    }
+    for (; k < nnz; ++k) {
+        const uint32_t j = col[k];
+        if (r) {
+            const float sum_e = one_kappa * acc[k] + kappa * eb[k];
+            acc[k] = L[j] * acc[k] + r[j] * sum_e;
+        } else {
+            acc[k] = L[j] * acc[k];
+        }
+    }
+}
 #endif
 
 /* train.optimizer sgd: m = momentum m + g;  W -= lr m  (lr after the schedule; v unused) */
@@ -113,10 +146,14 @@ static void add_rate_reg(const fw_config_t *cfg, uint32_t n_pre, const float *L,
 
 /* network.connectivity: a block's gradient over its present synapses (fw_abi.h: col), formed in acc in place as
  * the dense passes form it: L_j acc, or with the rate term (r not 0) L_j acc + r_j sum_e, in add_rate_reg's order;
- * the optimizer then reads it with scale 1 (1 x g is g: the dense path's bits). Plain C on every build. */
+ * the optimizer then reads it with scale 1 (1 x g is g: the dense path's bits). The native build on an AVX2 CPU
+ * takes gradient_sparse_avx2 (the same bits). */
 __attribute__((noinline)) static void gradient_sparse(const fw_config_t *cfg, uint32_t nnz, const uint8_t *col,
                                                       const float *L, const float *r, float *acc, const float *eb)
 {
+#ifdef FW_VEC_X86
+    if (__builtin_cpu_supports("avx2")) { gradient_sparse_avx2(cfg, nnz, col, L, r, acc, eb); return; }
+#endif
     const float one_kappa = 1.0f - cfg->kappa, kappa = cfg->kappa;
     for (uint32_t k = 0; k < nnz; ++k) {
         const uint32_t j = col[k];

@@ -41,6 +41,7 @@ static void zero_diagonal(uint32_t nl, uint32_t skip_lo, float *ea, float *eb, f
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+#include "fw_vec_x86.h"
 /* The native x86-64 build, on a CPU with AVX2, runs the block as one flat run of n_pre x n_local
  * synapses, eight at a time: a core's row of n_local neurons is shorter than two vectors, so by rows
  * most of the work would be scalar tails. A group of R rows (R x n_local a multiple of 8) has psi and
@@ -111,6 +112,85 @@ static uint32_t decay_add_spikes_avx2(float *ev, const uint32_t *bits, uint32_t 
     }
     return i;
 }
+
+/* the entry of the next self-connection of a block (local neuron d or later, at most one a neuron, entries
+ * ascending with d; *d advanced past it), or UINT32_MAX where none is left (the input block: diag_lo is past
+ * every row) */
+static uint32_t sparse_next_self(const uint16_t *row, const uint8_t *col, uint32_t n_pre, uint32_t diag_lo,
+                                 uint32_t nl, uint32_t *d)
+{
+    for (; *d < nl && diag_lo + *d < n_pre; ++*d)
+        for (uint32_t k = row[diag_lo + *d]; k < row[diag_lo + *d + 1u]; ++k)
+            if (col[k] == *d) {
+                ++*d;
+                return k;
+            }
+    return UINT32_MAX;
+}
+
+/* trace_blocks_sparse's block on an AVX2 CPU (network.connectivity): the block's present synapses as one flat
+ * run, 8 at a time, whatever the rows' lengths (a row holds 10 p synapses on the paper's partition): each chunk
+ * of entries first takes its synapses' ev from fw_spread_rows8, then each vector picks ca, psi_a and psi by its
+ * 8 columns (fw_pick8). Each lane runs the scalar loop's operations in its order (no FMA). A vector holding a
+ * self-connection (found row by row as the run reaches it) keeps that lane's ea, eb and acc by a blend, as the
+ * scalar loop skips it. The last entries (fewer than 8) go one by one. Returns the synapses updated. */
+__attribute__((target("avx2")))
+static uint32_t trace_sparse_avx2(const fw_config_t *cfg, uint32_t n_pre, uint32_t diag_lo, const uint16_t *row,
+                                  const uint8_t *col, const float *ev, const float *psi, const float *psi_a,
+                                  const float *ca, float *ea, float *eb, float *acc)
+{
+    const uint32_t nl = cfg->n_local, nnz = row[n_pre];
+    const float oaor = cfg->one_alpha_x_one_rho, one_alpha = cfg->one_alpha;
+    const float beta = cfg->beta, kappa = cfg->kappa;
+    uint32_t d = 0, n_self = 0;
+    uint32_t self_k = sparse_next_self(row, col, n_pre, diag_lo, nl, &d);
+    const __m256 v_oaor = _mm256_set1_ps(oaor), v_one_alpha = _mm256_set1_ps(one_alpha);
+    const __m256 v_beta = _mm256_set1_ps(beta), v_kappa = _mm256_set1_ps(kappa);
+    const __m256 ca_lo = fw_table8(ca, nl, 0), ca_hi = fw_table8(ca, nl, 1);
+    const __m256 psi_lo = fw_table8(psi, nl, 0), psi_hi = fw_table8(psi, nl, 1);
+    const __m256 pa_lo = fw_table8(psi_a, nl, 0), pa_hi = fw_table8(psi_a, nl, 1);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    float ev_k[FW_SPREAD_CHUNK + 8u];
+    uint32_t i_row = 0;
+    for (uint32_t k0 = 0; k0 < nnz; k0 += FW_SPREAD_CHUNK) {
+        const uint32_t len = nnz - k0 < FW_SPREAD_CHUNK ? nnz - k0 : FW_SPREAD_CHUNK;
+        fw_spread_rows8(row, &i_row, k0, k0 + len, ev, ev_k);
+        uint32_t m = 0;
+        for (; m + 8u <= len; m += 8u) {
+            const uint32_t k = k0 + m;
+            __m256i self = _mm256_setzero_si256();
+            for (; self_k < k + 8u; n_self++, self_k = sparse_next_self(row, col, n_pre, diag_lo, nl, &d))
+                self = _mm256_or_si256(self, _mm256_cmpeq_epi32(lane, _mm256_set1_epi32((int32_t)(self_k - k))));
+            const __m256 keep = _mm256_castsi256_ps(self);
+            const __m256i j = fw_cols8(col + k);
+            const __m256 evq = _mm256_loadu_ps(ev_k + m);
+            const __m256 caq = fw_pick8(ca, ca_lo, ca_hi, nl, j), paq = fw_pick8(psi_a, pa_lo, pa_hi, nl, j);
+            const __m256 psq = fw_pick8(psi, psi_lo, psi_hi, nl, j);
+            const __m256 ea0 = _mm256_loadu_ps(ea + k), eb0 = _mm256_loadu_ps(eb + k), acc0 = _mm256_loadu_ps(acc + k);
+            const __m256 ean = _mm256_add_ps(_mm256_mul_ps(caq, ea0), _mm256_mul_ps(_mm256_mul_ps(paq, evq), v_oaor));
+            const __m256 e = _mm256_mul_ps(psq, _mm256_sub_ps(_mm256_mul_ps(v_one_alpha, evq), _mm256_mul_ps(v_beta, ean)));
+            const __m256 ebn = _mm256_add_ps(_mm256_mul_ps(eb0, v_kappa), e);
+            _mm256_storeu_ps(ea + k, _mm256_blendv_ps(ean, ea0, keep));
+            _mm256_storeu_ps(eb + k, _mm256_blendv_ps(ebn, eb0, keep));
+            _mm256_storeu_ps(acc + k, _mm256_blendv_ps(_mm256_add_ps(acc0, ebn), acc0, keep));
+        }
+        for (; m < len; ++m) {
+            const uint32_t k = k0 + m, j = col[k];
+            if (k == self_k) {
+                n_self++;
+                self_k = sparse_next_self(row, col, n_pre, diag_lo, nl, &d);
+                continue;
+            }
+            const float evi = ev_k[m];
+            const float ean = ca[j] * ea[k] + psi_a[j] * evi * oaor;
+            const float e = psi[j] * (one_alpha * evi - beta * ean);
+            ea[k] = ean;
+            eb[k] = eb[k] * kappa + e;
+            acc[k] = acc[k] + eb[k];
+        }
+    }
+    return nnz - n_self;
+}
 #define TRACE_HAS_AVX2 1
 #endif
 
@@ -177,7 +257,7 @@ __attribute__((noinline)) static void decay_add_spikes(float *ev, const uint32_t
  * (fw_abi.h: row, col), each element as trace_one with psi_a in the eps_a line (psi_a = psi for an ALIF neuron:
  * trace_one's bits; 0 for a LIF one: trace_block_lif's). The recurrent block's self-connections (local j of
  * presynaptic row neuron_lo + j) keep no trace: skipped, their ea, eb, acc stay the 0 of the sample's start.
- * Plain C on every build. Returns the synapses updated. */
+ * The native build on an AVX2 CPU takes trace_sparse_avx2 (the same bits). Returns the synapses updated. */
 __attribute__((noinline)) static uint32_t trace_blocks_sparse(const fw_header_t *h, uint8_t *arena, const float *ev_in,
                                                               const float *ev_rec, const float *psi, const float *psi_a,
                                                               const float *ca)
@@ -196,6 +276,12 @@ __attribute__((noinline)) static uint32_t trace_blocks_sparse(const fw_header_t 
         float *ea = (float *)(arena + (rec ? L->ea_rec : L->ea_in));
         float *eb = (float *)(arena + (rec ? L->eb_rec : L->eb_in));
         float *acc = (float *)(arena + (rec ? L->acc_rec : L->acc_in));
+#ifdef TRACE_HAS_AVX2
+        if (__builtin_cpu_supports("avx2")) {
+            n += trace_sparse_avx2(cfg, n_pre, diag_lo, row, col, ev, psi, psi_a, ca, ea, eb, acc);
+            continue;
+        }
+#endif
         for (uint32_t i = 0; i < n_pre; ++i) {
             const float evi = ev[i];
             const uint32_t self = i - diag_lo;  /* the local neuron of the self-connection (wraps past FW_MAX_LOCAL: none) */

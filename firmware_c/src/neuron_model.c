@@ -173,6 +173,52 @@ static int add_rows_avx2(const float *w, const float *x, const uint32_t *bits, u
     return 1;
 }
 #define ROWS_HAVE_AVX2 1
+
+/* add_rows_sparse's block on an AVX2 CPU (network.connectivity). Analog input: the products x_i w of a chunk of
+ * entries as one flat run of 8-lane vectors (x_i spread per entry by fw_spread_rows8), then added to acc[col]
+ * entry by entry in ascending order: rows ascending for each neuron, as the scalar loop. Spikes: the set bits
+ * word by word (no test per silent row); a spiking row's entries 8 at a time as a gather of acc by column, the
+ * adds, and 8 scalar stores (a row's columns are distinct), the rest one by one. Each element's operations are
+ * the scalar loop's. Returns the synapses added. */
+__attribute__((target("avx2")))
+static uint32_t add_rows_sparse_avx2(int analog, uint32_t n_pre, const uint16_t *row, const uint8_t *col,
+                                     const float *w, const uint32_t *in, float *acc)
+{
+    uint32_t n = 0;
+    if (analog) {
+        const uint32_t nnz = row[n_pre];
+        float x_k[FW_SPREAD_CHUNK + 8u];  /* x_i, then x_i w in place */
+        uint32_t i_row = 0;
+        for (uint32_t k0 = 0; k0 < nnz; k0 += FW_SPREAD_CHUNK) {
+            const uint32_t len = nnz - k0 < FW_SPREAD_CHUNK ? nnz - k0 : FW_SPREAD_CHUNK;
+            fw_spread_rows8(row, &i_row, k0, k0 + len, (const float *)in, x_k);
+            uint32_t m = 0;
+            for (; m + 8u <= len; m += 8u)
+                _mm256_storeu_ps(x_k + m, _mm256_mul_ps(_mm256_loadu_ps(x_k + m), _mm256_loadu_ps(w + k0 + m)));
+            for (; m < len; ++m) x_k[m] = x_k[m] * w[k0 + m];
+            for (m = 0; m < len; ++m) acc[col[k0 + m]] += x_k[m];
+        }
+        return nnz;
+    }
+    for (uint32_t wd = 0; wd < fw_bitmap_words(n_pre); ++wd) {
+        uint32_t word = in[wd];
+        if (32u * wd + 32u > n_pre) word &= (1u << (n_pre & 31u)) - 1u;  /* bits past n_pre are not rows */
+        for (; word; word &= word - 1u) {
+            const uint32_t i = 32u * wd + (uint32_t)__builtin_ctz(word), to = row[i + 1u];
+            uint32_t k = row[i];
+            n += to - k;
+            for (; k + 8u <= to; k += 8u) {
+                float sum[8];
+                _mm256_storeu_ps(sum, _mm256_add_ps(_mm256_i32gather_ps(acc, fw_cols8(col + k), 4),
+                                                    _mm256_loadu_ps(w + k)));
+                for (uint32_t l = 0; l < 8u; ++l) acc[col[k + l]] = sum[l];
+            }
+            for (; k < to; ++k) acc[col[k]] += w[k];
+        }
+    }
+    return n;
+}
+#define SPARSE_ROWS_HAVE_AVX2 1
 #endif
 
 /* the spike rows' sum by the fastest loop this CPU has (the same bits); returns the spikes */
@@ -197,7 +243,8 @@ static void weighted_rows(const float *w, const float *x, uint32_t n_pre, uint32
 /* network.connectivity: the input currents over the present synapses (fw_abi.h: row, col) of the input block
  * (into i_in), then of the recurrent one (i_rec), rows in ascending order as the dense loops (an absent synapse
  * adds nothing there either): acc[col] += x_i w for analog input, or acc[col] += w for each row whose bit is set
- * (spike input, recurrent spikes). Plain C on every build. Returns the synapses added. */
+ * (spike input, recurrent spikes). The native build on an AVX2 CPU takes add_rows_sparse_avx2 (the same bits).
+ * Returns the synapses added. */
 __attribute__((noinline)) static uint32_t add_rows_sparse(const fw_header_t *h, const uint8_t *arena, const uint32_t *input,
                                                           const uint32_t *z_prev, float *i_in, float *i_rec)
 {
@@ -212,6 +259,17 @@ __attribute__((noinline)) static uint32_t add_rows_sparse(const fw_header_t *h, 
         const uint8_t *col = arena + (rec ? L->col_rec : L->col_in);
         const float *w = (const float *)(arena + (rec ? L->w_rec : L->w_in));
         float *acc = rec ? i_rec : i_in;
+#ifdef SPARSE_ROWS_HAVE_AVX2
+        if (__builtin_cpu_supports("avx2")) {  /* every synapse present (p = 1): a dense block's layout and sums */
+            uint32_t spikes;
+            if (row[n_pre] == n_pre * cfg->n_local
+                && add_rows_avx2(w, analog ? (const float *)in : 0, analog ? 0 : in, n_pre, cfg->n_local, acc, &spikes))
+                n += (analog ? n_pre : spikes) * cfg->n_local;
+            else
+                n += add_rows_sparse_avx2(analog, n_pre, row, col, w, in, acc);
+            continue;
+        }
+#endif
         for (uint32_t i = 0; i < n_pre; ++i) {
             const uint32_t from = row[i], to = row[i + 1u];
             if (analog) {

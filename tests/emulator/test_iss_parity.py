@@ -181,3 +181,37 @@ def test_iss_matches_native_where_subnormals_would_arise(arm_elf, subnormal_case
     on the ISS as natively: the firmware's flush of tiny values is plain C, no FPU mode of either build."""
     small, w, x, y = subnormal_case
     assert_same_bits(small, w, x, y, arm_elf, n_train=3)
+
+
+# network.connectivity's vector paths (native AVX2: eprop_trace.c trace_sparse_avx2, neuron_model.c
+# add_rows_sparse_avx2, adam.c gradient_sparse_avx2): rows long enough for whole vectors, blocks of several
+# spread chunks (128 entries) cut mid-row, columns picked by permutes (n_local <= 16) or by gathers (> 16)
+SPARSE_VECTOR_CASES = {
+    "permutes,long_rows,analog": ({"n_in": 40, "n_rec": 24, "n_out": 3, "n_steps": 20}, 12,
+                                  ConnectivityConfig(p_in=1.0, p_rec=0.7, seed=2), None, False),
+    "gathers,rate_reg,analog": ({"n_in": 20, "n_rec": 40, "n_out": 3, "n_steps": 20}, 20,
+                                ConnectivityConfig(p_in=0.8, p_rec=0.6, seed=5),
+                                RateRegConfig(c_reg=50.0, target_hz=10.0), False),
+    "permutes,spike_input": ({"n_in": 32, "n_rec": 24, "n_out": 3, "n_steps": 20}, 12,
+                             ConnectivityConfig(p_in=0.9, p_rec=0.5, seed=3), None, True),
+}
+
+
+@pytest.mark.parametrize("case", list(SPARSE_VECTOR_CASES))
+def test_iss_matches_native_sparse_vectors(arm_elf, cfg, with_options, sample_maker, case) -> None:
+    """Rule: with sparse connectivity, the native build's 8-lane loops over the present synapses (traces with
+    the self-connections kept, input currents from analog input and from spikes, the gradient with and
+    without the rate term) give the ARM build's scalar bits: weights, SRAM, every handler's effects."""
+    import dataclasses
+
+    from s2eprop.host.config import InputConfig
+    from s2eprop.host.weights import init_weights
+
+    network, per_core, conn, rate_reg, spikes = SPARSE_VECTOR_CASES[case]
+    c = with_options(cfg, network={**network, "connectivity": conn}, partition={"neurons_per_core": per_core},
+                     train={"rate_reg": rate_reg} if rate_reg else {})
+    x, y = sample_maker(3, seed=13, n_steps=network["n_steps"], n_in=network["n_in"], n_out=network["n_out"])
+    if spikes:
+        c = dataclasses.replace(c, input=InputConfig(kind="spikes", encoder="none")).validate()
+        x = (np.random.default_rng(13).random(x.shape) < 0.3).astype(np.float32)
+    assert_same_bits(c, init_weights(c.network, seed=6), x, y, arm_elf, n_train=2)
