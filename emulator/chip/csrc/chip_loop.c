@@ -404,27 +404,20 @@ static void tick_phase(emu_chip_t *chip, emu_stage_t *shared, uint32_t n_packets
 }
 
 /* Workers spin this long for the next phase before they sleep: longer than the host's Python between two
- * samples' runs (0.2-0.3 ms), as a wake-up from sleep costs tens of microseconds. Past the first YIELD_AFTER_S
- * (a phase of a run in progress comes sooner) they yield the CPU at each turn, so that another thread of the
- * process (a loopback board's, the host's) runs first where it needs the CPU. */
-#define SPIN_S 1e-3
-#define YIELD_AFTER_S 20e-6
+ * samples' runs (0.17-0.3 ms), as a wake-up from sleep costs tens of microseconds; no longer, as another
+ * thread of the process (a loopback board's) may need the CPU. (Spinning with sched_yield instead, from
+ * 20-300 us on, cost the threads a fifth of their gain on the 2-core VM.) */
+#define SPIN_S 0.5e-3
 
 /* a worker: until the phase counter moves on from `seen`, spin a while, then sleep (seq_cst with the
  * main thread's bump-then-check of sleepers: one of the two sees the other) */
 static unsigned wait_phase(pool_t *pool, unsigned seen)
 {
     unsigned now;
-    const double start = seconds_now();
-    int yielding = 0;
+    const double until = seconds_now() + SPIN_S;
     for (uint32_t spin = 1;; ++spin) {
         if ((now = atomic_load(&pool->phase)) != seen) return now;
-        if (yielding) sched_yield();
-        if (!(spin & (yielding ? 15u : 1023u))) {
-            const double waited = seconds_now() - start;
-            if (waited > SPIN_S) break;
-            yielding = waited > YIELD_AFTER_S;
-        }
+        if (!(spin & 1023u) && seconds_now() > until) break;
     }
     pthread_mutex_lock(&pool->lock);
     atomic_fetch_add(&pool->sleepers, 1u);
