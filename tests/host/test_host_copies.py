@@ -19,20 +19,24 @@ def _samples(n: int, seed: int):
     return (3 * rng.standard_normal((n, 100, 80))).astype(np.float32), rng.integers(0, 12, n)
 
 
-@pytest.mark.parametrize("mode", ["functional", "timed"])
-def test_each_copy_learns_what_it_learns_alone(mode) -> None:
+@pytest.mark.parametrize("mode, threads", [("functional", 1), ("functional", 3), ("timed", 1), ("timed", 3)])
+def test_each_copy_learns_what_it_learns_alone(mode, threads) -> None:
+    """Rule: 3 copies (36 cores, past one 32-core word of a route's destinations) on 1 or 3 host threads (each
+    run on them: a thread's cores straddle the word) learn the bits of each network alone on one thread."""
     base = ExperimentConfig()
     cfgs = [dataclasses.replace(base, train=dataclasses.replace(base.train, lr=lr, on_loss="count"),
-                                chip=ChipConfig(mode=mode)).validate() for lr in (0.01, 0.003, 0.02)]
+                                chip=ChipConfig(mode=mode, threads=threads)).validate() for lr in (0.01, 0.003, 0.02)]
     weights = [init_weights(c.network, seed=s) for c, s in zip(cfgs, (1, 2, 3))]
     data = [_samples(2, seed=10 + i) for i in range(3)]
     chip = ChipCopies(cfgs, weights)
+    if threads > 1:
+        chip.transport.chip._chip.tick_s_one, chip.transport.chip._chip.tick_s_threads = 1.0, 1e-9
     assert [t.plan.cores[0].core_id for t in chip.trainers] == [0, 12, 24]
     for k in range(2):
         res = chip.train_step([d[0][k] for d in data], [int(d[1][k]) for d in data])
         assert all(r.pred[0] >= 0 for r in res)
     for i, (cfg, w) in enumerate(zip(cfgs, weights)):
-        alone = BoardTrainer(dataclasses.replace(cfg, chip=ChipConfig()), w)
+        alone = BoardTrainer(dataclasses.replace(cfg, chip=ChipConfig(threads=1)), w)
         for k in range(2):
             alone.train_batch(data[i][0][k], data[i][1][k:k + 1])
         got, want = chip.trainers[i].weights, alone.weights
