@@ -16,6 +16,8 @@ from s2eprop.host.transport.inproc import EmulatorTransport
 
 def _run(cfg, weights, x, y, **chip_args):
     chip = FunctionalChip(12, **chip_args)
+    if chip.threads > 1:  # every run on the threads (the pay rule would take one thread where it is faster)
+        chip._chip.threads_forced = 1
     board = BoardTrainer(cfg, weights.copy(), transport=EmulatorTransport(12, chip=chip))
     results = [board.train_batch(x[i:i + 1], y[i:i + 1]) for i in range(len(x) - 1)]
     results.append(board.forward(x[-1:], y[-1:]))
@@ -143,7 +145,7 @@ def test_a_forked_child_runs_the_threaded_chip_it_inherited(cfg, init_w, sample_
     board = BoardTrainer(cfg, init_w.copy(), transport=EmulatorTransport(12, chip=chip))
     board.train_batch(x[:1], y[:1])  # the threads start here
     assert chip._chip.pool != chip.fw.ffi.NULL
-    chip._chip.tick_s_one, chip._chip.tick_s_threads = 1.0, 1e-9  # the next runs go on the threads
+    chip._chip.threads_forced = 1  # the next runs go on the threads
     ctx = mp.get_context("fork")
     out = ctx.Queue()
     child = ctx.Process(target=lambda: out.put(board.train_batch(x[1:], y[1:]) and board.weights.w_rec.tobytes()))
@@ -152,3 +154,21 @@ def test_a_forked_child_runs_the_threaded_chip_it_inherited(cfg, init_w, sample_
     assert child.exitcode == 0, "the forked child hung or failed on the inherited chip"
     board.train_batch(x[1:], y[1:])
     assert out.get(timeout=5) == board.weights.w_rec.tobytes()
+
+
+def test_the_pay_rule_times_each_way_per_class_of_run_length() -> None:
+    """Rule: a run goes on the threads or on one thread by what each way cost per tick when last timed for runs
+    of its length class (1, 2-3, 4-7, ... ticks; each way timed first), so that a timed sample's one-tick run
+    with the update is not weighed against its 101-tick run."""
+    chip = FunctionalChip(12, threads=2)
+    c = chip._chip
+    chip.run(101)  # class 6: the threads first
+    assert c.tick_s_threads[6] > 0 and c.tick_s_one[6] == 0
+    chip.run(1)    # class 0: apart
+    assert c.tick_s_threads[0] > 0 and c.tick_s_one[0] == 0 and c.tick_s_one[6] == 0
+    chip.run(100)  # class 6 again: now one thread
+    assert c.tick_s_one[6] > 0
+    c.threads_forced = -1
+    before = c.tick_s_threads[6]
+    chip.run(100)  # forced onto one thread: the threads' time stays
+    assert c.tick_s_threads[6] == before

@@ -45,7 +45,7 @@ def train_on(engine: str, chip_path: Path, cfg, init_w, x, y, threads: int = 1) 
 
     chip = timed_chip(12, load_chip(chip_path), engine=engine, threads=threads)
     if threads > 1:  # the runs go on the threads (faster when last timed), whatever this machine's load
-        chip._chip.tick_s_one, chip._chip.tick_s_threads = 1.0, 1e-9
+        chip._chip.threads_forced = 1
     recs, logs = record_every_advance(chip)
     board = BoardTrainer(cfg, init_w, transport=EmulatorTransport(12, chip=chip))
     board.train_batch(x, y)

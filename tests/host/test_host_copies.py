@@ -30,7 +30,7 @@ def test_each_copy_learns_what_it_learns_alone(mode, threads) -> None:
     data = [_samples(2, seed=10 + i) for i in range(3)]
     chip = ChipCopies(cfgs, weights)
     if threads > 1:
-        chip.transport.chip._chip.tick_s_one, chip.transport.chip._chip.tick_s_threads = 1.0, 1e-9
+        chip.transport.chip._chip.threads_forced = 1
     assert [t.plan.cores[0].core_id for t in chip.trainers] == [0, 12, 24]
     for k in range(2):
         res = chip.train_step([d[0][k] for d in data], [int(d[1][k]) for d in data])

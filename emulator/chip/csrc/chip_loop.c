@@ -655,19 +655,37 @@ uint32_t emu_pool_run(emu_chip_t *chip, uint32_t n_threads, emu_job_fn fn, void 
     return pool->n_threads;
 }
 
-/* Every PROBE_RUNS runs the way (one thread or the threads) that was slower when last timed is timed again. */
+/* Every PROBE_RUNS runs (of a class) the way (one thread or the threads) that was slower when last timed is
+ * timed again. */
 #define PROBE_RUNS 32u
 
-int emu_threads_pay(emu_chip_t *chip)
+/* the class of a run of n_ticks: floor(log2 n_ticks), at most EMU_RUN_CLASSES - 1 */
+static uint32_t run_class(uint32_t n_ticks)
 {
-    if (chip->tick_s_threads <= 0.0) return 1;
-    if (chip->tick_s_one <= 0.0) return 0;
-    const int faster = chip->tick_s_threads < chip->tick_s_one;
-    if (++chip->runs_since_probe >= PROBE_RUNS) {
-        chip->runs_since_probe = 0;
+    uint32_t c = 0;
+    while (n_ticks > 1u && c + 1u < EMU_RUN_CLASSES) { n_ticks >>= 1; c++; }
+    return c;
+}
+
+int emu_threads_pay(emu_chip_t *chip, uint32_t n_ticks)
+{
+    if (chip->threads_forced) return chip->threads_forced > 0;
+    const uint32_t c = run_class(n_ticks);
+    if (chip->tick_s_threads[c] <= 0.0) return 1;
+    if (chip->tick_s_one[c] <= 0.0) return 0;
+    const int faster = chip->tick_s_threads[c] < chip->tick_s_one[c];
+    if (++chip->runs_since_probe[c] >= PROBE_RUNS) {
+        chip->runs_since_probe[c] = 0;
         return !faster;
     }
     return faster;
+}
+
+void emu_threads_timed(emu_chip_t *chip, uint32_t n_ticks, int threaded, double s_per_tick)
+{
+    const uint32_t c = run_class(n_ticks);
+    if (threaded) chip->tick_s_threads[c] = s_per_tick;
+    else chip->tick_s_one[c] = s_per_tick;
 }
 
 static void emu_run_ticks(emu_chip_t *chip, uint32_t first_tick, uint32_t n_ticks, uint32_t n_threads);
@@ -680,16 +698,10 @@ void emu_run(emu_chip_t *chip, uint32_t first_tick, uint32_t n_ticks)
         emu_run_ticks(chip, first_tick, n_ticks, 1u);
         return;
     }
-    const int threaded = emu_threads_pay(chip);
+    const int threaded = emu_threads_pay(chip, n_ticks);
     const double t0 = seconds_now();
     emu_run_ticks(chip, first_tick, n_ticks, threaded ? n_threads : 1u);
-    emu_threads_timed(chip, threaded, (seconds_now() - t0) / n_ticks);
-}
-
-void emu_threads_timed(emu_chip_t *chip, int threaded, double s_per_tick)
-{
-    if (threaded) chip->tick_s_threads = s_per_tick;
-    else chip->tick_s_one = s_per_tick;
+    emu_threads_timed(chip, n_ticks, threaded, (seconds_now() - t0) / n_ticks);
 }
 
 double emu_seconds_now(void) { return seconds_now(); }

@@ -19,6 +19,7 @@
 #define EMU_DROP_SOURCES 161u  /* FW_MAX_CORES cores, then injected packets */
 #define EMU_ROUTE_CACHE 1024u  /* direct-mapped cache of route lookups */
 #define EMU_MAX_THREADS 64u    /* threads of a timer phase */
+#define EMU_RUN_CLASSES 8u     /* the threads' pay rule times runs of 1, 2-3, 4-7, ..., 128 and more ticks apart */
 
 /* A core's run-time error (SpiNNaker's RTE): the host can write any byte of a core's SRAM, so the
  * header, layout and state offsets the firmware and these loops index with are checked (emu_core_check)
@@ -128,10 +129,14 @@ typedef struct {
     emu_stage_t *stages;
     double core_s[FW_MAX_CORES];      /* threaded runs: seconds of each core's handlers, to share cores out evenly */
     void *pool;                       /* threaded runs: the threads, kept between runs (emu_threads_stop ends them) */
-    /* threads only where they pay: the last seconds per tick on one thread and on n_threads, and runs since the
-     * slower way was last tried (a host core taken by another process makes the threads' meetings slow) */
-    double tick_s_one, tick_s_threads;
-    uint32_t runs_since_probe;
+    /* threads only where they pay: per class of run length (EMU_RUN_CLASSES: 1 tick, 2-3, 4-7, ... ticks; a
+     * timed sample's last tick holds the update, a tick's worth of which costs more), the last seconds per tick
+     * on one thread and on n_threads, and runs since the slower way was last tried (a host core taken by
+     * another process makes the threads' meetings slow). threads_forced (tests): 1 every run on the threads,
+     * -1 every run on one thread, 0 the rule. */
+    double tick_s_one[EMU_RUN_CLASSES], tick_s_threads[EMU_RUN_CLASSES];
+    uint32_t runs_since_probe[EMU_RUN_CLASSES];
+    int32_t threads_forced;
     uint64_t late_sends;              /* threaded runs: packets sent by packet handlers or user events (the
                                        * firmware sends none), which arrive after the next timers there */
     /* faults the router injects (functional and timed loops); n_faults 0: none */

@@ -575,10 +575,12 @@ void emu_timed_run(emu_chip_t *chip, emu_timed_t *t, int64_t until_ps)
     if (n_threads <= 1u || until_ps <= from_ps) {
         run_events(chip, t, until_ps, 1u);
     } else {  /* on the threads only where they pay, as the functional loop (chip_loop.c emu_run) */
-        const int threaded = emu_threads_pay(chip);
+        const double ticks = (double)(until_ps - from_ps) / (double)t->tick_ps;
+        const uint32_t n_ticks = ticks < 1.0 ? 1u : ticks > 4e9 ? 0xffffffffu : (uint32_t)ticks;
+        const int threaded = emu_threads_pay(chip, n_ticks);
         const double t0 = emu_seconds_now();
         run_events(chip, t, until_ps, threaded ? n_threads : 1u);
-        emu_threads_timed(chip, threaded, (emu_seconds_now() - t0) * (double)t->tick_ps / (double)(until_ps - from_ps));
+        emu_threads_timed(chip, n_ticks, threaded, (emu_seconds_now() - t0) / ticks);
     }
     if (until_ps > t->now_ps) t->now_ps = until_ps;
 }
