@@ -160,15 +160,16 @@ int emu_dma_copy(emu_chip_t *chip, const emu_dma_t *d)
     return dma_copy(chip, d, &chip->dma_faults, &chip->dma_bytes);
 }
 
-/* after a handler of `core`: drain it, then do every queued DMA transfer, each completion drained too */
-static void settle_core(emu_chip_t *chip, emu_stage_t *st, uint32_t core)
+/* after a handler of `core`: drain it, then do every queued DMA transfer, each completion drained too (its work
+ * added to *counts, the core's) */
+static void settle_core(emu_chip_t *chip, emu_stage_t *st, uint32_t core, fw_counts_t *counts)
 {
     uint32_t head = 0, tail = 0;
     drain(chip, st, &tail, core);
     while (head < tail) {
         const emu_dma_t d = st->dma_buf[head++];
         if (!dma_copy(chip, &d, &st->dma_faults, &st->dma_bytes) || !emu_core_ok(chip, d.core)) continue;
-        emu_add_counts(&chip->counts[d.core], fw_on_dma_done(chip->arenas[d.core], d.tag));
+        emu_add_counts(counts, fw_on_dma_done(chip->arenas[d.core], d.tag));  /* d.core is `core`: its own DMA */
         drain(chip, st, &tail, d.core);
     }
 }
@@ -262,7 +263,7 @@ static void deliver_all(run_t *r)
                     if (!emu_core_ok(chip, core)) continue;  /* stopped by a run-time error: nothing runs */
                     emu_add_counts(&chip->counts[core], fw_on_mc_packet(chip->arenas[core], key, payload));
                     chip->delivered++;
-                    settle_core(chip, &r->main, core);
+                    settle_core(chip, &r->main, core, &chip->counts[core]);
                 }
             }
         }
@@ -282,7 +283,7 @@ static void settle_chip(run_t *r)
         chip->user_pending[core] = 0u;
         if (!emu_core_ok(chip, core)) continue;
         emu_add_counts(&chip->counts[core], fw_on_user_event(chip->arenas[core]));
-        settle_core(chip, &r->main, core);
+        settle_core(chip, &r->main, core, &chip->counts[core]);
     }
 }
 
@@ -363,9 +364,15 @@ static void tick_phase(emu_chip_t *chip, emu_stage_t *shared, uint32_t n_packets
     emu_stage_t local = *shared, *st = &local;  /* the stages share cache lines: each thread writes its own copy */
     const uint32_t lo = st->core_lo, hi = st->core_hi;
     uint32_t got[FW_MAX_CORES];  /* packets each of this thread's cores received: its share of the pass's time */
+    /* the cores' work counts and seconds, added to the chip's once a phase: neighbouring cores' share cache
+     * lines, and writing them at every handler from two threads made the lines travel between the host cores */
+    fw_counts_t cnt[FW_MAX_CORES];
+    double secs[FW_MAX_CORES];
     double t0 = seconds_now();
     st->settle_pkt_len = st->settle_host_len = 0;
     memset(got + lo, 0, (hi - lo) * sizeof *got);
+    memset(cnt + lo, 0, (hi - lo) * sizeof *cnt);
+    memset(secs + lo, 0, (hi - lo) * sizeof *secs);
     /* in FIFO order, each packet to its destinations among this thread's cores, in core order: a pass over the
      * packets, not one per core (144 cores on 2 threads scanned every packet 72 times) */
     const uint32_t w_lo = lo / 32u, w_hi = hi ? (hi - 1u) / 32u : 0u;
@@ -380,27 +387,27 @@ static void tick_phase(emu_chip_t *chip, emu_stage_t *shared, uint32_t n_packets
             for (; bits; bits &= bits - 1u) {
                 const uint32_t core = 32u * w + (uint32_t)__builtin_ctz(bits);
                 if (!emu_core_ok(chip, core)) continue;
-                emu_add_counts(&chip->counts[core], fw_on_mc_packet(chip->arenas[core], p[1], p[2]));
+                emu_add_counts(&cnt[core], fw_on_mc_packet(chip->arenas[core], p[1], p[2]));
                 st->delivered++;
                 got[core]++;
-                settle_core(chip, st, core);
+                settle_core(chip, st, core, &cnt[core]);
             }
         }
     }
     if (st->delivered) {  /* the pass's time shared by the packets each core received */
         const double t1 = seconds_now(), per = (t1 - t0) / (double)st->delivered;
-        for (uint32_t core = lo; core < hi; ++core) chip->core_s[core] += per * (double)got[core];
+        for (uint32_t core = lo; core < hi; ++core) secs[core] += per * (double)got[core];
         t0 = t1;
     }
     for (uint32_t core = lo; core < hi; ++core) {  /* then the due user events, in core order */
         if (chip->user_pending[core]) {
             chip->user_pending[core] = 0u;
             if (emu_core_ok(chip, core)) {
-                emu_add_counts(&chip->counts[core], fw_on_user_event(chip->arenas[core]));
-                settle_core(chip, st, core);
+                emu_add_counts(&cnt[core], fw_on_user_event(chip->arenas[core]));
+                settle_core(chip, st, core, &cnt[core]);
             }
             const double t1 = seconds_now();
-            chip->core_s[core] += t1 - t0;
+            secs[core] += t1 - t0;
             t0 = t1;
         }
     }
@@ -408,12 +415,16 @@ static void tick_phase(emu_chip_t *chip, emu_stage_t *shared, uint32_t n_packets
     st->settle_host_len = st->host_len;
     for (uint32_t core = lo; core < hi; ++core) {
         if (timers && !chip->core_asleep[core] && emu_core_ok(chip, core)) {  /* each thread: its own cores */
-            emu_add_counts(&chip->counts[core], fw_on_timer(chip->arenas[core], tick));
-            settle_core(chip, st, core);
+            emu_add_counts(&cnt[core], fw_on_timer(chip->arenas[core], tick));
+            settle_core(chip, st, core, &cnt[core]);
         }
         const double t1 = seconds_now();
-        chip->core_s[core] += t1 - t0;
+        secs[core] += t1 - t0;
         t0 = t1;
+    }
+    for (uint32_t core = lo; core < hi; ++core) {
+        emu_add_counts(&chip->counts[core], cnt[core]);
+        chip->core_s[core] += secs[core];
     }
     if (route)  /* the timers' packets routed for the next phase (merge_stages counts the dropped ones in order) */
         for (uint32_t i = st->settle_pkt_len; i < st->pkt_len; ++i) {
@@ -717,7 +728,7 @@ static void emu_run_ticks(emu_chip_t *chip, uint32_t first_tick, uint32_t n_tick
             for (uint32_t core = 0; core < chip->n_cores; ++core) {
                 if (chip->core_asleep[core] || !emu_core_ok(chip, core)) continue;
                 emu_add_counts(&chip->counts[core], fw_on_timer(chip->arenas[core], first_tick + t));
-                settle_core(chip, &r.main, core);
+                settle_core(chip, &r.main, core, &chip->counts[core]);
             }
             settle_chip(&r);
         }
@@ -767,7 +778,7 @@ int32_t emu_host_msg(emu_chip_t *chip, uint32_t core, const uint32_t *msg, uint3
     if (!emu_core_ok(chip, core)) return -2;
     run_t r = run_begin(chip);
     emu_add_counts(&chip->counts[core], fw_on_host_msg(chip->arenas[core], msg, n_words));
-    settle_core(chip, &r.main, core);
+    settle_core(chip, &r.main, core, &chip->counts[core]);
     settle_chip(&r);
     run_end(&r);
     return 0;
