@@ -25,6 +25,22 @@ static void adam_block(const fw_config_t *cfg, float lr_t, uint32_t n, const flo
     }
 }
 
+/* gradient_sparse's entries [from, to) one at a time: the loop of every build, and the AVX2 loop's tail */
+static void gradient_sparse_from(const fw_config_t *cfg, uint32_t from, uint32_t to, const uint8_t *col,
+                                 const float *L, const float *r, float *acc, const float *eb)
+{
+    const float one_kappa = 1.0f - cfg->kappa, kappa = cfg->kappa;
+    for (uint32_t k = from; k < to; ++k) {
+        const uint32_t j = col[k];
+        if (r) {
+            const float sum_e = one_kappa * acc[k] + kappa * eb[k];
+            acc[k] = L[j] * acc[k] + r[j] * sum_e;
+        } else {
+            acc[k] = L[j] * acc[k];
+        }
+    }
+}
+
 #ifdef FW_VEC_X86
 /* The native build, on an AVX2 CPU: adam_block 8 weights at a time, each lane with adam_block's operations
  * in its order (no FMA; sqrt and division are IEEE-exact in both): the scalar bits (tested over the ISS).
@@ -89,15 +105,7 @@ static void gradient_sparse_avx2(const fw_config_t *cfg, uint32_t nnz, const uin
         }
         _mm256_storeu_ps(acc + k, g);
     }
-    for (; k < nnz; ++k) {
-        const uint32_t j = col[k];
-        if (r) {
-            const float sum_e = one_kappa * acc[k] + kappa * eb[k];
-            acc[k] = L[j] * acc[k] + r[j] * sum_e;
-        } else {
-            acc[k] = L[j] * acc[k];
-        }
-    }
+    gradient_sparse_from(cfg, k, nnz, col, L, r, acc, eb);
 }
 #endif
 
@@ -154,16 +162,7 @@ __attribute__((noinline)) static void gradient_sparse(const fw_config_t *cfg, ui
 #ifdef FW_VEC_X86
     if (__builtin_cpu_supports("avx2")) { gradient_sparse_avx2(cfg, nnz, col, L, r, acc, eb); return; }
 #endif
-    const float one_kappa = 1.0f - cfg->kappa, kappa = cfg->kappa;
-    for (uint32_t k = 0; k < nnz; ++k) {
-        const uint32_t j = col[k];
-        if (r) {
-            const float sum_e = one_kappa * acc[k] + kappa * eb[k];
-            acc[k] = L[j] * acc[k] + r[j] * sum_e;
-        } else {
-            acc[k] = L[j] * acc[k];
-        }
-    }
+    gradient_sparse_from(cfg, 0, nnz, col, L, r, acc, eb);
 }
 
 void adam_apply_sample(fw_header_t *h, uint8_t *arena, fw_counts_t *c)
