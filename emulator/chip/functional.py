@@ -311,12 +311,11 @@ class FunctionalChip:
         ffi, send = self.fw.ffi, self.fw.lib.emu_host_msg
         checked: dict[int, tuple[np.ndarray, Any]] = {}  # by id(words): the array (kept alive) and its pointer
         for core, words in messages:
+            self._check_core(core)
             got = checked.get(id(words))
             if got is None:
                 arr = self._host_words(core, words)
                 got = checked[id(words)] = (arr, ffi.cast("uint32_t *", ffi.from_buffer(arr)))
-            elif not 0 <= core < self.n_cores:
-                self._check_core(core)
             if send(self._chip, core, got[1], got[0].size) == -2:
                 raise self._stopped(core)
 

@@ -123,9 +123,9 @@ class ResultMsg:
     def parse(cls, words: np.ndarray) -> "ResultMsg | None":
         """The message in a core's uint32 words, or None when they are not one (checked once)."""
         words = np.asarray(words, dtype=np.uint32)
-        kind, head = _result_shape()
-        if len(words) < head or int(words[0]) != kind:
+        if not cls.is_result(words):
             return None
+        head = _result_shape()[1]
         floats = words.view(np.float32)
         return cls(sample_id=int(words[1]), label=int(words[2]), pred=int(words[3]),
                    loss=float(floats[4]), output_mean=floats[head:].copy())

@@ -34,10 +34,11 @@ static inline int emu_core_ok(emu_chip_t *chip, uint32_t core)
  * caller), back when every one has returned; returns n (1: no pool to be had, fn ran on the caller alone). */
 typedef void (*emu_job_fn)(void *arg, uint32_t thread, uint32_t n_threads);
 uint32_t emu_pool_run(emu_chip_t *chip, uint32_t n_threads, emu_job_fn fn, void *arg);
-/* whether the next run, of n_ticks, goes on the threads (the faster way per tick as last timed for runs of its
- * length class; the slower one timed again every 32 runs), and the seconds per tick a run took */
-int emu_threads_pay(emu_chip_t *chip, uint32_t n_ticks);
-void emu_threads_timed(emu_chip_t *chip, uint32_t n_ticks, int threaded, double s_per_tick);
+/* the threads the next run, of n_ticks, takes: 1, or the chip's where they pay (the faster way per tick as last
+ * timed for runs of its length class; the slower one timed again every 32 runs); then the seconds per tick the
+ * run took on them (kept where the chip has threads to choose from) */
+uint32_t emu_threads_choose(emu_chip_t *chip, uint32_t n_ticks);
+void emu_threads_timed(emu_chip_t *chip, uint32_t n_ticks, uint32_t n_threads, double s_per_tick);
 double emu_seconds_now(void);
 /* the words of the outbox entry at `at` of a core's outbox of `count` words (0: not a valid entry) */
 uint32_t emu_outbox_entry_words(const uint32_t *box, uint32_t at, uint32_t count);

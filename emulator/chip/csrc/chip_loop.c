@@ -678,7 +678,16 @@ static uint32_t run_class(uint32_t n_ticks)
     return c;
 }
 
-int emu_threads_pay(emu_chip_t *chip, uint32_t n_ticks)
+/* the host threads the chip has for a run: its n_threads, at most one a core; 1 without stages */
+static uint32_t threads_at_hand(const emu_chip_t *chip)
+{
+    if (!chip->stages) return 1u;
+    return chip->n_threads < chip->n_cores ? chip->n_threads : chip->n_cores;
+}
+
+/* whether the threads pay for a run of n_ticks: the faster way per tick as last timed for its class, each way
+ * timed first, the slower one again every PROBE_RUNS runs of the class */
+static int threads_pay(emu_chip_t *chip, uint32_t n_ticks)
 {
     if (chip->threads_forced) return chip->threads_forced > 0;
     const uint32_t c = run_class(n_ticks);
@@ -692,10 +701,17 @@ int emu_threads_pay(emu_chip_t *chip, uint32_t n_ticks)
     return faster;
 }
 
-void emu_threads_timed(emu_chip_t *chip, uint32_t n_ticks, int threaded, double s_per_tick)
+uint32_t emu_threads_choose(emu_chip_t *chip, uint32_t n_ticks)
 {
+    const uint32_t n = threads_at_hand(chip);
+    return n > 1u && threads_pay(chip, n_ticks) ? n : 1u;
+}
+
+void emu_threads_timed(emu_chip_t *chip, uint32_t n_ticks, uint32_t n_threads, double s_per_tick)
+{
+    if (threads_at_hand(chip) <= 1u) return;  /* no choice was made */
     const uint32_t c = run_class(n_ticks);
-    if (threaded) chip->tick_s_threads[c] = s_per_tick;
+    if (n_threads > 1u) chip->tick_s_threads[c] = s_per_tick;
     else chip->tick_s_one[c] = s_per_tick;
 }
 
@@ -703,16 +719,14 @@ static void emu_run_ticks(emu_chip_t *chip, uint32_t first_tick, uint32_t n_tick
 
 void emu_run(emu_chip_t *chip, uint32_t first_tick, uint32_t n_ticks)
 {
-    uint32_t n_threads = chip->n_threads < chip->n_cores ? chip->n_threads : chip->n_cores;
-    if (!chip->stages) n_threads = 1;
-    if (n_threads <= 1 || n_ticks == 0) {
-        emu_run_ticks(chip, first_tick, n_ticks, 1u);
+    if (n_ticks == 0) {
+        emu_run_ticks(chip, first_tick, 0u, 1u);
         return;
     }
-    const int threaded = emu_threads_pay(chip, n_ticks);
+    const uint32_t n_threads = emu_threads_choose(chip, n_ticks);
     const double t0 = seconds_now();
-    emu_run_ticks(chip, first_tick, n_ticks, threaded ? n_threads : 1u);
-    emu_threads_timed(chip, n_ticks, threaded, (seconds_now() - t0) / n_ticks);
+    emu_run_ticks(chip, first_tick, n_ticks, n_threads);
+    emu_threads_timed(chip, n_ticks, n_threads, (seconds_now() - t0) / n_ticks);
 }
 
 double emu_seconds_now(void) { return seconds_now(); }

@@ -569,18 +569,16 @@ static void run_events(emu_chip_t *chip, emu_timed_t *t, int64_t until_ps, uint3
 void emu_timed_run(emu_chip_t *chip, emu_timed_t *t, int64_t until_ps)
 {
     start(chip, t);
-    uint32_t n_threads = chip->n_threads < chip->n_cores ? chip->n_threads : chip->n_cores;
-    if (!chip->stages) n_threads = 1u;
     const int64_t from_ps = t->now_ps;
-    if (n_threads <= 1u || until_ps <= from_ps) {
+    if (until_ps <= from_ps) {
         run_events(chip, t, until_ps, 1u);
     } else {  /* on the threads only where they pay, as the functional loop (chip_loop.c emu_run) */
         const double ticks = (double)(until_ps - from_ps) / (double)t->tick_ps;
         const uint32_t n_ticks = ticks < 1.0 ? 1u : ticks > 4e9 ? 0xffffffffu : (uint32_t)ticks;
-        const int threaded = emu_threads_pay(chip, n_ticks);
+        const uint32_t n_threads = emu_threads_choose(chip, n_ticks);
         const double t0 = emu_seconds_now();
-        run_events(chip, t, until_ps, threaded ? n_threads : 1u);
-        emu_threads_timed(chip, n_ticks, threaded, (emu_seconds_now() - t0) / ticks);
+        run_events(chip, t, until_ps, n_threads);
+        emu_threads_timed(chip, n_ticks, n_threads, (emu_seconds_now() - t0) / ticks);
     }
     if (until_ps > t->now_ps) t->now_ps = until_ps;
 }
